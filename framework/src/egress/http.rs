@@ -1,0 +1,137 @@
+//! The metrics endpoint: `GET /metrics` (and `/`) on `web_server.bind_addr:port`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use metrics_exporter_prometheus::PrometheusHandle;
+use parking_lot::Mutex;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::clock;
+use crate::egress::prometheus::ScrapeRenderer;
+use crate::imdb::Imdb;
+use crate::selfmetrics::SCRAPE_DURATION;
+
+/// Content type of text exposition format 0.0.4.
+const EXPOSITION: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Everything a scrape needs.
+pub struct MetricsEndpoint {
+    imdb: Arc<Imdb>,
+    renderer: Mutex<ScrapeRenderer>,
+    self_metrics: Option<PrometheusHandle>,
+    /// Size of the previous response, to allocate the next one at once.
+    last_len: Mutex<usize>,
+}
+
+impl MetricsEndpoint {
+    /// An endpoint rendering `imdb` with `renderer`, followed by the daemon's own metrics.
+    pub fn new(
+        imdb: Arc<Imdb>,
+        renderer: ScrapeRenderer,
+        self_metrics: Option<PrometheusHandle>,
+    ) -> Self {
+        MetricsEndpoint {
+            imdb,
+            renderer: Mutex::new(renderer),
+            self_metrics,
+            last_len: Mutex::new(64 * 1024),
+        }
+    }
+
+    /// Renders one complete response body.
+    pub fn scrape(&self) -> Vec<u8> {
+        let start = Instant::now();
+        let mut out = Vec::with_capacity(*self.last_len.lock() + 4096);
+        self.renderer
+            .lock()
+            .render(&self.imdb, clock::now_ms(), &mut out);
+        metrics::gauge!("gala_gopher_daemon_imdb_series").set(self.imdb.series() as f64);
+        if let Some(h) = &self.self_metrics {
+            out.extend_from_slice(h.render().as_bytes());
+        }
+        *self.last_len.lock() = out.len();
+        metrics::histogram!(SCRAPE_DURATION).record(start.elapsed().as_secs_f64());
+        out
+    }
+}
+
+/// Serves `endpoint` on `listener` until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    endpoint: Arc<MetricsEndpoint>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!("metrics server: accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let endpoint = endpoint.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| handle(req, endpoint.clone()));
+            if let Err(e) = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!("metrics server: connection from {peer}: {e}");
+            }
+        });
+    }
+}
+
+/// Binds the metrics listener.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    endpoint: Arc<MetricsEndpoint>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    if !matches!(req.uri().path(), "/" | "/metrics") {
+        return Ok(plain(StatusCode::NOT_FOUND, "not found: try /metrics\n"));
+    }
+    if req.method() != Method::GET {
+        let mut resp = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+        resp.headers_mut().insert(ALLOW, HeaderValue::from_static("GET"));
+        return Ok(resp);
+    }
+    let body = match tokio::task::spawn_blocking(move || endpoint.scrape()).await {
+        Ok(body) => body,
+        Err(e) => {
+            tracing::error!("metrics server: render failed: {e}");
+            return Ok(plain(StatusCode::INTERNAL_SERVER_ERROR, "render failed\n"));
+        }
+    };
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(EXPOSITION));
+    Ok(resp)
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    resp
+}

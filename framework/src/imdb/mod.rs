@@ -1,0 +1,201 @@
+//! The in-memory DB: one table per meta table, holding the latest report of every series.
+//!
+//! A series is identified by the values of its table's `key` fields. A new report of a series
+//! replaces the previous one (the original appended every report and rendered duplicates), so
+//! any number of scrapers read the same latest values. Records not refreshed within
+//! `record_timeout` are invisible to readers and removed by [`Imdb::sweep`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use gala_meta::{Registry, TableId, TableMeta};
+use hashbrown::HashMap;
+use parking_lot::{Mutex, MutexGuard};
+
+/// Limits of the in-memory DB (the `imdb` config section).
+#[derive(Clone, Copy, Debug)]
+pub struct ImdbLimits {
+    /// Most series a table holds; a report of a new series beyond it is dropped.
+    pub max_records: usize,
+    /// A series not reported for this long disappears, in milliseconds.
+    pub record_timeout_ms: u64,
+}
+
+/// Why [`Imdb::upsert`] refused a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum UpsertError {
+    /// The table already holds `max_records` series and this one is new.
+    #[error("table full")]
+    TableFull,
+}
+
+/// The latest report of one series.
+#[derive(Debug)]
+pub struct Record {
+    /// The record line after `|<table>|`: `v1|v2|...|vN|`, exactly the table's fields.
+    line: Vec<u8>,
+    /// When the series was last reported (milliseconds of [`crate::clock`]).
+    updated_ms: u64,
+    /// Table-wide sequence number of the last update; lets log egress find fresh records.
+    seq: u64,
+}
+
+impl Record {
+    /// The stored values, one slice per field, in meta order (null values are empty or `(null)`).
+    pub fn values<'a>(&'a self, out: &mut Vec<&'a [u8]>) {
+        out.clear();
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'|', &self.line) {
+            out.push(&self.line[start..end]);
+            start = end + 1;
+        }
+    }
+
+    /// When the series was last reported, in milliseconds of [`crate::clock`].
+    pub fn updated_ms(&self) -> u64 {
+        self.updated_ms
+    }
+
+    /// Table-wide sequence number of the last update.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
+/// The series of one meta table.
+#[derive(Debug, Default)]
+pub struct Table {
+    /// Series by key: the key field values joined with `|`.
+    records: HashMap<Box<[u8]>, Record>,
+    /// Sequence number given to the next update.
+    next_seq: u64,
+}
+
+impl Table {
+    /// Iterates over the series reported at or after `fresh_since_ms`.
+    pub fn live(&self, fresh_since_ms: u64) -> impl Iterator<Item = &Record> {
+        self.records
+            .values()
+            .filter(move |r| r.updated_ms >= fresh_since_ms)
+    }
+
+    /// Number of series stored (live or not yet swept).
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether the table holds no series.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Sequence number the next update will get; records with a lower one are older.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+}
+
+/// The in-memory DB shared by ingress (writers) and egress (readers).
+pub struct Imdb {
+    registry: Arc<Registry>,
+    tables: Vec<Mutex<Table>>,
+    limits: ImdbLimits,
+    series: AtomicU64,
+}
+
+impl Imdb {
+    /// An empty DB with one table per registry table.
+    pub fn new(registry: Arc<Registry>, limits: ImdbLimits) -> Self {
+        let tables = (0..registry.len())
+            .map(|_| Mutex::new(Table::default()))
+            .collect();
+        Imdb {
+            registry,
+            tables,
+            limits,
+            series: AtomicU64::new(0),
+        }
+    }
+
+    /// The meta registry the tables follow.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// The configured limits.
+    pub fn limits(&self) -> ImdbLimits {
+        self.limits
+    }
+
+    /// Locks one table for reading or writing.
+    pub fn lock(&self, id: TableId) -> MutexGuard<'_, Table> {
+        self.tables[id.0 as usize].lock()
+    }
+
+    /// Stores a validated report; `values` are the table's fields in meta order and `line`
+    /// is the text they were split from. `key` is scratch space reused between calls.
+    pub fn upsert(
+        &self,
+        table: &mut Table,
+        meta: &TableMeta,
+        values: &[&[u8]],
+        line: &[u8],
+        now_ms: u64,
+        key: &mut Vec<u8>,
+    ) -> Result<(), UpsertError> {
+        key.clear();
+        for &i in &meta.key_idx {
+            key.extend_from_slice(values[i]);
+            key.push(b'|');
+        }
+        let seq = table.next_seq;
+        table.next_seq += 1;
+        if let Some(rec) = table.records.get_mut(key.as_slice()) {
+            rec.line.clear();
+            rec.line.extend_from_slice(line);
+            rec.updated_ms = now_ms;
+            rec.seq = seq;
+            return Ok(());
+        }
+        if table.records.len() >= self.limits.max_records {
+            return Err(UpsertError::TableFull);
+        }
+        table.records.insert(
+            key.as_slice().into(),
+            Record {
+                line: line.to_vec(),
+                updated_ms: now_ms,
+                seq,
+            },
+        );
+        self.series.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The oldest `updated_ms` a live record may have at `now_ms`.
+    pub fn fresh_since(&self, now_ms: u64) -> u64 {
+        now_ms.saturating_sub(self.limits.record_timeout_ms)
+    }
+
+    /// Removes the series not reported within `record_timeout`; returns how many went.
+    pub fn sweep(&self, now_ms: u64) -> usize {
+        let since = self.fresh_since(now_ms);
+        let mut removed = 0;
+        for table in &self.tables {
+            let mut t = table.lock();
+            let before = t.records.len();
+            t.records.retain(|_, r| r.updated_ms >= since);
+            removed += before - t.records.len();
+        }
+        self.series.fetch_sub(removed as u64, Ordering::Relaxed);
+        removed
+    }
+
+    /// Number of series stored across all tables.
+    pub fn series(&self) -> u64 {
+        self.series.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,61 @@
+use super::*;
+use crate::testutil::{demo_imdb, store};
+
+fn conn_values(imdb: &Imdb, since: u64) -> Vec<String> {
+    let id = imdb.registry().lookup(b"demo_conn").unwrap();
+    let t = imdb.lock(id);
+    let mut out: Vec<String> = t
+        .live(since)
+        .map(|r| {
+            let mut v = Vec::new();
+            r.values(&mut v);
+            v.iter().map(|x| String::from_utf8_lossy(x)).collect::<Vec<_>>().join(",")
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn a_new_report_replaces_the_series_by_key() {
+    let imdb = demo_imdb(10, 60_000);
+    store(&imdb, "|demo_conn|c1|1|1.0|", 0).unwrap();
+    store(&imdb, "|demo_conn|c2|5|1.0|", 0).unwrap();
+    store(&imdb, "|demo_conn|c1|2|3.0|", 10).unwrap();
+    assert_eq!(conn_values(&imdb, 0), vec!["c1,2,3.0", "c2,5,1.0"]);
+    assert_eq!(imdb.series(), 2);
+}
+
+#[test]
+fn a_full_table_refuses_new_series_but_updates_known_ones() {
+    let imdb = demo_imdb(2, 60_000);
+    store(&imdb, "|demo_conn|a|1|1|", 0).unwrap();
+    store(&imdb, "|demo_conn|b|1|1|", 0).unwrap();
+    assert_eq!(store(&imdb, "|demo_conn|c|1|1|", 0), Err(UpsertError::TableFull));
+    store(&imdb, "|demo_conn|a|9|1|", 0).unwrap();
+    assert_eq!(conn_values(&imdb, 0), vec!["a,9,1", "b,1,1"]);
+}
+
+#[test]
+fn stale_series_are_hidden_then_swept() {
+    let imdb = demo_imdb(10, 1_000);
+    store(&imdb, "|demo_conn|old|1|1|", 0).unwrap();
+    store(&imdb, "|demo_conn|new|1|1|", 900).unwrap();
+    assert_eq!(conn_values(&imdb, imdb.fresh_since(1_500)), vec!["new,1,1"]);
+    assert_eq!(imdb.sweep(1_500), 1);
+    assert_eq!(imdb.series(), 1);
+    assert_eq!(imdb.sweep(10_000), 1);
+    assert_eq!(imdb.series(), 0);
+}
+
+#[test]
+fn sequence_numbers_mark_fresh_updates() {
+    let imdb = demo_imdb(10, 60_000);
+    let id = imdb.registry().lookup(b"demo_conn").unwrap();
+    store(&imdb, "|demo_conn|a|1|1|", 0).unwrap();
+    let mark = imdb.lock(id).next_seq();
+    store(&imdb, "|demo_conn|b|1|1|", 0).unwrap();
+    let t = imdb.lock(id);
+    let fresh: Vec<u64> = t.live(0).filter(|r| r.seq() >= mark).map(Record::seq).collect();
+    assert_eq!(fresh, vec![mark]);
+}

@@ -1,0 +1,70 @@
+use super::*;
+use crate::testutil::demo_imdb;
+
+fn dropped(p: &LineProcessor, r: DropReason) -> u64 {
+    p.dropped[r.index()]
+}
+
+#[test]
+fn good_records_are_stored_and_bad_ones_counted_by_reason() {
+    let imdb = demo_imdb(2, 60_000);
+    let mut p = LineProcessor::new("demo", imdb.clone());
+    let lines: &[(&str, Option<DropReason>)] = &[
+        ("|demo_conn|c1|1|1|", None),
+        ("|demo_conn|c1|2|1|extra-ignored", None),
+        ("|nope|1|", Some(DropReason::UnknownTable)),
+        ("|demo_conn|c2|1|", Some(DropReason::FieldCount)),
+        ("|demo_conn||1|1|", Some(DropReason::EmptyKey)),
+        ("|demo_conn|c3|x|1|", Some(DropReason::NonNumeric)),
+        ("|demo_latency|1|GET|2 10 5 20 4 1 1|", Some(DropReason::BadHistogram)),
+        ("||1|", Some(DropReason::BadTableName)),
+        ("|event|a||m|", Some(DropReason::BadEvent)),
+        ("|demo_conn|c4|1|1|", None),
+        ("|demo_conn|c5|1|1|", Some(DropReason::TableFull)),
+        ("[ERROR] a log line", None),
+        ("", None),
+    ];
+    for (line, _) in lines {
+        p.line(line.as_bytes(), 0);
+    }
+    for r in DropReason::ALL {
+        let want = lines.iter().filter(|(_, d)| *d == Some(r)).count() as u64;
+        assert_eq!(dropped(&p, r), want, "{r:?}");
+    }
+    assert_eq!(p.received, 3);
+    assert_eq!(imdb.series(), 2);
+    p.flush();
+    assert_eq!(p.received, 0, "flush publishes and resets");
+}
+
+#[test]
+fn level_prefixes_are_recognised() {
+    assert_eq!(split_level(b"[WARN] x"), (Some(tracing::Level::WARN), &b"x"[..]));
+    assert_eq!(split_level(b"[ERROR]y"), (Some(tracing::Level::ERROR), &b"y"[..]));
+    assert_eq!(split_level(b"plain"), (None, &b"plain"[..]));
+}
+
+#[tokio::test]
+async fn reads_a_stream_to_its_end_with_a_final_unterminated_line() {
+    let imdb = demo_imdb(10, 60_000);
+    let p = LineProcessor::new("demo", imdb.clone());
+    let input: &[u8] = b"|demo_conn|a|1|1|\n|demo_conn|b|1|1|\n|demo_conn|c|1|1|";
+    read_probe_output(input, p, 1024).await.unwrap();
+    assert_eq!(imdb.series(), 3);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(500))]
+    /// Arbitrary bytes never panic ingress and never store more than the limit.
+    #[test]
+    fn arbitrary_lines_never_panic(lines in proptest::collection::vec(
+        proptest::collection::vec(proptest::sample::select(
+            b"|demo_conn|latency c1 0123456789.eE-+(null)x\r".to_vec()), 0..40), 0..30)) {
+        let imdb = demo_imdb(4, 60_000);
+        let mut p = LineProcessor::new("fuzz", imdb.clone());
+        for l in &lines {
+            p.line(l, 0);
+        }
+        proptest::prop_assert!(imdb.series() <= 8);
+    }
+}

@@ -1,0 +1,14 @@
+//! The gala-gopher daemon as a library: configuration, ingress, imdb and egress.
+pub mod clock;
+pub mod config;
+pub mod egress;
+pub mod identity;
+pub mod imdb;
+pub mod ingress;
+pub mod logging;
+pub mod probes;
+pub mod ratelimit;
+pub mod selfmetrics;
+pub mod textcheck;
+#[cfg(test)]
+pub(crate) mod testutil;

@@ -1,0 +1,267 @@
+//! `gala-gopher`: the daemon's command line, start-up and shutdown.
+
+use std::fs::File;
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{ArgAction, Parser};
+use gala_meta::{custom_meta_path, MetaLimits, Registry};
+use gala_gopher::config::{probes_init_override, Config, Loaded, MetricChannel, DEFAULT_CONFIG_PATH};
+use gala_gopher::egress::http::{self, MetricsEndpoint};
+use gala_gopher::egress::metric_log::{MetricLogFormat, MetricLogWriter};
+use gala_gopher::egress::prometheus::ScrapeRenderer;
+use gala_gopher::identity::HostIdentity;
+use gala_gopher::imdb::{Imdb, ImdbLimits};
+use gala_gopher::probes::{self, init_file, CustomProbe, ProbeProcess};
+use gala_gopher::{clock, logging, selfmetrics};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+
+/// Time a probe gets to exit after SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// gala-gopher: host observability agent (Rust edition).
+#[derive(Parser, Debug)]
+#[command(name = "gala-gopher", disable_version_flag = true)]
+struct Args {
+    /// Configuration file.
+    #[arg(short = 'c', long = "config_path", visible_alias = "config", default_value = DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+    /// Check the configuration, meta files and custom probes, print a summary and exit.
+    #[arg(long)]
+    check: bool,
+    /// Print the version and exit.
+    #[arg(short = 'v', long = "version", action = ArgAction::Version)]
+    version: Option<bool>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let loaded = match Config::load(&args.config) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("gala-gopher: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build();
+    let result = match runtime {
+        Ok(rt) => rt.block_on(run(loaded, args.check)),
+        Err(e) => Err(e).context("starting the async runtime"),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("gala-gopher: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(loaded: Loaded, check_only: bool) -> Result<()> {
+    let config = loaded.config;
+    let _log = logging::init(
+        config.global.log_level.as_str(),
+        (!check_only).then(|| (config.logs.debug_dir.clone(), config.global.log_file_name.clone())),
+    )?;
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    let custom = probes::custom::load(&config.paths.custom_probes)?;
+    let registry = Arc::new(load_registry(&config, &custom)?);
+    for w in registry.entity_warnings() {
+        tracing::warn!("{w}");
+    }
+    if check_only {
+        println!(
+            "configuration OK: {} tables, {} custom probes",
+            registry.len(),
+            custom.len()
+        );
+        return Ok(());
+    }
+    let _pid_lock = lock_pid_file(&config.paths.pid_file())?;
+    let host_root = std::env::var_os("GOPHER_HOST_PATH").map_or_else(|| PathBuf::from("/"), PathBuf::from);
+    let identity = HostIdentity::detect(&host_root, &config.paths.machine_id_file)?;
+    let machine_id = identity.machine_id();
+    tracing::info!(machine_id, tables = registry.len(), "starting");
+
+    let imdb = Arc::new(Imdb::new(
+        registry.clone(),
+        ImdbLimits {
+            max_records: config.imdb.max_records_num,
+            record_timeout_ms: config.imdb.record_timeout.as_millis() as u64,
+        },
+    ));
+    let self_metrics = selfmetrics::install();
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    let legacy = config.web_server.legacy_histogram;
+    match config.metric.out_channel {
+        MetricChannel::WebServer => {
+            let server = &config.web_server.server;
+            if server.ssl_auth {
+                bail!("web_server.ssl_auth = \"on\" is not supported by this build yet");
+            }
+            let ip: IpAddr = server
+                .bind_addr
+                .parse()
+                .with_context(|| format!("web_server.bind_addr {:?}", server.bind_addr))?;
+            let addr = SocketAddr::new(ip, server.port);
+            let listener = http::bind(addr)
+                .await
+                .with_context(|| format!("binding the metrics server to {addr}"))?;
+            let renderer = ScrapeRenderer::new(&registry, &machine_id, legacy);
+            let endpoint = Arc::new(MetricsEndpoint::new(imdb.clone(), renderer, self_metrics.clone()));
+            tracing::info!("metrics on http://{addr}/metrics");
+            tokio::spawn(http::serve(listener, endpoint, shutdown.clone()));
+        }
+        MetricChannel::Logs | MetricChannel::Json => {
+            let format = if config.metric.out_channel == MetricChannel::Json {
+                MetricLogFormat::Json
+            } else {
+                MetricLogFormat::Text
+            };
+            let writer = MetricLogWriter::new(
+                imdb.clone(),
+                format,
+                config.logs.metric_dir.clone(),
+                config.logs.metric_total_size,
+                machine_id.clone(),
+                legacy,
+            )?;
+            tokio::spawn(writer.run(Duration::from_secs(1), shutdown.clone()));
+        }
+        MetricChannel::Kafka | MetricChannel::Off => {
+            tracing::warn!(
+                "metric.out_channel = {:?}: metrics are stored but not exported by this build",
+                config.metric.out_channel.as_str()
+            );
+        }
+    }
+
+    let running = start_probes(&config, &custom, &imdb).await;
+    tokio::spawn(housekeeping(imdb.clone(), self_metrics, shutdown.clone()));
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+    let _ = shutdown_tx.send(true);
+    let stops: Vec<_> = running
+        .into_iter()
+        .map(|p| tokio::spawn(p.stop(STOP_GRACE)))
+        .collect();
+    for s in stops {
+        let _ = s.await;
+    }
+    let _ = std::fs::remove_file(config.paths.pid_file());
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Loads the meta files of the meta dir and of every custom probe.
+fn load_registry(config: &Config, custom: &[CustomProbe]) -> Result<Registry> {
+    let limits = MetaLimits {
+        max_fields: config.imdb.max_metrics_num,
+    };
+    let mut registry = Registry::new();
+    registry.load_dir(&config.paths.meta_dir, &limits)?;
+    for probe in custom {
+        registry
+            .load_file(&custom_meta_path(&probe.bin), &limits)
+            .with_context(|| format!("meta file of custom probe {}", probe.name))?;
+    }
+    registry.check_max_tables(config.imdb.max_tables_num)?;
+    Ok(registry)
+}
+
+/// Takes the singleton lock: an exclusive `flock` on the pid file, which holds our pid.
+fn lock_pid_file(path: &Path) -> Result<nix::fcntl::Flock<File>> {
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(dir)
+            .with_context(|| format!("creating run dir {}", dir.display()))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o640)
+        .open(path)
+        .with_context(|| format!("opening pid file {}", path.display()))?;
+    let mut lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, e)| anyhow::anyhow!("{}: another gala-gopher is running ({e})", path.display()))?;
+    lock.set_len(0)?;
+    writeln!(lock, "{}", std::process::id())?;
+    Ok(lock)
+}
+
+/// Starts the probes that `probes.init` (or `GOPHER_PROBES_INIT`) wants running. A bad line
+/// or a probe that cannot start is logged with its line number; the others still start.
+async fn start_probes(config: &Config, custom: &[CustomProbe], imdb: &Arc<Imdb>) -> Vec<ProbeProcess> {
+    let path = &config.paths.probes_init;
+    let text = match probes_init_override(&|v| std::env::var(v).ok()) {
+        Some(text) => text,
+        None => match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => {
+                tracing::error!("{}: {e}", path.display());
+                String::new()
+            }
+        },
+    };
+    let (entries, errors) = init_file::parse(&text);
+    for e in errors {
+        tracing::error!("{}:{e}", path.display());
+    }
+    let mut running = Vec::new();
+    for entry in entries.iter().filter(|e| e.wants_running()) {
+        let spawned = probes::resolve(&entry.probe, &config.paths.extend_probe_dir, custom)
+            .map_err(anyhow::Error::from)
+            .and_then(|p| {
+                ProbeProcess::spawn(&p.name, &p.bin, imdb.clone(), config.ingress.max_line_len)
+                    .with_context(|| format!("starting {}", p.bin.display()))
+            });
+        match spawned {
+            Ok(p) => running.push(p),
+            Err(e) => tracing::error!("{}:line {}: {e:#}", path.display(), entry.line),
+        }
+    }
+    running
+}
+
+/// Once a second: ages out stale series and refreshes the self-metrics.
+async fn housekeeping(
+    imdb: Arc<Imdb>,
+    self_metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let expired = metrics::counter!("gala_gopher_daemon_imdb_series_expired_total");
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let removed = imdb.sweep(clock::now_ms());
+        expired.increment(removed as u64);
+        if let Some(h) = &self_metrics {
+            h.run_upkeep();
+        }
+    }
+}

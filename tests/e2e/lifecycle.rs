@@ -1,0 +1,136 @@
+//! Series aging, non-destructive scrapes, start-up errors and probe clean-up at exit.
+
+use std::time::{Duration, Instant};
+
+use gala_e2e::{process_exists, Sandbox, Samples, DEMO_META, IMDB_DEFAULT};
+
+/// The demo samples of a scrape, sorted, without the daemon's own metrics.
+fn demo_samples(s: &Samples) -> Vec<String> {
+    let mut v: Vec<String> = s
+        .0
+        .iter()
+        .filter(|x| x.name.starts_with("gala_gopher_demo_"))
+        .map(|x| format!("{} {:?} {}", x.name, x.labels, x.value))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_series_that_stops_disappears_after_record_timeout_and_scrapes_repeat() {
+    let mut sandbox = Sandbox::new();
+    // "gone" is reported once, "alive" every 200 ms.
+    let probe = "#!/bin/sh\nprintf '%s\\n' '|demo_conn|gone|1|1|'\nwhile :; do printf '%s\\n' '|demo_conn|alive|2|2|'; sleep 0.2; done\n";
+    sandbox.add_custom_probe("demo", probe, DEMO_META);
+    sandbox.write_probes_init("demo {\"state\": \"running\"}\n");
+    sandbox.write_config(
+        "max_tables_num = 1024; max_records_num = 1024; max_metrics_num = 64; record_timeout = 2;",
+        "",
+    );
+    let daemon = sandbox.start();
+    let s = daemon.wait_for(Duration::from_secs(10), "both series", |s| {
+        !s.find("gala_gopher_demo_conn_tx_bytes", &[("conn", "gone")]).is_empty()
+            && !s.find("gala_gopher_demo_conn_tx_bytes", &[("conn", "alive")]).is_empty()
+    });
+    // Two scrapes in a row return the same series: scraping consumes nothing.
+    let again = Samples::parse(&daemon.scrape());
+    assert_eq!(demo_samples(&s), demo_samples(&again));
+    let started = Instant::now();
+    let s = daemon.wait_for(Duration::from_secs(10), "'gone' to age out", |s| {
+        s.find("gala_gopher_demo_conn_tx_bytes", &[("conn", "gone")]).is_empty()
+    });
+    assert!(started.elapsed() < Duration::from_secs(4));
+    assert_eq!(
+        s.value("gala_gopher_demo_conn_tx_bytes", &[("conn", "alive")]),
+        Some("2"),
+        "a series still reported stays"
+    );
+}
+
+#[test]
+fn sigterm_stops_probes_and_their_children_even_when_they_ignore_it() {
+    let mut sandbox = Sandbox::new();
+    let dir = sandbox.path().to_path_buf();
+    // The probe records its pid and a child's pid, ignores SIGTERM and never exits.
+    let probe = format!(
+        "#!/bin/sh\ntrap '' TERM\nsleep 600 &\necho $! > {d}/child.pid\necho $$ > {d}/probe.pid\nwhile :; do printf '%s\\n' '|demo_conn|x|1|1|'; sleep 0.2; done\n",
+        d = dir.display()
+    );
+    sandbox.add_custom_probe("demo", &probe, DEMO_META);
+    sandbox.write_probes_init("demo {\"state\": \"running\"}\n");
+    sandbox.write_config(IMDB_DEFAULT, "");
+    let daemon = sandbox.start();
+    daemon.wait_for(Duration::from_secs(10), "probe output", |s| {
+        !s.find("gala_gopher_demo_conn_tx_bytes", &[]).is_empty()
+    });
+    let read_pid = |f: &str| -> u32 {
+        std::fs::read_to_string(dir.join(f))
+            .expect("pid file")
+            .trim()
+            .parse()
+            .expect("pid")
+    };
+    let (probe_pid, child_pid) = (read_pid("probe.pid"), read_pid("child.pid"));
+    assert!(process_exists(probe_pid) && process_exists(child_pid));
+    let started = Instant::now();
+    let status = daemon.terminate();
+    let took = started.elapsed();
+    assert!(status.success(), "daemon exit status {status}");
+    assert!(took < Duration::from_secs(7), "stop took {took:?} (grace 5 s)");
+    assert!(took >= Duration::from_secs(4), "the probe ignored SIGTERM, so it got the grace period");
+    // Reaped by the daemon (no zombie left) and the whole group is gone (no orphan).
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!process_exists(probe_pid), "probe {probe_pid} survived");
+    assert!(!process_exists(child_pid), "probe child {child_pid} survived");
+    assert!(!dir.join("run/gala-gopher.pid").exists(), "pid file removed");
+}
+
+#[test]
+fn a_bad_config_stops_startup_with_file_and_line() {
+    let sandbox = Sandbox::new();
+    let conf = sandbox.write_config(
+        "max_tables_num = 5000; max_records_num = 1024; max_metrics_num = 64; record_timeout = 60;",
+        "",
+    );
+    let out = sandbox.command().output().expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("{}:5", conf.display())), "{err}");
+    assert!(err.contains("imdb.max_tables_num"), "{err}");
+}
+
+#[test]
+fn a_bad_meta_file_stops_startup_with_file_and_line() {
+    let sandbox = Sandbox::new();
+    sandbox.write_meta(
+        "bad.meta",
+        "version = \"1.0.0\";\nmeasurements: (\n  { table_name: \"t\"; entity_name: \"e\";\n    fields: ( { description: \"d\"; type: \"gauge\"; name: \"v\"; } ); }\n);\n",
+    );
+    sandbox.write_config(IMDB_DEFAULT, "");
+    let out = sandbox.command().output().expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let meta = sandbox.path().join("meta/bad.meta");
+    assert!(err.contains(&format!("{}:3", meta.display())), "{err}");
+    assert!(err.contains("key"), "names the missing key field: {err}");
+}
+
+#[test]
+fn a_probe_that_cannot_start_does_not_stop_the_others() {
+    let mut sandbox = Sandbox::new();
+    let probe = "#!/bin/sh\nwhile :; do printf '%s\\n' '|demo_conn|ok|1|1|'; sleep 0.2; done\n";
+    sandbox.add_custom_probe("demo", probe, DEMO_META);
+    sandbox.write_probes_init(
+        "tcp {\"state\": \"running\"}\nnosuchprobe {\"state\": \"running\"}\nbroken {\ndemo {\"state\": \"running\"}\n",
+    );
+    sandbox.write_config(IMDB_DEFAULT, "");
+    let daemon = sandbox.start();
+    daemon.wait_for(Duration::from_secs(10), "demo output", |s| {
+        !s.find("gala_gopher_demo_conn_tx_bytes", &[("conn", "ok")]).is_empty()
+    });
+    assert!(daemon.terminate().success());
+    let log = std::fs::read_to_string(sandbox.path().join("log/debug/gopher.log")).unwrap_or_default();
+    for want in ["line 1", "tcpprobe", "line 2", "invalid probe name nosuchprobe", "line 3"] {
+        assert!(log.contains(want), "debug log lacks {want:?}:\n{log}");
+    }
+}

@@ -1,0 +1,152 @@
+//! The daemon's Prometheus endpoint, checked with promtool and a real Prometheus server.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gala_e2e::{free_port, http_get, Sandbox, DEMO_META, IMDB_DEFAULT};
+
+const DEMO_PROBE: &str = r#"#!/bin/sh
+while :; do
+  printf '%s\n' '|demo_latency|8080|GET|3 10 2 100 5 1000 6 4213 950|'
+  printf '%s\n' '|demo_conn|c1|1000|1.5|'
+  printf '%s\n' '|demo_conn|c2"q\x|7|2|'
+  sleep 0.2
+done
+"#;
+
+fn demo_daemon(sandbox: &mut Sandbox) -> gala_e2e::Daemon {
+    sandbox.add_custom_probe("demo", DEMO_PROBE, DEMO_META);
+    sandbox.write_probes_init("demo {\"state\": \"running\"}\n");
+    sandbox.write_config(IMDB_DEFAULT, "");
+    sandbox.start()
+}
+
+#[test]
+fn scrape_has_names_labels_values_help_and_type() {
+    let mut sandbox = Sandbox::new();
+    let daemon = demo_daemon(&mut sandbox);
+    let s = daemon.wait_for(Duration::from_secs(10), "demo samples", |s| {
+        !s.find("gala_gopher_demo_conn_tx_bytes", &[]).is_empty()
+            && !s.find("gala_gopher_demo_http_latency_bucket", &[]).is_empty()
+    });
+    let c1 = s.find("gala_gopher_demo_conn_tx_bytes", &[("conn", "c1")]);
+    assert_eq!(c1.len(), 1, "one series per key: {c1:?}");
+    assert_eq!(c1[0].value, "1000");
+    let machine_id = &c1[0].labels["machine_id"];
+    assert!(machine_id.starts_with("e2e-uuid-"), "{machine_id}");
+    assert_eq!(s.value("gala_gopher_demo_conn_srtt", &[("conn", "c1")]), Some("1.5"));
+    assert_eq!(
+        s.value("gala_gopher_demo_conn_tx_bytes", &[("conn", "c2\"q\\x")]),
+        Some("7"),
+        "quote and backslash in a label value are escaped and parse back"
+    );
+    let h = [("port", "8080"), ("method", "GET")];
+    let bucket = |le| {
+        let mut l = h.to_vec();
+        l.push(("le", le));
+        s.value("gala_gopher_demo_http_latency_bucket", &l).map(str::to_string)
+    };
+    assert_eq!(bucket("10").as_deref(), Some("2"));
+    assert_eq!(bucket("100").as_deref(), Some("5"));
+    assert_eq!(bucket("1000").as_deref(), Some("6"));
+    assert_eq!(bucket("+Inf").as_deref(), Some("6"));
+    assert_eq!(s.value("gala_gopher_demo_http_latency_sum", &h), Some("4213"));
+    assert_eq!(s.value("gala_gopher_demo_http_latency_count", &h), Some("6"));
+    assert_eq!(s.value("gala_gopher_demo_http_latency_max", &h), Some("950"));
+
+    let text = daemon.scrape();
+    for line in [
+        "# HELP gala_gopher_demo_conn_tx_bytes bytes sent",
+        "# TYPE gala_gopher_demo_conn_tx_bytes counter",
+        "# TYPE gala_gopher_demo_conn_srtt gauge",
+        "# HELP gala_gopher_demo_http_latency request latency in ms",
+        "# TYPE gala_gopher_demo_http_latency histogram",
+        "# TYPE gala_gopher_demo_http_latency_max gauge",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");
+    }
+    // The daemon's own metrics share the endpoint.
+    assert!(text.contains("gala_gopher_daemon_records_received_total{probe=\"demo\"}"));
+}
+
+#[test]
+fn promtool_finds_no_parse_error() {
+    let mut sandbox = Sandbox::new();
+    let daemon = demo_daemon(&mut sandbox);
+    daemon.wait_for(Duration::from_secs(10), "demo samples", |s| {
+        !s.find("gala_gopher_demo_http_latency_bucket", &[]).is_empty()
+    });
+    let text = daemon.scrape();
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus) must be installed");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("feed promtool");
+    let out = child.wait_with_output().expect("promtool");
+    let report = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    // Exit 1 = the exposition does not parse; 3 = lint advice only (e.g. counter naming).
+    assert_ne!(out.status.code(), Some(1), "promtool: {report}\n{text}");
+    assert!(!report.contains("error while linting"), "promtool: {report}");
+}
+
+#[test]
+fn real_prometheus_scrapes_the_daemon() {
+    let mut sandbox = Sandbox::new();
+    let daemon = demo_daemon(&mut sandbox);
+    daemon.wait_for(Duration::from_secs(10), "demo samples", |s| {
+        !s.find("gala_gopher_demo_conn_tx_bytes", &[]).is_empty()
+    });
+    let prom_port = free_port();
+    let dir = sandbox.path().join("prometheus");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let cfg = dir.join("prometheus.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: gala\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
+            sandbox.metrics_port
+        ),
+    )
+    .expect("write prometheus.yml");
+    let mut prom = Command::new("prometheus")
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus (Debian package prometheus) must be installed");
+    let query = "/api/v1/query?query=gala_gopher_demo_conn_tx_bytes%7Bconn%3D%22c1%22%7D";
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let result = loop {
+        if let Ok((200, body)) = http_get(prom_port, query) {
+            let v: serde_json::Value = serde_json::from_str(&body).expect("prometheus json");
+            let result = v["data"]["result"].clone();
+            if result.as_array().is_some_and(|r| !r.is_empty()) {
+                break result;
+            }
+        }
+        if Instant::now() > deadline {
+            let _ = prom.kill();
+            panic!("prometheus never returned the sample");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let _ = prom.kill();
+    let _ = prom.wait();
+    let metric = &result[0]["metric"];
+    assert_eq!(metric["__name__"], "gala_gopher_demo_conn_tx_bytes");
+    assert_eq!(metric["conn"], "c1");
+    assert!(metric["machine_id"].as_str().is_some_and(|m| m.starts_with("e2e-uuid-")));
+    assert_eq!(result[0]["value"][1], "1000");
+    drop(daemon);
+}

@@ -1,0 +1,376 @@
+//! Helpers shared by the end-to-end tests: a sandbox directory holding a complete daemon
+//! installation (config, meta files, custom probes, run and log dirs), the real daemon
+//! process started in it, and a small HTTP client and exposition parser.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// Path of a binary of this workspace, built next to the test executable.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps");
+    let bin = dir.join(name);
+    assert!(
+        bin.exists(),
+        "{} not found: run `cargo build --workspace --bins` (same profile) before the tests",
+        bin.display()
+    );
+    bin
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A temp directory laid out like an installation; no root needed.
+pub struct Sandbox {
+    dir: tempfile::TempDir,
+    /// Port of the metrics server.
+    pub metrics_port: u16,
+    custom: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Default for Sandbox {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Sandbox {
+    /// A fresh sandbox with empty meta and probe dirs.
+    pub fn new() -> Self {
+        // No leading '.': the daemon refuses paths containing "/." (the original's rule).
+        let dir = tempfile::Builder::new()
+            .prefix("gala-e2e-")
+            .tempdir()
+            .expect("tempdir");
+        for sub in ["meta", "probes", "run", "log/metrics", "log/event", "log/meta", "log/debug"] {
+            std::fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
+        }
+        std::fs::write(dir.path().join("machine_id"), "e2e-uuid\n").expect("machine_id");
+        Sandbox {
+            dir,
+            metrics_port: free_port(),
+            custom: serde_json::Map::new(),
+        }
+    }
+
+    /// The sandbox root.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes `meta/<name>`.
+    pub fn write_meta(&self, name: &str, content: &str) {
+        std::fs::write(self.path().join("meta").join(name), content).expect("write meta");
+    }
+
+    /// Adds a custom probe `name` whose program is `script` (with a shebang) and whose meta
+    /// file is `meta`; it is declared in the custom-probe json.
+    pub fn add_custom_probe(&mut self, name: &str, script: &str, meta: &str) -> PathBuf {
+        let bin = self.path().join("probes").join(format!("{name}.sh"));
+        std::fs::write(&bin, script).expect("write probe");
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o750)).expect("chmod");
+        std::fs::write(bin.with_extension("meta"), meta).expect("write probe meta");
+        self.custom.insert(
+            name.into(),
+            serde_json::json!({"bin": bin, "probe": [], "custom_param": ""}),
+        );
+        let json = self.path().join("gala-gopher-custom.json");
+        std::fs::write(&json, serde_json::Value::Object(self.custom.clone()).to_string())
+            .expect("write custom json");
+        std::fs::set_permissions(&json, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        bin
+    }
+
+    /// Writes `probes.init`.
+    pub fn write_probes_init(&self, content: &str) {
+        std::fs::write(self.path().join("probes.init"), content).expect("write probes.init");
+    }
+
+    /// Writes `gala-gopher.conf` with the sandbox paths; `extra` is appended verbatim
+    /// (libconfig allows a section only once, so pass sections this does not write).
+    pub fn write_config(&self, imdb: &str, extra: &str) -> PathBuf {
+        let p = self.path().display();
+        let conf = format!(
+            r#"global = {{ log_file_name = "gopher.log"; log_level = "info"; rest_api_on = false; }};
+metric = {{ out_channel = "web_server"; kafka_topic = "gala_gopher"; }};
+event = {{ out_channel = "logs"; kafka_topic = "gala_gopher_event"; }};
+meta = {{ out_channel = "logs"; kafka_topic = "gala_gopher_metadata"; }};
+imdb = {{ {imdb} }};
+web_server = {{ bind_addr = "127.0.0.1"; port = {port}; ssl_auth = "off"; }};
+logs = {{
+  metric_total_size = 100;
+  metric_dir = "{p}/log/metrics";
+  event_dir = "{p}/log/event";
+  meta_dir = "{p}/log/meta";
+  debug_dir = "{p}/log/debug";
+}};
+paths = {{
+  meta_dir = "{p}/meta";
+  extend_probe_dir = "{p}/probes";
+  probes_init = "{p}/probes.init";
+  custom_probes = "{p}/gala-gopher-custom.json";
+  run_dir = "{p}/run";
+  machine_id_file = "{p}/machine_id";
+}};
+{extra}
+"#,
+            port = self.metrics_port
+        );
+        let path = self.path().join("gala-gopher.conf");
+        std::fs::write(&path, conf).expect("write config");
+        path
+    }
+
+    /// Starts the daemon on the sandbox config and waits until `/metrics` answers.
+    pub fn start(&self) -> Daemon {
+        let mut child = self.command().spawn().expect("spawn gala-gopher");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                panic!("gala-gopher exited at start ({status}): {err}");
+            }
+            if http_get(self.metrics_port, "/metrics").is_ok() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "gala-gopher did not serve /metrics");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Daemon {
+            child,
+            port: self.metrics_port,
+        }
+    }
+
+    /// The daemon command for this sandbox (stderr piped, environment without GOPHER_*).
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(workspace_bin("gala-gopher"));
+        cmd.arg("-c")
+            .arg(self.path().join("gala-gopher.conf"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, _) in std::env::vars() {
+            if k.starts_with("GOPHER_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd
+    }
+}
+
+/// A running daemon; killed when dropped.
+pub struct Daemon {
+    child: Child,
+    port: u16,
+}
+
+impl Daemon {
+    /// The daemon's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `GET /metrics` body; panics on a non-200 answer.
+    pub fn scrape(&self) -> String {
+        let (status, body) = http_get(self.port, "/metrics").expect("scrape");
+        assert_eq!(status, 200, "scrape status");
+        body
+    }
+
+    /// Scrapes until `pred` holds for the parsed samples (or panics after `timeout`).
+    pub fn wait_for(&self, timeout: Duration, what: &str, pred: impl Fn(&Samples) -> bool) -> Samples {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let samples = Samples::parse(&self.scrape());
+            if pred(&samples) {
+                return samples;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> ExitStatus {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        self.child.wait().expect("wait")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.1 GET on 127.0.0.1; returns status and body.
+pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no header end"))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("bad status line"))?;
+    Ok((status, body.to_string()))
+}
+
+/// One sample of an exposition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// Metric name.
+    pub name: String,
+    /// Label pairs.
+    pub labels: BTreeMap<String, String>,
+    /// Value text.
+    pub value: String,
+}
+
+/// The samples of one exposition (comments skipped).
+#[derive(Debug, Clone, Default)]
+pub struct Samples(pub Vec<Sample>);
+
+impl Samples {
+    /// Parses text exposition (label values may hold escaped quotes).
+    pub fn parse(text: &str) -> Self {
+        let mut out = Vec::new();
+        for line in text.lines() {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (name, rest) = match line.find('{') {
+                Some(i) => (&line[..i], &line[i..]),
+                None => line.split_at(line.find(' ').unwrap_or(line.len())),
+            };
+            let mut labels = BTreeMap::new();
+            let mut rest = rest;
+            if let Some(body) = rest.strip_prefix('{') {
+                let mut chars = body.char_indices().peekable();
+                let mut key = String::new();
+                let mut end = body.len();
+                while let Some((i, c)) = chars.next() {
+                    match c {
+                        '}' => {
+                            end = i + 1;
+                            break;
+                        }
+                        ',' => {}
+                        '=' => {
+                            chars.next(); // opening quote
+                            let mut val = String::new();
+                            while let Some((_, c)) = chars.next() {
+                                match c {
+                                    '\\' => match chars.next().map(|(_, c)| c) {
+                                        Some('n') => val.push('\n'),
+                                        Some(c) => val.push(c),
+                                        None => {}
+                                    },
+                                    '"' => break,
+                                    c => val.push(c),
+                                }
+                            }
+                            labels.insert(std::mem::take(&mut key), val);
+                        }
+                        c => key.push(c),
+                    }
+                }
+                rest = &body[end..];
+            }
+            let value = rest.split_whitespace().next().unwrap_or("").to_string();
+            out.push(Sample {
+                name: name.to_string(),
+                labels,
+                value,
+            });
+        }
+        Samples(out)
+    }
+
+    /// Samples named `name` whose labels include every pair of `labels`.
+    pub fn find(&self, name: &str, labels: &[(&str, &str)]) -> Vec<&Sample> {
+        self.0
+            .iter()
+            .filter(|s| {
+                s.name == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+            })
+            .collect()
+    }
+
+    /// The value of the single sample matching `name` and `labels`, if exactly one matches.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<&str> {
+        match self.find(name, labels).as_slice() {
+            [one] => Some(one.value.as_str()),
+            _ => None,
+        }
+    }
+}
+
+/// Whether process `pid` exists (zombies count as existing).
+pub fn process_exists(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// A meta file with two tables for the demo probe: `demo_latency` (entity `demo_http`,
+/// a histogram) and `demo_conn` (entity `demo_conn`, a counter and a gauge).
+pub const DEMO_META: &str = r#"
+# demo probe: one histogram table, one counter/gauge table
+version = "1.0.0";
+measurements:
+(
+    {
+        table_name: "demo_latency";
+        entity_name: "demo_http";
+        fields:
+        (
+            { description: "server port"; type: "key"; name: "port"; },
+            { description: "request method"; type: "label"; name: "method"; },
+            { description: "request latency in ms"; type: "histogram"; name: "latency"; },
+        );
+    },
+    {
+        table_name: "demo_conn";
+        entity_name: "demo_conn";
+        fields:
+        (
+            { description: "connection id"; type: "key"; name: "conn"; },
+            { description: "bytes sent"; type: "counter"; name: "tx_bytes"; },
+            { description: "smoothed round-trip time"; type: "gauge"; name: "srtt"; },
+        );
+    },
+);
+"#;
+
+/// Default `imdb` section body for tests.
+pub const IMDB_DEFAULT: &str =
+    "max_tables_num = 1024; max_records_num = 1024; max_metrics_num = 64; record_timeout = 60;";
