@@ -9,6 +9,6 @@ pub mod logging;
 pub mod probes;
 pub mod ratelimit;
 pub mod selfmetrics;
-pub mod textcheck;
 #[cfg(test)]
 pub(crate) mod testutil;
+pub mod textcheck;

@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, MutexGuard};
-use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{
     self, FmtContext, FormatEvent, FormatFields, FormattedFields, MakeWriter,
@@ -87,7 +87,11 @@ pub fn init(level: &str, debug_file: Option<(PathBuf, String)>) -> Result<LogGua
 
 /// Opens the rotating debug log `<dir>/<name>`.
 fn open_debug_file(dir: &Path, name: &str) -> Result<SharedFile, LogFileError> {
-    let name = if name.is_empty() { DEFAULT_FILE_NAME } else { name };
+    let name = if name.is_empty() {
+        DEFAULT_FILE_NAME
+    } else {
+        name
+    };
     let file = RotatingFile::open(dir, name, DEBUG_FILE_MAX_BYTES)?;
     Ok(SharedFile(Arc::new(Mutex::new(file))))
 }
@@ -171,7 +175,11 @@ where
 struct LineFields;
 
 impl<'w> FormatFields<'w> for LineFields {
-    fn format_fields<R: RecordFields>(&self, mut writer: Writer<'w>, fields: R) -> std::fmt::Result {
+    fn format_fields<R: RecordFields>(
+        &self,
+        mut writer: Writer<'w>,
+        fields: R,
+    ) -> std::fmt::Result {
         let mut visitor = FieldVisitor {
             message: None,
             rest: String::new(),
@@ -292,7 +300,10 @@ mod tests {
             let _e = span.enter();
             tracing::debug!("restarting");
         });
-        assert_eq!(strip_time(text.trim_end()), "[DEBUG] restarting name=baseinfo");
+        assert_eq!(
+            strip_time(text.trim_end()),
+            "[DEBUG] restarting name=baseinfo"
+        );
     }
 
     #[test]
@@ -313,7 +324,11 @@ mod tests {
         assert_eq!(parse_level("info"), LevelFilter::INFO);
         assert_eq!(parse_level("warn"), LevelFilter::WARN);
         assert_eq!(parse_level("error"), LevelFilter::ERROR);
-        assert_eq!(parse_level("verbose"), LevelFilter::DEBUG, "unknown means debug");
+        assert_eq!(
+            parse_level("verbose"),
+            LevelFilter::DEBUG,
+            "unknown means debug"
+        );
         assert_eq!(level_name(Level::TRACE), "DEBUG");
     }
 

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{ArgAction, Parser};
-use gala_meta::{custom_meta_path, MetaLimits, Registry};
-use gala_gopher::config::{probes_init_override, Config, Loaded, MetricChannel, DEFAULT_CONFIG_PATH};
+use gala_gopher::config::{
+    probes_init_override, Config, Loaded, MetricChannel, DEFAULT_CONFIG_PATH,
+};
 use gala_gopher::egress::http::{self, MetricsEndpoint};
 use gala_gopher::egress::metric_log::{MetricLogFormat, MetricLogWriter};
 use gala_gopher::egress::prometheus::ScrapeRenderer;
@@ -20,6 +21,7 @@ use gala_gopher::identity::HostIdentity;
 use gala_gopher::imdb::{Imdb, ImdbLimits};
 use gala_gopher::probes::{self, init_file, CustomProbe, ProbeProcess};
 use gala_gopher::{clock, logging, selfmetrics};
+use gala_meta::{custom_meta_path, MetaLimits, Registry};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
@@ -28,7 +30,7 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// gala-gopher: host observability agent (Rust edition).
 #[derive(Parser, Debug)]
-#[command(name = "gala-gopher", disable_version_flag = true)]
+#[command(name = "gala-gopher", version, disable_version_flag = true)]
 struct Args {
     /// Configuration file.
     #[arg(short = 'c', long = "config_path", visible_alias = "config", default_value = DEFAULT_CONFIG_PATH)]
@@ -72,7 +74,12 @@ async fn run(loaded: Loaded, check_only: bool) -> Result<()> {
     let config = loaded.config;
     let _log = logging::init(
         config.global.log_level.as_str(),
-        (!check_only).then(|| (config.logs.debug_dir.clone(), config.global.log_file_name.clone())),
+        (!check_only).then(|| {
+            (
+                config.logs.debug_dir.clone(),
+                config.global.log_file_name.clone(),
+            )
+        }),
     )?;
     for w in &loaded.warnings {
         tracing::warn!("{w}");
@@ -91,7 +98,8 @@ async fn run(loaded: Loaded, check_only: bool) -> Result<()> {
         return Ok(());
     }
     let _pid_lock = lock_pid_file(&config.paths.pid_file())?;
-    let host_root = std::env::var_os("GOPHER_HOST_PATH").map_or_else(|| PathBuf::from("/"), PathBuf::from);
+    let host_root =
+        std::env::var_os("GOPHER_HOST_PATH").map_or_else(|| PathBuf::from("/"), PathBuf::from);
     let identity = HostIdentity::detect(&host_root, &config.paths.machine_id_file)?;
     let machine_id = identity.machine_id();
     tracing::info!(machine_id, tables = registry.len(), "starting");
@@ -121,7 +129,11 @@ async fn run(loaded: Loaded, check_only: bool) -> Result<()> {
                 .await
                 .with_context(|| format!("binding the metrics server to {addr}"))?;
             let renderer = ScrapeRenderer::new(&registry, &machine_id, legacy);
-            let endpoint = Arc::new(MetricsEndpoint::new(imdb.clone(), renderer, self_metrics.clone()));
+            let endpoint = Arc::new(MetricsEndpoint::new(
+                imdb.clone(),
+                renderer,
+                self_metrics.clone(),
+            ));
             tracing::info!("metrics on http://{addr}/metrics");
             tokio::spawn(http::serve(listener, endpoint, shutdown.clone()));
         }
@@ -204,7 +216,9 @@ fn lock_pid_file(path: &Path) -> Result<nix::fcntl::Flock<File>> {
         .open(path)
         .with_context(|| format!("opening pid file {}", path.display()))?;
     let mut lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
-        .map_err(|(_, e)| anyhow::anyhow!("{}: another gala-gopher is running ({e})", path.display()))?;
+        .map_err(|(_, e)| {
+            anyhow::anyhow!("{}: another gala-gopher is running ({e})", path.display())
+        })?;
     lock.set_len(0)?;
     writeln!(lock, "{}", std::process::id())?;
     Ok(lock)
@@ -212,7 +226,11 @@ fn lock_pid_file(path: &Path) -> Result<nix::fcntl::Flock<File>> {
 
 /// Starts the probes that `probes.init` (or `GOPHER_PROBES_INIT`) wants running. A bad line
 /// or a probe that cannot start is logged with its line number; the others still start.
-async fn start_probes(config: &Config, custom: &[CustomProbe], imdb: &Arc<Imdb>) -> Vec<ProbeProcess> {
+async fn start_probes(
+    config: &Config,
+    custom: &[CustomProbe],
+    imdb: &Arc<Imdb>,
+) -> Vec<ProbeProcess> {
     let path = &config.paths.probes_init;
     let text = match probes_init_override(&|v| std::env::var(v).ok()) {
         Some(text) => text,

@@ -10,7 +10,8 @@ const UNSAFE_SEQUENCES: &[&str] = &["./", "/."];
 
 /// Whether `s` holds a character or sequence the original refuses, or any control character.
 pub fn has_unsafe_chars(s: &str) -> bool {
-    s.chars().any(|c| UNSAFE_CHARS.contains(&c) || c.is_control())
+    s.chars()
+        .any(|c| UNSAFE_CHARS.contains(&c) || c.is_control())
         || UNSAFE_SEQUENCES.iter().any(|q| s.contains(q))
 }
 
@@ -20,10 +21,23 @@ mod tests {
 
     #[test]
     fn refuses_shell_metacharacters_traversal_and_control_chars() {
-        for bad in ["a|b", "a;b", "$(x)", "../x", "/a/./b", "a/.hidden", "x\ny", "a`b`", "a\\b"] {
+        for bad in [
+            "a|b",
+            "a;b",
+            "$(x)",
+            "../x",
+            "/a/./b",
+            "a/.hidden",
+            "x\ny",
+            "a`b`",
+            "a\\b",
+        ] {
             assert!(has_unsafe_chars(bad), "{bad:?}");
         }
-        for good in ["/opt/gala-gopher/extend_probes/tcpprobe", "/var/log/gala-gopher/x_1.meta"] {
+        for good in [
+            "/opt/gala-gopher/extend_probes/tcpprobe",
+            "/var/log/gala-gopher/x_1.meta",
+        ] {
             assert!(!has_unsafe_chars(good), "{good:?}");
         }
     }

@@ -63,17 +63,30 @@ fn every_bad_line_is_counted_under_its_reason_and_good_ones_arrive() {
         assert_eq!(dropped(reason)(&s).as_deref(), Some("1"), "reason {reason}");
     }
     assert_eq!(
-        s.value("gala_gopher_daemon_records_received_total", &[("probe", "demo")]),
+        s.value(
+            "gala_gopher_daemon_records_received_total",
+            &[("probe", "demo")]
+        ),
         Some("5"),
         "c1 twice, c4, c5 and the good histogram"
     );
     // Good records arrive with their latest values; c6 did not fit (max_records_num = 3).
     for (conn, v) in [("c1", "14"), ("c4", "11"), ("c5", "12")] {
-        assert_eq!(s.value("gala_gopher_demo_conn_tx_bytes", &[("conn", conn)]), Some(v));
+        assert_eq!(
+            s.value("gala_gopher_demo_conn_tx_bytes", &[("conn", conn)]),
+            Some(v)
+        );
     }
-    assert!(s.find("gala_gopher_demo_conn_tx_bytes", &[("conn", "c6")]).is_empty());
-    assert_eq!(s.value("gala_gopher_demo_http_latency_count", &[("port", "80")]), Some("6"));
-    assert!(s.find("gala_gopher_demo_http_latency_count", &[("port", "81")]).is_empty());
+    assert!(s
+        .find("gala_gopher_demo_conn_tx_bytes", &[("conn", "c6")])
+        .is_empty());
+    assert_eq!(
+        s.value("gala_gopher_demo_http_latency_count", &[("port", "80")]),
+        Some("6")
+    );
+    assert!(s
+        .find("gala_gopher_demo_http_latency_count", &[("port", "81")])
+        .is_empty());
     // Still up and serving.
     daemon.scrape();
     assert!(daemon.terminate().success());

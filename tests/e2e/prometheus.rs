@@ -27,14 +27,19 @@ fn scrape_has_names_labels_values_help_and_type() {
     let daemon = demo_daemon(&mut sandbox);
     let s = daemon.wait_for(Duration::from_secs(10), "demo samples", |s| {
         !s.find("gala_gopher_demo_conn_tx_bytes", &[]).is_empty()
-            && !s.find("gala_gopher_demo_http_latency_bucket", &[]).is_empty()
+            && !s
+                .find("gala_gopher_demo_http_latency_bucket", &[])
+                .is_empty()
     });
     let c1 = s.find("gala_gopher_demo_conn_tx_bytes", &[("conn", "c1")]);
     assert_eq!(c1.len(), 1, "one series per key: {c1:?}");
     assert_eq!(c1[0].value, "1000");
     let machine_id = &c1[0].labels["machine_id"];
     assert!(machine_id.starts_with("e2e-uuid-"), "{machine_id}");
-    assert_eq!(s.value("gala_gopher_demo_conn_srtt", &[("conn", "c1")]), Some("1.5"));
+    assert_eq!(
+        s.value("gala_gopher_demo_conn_srtt", &[("conn", "c1")]),
+        Some("1.5")
+    );
     assert_eq!(
         s.value("gala_gopher_demo_conn_tx_bytes", &[("conn", "c2\"q\\x")]),
         Some("7"),
@@ -44,15 +49,25 @@ fn scrape_has_names_labels_values_help_and_type() {
     let bucket = |le| {
         let mut l = h.to_vec();
         l.push(("le", le));
-        s.value("gala_gopher_demo_http_latency_bucket", &l).map(str::to_string)
+        s.value("gala_gopher_demo_http_latency_bucket", &l)
+            .map(str::to_string)
     };
     assert_eq!(bucket("10").as_deref(), Some("2"));
     assert_eq!(bucket("100").as_deref(), Some("5"));
     assert_eq!(bucket("1000").as_deref(), Some("6"));
     assert_eq!(bucket("+Inf").as_deref(), Some("6"));
-    assert_eq!(s.value("gala_gopher_demo_http_latency_sum", &h), Some("4213"));
-    assert_eq!(s.value("gala_gopher_demo_http_latency_count", &h), Some("6"));
-    assert_eq!(s.value("gala_gopher_demo_http_latency_max", &h), Some("950"));
+    assert_eq!(
+        s.value("gala_gopher_demo_http_latency_sum", &h),
+        Some("4213")
+    );
+    assert_eq!(
+        s.value("gala_gopher_demo_http_latency_count", &h),
+        Some("6")
+    );
+    assert_eq!(
+        s.value("gala_gopher_demo_http_latency_max", &h),
+        Some("950")
+    );
 
     let text = daemon.scrape();
     for line in [
@@ -63,7 +78,10 @@ fn scrape_has_names_labels_values_help_and_type() {
         "# TYPE gala_gopher_demo_http_latency histogram",
         "# TYPE gala_gopher_demo_http_latency_max gauge",
     ] {
-        assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in:\n{text}"
+        );
     }
     // The daemon's own metrics share the endpoint.
     assert!(text.contains("gala_gopher_daemon_records_received_total{probe=\"demo\"}"));
@@ -74,7 +92,8 @@ fn promtool_finds_no_parse_error() {
     let mut sandbox = Sandbox::new();
     let daemon = demo_daemon(&mut sandbox);
     daemon.wait_for(Duration::from_secs(10), "demo samples", |s| {
-        !s.find("gala_gopher_demo_http_latency_bucket", &[]).is_empty()
+        !s.find("gala_gopher_demo_http_latency_bucket", &[])
+            .is_empty()
     });
     let text = daemon.scrape();
     let mut child = Command::new("promtool")
@@ -92,10 +111,14 @@ fn promtool_finds_no_parse_error() {
         .write_all(text.as_bytes())
         .expect("feed promtool");
     let out = child.wait_with_output().expect("promtool");
-    let report = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    let report =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
     // Exit 1 = the exposition does not parse; 3 = lint advice only (e.g. counter naming).
     assert_ne!(out.status.code(), Some(1), "promtool: {report}\n{text}");
-    assert!(!report.contains("error while linting"), "promtool: {report}");
+    assert!(
+        !report.contains("error while linting"),
+        "promtool: {report}"
+    );
 }
 
 #[test]
@@ -119,7 +142,10 @@ fn real_prometheus_scrapes_the_daemon() {
     .expect("write prometheus.yml");
     let mut prom = Command::new("prometheus")
         .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
         .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -146,7 +172,9 @@ fn real_prometheus_scrapes_the_daemon() {
     let metric = &result[0]["metric"];
     assert_eq!(metric["__name__"], "gala_gopher_demo_conn_tx_bytes");
     assert_eq!(metric["conn"], "c1");
-    assert!(metric["machine_id"].as_str().is_some_and(|m| m.starts_with("e2e-uuid-")));
+    assert!(metric["machine_id"]
+        .as_str()
+        .is_some_and(|m| m.starts_with("e2e-uuid-")));
     assert_eq!(result[0]["value"][1], "1000");
     drop(daemon);
 }

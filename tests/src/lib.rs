@@ -57,7 +57,15 @@ impl Sandbox {
             .prefix("gala-e2e-")
             .tempdir()
             .expect("tempdir");
-        for sub in ["meta", "probes", "run", "log/metrics", "log/event", "log/meta", "log/debug"] {
+        for sub in [
+            "meta",
+            "probes",
+            "run",
+            "log/metrics",
+            "log/event",
+            "log/meta",
+            "log/debug",
+        ] {
             std::fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
         }
         std::fs::write(dir.path().join("machine_id"), "e2e-uuid\n").expect("machine_id");
@@ -90,8 +98,11 @@ impl Sandbox {
             serde_json::json!({"bin": bin, "probe": [], "custom_param": ""}),
         );
         let json = self.path().join("gala-gopher-custom.json");
-        std::fs::write(&json, serde_json::Value::Object(self.custom.clone()).to_string())
-            .expect("write custom json");
+        std::fs::write(
+            &json,
+            serde_json::Value::Object(self.custom.clone()).to_string(),
+        )
+        .expect("write custom json");
         std::fs::set_permissions(&json, std::fs::Permissions::from_mode(0o640)).expect("chmod");
         bin
     }
@@ -151,7 +162,10 @@ paths = {{
             if http_get(self.metrics_port, "/metrics").is_ok() {
                 break;
             }
-            assert!(Instant::now() < deadline, "gala-gopher did not serve /metrics");
+            assert!(
+                Instant::now() < deadline,
+                "gala-gopher did not serve /metrics"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         Daemon {
@@ -197,7 +211,12 @@ impl Daemon {
     }
 
     /// Scrapes until `pred` holds for the parsed samples (or panics after `timeout`).
-    pub fn wait_for(&self, timeout: Duration, what: &str, pred: impl Fn(&Samples) -> bool) -> Samples {
+    pub fn wait_for(
+        &self,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&Samples) -> bool,
+    ) -> Samples {
         let deadline = Instant::now() + timeout;
         loop {
             let samples = Samples::parse(&self.scrape());
@@ -228,7 +247,10 @@ impl Drop for Daemon {
 pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw).into_owned();
@@ -339,6 +361,17 @@ impl Samples {
 /// Whether process `pid` exists (zombies count as existing).
 pub fn process_exists(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Whether process `pid` is alive: it exists and is not a zombie waiting for its reaper.
+pub fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z')),
+        Err(_) => false,
+    }
 }
 
 /// A meta file with two tables for the demo probe: `demo_latency` (entity `demo_http`,

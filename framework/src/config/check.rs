@@ -9,7 +9,9 @@ use super::error::Problem;
 
 /// Characters the original refuses in log directories (`| ; & $ > < ( ) ? * ' `` ` `` [ ] \ !`);
 /// newlines and other control characters are refused as well.
-const UNSAFE_CHARS: &[char] = &['|', ';', '&', '$', '>', '<', '(', ')', '?', '*', '\'', '`', '[', ']', '\\', '!'];
+const UNSAFE_CHARS: &[char] = &[
+    '|', ';', '&', '$', '>', '<', '(', ')', '?', '*', '\'', '`', '[', ']', '\\', '!',
+];
 
 /// Sequences the original refuses in log directories (they allow `..` traversal and hidden names).
 const UNSAFE_SEQUENCES: &[&str] = &["./", "/."];
@@ -62,7 +64,10 @@ pub(super) fn megabytes(value: i64) -> Result<u64, Problem> {
 
 /// An integer given as text (environment variables); surrounding blanks are ignored.
 pub(super) fn int_text(value: &str) -> Result<i64, Problem> {
-    value.trim().parse().map_err(|_| Problem::NotInteger(value.to_owned()))
+    value
+        .trim()
+        .parse()
+        .map_err(|_| Problem::NotInteger(value.to_owned()))
 }
 
 /// `on`/`off` switch of `ssl_auth`; an empty string is `off`, as in the original.
@@ -70,7 +75,10 @@ pub(super) fn on_off(value: &str) -> Result<bool, Problem> {
     match value {
         "on" => Ok(true),
         "off" | "" => Ok(false),
-        _ => Err(Problem::UnknownValue { value: value.to_owned(), allowed: "\"on\", \"off\"" }),
+        _ => Err(Problem::UnknownValue {
+            value: value.to_owned(),
+            allowed: "\"on\", \"off\"",
+        }),
     }
 }
 
@@ -80,14 +88,20 @@ fn find_unsafe(value: &str) -> Option<String> {
         if UNSAFE_CHARS.contains(&c) || c.is_control() {
             return Some(c.to_string());
         }
-        UNSAFE_SEQUENCES.iter().find(|seq| value[at..].starts_with(**seq)).map(|seq| (*seq).to_owned())
+        UNSAFE_SEQUENCES
+            .iter()
+            .find(|seq| value[at..].starts_with(**seq))
+            .map(|seq| (*seq).to_owned())
     })
 }
 
 /// Rejects values containing the original's unsafe characters.
 fn reject_unsafe(value: &str) -> Result<(), Problem> {
     match find_unsafe(value) {
-        Some(found) => Err(Problem::UnsafeCharacters { value: value.to_owned(), found }),
+        Some(found) => Err(Problem::UnsafeCharacters {
+            value: value.to_owned(),
+            found,
+        }),
         None => Ok(()),
     }
 }
@@ -103,7 +117,10 @@ pub(super) fn safe_path(value: &str) -> Result<PathBuf, Problem> {
         return Err(Problem::NotAbsolute(value.to_owned()));
     }
     if value.trim_end_matches('/').is_empty() {
-        return Err(Problem::Malformed { value: value.to_owned(), reason: "the root directory cannot be used" });
+        return Err(Problem::Malformed {
+            value: value.to_owned(),
+            reason: "the root directory cannot be used",
+        });
     }
     Ok(PathBuf::from(value))
 }
@@ -116,7 +133,10 @@ pub(super) fn log_file_name(value: &str) -> Result<String, Problem> {
     }
     reject_unsafe(value)?;
     if value.contains('/') || value == ".." || value == "." {
-        return Err(Problem::Malformed { value: value.to_owned(), reason: "must be a file name, not a path" });
+        return Err(Problem::Malformed {
+            value: value.to_owned(),
+            reason: "must be a file name, not a path",
+        });
     }
     Ok(value.to_owned())
 }
@@ -125,7 +145,10 @@ pub(super) fn log_file_name(value: &str) -> Result<String, Problem> {
 /// existence is checked when the server starts.
 pub(super) fn pem_path(value: &str) -> Result<PathBuf, Problem> {
     if value.chars().any(char::is_control) {
-        return Err(Problem::Malformed { value: value.to_owned(), reason: "contains a control character" });
+        return Err(Problem::Malformed {
+            value: value.to_owned(),
+            reason: "contains a control character",
+        });
     }
     Ok(PathBuf::from(value))
 }
@@ -138,7 +161,9 @@ fn is_host_name(value: &str) -> bool {
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
 }
 
@@ -150,18 +175,29 @@ pub(super) fn bind_addr(value: &str) -> Result<String, Problem> {
     if value.parse::<IpAddr>().is_ok() || is_host_name(value) {
         return Ok(value.to_owned());
     }
-    Err(Problem::Malformed { value: value.to_owned(), reason: "not an IP address or host name" })
+    Err(Problem::Malformed {
+        value: value.to_owned(),
+        reason: "not an IP address or host name",
+    })
 }
 
 /// A Kafka topic name (`[A-Za-z0-9._-]`, at most 249 bytes). Empty is accepted here; it is
 /// refused later only if the channel actually sends to Kafka.
 pub(super) fn kafka_topic(value: &str) -> Result<String, Problem> {
-    let legal = value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    let legal = value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
     if !legal {
-        return Err(Problem::Malformed { value: value.to_owned(), reason: "a Kafka topic may only hold A-Z a-z 0-9 . _ -" });
+        return Err(Problem::Malformed {
+            value: value.to_owned(),
+            reason: "a Kafka topic may only hold A-Z a-z 0-9 . _ -",
+        });
     }
     if value.len() > 249 || value == "." || value == ".." {
-        return Err(Problem::Malformed { value: value.to_owned(), reason: "not a valid Kafka topic name" });
+        return Err(Problem::Malformed {
+            value: value.to_owned(),
+            reason: "not a valid Kafka topic name",
+        });
     }
     Ok(value.to_owned())
 }
@@ -173,10 +209,16 @@ pub(super) fn kafka_broker(value: &str) -> Result<String, Problem> {
         return Ok(String::new());
     }
     if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(Problem::Malformed { value: value.to_owned(), reason: "broker list must not contain blanks" });
+        return Err(Problem::Malformed {
+            value: value.to_owned(),
+            reason: "broker list must not contain blanks",
+        });
     }
     if value.split(',').any(str::is_empty) {
-        return Err(Problem::Malformed { value: value.to_owned(), reason: "empty entry in the broker list" });
+        return Err(Problem::Malformed {
+            value: value.to_owned(),
+            reason: "empty entry in the broker list",
+        });
     }
     Ok(value.to_owned())
 }
@@ -187,7 +229,13 @@ pub(super) fn kafka_broker_with_default_port(value: &str) -> Result<String, Prob
     let broker = kafka_broker(value)?;
     let entries: Vec<String> = broker
         .split(',')
-        .map(|entry| if entry.contains(':') { entry.to_owned() } else { format!("{entry}:9092") })
+        .map(|entry| {
+            if entry.contains(':') {
+                entry.to_owned()
+            } else {
+                format!("{entry}:9092")
+            }
+        })
         .collect();
     Ok(entries.join(","))
 }
@@ -197,6 +245,9 @@ pub(super) fn compression_codec(value: &str) -> Result<String, Problem> {
     if COMPRESSION_CODECS.contains(&value) {
         Ok(value.to_owned())
     } else {
-        Err(Problem::UnknownValue { value: value.to_owned(), allowed: "\"none\", \"gzip\", \"snappy\", \"lz4\", \"zstd\"" })
+        Err(Problem::UnknownValue {
+            value: value.to_owned(),
+            allowed: "\"none\", \"gzip\", \"snappy\", \"lz4\", \"zstd\"",
+        })
     }
 }

@@ -12,7 +12,11 @@ const KAKFA_SERVER: &str = "GOPHER_KAKFA_SERVER";
 /// The correctly spelt broker variable; wins over [`KAKFA_SERVER`] when both are set.
 const KAFKA_SERVER: &str = "GOPHER_KAFKA_SERVER";
 /// TLS file variables that only take effect with `GOPHER_REST_AUTH=yes`.
-const REST_TLS_VARS: [&str; 3] = ["GOPHER_REST_PRIVATE_KEY", "GOPHER_REST_CERT", "GOPHER_REST_CAFILE"];
+const REST_TLS_VARS: [&str; 3] = [
+    "GOPHER_REST_PRIVATE_KEY",
+    "GOPHER_REST_CERT",
+    "GOPHER_REST_CAFILE",
+];
 
 /// Content that should replace `probes.init`, from `GOPHER_PROBES_INIT`, ending in a newline as
 /// the entrypoint's `echo` wrote it. `None` when the variable is unset or empty; whether the file
@@ -40,9 +44,27 @@ pub(super) fn apply(
 ) -> Result<()> {
     let mut over = Overrides { env, origins };
 
-    over.set("GOPHER_LOG_LEVEL", "global", "log_level", &mut config.global.log_level, str::parse)?;
-    over.set("GOPHER_EVENT_CHANNEL", "event", "out_channel", &mut config.event.out_channel, str::parse)?;
-    over.set("GOPHER_META_CHANNEL", "meta", "out_channel", &mut config.meta.out_channel, str::parse)?;
+    over.set(
+        "GOPHER_LOG_LEVEL",
+        "global",
+        "log_level",
+        &mut config.global.log_level,
+        str::parse,
+    )?;
+    over.set(
+        "GOPHER_EVENT_CHANNEL",
+        "event",
+        "out_channel",
+        &mut config.event.out_channel,
+        str::parse,
+    )?;
+    over.set(
+        "GOPHER_META_CHANNEL",
+        "meta",
+        "out_channel",
+        &mut config.meta.out_channel,
+        str::parse,
+    )?;
 
     let broker_var = match (lookup(env, KAFKA_SERVER), lookup(env, KAKFA_SERVER)) {
         (Some(right), Some(typo)) => {
@@ -56,44 +78,112 @@ pub(super) fn apply(
         (None, None) => None,
     };
     if let Some(var) = broker_var {
-        over.set(var, "kafka", "kafka_broker", &mut config.kafka.kafka_broker, check::kafka_broker_with_default_port)?;
+        over.set(
+            var,
+            "kafka",
+            "kafka_broker",
+            &mut config.kafka.kafka_broker,
+            check::kafka_broker_with_default_port,
+        )?;
     }
 
     let web = &mut config.web_server.server;
-    over.set("GOPHER_METRIC_ADDR", "web_server", "bind_addr", &mut web.bind_addr, check::bind_addr)?;
-    over.set("GOPHER_METRIC_PORT", "web_server", "port", &mut web.port, |v| check::port(check::int_text(v)?))?;
+    over.set(
+        "GOPHER_METRIC_ADDR",
+        "web_server",
+        "bind_addr",
+        &mut web.bind_addr,
+        check::bind_addr,
+    )?;
+    over.set(
+        "GOPHER_METRIC_PORT",
+        "web_server",
+        "port",
+        &mut web.port,
+        |v| check::port(check::int_text(v)?),
+    )?;
 
     let rest = &mut config.rest_api_server;
-    over.set("GOPHER_REST_ADDR", "rest_api_server", "bind_addr", &mut rest.bind_addr, check::bind_addr)?;
-    over.set("GOPHER_REST_PORT", "rest_api_server", "port", &mut rest.port, |v| check::port(check::int_text(v)?))?;
+    over.set(
+        "GOPHER_REST_ADDR",
+        "rest_api_server",
+        "bind_addr",
+        &mut rest.bind_addr,
+        check::bind_addr,
+    )?;
+    over.set(
+        "GOPHER_REST_PORT",
+        "rest_api_server",
+        "port",
+        &mut rest.port,
+        |v| check::port(check::int_text(v)?),
+    )?;
 
     // Only rest_api_server: the entrypoint's sed also rewrote web_server's TLS paths (a bug).
     let rest_auth = lookup(env, "GOPHER_REST_AUTH");
     match rest_auth.as_deref() {
         Some("yes") => {
-            over.set("GOPHER_REST_AUTH", "rest_api_server", "ssl_auth", &mut rest.ssl_auth, |_| Ok(true))?;
+            over.set(
+                "GOPHER_REST_AUTH",
+                "rest_api_server",
+                "ssl_auth",
+                &mut rest.ssl_auth,
+                |_| Ok(true),
+            )?;
             let [key_var, cert_var, ca_var] = REST_TLS_VARS;
-            over.set(key_var, "rest_api_server", "private_key", &mut rest.private_key, check::pem_path)?;
-            over.set(cert_var, "rest_api_server", "cert_file", &mut rest.cert_file, check::pem_path)?;
-            over.set(ca_var, "rest_api_server", "ca_file", &mut rest.ca_file, check::pem_path)?;
+            over.set(
+                key_var,
+                "rest_api_server",
+                "private_key",
+                &mut rest.private_key,
+                check::pem_path,
+            )?;
+            over.set(
+                cert_var,
+                "rest_api_server",
+                "cert_file",
+                &mut rest.cert_file,
+                check::pem_path,
+            )?;
+            over.set(
+                ca_var,
+                "rest_api_server",
+                "ca_file",
+                &mut rest.ca_file,
+                check::pem_path,
+            )?;
         }
         None | Some("no") => {
-            for var in REST_TLS_VARS.into_iter().filter(|var| lookup(env, var).is_some()) {
-                warnings.push(format!("{var} is set but ignored: GOPHER_REST_AUTH is not \"yes\""));
+            for var in REST_TLS_VARS
+                .into_iter()
+                .filter(|var| lookup(env, var).is_some())
+            {
+                warnings.push(format!(
+                    "{var} is set but ignored: GOPHER_REST_AUTH is not \"yes\""
+                ));
             }
         }
         Some(other) => {
             return Err(ConfigError::invalid(
-                Origin::Env { var: "GOPHER_REST_AUTH" },
+                Origin::Env {
+                    var: "GOPHER_REST_AUTH",
+                },
                 "rest_api_server.ssl_auth",
-                Problem::UnknownValue { value: other.to_owned(), allowed: "\"yes\", \"no\"" },
+                Problem::UnknownValue {
+                    value: other.to_owned(),
+                    allowed: "\"yes\", \"no\"",
+                },
             ));
         }
     }
 
-    over.set("GOPHER_METRIC_LOGS_TOTAL_SIZE", "logs", "metric_total_size", &mut config.logs.metric_total_size, |v| {
-        check::megabytes(check::int_text(v)?)
-    })?;
+    over.set(
+        "GOPHER_METRIC_LOGS_TOTAL_SIZE",
+        "logs",
+        "metric_total_size",
+        &mut config.logs.metric_total_size,
+        |v| check::megabytes(check::int_text(v)?),
+    )?;
     Ok(())
 }
 
@@ -113,9 +203,13 @@ impl Overrides<'_, '_> {
         slot: &mut T,
         convert: impl FnOnce(&str) -> Result<T, Problem>,
     ) -> Result<()> {
-        let Some(value) = lookup(self.env, var) else { return Ok(()) };
+        let Some(value) = lookup(self.env, var) else {
+            return Ok(());
+        };
         let origin = Origin::Env { var };
-        *slot = convert(&value).map_err(|problem| ConfigError::invalid(origin.clone(), format!("{section}.{key}"), problem))?;
+        *slot = convert(&value).map_err(|problem| {
+            ConfigError::invalid(origin.clone(), format!("{section}.{key}"), problem)
+        })?;
         self.origins.set(section, key, origin);
         Ok(())
     }

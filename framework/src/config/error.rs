@@ -146,6 +146,10 @@ pub enum ConfigError {
 impl ConfigError {
     /// Shorthand for [`ConfigError::Invalid`].
     pub(crate) fn invalid(origin: Origin, key: impl Into<String>, problem: Problem) -> Self {
-        ConfigError::Invalid { origin, key: key.into(), problem }
+        ConfigError::Invalid {
+            origin,
+            key: key.into(),
+            problem,
+        }
     }
 }

@@ -211,7 +211,10 @@ impl FromStr for EventChannel {
             "logs" => Ok(EventChannel::Logs),
             "kafka" => Ok(EventChannel::Kafka),
             "" | "off" => Ok(EventChannel::Off),
-            _ => Err(Problem::UnknownValue { value: value.to_owned(), allowed: "\"logs\", \"kafka\", \"\"" }),
+            _ => Err(Problem::UnknownValue {
+                value: value.to_owned(),
+                allowed: "\"logs\", \"kafka\", \"\"",
+            }),
         }
     }
 }
@@ -236,7 +239,11 @@ pub struct GlobalConfig {
 
 impl Default for GlobalConfig {
     fn default() -> Self {
-        GlobalConfig { log_file_name: "gopher.log".to_owned(), log_level: LogLevel::Info, rest_api_on: true }
+        GlobalConfig {
+            log_file_name: "gopher.log".to_owned(),
+            log_level: LogLevel::Info,
+            rest_api_on: true,
+        }
     }
 }
 
@@ -251,7 +258,10 @@ pub struct MetricConfig {
 
 impl Default for MetricConfig {
     fn default() -> Self {
-        MetricConfig { out_channel: MetricChannel::WebServer, kafka_topic: "gala_gopher".to_owned() }
+        MetricConfig {
+            out_channel: MetricChannel::WebServer,
+            kafka_topic: "gala_gopher".to_owned(),
+        }
     }
 }
 
@@ -287,7 +297,10 @@ pub struct MetaConfig {
 
 impl Default for MetaConfig {
     fn default() -> Self {
-        MetaConfig { out_channel: EventChannel::Logs, kafka_topic: "gala_gopher_metadata".to_owned() }
+        MetaConfig {
+            out_channel: EventChannel::Logs,
+            kafka_topic: "gala_gopher_metadata".to_owned(),
+        }
     }
 }
 
@@ -374,7 +387,10 @@ pub struct WebServerConfig {
 
 impl Default for WebServerConfig {
     fn default() -> Self {
-        WebServerConfig { server: ServerConfig::web_server_default(), legacy_histogram: false }
+        WebServerConfig {
+            server: ServerConfig::web_server_default(),
+            legacy_histogram: false,
+        }
     }
 }
 
@@ -487,7 +503,9 @@ pub struct IngressConfig {
 
 impl Default for IngressConfig {
     fn default() -> Self {
-        IngressConfig { max_line_len: 65_536 }
+        IngressConfig {
+            max_line_len: 65_536,
+        }
     }
 }
 
@@ -495,8 +513,10 @@ impl Config {
     /// Reads, validates and environment-overrides the configuration file at `path`, taking the
     /// `GOPHER_*` variables from the process environment.
     pub fn load(path: &Path) -> Result<Loaded> {
-        let src = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         Config::parse(&src, path, &|var| std::env::var(var).ok())
     }
 
@@ -508,7 +528,11 @@ impl Config {
             line: err.line,
             message: err.message,
         })?;
-        let reader::FileRead { mut config, mut origins, mut warnings } = reader::read(&root, path)?;
+        let reader::FileRead {
+            mut config,
+            mut origins,
+            mut warnings,
+        } = reader::read(&root, path)?;
         env::apply(&mut config, &mut origins, env, &mut warnings)?;
         config.check_consistency(&origins)?;
         Ok(Loaded { config, warnings })
@@ -522,25 +546,45 @@ impl Config {
     /// Checks between keys, run after the environment overrides so that a variable can complete
     /// (or break) what the file says. Errors point at the setting that made the other mandatory.
     fn check_consistency(&self, origins: &Origins) -> Result<()> {
-        for (section, server) in [("web_server", &self.web_server.server), ("rest_api_server", &self.rest_api_server)] {
+        for (section, server) in [
+            ("web_server", &self.web_server.server),
+            ("rest_api_server", &self.rest_api_server),
+        ] {
             if !server.ssl_auth {
                 continue;
             }
-            for (key, path) in [("private_key", &server.private_key), ("cert_file", &server.cert_file)] {
+            for (key, path) in [
+                ("private_key", &server.private_key),
+                ("cert_file", &server.cert_file),
+            ] {
                 if path.as_os_str().is_empty() {
                     return Err(ConfigError::invalid(
                         origins.get(section, "ssl_auth"),
                         format!("{section}.{key}"),
-                        Problem::Required { because: format!("{section}.ssl_auth is \"on\"") },
+                        Problem::Required {
+                            because: format!("{section}.ssl_auth is \"on\""),
+                        },
                     ));
                 }
             }
         }
 
         let kafka_users = [
-            ("metric", self.metric.out_channel == MetricChannel::Kafka, &self.metric.kafka_topic),
-            ("event", self.event.out_channel == EventChannel::Kafka, &self.event.kafka_topic),
-            ("meta", self.meta.out_channel == EventChannel::Kafka, &self.meta.kafka_topic),
+            (
+                "metric",
+                self.metric.out_channel == MetricChannel::Kafka,
+                &self.metric.kafka_topic,
+            ),
+            (
+                "event",
+                self.event.out_channel == EventChannel::Kafka,
+                &self.event.kafka_topic,
+            ),
+            (
+                "meta",
+                self.meta.out_channel == EventChannel::Kafka,
+                &self.meta.kafka_topic,
+            ),
         ];
         for (section, uses_kafka, topic) in kafka_users {
             if !uses_kafka {
@@ -564,7 +608,10 @@ impl Config {
         }
 
         let (web, rest) = (&self.web_server.server, &self.rest_api_server);
-        if self.global.rest_api_on && web.port == rest.port && addresses_overlap(&web.bind_addr, &rest.bind_addr) {
+        if self.global.rest_api_on
+            && web.port == rest.port
+            && addresses_overlap(&web.bind_addr, &rest.bind_addr)
+        {
             let mut origin = origins.get("rest_api_server", "port");
             if origin == Origin::Default {
                 origin = origins.get("web_server", "port");
@@ -572,7 +619,10 @@ impl Config {
             return Err(ConfigError::invalid(
                 origin,
                 "rest_api_server.port",
-                Problem::Conflict(format!("web_server.port (both listen on {} and {})", web.bind_addr, rest.bind_addr)),
+                Problem::Conflict(format!(
+                    "web_server.port: both servers would listen on port {} ({} and {})",
+                    rest.port, web.bind_addr, rest.bind_addr
+                )),
             ));
         }
         Ok(())
@@ -599,6 +649,9 @@ impl Origins {
 
     /// Where `section.key` came from; [`Origin::Default`] if nothing set it.
     pub(crate) fn get(&self, section: &'static str, key: &'static str) -> Origin {
-        self.0.get(&(section, key)).cloned().unwrap_or(Origin::Default)
+        self.0
+            .get(&(section, key))
+            .cloned()
+            .unwrap_or(Origin::Default)
     }
 }

@@ -27,8 +27,12 @@ const SECTIONS: &[&str] = &[
 const OBSOLETE_SECTIONS: &[&str] = &["egress", "probes", "extend_probes"];
 
 /// Keys of older gala-gopher releases that no longer mean anything.
-const OBSOLETE_KEYS: &[(&str, &str)] =
-    &[("global", "pin_path"), ("global", "bpf_pin_path"), ("event", "desc_language"), ("ingress", "interval")];
+const OBSOLETE_KEYS: &[(&str, &str)] = &[
+    ("global", "pin_path"),
+    ("global", "bpf_pin_path"),
+    ("event", "desc_language"),
+    ("ingress", "interval"),
+];
 
 /// What the file said: the configuration before environment overrides.
 pub(super) struct FileRead {
@@ -42,36 +46,67 @@ pub(super) struct FileRead {
 
 /// Reads every known section of `root` into a default [`Config`].
 pub(super) fn read(root: &Group, path: &Path) -> Result<FileRead> {
-    let mut ctx = Ctx { path, origins: Origins::default(), warnings: Vec::new() };
+    let mut ctx = Ctx {
+        path,
+        origins: Origins::default(),
+        warnings: Vec::new(),
+    };
     let mut config = Config::default();
 
     for setting in &root.settings {
         let Some(&name) = SECTIONS.iter().find(|known| **known == setting.name) else {
-            ctx.warn_ignored(setting.line, &setting.name, OBSOLETE_SECTIONS.contains(&setting.name.as_str()), "section");
+            ctx.warn_ignored(
+                setting.line,
+                &setting.name,
+                OBSOLETE_SECTIONS.contains(&setting.name.as_str()),
+                "section",
+            );
             continue;
         };
         let Value::Group(group) = &setting.value.value else {
             return Err(ctx.error(
                 setting.line,
                 name.to_owned(),
-                Problem::WrongType { expected: "group", found: setting.value.value.type_name() },
+                Problem::WrongType {
+                    expected: "group",
+                    found: setting.value.value.type_name(),
+                },
             ));
         };
-        let mut section = Section { ctx: &mut ctx, name, settings: &group.settings, used: vec![false; group.settings.len()] };
+        let mut section = Section {
+            ctx: &mut ctx,
+            name,
+            settings: &group.settings,
+            used: vec![false; group.settings.len()],
+        };
         match name {
             "global" => read_global(&mut section, &mut config)?,
             "metric" => {
                 section.str("out_channel", &mut config.metric.out_channel, str::parse)?;
-                section.str("kafka_topic", &mut config.metric.kafka_topic, check::kafka_topic)?;
+                section.str(
+                    "kafka_topic",
+                    &mut config.metric.kafka_topic,
+                    check::kafka_topic,
+                )?;
             }
             "event" => {
                 section.str("out_channel", &mut config.event.out_channel, str::parse)?;
-                section.str("kafka_topic", &mut config.event.kafka_topic, check::kafka_topic)?;
-                section.int("timeout", &mut config.event.timeout, |v| check::seconds(v, 0))?;
+                section.str(
+                    "kafka_topic",
+                    &mut config.event.kafka_topic,
+                    check::kafka_topic,
+                )?;
+                section.int("timeout", &mut config.event.timeout, |v| {
+                    check::seconds(v, 0)
+                })?;
             }
             "meta" => {
                 section.str("out_channel", &mut config.meta.out_channel, str::parse)?;
-                section.str("kafka_topic", &mut config.meta.kafka_topic, check::kafka_topic)?;
+                section.str(
+                    "kafka_topic",
+                    &mut config.meta.kafka_topic,
+                    check::kafka_topic,
+                )?;
             }
             "imdb" => read_imdb(&mut section, &mut config)?,
             "web_server" => {
@@ -83,29 +118,47 @@ pub(super) fn read(root: &Group, path: &Path) -> Result<FileRead> {
             "logs" => read_logs(&mut section, &mut config)?,
             "paths" => read_paths(&mut section, &mut config)?,
             "ingress" => {
-                section.int("max_line_len", &mut config.ingress.max_line_len, |v| check::count(v, 1024, Some(16 << 20)))?;
+                section.int("max_line_len", &mut config.ingress.max_line_len, |v| {
+                    check::count(v, 1024, Some(16 << 20))
+                })?;
             }
             _ => {}
         }
         section.finish();
     }
 
-    Ok(FileRead { config, origins: ctx.origins, warnings: ctx.warnings })
+    Ok(FileRead {
+        config,
+        origins: ctx.origins,
+        warnings: ctx.warnings,
+    })
 }
 
 fn read_global(section: &mut Section<'_, '_, '_>, config: &mut Config) -> Result<()> {
     let global = &mut config.global;
-    section.str("log_file_name", &mut global.log_file_name, check::log_file_name)?;
+    section.str(
+        "log_file_name",
+        &mut global.log_file_name,
+        check::log_file_name,
+    )?;
     section.str("log_level", &mut global.log_level, str::parse)?;
     section.bool("rest_api_on", &mut global.rest_api_on)
 }
 
 fn read_imdb(section: &mut Section<'_, '_, '_>, config: &mut Config) -> Result<()> {
     let imdb = &mut config.imdb;
-    section.int("max_tables_num", &mut imdb.max_tables_num, |v| check::count(v, 1, Some(4096)))?;
-    section.int("max_records_num", &mut imdb.max_records_num, |v| check::count(v, 1, None))?;
-    section.int("max_metrics_num", &mut imdb.max_metrics_num, |v| check::count(v, 1, Some(128)))?;
-    section.int("record_timeout", &mut imdb.record_timeout, |v| check::seconds(v, 1))
+    section.int("max_tables_num", &mut imdb.max_tables_num, |v| {
+        check::count(v, 1, Some(4096))
+    })?;
+    section.int("max_records_num", &mut imdb.max_records_num, |v| {
+        check::count(v, 1, None)
+    })?;
+    section.int("max_metrics_num", &mut imdb.max_metrics_num, |v| {
+        check::count(v, 1, Some(128))
+    })?;
+    section.int("record_timeout", &mut imdb.record_timeout, |v| {
+        check::seconds(v, 1)
+    })
 }
 
 fn read_server(section: &mut Section<'_, '_, '_>, server: &mut super::ServerConfig) -> Result<()> {
@@ -120,20 +173,38 @@ fn read_server(section: &mut Section<'_, '_, '_>, server: &mut super::ServerConf
 fn read_kafka(section: &mut Section<'_, '_, '_>, config: &mut Config) -> Result<()> {
     let kafka = &mut config.kafka;
     section.str("kafka_broker", &mut kafka.kafka_broker, check::kafka_broker)?;
-    section.int("batch_num_messages", &mut kafka.batch_num_messages, |v| check::kafka_number(v, 1_000_000))?;
-    section.str("compression_codec", &mut kafka.compression_codec, check::compression_codec)?;
-    section.int("queue_buffering_max_messages", &mut kafka.queue_buffering_max_messages, |v| {
-        check::kafka_number(v, i32::MAX.unsigned_abs())
+    section.int("batch_num_messages", &mut kafka.batch_num_messages, |v| {
+        check::kafka_number(v, 1_000_000)
     })?;
-    section.int("queue_buffering_max_kbytes", &mut kafka.queue_buffering_max_kbytes, |v| {
-        check::kafka_number(v, i32::MAX.unsigned_abs())
-    })?;
-    section.int("queue_buffering_max_ms", &mut kafka.queue_buffering_max_ms, |v| check::kafka_number(v, 900_000))
+    section.str(
+        "compression_codec",
+        &mut kafka.compression_codec,
+        check::compression_codec,
+    )?;
+    section.int(
+        "queue_buffering_max_messages",
+        &mut kafka.queue_buffering_max_messages,
+        |v| check::kafka_number(v, i32::MAX.unsigned_abs()),
+    )?;
+    section.int(
+        "queue_buffering_max_kbytes",
+        &mut kafka.queue_buffering_max_kbytes,
+        |v| check::kafka_number(v, i32::MAX.unsigned_abs()),
+    )?;
+    section.int(
+        "queue_buffering_max_ms",
+        &mut kafka.queue_buffering_max_ms,
+        |v| check::kafka_number(v, 900_000),
+    )
 }
 
 fn read_logs(section: &mut Section<'_, '_, '_>, config: &mut Config) -> Result<()> {
     let logs = &mut config.logs;
-    section.int("metric_total_size", &mut logs.metric_total_size, check::megabytes)?;
+    section.int(
+        "metric_total_size",
+        &mut logs.metric_total_size,
+        check::megabytes,
+    )?;
     section.str("metric_dir", &mut logs.metric_dir, check::safe_path)?;
     section.str("event_dir", &mut logs.event_dir, check::safe_path)?;
     section.str("meta_dir", &mut logs.meta_dir, check::safe_path)?;
@@ -143,11 +214,19 @@ fn read_logs(section: &mut Section<'_, '_, '_>, config: &mut Config) -> Result<(
 fn read_paths(section: &mut Section<'_, '_, '_>, config: &mut Config) -> Result<()> {
     let paths = &mut config.paths;
     section.str("meta_dir", &mut paths.meta_dir, check::safe_path)?;
-    section.str("extend_probe_dir", &mut paths.extend_probe_dir, check::safe_path)?;
+    section.str(
+        "extend_probe_dir",
+        &mut paths.extend_probe_dir,
+        check::safe_path,
+    )?;
     section.str("probes_init", &mut paths.probes_init, check::safe_path)?;
     section.str("custom_probes", &mut paths.custom_probes, check::safe_path)?;
     section.str("run_dir", &mut paths.run_dir, check::safe_path)?;
-    section.str("machine_id_file", &mut paths.machine_id_file, check::safe_path)
+    section.str(
+        "machine_id_file",
+        &mut paths.machine_id_file,
+        check::safe_path,
+    )
 }
 
 /// State shared by all sections of one file.
@@ -159,7 +238,14 @@ struct Ctx<'p> {
 
 impl Ctx<'_> {
     fn error(&self, line: u32, key: String, problem: Problem) -> ConfigError {
-        ConfigError::invalid(Origin::File { path: self.path.to_owned(), line }, key, problem)
+        ConfigError::invalid(
+            Origin::File {
+                path: self.path.to_owned(),
+                line,
+            },
+            key,
+            problem,
+        )
     }
 
     fn warn_ignored(&mut self, line: u32, what: &str, obsolete: bool, kind: &str) {
@@ -184,41 +270,83 @@ struct Section<'g, 'c, 'p> {
 impl<'g> Section<'g, '_, '_> {
     /// The setting `key`, marked as used and recorded as coming from the file.
     fn take(&mut self, key: &'static str) -> Option<&'g Setting> {
-        let index = self.settings.iter().position(|setting| setting.name == key)?;
+        let index = self
+            .settings
+            .iter()
+            .position(|setting| setting.name == key)?;
         self.used[index] = true;
         let setting = &self.settings[index];
-        self.ctx.origins.set(self.name, key, Origin::File { path: self.ctx.path.to_owned(), line: setting.line });
+        self.ctx.origins.set(
+            self.name,
+            key,
+            Origin::File {
+                path: self.ctx.path.to_owned(),
+                line: setting.line,
+            },
+        );
         Some(setting)
     }
 
     fn error(&self, setting: &Setting, problem: Problem) -> ConfigError {
-        self.ctx.error(setting.line, format!("{}.{}", self.name, setting.name), problem)
+        self.ctx.error(
+            setting.line,
+            format!("{}.{}", self.name, setting.name),
+            problem,
+        )
     }
 
     fn wrong_type(&self, setting: &Setting, expected: &'static str) -> ConfigError {
-        self.error(setting, Problem::WrongType { expected, found: setting.value.value.type_name() })
+        self.error(
+            setting,
+            Problem::WrongType {
+                expected,
+                found: setting.value.value.type_name(),
+            },
+        )
     }
 
     /// Stores the string `key`, converted by `convert`, into `slot` if the key is present.
-    fn str<T>(&mut self, key: &'static str, slot: &mut T, convert: impl FnOnce(&str) -> Result<T, Problem>) -> Result<()> {
-        let Some(setting) = self.take(key) else { return Ok(()) };
-        let Value::Str(text) = &setting.value.value else { return Err(self.wrong_type(setting, "string")) };
+    fn str<T>(
+        &mut self,
+        key: &'static str,
+        slot: &mut T,
+        convert: impl FnOnce(&str) -> Result<T, Problem>,
+    ) -> Result<()> {
+        let Some(setting) = self.take(key) else {
+            return Ok(());
+        };
+        let Value::Str(text) = &setting.value.value else {
+            return Err(self.wrong_type(setting, "string"));
+        };
         *slot = convert(text).map_err(|problem| self.error(setting, problem))?;
         Ok(())
     }
 
     /// Stores the integer `key`, converted by `convert`, into `slot` if the key is present.
-    fn int<T>(&mut self, key: &'static str, slot: &mut T, convert: impl FnOnce(i64) -> Result<T, Problem>) -> Result<()> {
-        let Some(setting) = self.take(key) else { return Ok(()) };
-        let Value::Int(number) = setting.value.value else { return Err(self.wrong_type(setting, "int")) };
+    fn int<T>(
+        &mut self,
+        key: &'static str,
+        slot: &mut T,
+        convert: impl FnOnce(i64) -> Result<T, Problem>,
+    ) -> Result<()> {
+        let Some(setting) = self.take(key) else {
+            return Ok(());
+        };
+        let Value::Int(number) = setting.value.value else {
+            return Err(self.wrong_type(setting, "int"));
+        };
         *slot = convert(number).map_err(|problem| self.error(setting, problem))?;
         Ok(())
     }
 
     /// Stores the boolean `key` into `slot` if the key is present.
     fn bool(&mut self, key: &'static str, slot: &mut bool) -> Result<()> {
-        let Some(setting) = self.take(key) else { return Ok(()) };
-        let Value::Bool(flag) = setting.value.value else { return Err(self.wrong_type(setting, "bool")) };
+        let Some(setting) = self.take(key) else {
+            return Ok(());
+        };
+        let Value::Bool(flag) = setting.value.value else {
+            return Err(self.wrong_type(setting, "bool"));
+        };
         *slot = flag;
         Ok(())
     }

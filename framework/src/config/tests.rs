@@ -16,7 +16,10 @@ fn parse(src: &str) -> Result<Loaded> {
 }
 
 fn parse_env(src: &str, vars: &[(&str, &str)]) -> Result<Loaded> {
-    let vars: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let vars: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
     Config::parse(src, Path::new(PATH), &|var| vars.get(var).cloned())
 }
 
@@ -71,7 +74,10 @@ fn shipped_file_documents_every_key() {
     for (index, line) in lines.iter().enumerate() {
         let is_setting = line.contains(" = ") && line.ends_with(';') && !line.starts_with('#');
         if is_setting {
-            assert!(index > 0 && lines[index - 1].starts_with('#'), "no comment above {line:?}");
+            assert!(
+                index > 0 && lines[index - 1].starts_with('#'),
+                "no comment above {line:?}"
+            );
         }
     }
 }
@@ -90,10 +96,19 @@ fn default_values_are_the_shipped_ones() {
     assert_eq!(c.rest_api_server.port, 9999);
     assert_eq!(c.kafka.kafka_broker, "");
     assert_eq!(c.logs.metric_total_size, 100 * 1024 * 1024);
-    assert_eq!(c.paths.pid_file(), PathBuf::from("/var/run/gala_gopher/gala-gopher.pid"));
-    assert_eq!(c.paths.cmd_socket(), PathBuf::from("/var/run/gala_gopher/gala_gopher_cmd.sock"));
+    assert_eq!(
+        c.paths.pid_file(),
+        PathBuf::from("/var/run/gala_gopher/gala-gopher.pid")
+    );
+    assert_eq!(
+        c.paths.cmd_socket(),
+        PathBuf::from("/var/run/gala_gopher/gala_gopher_cmd.sock")
+    );
     assert_eq!(c.ingress.max_line_len, 65_536);
-    assert_eq!(c.debug_log_file(), PathBuf::from("/var/log/gala-gopher/debug/gopher.log"));
+    assert_eq!(
+        c.debug_log_file(),
+        PathBuf::from("/var/log/gala-gopher/debug/gopher.log")
+    );
 }
 
 #[test]
@@ -135,14 +150,20 @@ logs = { metric_total_size = 100; metric_dir = "/var/log/gala-gopher/metrics"; e
         loaded.warnings[0],
         format!("{PATH}:2: key \"global.pin_path\" of an older gala-gopher is obsolete, ignored")
     );
-    assert!(loaded.warnings[2].starts_with(&format!("{PATH}:6: section \"egress\"")), "{:?}", loaded.warnings);
+    assert!(
+        loaded.warnings[2].starts_with(&format!("{PATH}:6: section \"egress\"")),
+        "{:?}",
+        loaded.warnings
+    );
 }
 
 #[test]
 fn keyword_values() {
-    let c = config(r#"global = { log_level = "error"; log_file_name = ""; rest_api_on = false; };
+    let c = config(
+        r#"global = { log_level = "error"; log_file_name = ""; rest_api_on = false; };
         metric = { out_channel = "json"; }; meta = { out_channel = "off"; };
-        web_server = { ssl_auth = ""; legacy_histogram = true; };"#);
+        web_server = { ssl_auth = ""; legacy_histogram = true; };"#,
+    );
     assert_eq!(c.global.log_level, LogLevel::Error);
     assert_eq!(c.global.log_file_name, "gopher_debug.log");
     assert!(!c.global.rest_api_on);
@@ -150,14 +171,26 @@ fn keyword_values() {
     assert_eq!(c.meta.out_channel, EventChannel::Off);
     assert!(!c.web_server.server.ssl_auth);
     assert!(c.web_server.legacy_histogram);
-    assert_eq!(config(r#"metric = { out_channel = ""; };"#).metric.out_channel, MetricChannel::Off);
-    assert_eq!(config("logs = { metric_total_size = 1024; };").logs.metric_total_size, 1 << 30);
+    assert_eq!(
+        config(r#"metric = { out_channel = ""; };"#)
+            .metric
+            .out_channel,
+        MetricChannel::Off
+    );
+    assert_eq!(
+        config("logs = { metric_total_size = 1024; };")
+            .logs
+            .metric_total_size,
+        1 << 30
+    );
 }
 
 #[test]
 fn kafka_broker_is_not_truncated() {
     let broker = "broker-number-one.example.com:9092,broker-number-two.example.com:9092";
-    let c = config(&format!(r#"kafka = {{ kafka_broker = "{broker}"; }}; event = {{ out_channel = "kafka"; }};"#));
+    let c = config(&format!(
+        r#"kafka = {{ kafka_broker = "{broker}"; }}; event = {{ out_channel = "kafka"; }};"#
+    ));
     assert_eq!(c.kafka.kafka_broker, broker);
     assert_eq!(c.event.out_channel, EventChannel::Kafka);
 }
@@ -174,7 +207,11 @@ fn syntax_error_names_file_and_line() {
         }
         other => panic!("expected a syntax error, got {other:?}"),
     }
-    assert!(err.to_string().starts_with(&format!("{PATH}:4: syntax error: ")), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("{PATH}:4: syntax error: ")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -185,47 +222,117 @@ fn duplicate_key_is_a_syntax_error() {
 
 #[test]
 fn out_of_range_message_matches_contract() {
-    let src = format!("{}imdb =\n{{\n    max_tables_num = 5000;\n}};\n", "\n".repeat(14));
+    let src = format!(
+        "{}imdb =\n{{\n    max_tables_num = 5000;\n}};\n",
+        "\n".repeat(14)
+    );
     let err = error(&src);
-    assert_eq!(err.to_string(), format!("{PATH}:17: imdb.max_tables_num: 5000 is out of range 1..=4096"));
+    assert_eq!(
+        err.to_string(),
+        format!("{PATH}:17: imdb.max_tables_num: 5000 is out of range 1..=4096")
+    );
 }
 
 #[test]
 fn wrong_type_is_an_error() {
     let err = error("web_server =\n{\n    port = \"8888\";\n};");
-    assert_eq!(err.to_string(), format!("{PATH}:3: web_server.port: expected int, found string"));
+    assert_eq!(
+        err.to_string(),
+        format!("{PATH}:3: web_server.port: expected int, found string")
+    );
     let err = error("global = { rest_api_on = \"yes\"; };");
-    assert_eq!(problem(&err), &Problem::WrongType { expected: "bool", found: "string" });
+    assert_eq!(
+        problem(&err),
+        &Problem::WrongType {
+            expected: "bool",
+            found: "string"
+        }
+    );
     let err = error("imdb = { record_timeout = 1.5; };");
-    assert_eq!(problem(&err), &Problem::WrongType { expected: "int", found: "float" });
+    assert_eq!(
+        problem(&err),
+        &Problem::WrongType {
+            expected: "int",
+            found: "float"
+        }
+    );
     let err = error("global = 5;");
-    assert_eq!(err.to_string(), format!("{PATH}:1: global: expected group, found int"));
+    assert_eq!(
+        err.to_string(),
+        format!("{PATH}:1: global: expected group, found int")
+    );
     let err = error("logs = { metric_dir = (\"/a\"); };");
-    assert_eq!(problem(&err), &Problem::WrongType { expected: "string", found: "list" });
+    assert_eq!(
+        problem(&err),
+        &Problem::WrongType {
+            expected: "string",
+            found: "list"
+        }
+    );
 }
 
 #[test]
 fn ranges_are_checked_at_load() {
     let cases = [
-        ("imdb = { max_tables_num = 0; };", "imdb.max_tables_num: 0 is out of range 1..=4096"),
-        ("imdb = { max_records_num = 0; };", "imdb.max_records_num: 0 is out of range 1.."),
-        ("imdb = { max_metrics_num = 129; };", "imdb.max_metrics_num: 129 is out of range 1..=128"),
-        ("imdb = { record_timeout = 0; };", "imdb.record_timeout: 0 is out of range 1.."),
-        ("event = { timeout = -1; };", "event.timeout: -1 is out of range 0.."),
-        ("web_server = { port = 80; };", "web_server.port: 80 is out of range 1024..=65535"),
-        ("rest_api_server = { port = 65536; };", "rest_api_server.port: 65536 is out of range 1024..=65535"),
-        ("logs = { metric_total_size = 0; };", "logs.metric_total_size: 0 is out of range 1..=1024"),
-        ("logs = { metric_total_size = 2048; };", "logs.metric_total_size: 2048 is out of range 1..=1024"),
-        ("kafka = { batch_num_messages = 0; };", "kafka.batch_num_messages: 0 is out of range 1..=1000000"),
-        ("kafka = { queue_buffering_max_ms = 0; };", "kafka.queue_buffering_max_ms: 0 is out of range 1..=900000"),
+        (
+            "imdb = { max_tables_num = 0; };",
+            "imdb.max_tables_num: 0 is out of range 1..=4096",
+        ),
+        (
+            "imdb = { max_records_num = 0; };",
+            "imdb.max_records_num: 0 is out of range 1..",
+        ),
+        (
+            "imdb = { max_metrics_num = 129; };",
+            "imdb.max_metrics_num: 129 is out of range 1..=128",
+        ),
+        (
+            "imdb = { record_timeout = 0; };",
+            "imdb.record_timeout: 0 is out of range 1..",
+        ),
+        (
+            "event = { timeout = -1; };",
+            "event.timeout: -1 is out of range 0..",
+        ),
+        (
+            "web_server = { port = 80; };",
+            "web_server.port: 80 is out of range 1024..=65535",
+        ),
+        (
+            "rest_api_server = { port = 65536; };",
+            "rest_api_server.port: 65536 is out of range 1024..=65535",
+        ),
+        (
+            "logs = { metric_total_size = 0; };",
+            "logs.metric_total_size: 0 is out of range 1..=1024",
+        ),
+        (
+            "logs = { metric_total_size = 2048; };",
+            "logs.metric_total_size: 2048 is out of range 1..=1024",
+        ),
+        (
+            "kafka = { batch_num_messages = 0; };",
+            "kafka.batch_num_messages: 0 is out of range 1..=1000000",
+        ),
+        (
+            "kafka = { queue_buffering_max_ms = 0; };",
+            "kafka.queue_buffering_max_ms: 0 is out of range 1..=900000",
+        ),
         (
             "kafka = { queue_buffering_max_kbytes = 3000000000; };",
             "kafka.queue_buffering_max_kbytes: 3000000000 is out of range 1..=2147483647",
         ),
-        ("ingress = { max_line_len = 100; };", "ingress.max_line_len: 100 is out of range 1024..=16777216"),
+        (
+            "ingress = { max_line_len = 100; };",
+            "ingress.max_line_len: 100 is out of range 1024..=16777216",
+        ),
     ];
     for (src, expected) in cases {
-        assert_eq!(error(src).to_string(), format!("{PATH}:1: {expected}"), "{src}");
+        assert_eq!(
+            error(src).to_string(),
+            format!("{PATH}:1: {expected}"),
+            "{src}"
+        );
     }
 }
 
@@ -236,10 +343,22 @@ fn unknown_keywords_are_errors() {
         err.to_string(),
         format!("{PATH}:1: global.log_level: unknown value \"verbose\", expected one of \"debug\", \"info\", \"warn\", \"error\"")
     );
-    assert!(matches!(problem(&error("metric = { out_channel = \"prometheus\"; };")), Problem::UnknownValue { .. }));
-    assert!(matches!(problem(&error("event = { out_channel = \"json\"; };")), Problem::UnknownValue { .. }));
-    assert!(matches!(problem(&error("web_server = { ssl_auth = \"yes\"; };")), Problem::UnknownValue { .. }));
-    assert!(matches!(problem(&error("kafka = { compression_codec = \"brotli\"; };")), Problem::UnknownValue { .. }));
+    assert!(matches!(
+        problem(&error("metric = { out_channel = \"prometheus\"; };")),
+        Problem::UnknownValue { .. }
+    ));
+    assert!(matches!(
+        problem(&error("event = { out_channel = \"json\"; };")),
+        Problem::UnknownValue { .. }
+    ));
+    assert!(matches!(
+        problem(&error("web_server = { ssl_auth = \"yes\"; };")),
+        Problem::UnknownValue { .. }
+    ));
+    assert!(matches!(
+        problem(&error("kafka = { compression_codec = \"brotli\"; };")),
+        Problem::UnknownValue { .. }
+    ));
 }
 
 #[test]
@@ -247,26 +366,73 @@ fn unsafe_characters_in_directories() {
     let err = error("logs = { metric_dir = \"/var/log/$(reboot)\"; };");
     assert_eq!(
         problem(&err),
-        &Problem::UnsafeCharacters { value: "/var/log/$(reboot)".to_owned(), found: "$".to_owned() }
+        &Problem::UnsafeCharacters {
+            value: "/var/log/$(reboot)".to_owned(),
+            found: "$".to_owned()
+        }
     );
-    for bad in ["/var/log/../etc", "/tmp/./x", "/a;b", "/a|b", "/a\\nb", "/a*", "/a`b`", "/a[1]", "/a!", "/x'y"] {
+    for bad in [
+        "/var/log/../etc",
+        "/tmp/./x",
+        "/a;b",
+        "/a|b",
+        "/a\\nb",
+        "/a*",
+        "/a`b`",
+        "/a[1]",
+        "/a!",
+        "/x'y",
+    ] {
         let src = format!("logs = {{ event_dir = \"{bad}\"; }};");
-        assert!(matches!(problem(&error(&src)), Problem::UnsafeCharacters { .. }), "{bad}");
+        assert!(
+            matches!(problem(&error(&src)), Problem::UnsafeCharacters { .. }),
+            "{bad}"
+        );
     }
-    assert_eq!(problem(&error("logs = { debug_dir = \"\"; };")), &Problem::Empty);
-    assert!(matches!(problem(&error("logs = { meta_dir = \"var/log\"; };")), Problem::NotAbsolute(_)));
-    assert!(matches!(problem(&error("logs = { metric_dir = \"/\"; };")), Problem::Malformed { .. }));
-    assert!(matches!(problem(&error("paths = { run_dir = \"/run/$x\"; };")), Problem::UnsafeCharacters { .. }));
-    assert!(matches!(problem(&error("global = { log_file_name = \"../x.log\"; };")), Problem::UnsafeCharacters { .. }));
-    assert!(matches!(problem(&error("global = { log_file_name = \"sub/x.log\"; };")), Problem::Malformed { .. }));
+    assert_eq!(
+        problem(&error("logs = { debug_dir = \"\"; };")),
+        &Problem::Empty
+    );
+    assert!(matches!(
+        problem(&error("logs = { meta_dir = \"var/log\"; };")),
+        Problem::NotAbsolute(_)
+    ));
+    assert!(matches!(
+        problem(&error("logs = { metric_dir = \"/\"; };")),
+        Problem::Malformed { .. }
+    ));
+    assert!(matches!(
+        problem(&error("paths = { run_dir = \"/run/$x\"; };")),
+        Problem::UnsafeCharacters { .. }
+    ));
+    assert!(matches!(
+        problem(&error("global = { log_file_name = \"../x.log\"; };")),
+        Problem::UnsafeCharacters { .. }
+    ));
+    assert!(matches!(
+        problem(&error("global = { log_file_name = \"sub/x.log\"; };")),
+        Problem::Malformed { .. }
+    ));
 }
 
 #[test]
 fn malformed_strings() {
-    assert!(matches!(problem(&error("web_server = { bind_addr = \"not an addr\"; };")), Problem::Malformed { .. }));
-    assert_eq!(problem(&error("web_server = { bind_addr = \"\"; };")), &Problem::Empty);
-    assert!(matches!(problem(&error("metric = { kafka_topic = \"a b\"; };")), Problem::Malformed { .. }));
-    assert!(matches!(problem(&error("kafka = { kafka_broker = \"a:1,,b:2\"; };")), Problem::Malformed { .. }));
+    assert!(matches!(
+        problem(&error("web_server = { bind_addr = \"not an addr\"; };")),
+        Problem::Malformed { .. }
+    ));
+    assert_eq!(
+        problem(&error("web_server = { bind_addr = \"\"; };")),
+        &Problem::Empty
+    );
+    assert!(matches!(
+        problem(&error("metric = { kafka_topic = \"a b\"; };")),
+        Problem::Malformed { .. }
+    ));
+    assert!(matches!(
+        problem(&error("kafka = { kafka_broker = \"a:1,,b:2\"; };")),
+        Problem::Malformed { .. }
+    ));
     let c = config("web_server = { bind_addr = \"::1\"; }; rest_api_server = { bind_addr = \"node-1.local\"; };");
     assert_eq!(c.web_server.server.bind_addr, "::1");
     assert_eq!(c.rest_api_server.bind_addr, "node-1.local");
@@ -274,7 +440,8 @@ fn malformed_strings() {
 
 #[test]
 fn unknown_sections_and_keys_are_warnings() {
-    let loaded = parse("global =\n{\n    log_levle = \"debug\";\n};\nextra = { a = 1; };\n").expect("loads");
+    let loaded =
+        parse("global =\n{\n    log_levle = \"debug\";\n};\nextra = { a = 1; };\n").expect("loads");
     assert_eq!(loaded.config, Config::default());
     assert_eq!(
         loaded.warnings,
@@ -287,14 +454,16 @@ fn unknown_sections_and_keys_are_warnings() {
 
 #[test]
 fn tls_needs_key_and_cert() {
-    let err = error("web_server =\n{\n    ssl_auth = \"on\";\n    private_key = \"/etc/k.pem\";\n};");
+    let err =
+        error("web_server =\n{\n    ssl_auth = \"on\";\n    private_key = \"/etc/k.pem\";\n};");
     assert_eq!(
         err.to_string(),
         format!("{PATH}:3: web_server.cert_file: required when web_server.ssl_auth is \"on\"")
     );
     let err = error("rest_api_server = { ssl_auth = \"on\"; cert_file = \"/etc/c.pem\"; };");
     assert_eq!(err.to_string(), format!("{PATH}:1: rest_api_server.private_key: required when rest_api_server.ssl_auth is \"on\""));
-    let c = config("web_server = { ssl_auth = \"on\"; private_key = \"/k\"; cert_file = \"/c\"; };");
+    let c =
+        config("web_server = { ssl_auth = \"on\"; private_key = \"/k\"; cert_file = \"/c\"; };");
     assert!(c.web_server.server.ssl_auth);
     assert_eq!(c.web_server.server.ca_file, PathBuf::new());
 }
@@ -302,20 +471,33 @@ fn tls_needs_key_and_cert() {
 #[test]
 fn kafka_channel_needs_broker_and_topic() {
     let err = error("meta =\n{\n    out_channel = \"kafka\";\n};");
-    assert_eq!(err.to_string(), format!("{PATH}:3: kafka.kafka_broker: required when meta.out_channel is \"kafka\""));
+    assert_eq!(
+        err.to_string(),
+        format!("{PATH}:3: kafka.kafka_broker: required when meta.out_channel is \"kafka\"")
+    );
     let err = error("kafka = { kafka_broker = \"k:9092\"; }; metric = { out_channel = \"kafka\"; kafka_topic = \"\"; };");
-    assert_eq!(err.to_string(), format!("{PATH}:1: metric.kafka_topic: required when metric.out_channel is \"kafka\""));
+    assert_eq!(
+        err.to_string(),
+        format!("{PATH}:1: metric.kafka_topic: required when metric.out_channel is \"kafka\"")
+    );
 }
 
 #[test]
 fn same_port_for_both_servers_is_a_conflict() {
     let err = error("rest_api_server = { port = 8888; };");
     assert!(matches!(problem(&err), Problem::Conflict(_)), "{err}");
-    assert!(err.to_string().starts_with(&format!("{PATH}:1: rest_api_server.port: conflicts with web_server.port")));
+    assert!(err.to_string().starts_with(&format!(
+        "{PATH}:1: rest_api_server.port: conflicts with web_server.port"
+    )));
     // Different addresses, or the REST server off: no conflict.
     config("rest_api_server = { port = 8888; bind_addr = \"127.0.0.2\"; };");
     config("global = { rest_api_on = false; }; rest_api_server = { port = 8888; };");
-    assert!(matches!(problem(&error("web_server = { port = 9999; bind_addr = \"0.0.0.0\"; };")), Problem::Conflict(_)));
+    assert!(matches!(
+        problem(&error(
+            "web_server = { port = 9999; bind_addr = \"0.0.0.0\"; };"
+        )),
+        Problem::Conflict(_)
+    ));
 }
 
 #[test]
@@ -324,14 +506,29 @@ fn load_reads_the_file_and_reports_missing_ones() {
     let path = dir.path().join("gala-gopher.conf");
     std::fs::write(&path, "imdb = {\n  max_metrics_num = 500;\n};\n").expect("write");
     let err = Config::load(&path).expect_err("out of range");
-    assert_eq!(err.to_string(), format!("{}:2: imdb.max_metrics_num: 500 is out of range 1..=128", path.display()));
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}:2: imdb.max_metrics_num: 500 is out of range 1..=128",
+            path.display()
+        )
+    );
     std::fs::write(&path, SHIPPED).expect("write");
-    assert_eq!(Config::load(&path).expect("loads").config, Config::default());
+    assert_eq!(
+        Config::load(&path).expect("loads").config,
+        Config::default()
+    );
 
     let missing = dir.path().join("missing.conf");
     let err = Config::load(&missing).expect_err("missing file");
     assert!(matches!(err, ConfigError::Read { .. }));
-    assert!(err.to_string().starts_with(&format!("{}: cannot read configuration: ", missing.display())), "{err}");
+    assert!(
+        err.to_string().starts_with(&format!(
+            "{}: cannot read configuration: ",
+            missing.display()
+        )),
+        "{err}"
+    );
 }
 
 // ---- environment overrides -----------------------------------------------------------------
@@ -367,13 +564,38 @@ fn env_overrides_apply_after_the_file() {
 
 #[test]
 fn env_kafka_server_spellings() {
-    let broker = |vars: &[(&str, &str)]| env_config("kafka = { kafka_broker = \"file:1\"; };", vars).config.kafka.kafka_broker;
-    assert_eq!(broker(&[]), "file:1", "unset keeps the file value, no localhost default");
-    assert_eq!(broker(&[("GOPHER_KAKFA_SERVER", "")]), "file:1", "empty counts as unset");
+    let broker = |vars: &[(&str, &str)]| {
+        env_config("kafka = { kafka_broker = \"file:1\"; };", vars)
+            .config
+            .kafka
+            .kafka_broker
+    };
+    assert_eq!(
+        broker(&[]),
+        "file:1",
+        "unset keeps the file value, no localhost default"
+    );
+    assert_eq!(
+        broker(&[("GOPHER_KAKFA_SERVER", "")]),
+        "file:1",
+        "empty counts as unset"
+    );
     assert_eq!(broker(&[("GOPHER_KAKFA_SERVER", "typo:9093")]), "typo:9093");
     assert_eq!(broker(&[("GOPHER_KAFKA_SERVER", "a,b:1")]), "a:9092,b:1");
-    assert_eq!(broker(&[("GOPHER_KAKFA_SERVER", "typo"), ("GOPHER_KAFKA_SERVER", "right")]), "right:9092");
-    let loaded = env_config("", &[("GOPHER_KAKFA_SERVER", "typo"), ("GOPHER_KAFKA_SERVER", "right")]);
+    assert_eq!(
+        broker(&[
+            ("GOPHER_KAKFA_SERVER", "typo"),
+            ("GOPHER_KAFKA_SERVER", "right")
+        ]),
+        "right:9092"
+    );
+    let loaded = env_config(
+        "",
+        &[
+            ("GOPHER_KAKFA_SERVER", "typo"),
+            ("GOPHER_KAFKA_SERVER", "right"),
+        ],
+    );
     assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
     assert_eq!(Config::default().kafka.kafka_broker, "");
     assert_eq!(env_config("", &[]).config.kafka.kafka_broker, "");
@@ -381,7 +603,11 @@ fn env_kafka_server_spellings() {
 
 #[test]
 fn env_kafka_server_completes_a_kafka_channel() {
-    let c = env_config("event = { out_channel = \"kafka\"; };", &[("GOPHER_KAKFA_SERVER", "k")]).config;
+    let c = env_config(
+        "event = { out_channel = \"kafka\"; };",
+        &[("GOPHER_KAKFA_SERVER", "k")],
+    )
+    .config;
     assert_eq!(c.kafka.kafka_broker, "k:9092");
     let err = env_error("", &[("GOPHER_EVENT_CHANNEL", "kafka")]);
     assert_eq!(
@@ -393,20 +619,57 @@ fn env_kafka_server_completes_a_kafka_channel() {
 #[test]
 fn env_invalid_values_name_the_variable() {
     let cases: &[(&str, &str, &str)] = &[
-        ("GOPHER_METRIC_PORT", "abc", "web_server.port: \"abc\" is not an integer"),
-        ("GOPHER_REST_PORT", "80", "rest_api_server.port: 80 is out of range 1024..=65535"),
-        ("GOPHER_LOG_LEVEL", "verbose", "global.log_level: unknown value \"verbose\""),
-        ("GOPHER_META_CHANNEL", "web_server", "meta.out_channel: unknown value \"web_server\""),
-        ("GOPHER_METRIC_LOGS_TOTAL_SIZE", "0", "logs.metric_total_size: 0 is out of range 1..=1024"),
-        ("GOPHER_METRIC_ADDR", "a b", "web_server.bind_addr: \"a b\" is invalid"),
-        ("GOPHER_KAKFA_SERVER", "a b", "kafka.kafka_broker: \"a b\" is invalid"),
-        ("GOPHER_REST_AUTH", "true", "rest_api_server.ssl_auth: unknown value \"true\", expected one of \"yes\", \"no\""),
+        (
+            "GOPHER_METRIC_PORT",
+            "abc",
+            "web_server.port: \"abc\" is not an integer",
+        ),
+        (
+            "GOPHER_REST_PORT",
+            "80",
+            "rest_api_server.port: 80 is out of range 1024..=65535",
+        ),
+        (
+            "GOPHER_LOG_LEVEL",
+            "verbose",
+            "global.log_level: unknown value \"verbose\"",
+        ),
+        (
+            "GOPHER_META_CHANNEL",
+            "web_server",
+            "meta.out_channel: unknown value \"web_server\"",
+        ),
+        (
+            "GOPHER_METRIC_LOGS_TOTAL_SIZE",
+            "0",
+            "logs.metric_total_size: 0 is out of range 1..=1024",
+        ),
+        (
+            "GOPHER_METRIC_ADDR",
+            "a b",
+            "web_server.bind_addr: \"a b\" is invalid",
+        ),
+        (
+            "GOPHER_KAKFA_SERVER",
+            "a b",
+            "kafka.kafka_broker: \"a b\" is invalid",
+        ),
+        (
+            "GOPHER_REST_AUTH",
+            "true",
+            "rest_api_server.ssl_auth: unknown value \"true\", expected one of \"yes\", \"no\"",
+        ),
     ];
     for (var, value, expected) in cases {
         let err = env_error(SHIPPED, &[(var, value)]);
         let text = err.to_string();
-        assert!(text.starts_with(&format!("environment variable {var}: {expected}")), "{var}={value}: {text}");
-        assert!(matches!(&err, ConfigError::Invalid { origin: Origin::Env { var: v }, .. } if v == var));
+        assert!(
+            text.starts_with(&format!("environment variable {var}: {expected}")),
+            "{var}={value}: {text}"
+        );
+        assert!(
+            matches!(&err, ConfigError::Invalid { origin: Origin::Env { var: v }, .. } if v == var)
+        );
     }
 }
 
@@ -423,22 +686,36 @@ fn env_rest_auth_touches_only_the_rest_server() {
     )
     .config;
     assert!(c.rest_api_server.ssl_auth);
-    assert_eq!(c.rest_api_server.private_key, PathBuf::from("/etc/tls/key.pem"));
-    assert_eq!(c.rest_api_server.cert_file, PathBuf::from("/etc/tls/cert.pem"));
+    assert_eq!(
+        c.rest_api_server.private_key,
+        PathBuf::from("/etc/tls/key.pem")
+    );
+    assert_eq!(
+        c.rest_api_server.cert_file,
+        PathBuf::from("/etc/tls/cert.pem")
+    );
     assert_eq!(c.rest_api_server.ca_file, PathBuf::from("/etc/tls/ca.pem"));
     assert_eq!(c.web_server, WebServerConfig::default());
 }
 
 #[test]
 fn env_rest_auth_without_files_is_an_error() {
-    let err = env_error(SHIPPED, &[("GOPHER_REST_AUTH", "yes"), ("GOPHER_REST_CERT", "/c.pem")]);
+    let err = env_error(
+        SHIPPED,
+        &[("GOPHER_REST_AUTH", "yes"), ("GOPHER_REST_CERT", "/c.pem")],
+    );
     assert_eq!(
         err.to_string(),
         "environment variable GOPHER_REST_AUTH: rest_api_server.private_key: required when rest_api_server.ssl_auth is \"on\""
     );
     // Files named in the config file complete the variable.
     let src = "rest_api_server = { private_key = \"/k.pem\"; cert_file = \"/c.pem\"; };";
-    assert!(env_config(src, &[("GOPHER_REST_AUTH", "yes")]).config.rest_api_server.ssl_auth);
+    assert!(
+        env_config(src, &[("GOPHER_REST_AUTH", "yes")])
+            .config
+            .rest_api_server
+            .ssl_auth
+    );
 }
 
 #[test]
@@ -449,7 +726,10 @@ fn env_tls_files_without_rest_auth_are_ignored_with_a_warning() {
         let loaded = env_config(SHIPPED, &vars);
         assert!(!loaded.config.rest_api_server.ssl_auth);
         assert_eq!(loaded.config.rest_api_server.cert_file, PathBuf::new());
-        assert_eq!(loaded.warnings, vec!["GOPHER_REST_CERT is set but ignored: GOPHER_REST_AUTH is not \"yes\"".to_owned()]);
+        assert_eq!(
+            loaded.warnings,
+            vec!["GOPHER_REST_CERT is set but ignored: GOPHER_REST_AUTH is not \"yes\"".to_owned()]
+        );
     }
 }
 
@@ -459,7 +739,9 @@ fn probes_init_override_follows_the_variable() {
     assert_eq!(none, None);
     let empty = probes_init_override(&|_| Some(String::new()));
     assert_eq!(empty, None);
-    let content = probes_init_override(&|var| (var == "GOPHER_PROBES_INIT").then(|| "tcp {\"cmd\":{}}".to_owned()));
+    let content = probes_init_override(&|var| {
+        (var == "GOPHER_PROBES_INIT").then(|| "tcp {\"cmd\":{}}".to_owned())
+    });
     assert_eq!(content.as_deref(), Some("tcp {\"cmd\":{}}\n"));
 }
 
@@ -486,24 +768,43 @@ fn env_strategy() -> impl Strategy<Value = HashMap<String, String>> {
         ],
         0..4,
     );
-    (vars, prop::collection::vec(prop_oneof!["[a-z0-9:.,/ -]{0,12}", "-?[0-9]{1,12}", Just("yes".to_owned())], 4))
+    (
+        vars,
+        prop::collection::vec(
+            prop_oneof![
+                "[a-z0-9:.,/ -]{0,12}",
+                "-?[0-9]{1,12}",
+                Just("yes".to_owned())
+            ],
+            4,
+        ),
+    )
         .prop_map(|(vars, values)| vars.into_iter().map(str::to_owned).zip(values).collect())
 }
 
 /// The shipped file with one line replaced by random text, or random text spliced in.
 fn mutated_config() -> impl Strategy<Value = String> {
     let lines = SHIPPED.lines().count();
-    (0..lines, any::<bool>(), "\\PC{0,24}|[\"{}();=,#/*0-9a-z_ -]{0,24}").prop_map(|(at, replace, text)| {
-        let mut out: Vec<String> = SHIPPED.lines().map(str::to_owned).collect();
-        if replace {
-            out[at] = text;
-        } else {
-            let line = &mut out[at];
-            let cut = line.char_indices().map(|(i, _)| i).nth(line.len() / 2).unwrap_or(0);
-            line.insert_str(cut, &text);
-        }
-        out.join("\n")
-    })
+    (
+        0..lines,
+        any::<bool>(),
+        "\\PC{0,24}|[\"{}();=,#/*0-9a-z_ -]{0,24}",
+    )
+        .prop_map(|(at, replace, text)| {
+            let mut out: Vec<String> = SHIPPED.lines().map(str::to_owned).collect();
+            if replace {
+                out[at] = text;
+            } else {
+                let line = &mut out[at];
+                let cut = line
+                    .char_indices()
+                    .map(|(i, _)| i)
+                    .nth(line.len() / 2)
+                    .unwrap_or(0);
+                line.insert_str(cut, &text);
+            }
+            out.join("\n")
+        })
 }
 
 proptest! {

@@ -112,7 +112,8 @@ async fn handle(
     }
     if req.method() != Method::GET {
         let mut resp = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-        resp.headers_mut().insert(ALLOW, HeaderValue::from_static("GET"));
+        resp.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET"));
         return Ok(resp);
     }
     let body = match tokio::task::spawn_blocking(move || endpoint.scrape()).await {

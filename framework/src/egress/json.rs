@@ -193,7 +193,14 @@ mod tests {
             ("srtt", Summary),
             ("lat", Histogram),
         ]);
-        let values: [&[u8]; 6] = [b"42", b"client", b"10", b"3", b"7", b"3 10 2 100 5 1000 6 4213 950"];
+        let values: [&[u8]; 6] = [
+            b"42",
+            b"client",
+            b"10",
+            b"3",
+            b"7",
+            b"3 10 2 100 5 1000 6 4213 950",
+        ];
         let (text, v) = render(&m, &values, "uuid-10.0.0.1");
         assert_eq!(
             v,
@@ -249,9 +256,17 @@ mod tests {
     #[test]
     fn malformed_histogram_skips_only_its_column() {
         use FieldType::*;
-        let m = meta(&[("k", Key), ("h1", Histogram), ("h2", Histogram), ("g", Gauge)]);
+        let m = meta(&[
+            ("k", Key),
+            ("h1", Histogram),
+            ("h2", Histogram),
+            ("g", Gauge),
+        ]);
         let (_, v) = render(&m, &[b"1", b"garbage", b"1 5 2 10 5", b"9"], "m");
-        assert_eq!(v["histos"], json!({"h2": {"5": 2, "count": 2, "sum": 10, "max": 5}}));
+        assert_eq!(
+            v["histos"],
+            json!({"h2": {"5": 2, "count": 2, "sum": 10, "max": 5}})
+        );
         assert_eq!(v["metrics"], json!({"g": "9"}));
     }
 
@@ -260,7 +275,9 @@ mod tests {
         for ok in ["0", "123", "-5", "1.25", "1e5", "-0.5E-3", "2e+10"] {
             assert!(is_json_number(ok), "{ok}");
         }
-        for bad in ["", "-", "1.", ".5", "+1", "007", "1e", "inf", "NaN", "0x10", "1 2"] {
+        for bad in [
+            "", "-", "1.", ".5", "+1", "007", "1e", "inf", "NaN", "0x10", "1 2",
+        ] {
             assert!(!is_json_number(bad), "{bad}");
         }
     }
@@ -270,7 +287,12 @@ mod tests {
         use FieldType::*;
         let m = meta(&[("k", Key), ("h", Histogram)]);
         for (sum, max, want_sum, want_max) in [
-            ("18446744073709551615", "1.5e3", json!(18446744073709551615u64), json!(1500.0)),
+            (
+                "18446744073709551615",
+                "1.5e3",
+                json!(18446744073709551615u64),
+                json!(1500.0),
+            ),
             ("+12", ".5", json!(12.0), json!(0.5)),
             ("007", "NaN", json!(7.0), Value::Null),
             ("-Inf", "3", Value::Null, json!(3)),

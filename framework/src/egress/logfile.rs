@@ -5,9 +5,9 @@
 //! is renamed to `<name>.1` (replacing the previous backup) and a fresh file is started, so the
 //! pair never holds more than twice the limit. Nothing but the own backup is ever deleted.
 
-use std::fs::{DirBuilder, File, OpenOptions};
+use std::fs::{DirBuilder, File, OpenOptions, Permissions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Mode of the directories created for log files.
@@ -66,29 +66,47 @@ impl From<LogFileError> for io::Error {
     }
 }
 
-/// Creates `dir` and its missing parents with mode [`DIR_MODE`] (before the umask).
+/// Creates `dir` and its missing parents; a directory created here gets exactly
+/// [`DIR_MODE`], whatever the umask. An existing directory is left as it is.
 pub fn create_dir(dir: &Path) -> Result<(), LogFileError> {
+    let err = |source| LogFileError::CreateDir {
+        path: dir.to_owned(),
+        source,
+    };
+    if dir.is_dir() {
+        return Ok(());
+    }
     DirBuilder::new()
         .recursive(true)
         .mode(DIR_MODE)
         .create(dir)
-        .map_err(|source| LogFileError::CreateDir {
-            path: dir.to_owned(),
-            source,
-        })
+        .map_err(err)?;
+    std::fs::set_permissions(dir, Permissions::from_mode(DIR_MODE)).map_err(err)
 }
 
-/// Opens `path` for appending, creating it with mode [`FILE_MODE`] if missing.
+/// Opens `path` for appending; a file created here gets exactly [`FILE_MODE`], whatever the
+/// umask. An existing file keeps its mode.
 pub fn open_append(path: &Path) -> Result<File, LogFileError> {
-    OpenOptions::new()
+    let err = |source| LogFileError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let created = OpenOptions::new()
         .append(true)
-        .create(true)
+        .create_new(true)
         .mode(FILE_MODE)
-        .open(path)
-        .map_err(|source| LogFileError::Open {
-            path: path.to_owned(),
-            source,
-        })
+        .open(path);
+    match created {
+        Ok(file) => {
+            file.set_permissions(Permissions::from_mode(FILE_MODE))
+                .map_err(err)?;
+            Ok(file)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            OpenOptions::new().append(true).open(path).map_err(err)
+        }
+        Err(e) => Err(err(e)),
+    }
 }
 
 /// An append-only file that rotates to a single `.1` backup when it would exceed its limit.
@@ -154,7 +172,8 @@ impl RotatingFile {
         if self.len > 0 && self.len.saturating_add(buf.len() as u64) > self.max_file_bytes {
             self.rotate()?;
         }
-        let room = usize::try_from(self.max_file_bytes.saturating_sub(self.len)).unwrap_or(usize::MAX);
+        let room =
+            usize::try_from(self.max_file_bytes.saturating_sub(self.len)).unwrap_or(usize::MAX);
         let buf = &buf[..buf.len().min(room)];
         self.file
             .write_all(buf)
@@ -201,7 +220,6 @@ impl Write for RotatingFile {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
 
     fn read(p: &Path) -> String {
         std::fs::read_to_string(p).unwrap_or_default()
@@ -214,12 +232,20 @@ mod tests {
         let mut f = RotatingFile::open(&dir, "x.log", 100).unwrap();
         f.append(b"hello\n").unwrap();
         assert_eq!(read(&dir.join("x.log")), "hello\n");
-        let umask = 0o022; // the usual test environment; only bits outside it are checked
-        let fmode = std::fs::metadata(dir.join("x.log")).unwrap().permissions().mode();
-        assert_eq!(fmode & 0o777 & !umask, FILE_MODE & !umask);
-        assert_eq!(fmode & 0o007, 0, "others get nothing");
+        let fmode = std::fs::metadata(dir.join("x.log"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(fmode & 0o777, FILE_MODE);
         let dmode = std::fs::metadata(&dir).unwrap().permissions().mode();
-        assert_eq!(dmode & 0o007, 0, "others get nothing");
+        assert_eq!(dmode & 0o777, DIR_MODE);
+        // Rotation creates the new file with the same mode.
+        f.rotate().unwrap();
+        let fmode = std::fs::metadata(dir.join("x.log"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(fmode & 0o777, FILE_MODE);
     }
 
     #[test]
@@ -296,6 +322,9 @@ mod tests {
         let blocker = tmp.path().join("file");
         std::fs::write(&blocker, "").unwrap();
         let err = RotatingFile::open(&blocker.join("sub"), "x.log", 8).unwrap_err();
-        assert!(err.to_string().contains(&*blocker.to_string_lossy()), "{err}");
+        assert!(
+            err.to_string().contains(&*blocker.to_string_lossy()),
+            "{err}"
+        );
     }
 }

@@ -12,7 +12,6 @@
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,9 +22,9 @@ use gala_meta::{FieldType, TableMeta};
 use tokio::sync::watch;
 
 use crate::clock;
+use crate::egress::json;
 use crate::egress::logfile::{self, LogFileError};
 use crate::egress::prometheus::{escape_label_value, write_labels};
-use crate::egress::json;
 use crate::imdb::{Imdb, Record};
 use crate::ratelimit::{RateLimiter, Verdict};
 
@@ -219,6 +218,7 @@ impl MetricLogWriter {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut error_log = RateLimiter::new(Duration::from_secs(60), 5);
         let mut stop = *shutdown.borrow();
+        let mut oversized = 0;
         loop {
             if !stop {
                 stop = tokio::select! {
@@ -247,6 +247,16 @@ impl MetricLogWriter {
                     if let Verdict::Log { suppressed } = error_log.check(Instant::now()) {
                         tracing::warn!(suppressed, "metric log: {e}");
                     }
+                }
+            }
+            if self.oversized > oversized {
+                let n = self.oversized - std::mem::replace(&mut oversized, self.oversized);
+                metrics::counter!(ERRORS_TOTAL).increment(n);
+                if let Verdict::Log { suppressed } = error_log.check(Instant::now()) {
+                    tracing::warn!(
+                        suppressed,
+                        "metric log: {n} records larger than half of logs.metric_total_size dropped"
+                    );
                 }
             }
             if stop {
@@ -330,7 +340,8 @@ fn file_number(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// Removes the regular files called `gopher_metrics_<n>` in `dir`; nothing else is touched.
+/// Removes the files and symlinks called `gopher_metrics_<n>` in `dir` (a link itself, never
+/// its target, so a planted link cannot redirect our writes); nothing else is touched.
 fn remove_stale_files(dir: &Path) -> Result<(), MetricLogError> {
     let list_err = |source| MetricLogError::List {
         path: dir.to_owned(),
@@ -343,8 +354,9 @@ fn remove_stale_files(dir: &Path) -> Result<(), MetricLogError> {
         if file_number(name).is_none() {
             continue;
         }
-        // `file_type` does not follow symlinks: links and directories are left alone.
-        if !entry.file_type().map_err(list_err)?.is_file() {
+        // `file_type` does not follow symlinks; directories are left alone.
+        let ty = entry.file_type().map_err(list_err)?;
+        if !ty.is_file() && !ty.is_symlink() {
             continue;
         }
         let path = entry.path();
@@ -435,14 +447,13 @@ impl FileSeries {
             }
         }
         let next = self.path(self.n + 1);
-        // The name may be a leftover of our own: start it empty.
-        self.file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(logfile::FILE_MODE)
-            .open(&next)
-            .map_err(|e| with_path(e, "open", &next))?;
+        // The name may be a leftover of our own (or a planted link): start a new file.
+        match std::fs::remove_file(&next) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(with_path(e, "remove", &next)),
+        }
+        self.file = logfile::open_append(&next)?;
         self.n += 1;
         self.len = 0;
         Ok(())
@@ -510,13 +521,33 @@ measurements:
         let line = format!("{}|", values.join("|"));
         let split: Vec<&[u8]> = values.iter().map(|v| v.as_bytes()).collect();
         let mut t = imdb.lock(id);
-        imdb.upsert(&mut t, meta, &split, line.as_bytes(), now_ms, &mut Vec::new())
-            .expect("room in table");
+        imdb.upsert(
+            &mut t,
+            meta,
+            &split,
+            line.as_bytes(),
+            now_ms,
+            &mut Vec::new(),
+        )
+        .expect("room in table");
     }
 
-    fn writer(imdb: &Arc<Imdb>, dir: &Path, format: MetricLogFormat, total: u64, legacy: bool) -> MetricLogWriter {
-        MetricLogWriter::new(imdb.clone(), format, dir.to_owned(), total, "uuid-10.0.0.1".into(), legacy)
-            .expect("writer starts")
+    fn writer(
+        imdb: &Arc<Imdb>,
+        dir: &Path,
+        format: MetricLogFormat,
+        total: u64,
+        legacy: bool,
+    ) -> MetricLogWriter {
+        MetricLogWriter::new(
+            imdb.clone(),
+            format,
+            dir.to_owned(),
+            total,
+            "uuid-10.0.0.1".into(),
+            legacy,
+        )
+        .expect("writer starts")
     }
 
     fn read(path: &Path) -> String {
@@ -542,7 +573,12 @@ measurements:
         let tmp = tempfile::tempdir().unwrap();
         let db = imdb();
         let mut w = writer(&db, tmp.path(), MetricLogFormat::Text, 1 << 20, false);
-        put(&db, "tcp_link", &["42", "client", "10", "3", "", "2 10 1 100 4 250 90"], 1_000);
+        put(
+            &db,
+            "tcp_link",
+            &["42", "client", "10", "3", "", "2 10 1 100 4 250 90"],
+            1_000,
+        );
         put(&db, "disk", &["sda", "7"], 1_500);
         assert_eq!(w.tick_at(2_000, 1_700_000_002_000).unwrap(), 2);
         let l = r#"tgid="42",role="client",machine_id="uuid-10.0.0.1""#;
@@ -562,7 +598,10 @@ measurements:
         );
         assert_eq!(read(&tmp.path().join("gopher_metrics_0")), want);
         assert_eq!(
-            crate::egress::prometheus::metric_name(db.registry().table(gala_meta::TableId(0)), "rx_bytes"),
+            crate::egress::prometheus::metric_name(
+                db.registry().table(gala_meta::TableId(0)),
+                "rx_bytes"
+            ),
             "gala_gopher_tcp_rx_bytes"
         );
     }
@@ -647,12 +686,19 @@ measurements:
         let tmp = tempfile::tempdir().unwrap();
         let db = imdb();
         let mut w = writer(&db, tmp.path(), MetricLogFormat::Json, 1 << 20, false);
-        put(&db, "tcp_link", &["42", "cl\"i", "10", "3", "8", "1 10 2 15 9"], 1_000);
+        put(
+            &db,
+            "tcp_link",
+            &["42", "cl\"i", "10", "3", "8", "1 10 2 15 9"],
+            1_000,
+        );
         put(&db, "disk", &["sda", "7"], 2_000);
         assert_eq!(w.tick_at(2_000, 1_000_000).unwrap(), 2);
         let text = read(&tmp.path().join("gopher_metrics_0"));
-        let lines: Vec<serde_json::Value> =
-            text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(
             lines[0],
             serde_json::json!({
@@ -689,14 +735,26 @@ measurements:
             }
         }
         let files = metric_files(tmp.path());
-        assert!(files.last().unwrap().0 > 10, "rotated many times: {files:?}");
-        assert_eq!(w.current_path(), tmp.path().join(format!("gopher_metrics_{}", files.last().unwrap().0)));
+        assert!(
+            files.last().unwrap().0 > 10,
+            "rotated many times: {files:?}"
+        );
+        assert_eq!(
+            w.current_path(),
+            tmp.path()
+                .join(format!("gopher_metrics_{}", files.last().unwrap().0))
+        );
         let latest = read(&w.current_path());
-        assert!(latest.contains(" 199 "), "newest reports in the current file");
+        assert!(
+            latest.contains(" 199 "),
+            "newest reports in the current file"
+        );
         // Records are never split across files.
         for (n, _) in files {
             let t = read(&tmp.path().join(format!("gopher_metrics_{n}")));
-            assert!(t.lines().all(|l| l.is_empty() || l.starts_with("gala_gopher_block_iops{")));
+            assert!(t
+                .lines()
+                .all(|l| l.is_empty() || l.starts_with("gala_gopher_block_iops{")));
             assert!(t.is_empty() || t.ends_with('\n'));
         }
     }
@@ -716,22 +774,42 @@ measurements:
     fn start_removes_only_own_stale_files() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
-        for name in ["gopher_metrics_0", "gopher_metrics_17"] {
+        for name in ["gopher_metrics_17", "gopher_metrics_00"] {
             std::fs::write(dir.join(name), "stale").unwrap();
         }
-        for name in ["gopher_metrics_", "gopher_metrics_x", "gopher_metrics_1.bak", "notes.txt"] {
+        for name in [
+            "gopher_metrics_",
+            "gopher_metrics_x",
+            "gopher_metrics_1.bak",
+            "notes.txt",
+        ] {
             std::fs::write(dir.join(name), "keep").unwrap();
         }
         std::fs::create_dir(dir.join("gopher_metrics_5")).unwrap();
         std::os::unix::fs::symlink(dir.join("notes.txt"), dir.join("gopher_metrics_6")).unwrap();
+        std::os::unix::fs::symlink(dir.join("notes.txt"), dir.join("gopher_metrics_0")).unwrap();
         let _w = writer(&imdb(), dir, MetricLogFormat::Text, 1 << 20, false);
         assert_eq!(read(&dir.join("gopher_metrics_0")), "", "new empty file 0");
+        assert!(dir
+            .join("gopher_metrics_0")
+            .symlink_metadata()
+            .unwrap()
+            .is_file());
         assert!(!dir.join("gopher_metrics_17").exists());
-        for name in ["gopher_metrics_", "gopher_metrics_x", "gopher_metrics_1.bak", "notes.txt"] {
+        assert!(!dir.join("gopher_metrics_00").exists());
+        for name in [
+            "gopher_metrics_",
+            "gopher_metrics_x",
+            "gopher_metrics_1.bak",
+            "notes.txt",
+        ] {
             assert_eq!(read(&dir.join(name)), "keep", "{name}");
         }
         assert!(dir.join("gopher_metrics_5").is_dir());
-        assert!(std::fs::symlink_metadata(dir.join("gopher_metrics_6")).is_ok());
+        assert!(
+            std::fs::symlink_metadata(dir.join("gopher_metrics_6")).is_err(),
+            "link removed"
+        );
     }
 
     #[test]
@@ -748,17 +826,33 @@ measurements:
         let blocker = tmp.path().join("file");
         std::fs::write(&blocker, "").unwrap();
         let dir = blocker.join("metrics");
-        let err = MetricLogWriter::new(imdb(), MetricLogFormat::Text, dir, 1 << 20, "m".into(), false)
-            .err()
-            .expect("cannot create a directory under a file");
-        assert!(err.to_string().contains(&*blocker.to_string_lossy()), "{err}");
+        let err = MetricLogWriter::new(
+            imdb(),
+            MetricLogFormat::Text,
+            dir,
+            1 << 20,
+            "m".into(),
+            false,
+        )
+        .err()
+        .expect("cannot create a directory under a file");
+        assert!(
+            err.to_string().contains(&*blocker.to_string_lossy()),
+            "{err}"
+        );
     }
 
     #[test]
     fn file_names() {
         assert_eq!(file_number("gopher_metrics_0"), Some(0));
         assert_eq!(file_number("gopher_metrics_123"), Some(123));
-        for bad in ["gopher_metrics_", "gopher_metrics_-1", "gopher_metrics_+1", "gopher_metrics_1a", "x_gopher_metrics_1"] {
+        for bad in [
+            "gopher_metrics_",
+            "gopher_metrics_-1",
+            "gopher_metrics_+1",
+            "gopher_metrics_1a",
+            "x_gopher_metrics_1",
+        ] {
             assert_eq!(file_number(bad), None, "{bad}");
         }
     }
@@ -775,7 +869,10 @@ measurements:
         assert!(read(&tmp.path().join("gopher_metrics_0")).contains("dev=\"sda\""));
         put(&db, "disk", &["sdb", "2"], clock::now_ms());
         tx.send(true).unwrap();
-        tokio::time::timeout(Duration::from_secs(5), task).await.expect("stops").unwrap();
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("stops")
+            .unwrap();
         // The final tick wrote the last report.
         assert!(read(&tmp.path().join("gopher_metrics_0")).contains("dev=\"sdb\""));
     }

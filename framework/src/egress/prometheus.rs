@@ -172,17 +172,45 @@ impl ScrapeRenderer {
         let bucket = if self.legacy_histogram { "" } else { "_bucket" };
         for (ub, cum) in &h.buckets {
             let cum = cum.to_string();
-            sample(&mut fam.body, &fam.name, bucket, labels, Some(ub), cum.as_bytes());
+            sample(
+                &mut fam.body,
+                &fam.name,
+                bucket,
+                labels,
+                Some(ub),
+                cum.as_bytes(),
+            );
         }
-        sample(&mut fam.body, &fam.name, bucket, labels, Some("+Inf"), count.as_bytes());
+        sample(
+            &mut fam.body,
+            &fam.name,
+            bucket,
+            labels,
+            Some("+Inf"),
+            count.as_bytes(),
+        );
         match sum {
             Some(s) => {
                 let fam = &mut self.families[s];
                 sample(&mut fam.body, &fam.name, "", labels, None, h.sum.as_bytes());
             }
             None => {
-                sample(&mut fam.body, &fam.name, "_sum", labels, None, h.sum.as_bytes());
-                sample(&mut fam.body, &fam.name, "_count", labels, None, count.as_bytes());
+                sample(
+                    &mut fam.body,
+                    &fam.name,
+                    "_sum",
+                    labels,
+                    None,
+                    h.sum.as_bytes(),
+                );
+                sample(
+                    &mut fam.body,
+                    &fam.name,
+                    "_count",
+                    labels,
+                    None,
+                    count.as_bytes(),
+                );
             }
         }
         let fam = &mut self.families[max];

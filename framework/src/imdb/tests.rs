@@ -9,7 +9,10 @@ fn conn_values(imdb: &Imdb, since: u64) -> Vec<String> {
         .map(|r| {
             let mut v = Vec::new();
             r.values(&mut v);
-            v.iter().map(|x| String::from_utf8_lossy(x)).collect::<Vec<_>>().join(",")
+            v.iter()
+                .map(|x| String::from_utf8_lossy(x))
+                .collect::<Vec<_>>()
+                .join(",")
         })
         .collect();
     out.sort();
@@ -31,7 +34,10 @@ fn a_full_table_refuses_new_series_but_updates_known_ones() {
     let imdb = demo_imdb(2, 60_000);
     store(&imdb, "|demo_conn|a|1|1|", 0).unwrap();
     store(&imdb, "|demo_conn|b|1|1|", 0).unwrap();
-    assert_eq!(store(&imdb, "|demo_conn|c|1|1|", 0), Err(UpsertError::TableFull));
+    assert_eq!(
+        store(&imdb, "|demo_conn|c|1|1|", 0),
+        Err(UpsertError::TableFull)
+    );
     store(&imdb, "|demo_conn|a|9|1|", 0).unwrap();
     assert_eq!(conn_values(&imdb, 0), vec!["a,9,1", "b,1,1"]);
 }
@@ -56,6 +62,10 @@ fn sequence_numbers_mark_fresh_updates() {
     let mark = imdb.lock(id).next_seq();
     store(&imdb, "|demo_conn|b|1|1|", 0).unwrap();
     let t = imdb.lock(id);
-    let fresh: Vec<u64> = t.live(0).filter(|r| r.seq() >= mark).map(Record::seq).collect();
+    let fresh: Vec<u64> = t
+        .live(0)
+        .filter(|r| r.seq() >= mark)
+        .map(Record::seq)
+        .collect();
     assert_eq!(fresh, vec![mark]);
 }

@@ -84,9 +84,13 @@ mod tests {
         for (i, c) in chunks.iter().enumerate() {
             s.spare()[..c.len()].copy_from_slice(c);
             let eof = i + 1 == chunks.len();
-            s.filled(c.len(), false, |r| out.push(r.map(<[u8]>::to_vec).map_err(<[u8]>::to_vec)));
+            s.filled(c.len(), false, |r| {
+                out.push(r.map(<[u8]>::to_vec).map_err(<[u8]>::to_vec))
+            });
             if eof {
-                s.filled(0, true, |r| out.push(r.map(<[u8]>::to_vec).map_err(<[u8]>::to_vec)));
+                s.filled(0, true, |r| {
+                    out.push(r.map(<[u8]>::to_vec).map_err(<[u8]>::to_vec))
+                });
             }
         }
         out
@@ -97,7 +101,11 @@ mod tests {
         let out = run(100, &[b"|a|1|\n|b|", b"2|\n|c|3|"]);
         assert_eq!(
             out,
-            vec![Ok(b"|a|1|".to_vec()), Ok(b"|b|2|".to_vec()), Ok(b"|c|3|".to_vec())]
+            vec![
+                Ok(b"|a|1|".to_vec()),
+                Ok(b"|b|2|".to_vec()),
+                Ok(b"|c|3|".to_vec())
+            ]
         );
     }
 

@@ -30,6 +30,8 @@ pub enum DropReason {
     UnknownTable,
     /// The number of values differs from the table's fields.
     FieldCount,
+    /// The last value lacks its closing `|`.
+    Unterminated,
     /// The first column (the primary key) is empty.
     EmptyKey,
     /// A gauge/counter/summary value is not a number.
@@ -48,10 +50,11 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in the order of [`DropReason::index`].
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 11] = [
         DropReason::BadTableName,
         DropReason::UnknownTable,
         DropReason::FieldCount,
+        DropReason::Unterminated,
         DropReason::EmptyKey,
         DropReason::NonNumeric,
         DropReason::BadHistogram,
@@ -67,6 +70,7 @@ impl DropReason {
             DropReason::BadTableName => "bad_table_name",
             DropReason::UnknownTable => "unknown_table",
             DropReason::FieldCount => "field_count",
+            DropReason::Unterminated => "unterminated",
             DropReason::EmptyKey => "empty_key",
             DropReason::NonNumeric => "non_numeric",
             DropReason::BadHistogram => "bad_histogram",
@@ -84,6 +88,7 @@ impl DropReason {
     fn from_record_error(e: &RecordError) -> Self {
         match e.reason() {
             "field_count" => DropReason::FieldCount,
+            "unterminated" => DropReason::Unterminated,
             "empty_key" => DropReason::EmptyKey,
             "non_numeric" => DropReason::NonNumeric,
             "bad_histogram" => DropReason::BadHistogram,
@@ -166,7 +171,11 @@ impl LineProcessor {
                 };
             }
             Ok(Line::Log(_)) => {
-                return self.drop(DropReason::NoRoute, line, &"log lines need a Kafka event channel")
+                return self.drop(
+                    DropReason::NoRoute,
+                    line,
+                    &"log lines need a Kafka event channel",
+                )
             }
             Err(e) => return self.drop(DropReason::from_record_error(&e), line, &e),
         };
@@ -191,8 +200,15 @@ impl LineProcessor {
                     v.as_ptr() as usize + v.len() + 1 - rec.rest.as_ptr() as usize
                 });
                 let mut table = imdb.lock(id);
-                imdb.upsert(&mut table, meta, &values, &rec.rest[..stored], now_ms, &mut self.key)
-                    .map_err(|UpsertError::TableFull| (DropReason::TableFull, None))
+                imdb.upsert(
+                    &mut table,
+                    meta,
+                    &values,
+                    &rec.rest[..stored],
+                    now_ms,
+                    &mut self.key,
+                )
+                .map_err(|UpsertError::TableFull| (DropReason::TableFull, None))
             }
         };
         self.values = recycle(values);
@@ -206,7 +222,9 @@ impl LineProcessor {
     /// Publishes the counts gathered since the last flush.
     pub fn flush(&mut self) {
         if self.received > 0 {
-            self.counters.received.increment(std::mem::take(&mut self.received));
+            self.counters
+                .received
+                .increment(std::mem::take(&mut self.received));
         }
         for (i, n) in self.dropped.iter_mut().enumerate() {
             if *n > 0 {

@@ -11,14 +11,19 @@ fn good_records_are_stored_and_bad_ones_counted_by_reason() {
     let mut p = LineProcessor::new("demo", imdb.clone());
     let lines: &[(&str, Option<DropReason>)] = &[
         ("|demo_conn|c1|1|1|", None),
-        ("|demo_conn|c1|2|1|extra-ignored", None),
+        ("|demo_conn|c1|2|1||after-an-empty-surplus-value", None),
+        ("|demo_conn|c1|2|1|surplus|", Some(DropReason::FieldCount)),
         ("|nope|1|", Some(DropReason::UnknownTable)),
         ("|demo_conn|c2|1|", Some(DropReason::FieldCount)),
         ("|demo_conn||1|1|", Some(DropReason::EmptyKey)),
         ("|demo_conn|c3|x|1|", Some(DropReason::NonNumeric)),
-        ("|demo_latency|1|GET|2 10 5 20 4 1 1|", Some(DropReason::BadHistogram)),
+        (
+            "|demo_latency|1|GET|2 10 5 20 4 1 1|",
+            Some(DropReason::BadHistogram),
+        ),
         ("||1|", Some(DropReason::BadTableName)),
         ("|event|a||m|", Some(DropReason::BadEvent)),
+        ("|demo_conn|c4|1|1", Some(DropReason::Unterminated)),
         ("|demo_conn|c4|1|1|", None),
         ("|demo_conn|c5|1|1|", Some(DropReason::TableFull)),
         ("[ERROR] a log line", None),
@@ -39,8 +44,14 @@ fn good_records_are_stored_and_bad_ones_counted_by_reason() {
 
 #[test]
 fn level_prefixes_are_recognised() {
-    assert_eq!(split_level(b"[WARN] x"), (Some(tracing::Level::WARN), &b"x"[..]));
-    assert_eq!(split_level(b"[ERROR]y"), (Some(tracing::Level::ERROR), &b"y"[..]));
+    assert_eq!(
+        split_level(b"[WARN] x"),
+        (Some(tracing::Level::WARN), &b"x"[..])
+    );
+    assert_eq!(
+        split_level(b"[ERROR]y"),
+        (Some(tracing::Level::ERROR), &b"y"[..])
+    );
     assert_eq!(split_level(b"plain"), (None, &b"plain"[..]));
 }
 

@@ -118,7 +118,11 @@ fn parse_probe(name: &str, v: &Value) -> Result<CustomProbe, String> {
         .and_then(Value::as_array)
         .ok_or("\"probe\" must be an array of strings")?
         .iter()
-        .map(|s| s.as_str().map(str::to_string).ok_or("\"probe\" must be an array of strings"))
+        .map(|s| {
+            s.as_str()
+                .map(str::to_string)
+                .ok_or("\"probe\" must be an array of strings")
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let params: Vec<String> = obj
         .get("custom_param")
@@ -131,7 +135,10 @@ fn parse_probe(name: &str, v: &Value) -> Result<CustomProbe, String> {
         .collect();
     for (what, items) in [("probe", &subprobes), ("custom_param", &params)] {
         if items.len() > MAX_ITEMS {
-            return Err(format!("\"{what}\" has {} items, at most {MAX_ITEMS}", items.len()));
+            return Err(format!(
+                "\"{what}\" has {} items, at most {MAX_ITEMS}",
+                items.len()
+            ));
         }
         if items.iter().collect::<BTreeSet<_>>().len() != items.len() {
             return Err(format!("\"{what}\" has duplicate items"));
@@ -164,7 +171,10 @@ fn check_owner_and_mode(path: &Path, executable: bool) -> Result<(), String> {
     }
     let me = nix::unistd::geteuid().as_raw();
     if md.uid() != 0 && md.uid() != me {
-        return Err(format!("{} must be owned by root or uid {me}", path.display()));
+        return Err(format!(
+            "{} must be owned by root or uid {me}",
+            path.display()
+        ));
     }
     let mode = md.permissions().mode();
     if mode & 0o022 != 0 {
@@ -204,13 +214,31 @@ mod tests {
     #[test]
     fn refuses_what_the_original_refuses() {
         let cases = [
-            (r#"{"tcp": {"bin": "/x", "probe": [], "custom_param": ""}}"#, "built-in"),
-            (r#"{"a": {"bin": "x", "probe": [], "custom_param": ""}}"#, "bin path"),
-            (r#"{"a": {"bin": "/x;rm", "probe": [], "custom_param": ""}}"#, "bin path"),
-            (r#"{"a": {"bin": "/x", "probe": ["s", "s"], "custom_param": ""}}"#, "duplicate"),
-            (r#"{"a": {"bin": "/x", "probe": "s", "custom_param": ""}}"#, "array"),
+            (
+                r#"{"tcp": {"bin": "/x", "probe": [], "custom_param": ""}}"#,
+                "built-in",
+            ),
+            (
+                r#"{"a": {"bin": "x", "probe": [], "custom_param": ""}}"#,
+                "bin path",
+            ),
+            (
+                r#"{"a": {"bin": "/x;rm", "probe": [], "custom_param": ""}}"#,
+                "bin path",
+            ),
+            (
+                r#"{"a": {"bin": "/x", "probe": ["s", "s"], "custom_param": ""}}"#,
+                "duplicate",
+            ),
+            (
+                r#"{"a": {"bin": "/x", "probe": "s", "custom_param": ""}}"#,
+                "array",
+            ),
             (r#"{"a": {"bin": "/x", "probe": []}}"#, "custom_param"),
-            (r#"{"a": {"bin": "/x", "probe": [], "custom_param": ""},}"#, "invalid json"),
+            (
+                r#"{"a": {"bin": "/x", "probe": [], "custom_param": ""},}"#,
+                "invalid json",
+            ),
             (r#"[1]"#, "invalid json"),
         ];
         for (text, want) in cases {

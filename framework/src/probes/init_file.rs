@@ -91,8 +91,7 @@ mod tests {
         assert_eq!(entries[0].probe, "tcp");
         assert!(entries[0].wants_running());
         assert_eq!(
-            entries[0].body["snoopers"]["proc_name"][0]["cmdline"],
-            "x y",
+            entries[0].body["snoopers"]["proc_name"][0]["cmdline"], "x y",
             "whitespace inside JSON strings is kept"
         );
         assert!(!entries[1].wants_running());

@@ -138,7 +138,10 @@ async fn supervise(
     let exit = match tokio::time::timeout(status, child.wait()).await {
         Ok(r) => r.ok(),
         Err(_) => {
-            tracing::warn!(probe = name, "ignored SIGTERM for {status:?}; sending SIGKILL");
+            tracing::warn!(
+                probe = name,
+                "ignored SIGTERM for {status:?}; sending SIGKILL"
+            );
             let _ = killpg(pgid, Signal::SIGKILL);
             child.wait().await.ok()
         }

@@ -63,8 +63,14 @@ fn null_values_and_labels_are_skipped_and_values_escaped() {
     store(&imdb, "|demo_conn|a\"b\\c||(null)|", 0).unwrap();
     store(&imdb, "|demo_latency|81||1 10 1 7 7|", 0).unwrap();
     let text = render(&imdb, false);
-    assert!(!text.contains("gala_gopher_demo_conn"), "all metrics null: {text}");
-    assert!(text.contains("{port=\"81\",machine_id=\"uuid-1.2.3.4\",le=\"10\"} 1"), "{text}");
+    assert!(
+        !text.contains("gala_gopher_demo_conn"),
+        "all metrics null: {text}"
+    );
+    assert!(
+        text.contains("{port=\"81\",machine_id=\"uuid-1.2.3.4\",le=\"10\"} 1"),
+        "{text}"
+    );
     store(&imdb, "|demo_conn|a\"b\\c|5||", 0).unwrap();
     let text = render(&imdb, false);
     assert!(text.contains("{conn=\"a\\\"b\\\\c\",machine_id="), "{text}");
