@@ -1,0 +1,51 @@
+//! The shipped configuration, staged as the README's run command stages it, starts the
+//! example probe and exports its data.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gala_e2e::{free_port, http_get, workspace_bin, Samples};
+
+#[test]
+fn the_shipped_config_exports_example_probe_data() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dest = tempfile::Builder::new().prefix("gala-stage-").tempdir().expect("tempdir");
+    let bin_dir = workspace_bin("gala-gopher").parent().expect("bin dir").to_path_buf();
+    let status = Command::new(repo.join("dev.sh"))
+        .arg("stage")
+        .arg(dest.path())
+        .arg(&bin_dir)
+        .current_dir(&repo)
+        .status()
+        .expect("dev.sh stage");
+    assert!(status.success());
+    let port = free_port();
+    let conf = dest.path().join("etc/gala-gopher/gala-gopher.conf");
+    let mut daemon = Command::new(dest.path().join("gala-gopher"))
+        .arg("-c")
+        .arg(&conf)
+        // The port is the only change: through the container image's override variable.
+        .env("GOPHER_METRIC_PORT", port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start gala-gopher");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let samples = loop {
+        if let Ok((200, body)) = http_get(port, "/metrics") {
+            let s = Samples::parse(&body);
+            if !s.find("gala_gopher_example_host_load1", &[]).is_empty() {
+                break s;
+            }
+        }
+        if Instant::now() > deadline {
+            let _ = daemon.kill();
+            panic!("no example probe data on /metrics");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert!(!samples.find("gala_gopher_example_host_context_switches", &[]).is_empty());
+}
