@@ -9,8 +9,14 @@ use gala_e2e::{free_port, http_get, workspace_bin, Samples};
 #[test]
 fn the_shipped_config_exports_example_probe_data() {
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let dest = tempfile::Builder::new().prefix("gala-stage-").tempdir().expect("tempdir");
-    let bin_dir = workspace_bin("gala-gopher").parent().expect("bin dir").to_path_buf();
+    let dest = tempfile::Builder::new()
+        .prefix("gala-stage-")
+        .tempdir()
+        .expect("tempdir");
+    let bin_dir = workspace_bin("gala-gopher")
+        .parent()
+        .expect("bin dir")
+        .to_path_buf();
     let status = Command::new(repo.join("dev.sh"))
         .arg("stage")
         .arg(dest.path())
@@ -47,5 +53,7 @@ fn the_shipped_config_exports_example_probe_data() {
     };
     let _ = daemon.kill();
     let _ = daemon.wait();
-    assert!(!samples.find("gala_gopher_example_host_context_switches", &[]).is_empty());
+    assert!(!samples
+        .find("gala_gopher_example_host_context_switches", &[])
+        .is_empty());
 }
