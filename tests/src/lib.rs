@@ -13,11 +13,13 @@ use std::time::{Duration, Instant};
 /// Path of a binary of this workspace, built next to the test executable.
 pub fn workspace_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    // target/<profile>/deps/<test> → target/<profile>/<name>
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary lives in target/<profile>/deps");
+    // Tests run from target/<profile>/deps/, benchmark binaries from target/<profile>/.
+    let dir = exe.parent().expect("executable has a directory");
+    let dir = if dir.ends_with("deps") {
+        dir.parent().expect("deps has a parent")
+    } else {
+        dir
+    };
     let bin = dir.join(name);
     assert!(
         bin.exists(),

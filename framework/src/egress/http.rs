@@ -26,13 +26,42 @@ use crate::selfmetrics::SCRAPE_DURATION;
 /// Content type of text exposition format 0.0.4.
 const EXPOSITION: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// Response buffers kept for reuse: a large exposition costs more in page faults than in
+/// rendering when its buffer is allocated afresh for every scrape.
+type BufferPool = Arc<Mutex<Vec<Vec<u8>>>>;
+
+/// Most buffers kept in the pool (one per concurrent scraper).
+const POOLED_BUFFERS: usize = 2;
+
+/// A response body that returns its buffer to the pool once hyper has sent it.
+struct PooledBuffer {
+    buf: Vec<u8>,
+    pool: BufferPool,
+}
+
+impl AsRef<[u8]> for PooledBuffer {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for PooledBuffer {
+    fn drop(&mut self) {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        let mut pool = self.pool.lock();
+        if pool.len() < POOLED_BUFFERS {
+            pool.push(buf);
+        }
+    }
+}
+
 /// Everything a scrape needs.
 pub struct MetricsEndpoint {
     imdb: Arc<Imdb>,
     renderer: Mutex<ScrapeRenderer>,
     self_metrics: Option<PrometheusHandle>,
-    /// Size of the previous response, to allocate the next one at once.
-    last_len: Mutex<usize>,
+    pool: BufferPool,
 }
 
 impl MetricsEndpoint {
@@ -46,14 +75,14 @@ impl MetricsEndpoint {
             imdb,
             renderer: Mutex::new(renderer),
             self_metrics,
-            last_len: Mutex::new(64 * 1024),
+            pool: BufferPool::default(),
         }
     }
 
     /// Renders one complete response body.
-    pub fn scrape(&self) -> Vec<u8> {
+    pub fn scrape(&self) -> Bytes {
         let start = Instant::now();
-        let mut out = Vec::with_capacity(*self.last_len.lock() + 4096);
+        let mut out = self.pool.lock().pop().unwrap_or_default();
         self.renderer
             .lock()
             .render(&self.imdb, clock::now_ms(), &mut out);
@@ -61,9 +90,11 @@ impl MetricsEndpoint {
         if let Some(h) = &self.self_metrics {
             out.extend_from_slice(h.render().as_bytes());
         }
-        *self.last_len.lock() = out.len();
         metrics::histogram!(SCRAPE_DURATION).record(start.elapsed().as_secs_f64());
-        out
+        Bytes::from_owner(PooledBuffer {
+            buf: out,
+            pool: self.pool.clone(),
+        })
     }
 }
 
@@ -123,7 +154,7 @@ async fn handle(
             return Ok(plain(StatusCode::INTERNAL_SERVER_ERROR, "render failed\n"));
         }
     };
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    let mut resp = Response::new(Full::new(body));
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(EXPOSITION));
     Ok(resp)

@@ -13,36 +13,38 @@ use gala_meta::{FieldType, Registry, TableId, TableMeta};
 
 use crate::imdb::Imdb;
 
-/// Which families one metric field writes to.
-#[derive(Debug, Clone, Copy)]
-enum FieldFamilies {
-    /// gauge, counter or summary: one sample.
-    Scalar(usize),
-    /// histogram: `_bucket`/`_sum`/`_count` in `hist`, the maximum in `max`;
-    /// `sum` is set only for the legacy form, whose `_sum` is a family of its own.
-    Histogram {
-        hist: usize,
-        sum: Option<usize>,
-        max: usize,
-    },
+/// What a family renders from one metric field of a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    /// gauge, counter or summary: the value itself.
+    Scalar,
+    /// histogram: `_bucket{le}` lines, `_sum` and `_count` (legacy: bare-name buckets only).
+    Buckets,
+    /// legacy histogram: the `_sum` family of its own.
+    LegacySum,
+    /// histogram: the largest observed value.
+    Max,
 }
 
-/// One metric family: its header and the samples rendered by the current scrape.
+/// One metric family: its header and the samples of the current scrape.
 #[derive(Debug)]
 struct Family {
     name: String,
     header: String,
+    /// Samples rendered by the current scrape; the buffer is reused between scrapes.
     body: Vec<u8>,
 }
 
-/// The families a table's metric fields feed.
+/// The families one table feeds: (field index, family, what to render).
 #[derive(Debug)]
 struct TablePlan {
     table: TableId,
-    fields: Vec<(usize, FieldFamilies)>,
+    outputs: Vec<(usize, usize, Part)>,
 }
 
-/// Renders the imdb into exposition text; owns the buffers it reuses between scrapes.
+/// Renders the imdb into exposition text. Each table's records are visited once (they are
+/// the cache misses that dominate a large scrape), writing into per-family buffers that
+/// are then appended in family order, as the exposition format requires.
 #[derive(Debug)]
 pub struct ScrapeRenderer {
     families: Vec<Family>,
@@ -72,50 +74,45 @@ impl ScrapeRenderer {
         escape_label_value(machine_id.as_bytes(), &mut r.machine_id);
         let mut by_name: HashMap<String, usize> = HashMap::new();
         for (id, meta) in registry.iter() {
-            let mut fields = Vec::new();
+            let mut outputs = Vec::new();
             for (i, f) in meta.fields.iter().enumerate() {
                 let base = metric_name(meta, &f.name);
-                let mut family = |name: String, kind: Option<&str>, help: &str| {
-                    *by_name.entry(name.clone()).or_insert_with(|| {
+                let mut add = |name: String, kind: Option<&str>, help: &str, part: Part| {
+                    let fam = *by_name.entry(name.clone()).or_insert_with(|| {
                         r.families.push(Family::new(name, kind, help));
                         r.families.len() - 1
-                    })
+                    });
+                    outputs.push((i, fam, part));
                 };
-                let out = match f.ty {
-                    FieldType::Key | FieldType::Label => continue,
+                match f.ty {
+                    FieldType::Key | FieldType::Label => {}
                     FieldType::Gauge | FieldType::Summary => {
-                        FieldFamilies::Scalar(family(base, Some("gauge"), &f.description))
+                        add(base, Some("gauge"), &f.description, Part::Scalar)
                     }
-                    FieldType::Counter => {
-                        FieldFamilies::Scalar(family(base, Some("counter"), &f.description))
+                    FieldType::Counter => add(base, Some("counter"), &f.description, Part::Scalar),
+                    FieldType::Histogram if legacy_histogram => {
+                        let d = &f.description;
+                        add(base.clone(), None, d, Part::Buckets);
+                        add(format!("{base}_sum"), None, d, Part::LegacySum);
+                        add(format!("{base}_max"), None, d, Part::Max);
                     }
-                    FieldType::Histogram if legacy_histogram => FieldFamilies::Histogram {
-                        hist: family(base.clone(), None, &f.description),
-                        sum: Some(family(format!("{base}_sum"), None, &f.description)),
-                        max: family(format!("{base}_max"), None, &f.description),
-                    },
                     FieldType::Histogram => {
                         let max_help = format!("{} (largest observed value)", f.description);
-                        FieldFamilies::Histogram {
-                            hist: family(base.clone(), Some("histogram"), &f.description),
-                            sum: None,
-                            max: family(format!("{base}_max"), Some("gauge"), &max_help),
-                        }
+                        add(
+                            base.clone(),
+                            Some("histogram"),
+                            &f.description,
+                            Part::Buckets,
+                        );
+                        add(format!("{base}_max"), Some("gauge"), &max_help, Part::Max);
                     }
-                };
-                fields.push((i, out));
+                }
             }
-            if !fields.is_empty() {
-                r.plans.push(TablePlan { table: id, fields });
+            if !outputs.is_empty() {
+                r.plans.push(TablePlan { table: id, outputs });
             }
         }
         r
-    }
-
-    /// Names of the families fed by more than one table (allowed, but worth a warning when
-    /// their types differ).
-    pub fn family_names(&self) -> impl Iterator<Item = &str> {
-        self.families.iter().map(|f| f.name.as_str())
     }
 
     /// Appends the exposition of every live series of `imdb` at `now_ms` to `out`.
@@ -125,9 +122,7 @@ impl ScrapeRenderer {
         }
         let since = imdb.fresh_since(now_ms);
         let registry = imdb.registry().clone();
-        // Taken out so that rendering may borrow `self` mutably.
-        let plans = std::mem::take(&mut self.plans);
-        for plan in &plans {
+        for plan in &self.plans {
             let meta = registry.table(plan.table);
             let table = imdb.lock(plan.table);
             let mut values: Vec<&[u8]> = Vec::with_capacity(meta.fields.len());
@@ -138,25 +133,26 @@ impl ScrapeRenderer {
                 }
                 self.labels.clear();
                 write_labels(meta, &values, &self.machine_id, &mut self.labels);
-                for &(i, fam) in &plan.fields {
-                    let v = values[i];
+                let labels = &self.labels;
+                for &(field, fam, part) in &plan.outputs {
+                    let v = values[field];
                     if is_null(v) {
                         continue;
                     }
-                    match fam {
-                        FieldFamilies::Scalar(f) => {
-                            let fam = &mut self.families[f];
-                            sample(&mut fam.body, &fam.name, "", &self.labels, None, v);
-                        }
-                        FieldFamilies::Histogram { hist, sum, max } => {
-                            let Ok(h) = Histogram::parse(v) else { continue };
-                            self.render_histogram(&h, hist, sum, max);
-                        }
+                    let Family { name, body, .. } = &mut self.families[fam];
+                    if part == Part::Scalar {
+                        sample(body, name, "", labels, None, v);
+                        continue;
+                    }
+                    let Ok(h) = Histogram::parse(v) else { continue };
+                    match part {
+                        Part::Max => sample(body, name, "", labels, None, h.max.as_bytes()),
+                        Part::LegacySum => sample(body, name, "", labels, None, h.sum.as_bytes()),
+                        _ => render_buckets(body, name, labels, &h, self.legacy_histogram),
                     }
                 }
             }
         }
-        self.plans = plans;
         for f in &self.families {
             if !f.body.is_empty() {
                 out.extend_from_slice(f.header.as_bytes());
@@ -164,57 +160,27 @@ impl ScrapeRenderer {
             }
         }
     }
+}
 
-    fn render_histogram(&mut self, h: &Histogram<'_>, hist: usize, sum: Option<usize>, max: usize) {
-        let labels = &self.labels;
-        let count = h.count().to_string();
-        let fam = &mut self.families[hist];
-        let bucket = if self.legacy_histogram { "" } else { "_bucket" };
-        for (ub, cum) in &h.buckets {
-            let cum = cum.to_string();
-            sample(
-                &mut fam.body,
-                &fam.name,
-                bucket,
-                labels,
-                Some(ub),
-                cum.as_bytes(),
-            );
-        }
+/// Writes the bucket lines of one histogram, then `_sum` and `_count` unless `legacy`.
+fn render_buckets(out: &mut Vec<u8>, name: &str, labels: &[u8], h: &Histogram<'_>, legacy: bool) {
+    let (mut num, mut total) = (itoa::Buffer::new(), itoa::Buffer::new());
+    let bucket = if legacy { "" } else { "_bucket" };
+    for (ub, cum) in &h.buckets {
         sample(
-            &mut fam.body,
-            &fam.name,
+            out,
+            name,
             bucket,
             labels,
-            Some("+Inf"),
-            count.as_bytes(),
+            Some(ub),
+            num.format(*cum).as_bytes(),
         );
-        match sum {
-            Some(s) => {
-                let fam = &mut self.families[s];
-                sample(&mut fam.body, &fam.name, "", labels, None, h.sum.as_bytes());
-            }
-            None => {
-                sample(
-                    &mut fam.body,
-                    &fam.name,
-                    "_sum",
-                    labels,
-                    None,
-                    h.sum.as_bytes(),
-                );
-                sample(
-                    &mut fam.body,
-                    &fam.name,
-                    "_count",
-                    labels,
-                    None,
-                    count.as_bytes(),
-                );
-            }
-        }
-        let fam = &mut self.families[max];
-        sample(&mut fam.body, &fam.name, "", labels, None, h.max.as_bytes());
+    }
+    let count = total.format(h.count()).as_bytes();
+    sample(out, name, bucket, labels, Some("+Inf"), count);
+    if !legacy {
+        sample(out, name, "_sum", labels, None, h.sum.as_bytes());
+        sample(out, name, "_count", labels, None, count);
     }
 }
 
