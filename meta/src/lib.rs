@@ -25,6 +25,7 @@ pub mod libconfig;
 pub mod model;
 pub mod record;
 pub mod registry;
+pub mod scan;
 
 pub use error::MetaError;
 pub use histogram::{Histogram, HistogramError};

@@ -120,7 +120,7 @@ impl<'a> RecordLine<'a> {
         let n = table.fields.len();
         let rest = self.rest;
         let mut start = 0;
-        let mut bars = memchr::memchr_iter(b'|', rest);
+        let mut bars = crate::scan::bars(rest);
         while out.len() < n {
             match bars.next() {
                 Some(pos) => {
@@ -175,7 +175,7 @@ impl<'a> RecordLine<'a> {
 
 /// Number of `|`-separated values in `s`, counting an unterminated last one.
 fn count_values(s: &[u8]) -> usize {
-    let bars = memchr::memchr_iter(b'|', s).count();
+    let bars = crate::scan::bars(s).count();
     let unterminated = !s.is_empty() && s.last() != Some(&b'|');
     bars + usize::from(unterminated)
 }
@@ -268,7 +268,7 @@ pub fn parse_event(line: &[u8]) -> Result<EventLine<'_>, RecordError> {
         .ok_or(RecordError::BadEvent("does not start with |event|"))?;
     let mut f: [&[u8]; 12] = [&[]; 12];
     let mut start = 0;
-    let mut bars = memchr::memchr_iter(b'|', rest);
+    let mut bars = crate::scan::bars(rest);
     for slot in &mut f {
         let pos = bars
             .next()

@@ -8,9 +8,15 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use std::hash::BuildHasher;
+
 use gala_meta::{Registry, TableId, TableMeta};
-use hashbrown::HashMap;
-use parking_lot::{Mutex, MutexGuard};
+use hashbrown::{DefaultHashBuilder, HashTable};
+use parking_lot::lock_api::ArcMutexGuard;
+use parking_lot::{Mutex, MutexGuard, RawMutex};
+
+/// A table lock that owns its reference to the table, so ingress can keep it across lines.
+pub type TableGuard = ArcMutexGuard<RawMutex, Table>;
 
 /// Limits of the in-memory DB (the `imdb` config section).
 #[derive(Clone, Copy, Debug)]
@@ -32,8 +38,14 @@ pub enum UpsertError {
 /// The latest report of one series.
 #[derive(Debug)]
 pub struct Record {
-    /// The record line after `|<table>|`: `v1|v2|...|vN|`, exactly the table's fields.
-    line: Vec<u8>,
+    /// Hash of the key, kept for rehashing.
+    hash: u64,
+    /// Length of the key at the start of `data`.
+    key_len: usize,
+    /// The key (key field values, each followed by `|`), then the record line after
+    /// `|<table>|`: `v1|v2|...|vN|`, exactly the table's fields. One allocation, so a lookup
+    /// and an update touch the same memory.
+    data: Vec<u8>,
     /// When the series was last reported (milliseconds of [`crate::clock`]).
     updated_ms: u64,
     /// Table-wide sequence number of the last update; lets log egress find fresh records.
@@ -44,14 +56,28 @@ impl Record {
     /// The stored values, one slice per field, in meta order (null values are empty or `(null)`).
     pub fn values<'a>(&'a self, out: &mut Vec<&'a [u8]>) {
         out.clear();
-        // A plain loop: values are a few bytes long, too short for SIMD search to pay off.
+        let line = self.line();
         let mut start = 0;
-        for (end, &b) in self.line.iter().enumerate() {
-            if b == b'|' {
-                out.push(&self.line[start..end]);
-                start = end + 1;
-            }
+        for end in gala_meta::scan::bars(line) {
+            out.push(&line[start..end]);
+            start = end + 1;
         }
+    }
+
+    /// The stored record line: `v1|v2|...|vN|`.
+    pub fn line(&self) -> &[u8] {
+        &self.data[self.key_len..]
+    }
+
+    fn key(&self) -> &[u8] {
+        &self.data[..self.key_len]
+    }
+
+    fn set(&mut self, line: &[u8], now_ms: u64, seq: u64) {
+        self.data.truncate(self.key_len);
+        self.data.extend_from_slice(line);
+        self.updated_ms = now_ms;
+        self.seq = seq;
     }
 
     /// When the series was last reported, in milliseconds of [`crate::clock`].
@@ -66,10 +92,11 @@ impl Record {
 }
 
 /// The series of one meta table.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Table {
-    /// Series by key: the key field values joined with `|`.
-    records: HashMap<Box<[u8]>, Record>,
+    /// Series by key (the key field values, each followed by `|`).
+    records: HashTable<Record>,
+    hasher: DefaultHashBuilder,
     /// Sequence number given to the next update.
     next_seq: u64,
 }
@@ -78,7 +105,7 @@ impl Table {
     /// Iterates over the series reported at or after `fresh_since_ms`.
     pub fn live(&self, fresh_since_ms: u64) -> impl Iterator<Item = &Record> {
         self.records
-            .values()
+            .iter()
             .filter(move |r| r.updated_ms >= fresh_since_ms)
     }
 
@@ -101,7 +128,7 @@ impl Table {
 /// The in-memory DB shared by ingress (writers) and egress (readers).
 pub struct Imdb {
     registry: Arc<Registry>,
-    tables: Vec<Mutex<Table>>,
+    tables: Vec<Arc<Mutex<Table>>>,
     limits: ImdbLimits,
     series: AtomicU64,
 }
@@ -110,7 +137,7 @@ impl Imdb {
     /// An empty DB with one table per registry table.
     pub fn new(registry: Arc<Registry>, limits: ImdbLimits) -> Self {
         let tables = (0..registry.len())
-            .map(|_| Mutex::new(Table::default()))
+            .map(|_| Arc::new(Mutex::new(Table::default())))
             .collect();
         Imdb {
             registry,
@@ -135,6 +162,11 @@ impl Imdb {
         self.tables[id.0 as usize].lock()
     }
 
+    /// Locks one table with a guard that does not borrow the imdb.
+    pub fn lock_owned(&self, id: TableId) -> TableGuard {
+        self.tables[id.0 as usize].lock_arc()
+    }
+
     /// Stores a validated report; `values` are the table's fields in meta order and `line`
     /// is the text they were split from. `key` is scratch space reused between calls.
     pub fn upsert(
@@ -153,24 +185,25 @@ impl Imdb {
         }
         let seq = table.next_seq;
         table.next_seq += 1;
-        if let Some(rec) = table.records.get_mut(key.as_slice()) {
-            rec.line.clear();
-            rec.line.extend_from_slice(line);
-            rec.updated_ms = now_ms;
-            rec.seq = seq;
+        let hash = table.hasher.hash_one(key.as_slice());
+        if let Some(rec) = table.records.find_mut(hash, |r| r.key() == key.as_slice()) {
+            rec.set(line, now_ms, seq);
             return Ok(());
         }
         if table.records.len() >= self.limits.max_records {
             return Err(UpsertError::TableFull);
         }
-        table.records.insert(
-            key.as_slice().into(),
-            Record {
-                line: line.to_vec(),
-                updated_ms: now_ms,
-                seq,
-            },
-        );
+        let mut data = Vec::with_capacity(key.len() + line.len());
+        data.extend_from_slice(key);
+        data.extend_from_slice(line);
+        let rec = Record {
+            hash,
+            key_len: key.len(),
+            data,
+            updated_ms: now_ms,
+            seq,
+        };
+        table.records.insert_unique(hash, rec, |r| r.hash);
         self.series.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -187,7 +220,7 @@ impl Imdb {
         for table in &self.tables {
             let mut t = table.lock();
             let before = t.records.len();
-            t.records.retain(|_, r| r.updated_ms >= since);
+            t.records.retain(|r| r.updated_ms >= since);
             removed += before - t.records.len();
         }
         self.series.fetch_sub(removed as u64, Ordering::Relaxed);

@@ -16,7 +16,7 @@ use metrics::Counter;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::clock;
-use crate::imdb::{Imdb, UpsertError};
+use crate::imdb::{Imdb, TableGuard, UpsertError};
 use crate::ratelimit::{RateLimiter, Verdict};
 
 pub use lines::LineSplitter;
@@ -134,6 +134,9 @@ pub struct LineProcessor {
     drop_log: Vec<RateLimiter>,
     text_log: RateLimiter,
     last_table: Option<(Vec<u8>, TableId)>,
+    /// The table locked by the previous line, kept until [`LineProcessor::flush`] so that a
+    /// run of lines for one table takes its lock once.
+    held: Option<(TableId, TableGuard)>,
     key: Vec<u8>,
     /// Allocation reused for the value slices of each line (always empty between lines).
     values: Vec<&'static [u8]>,
@@ -154,6 +157,7 @@ impl LineProcessor {
                 .collect(),
             text_log: RateLimiter::new(Duration::from_secs(1), 100),
             last_table: None,
+            held: None,
             key: Vec::with_capacity(128),
             values: Vec::with_capacity(64),
         }
@@ -189,9 +193,15 @@ impl LineProcessor {
                 None => return self.drop(DropReason::UnknownTable, line, &"unknown table"),
             },
         };
-        let imdb = self.imdb.clone();
+        let LineProcessor {
+            imdb,
+            held,
+            values: spare,
+            key,
+            ..
+        } = self;
         let meta = imdb.registry().table(id);
-        let mut values = recycle(std::mem::take(&mut self.values));
+        let mut values = recycle(std::mem::take(spare));
         let result = match rec.split_values(meta, &mut values) {
             Err(e) => Err((DropReason::from_record_error(&e), Some(e))),
             Ok(()) => {
@@ -199,19 +209,16 @@ impl LineProcessor {
                 let stored = values.last().map_or(0, |v| {
                     v.as_ptr() as usize + v.len() + 1 - rec.rest.as_ptr() as usize
                 });
-                let mut table = imdb.lock(id);
-                imdb.upsert(
-                    &mut table,
-                    meta,
-                    &values,
-                    &rec.rest[..stored],
-                    now_ms,
-                    &mut self.key,
-                )
-                .map_err(|UpsertError::TableFull| (DropReason::TableFull, None))
+                if held.as_ref().is_none_or(|(held_id, _)| *held_id != id) {
+                    *held = None;
+                    *held = Some((id, imdb.lock_owned(id)));
+                }
+                let table = &mut held.as_mut().expect("locked above").1;
+                imdb.upsert(table, meta, &values, &rec.rest[..stored], now_ms, key)
+                    .map_err(|UpsertError::TableFull| (DropReason::TableFull, None))
             }
         };
-        self.values = recycle(values);
+        *spare = recycle(values);
         match result {
             Ok(()) => self.received += 1,
             Err((reason, Some(e))) => self.drop(reason, line, &e),
@@ -219,8 +226,10 @@ impl LineProcessor {
         }
     }
 
-    /// Publishes the counts gathered since the last flush.
+    /// Releases the table lock and publishes the counts gathered since the last flush; call
+    /// it after each chunk of lines, before waiting for more input.
     pub fn flush(&mut self) {
+        self.held = None;
         if self.received > 0 {
             self.counters
                 .received

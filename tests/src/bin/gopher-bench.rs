@@ -194,6 +194,11 @@ fn bare_pipe(series: u64, records: u64) -> f64 {
         .spawn()
         .expect("generator");
     let mut out = child.stdout.take().expect("stdout");
+    // The same pipe size the daemon asks for its probes.
+    let _ = nix::fcntl::fcntl(
+        std::os::fd::AsRawFd::as_raw_fd(&out),
+        nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20),
+    );
     let mut buf = vec![0u8; 256 * 1024];
     let (mut lines, mut fields, mut filled) = (0u64, 0u64, 0usize);
     loop {
@@ -290,6 +295,12 @@ fn daemon_ingest(series: u64, records: u64) -> (f64, f64) {
     let daemon = sb.start();
     let start_ns = wait_file(&start_file, Duration::from_secs(30));
     let cpu0 = cpu_seconds(daemon.pid());
+    if let Ok(cmd) = std::env::var("GOPHER_BENCH_PROFILE_INGEST") {
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(cmd.replace("PID", &daemon.pid().to_string()))
+            .spawn();
+    }
     wait_file(&start_file.with_extension("done"), Duration::from_secs(600));
     let deadline = Instant::now() + Duration::from_secs(120);
     while received(&daemon) < records {
