@@ -57,6 +57,8 @@ pub fn store(imdb: &Imdb, line: &str, now_ms: u64) -> Result<(), crate::imdb::Up
     let meta = imdb.registry().table(id);
     let mut values = Vec::new();
     rec.split_values(meta, &mut values).expect("valid record");
+    let mut key = Vec::new();
+    crate::imdb::push_key(meta, &values, &mut key);
     let mut table = imdb.lock(id);
-    imdb.upsert(&mut table, meta, &values, rec.rest, now_ms, &mut Vec::new())
+    imdb.upsert(&mut table, &key, rec.rest, now_ms)
 }

@@ -520,16 +520,11 @@ measurements:
         let meta = registry.table(id);
         let line = format!("{}|", values.join("|"));
         let split: Vec<&[u8]> = values.iter().map(|v| v.as_bytes()).collect();
+        let mut key = Vec::new();
+        crate::imdb::push_key(meta, &split, &mut key);
         let mut t = imdb.lock(id);
-        imdb.upsert(
-            &mut t,
-            meta,
-            &split,
-            line.as_bytes(),
-            now_ms,
-            &mut Vec::new(),
-        )
-        .expect("room in table");
+        imdb.upsert(&mut t, &key, line.as_bytes(), now_ms)
+            .expect("room in table");
     }
 
     fn writer(

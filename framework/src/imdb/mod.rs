@@ -125,6 +125,14 @@ impl Table {
     }
 }
 
+/// Appends the key of a record to `out`: its key field values, each followed by `|`.
+pub fn push_key(meta: &TableMeta, values: &[&[u8]], out: &mut Vec<u8>) {
+    for &i in &meta.key_idx {
+        out.extend_from_slice(values[i]);
+        out.push(b'|');
+    }
+}
+
 /// The in-memory DB shared by ingress (writers) and egress (readers).
 pub struct Imdb {
     registry: Arc<Registry>,
@@ -167,26 +175,19 @@ impl Imdb {
         self.tables[id.0 as usize].lock_arc()
     }
 
-    /// Stores a validated report; `values` are the table's fields in meta order and `line`
-    /// is the text they were split from. `key` is scratch space reused between calls.
+    /// Stores a validated report of the series `key` (built by [`push_key`]); `line` is the
+    /// record line after `|<table>|`, exactly the table's fields.
     pub fn upsert(
         &self,
         table: &mut Table,
-        meta: &TableMeta,
-        values: &[&[u8]],
+        key: &[u8],
         line: &[u8],
         now_ms: u64,
-        key: &mut Vec<u8>,
     ) -> Result<(), UpsertError> {
-        key.clear();
-        for &i in &meta.key_idx {
-            key.extend_from_slice(values[i]);
-            key.push(b'|');
-        }
         let seq = table.next_seq;
         table.next_seq += 1;
-        let hash = table.hasher.hash_one(key.as_slice());
-        if let Some(rec) = table.records.find_mut(hash, |r| r.key() == key.as_slice()) {
+        let hash = table.hasher.hash_one(key);
+        if let Some(rec) = table.records.find_mut(hash, |r| r.key() == key) {
             rec.set(line, now_ms, seq);
             return Ok(());
         }

@@ -3,23 +3,37 @@
 //! Every line is validated against the meta registry. A bad line is dropped, counted under
 //! its probe and reason (`gala_gopher_daemon_records_dropped_total`), and logged
 //! rate-limited; nothing else is affected. Memory is bounded: a line longer than
-//! `max_line_len` is discarded up to its newline without being buffered.
+//! `max_line_len` is discarded up to its newline without being buffered, and at most
+//! [`PIPELINE_DEPTH`] batches wait between the two stages.
+//!
+//! Each probe's output runs through two stages on two threads: the reader task splits and
+//! validates lines into a [`Batch`] ([`LineValidator`]), and a writer thread stores the batch
+//! in the imdb ([`BatchWriter`]), so parsing and the imdb's hash-table work overlap.
 
+mod batch;
 mod lines;
+mod validate;
+mod writer;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gala_meta::record::{classify, parse_event, Line, RecordError};
-use gala_meta::TableId;
+use gala_meta::record::RecordError;
 use metrics::Counter;
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::mpsc;
 
 use crate::clock;
-use crate::imdb::{Imdb, TableGuard, UpsertError};
+use crate::imdb::Imdb;
 use crate::ratelimit::{RateLimiter, Verdict};
 
+pub use batch::Batch;
 pub use lines::LineSplitter;
+pub use validate::LineValidator;
+pub use writer::BatchWriter;
+
+/// Batches in flight between a probe's validator and its writer.
+pub const PIPELINE_DEPTH: usize = 4;
 
 /// Why a line from a probe was dropped; the `reason` label of the drop counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,19 +112,17 @@ impl DropReason {
     }
 }
 
-/// Counters of one probe's ingress, published as self-metrics.
-struct ProbeCounters {
-    received: Counter,
-    dropped: Vec<Counter>,
+/// Counts and logs (rate-limited) the lines one stage of a probe's ingress drops.
+struct DropLog {
+    probe: Arc<str>,
+    counters: Vec<Counter>,
+    counts: [u64; DropReason::ALL.len()],
+    limiters: Vec<RateLimiter>,
 }
 
-impl ProbeCounters {
-    fn new(probe: &str) -> Self {
-        let received = metrics::counter!(
-            "gala_gopher_daemon_records_received_total",
-            "probe" => probe.to_string()
-        );
-        let dropped = DropReason::ALL
+impl DropLog {
+    fn new(probe: &Arc<str>) -> Self {
+        let counters = DropReason::ALL
             .iter()
             .map(|r| {
                 metrics::counter!(
@@ -120,132 +132,21 @@ impl ProbeCounters {
                 )
             })
             .collect();
-        ProbeCounters { received, dropped }
-    }
-}
-
-/// Validates and stores the lines of one probe.
-pub struct LineProcessor {
-    probe: Arc<str>,
-    imdb: Arc<Imdb>,
-    counters: ProbeCounters,
-    received: u64,
-    dropped: [u64; DropReason::ALL.len()],
-    drop_log: Vec<RateLimiter>,
-    text_log: RateLimiter,
-    last_table: Option<(Vec<u8>, TableId)>,
-    /// The table locked by the previous line, kept until [`LineProcessor::flush`] so that a
-    /// run of lines for one table takes its lock once.
-    held: Option<(TableId, TableGuard)>,
-    key: Vec<u8>,
-    /// Allocation reused for the value slices of each line (always empty between lines).
-    values: Vec<&'static [u8]>,
-}
-
-impl LineProcessor {
-    /// A processor storing `probe`'s records into `imdb`.
-    pub fn new(probe: &str, imdb: Arc<Imdb>) -> Self {
-        LineProcessor {
-            probe: probe.into(),
-            imdb,
-            counters: ProbeCounters::new(probe),
-            received: 0,
-            dropped: [0; DropReason::ALL.len()],
-            drop_log: DropReason::ALL
+        DropLog {
+            probe: probe.clone(),
+            counters,
+            counts: [0; DropReason::ALL.len()],
+            limiters: DropReason::ALL
                 .iter()
                 .map(|_| RateLimiter::new(Duration::from_secs(10), 1))
                 .collect(),
-            text_log: RateLimiter::new(Duration::from_secs(1), 100),
-            last_table: None,
-            held: None,
-            key: Vec::with_capacity(128),
-            values: Vec::with_capacity(64),
         }
     }
 
-    /// Handles one line (without its newline) read at `now_ms`.
-    pub fn line(&mut self, line: &[u8], now_ms: u64) {
-        let rec = match classify(line) {
-            Ok(Line::Record(rec)) => rec,
-            Ok(Line::Text(text)) => return self.text(text),
-            Ok(Line::Event(ev)) => {
-                return match parse_event(ev) {
-                    Ok(_) => self.drop(DropReason::NoRoute, line, &"event output is not enabled"),
-                    Err(e) => self.drop(DropReason::BadEvent, line, &e),
-                };
-            }
-            Ok(Line::Log(_)) => {
-                return self.drop(
-                    DropReason::NoRoute,
-                    line,
-                    &"log lines need a Kafka event channel",
-                )
-            }
-            Err(e) => return self.drop(DropReason::from_record_error(&e), line, &e),
-        };
-        let id = match &self.last_table {
-            Some((name, id)) if name.as_slice() == rec.table => *id,
-            _ => match self.imdb.registry().lookup(rec.table) {
-                Some(id) => {
-                    self.last_table = Some((rec.table.to_vec(), id));
-                    id
-                }
-                None => return self.drop(DropReason::UnknownTable, line, &"unknown table"),
-            },
-        };
-        let LineProcessor {
-            imdb,
-            held,
-            values: spare,
-            key,
-            ..
-        } = self;
-        let meta = imdb.registry().table(id);
-        let mut values = recycle(std::mem::take(spare));
-        let result = match rec.split_values(meta, &mut values) {
-            Err(e) => Err((DropReason::from_record_error(&e), Some(e))),
-            Ok(()) => {
-                // Store the validated values only, up to and including the last one's '|'.
-                let stored = values.last().map_or(0, |v| {
-                    v.as_ptr() as usize + v.len() + 1 - rec.rest.as_ptr() as usize
-                });
-                if held.as_ref().is_none_or(|(held_id, _)| *held_id != id) {
-                    *held = None;
-                    *held = Some((id, imdb.lock_owned(id)));
-                }
-                let table = &mut held.as_mut().expect("locked above").1;
-                imdb.upsert(table, meta, &values, &rec.rest[..stored], now_ms, key)
-                    .map_err(|UpsertError::TableFull| (DropReason::TableFull, None))
-            }
-        };
-        *spare = recycle(values);
-        match result {
-            Ok(()) => self.received += 1,
-            Err((reason, Some(e))) => self.drop(reason, line, &e),
-            Err((reason, None)) => self.drop(reason, line, &"table full (imdb.max_records_num)"),
-        }
-    }
-
-    /// Releases the table lock and publishes the counts gathered since the last flush; call
-    /// it after each chunk of lines, before waiting for more input.
-    pub fn flush(&mut self) {
-        self.held = None;
-        if self.received > 0 {
-            self.counters
-                .received
-                .increment(std::mem::take(&mut self.received));
-        }
-        for (i, n) in self.dropped.iter_mut().enumerate() {
-            if *n > 0 {
-                self.counters.dropped[i].increment(std::mem::take(n));
-            }
-        }
-    }
-
-    /// Counts and logs (rate-limited) a dropped line.
-    pub fn drop(&mut self, reason: DropReason, line: &[u8], why: &dyn std::fmt::Display) {
-        self.dropped[reason.index()] += 1;
-        if let Verdict::Log { suppressed } = self.drop_log[reason.index()].check(Instant::now()) {
+    /// Counts a dropped line and logs it unless this reason was logged in the last 10 s.
+    fn drop(&mut self, reason: DropReason, line: &[u8], why: &dyn std::fmt::Display) {
+        self.counts[reason.index()] += 1;
+        if let Verdict::Log { suppressed } = self.limiters[reason.index()].check(Instant::now()) {
             let shown = &line[..line.len().min(200)];
             tracing::warn!(
                 probe = &*self.probe,
@@ -257,27 +158,80 @@ impl LineProcessor {
         }
     }
 
-    /// Logs a line that is not a record, at the level of its `[INFO]`/`[WARN]`/`[ERROR]` prefix.
-    fn text(&mut self, text: &[u8]) {
-        if text.is_empty() {
-            return;
-        }
-        let Verdict::Log { suppressed } = self.text_log.check(Instant::now()) else {
-            return;
-        };
-        if suppressed > 0 {
-            tracing::warn!(probe = &*self.probe, "{suppressed} log lines suppressed");
-        }
-        let (level, msg) = split_level(text);
-        let msg = String::from_utf8_lossy(msg);
-        let probe = &*self.probe;
-        match level {
-            Some(tracing::Level::ERROR) => tracing::error!(probe, "{msg}"),
-            Some(tracing::Level::WARN) => tracing::warn!(probe, "{msg}"),
-            Some(_) => tracing::info!(probe, "{msg}"),
-            None => tracing::debug!(probe, "{msg}"),
+    /// Publishes the counts gathered since the last call.
+    fn flush(&mut self) {
+        for (n, c) in self.counts.iter_mut().zip(&self.counters) {
+            if *n > 0 {
+                c.increment(std::mem::take(n));
+            }
         }
     }
+
+    /// Drops counted under `reason` and not yet published.
+    #[cfg(test)]
+    fn pending(&self, reason: DropReason) -> u64 {
+        self.counts[reason.index()]
+    }
+}
+
+/// Counter of the records of one probe stored in the imdb.
+fn received_counter(probe: &str) -> Counter {
+    metrics::counter!(
+        "gala_gopher_daemon_records_received_total",
+        "probe" => probe.to_string()
+    )
+}
+
+/// Reads `reader` to its end, validating its lines on this task and storing them in `imdb`
+/// on a writer thread; returns once every record read is stored.
+pub async fn read_probe_output<R: AsyncRead + Unpin>(
+    mut reader: R,
+    probe: &str,
+    imdb: Arc<Imdb>,
+    max_line_len: usize,
+) -> std::io::Result<()> {
+    let (full_tx, mut full_rx) = mpsc::channel::<Batch>(PIPELINE_DEPTH);
+    let (empty_tx, mut empty_rx) = mpsc::channel::<Batch>(PIPELINE_DEPTH + 1);
+    let mut writer = BatchWriter::new(probe, imdb.clone());
+    let thread = std::thread::Builder::new()
+        .name(format!("ingest-{probe}"))
+        .spawn(move || {
+            while let Some(mut batch) = full_rx.blocking_recv() {
+                writer.write(&mut batch);
+                batch.clear();
+                // The validator may be gone already; then the batch is simply freed.
+                let _ = empty_tx.try_send(batch);
+            }
+        })?;
+    let mut validator = LineValidator::new(probe, imdb.registry().clone());
+    let mut splitter = LineSplitter::new(max_line_len);
+    let result = loop {
+        let n = match reader.read(splitter.spare()).await {
+            Ok(n) => n,
+            Err(e) => break Err(e),
+        };
+        let eof = n == 0;
+        let mut batch = empty_rx.try_recv().unwrap_or_default();
+        batch.now_ms = clock::now_ms();
+        splitter.filled(n, eof, |item| match item {
+            Ok(line) => validator.line(line, &mut batch),
+            Err(head) => validator.too_long(head),
+        });
+        validator.flush();
+        if !batch.is_empty() && full_tx.send(batch).await.is_err() {
+            break Err(std::io::Error::other("ingest writer thread ended"));
+        }
+        if eof {
+            break Ok(());
+        }
+    };
+    drop(full_tx);
+    // The writer finishes the batches in flight, then ends.
+    let joined = tokio::task::spawn_blocking(move || thread.join()).await;
+    if !matches!(joined, Ok(Ok(()))) {
+        return Err(std::io::Error::other("ingest writer thread panicked"));
+    }
+    result
 }
 
 /// Empties a vector of slices and hands back its allocation under another lifetime
@@ -299,28 +253,6 @@ pub fn split_level(text: &[u8]) -> (Option<tracing::Level>, &[u8]) {
         }
     }
     (None, text)
-}
-
-/// Reads `reader` to its end, feeding every line to `proc`.
-pub async fn read_probe_output<R: AsyncRead + Unpin>(
-    mut reader: R,
-    mut proc: LineProcessor,
-    max_line_len: usize,
-) -> std::io::Result<()> {
-    let mut splitter = LineSplitter::new(max_line_len);
-    loop {
-        let n = reader.read(splitter.spare()).await?;
-        let now = clock::now_ms();
-        let eof = n == 0;
-        splitter.filled(n, eof, |item| match item {
-            Ok(line) => proc.line(line, now),
-            Err(head) => proc.drop(DropReason::LineTooLong, head, &"line too long"),
-        });
-        proc.flush();
-        if eof {
-            return Ok(());
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,14 +1,11 @@
 use super::*;
 use crate::testutil::demo_imdb;
 
-fn dropped(p: &LineProcessor, r: DropReason) -> u64 {
-    p.dropped[r.index()]
-}
-
 #[test]
 fn good_records_are_stored_and_bad_ones_counted_by_reason() {
     let imdb = demo_imdb(2, 60_000);
-    let mut p = LineProcessor::new("demo", imdb.clone());
+    let mut v = LineValidator::new("demo", imdb.registry().clone());
+    let mut w = BatchWriter::new("demo", imdb.clone());
     let lines: &[(&str, Option<DropReason>)] = &[
         ("|demo_conn|c1|1|1|", None),
         ("|demo_conn|c1|2|1||after-an-empty-surplus-value", None),
@@ -24,22 +21,40 @@ fn good_records_are_stored_and_bad_ones_counted_by_reason() {
         ("||1|", Some(DropReason::BadTableName)),
         ("|event|a||m|", Some(DropReason::BadEvent)),
         ("|demo_conn|c4|1|1", Some(DropReason::Unterminated)),
-        ("|demo_conn|c4|1|1|", None),
-        ("|demo_conn|c5|1|1|", Some(DropReason::TableFull)),
         ("[ERROR] a log line", None),
         ("", None),
     ];
+    let mut batch = Batch::default();
     for (line, _) in lines {
-        p.line(line.as_bytes(), 0);
+        v.line(line.as_bytes(), &mut batch);
     }
     for r in DropReason::ALL {
         let want = lines.iter().filter(|(_, d)| *d == Some(r)).count() as u64;
-        assert_eq!(dropped(&p, r), want, "{r:?}");
+        assert_eq!(v.pending(r), want, "{r:?}");
     }
-    assert_eq!(p.received, 3);
+    assert_eq!(batch.len(), 2, "the two good c1 reports");
+    w.write(&mut batch);
+    assert_eq!(w.stored(), 2);
+    assert_eq!(imdb.series(), 1);
+}
+
+#[test]
+fn a_full_table_refuses_new_series_in_the_writer() {
+    let imdb = demo_imdb(2, 60_000);
+    let mut v = LineValidator::new("demo", imdb.registry().clone());
+    let mut w = BatchWriter::new("demo", imdb.clone());
+    let mut batch = Batch::default();
+    for line in [
+        "|demo_conn|a|1|1|",
+        "|demo_conn|b|1|1|",
+        "|demo_conn|c|1|1|",
+        "|demo_conn|a|2|1|",
+    ] {
+        v.line(line.as_bytes(), &mut batch);
+    }
+    w.write(&mut batch);
+    assert_eq!(w.stored(), 3);
     assert_eq!(imdb.series(), 2);
-    p.flush();
-    assert_eq!(p.received, 0, "flush publishes and resets");
 }
 
 #[test]
@@ -55,12 +70,13 @@ fn level_prefixes_are_recognised() {
     assert_eq!(split_level(b"plain"), (None, &b"plain"[..]));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_a_stream_to_its_end_with_a_final_unterminated_line() {
     let imdb = demo_imdb(10, 60_000);
-    let p = LineProcessor::new("demo", imdb.clone());
     let input: &[u8] = b"|demo_conn|a|1|1|\n|demo_conn|b|1|1|\n|demo_conn|c|1|1|";
-    read_probe_output(input, p, 1024).await.unwrap();
+    read_probe_output(input, "demo", imdb.clone(), 1024)
+        .await
+        .unwrap();
     assert_eq!(imdb.series(), 3);
 }
 
@@ -72,10 +88,13 @@ proptest::proptest! {
         proptest::collection::vec(proptest::sample::select(
             b"|demo_conn|latency c1 0123456789.eE-+(null)x\r".to_vec()), 0..40), 0..30)) {
         let imdb = demo_imdb(4, 60_000);
-        let mut p = LineProcessor::new("fuzz", imdb.clone());
+        let mut v = LineValidator::new("fuzz", imdb.registry().clone());
+        let mut w = BatchWriter::new("fuzz", imdb.clone());
+        let mut batch = Batch::default();
         for l in &lines {
-            p.line(l, 0);
+            v.line(l, &mut batch);
         }
+        w.write(&mut batch);
         proptest::prop_assert!(imdb.series() <= 8);
     }
 }

@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::imdb::Imdb;
-use crate::ingress::{read_probe_output, LineProcessor};
+use crate::ingress::read_probe_output;
 use crate::ratelimit::{RateLimiter, Verdict};
 
 /// Pipe capacity asked for a probe's stdout, so a burst does not block the probe.
@@ -64,10 +64,9 @@ impl ProbeProcess {
             );
         }
         if let Some(out) = stdout {
-            let proc = LineProcessor::new(name, imdb);
             let name = name.to_string();
             tokio::spawn(async move {
-                if let Err(e) = read_probe_output(out, proc, max_line_len).await {
+                if let Err(e) = read_probe_output(out, &name, imdb, max_line_len).await {
                     tracing::warn!(probe = name, "reading stdout failed: {e}");
                 }
             });

@@ -1,0 +1,125 @@
+//! The first ingress stage: classifies and validates lines against the meta registry.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gala_meta::record::{classify, parse_event, Line};
+use gala_meta::{Registry, TableId};
+
+use super::{recycle, split_level, Batch, DropLog, DropReason};
+use crate::imdb::push_key;
+use crate::ratelimit::{RateLimiter, Verdict};
+
+/// Validates one probe's lines: good records go into a [`Batch`], bad ones are counted.
+pub struct LineValidator {
+    probe: Arc<str>,
+    registry: Arc<Registry>,
+    drops: DropLog,
+    text_log: RateLimiter,
+    last_table: Option<(Vec<u8>, TableId)>,
+    /// Allocation reused for the value slices of each line (always empty between lines).
+    values: Vec<&'static [u8]>,
+}
+
+impl LineValidator {
+    /// A validator for `probe`'s lines.
+    pub fn new(probe: &str, registry: Arc<Registry>) -> Self {
+        let probe: Arc<str> = probe.into();
+        LineValidator {
+            drops: DropLog::new(&probe),
+            probe,
+            registry,
+            text_log: RateLimiter::new(Duration::from_secs(1), 100),
+            last_table: None,
+            values: Vec::with_capacity(64),
+        }
+    }
+
+    /// Handles one line (without its newline): a valid record is appended to `batch`.
+    pub fn line(&mut self, line: &[u8], batch: &mut Batch) {
+        let rec = match classify(line) {
+            Ok(Line::Record(rec)) => rec,
+            Ok(Line::Text(text)) => return self.text(text),
+            Ok(Line::Event(ev)) => {
+                return match parse_event(ev) {
+                    Ok(_) => {
+                        self.drops
+                            .drop(DropReason::NoRoute, line, &"event output is not enabled")
+                    }
+                    Err(e) => self.drops.drop(DropReason::BadEvent, line, &e),
+                };
+            }
+            Ok(Line::Log(_)) => {
+                let why = &"log lines need a Kafka event channel";
+                return self.drops.drop(DropReason::NoRoute, line, why);
+            }
+            Err(e) => return self.drops.drop(DropReason::from_record_error(&e), line, &e),
+        };
+        let id = match &self.last_table {
+            Some((name, id)) if name.as_slice() == rec.table => *id,
+            _ => match self.registry.lookup(rec.table) {
+                Some(id) => {
+                    self.last_table = Some((rec.table.to_vec(), id));
+                    id
+                }
+                None => {
+                    return self
+                        .drops
+                        .drop(DropReason::UnknownTable, line, &"unknown table")
+                }
+            },
+        };
+        let meta = self.registry.table(id);
+        let mut values = recycle(std::mem::take(&mut self.values));
+        match rec.split_values(meta, &mut values) {
+            Ok(()) => {
+                // Store the validated values only, up to and including the last one's '|'.
+                let stored = values.last().map_or(0, |v| {
+                    v.as_ptr() as usize + v.len() + 1 - rec.rest.as_ptr() as usize
+                });
+                batch.push(id, |key| push_key(meta, &values, key), &rec.rest[..stored]);
+            }
+            Err(e) => self.drops.drop(DropReason::from_record_error(&e), line, &e),
+        }
+        self.values = recycle(values);
+    }
+
+    /// Counts a line longer than `ingress.max_line_len`, identified by its first bytes.
+    pub fn too_long(&mut self, head: &[u8]) {
+        self.drops
+            .drop(DropReason::LineTooLong, head, &"line too long");
+    }
+
+    /// Publishes the drop counts gathered since the last call.
+    pub fn flush(&mut self) {
+        self.drops.flush();
+    }
+
+    /// Drops counted under `reason` and not yet published.
+    #[cfg(test)]
+    pub(super) fn pending(&self, reason: DropReason) -> u64 {
+        self.drops.pending(reason)
+    }
+
+    /// Logs a line that is not a record, at the level of its `[INFO]`/`[WARN]`/`[ERROR]` prefix.
+    fn text(&mut self, text: &[u8]) {
+        if text.is_empty() {
+            return;
+        }
+        let Verdict::Log { suppressed } = self.text_log.check(Instant::now()) else {
+            return;
+        };
+        if suppressed > 0 {
+            tracing::warn!(probe = &*self.probe, "{suppressed} log lines suppressed");
+        }
+        let (level, msg) = split_level(text);
+        let msg = String::from_utf8_lossy(msg);
+        let probe = &*self.probe;
+        match level {
+            Some(tracing::Level::ERROR) => tracing::error!(probe, "{msg}"),
+            Some(tracing::Level::WARN) => tracing::warn!(probe, "{msg}"),
+            Some(_) => tracing::info!(probe, "{msg}"),
+            None => tracing::debug!(probe, "{msg}"),
+        }
+    }
+}
