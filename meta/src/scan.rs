@@ -31,11 +31,20 @@ impl Bars<'_> {
     /// Exact mask of `|` bytes in the (zero-padded) word at `at`: high bit of each match.
     #[inline]
     fn word_mask(&self, at: usize) -> u64 {
-        let mut word = [0u8; 8];
-        let end = (at + 8).min(self.s.len());
-        if at < end {
-            word[..end - at].copy_from_slice(&self.s[at..end]);
-        }
+        let word = match self
+            .s
+            .get(at..at + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+        {
+            Some(full) => full,
+            None => {
+                // The last, partial word: zero-padded.
+                let mut word = [0u8; 8];
+                let tail = self.s.get(at..).unwrap_or_default();
+                word[..tail.len()].copy_from_slice(tail);
+                word
+            }
+        };
         let w = u64::from_le_bytes(word) ^ BAR;
         // A byte of `w` is zero exactly where the input holds '|'; padding bytes are 0 ^ '|'.
         !(((w & LOW7).wrapping_add(LOW7)) | w | LOW7)
