@@ -93,6 +93,9 @@ cmd_test() {
     cargo build --workspace --bins
     log "cargo test"
     cargo test --workspace
+    log "benchmark smoke run (release build)"
+    cargo build --release --workspace --bins
+    target/release/gopher-bench --quick
 }
 
 cmd_bench() {

@@ -88,7 +88,9 @@ pub fn classify(line: &[u8]) -> Result<Line<'_>, RecordError> {
     let Some(after) = line.strip_prefix(b"|") else {
         return Ok(Line::Text(line));
     };
-    let end = memchr::memchr(b'|', after).ok_or(RecordError::BadTableName)?;
+    let end = crate::scan::bars(after)
+        .next()
+        .ok_or(RecordError::BadTableName)?;
     let table = &after[..end];
     if table.is_empty() || table.len() > MAX_NAME_LEN {
         return Err(RecordError::BadTableName);

@@ -10,6 +10,9 @@ pub struct LineSplitter {
     discarding: bool,
 }
 
+/// Bytes read at once at least: the probe pipe's size, so one read can drain it.
+const READ_SIZE: usize = 1 << 20;
+
 /// Bytes of an over-long line passed to the callback to identify it.
 const HEAD_LEN: usize = 200;
 
@@ -17,7 +20,7 @@ impl LineSplitter {
     /// A splitter for lines of at most `max_line_len` bytes (newline excluded).
     pub fn new(max_line_len: usize) -> Self {
         LineSplitter {
-            buf: vec![0; max_line_len + 256 * 1024],
+            buf: vec![0; max_line_len + READ_SIZE],
             filled: 0,
             max_line_len,
             discarding: false,
