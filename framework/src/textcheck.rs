@@ -8,11 +8,22 @@ const UNSAFE_CHARS: &[char] = &[
 /// Sequences the original refuses (they allow `..` traversal and hidden names).
 const UNSAFE_SEQUENCES: &[&str] = &["./", "/."];
 
+/// The first character or sequence of `s` the original refuses (control characters too).
+pub fn first_unsafe(s: &str) -> Option<String> {
+    s.char_indices().find_map(|(at, c)| {
+        if UNSAFE_CHARS.contains(&c) || c.is_control() {
+            return Some(c.to_string());
+        }
+        UNSAFE_SEQUENCES
+            .iter()
+            .find(|seq| s[at..].starts_with(**seq))
+            .map(|seq| (*seq).to_owned())
+    })
+}
+
 /// Whether `s` holds a character or sequence the original refuses, or any control character.
 pub fn has_unsafe_chars(s: &str) -> bool {
-    s.chars()
-        .any(|c| UNSAFE_CHARS.contains(&c) || c.is_control())
-        || UNSAFE_SEQUENCES.iter().any(|q| s.contains(q))
+    first_unsafe(s).is_some()
 }
 
 #[cfg(test)]

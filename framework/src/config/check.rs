@@ -7,15 +7,6 @@ use std::time::Duration;
 
 use super::error::Problem;
 
-/// Characters the original refuses in log directories (`| ; & $ > < ( ) ? * ' `` ` `` [ ] \ !`);
-/// newlines and other control characters are refused as well.
-const UNSAFE_CHARS: &[char] = &[
-    '|', ';', '&', '$', '>', '<', '(', ')', '?', '*', '\'', '`', '[', ']', '\\', '!',
-];
-
-/// Sequences the original refuses in log directories (they allow `..` traversal and hidden names).
-const UNSAFE_SEQUENCES: &[&str] = &["./", "/."];
-
 /// Debug log file name used when `global.log_file_name` is empty (as in the original).
 pub(super) const FALLBACK_LOG_FILE_NAME: &str = "gopher_debug.log";
 
@@ -82,22 +73,9 @@ pub(super) fn on_off(value: &str) -> Result<bool, Problem> {
     }
 }
 
-/// The first unsafe character or sequence in `value`, if any.
-fn find_unsafe(value: &str) -> Option<String> {
-    value.char_indices().find_map(|(at, c)| {
-        if UNSAFE_CHARS.contains(&c) || c.is_control() {
-            return Some(c.to_string());
-        }
-        UNSAFE_SEQUENCES
-            .iter()
-            .find(|seq| value[at..].starts_with(**seq))
-            .map(|seq| (*seq).to_owned())
-    })
-}
-
 /// Rejects values containing the original's unsafe characters.
 fn reject_unsafe(value: &str) -> Result<(), Problem> {
-    match find_unsafe(value) {
+    match crate::textcheck::first_unsafe(value) {
         Some(found) => Err(Problem::UnsafeCharacters {
             value: value.to_owned(),
             found,

@@ -24,7 +24,7 @@ use tokio::sync::watch;
 use crate::clock;
 use crate::egress::json;
 use crate::egress::logfile::{self, LogFileError};
-use crate::egress::prometheus::{escape_label_value, write_labels};
+use crate::egress::prometheus::{escape_label_value, write_labels, write_sample};
 use crate::imdb::{Imdb, Record};
 use crate::ratelimit::{RateLimiter, Verdict};
 
@@ -311,23 +311,8 @@ impl TextSample<'_> {
         v: &[u8],
     ) {
         // The name of `prometheus::metric_name`, without allocating it.
-        out.extend_from_slice(b"gala_gopher_");
-        out.extend_from_slice(meta.entity.as_bytes());
-        out.push(b'_');
-        out.extend_from_slice(field.as_bytes());
-        out.extend_from_slice(suffix.as_bytes());
-        out.push(b'{');
-        out.extend_from_slice(self.labels);
-        if let Some(le) = le {
-            out.extend_from_slice(b",le=\"");
-            out.extend_from_slice(le.as_bytes());
-            out.push(b'"');
-        }
-        out.extend_from_slice(b"} ");
-        out.extend_from_slice(v);
-        out.push(b' ');
-        out.extend_from_slice(self.timestamp.to_string().as_bytes());
-        out.push(b'\n');
+        let name = ["gala_gopher_", &meta.entity, "_", field, suffix];
+        write_sample(out, &name, self.labels, le, v, Some(self.timestamp));
     }
 }
 

@@ -202,8 +202,22 @@ impl Family {
 
 /// Writes `name<suffix>{labels[,le="<le>"]} value\n`.
 fn sample(out: &mut Vec<u8>, name: &str, suffix: &str, labels: &[u8], le: Option<&str>, v: &[u8]) {
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(suffix.as_bytes());
+    write_sample(out, &[name, suffix], labels, le, v, None);
+}
+
+/// Writes one sample line: the name (the concatenation of `name`), the labels (plus `le`
+/// for a bucket), the value and, when given, a timestamp in milliseconds.
+pub fn write_sample(
+    out: &mut Vec<u8>,
+    name: &[&str],
+    labels: &[u8],
+    le: Option<&str>,
+    v: &[u8],
+    timestamp_ms: Option<u64>,
+) {
+    for part in name {
+        out.extend_from_slice(part.as_bytes());
+    }
     out.push(b'{');
     out.extend_from_slice(labels);
     if let Some(le) = le {
@@ -213,6 +227,10 @@ fn sample(out: &mut Vec<u8>, name: &str, suffix: &str, labels: &[u8], le: Option
     }
     out.extend_from_slice(b"} ");
     out.extend_from_slice(v);
+    if let Some(ts) = timestamp_ms {
+        out.push(b' ');
+        out.extend_from_slice(itoa::Buffer::new().format(ts).as_bytes());
+    }
     out.push(b'\n');
 }
 
