@@ -88,8 +88,10 @@ pub fn classify(line: &[u8]) -> Result<Line<'_>, RecordError> {
     let Some(after) = line.strip_prefix(b"|") else {
         return Ok(Line::Text(line));
     };
-    let end = crate::scan::bars(after)
-        .next()
+    // Table names are short: a plain search beats a block scan here.
+    let end = after
+        .iter()
+        .position(|&b| b == b'|')
         .ok_or(RecordError::BadTableName)?;
     let table = &after[..end];
     if table.is_empty() || table.len() > MAX_NAME_LEN {
