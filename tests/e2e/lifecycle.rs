@@ -159,3 +159,34 @@ fn a_probe_that_cannot_start_does_not_stop_the_others() {
         assert!(log.contains(want), "debug log lacks {want:?}:\n{log}");
     }
 }
+
+#[test]
+fn version_and_check_exit_without_starting() {
+    let out = std::process::Command::new(gala_e2e::workspace_bin("gala-gopher"))
+        .arg("-v")
+        .output()
+        .expect("run -v");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+
+    let mut sandbox = Sandbox::new();
+    sandbox.add_custom_probe("demo", "#!/bin/sh\n", DEMO_META);
+    sandbox.write_config(IMDB_DEFAULT, "");
+    let out = sandbox
+        .command()
+        .arg("--check")
+        .stdout(std::process::Stdio::piped())
+        .output()
+        .expect("run --check");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("2 tables, 1 custom probes"), "{stdout}");
+    assert!(
+        !sandbox.path().join("run/gala-gopher.pid").exists(),
+        "--check takes no lock"
+    );
+}
