@@ -40,8 +40,12 @@ fn describe() {
         "Series removed because they were not reported within imdb.record_timeout"
     );
     metrics::describe_histogram!(SCRAPE_DURATION, "Time to render one /metrics response");
-    metrics::describe_gauge!(
-        "gala_gopher_daemon_probes_running",
-        "Probe processes currently running"
+    metrics::describe_counter!(
+        "gala_gopher_daemon_metric_log_records_total",
+        "Records written to the metric log files (metric.out_channel logs/json)"
+    );
+    metrics::describe_counter!(
+        "gala_gopher_daemon_metric_log_errors_total",
+        "Failed writes of the metric log files"
     );
 }
