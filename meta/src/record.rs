@@ -114,8 +114,21 @@ impl<'a> RecordLine<'a> {
     /// is empty; everything after it is then ignored (the original's behaviour). Column 1
     /// must not be null, non-null gauge/counter/summary values must be numbers
     /// ([`is_number`]) and non-null histogram values valid encodings. Null values (see
-    /// [`is_null`]) stay in `out` as they are.
+    /// [`is_null`]) stay in `out` as they are. This is [`RecordLine::split_fields`] followed by
+    /// [`check_values`].
     pub fn split_values(
+        &self,
+        table: &TableMeta,
+        out: &mut Vec<&'a [u8]>,
+    ) -> Result<(), RecordError> {
+        self.split_fields(table, out)?;
+        check_values(table, out)
+    }
+
+    /// The structural half of [`RecordLine::split_values`]: splits the values into `out`
+    /// (cleared first), checks their count and that column 1 is not null; the values'
+    /// types are not checked.
+    pub fn split_fields(
         &self,
         table: &TableMeta,
         out: &mut Vec<&'a [u8]>,
@@ -156,25 +169,32 @@ impl<'a> RecordLine<'a> {
         if out.first().is_some_and(|v| is_null(v)) {
             return Err(RecordError::EmptyKey);
         }
-        for (i, (v, f)) in out.iter().zip(&table.fields).enumerate() {
-            if is_null(v) {
-                continue;
-            }
-            match f.ty {
-                FieldType::Key | FieldType::Label => {}
-                FieldType::Gauge | FieldType::Counter | FieldType::Summary => {
-                    if !is_number(v) {
-                        return Err(RecordError::NonNumeric { field: i });
-                    }
-                }
-                FieldType::Histogram => {
-                    histogram::validate(v)
-                        .map_err(|why| RecordError::BadHistogram { field: i, why })?;
-                }
-            }
-        }
         Ok(())
     }
+}
+
+/// The type half of [`RecordLine::split_values`]: every non-null gauge/counter/summary value
+/// of `values` (the table's fields in order) is a number and every non-null histogram value
+/// a valid encoding.
+pub fn check_values(table: &TableMeta, values: &[&[u8]]) -> Result<(), RecordError> {
+    for (i, (v, f)) in values.iter().zip(&table.fields).enumerate() {
+        if is_null(v) {
+            continue;
+        }
+        match f.ty {
+            FieldType::Key | FieldType::Label => {}
+            FieldType::Gauge | FieldType::Counter | FieldType::Summary => {
+                if !is_number(v) {
+                    return Err(RecordError::NonNumeric { field: i });
+                }
+            }
+            FieldType::Histogram => {
+                histogram::validate(v)
+                    .map_err(|why| RecordError::BadHistogram { field: i, why })?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Number of `|`-separated values in `s`, counting an unterminated last one.

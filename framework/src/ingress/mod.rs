@@ -6,9 +6,9 @@
 //! `max_line_len` is discarded up to its newline without being buffered, and at most
 //! [`PIPELINE_DEPTH`] batches wait between the two stages.
 //!
-//! Each probe's output runs through two stages on two threads: the reader task splits and
-//! validates lines into a [`Batch`] ([`LineValidator`]), and a writer thread stores the batch
-//! in the imdb ([`BatchWriter`]), so parsing and the imdb's hash-table work overlap.
+//! Each probe's output runs through two stages on two threads: the reader task splits lines
+//! and records into a [`Batch`] ([`LineValidator`]), and a writer thread checks the value
+//! types and stores the batch in the imdb ([`BatchWriter`]), so the work overlaps.
 
 mod batch;
 mod lines;
@@ -198,6 +198,7 @@ pub async fn read_probe_output<R: AsyncRead + Unpin>(
         .spawn(move || {
             while let Some(mut batch) = full_rx.blocking_recv() {
                 writer.write(&mut batch);
+                writer.flush();
                 batch.clear();
                 // The validator may be gone already; then the batch is simply freed.
                 let _ = empty_tx.try_send(batch);

@@ -1,4 +1,4 @@
-//! The first ingress stage: classifies and validates lines against the meta registry.
+//! The first ingress stage: classifies lines and splits records into their table's fields.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -7,10 +7,10 @@ use gala_meta::record::{classify, parse_event, Line};
 use gala_meta::{Registry, TableId};
 
 use super::{recycle, split_level, Batch, DropLog, DropReason};
-use crate::imdb::push_key;
 use crate::ratelimit::{RateLimiter, Verdict};
 
-/// Validates one probe's lines: good records go into a [`Batch`], bad ones are counted.
+/// Splits one probe's lines: records with the right fields go into a [`Batch`], bad lines
+/// are counted.
 pub struct LineValidator {
     probe: Arc<str>,
     registry: Arc<Registry>,
@@ -71,13 +71,14 @@ impl LineValidator {
         };
         let meta = self.registry.table(id);
         let mut values = recycle(std::mem::take(&mut self.values));
-        match rec.split_values(meta, &mut values) {
+        // Value types are checked by the writer thread, which has the spare time.
+        match rec.split_fields(meta, &mut values) {
             Ok(()) => {
-                // Store the validated values only, up to and including the last one's '|'.
+                // Store the table's values only, up to and including the last one's '|'.
                 let stored = values.last().map_or(0, |v| {
                     v.as_ptr() as usize + v.len() + 1 - rec.rest.as_ptr() as usize
                 });
-                batch.push(id, |key| push_key(meta, &values, key), &rec.rest[..stored]);
+                batch.push(id, &rec.rest[..stored], &values);
             }
             Err(e) => self.drops.drop(DropReason::from_record_error(&e), line, &e),
         }

@@ -1,12 +1,14 @@
-//! The second ingress stage: stores validated batches in the imdb.
+//! The second ingress stage: checks value types and stores batches in the imdb.
 
 use std::sync::Arc;
 
 use gala_meta::TableId;
 use metrics::Counter;
 
+use gala_meta::record::check_values;
+
 use super::{received_counter, Batch, DropLog, DropReason};
-use crate::imdb::{Imdb, TableGuard, UpsertError};
+use crate::imdb::{push_key, Imdb, TableGuard, UpsertError};
 
 /// Stores one probe's validated records; counts them and the ones a full table refuses.
 pub struct BatchWriter {
@@ -15,6 +17,7 @@ pub struct BatchWriter {
     received: Counter,
     /// Records stored by the last [`BatchWriter::write`].
     stored: u64,
+    key: Vec<u8>,
 }
 
 impl BatchWriter {
@@ -25,33 +28,59 @@ impl BatchWriter {
             drops: DropLog::new(&probe.into()),
             received: received_counter(probe),
             stored: 0,
+            key: Vec::with_capacity(128),
         }
     }
 
-    /// Stores every record of `batch`; a run of records for one table takes its lock once.
+    /// Checks and stores every record of `batch`; a run of records for one table takes its
+    /// lock once.
     pub fn write(&mut self, batch: &mut Batch) {
+        let BatchWriter {
+            imdb,
+            drops,
+            stored,
+            key,
+            ..
+        } = self;
+        let registry = imdb.registry().clone();
         let mut held: Option<(TableId, TableGuard)> = None;
-        self.stored = 0;
-        for (id, key, line) in batch.iter() {
+        *stored = 0;
+        batch.for_each(&mut Vec::new(), |id, line, values| {
+            let meta = registry.table(id);
+            if let Err(e) = check_values(meta, values) {
+                return drops.drop(DropReason::from_record_error(&e), line, &e);
+            }
+            key.clear();
+            push_key(meta, values, key);
             if held.as_ref().is_none_or(|(held_id, _)| *held_id != id) {
                 // Release the previous table before locking the next one.
                 drop(held.take());
-                held = Some((id, self.imdb.lock_owned(id)));
+                held = Some((id, imdb.lock_owned(id)));
             }
             let Some((_, table)) = held.as_mut() else {
-                continue;
+                return;
             };
-            match self.imdb.upsert(table, key, line, batch.now_ms) {
-                Ok(()) => self.stored += 1,
-                Err(UpsertError::TableFull) => {
-                    let why = &"table full (imdb.max_records_num)";
-                    self.drops.drop(DropReason::TableFull, line, why);
-                }
+            match imdb.upsert(table, key, line, batch.now_ms) {
+                Ok(()) => *stored += 1,
+                Err(UpsertError::TableFull) => drops.drop(
+                    DropReason::TableFull,
+                    line,
+                    &"table full (imdb.max_records_num)",
+                ),
             }
-        }
-        drop(held);
+        });
+    }
+
+    /// Publishes the counts of the last [`BatchWriter::write`].
+    pub fn flush(&mut self) {
         self.received.increment(self.stored);
         self.drops.flush();
+    }
+
+    /// Drops counted under `reason` and not yet published.
+    #[cfg(test)]
+    pub(super) fn pending(&self, reason: DropReason) -> u64 {
+        self.drops.pending(reason)
     }
 
     /// Records stored by the last [`BatchWriter::write`].
