@@ -125,7 +125,7 @@ async fn run(loaded: Loaded, check_only: bool) -> Result<()> {
                 .parse()
                 .with_context(|| format!("web_server.bind_addr {:?}", server.bind_addr))?;
             let addr = SocketAddr::new(ip, server.port);
-            let listener = http::bind(addr)
+            let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("binding the metrics server to {addr}"))?;
             let renderer = ScrapeRenderer::new(&registry, &machine_id, legacy);

@@ -1,7 +1,6 @@
 //! The metrics endpoint: `GET /metrics` (and `/`) on `web_server.bind_addr:port`.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -127,11 +126,6 @@ pub async fn serve(
             }
         });
     }
-}
-
-/// Binds the metrics listener.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
 }
 
 async fn handle(

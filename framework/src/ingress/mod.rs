@@ -100,14 +100,15 @@ impl DropReason {
     }
 
     fn from_record_error(e: &RecordError) -> Self {
-        match e.reason() {
-            "field_count" => DropReason::FieldCount,
-            "unterminated" => DropReason::Unterminated,
-            "empty_key" => DropReason::EmptyKey,
-            "non_numeric" => DropReason::NonNumeric,
-            "bad_histogram" => DropReason::BadHistogram,
-            "bad_event" => DropReason::BadEvent,
-            _ => DropReason::BadTableName,
+        // Exhaustive, so a new parser error needs a reason here.
+        match e {
+            RecordError::BadTableName => DropReason::BadTableName,
+            RecordError::FieldCount { .. } => DropReason::FieldCount,
+            RecordError::Unterminated => DropReason::Unterminated,
+            RecordError::EmptyKey => DropReason::EmptyKey,
+            RecordError::NonNumeric { .. } => DropReason::NonNumeric,
+            RecordError::BadHistogram { .. } => DropReason::BadHistogram,
+            RecordError::BadEvent(_) => DropReason::BadEvent,
         }
     }
 }

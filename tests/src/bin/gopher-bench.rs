@@ -295,12 +295,7 @@ fn daemon_ingest(series: u64, records: u64) -> (f64, f64) {
     let daemon = sb.start();
     let start_ns = wait_file(&start_file, Duration::from_secs(30));
     let cpu0 = cpu_seconds(daemon.pid());
-    if let Ok(cmd) = std::env::var("GOPHER_BENCH_PROFILE_INGEST") {
-        let _ = Command::new("sh")
-            .arg("-c")
-            .arg(cmd.replace("PID", &daemon.pid().to_string()))
-            .spawn();
-    }
+    attach_profiler("GOPHER_BENCH_PROFILE_INGEST", daemon.pid());
     wait_file(&start_file.with_extension("done"), Duration::from_secs(600));
     let deadline = Instant::now() + Duration::from_secs(120);
     while received(&daemon) < records {
@@ -323,12 +318,7 @@ fn scrape_latency(series: u64, scrapes: usize) -> (Vec<f64>, f64) {
     while received(&daemon) < series * 2 {
         std::thread::sleep(Duration::from_millis(20));
     }
-    if let Ok(cmd) = std::env::var("GOPHER_BENCH_PROFILE") {
-        // Developer aid: run e.g. `perf record -p PID` while the scrapes happen.
-        let _ = Command::new("sh")
-            .arg("-c")
-            .arg(cmd.replace("PID", &daemon.pid().to_string()))
-            .spawn();
+    if attach_profiler("GOPHER_BENCH_PROFILE", daemon.pid()) {
         std::thread::sleep(Duration::from_millis(500));
     }
     let mut lat = Vec::new();
@@ -353,6 +343,19 @@ fn scrape_latency(series: u64, scrapes: usize) -> (Vec<f64>, f64) {
         1000.0 * sum / count
     );
     (lat, rss_mb(daemon.pid()))
+}
+
+/// Developer aid: runs the shell command in `var` (e.g. `perf record -p PID -- sleep 3`)
+/// with `PID` replaced by the daemon's pid; returns whether one was started.
+fn attach_profiler(var: &str, pid: u32) -> bool {
+    let Ok(cmd) = std::env::var(var) else {
+        return false;
+    };
+    Command::new("sh")
+        .arg("-c")
+        .arg(cmd.replace("PID", &pid.to_string()))
+        .spawn()
+        .is_ok()
 }
 
 /// One `GET /metrics` as a scraper does it: the whole response read into a reused buffer.
