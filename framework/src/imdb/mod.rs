@@ -5,13 +5,15 @@
 //! any number of scrapers read the same latest values. Records not refreshed within
 //! `record_timeout` are invisible to readers and removed by [`Imdb::sweep`].
 
+mod series;
+
+use std::hash::BuildHasher;
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use std::hash::BuildHasher;
-
 use gala_meta::{Registry, TableId, TableMeta};
-use hashbrown::{DefaultHashBuilder, HashTable};
+use hashbrown::DefaultHashBuilder;
 use parking_lot::lock_api::ArcMutexGuard;
 use parking_lot::{Mutex, MutexGuard, RawMutex};
 
@@ -95,8 +97,7 @@ impl Record {
 #[derive(Default)]
 pub struct Table {
     /// Series by key (the key field values, each followed by `|`).
-    records: HashTable<Record>,
-    hasher: DefaultHashBuilder,
+    records: series::SeriesMap,
     /// Sequence number given to the next update.
     next_seq: u64,
 }
@@ -105,6 +106,7 @@ impl Table {
     /// Iterates over the series reported at or after `fresh_since_ms`.
     pub fn live(&self, fresh_since_ms: u64) -> impl Iterator<Item = &Record> {
         self.records
+            .records()
             .iter()
             .filter(move |r| r.updated_ms >= fresh_since_ms)
     }
@@ -116,7 +118,7 @@ impl Table {
 
     /// Whether the table holds no series.
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
+        self.records.len() == 0
     }
 
     /// Sequence number the next update will get; records with a lower one are older.
@@ -133,9 +135,26 @@ pub fn push_key(meta: &TableMeta, values: &[&[u8]], out: &mut Vec<u8>) {
     }
 }
 
+/// A record for [`Imdb::upsert_run`]: its key's hash ([`Imdb::hash_key`]), where its key
+/// is in the run's key buffer, and its line.
+#[derive(Debug, Clone)]
+pub struct Pending<'a> {
+    /// Hash of the key.
+    pub hash: u64,
+    /// The key's bytes in the key buffer passed along.
+    pub key: Range<usize>,
+    /// The record line after `|<table>|`.
+    pub line: &'a [u8],
+}
+
+/// Records prefetched at a time by [`Imdb::upsert_run`]: enough to overlap the cache misses,
+/// few enough that the fetched lines are still cached when used.
+const PREFETCH_RUN: usize = 16;
+
 /// The in-memory DB shared by ingress (writers) and egress (readers).
 pub struct Imdb {
     registry: Arc<Registry>,
+    hasher: DefaultHashBuilder,
     tables: Vec<Arc<Mutex<Table>>>,
     limits: ImdbLimits,
     series: AtomicU64,
@@ -150,6 +169,7 @@ impl Imdb {
         Imdb {
             registry,
             tables,
+            hasher: DefaultHashBuilder::default(),
             limits,
             series: AtomicU64::new(0),
         }
@@ -175,6 +195,11 @@ impl Imdb {
         self.tables[id.0 as usize].lock_arc()
     }
 
+    /// The hash of a key built by [`push_key`].
+    pub fn hash_key(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
     /// Stores a validated report of the series `key` (built by [`push_key`]); `line` is the
     /// record line after `|<table>|`, exactly the table's fields.
     pub fn upsert(
@@ -184,11 +209,52 @@ impl Imdb {
         line: &[u8],
         now_ms: u64,
     ) -> Result<(), UpsertError> {
+        self.upsert_hashed(table, self.hash_key(key), key, line, now_ms)
+    }
+
+    /// Stores a run of records of one table (keys in `keys`), fetching the memory of a few
+    /// lookups ahead before doing them; `refused` gets the line of each record a full table
+    /// refuses. Returns the number stored.
+    pub fn upsert_run(
+        &self,
+        table: &mut Table,
+        keys: &[u8],
+        run: &[Pending],
+        now_ms: u64,
+        mut refused: impl FnMut(&[u8]),
+    ) -> u64 {
+        let mut stored = 0;
+        for chunk in run.chunks(PREFETCH_RUN) {
+            // Each pass reads what the previous one fetched: slot, then record, then data.
+            chunk.iter().for_each(|p| table.records.prefetch_slot(p.hash));
+            chunk
+                .iter()
+                .for_each(|p| table.records.prefetch_record(p.hash, false));
+            chunk
+                .iter()
+                .for_each(|p| table.records.prefetch_record(p.hash, true));
+            for p in chunk {
+                match self.upsert_hashed(table, p.hash, &keys[p.key.clone()], p.line, now_ms) {
+                    Ok(()) => stored += 1,
+                    Err(UpsertError::TableFull) => refused(p.line),
+                }
+            }
+        }
+        stored
+    }
+
+    fn upsert_hashed(
+        &self,
+        table: &mut Table,
+        hash: u64,
+        key: &[u8],
+        line: &[u8],
+        now_ms: u64,
+    ) -> Result<(), UpsertError> {
         let seq = table.next_seq;
         table.next_seq += 1;
-        let hash = table.hasher.hash_one(key);
-        if let Some(rec) = table.records.find_mut(hash, |r| r.key() == key) {
-            rec.set(line, now_ms, seq);
+        if let Some(idx) = table.records.find(hash, |r| r.key() == key) {
+            table.records.get_mut(idx).set(line, now_ms, seq);
             return Ok(());
         }
         if table.records.len() >= self.limits.max_records {
@@ -197,14 +263,13 @@ impl Imdb {
         let mut data = Vec::with_capacity(key.len() + line.len());
         data.extend_from_slice(key);
         data.extend_from_slice(line);
-        let rec = Record {
+        table.records.insert(Record {
             hash,
             key_len: key.len(),
             data,
             updated_ms: now_ms,
             seq,
-        };
-        table.records.insert_unique(hash, rec, |r| r.hash);
+        });
         self.series.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -219,10 +284,7 @@ impl Imdb {
         let since = self.fresh_since(now_ms);
         let mut removed = 0;
         for table in &self.tables {
-            let mut t = table.lock();
-            let before = t.records.len();
-            t.records.retain(|r| r.updated_ms >= since);
-            removed += before - t.records.len();
+            removed += table.lock().records.retain(|r| r.updated_ms >= since);
         }
         self.series.fetch_sub(removed as u64, Ordering::Relaxed);
         removed

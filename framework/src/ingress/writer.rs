@@ -8,7 +8,7 @@ use metrics::Counter;
 use gala_meta::record::check_values;
 
 use super::{received_counter, Batch, DropLog, DropReason};
-use crate::imdb::{push_key, Imdb, TableGuard, UpsertError};
+use crate::imdb::{push_key, Imdb, Pending};
 
 /// Stores one probe's validated records; counts them and the ones a full table refuses.
 pub struct BatchWriter {
@@ -17,7 +17,10 @@ pub struct BatchWriter {
     received: Counter,
     /// Records stored by the last [`BatchWriter::write`].
     stored: u64,
-    key: Vec<u8>,
+    /// Keys of the current run of records, back to back.
+    keys: Vec<u8>,
+    /// Allocation reused for each run (always empty between runs).
+    run: Vec<Pending<'static>>,
 }
 
 impl BatchWriter {
@@ -28,47 +31,47 @@ impl BatchWriter {
             drops: DropLog::new(&probe.into()),
             received: received_counter(probe),
             stored: 0,
-            key: Vec::with_capacity(128),
+            keys: Vec::with_capacity(64 * 1024),
+            run: Vec::new(),
         }
     }
 
-    /// Checks and stores every record of `batch`; a run of records for one table takes its
-    /// lock once.
+    /// Checks and stores every record of `batch`; each run of records for one table is
+    /// stored under one lock with [`Imdb::upsert_run`].
     pub fn write(&mut self, batch: &mut Batch) {
         let BatchWriter {
             imdb,
             drops,
             stored,
-            key,
+            keys,
             ..
         } = self;
         let registry = imdb.registry().clone();
-        let mut held: Option<(TableId, TableGuard)> = None;
+        let mut run = recycle_run(std::mem::take(&mut self.run));
+        let mut run_table: Option<TableId> = None;
         *stored = 0;
+        let now_ms = batch.now_ms;
         batch.for_each(&mut Vec::new(), |id, line, values| {
             let meta = registry.table(id);
             if let Err(e) = check_values(meta, values) {
                 return drops.drop(DropReason::from_record_error(&e), line, &e);
             }
-            key.clear();
-            push_key(meta, values, key);
-            if held.as_ref().is_none_or(|(held_id, _)| *held_id != id) {
-                // Release the previous table before locking the next one.
-                drop(held.take());
-                held = Some((id, imdb.lock_owned(id)));
+            if run_table.is_some_and(|t| t != id) {
+                *stored += store_run(imdb, drops, run_table.unwrap_or(id), &mut run, keys, now_ms);
             }
-            let Some((_, table)) = held.as_mut() else {
-                return;
-            };
-            match imdb.upsert(table, key, line, batch.now_ms) {
-                Ok(()) => *stored += 1,
-                Err(UpsertError::TableFull) => drops.drop(
-                    DropReason::TableFull,
-                    line,
-                    &"table full (imdb.max_records_num)",
-                ),
-            }
+            run_table = Some(id);
+            let start = keys.len();
+            push_key(meta, values, keys);
+            run.push(Pending {
+                hash: imdb.hash_key(&keys[start..]),
+                key: start..keys.len(),
+                line,
+            });
         });
+        if let Some(id) = run_table {
+            *stored += store_run(imdb, drops, id, &mut run, keys, now_ms);
+        }
+        self.run = recycle_run(run);
     }
 
     /// Publishes the counts of the last [`BatchWriter::write`].
@@ -87,4 +90,36 @@ impl BatchWriter {
     pub fn stored(&self) -> u64 {
         self.stored
     }
+}
+
+/// Stores a run of records of table `id` under one lock, then empties it; returns the number
+/// stored.
+fn store_run(
+    imdb: &Imdb,
+    drops: &mut DropLog,
+    id: TableId,
+    run: &mut Vec<Pending>,
+    keys: &mut Vec<u8>,
+    now_ms: u64,
+) -> u64 {
+    let mut table = imdb.lock(id);
+    let stored = imdb.upsert_run(&mut table, keys, run, now_ms, |line| {
+        let why = &"table full (imdb.max_records_num)";
+        drops.drop(DropReason::TableFull, line, why)
+    });
+    run.clear();
+    keys.clear();
+    stored
+}
+
+/// Empties a run and hands back its allocation under another lifetime (see
+/// [`super::recycle`]).
+fn recycle_run<'b>(mut v: Vec<Pending<'_>>) -> Vec<Pending<'b>> {
+    v.clear();
+    v.into_iter()
+        .map(|p| Pending {
+            line: &[],
+            ..p
+        })
+        .collect()
 }
