@@ -178,11 +178,9 @@ impl<'a> RecordLine<'a> {
 /// a valid encoding.
 pub fn check_values(table: &TableMeta, values: &[&[u8]]) -> Result<(), RecordError> {
     for (i, (v, f)) in values.iter().zip(&table.fields).enumerate() {
-        if is_null(v) {
-            continue;
-        }
         match f.ty {
             FieldType::Key | FieldType::Label => {}
+            _ if is_null(v) => {}
             FieldType::Gauge | FieldType::Counter | FieldType::Summary => {
                 if !is_number(v) {
                     return Err(RecordError::NonNumeric { field: i });
@@ -209,10 +207,49 @@ pub fn is_null(v: &[u8]) -> bool {
     v.is_empty() || v == b"(null)"
 }
 
+/// True for the usual metric value: at most 8 bytes of digits with at most one `.` and at
+/// least one digit. Branch-free over the bytes, because value lengths vary from record to
+/// record and a byte loop's exit would be mispredicted on most values.
+#[inline]
+fn is_short_decimal(v: &[u8]) -> bool {
+    const ZERO: u64 = u64::from_ne_bytes([b'0'; 8]);
+    const DOT: u64 = u64::from_ne_bytes([b'.'; 8]);
+    const LOW7: u64 = u64::from_ne_bytes([0x7f; 8]);
+    if v.is_empty() || v.len() > 8 {
+        return false;
+    }
+    // The bytes gathered into a word by (possibly overlapping) loads, not through a stack copy
+    // whose partial stores would stall the load; spare bytes become '0', a valid byte.
+    let n = v.len();
+    let w = if n >= 4 {
+        let lo = u32::from_le_bytes([v[0], v[1], v[2], v[3]]);
+        let hi = u32::from_le_bytes([v[n - 4], v[n - 3], v[n - 2], v[n - 1]]);
+        u64::from(lo) | u64::from(hi) << (8 * (n - 4))
+    } else {
+        u64::from(v[0])
+            | u64::from(v[n / 2]) << (8 * (n / 2))
+            | u64::from(v[n - 1]) << (8 * (n - 1))
+    };
+    let w = w | ZERO & !(u64::MAX >> (8 * (8 - n)));
+    // Per byte: nonzero unless the byte is a digit (high nibble 3, low nibble below 10).
+    let x = w ^ ZERO;
+    let not_digit = (x & 0xf0f0_f0f0_f0f0_f0f0)
+        | ((x & 0x0f0f_0f0f_0f0f_0f0f) + 0x0606_0606_0606_0606) & 0x1010_1010_1010_1010;
+    let nonzero = |y: u64| ((y & LOW7).wrapping_add(LOW7) | y) & !LOW7;
+    let dots = !nonzero(w ^ DOT) & !LOW7;
+    // At most one dot (clearing the lowest bit leaves nothing), and not only a dot.
+    nonzero(not_digit) & !dots == 0
+        && dots & dots.wrapping_sub(1) == 0
+        && n > usize::from(dots != 0)
+}
+
 /// True when `v` is a number in Prometheus float syntax:
 /// `[+-]?(digits[.digits?]|.digits)([eE][+-]?digits)?`, `NaN`, `[+-]?Inf` or `[+-]?Infinity`
 /// (special values case-insensitive). Hex and surrounding spaces are not accepted.
 pub fn is_number(v: &[u8]) -> bool {
+    if is_short_decimal(v) {
+        return true;
+    }
     let (signed, body) = match v.first() {
         Some(b'+' | b'-') => (true, &v[1..]),
         _ => (false, v),
@@ -688,6 +725,16 @@ mod tests {
                 }
                 Err(_) => {}
             }
+        }
+
+        #[test]
+        fn short_decimals_agree_with_a_byte_loop(v in proptest::collection::vec(prop_oneof![
+            Just(b'.'), Just(b'0'), Just(b'9'), Just(b'/'), Just(b':'), Just(b'>'), Just(0xb0u8),
+            Just(0x2eu8 | 0x80), any::<u8>()], 0..10)) {
+            let dots = v.iter().filter(|&&b| b == b'.').count();
+            let want = v.len() <= 8 && dots <= 1 && v.len() > dots
+                && v.iter().all(|&b| b.is_ascii_digit() || b == b'.');
+            prop_assert_eq!(is_short_decimal(&v), want, "{:?}", v);
         }
 
         #[test]

@@ -226,7 +226,9 @@ impl Imdb {
         let mut stored = 0;
         for chunk in run.chunks(PREFETCH_RUN) {
             // Each pass reads what the previous one fetched: slot, then record, then data.
-            chunk.iter().for_each(|p| table.records.prefetch_slot(p.hash));
+            chunk
+                .iter()
+                .for_each(|p| table.records.prefetch_slot(p.hash));
             chunk
                 .iter()
                 .for_each(|p| table.records.prefetch_record(p.hash, false));

@@ -170,7 +170,10 @@ mod tests {
         assert_eq!(find(&m, 7, "a"), None);
         // Same home slot and same tag: only the key tells them apart.
         for i in 0..100u64 {
-            m.insert(rec(if i % 2 == 0 { 7 } else { i << 40 | 3 }, &format!("k{i}")));
+            m.insert(rec(
+                if i % 2 == 0 { 7 } else { i << 40 | 3 },
+                &format!("k{i}"),
+            ));
         }
         for i in 0..100u64 {
             let h = if i % 2 == 0 { 7 } else { i << 40 | 3 };

@@ -116,10 +116,5 @@ fn store_run(
 /// [`super::recycle`]).
 fn recycle_run<'b>(mut v: Vec<Pending<'_>>) -> Vec<Pending<'b>> {
     v.clear();
-    v.into_iter()
-        .map(|p| Pending {
-            line: &[],
-            ..p
-        })
-        .collect()
+    v.into_iter().map(|p| Pending { line: &[], ..p }).collect()
 }
