@@ -65,6 +65,8 @@ pub struct Config {
     pub paths: PathsConfig,
     /// `ingress` (new): limits on what probes write.
     pub ingress: IngressConfig,
+    /// `supervisor` (new): how probe processes are stopped, restarted and told about snoopers.
+    pub supervisor: SupervisorConfig,
 }
 
 /// Level of the debug log (`global.log_level`).
@@ -505,6 +507,38 @@ impl Default for IngressConfig {
     fn default() -> Self {
         IngressConfig {
             max_line_len: 65_536,
+        }
+    }
+}
+
+/// Section `supervisor` (new): probe process supervision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SupervisorConfig {
+    /// Time a probe has to exit after SIGTERM before its process group is killed (1–300 s).
+    /// Default 5 s.
+    pub stop_grace: Duration,
+    /// Longest wait before restarting a probe that exited on its own (1–3600 s); the wait starts
+    /// at 1 s and doubles per consecutive failure. Default 60 s.
+    pub restart_backoff_max: Duration,
+    /// Consecutive quick failures (exits within `stable_run` of starting) after which a probe is
+    /// marked `failed` and left stopped until the next PUT (1–100). Default 5.
+    pub failed_after: u32,
+    /// A run at least this long counts as stable: the backoff and failure count start over
+    /// (1–3600 s). Default 60 s.
+    pub stable_run: Duration,
+    /// Period of the /proc scan that re-resolves `proc_name`, `container_id` and `pod_id`
+    /// snoopers (1–600 s). Default 2 s.
+    pub snooper_period: Duration,
+}
+
+impl Default for SupervisorConfig {
+    fn default() -> Self {
+        SupervisorConfig {
+            stop_grace: Duration::from_secs(5),
+            restart_backoff_max: Duration::from_secs(60),
+            failed_after: 5,
+            stable_run: Duration::from_secs(60),
+            snooper_period: Duration::from_secs(2),
         }
     }
 }

@@ -21,6 +21,7 @@ const SECTIONS: &[&str] = &[
     "logs",
     "paths",
     "ingress",
+    "supervisor",
 ];
 
 /// Sections of older gala-gopher releases that no longer mean anything.
@@ -122,6 +123,7 @@ pub(super) fn read(root: &Group, path: &Path) -> Result<FileRead> {
                     check::count(v, 1024, Some(16 << 20))
                 })?;
             }
+            "supervisor" => read_supervisor(&mut section, &mut config.supervisor)?,
             _ => {}
         }
         section.finish();
@@ -159,6 +161,26 @@ fn read_imdb(section: &mut Section<'_, '_, '_>, config: &mut Config) -> Result<(
     section.int("record_timeout", &mut imdb.record_timeout, |v| {
         check::seconds(v, 1)
     })
+}
+
+fn read_supervisor(
+    section: &mut Section<'_, '_, '_>,
+    sup: &mut super::SupervisorConfig,
+) -> Result<()> {
+    let seconds_in = |max: i64| {
+        move |v: i64| check::int_in(v, 1, Some(max)).and_then(|v| check::seconds(v, 1))
+    };
+    section.int("stop_grace", &mut sup.stop_grace, seconds_in(300))?;
+    section.int(
+        "restart_backoff_max",
+        &mut sup.restart_backoff_max,
+        seconds_in(3600),
+    )?;
+    section.int("failed_after", &mut sup.failed_after, |v| {
+        check::int_in(v, 1, Some(100)).map(|v| v as u32)
+    })?;
+    section.int("stable_run", &mut sup.stable_run, seconds_in(3600))?;
+    section.int("snooper_period", &mut sup.snooper_period, seconds_in(600))
 }
 
 fn read_server(section: &mut Section<'_, '_, '_>, server: &mut super::ServerConfig) -> Result<()> {

@@ -291,6 +291,14 @@ fn ranges_are_checked_at_load() {
             "imdb.record_timeout: 0 is out of range 1..",
         ),
         (
+            "supervisor = { stop_grace = 301; };",
+            "supervisor.stop_grace: 301 is out of range 1..=300",
+        ),
+        (
+            "supervisor = { failed_after = 0; };",
+            "supervisor.failed_after: 0 is out of range 1..=100",
+        ),
+        (
             "event = { timeout = -1; };",
             "event.timeout: -1 is out of range 0..",
         ),
@@ -828,4 +836,24 @@ proptest! {
     fn libconfig_shaped_text_never_panics(src in "([a-z_]{1,8} = (\\{|\\(|\"[^\"]{0,8}\"|-?[0-9]{1,20}|true|[0-9]\\.[0-9])[;,]?[ \n}\\)]?){0,20}") {
         let _ = Config::parse(&src, Path::new(PATH), &|_| None);
     }
+}
+
+#[test]
+fn supervisor_section_sets_every_key() {
+    let c = parse(
+        "supervisor = { stop_grace = 2; restart_backoff_max = 8; failed_after = 3; \
+         stable_run = 10; snooper_period = 1; };",
+    )
+    .unwrap()
+    .config;
+    assert_eq!(
+        c.supervisor,
+        SupervisorConfig {
+            stop_grace: Duration::from_secs(2),
+            restart_backoff_max: Duration::from_secs(8),
+            failed_after: 3,
+            stable_run: Duration::from_secs(10),
+            snooper_period: Duration::from_secs(1),
+        }
+    );
 }
