@@ -167,9 +167,8 @@ fn read_supervisor(
     section: &mut Section<'_, '_, '_>,
     sup: &mut super::SupervisorConfig,
 ) -> Result<()> {
-    let seconds_in = |max: i64| {
-        move |v: i64| check::int_in(v, 1, Some(max)).and_then(|v| check::seconds(v, 1))
-    };
+    let seconds_in =
+        |max: i64| move |v: i64| check::int_in(v, 1, Some(max)).and_then(|v| check::seconds(v, 1));
     section.int("stop_grace", &mut sup.stop_grace, seconds_in(300))?;
     section.int(
         "restart_backoff_max",

@@ -1,0 +1,210 @@
+//! One run of a probe: the child process in its own process group, its stdout piped into
+//! ingress, its stderr into the daemon log, and the control socket at fd 3.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::UnixStream;
+use tokio::process::Command;
+
+use crate::imdb::Imdb;
+use crate::ingress::read_probe_output;
+use crate::ratelimit::{RateLimiter, Verdict};
+
+/// Pipe capacity asked for a probe's stdout, so a burst does not block the probe.
+const PIPE_SIZE: i32 = 1 << 20;
+
+/// The descriptor at which a probe finds its control socket.
+pub const IPC_FD: i32 = 3;
+
+/// What to run for a probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchSpec {
+    /// The probe name (REST name; `GALA_GOPHER_PROBE_NAME`).
+    pub name: String,
+    /// The program, executed directly (no shell, no arguments).
+    pub bin: PathBuf,
+    /// `GALA_GOPHER_IPC_ENCODING`: `proto` or `json`.
+    pub encoding: &'static str,
+}
+
+/// A running probe process.
+pub struct ProbeChild {
+    child: tokio::process::Child,
+    pid: u32,
+    started: Instant,
+}
+
+impl ProbeChild {
+    /// Starts `spec`, storing its records in `imdb`; returns the child and the daemon's end of
+    /// its control socket. Must run on a runtime worker thread: the child dies with the daemon
+    /// (`PR_SET_PDEATHSIG`), and that signal follows the thread that forked it.
+    pub fn spawn(
+        spec: &LaunchSpec,
+        imdb: Arc<Imdb>,
+        max_line_len: usize,
+    ) -> std::io::Result<(Self, UnixStream)> {
+        let (ours, theirs) = StdUnixStream::pair()?;
+        let theirs = OwnedFd::from(theirs);
+        let theirs_raw = theirs.as_raw_fd();
+        let mut cmd = Command::new(&spec.bin);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env("GALA_GOPHER_PROBE_NAME", &spec.name)
+            .env("GALA_GOPHER_IPC_FD", IPC_FD.to_string())
+            .env("GALA_GOPHER_IPC_ENCODING", spec.encoding)
+            .process_group(0)
+            .kill_on_drop(true);
+        // SAFETY: between fork and exec the closure only makes async-signal-safe calls
+        // (prctl, dup2, fcntl) and allocates nothing.
+        unsafe {
+            cmd.pre_exec(move || {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
+                // dup2 leaves the copy without close-on-exec; the original closes at exec.
+                // (The daemon keeps fd 3 itself occupied, so it can never be `theirs_raw`.)
+                if nix::libc::dup2(theirs_raw, IPC_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn()?;
+        drop(theirs);
+        let pid = child.id().unwrap_or(0);
+        if let Some(out) = child.stdout.take() {
+            // Best effort: a smaller pipe only means more wake-ups.
+            let _ = nix::fcntl::fcntl(
+                out.as_raw_fd(),
+                nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE),
+            );
+            let name = spec.name.clone();
+            tokio::spawn(async move {
+                if let Err(e) = read_probe_output(out, &name, imdb, max_line_len).await {
+                    tracing::warn!(probe = name, "reading stdout failed: {e}");
+                }
+            });
+        }
+        if let Some(err) = child.stderr.take() {
+            tokio::spawn(log_stderr(spec.name.clone(), err));
+        }
+        ours.set_nonblocking(true)?;
+        let ours = UnixStream::from_std(ours)?;
+        Ok((
+            ProbeChild {
+                child,
+                pid,
+                started: Instant::now(),
+            },
+            ours,
+        ))
+    }
+
+    /// The process id, which is also its process group id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// How long the process has been running.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Waits for the process to exit by itself (cancel-safe), then kills whatever it left in
+    /// its process group.
+    pub async fn exited(&mut self) -> Option<ExitStatus> {
+        let status = self.child.wait().await.ok();
+        self.kill_group();
+        status
+    }
+
+    /// Stops the process: SIGTERM to its group, SIGKILL after `grace`; returns once it is
+    /// reaped.
+    pub async fn stop(mut self, grace: Duration) -> Option<ExitStatus> {
+        let Some(pgid) = self.pgid() else {
+            return self.child.wait().await.ok();
+        };
+        let _ = killpg(pgid, Signal::SIGTERM);
+        let status = match tokio::time::timeout(grace, self.child.wait()).await {
+            Ok(r) => r.ok(),
+            Err(_) => {
+                tracing::warn!(
+                    pid = self.pid,
+                    "probe ignored SIGTERM for {grace:?}; sending SIGKILL"
+                );
+                let _ = killpg(pgid, Signal::SIGKILL);
+                self.child.wait().await.ok()
+            }
+        };
+        self.kill_group();
+        status
+    }
+
+    fn pgid(&self) -> Option<Pid> {
+        (self.pid > 0).then(|| Pid::from_raw(self.pid as i32))
+    }
+
+    fn kill_group(&self) {
+        if let Some(pgid) = self.pgid() {
+            let _ = killpg(pgid, Signal::SIGKILL);
+        }
+    }
+}
+
+/// An exit status as operators read it: `exit status: 1`, `signal: 9 (SIGKILL)`.
+pub fn describe(status: Option<ExitStatus>) -> String {
+    status.map_or_else(|| "status unknown".into(), |s| s.to_string())
+}
+
+/// Makes sure descriptor 3 is open in the daemon, so that no descriptor the runtime creates
+/// just before a fork (such as the exec-error pipe of `std::process`) can be 3 and be replaced
+/// by a probe's control socket.
+pub fn reserve_ipc_fd() -> std::io::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+    // SAFETY: F_GETFD only inspects the descriptor table.
+    if unsafe { nix::libc::fcntl(IPC_FD, nix::libc::F_GETFD) } >= 0 {
+        return Ok(());
+    }
+    let null = std::fs::File::open("/dev/null")?;
+    let fd = null.as_raw_fd();
+    if fd != IPC_FD {
+        // SAFETY: IPC_FD is unused (checked above); dup2 makes it a copy of /dev/null.
+        if unsafe { nix::libc::dup2(fd, IPC_FD) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    } else {
+        // The lowest free descriptor was 3: keep it open for the life of the process.
+        std::mem::forget(null);
+    }
+    let _ = fcntl(IPC_FD, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
+    Ok(())
+}
+
+/// Copies the probe's stderr into the daemon log, prefixed by the probe name, rate-limited.
+async fn log_stderr(name: String, stderr: tokio::process::ChildStderr) {
+    let mut reader = BufReader::new(stderr);
+    let mut line = Vec::new();
+    let mut limiter = RateLimiter::new(Duration::from_secs(1), 50);
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                if let Verdict::Log { suppressed } = limiter.check(Instant::now()) {
+                    if suppressed > 0 {
+                        tracing::warn!(probe = name, "{suppressed} stderr lines suppressed");
+                    }
+                    let text = String::from_utf8_lossy(line.trim_ascii_end());
+                    tracing::warn!(probe = name, "stderr: {text}");
+                }
+            }
+        }
+    }
+}
