@@ -188,7 +188,6 @@ impl Task {
                     if let Some(c) = child.take() {
                         self.stop_child(c).await;
                     }
-                    restart_at = None;
                     (child, restart_at) = self.launch(&new_spec);
                     spec = Some(new_spec);
                 }
