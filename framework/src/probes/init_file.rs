@@ -4,6 +4,10 @@
 //! with spaces survives), a bad line is reported with its line number while the other lines
 //! still apply, and the limit is checked before applying.
 
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
 use serde_json::Value;
 
 /// Most probe lines applied from the file (the original's `MAX_INIT_NUM`).
@@ -78,6 +82,49 @@ pub fn parse(text: &str) -> (Vec<InitEntry>, Vec<InitFileError>) {
     (entries, errors)
 }
 
+/// First line of a file the daemon writes.
+const SAVED_HEADER: &str =
+    "# Written by gala-gopher at shutdown: the probe configuration it was running with.\n";
+
+/// Renders probe configurations as the file's lines, `<probe> <json>`, in the given order.
+pub fn render<'a>(entries: impl IntoIterator<Item = (&'a str, &'a Value)>) -> String {
+    let mut out = String::from(SAVED_HEADER);
+    for (probe, body) in entries {
+        out.push_str(probe);
+        out.push(' ');
+        out.push_str(&body.to_string());
+        out.push('\n');
+    }
+    out
+}
+
+/// Replaces the file at `path` with `text` atomically: a temporary file in the same directory
+/// is written, synced and renamed over it, so a crash leaves the old or the new file, never a
+/// torn one. The file is readable by owner and group only (0640).
+pub fn save(path: &Path, text: &str) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().map_or_else(
+        || "probes.init".into(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o640)
+            .open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,6 +155,26 @@ mod tests {
         assert_eq!(entries.len(), MAX_INIT_ENTRIES);
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].line, MAX_INIT_ENTRIES + 1);
+    }
+
+    #[test]
+    fn saved_files_read_back_and_replace_the_old_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("probes.init");
+        std::fs::write(&path, "old {}\n").unwrap();
+        let tcp: Value =
+            serde_json::json!({"state": "running", "snoopers": {"proc_name": [{"comm": "a b"}]}});
+        let io: Value = serde_json::json!({"state": "stopped"});
+        save(&path, &render([("tcp", &tcp), ("io", &io)])).unwrap();
+        let (entries, errors) = parse(&std::fs::read_to_string(&path).unwrap());
+        assert!(errors.is_empty(), "{errors:?}");
+        let got: Vec<(&str, Value)> = entries
+            .iter()
+            .map(|e| (e.probe.as_str(), Value::Object(e.body.clone())))
+            .collect();
+        assert_eq!(got, vec![("tcp", tcp), ("io", io)]);
+        // No temporary file is left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     proptest::proptest! {
