@@ -42,6 +42,8 @@ pub struct Sandbox {
     dir: tempfile::TempDir,
     /// Port of the metrics server.
     pub metrics_port: u16,
+    /// Port of the REST server.
+    pub rest_port: u16,
     custom: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -74,6 +76,7 @@ impl Sandbox {
         Sandbox {
             dir,
             metrics_port: free_port(),
+            rest_port: free_port(),
             custom: serde_json::Map::new(),
         }
     }
@@ -119,7 +122,8 @@ impl Sandbox {
     pub fn write_config(&self, imdb: &str, extra: &str) -> PathBuf {
         let p = self.path().display();
         let conf = format!(
-            r#"global = {{ log_file_name = "gopher.log"; log_level = "info"; rest_api_on = false; }};
+            r#"global = {{ log_file_name = "gopher.log"; log_level = "info"; rest_api_on = true; }};
+rest_api_server = {{ bind_addr = "127.0.0.1"; port = {rest_port}; ssl_auth = "off"; }};
 metric = {{ out_channel = "web_server"; kafka_topic = "gala_gopher"; }};
 event = {{ out_channel = "logs"; kafka_topic = "gala_gopher_event"; }};
 meta = {{ out_channel = "logs"; kafka_topic = "gala_gopher_metadata"; }};
@@ -142,7 +146,8 @@ paths = {{
 }};
 {extra}
 "#,
-            port = self.metrics_port
+            port = self.metrics_port,
+            rest_port = self.rest_port,
         );
         let path = self.path().join("gala-gopher.conf");
         std::fs::write(&path, conf).expect("write config");
@@ -173,6 +178,7 @@ paths = {{
         Daemon {
             child,
             port: self.metrics_port,
+            rest_port: self.rest_port,
         }
     }
 
@@ -197,6 +203,7 @@ paths = {{
 pub struct Daemon {
     child: Child,
     port: u16,
+    rest_port: u16,
 }
 
 impl Daemon {
@@ -230,6 +237,51 @@ impl Daemon {
         }
     }
 
+    /// `PUT /<probe>` with body `json=<json>`; returns status and body.
+    pub fn put(&self, probe: &str, json: &str) -> (u16, String) {
+        http_request(
+            self.rest_port,
+            "PUT",
+            &format!("/{probe}"),
+            format!("json={json}").as_bytes(),
+        )
+        .expect("PUT")
+    }
+
+    /// `GET /<probe>` from the REST server; returns status and body.
+    pub fn get(&self, probe: &str) -> (u16, String) {
+        http_request(self.rest_port, "GET", &format!("/{probe}"), b"").expect("GET")
+    }
+
+    /// `GET /<probe>` parsed as JSON; panics unless the answer is 200 with JSON.
+    pub fn probe_json(&self, probe: &str) -> serde_json::Value {
+        let (status, body) = self.get(probe);
+        assert_eq!(status, 200, "GET /{probe}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET /{probe}: {e}: {body}"))
+    }
+
+    /// Polls `GET /<probe>` until `pred` accepts the JSON (or panics after `timeout`).
+    pub fn wait_probe(
+        &self,
+        probe: &str,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = self.probe_json(probe);
+            if pred(&v) {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {v}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(mut self) -> ExitStatus {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
@@ -247,12 +299,24 @@ impl Drop for Daemon {
 
 /// A minimal HTTP/1.1 GET on 127.0.0.1; returns status and body.
 pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    http_request(port, "GET", path, b"")
+}
+
+/// A minimal HTTP/1.1 request on 127.0.0.1; returns status and body.
+pub fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
     )?;
+    s.write_all(body)?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw).into_owned();

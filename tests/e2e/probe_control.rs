@@ -1,0 +1,222 @@
+//! Probe control end to end: REST PUT/GET start and stop real probe processes, the
+//! supervisor restarts them with backoff or marks them failed, and a daemon stopped with
+//! SIGTERM saves what ran to `probes.init` and brings it back at the next start.
+
+use std::time::{Duration, Instant};
+
+use gala_e2e::{process_exists, Daemon, Samples, Sandbox};
+use serde_json::Value;
+
+const TICK_META: &str = r#"
+version = "1.0.0";
+measurements: (
+  { table_name: "e2e_tick"; entity_name: "e2e_tick";
+    fields: (
+      { description: "probe name"; type: "key"; name: "probe"; },
+      { description: "ticks so far"; type: "gauge"; name: "value"; },
+    ); },
+);
+"#;
+
+/// Reports a tick every 200 ms under its own name.
+const TICKER: &str = "#!/bin/sh\ni=0\nwhile true; do i=$((i+1)); echo \"|e2e_tick|$GALA_GOPHER_PROBE_NAME|$i|\"; sleep 0.2; done\n";
+
+const SUCCESS: &str = "{ \"result\": \"success\", \"message\":\"New config takes effect\" }\n";
+
+/// The meta file of a custom probe: each needs one, with tables of its own.
+fn own_meta(name: &str) -> String {
+    format!(
+        "version = \"1.0.0\";\nmeasurements: ({{ table_name: \"e2e_{name}\"; entity_name: \"e2e_{name}\";\n  fields: ({{ description: \"k\"; type: \"key\"; name: \"k\"; }}); }});\n"
+    )
+}
+
+/// Ignores SIGTERM and keeps ticking.
+const STUBBORN: &str = "#!/bin/sh\ntrap '' TERM\nwhile true; do echo \"|e2e_tick|$GALA_GOPHER_PROBE_NAME|1|\"; sleep 0.1; done\n";
+
+fn sandbox(probes: &[(&str, &str)], supervisor: &str) -> Sandbox {
+    let mut sb = Sandbox::new();
+    sb.write_meta("tick.meta", TICK_META);
+    for (name, script) in probes {
+        sb.add_custom_probe(name, script, &own_meta(name));
+    }
+    sb.write_config(
+        "max_tables_num = 16; max_records_num = 100; max_metrics_num = 16; record_timeout = 2;",
+        &format!("supervisor = {{ {supervisor} }};"),
+    );
+    sb
+}
+
+fn runtime(v: &Value) -> &Value {
+    &v["runtime"]
+}
+
+fn pid_of(v: &Value) -> u32 {
+    runtime(v)["pid"].as_u64().expect("pid") as u32
+}
+
+fn running(d: &Daemon, probe: &str) -> u32 {
+    let v = d.wait_probe(probe, Duration::from_secs(10), "probe running", |v| {
+        runtime(v)["status"] == "running"
+    });
+    assert_eq!(v["state"], "running", "{v}");
+    pid_of(&v)
+}
+
+fn ticks(s: &Samples, probe: &str) -> Option<f64> {
+    s.value("gala_gopher_e2e_tick_value", &[("probe", probe)])
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn put_starts_and_stops_a_probe_and_its_series_age_out() {
+    let sb = sandbox(&[("ticker", TICKER)], "stop_grace = 2;");
+    let d = sb.start();
+    assert_eq!(
+        d.get("ticker"),
+        (200, "{}\n".to_string()),
+        "never configured"
+    );
+    assert_eq!(
+        d.put("ticker", r#"{"state": "running"}"#),
+        (200, SUCCESS.to_string())
+    );
+    let pid = running(&d, "ticker");
+    d.wait_for(Duration::from_secs(10), "ticks scraped", |s| {
+        ticks(s, "ticker").is_some_and(|t| t >= 2.0)
+    });
+
+    assert_eq!(
+        d.put("ticker", r#"{"state": "stopped"}"#),
+        (200, SUCCESS.to_string())
+    );
+    assert!(
+        !process_exists(pid),
+        "probe {pid} still exists (running or zombie)"
+    );
+    let v = d.probe_json("ticker");
+    assert_eq!(v["state"], "stopped");
+    assert_eq!(runtime(&v)["status"], "stopped");
+    d.wait_for(Duration::from_secs(10), "series aged out", |s| {
+        ticks(s, "ticker").is_none()
+    });
+}
+
+#[test]
+fn a_killed_probe_is_restarted_with_its_count_visible() {
+    let sb = sandbox(&[("ticker", TICKER)], "stop_grace = 2;");
+    let d = sb.start();
+    assert_eq!(d.put("ticker", r#"{"state": "running"}"#).0, 200);
+    let pid = running(&d, "ticker");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill -9");
+    let v = d.wait_probe("ticker", Duration::from_secs(10), "restart", |v| {
+        runtime(v)["status"] == "running" && runtime(v)["pid"] != pid
+    });
+    assert_eq!(runtime(&v)["restarts"], 1, "{v}");
+    assert!(
+        runtime(&v)["last_exit"]
+            .as_str()
+            .unwrap_or("")
+            .contains("SIGKILL"),
+        "{v}"
+    );
+    d.wait_for(Duration::from_secs(5), "restart self-metric", |s| {
+        s.value(
+            "gala_gopher_daemon_probe_restarts_total",
+            &[("probe", "ticker")],
+        ) == Some("1")
+    });
+}
+
+#[test]
+fn a_probe_that_exits_at_once_is_marked_failed() {
+    let sb = sandbox(
+        &[("crasher", "#!/bin/sh\necho starting >&2\nexit 7\n")],
+        "failed_after = 3; restart_backoff_max = 1;",
+    );
+    let d = sb.start();
+    assert_eq!(d.put("crasher", r#"{"state": "running"}"#).0, 200);
+    let v = d.wait_probe("crasher", Duration::from_secs(15), "failed", |v| {
+        runtime(v)["status"] == "failed"
+    });
+    assert_eq!(runtime(&v)["last_exit"], "exit status: 7", "{v}");
+    assert_eq!(v["state"], "stopped", "a failed probe is not running: {v}");
+    assert_eq!(runtime(&v)["restarts"], 2, "{v}");
+}
+
+#[test]
+fn a_probe_ignoring_sigterm_is_killed_after_the_grace_period() {
+    let sb = sandbox(&[("stubborn", STUBBORN)], "stop_grace = 1;");
+    let d = sb.start();
+    assert_eq!(d.put("stubborn", r#"{"state": "running"}"#).0, 200);
+    let pid = running(&d, "stubborn");
+    d.wait_for(Duration::from_secs(10), "output", |s| {
+        ticks(s, "stubborn").is_some()
+    });
+    let t = Instant::now();
+    assert_eq!(d.put("stubborn", r#"{"state": "stopped"}"#).0, 200);
+    let took = t.elapsed();
+    assert!(took >= Duration::from_secs(1), "stopped after {took:?}");
+    assert!(took < Duration::from_secs(3), "stop took {took:?}");
+    assert!(!process_exists(pid));
+}
+
+#[test]
+fn a_probe_whose_binary_is_missing_gets_a_clear_error() {
+    let sb = sandbox(&[], "");
+    let d = sb.start();
+    let (status, body) = d.put(
+        "tcp",
+        r#"{"cmd": {"probe": ["tcp_abnormal"]}, "blacklist": {}, "state": "running"}"#,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("failed to start probe"), "{body}");
+    // The daemon is unharmed.
+    d.scrape();
+}
+
+#[test]
+fn sigterm_stops_every_probe_saves_probes_init_and_a_restart_restores_them() {
+    let names = ["p1", "p2", "p3", "p4", "p5"];
+    // The last one ignores SIGTERM, so the shutdown needs the whole grace period.
+    let probes: Vec<(&str, &str)> = names
+        .iter()
+        .map(|n| (*n, if *n == "p5" { STUBBORN } else { TICKER }))
+        .collect();
+    let sb = sandbox(&probes, "stop_grace = 1;");
+    let d = sb.start();
+    let mut pids = Vec::new();
+    for n in names {
+        assert_eq!(d.put(n, r#"{"state": "running"}"#).0, 200);
+        pids.push(running(&d, n));
+    }
+    let t = Instant::now();
+    let status = d.terminate();
+    let took = t.elapsed();
+    assert!(status.success(), "daemon exit: {status}");
+    assert!(
+        took >= Duration::from_secs(1),
+        "p5 was not given its grace: {took:?}"
+    );
+    assert!(took < Duration::from_secs(1 + 1), "shutdown took {took:?}");
+    for pid in &pids {
+        assert!(!process_exists(*pid), "probe {pid} outlived the daemon");
+    }
+    let saved = std::fs::read_to_string(sb.path().join("probes.init")).expect("probes.init");
+    for n in names {
+        let line = saved
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(n))
+            .unwrap_or_else(|| panic!("{n} missing from probes.init:\n{saved}"));
+        assert!(line.contains("\"state\":\"running\""), "{line}");
+    }
+
+    let d = sb.start();
+    for n in names {
+        let pid = running(&d, n);
+        assert!(!pids.contains(&pid));
+    }
+}
