@@ -9,6 +9,7 @@ pub mod logging;
 pub mod probes;
 pub mod ratelimit;
 pub mod selfmetrics;
+pub mod snooper;
 #[cfg(test)]
 pub(crate) mod testutil;
 pub mod textcheck;
