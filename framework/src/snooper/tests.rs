@@ -269,7 +269,7 @@ fn proc_name_regex_is_unanchored_and_cmdline_a_substring() {
     let cases: [(&str, &str, &[&str]); 6] = [
         ("ngin", "master", &["pid 300"]),
         ("^redis", "", &["pid 400", "pid 401"]),
-        ("^redis", "server *:6379", &["pid 401"]),
+        ("^redis", "-server *:6379", &["pid 400"]),
         (r"^\(weird\) x$", "", &["pid 700"]),
         ("java|pause", "/app/", &["pid 500"]),
         ("^nginx$", "absent", &[]),
