@@ -52,6 +52,20 @@ pub fn normalise_pod_id(s: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn normalising_never_panics_and_yields_the_canonical_form(s in "\\PC{0,40}") {
+            if let Some(pod) = normalise_pod_id(&s) {
+                prop_assert_eq!(pod.len(), 36);
+                prop_assert_eq!(normalise_pod_id(&pod), Some(pod.clone()));
+            }
+            if let Some(prefix) = normalise_container_id_prefix(&s) {
+                prop_assert_eq!(prefix.to_ascii_lowercase(), prefix);
+            }
+        }
+    }
 
     #[test]
     fn pod_ids_are_normalised_to_the_dashed_lowercase_form() {

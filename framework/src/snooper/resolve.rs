@@ -172,11 +172,12 @@ pub enum Snooped {
 /// Knobs of a resolution.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolveOptions {
-    /// The daemon's pid: it and its children never match a `proc_name` entry.
+    /// The daemon's pid: it and its children never match a `proc_name` entry. Default: this
+    /// process.
     pub daemon_pid: Option<u32>,
-    /// Most objects returned; the surplus is cut and counted.
+    /// Most objects returned; the surplus is cut and counted. Default: 1000, the original's cap.
     pub max_objects: usize,
-    /// How long a container runtime CLI may take ([`Resolver::rescan`] only).
+    /// How long a container runtime CLI may take ([`Resolver::rescan`] only). Default: 5 s.
     pub runtime_timeout: Duration,
 }
 
