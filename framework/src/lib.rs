@@ -9,6 +9,7 @@ pub mod logging;
 pub mod probes;
 pub mod ratelimit;
 pub mod selfmetrics;
+pub mod snooper;
 pub mod supervisor;
 #[cfg(test)]
 pub(crate) mod testutil;

@@ -1,0 +1,50 @@
+//! Snooper resolution: turns a probe's snooper entries (`proc_id`, `proc_name`, `container_id`,
+//! `pod_id`, `container_name`) into the processes and containers the probe is told to observe.
+//!
+//! There is no eBPF exec/exit watcher in this build (kprobes are absent), so the caller re-runs
+//! the resolution periodically; [`Resolver`] says whether the set changed since last time, and one
+//! [`ProcSnapshot`] can serve every probe of a period.
+//!
+//! Decisions where the original's behaviour is not kept or the spec is silent:
+//! - `proc_id` yields a process only while that pid is alive (the original sent any pid).
+//! - `proc_name.comm` is a `regex`-crate expression, unanchored. Unlike POSIX ERE: `\d`, `\w`,
+//!   `\s` are classes (ERE: literal letters); `\` escapes inside brackets (`[\]]`); a `{` that
+//!   does not start a valid repetition is an error (glibc: literal); no back-references (a glibc
+//!   ERE extension); matching is Unicode-aware. Patterns are not truncated to 15 bytes here (the
+//!   REST layer stores what the operator sent; a comm is never longer than 15 bytes anyway).
+//! - The daemon itself and its children never match `proc_name`; `proc_id` and container/pod
+//!   entries are not filtered that way (an explicit choice of the operator).
+//! - `container_id` is a case-insensitive prefix of the full 64-hex id, any length 1–64 (the
+//!   original kept only the first 12 characters).
+//! - `container_name` is a substring of the container name (empty matches every container, as the
+//!   original), matched in-process against a listing from the installed runtime CLIs; request
+//!   data never reaches a program or a shell (see [`runtime`]). Unlike the original it yields the
+//!   containers' processes too, as `container_id` and `pod_id` do.
+//! - Containers are those with a live process in the scan (their ids and pods come from
+//!   `/proc/<pid>/cgroup`), plus those a runtime lists; `cpucg_inode` is 0 when the cgroup
+//!   directory cannot be found (e.g. cgroup paths seen through another cgroup namespace).
+//! - The cap (default 1000) cuts from the end of the sorted list: containers sort before
+//!   processes, so processes with the highest pids go first; the count cut is reported.
+
+mod cgroup;
+mod error;
+mod ids;
+mod proc;
+mod resolve;
+pub mod runtime;
+
+pub use cgroup::{parse_cgroup, CgroupIdentity, CpuCgroupDir};
+pub use error::{QueryError, Result, RuntimeError, SnooperError};
+pub use ids::{is_full_container_id, normalise_container_id_prefix, normalise_pod_id};
+pub use proc::{
+    normalise_cmdline, parse_comm, parse_stat_ppid, ContainerInfo, ProcSnapshot, ProcessInfo,
+    ScanRoots, CMDLINE_MAX_BYTES,
+};
+pub use resolve::{
+    resolve, Kinds, ProcNameEntry, ProcPattern, Resolution, ResolveOptions, ResolveReport,
+    Resolver, Snooped, SnooperEntries, SnooperQuery, DEFAULT_MAX_OBJECTS, DEFAULT_RUNTIME_TIMEOUT,
+};
+pub use runtime::{RuntimeCli, RuntimeContainer, RuntimeInventory, RuntimeKind};
+
+#[cfg(test)]
+mod tests;
