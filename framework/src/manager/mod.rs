@@ -1,0 +1,234 @@
+//! The probe manager: the one owner of every probe's configuration and supervisor. REST,
+//! gopher-ctl and `probes.init` all go through [`ProbeManager::put`] and
+//! [`ProbeManager::get`]; the manager turns accepted configurations into process starts and
+//! stops and into control messages for the probes, and re-resolves snoopers periodically.
+//!
+//! Each probe has its own lock, so stopping one probe (which may take the grace period) never
+//! delays requests for another.
+
+mod link;
+mod snoop;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use tokio::sync::Mutex as AsyncMutex;
+
+pub use link::ConfigLink;
+
+use crate::api::{self, ApiError, DesiredState, ProbeSettings, ProbeView, PutContext, RuntimeView};
+use crate::probes::catalogue::{Catalogue, ProbeKind};
+use crate::snooper::{Resolver, ScanRoots};
+use crate::supervisor::{LaunchSpec, Supervisor, SupervisorContext};
+
+/// What the manager needs besides the catalogue.
+pub struct ManagerContext {
+    /// Shared by every supervisor.
+    pub supervisor: Arc<SupervisorContext>,
+    /// The `/proc` and `/sys` snoopers are resolved against (under `$GOPHER_HOST_PATH`).
+    pub roots: ScanRoots,
+}
+
+/// One probe known to the manager (created by its first PUT).
+struct ProbeEntry {
+    kind: ProbeKind,
+    /// `None` until a PUT has been accepted.
+    settings: Option<ProbeSettings>,
+    /// Whether the operator wants it running.
+    wanted: bool,
+    supervisor: Supervisor,
+    link: Arc<ConfigLink>,
+    /// Resolves the snoopers and remembers the objects of the last resolution.
+    resolver: Resolver,
+}
+
+/// Owns the probes; see the module comment.
+pub struct ProbeManager {
+    catalogue: Catalogue,
+    ctx: ManagerContext,
+    probes: Mutex<BTreeMap<String, Arc<AsyncMutex<ProbeEntry>>>>,
+}
+
+impl ProbeManager {
+    /// A manager over `catalogue` with no probe configured.
+    pub fn new(catalogue: Catalogue, ctx: ManagerContext) -> Arc<Self> {
+        Arc::new(ProbeManager {
+            catalogue,
+            ctx,
+            probes: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// The probe catalogue.
+    pub fn catalogue(&self) -> &Catalogue {
+        &self.catalogue
+    }
+
+    /// Applies a PUT body (raw JSON, without the `json=` prefix) to probe `name`.
+    pub async fn put(&self, name: &str, json: &[u8]) -> Result<(), ApiError> {
+        let kind = self
+            .catalogue
+            .lookup(name)
+            .ok_or_else(|| ApiError::bad_request(format!("invalid probe name {name}")))?
+            .clone();
+        let entry = self.entry(&kind);
+        let mut entry = entry.lock().await;
+        let active = entry.supervisor.state().status.is_active();
+        let current = entry
+            .settings
+            .clone()
+            .unwrap_or_else(|| ProbeSettings::new(&kind));
+        let outcome = api::apply_put(&kind, &current, json, PutContext { running: active })?;
+        let start = outcome.state == Some(DesiredState::Running) && !active;
+        let stop = outcome.state == Some(DesiredState::Stopped);
+        if start && !kind.bin.is_file() {
+            tracing::warn!(probe = kind.name, "cannot start: {} is not installed", kind.bin.display());
+            return Err(ApiError::bad_request("failed to start probe".to_string()));
+        }
+        let snoopers_changed = outcome.snoopers_changed;
+        let params_changed = outcome.params_changed;
+        entry.settings = Some(outcome.settings);
+        if stop {
+            entry.wanted = false;
+            entry.supervisor.stop().await;
+            return Ok(());
+        }
+        if start {
+            entry.wanted = true;
+        }
+        if entry.wanted && (start || snoopers_changed || params_changed) {
+            self.publish(&mut entry, start, snoopers_changed, params_changed).await;
+        }
+        if start {
+            entry.supervisor.start(self.launch_spec(&kind));
+        }
+        Ok(())
+    }
+
+    /// The GET answer for probe `name`: its JSON, or 404 for an unknown name.
+    pub async fn get(&self, name: &str) -> Result<String, ApiError> {
+        let kind = self
+            .catalogue
+            .lookup(name)
+            .ok_or_else(|| ApiError::not_found())?;
+        let Some(entry) = self.probes.lock().get(&kind.name).cloned() else {
+            return Ok(api::render_get(kind, None, &ProbeView::default()));
+        };
+        // Waits at most for a stop in progress (the grace period).
+        let entry = entry.lock().await;
+        let st = entry.supervisor.state();
+        let last_exit = st.last_exit.clone();
+        let view = ProbeView {
+            running: entry.wanted && st.status.is_active(),
+            runtime: Some(RuntimeView {
+                status: st.status.as_str(),
+                pid: st.pid,
+                restarts: st.restarts,
+                last_exit: last_exit.as_deref(),
+            }),
+        };
+        Ok(api::render_get(&entry.kind, entry.settings.as_ref(), &view))
+    }
+
+    /// Stops every probe (in parallel) and waits for them.
+    pub async fn stop_all(&self) {
+        let entries: Vec<_> = self.probes.lock().values().cloned().collect();
+        let stops = entries.into_iter().map(|e| {
+            tokio::spawn(async move {
+                e.lock().await.supervisor.stop().await;
+            })
+        });
+        for s in stops.collect::<Vec<_>>() {
+            let _ = s.await;
+        }
+    }
+
+    /// Writes the configuration of every configured probe to `path` in `probes.init` form,
+    /// `state` saying whether it was wanted running.
+    pub async fn save(&self, path: &Path) -> std::io::Result<()> {
+        let entries: Vec<_> = self.probes.lock().values().cloned().collect();
+        let mut bodies = Vec::new();
+        for e in entries {
+            let e = e.lock().await;
+            if let Some(settings) = &e.settings {
+                bodies.push((e.kind.name.clone(), api::persist_body(&e.kind, settings, e.wanted)));
+            }
+        }
+        let text = crate::probes::init_file::render(bodies.iter().map(|(n, b)| (n.as_str(), b)));
+        crate::probes::init_file::save(path, &text)
+    }
+
+    /// Re-resolves the snoopers of every wanted probe and tells those whose objects changed.
+    pub async fn refresh_snoopers(&self) {
+        let entries: Vec<_> = self.probes.lock().values().cloned().collect();
+        for e in entries {
+            let mut e = e.lock().await;
+            if e.wanted && e.settings.as_ref().is_some_and(snoop::is_dynamic) {
+                self.publish(&mut e, false, false, false).await;
+            }
+        }
+    }
+
+    /// The entry of `kind`, created (stopped, unconfigured) on first use.
+    fn entry(&self, kind: &ProbeKind) -> Arc<AsyncMutex<ProbeEntry>> {
+        let mut probes = self.probes.lock();
+        probes
+            .entry(kind.name.clone())
+            .or_insert_with(|| {
+                let link = Arc::new(ConfigLink::new(&kind.name, kind.encoding()));
+                let on_spawn = {
+                    let link = link.clone();
+                    Arc::new(move |sock, pid| link.clone().attach(sock, pid))
+                };
+                Arc::new(AsyncMutex::new(ProbeEntry {
+                    kind: kind.clone(),
+                    settings: None,
+                    wanted: false,
+                    supervisor: Supervisor::new(&kind.name, self.ctx.supervisor.clone(), on_spawn),
+                    link,
+                    resolver: Resolver::new(),
+                }))
+            })
+            .clone()
+    }
+
+    fn launch_spec(&self, kind: &ProbeKind) -> LaunchSpec {
+        LaunchSpec {
+            name: kind.name.clone(),
+            bin: kind.bin.clone(),
+            encoding: kind.encoding().as_str(),
+        }
+    }
+
+    /// Resolves the probe's snoopers and hands the probe its configuration if anything it
+    /// sees changed (`force_*`: report these as changed anyway).
+    async fn publish(
+        &self,
+        entry: &mut ProbeEntry,
+        just_started: bool,
+        snoopers_changed: bool,
+        params_changed: bool,
+    ) {
+        let Some(settings) = entry.settings.clone() else {
+            return;
+        };
+        let resolver = std::mem::take(&mut entry.resolver);
+        let (resolver, objects_changed) =
+            snoop::refresh(self.ctx.roots.clone(), &entry.kind, &settings, resolver).await;
+        entry.resolver = resolver;
+        if !(just_started || snoopers_changed || params_changed || objects_changed) {
+            return;
+        }
+        let mut flags = 0;
+        if just_started || snoopers_changed || objects_changed {
+            flags |= gala_ipc_proto::SNOOPER_CHG;
+        }
+        if just_started || params_changed {
+            flags |= gala_ipc_proto::PARAMS_CHG;
+        }
+        let config = link::probe_config(&entry.kind, &settings, snoop::objects(&entry.resolver));
+        entry.link.publish(config, flags);
+    }
+}

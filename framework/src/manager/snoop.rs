@@ -1,0 +1,95 @@
+//! A probe's snooper entries resolved to processes and containers (see [`crate::snooper`]),
+//! off the async executor because it scans `/proc`.
+
+use crate::api::ProbeSettings;
+use crate::probes::catalogue::ProbeKind;
+use crate::snooper::{
+    Kinds, ProcNameEntry, ResolveOptions, Resolver, ScanRoots, Snooped, SnooperEntries,
+    SnooperQuery,
+};
+
+/// The snooper entries of `settings` in the resolver's terms.
+fn entries(settings: &ProbeSettings) -> SnooperEntries {
+    let e = &settings.entries;
+    SnooperEntries {
+        proc_ids: e.proc_id.clone(),
+        proc_names: e
+            .proc_name
+            .iter()
+            .map(|p| ProcNameEntry {
+                comm: p.comm.clone(),
+                cmdline: p.cmdline.clone(),
+            })
+            .collect(),
+        container_ids: e.container_id.clone(),
+        pod_ids: e.pod_id.clone(),
+        container_names: e.container_name.clone(),
+    }
+}
+
+/// Which objects `kind` is sent.
+fn kinds(kind: &ProbeKind) -> Kinds {
+    Kinds {
+        process: kind.snoop.process,
+        container: kind.snoop.container,
+    }
+}
+
+/// Whether the probe's objects can change without a PUT (processes come and go).
+pub fn is_dynamic(settings: &ProbeSettings) -> bool {
+    let e = &settings.entries;
+    !(e.proc_id.is_empty()
+        && e.proc_name.is_empty()
+        && e.container_id.is_empty()
+        && e.pod_id.is_empty()
+        && e.container_name.is_empty())
+}
+
+/// Resolves the snoopers of `settings` with `resolver` (which remembers the last result);
+/// returns the resolver and whether the objects changed.
+pub async fn refresh(
+    roots: ScanRoots,
+    kind: &ProbeKind,
+    settings: &ProbeSettings,
+    mut resolver: Resolver,
+) -> (Resolver, bool) {
+    let name = kind.name.clone();
+    let kinds = kinds(kind);
+    let query = match SnooperQuery::compile(&entries(settings)) {
+        Ok(q) => q,
+        Err(e) => {
+            // The REST layer validated the entries, so this is a bug rather than bad input.
+            tracing::error!(probe = name, "snoopers cannot be resolved: {e}");
+            SnooperQuery::default()
+        }
+    };
+    let result = tokio::task::spawn_blocking(move || {
+        let outcome = resolver.rescan(&roots, &query, kinds, &ResolveOptions::default());
+        (resolver, outcome)
+    })
+    .await;
+    let Ok((resolver, outcome)) = result else {
+        tracing::error!(probe = name, "snooper resolution panicked");
+        return (Resolver::new(), true);
+    };
+    match outcome {
+        Ok((report, failures)) => {
+            for f in failures {
+                tracing::warn!(probe = name, "container runtime: {f}");
+            }
+            if report.cut > 0 {
+                tracing::warn!(probe = name, "{} snooper objects beyond the limit were left out", report.cut);
+            }
+            (resolver, report.changed)
+        }
+        Err(e) => {
+            tracing::warn!(probe = name, "scanning processes failed: {e}");
+            (resolver, false)
+        }
+    }
+}
+
+/// The objects as the probe sees them.
+pub fn objects(resolver: &Resolver) -> &[Snooped] {
+    resolver.objects()
+}

@@ -1,0 +1,80 @@
+//! The REST API (`rest_api_server`): `PUT /<probe>` with a `json=` body and `GET /<probe>`,
+//! answered by the [`ProbeManager`] with the original's status codes and texts, plus the
+//! fixes: other methods get 405, an oversized body 413, and nothing a client sends can take the
+//! daemon down.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+
+use crate::api::{self, ApiError};
+use crate::manager::ProbeManager;
+use crate::server::Handler;
+
+/// Longest accepted PUT body, `json=` included (the original's limit).
+pub const MAX_BODY: usize = 1 << 20;
+
+/// Serves the REST API over the probe manager.
+pub struct RestApi {
+    manager: Arc<ProbeManager>,
+}
+
+impl RestApi {
+    /// The API of `manager`.
+    pub fn new(manager: Arc<ProbeManager>) -> Self {
+        RestApi { manager }
+    }
+
+    async fn answer(&self, req: Request<Incoming>) -> Result<String, ApiError> {
+        // The path is the probe name; the query string is ignored, as by the original.
+        let name = req.uri().path().trim_start_matches('/').to_string();
+        if name.is_empty() {
+            return Err(ApiError::not_found());
+        }
+        match *req.method() {
+            Method::GET => self.manager.get(&name).await,
+            Method::PUT => {
+                let body = Limited::new(req.into_body(), MAX_BODY)
+                    .collect()
+                    .await
+                    .map_err(|e| {
+                        if e.is::<http_body_util::LengthLimitError>() {
+                            ApiError::too_large()
+                        } else {
+                            ApiError::bad_request(format!("cannot read the request body: {e}"))
+                        }
+                    })?
+                    .to_bytes();
+                let json = api::strip_json_prefix(&body)?;
+                self.manager.put(&name, json).await?;
+                Ok(api::SUCCESS_BODY.to_string())
+            }
+            _ => Err(ApiError::method_not_allowed()),
+        }
+    }
+}
+
+impl Handler for RestApi {
+    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let (status, body) = match self.answer(req).await {
+            Ok(body) => (StatusCode::OK, body),
+            Err(e) => (
+                StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
+                e.body(),
+            ),
+        };
+        let mut resp = Response::new(Full::new(Bytes::from(body)));
+        *resp.status_mut() = status;
+        resp.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            resp.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("GET, PUT"));
+        }
+        resp
+    }
+}
