@@ -11,6 +11,30 @@
 //! - [`blocking`] reads and writes messages on a `std` stream (for probe authors), [`tokio_io`] on a
 //!   tokio stream (for the daemon).
 //! - [`from_env`] lets a probe pick up its end of the channel.
+//!
+//! A probe's side, in short:
+//!
+//! ```no_run
+//! use std::io::BufReader;
+//! use gala_ipc_proto::{blocking, from_env, v1};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! if let Some((stream, encoding)) = from_env()? {
+//!     let mut reader = BufReader::new(&stream);
+//!     while let Some(message) = blocking::read_message::<v1::DaemonMessage, _>(&mut reader, encoding)? {
+//!         if let Some(v1::daemon_message::Body::Config(config)) = message.body {
+//!             // apply `config`, then report it
+//!             let status = v1::Status { config_seq: config.seq, ..Default::default() };
+//!             let reply = v1::ProbeMessage { body: Some(v1::probe_message::Body::Status(status)) };
+//!             blocking::write_message(&mut &stream, &reply, encoding)?;
+//!         }
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+#![warn(missing_docs)]
 
 mod encoding;
 mod env;

@@ -465,6 +465,40 @@ fn write_error_names_oversized_message() {
     assert!(sink.is_empty(), "nothing is written for a rejected message");
 }
 
+#[tokio::test]
+async fn tokio_reader_handles_oversized_and_truncated_frames() {
+    let after = status_message("after", 6);
+    let mut input = ((MAX_FRAME_LEN + 1) as u32).to_be_bytes().to_vec();
+    input.resize(input.len() + MAX_FRAME_LEN + 1, 0xAA);
+    input.extend(encode(&after, Encoding::Proto).unwrap());
+    input.extend(&[0, 0, 0, 9, 1]);
+    let mut reader = &input[..];
+    let first = tokio_io::read_message::<ProbeMessage, _>(&mut reader, Encoding::Proto).await;
+    assert!(matches!(
+        first,
+        Err(ReadError::Decode(DecodeError::FrameTooLarge { .. }))
+    ));
+    let second = tokio_io::read_message::<ProbeMessage, _>(&mut reader, Encoding::Proto).await;
+    assert_eq!(second.unwrap(), Some(after.clone()));
+    let third = tokio_io::read_message::<ProbeMessage, _>(&mut reader, Encoding::Proto).await;
+    assert!(matches!(third, Err(ReadError::Truncated)), "{third:?}");
+
+    let mut input = vec![b'x'; MAX_FRAME_LEN + 1];
+    input.extend(b"\n\n");
+    input.extend(encode(&after, Encoding::Json).unwrap());
+    input.extend(b"{\"hello\"");
+    let mut reader = &input[..];
+    let first = tokio_io::read_message::<ProbeMessage, _>(&mut reader, Encoding::Json).await;
+    assert!(matches!(
+        first,
+        Err(ReadError::Decode(DecodeError::LineTooLong { .. }))
+    ));
+    let second = tokio_io::read_message::<ProbeMessage, _>(&mut reader, Encoding::Json).await;
+    assert_eq!(second.unwrap(), Some(after));
+    let third = tokio_io::read_message::<ProbeMessage, _>(&mut reader, Encoding::Json).await;
+    assert!(matches!(third, Err(ReadError::Truncated)), "{third:?}");
+}
+
 /// The daemon side (tokio) and a probe (blocking, in its own thread) over a real socket pair.
 #[tokio::test]
 async fn blocking_probe_and_tokio_daemon_talk_over_a_socket_pair() {
