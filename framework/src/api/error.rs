@@ -7,7 +7,8 @@
 use crate::probes::params::ParamError;
 
 /// The body of a successful PUT, byte for byte as the original sent it.
-pub const SUCCESS_BODY: &str = "{ \"result\": \"success\", \"message\":\"New config takes effect\" }\n";
+pub const SUCCESS_BODY: &str =
+    "{ \"result\": \"success\", \"message\":\"New config takes effect\" }\n";
 
 /// Maximum PUT body size in bytes, `json=` prefix included.
 pub const MAX_PUT_BODY: usize = 1_048_576;

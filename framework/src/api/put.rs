@@ -12,8 +12,9 @@
 //!   expected…) are refused with the section's message instead of aborting the daemon; a
 //!   section that is not an object (`"cmd": []`, `"params": 5`) and a `cmd.probe` that is not
 //!   an array are `Bad request`.
-//! - Custom probes receive process and container snoopers but are exempt from the "snooper
-//!   for <n> cannot be empty" rule, as they were in the original.
+//! - The "the snooper for <n> cannot be empty" rule applies to the probes whose catalogue
+//!   entry says so (tcp, socket, container — see `BuiltinProbe::requires_snoopers`); custom
+//!   probes receive process and container snoopers but are exempt, as in the original.
 
 use serde_json::Value;
 
@@ -108,7 +109,7 @@ pub fn apply_put(
     }
 
     // Checked whether or not `params` is present, as the original did.
-    if kind.requires_snoopers()
+    if kind.requires_snoopers
         && next.snooper_mode == SnooperMode::Whitelist
         && next.snoopers.is_empty()
     {
@@ -121,18 +122,11 @@ pub fn apply_put(
             custom_labels: kind.custom_params(),
             running: ctx.running,
         };
-        apply_params(
-            &mut next.params,
-            &mut next.custom_params,
-            params,
-            param_ctx,
-        )?;
+        apply_params(&mut next.params, &mut next.custom_params, params, param_ctx)?;
     }
 
     let state = root.get("state").map(parse_state).transpose()?;
-    if state == Some(DesiredState::Running)
-        && !kind.subitems.is_empty()
-        && next.subitems.is_empty()
+    if state == Some(DesiredState::Running) && !kind.subitems.is_empty() && next.subitems.is_empty()
     {
         return Err(ApiError::no_subitem());
     }

@@ -292,10 +292,22 @@ mod tests {
             (json!({"proc_name": [{"comm": 1}]}), "proc_name"),
             (json!({"proc_name": ["java"]}), "proc_name"),
             (json!({"proc_name": [{"comm": "ja(va"}]}), "proc_name"),
-            (json!({"proc_name": [{"comm": "java", "cmdline": 1}]}), "proc_name"),
-            (json!({"proc_name": [{"comm": "java", "label": {"a": "1", "b": "2"}}]}), "proc_name"),
-            (json!({"proc_name": [{"comm": "java", "label": {"a": 1}}]}), "proc_name"),
-            (json!({"proc_name": [{"comm": "java", "label": "a"}]}), "proc_name"),
+            (
+                json!({"proc_name": [{"comm": "java", "cmdline": 1}]}),
+                "proc_name",
+            ),
+            (
+                json!({"proc_name": [{"comm": "java", "label": {"a": "1", "b": "2"}}]}),
+                "proc_name",
+            ),
+            (
+                json!({"proc_name": [{"comm": "java", "label": {"a": 1}}]}),
+                "proc_name",
+            ),
+            (
+                json!({"proc_name": [{"comm": "java", "label": "a"}]}),
+                "proc_name",
+            ),
             (json!({"proc_name": {"comm": "java"}}), "proc_name"),
             (json!({"pod_id": ["abc"]}), "pod_id"),
             (json!({"pod_id": [1]}), "pod_id"),
@@ -348,7 +360,10 @@ mod tests {
                 "Error occurs when parsing snooper custom_labels"
             );
         }
-        assert_eq!(parse_pod_labels(&json!(["app", "tier"])).unwrap(), ["app", "tier"]);
+        assert_eq!(
+            parse_pod_labels(&json!(["app", "tier"])).unwrap(),
+            ["app", "tier"]
+        );
         let eleven: Vec<String> = (0..11).map(|i| format!("l{i}")).collect();
         for bad in [json!(eleven), json!([1]), json!({"a": "b"})] {
             assert_eq!(

@@ -59,6 +59,11 @@ pub struct BuiltinProbe {
     pub subitems: &'static [(&'static str, u32)],
     /// Snooper objects the probe receives.
     pub snoop: SnoopKinds,
+    /// A PUT must leave it with a snooper entry or in blacklist mode (the "snooper rule").
+    /// Only tcp, socket and container, as in the original's `check_probe_snooper_conf_num`:
+    /// rest-api.md §4 says "every probe that takes snoopers", but then the README's own
+    /// `baseinfo {"cmd":{"probe":["cpu","fs","host"]},"state":"running"}` would fail.
+    pub requires_snoopers: bool,
     /// Params GET shows for this probe beyond those shown for every probe (§7).
     pub shown_params: &'static [ParamKey],
     /// The signal the original stopped it with (SIGTERM for a few script probes).
@@ -92,6 +97,7 @@ pub const BUILTIN_PROBES: [BuiltinProbe; 21] = [
             ("con", 0x100),
         ],
         snoop: SnoopKinds::BOTH,
+        requires_snoopers: false,
         shown_params: &[K::ElfPath, K::DevName],
         stop_signal: SIGINT,
     },
@@ -101,6 +107,7 @@ pub const BUILTIN_PROBES: [BuiltinProbe; 21] = [
         bin: "virtualized_infos",
         subitems: &[],
         snoop: SnoopKinds::NONE,
+        requires_snoopers: false,
         shown_params: &[],
         stop_signal: SIGINT,
     },
@@ -116,6 +123,7 @@ pub const BUILTIN_PROBES: [BuiltinProbe; 21] = [
             ("io", 0x10),
         ],
         snoop: SnoopKinds::PROCESS,
+        requires_snoopers: false,
         shown_params: &[
             K::PyroscopeServer,
             K::SvgPeriod,
@@ -133,6 +141,7 @@ pub const BUILTIN_PROBES: [BuiltinProbe; 21] = [
         bin: "l7probe",
         subitems: L7_SUBITEMS,
         snoop: SnoopKinds::BOTH,
+        requires_snoopers: false,
         shown_params: &[K::L7Protocol, K::SupportSsl, K::ClusterIpBackend],
         stop_signal: SIGINT,
     },
@@ -151,6 +160,7 @@ pub const BUILTIN_PROBES: [BuiltinProbe; 21] = [
             ("tcp_delay", 0x80),
         ],
         snoop: SnoopKinds::PROCESS,
+        requires_snoopers: true,
         shown_params: &[
             K::SamplePeriod,
             K::ClusterIpBackend,
@@ -166,6 +176,7 @@ pub const BUILTIN_PROBES: [BuiltinProbe; 21] = [
         bin: "endpoint",
         subitems: &[("tcp_socket", 0x1), ("udp_socket", 0x2)],
         snoop: SnoopKinds::PROCESS,
+        requires_snoopers: true,
         shown_params: &[K::RingbufMapSize],
         stop_signal: SIGINT,
     },
@@ -180,6 +191,7 @@ pub const BUILTIN_PROBES: [BuiltinProbe; 21] = [
             ("page_cache", 0x8),
         ],
         snoop: SnoopKinds::NONE,
+        requires_snoopers: false,
         shown_params: &[K::SamplePeriod, K::DevName],
         stop_signal: SIGINT,
     },
@@ -199,6 +211,7 @@ pub const BUILTIN_PROBES: [BuiltinProbe; 21] = [
             ("proc_pygc", 0x100),
         ],
         snoop: SnoopKinds::BOTH,
+        requires_snoopers: false,
         shown_params: &[],
         stop_signal: SIGINT,
     },
@@ -208,6 +221,7 @@ pub const BUILTIN_PROBES: [BuiltinProbe; 21] = [
         bin: "jvmprobe",
         subitems: &[],
         snoop: SnoopKinds::PROCESS,
+        requires_snoopers: false,
         shown_params: &[],
         stop_signal: SIGINT,
     },
@@ -217,6 +231,7 @@ pub const BUILTIN_PROBES: [BuiltinProbe; 21] = [
         bin: "pgsliprobe",
         subitems: &[],
         snoop: SnoopKinds::NONE,
+        requires_snoopers: false,
         shown_params: &[K::DevName],
         stop_signal: SIGTERM,
     },
@@ -226,6 +241,7 @@ pub const BUILTIN_PROBES: [BuiltinProbe; 21] = [
         bin: "pg_stat_probe.py",
         subitems: &[],
         snoop: SnoopKinds::NONE,
+        requires_snoopers: false,
         shown_params: &[],
         stop_signal: SIGINT,
     },
@@ -235,6 +251,7 @@ pub const BUILTIN_PROBES: [BuiltinProbe; 21] = [
         bin: "nginx_probe",
         subitems: &[],
         snoop: SnoopKinds::NONE,
+        requires_snoopers: false,
         shown_params: &[K::ElfPath],
         stop_signal: SIGINT,
     },
@@ -244,6 +261,7 @@ pub const BUILTIN_PROBES: [BuiltinProbe; 21] = [
         bin: "trace_lvs",
         subitems: &[],
         snoop: SnoopKinds::NONE,
+        requires_snoopers: false,
         shown_params: &[],
         stop_signal: SIGINT,
     },
@@ -253,6 +271,7 @@ pub const BUILTIN_PROBES: [BuiltinProbe; 21] = [
         bin: "kafkaprobe",
         subitems: &[],
         snoop: SnoopKinds::NONE,
+        requires_snoopers: false,
         shown_params: &[K::DevName, K::KafkaPort],
         stop_signal: SIGINT,
     },
@@ -274,6 +293,7 @@ pub const BUILTIN_PROBES: [BuiltinProbe; 21] = [
             ("offcpu", 0x400),
         ],
         snoop: SnoopKinds::PROCESS,
+        requires_snoopers: false,
         shown_params: &[],
         stop_signal: SIGINT,
     },
@@ -283,6 +303,7 @@ pub const BUILTIN_PROBES: [BuiltinProbe; 21] = [
         bin: "hwprobe",
         subitems: &[("hw_nic", 0x1), ("hw_mem", 0x2)],
         snoop: SnoopKinds::NONE,
+        requires_snoopers: false,
         shown_params: &[],
         stop_signal: SIGINT,
     },
@@ -292,6 +313,7 @@ pub const BUILTIN_PROBES: [BuiltinProbe; 21] = [
         bin: "ksliprobe",
         subitems: &[],
         snoop: SnoopKinds::NONE,
+        requires_snoopers: false,
         shown_params: &[K::DevName, K::ContinuousSampling],
         stop_signal: SIGINT,
     },
@@ -301,6 +323,7 @@ pub const BUILTIN_PROBES: [BuiltinProbe; 21] = [
         bin: "cadvisor_probe.py",
         subitems: &[],
         snoop: SnoopKinds::PROCESS,
+        requires_snoopers: true,
         shown_params: &[K::CadvisorPort],
         stop_signal: SIGTERM,
     },
@@ -310,6 +333,7 @@ pub const BUILTIN_PROBES: [BuiltinProbe; 21] = [
         bin: "sermant_probe.py",
         subitems: L7_SUBITEMS,
         snoop: SnoopKinds::PROCESS,
+        requires_snoopers: false,
         shown_params: &[],
         stop_signal: SIGTERM,
     },
@@ -326,6 +350,7 @@ pub const BUILTIN_PROBES: [BuiltinProbe; 21] = [
             ("histogram", 0x20),
         ],
         snoop: SnoopKinds::CONTAINER,
+        requires_snoopers: false,
         shown_params: &[],
         stop_signal: SIGINT,
     },
@@ -335,6 +360,7 @@ pub const BUILTIN_PROBES: [BuiltinProbe; 21] = [
         bin: "flowtracer",
         subitems: &[],
         snoop: SnoopKinds::NONE,
+        requires_snoopers: false,
         shown_params: &[],
         stop_signal: SIGINT,
     },
@@ -357,12 +383,8 @@ const fn names_and_bins() -> [(&'static str, &'static str); BUILTIN_PROBES.len()
 pub const CUSTOM_TYPE_BASE: u32 = 100;
 
 /// Params GET shows for a custom probe beyond those shown for every probe (§7).
-const CUSTOM_SHOWN_PARAMS: &[ParamKey] = &[
-    K::SamplePeriod,
-    K::DevName,
-    K::CadvisorPort,
-    K::CustomParam,
-];
+const CUSTOM_SHOWN_PARAMS: &[ParamKey] =
+    &[K::SamplePeriod, K::DevName, K::CadvisorPort, K::CustomParam];
 
 /// One `cmd.probe` sub-item and its bit in the sub-item mask.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -400,6 +422,8 @@ pub struct ProbeKind {
     pub subitems: Vec<SubItem>,
     /// Snooper objects the probe receives.
     pub snoop: SnoopKinds,
+    /// A PUT must leave it with a snooper entry or in blacklist mode (the "snooper rule").
+    pub requires_snoopers: bool,
     /// Params GET shows for this probe beyond those shown for every probe.
     pub shown_params: Vec<ParamKey>,
     /// The signal the original stopped it with.
@@ -424,6 +448,7 @@ impl ProbeKind {
                 })
                 .collect(),
             snoop: probe.snoop,
+            requires_snoopers: probe.requires_snoopers,
             shown_params: probe.shown_params.to_vec(),
             stop_signal: probe.stop_signal,
             origin: ProbeOrigin::Builtin,
@@ -433,8 +458,8 @@ impl ProbeKind {
     /// The catalogue entry of the custom probe at 1-based `position` of the custom-probe file.
     ///
     /// Custom probes take process and container snoopers (the original read an undefined
-    /// catalogue slot here), sub-item `i` has bit `1 << i`, and they stop with SIGINT like
-    /// every other extend probe.
+    /// catalogue slot here) but do not require them, sub-item `i` has bit `1 << i`, and they
+    /// stop with SIGINT like every other extend probe.
     pub fn custom(probe: &CustomProbe, position: u32) -> Self {
         ProbeKind {
             name: probe.name.clone(),
@@ -450,6 +475,7 @@ impl ProbeKind {
                 })
                 .collect(),
             snoop: SnoopKinds::BOTH,
+            requires_snoopers: false,
             shown_params: CUSTOM_SHOWN_PARAMS.to_vec(),
             stop_signal: Signal::SIGINT,
             origin: ProbeOrigin::Custom {
@@ -491,13 +517,6 @@ impl ProbeKind {
             .iter()
             .filter_map(|n| self.subitem(n.as_ref()))
             .fold(0, |mask, s| mask | s.bit)
-    }
-
-    /// Whether a PUT must leave this probe with at least one snooper entry or in blacklist
-    /// mode (the "snooper rule"). Custom probes are exempt: the original never applied the
-    /// rule to them, and their documented start bodies carry no snoopers.
-    pub fn requires_snoopers(&self) -> bool {
-        self.snoop.any() && !self.is_custom()
     }
 }
 
@@ -685,6 +704,15 @@ mod tests {
             .map(|p| p.name)
             .collect();
         assert_eq!(term, ["postgre_sli", "container", "sermant"]);
+        let required: Vec<_> = BUILTIN_PROBES
+            .iter()
+            .filter(|p| p.requires_snoopers)
+            .map(|p| p.name)
+            .collect();
+        assert_eq!(required, ["tcp", "socket", "container"]);
+        assert!(BUILTIN_PROBES
+            .iter()
+            .all(|p| !p.requires_snoopers || p.snoop.any()));
     }
 
     #[test]
@@ -699,11 +727,15 @@ mod tests {
         assert_eq!(cat.len(), 23);
         let tcp = cat.lookup("TcP").unwrap();
         assert_eq!(tcp.type_number, 5);
-        assert_eq!(tcp.bin, Path::new("/opt/gala-gopher/extend_probes/tcpprobe"));
+        assert_eq!(
+            tcp.bin,
+            Path::new("/opt/gala-gopher/extend_probes/tcpprobe")
+        );
         assert_eq!(tcp.subitem("TCP_RTT").unwrap().bit, 0x4);
         assert_eq!(tcp.subitem_mask(&["tcp_rtt", "tcp_delay", "nope"]), 0x84);
-        assert!(tcp.requires_snoopers());
-        assert!(!cat.lookup("io").unwrap().requires_snoopers());
+        assert!(tcp.requires_snoopers);
+        assert!(!cat.lookup("io").unwrap().requires_snoopers);
+        assert!(!cat.lookup("baseinfo").unwrap().requires_snoopers);
 
         let first = cat.lookup("First").unwrap();
         assert!(cat.lookup("first").is_none(), "custom names are exact");
@@ -713,7 +745,7 @@ mod tests {
         assert_eq!(first.subitem_mask(&["a", "c"]), 0b101);
         assert!(first.subitem("A").is_none(), "custom sub-items are exact");
         assert_eq!(first.snoop, SnoopKinds::BOTH);
-        assert!(!first.requires_snoopers());
+        assert!(!first.requires_snoopers);
         assert_eq!(first.custom_params().unwrap(), ["p1", "p2"]);
         assert!(tcp.custom_params().is_none());
         assert_eq!(cat.iter().filter(|p| p.is_custom()).count(), 2);

@@ -383,6 +383,7 @@ use ParamKey as K;
 use Visibility::{Always, Never, PerProbe, WhenNonZero};
 
 /// The REST params, in the order of rest-api.md §8 (also the order keys are checked in).
+#[rustfmt::skip]
 pub const PARAM_TABLE: &[ParamSpec] = &[
     number(K::SamplePeriod, "sample_period", 100, 10_000, Zero::InRange, PerProbe, |p| p.sample_period, |p, v| p.sample_period = v),
     number(K::ReportPeriod, "report_period", 5, 600, Zero::InRange, Always, |p| p.period, |p, v| p.period = v),
@@ -392,20 +393,7 @@ pub const PARAM_TABLE: &[ParamSpec] = &[
     number(K::ResLowerThr, "res_lower_thr", 0, 100, Zero::InRange, Always, |p| p.res_percent_lower.into(), |p, v| p.res_percent_lower = byte(v)),
     number(K::ResUpperThr, "res_upper_thr", 0, 100, Zero::InRange, Always, |p| p.res_percent_upper.into(), |p, v| p.res_percent_upper = byte(v)),
     number(K::ReportEvent, "report_event", 0, 1, Zero::InRange, Always, |p| p.logs.into(), |p, v| p.logs = byte(v)),
-    ParamSpec {
-        key: K::RingbufMapSize,
-        name: "ringbuf_map_size",
-        rule: Rule::Number(NumberRule {
-            min: 1,
-            max: 32,
-            zero: Zero::InRange,
-            power_of_two: true,
-            only_while_stopped: true,
-            get: |p| p.ringbuf_map_size.into(),
-            set: |p, v| p.ringbuf_map_size = byte(v),
-        }),
-        visibility: PerProbe,
-    },
+    ParamSpec { key: K::RingbufMapSize, name: "ringbuf_map_size", rule: Rule::Number(NumberRule { min: 1, max: 32, zero: Zero::InRange, power_of_two: true, only_while_stopped: true, get: |p| p.ringbuf_map_size.into(), set: |p, v| p.ringbuf_map_size = byte(v) }), visibility: PerProbe },
     number(K::ReportCport, "report_cport", 0, 1, Zero::InRange, PerProbe, |p| p.report_cport.into(), |p, v| p.report_cport = byte(v)),
     ParamSpec { key: K::L7Protocol, name: "l7_protocol", rule: Rule::L7Protocols, visibility: PerProbe },
     number(K::SupportSsl, "support_ssl", 0, 1, Zero::InRange, PerProbe, |p| p.support_ssl.into(), |p, v| p.support_ssl = byte(v)),
@@ -557,9 +545,7 @@ fn apply_one(
             (rule.set)(params, v);
         }
         Rule::Text(rule) => {
-            let s = value
-                .as_str()
-                .ok_or(ParamError::InvalidDataType { key })?;
+            let s = value.as_str().ok_or(ParamError::InvalidDataType { key })?;
             let stored = if rule.path {
                 canonical_path(key, s)?
             } else {
@@ -575,9 +561,7 @@ fn apply_one(
         }
         Rule::L7Protocols => params.l7_probe_proto_flags = parse_l7_protocols(key, value)?,
         Rule::ProfilingChannel => {
-            let s = value
-                .as_str()
-                .ok_or(ParamError::InvalidDataType { key })?;
+            let s = value.as_str().ok_or(ParamError::InvalidDataType { key })?;
             params.profiling_chan = match s {
                 "local" => ProfilingChannel::Local,
                 "kafka" => ProfilingChannel::Kafka,
@@ -686,12 +670,14 @@ fn canonical_path(key: &'static str, s: &str) -> Result<String, ParamError> {
         key,
         why: format!("{s:?}: {e}"),
     })?;
-    let canonical = canonical.into_os_string().into_string().map_err(|_| {
-        ParamError::Unresolved {
-            key,
-            why: format!("{s:?} resolves to a path that is not UTF-8"),
-        }
-    })?;
+    let canonical =
+        canonical
+            .into_os_string()
+            .into_string()
+            .map_err(|_| ParamError::Unresolved {
+                key,
+                why: format!("{s:?} resolves to a path that is not UTF-8"),
+            })?;
     // A symlink may lead somewhere the check above would have refused.
     if has_unsafe_chars(&canonical) {
         return Err(ParamError::UnsafeCharacters { key });
@@ -877,10 +863,16 @@ mod tests {
     fn defaults_are_the_spec_defaults() {
         let p = Params::default();
         assert_eq!((p.period, p.sample_period, p.kafka_port), (60, 5000, 9092));
-        assert_eq!((p.ringbuf_map_size, p.svg_period, p.perf_sample_period), (1, 180, 10));
+        assert_eq!(
+            (p.ringbuf_map_size, p.svg_period, p.perf_sample_period),
+            (1, 180, 10)
+        );
         assert_eq!(p.pyroscope_server, "localhost:4040");
         assert_eq!(p.flame_dir, "/var/log/gala-gopher/flamegraph");
-        assert_eq!((p.cadvisor_port, p.min_exec_dur, p.min_aggr_dur), (8083, 1, 100));
+        assert_eq!(
+            (p.cadvisor_port, p.min_exec_dur, p.min_aggr_dur),
+            (8083, 1, 100)
+        );
         assert_eq!(p.profiling_chan.wire_value(), 0);
     }
 
@@ -892,24 +884,63 @@ mod tests {
             BUILTIN,
         )
         .unwrap();
-        assert_eq!((p.period, p.logs, p.sample_period, p.res_percent_upper), (30, 1, 150, 0));
+        assert_eq!(
+            (p.period, p.logs, p.sample_period, p.res_percent_upper),
+            (30, 1, 150, 0)
+        );
     }
 
     #[test]
     fn out_of_range_values_are_refused_with_the_range() {
         let cases = [
-            (json!({"report_period": 4}), "params.report_period invalid value 4, must be in [5, 600]"),
-            (json!({"report_period": 2147483648_u64}), "params.report_period invalid value 2147483648, must be in [5, 600]"),
-            (json!({"report_period": 18446744073709551615_u64}), "params.report_period invalid value 18446744073709551615, must be in [5, 600]"),
-            (json!({"report_period": -1}), "params.report_period invalid value -1, must be in [5, 600]"),
-            (json!({"report_period": -9223372036854775808_i64}), "params.report_period invalid value -9223372036854775808, must be in [5, 600]"),
-            (json!({"report_period": 1e300}), "params.report_period invalid value 1e300, must be in [5, 600]"),
-            (json!({"kafka_port": 65536}), "params.kafka_port invalid value 65536, must be in [1, 65535]"),
-            (json!({"latency_thr": 9}), "params.latency_thr invalid value 9, must be in [10, 100000]"),
-            (json!({"svg_period": 29}), "params.svg_period invalid value 29, must be in [30, 600]"),
-            (json!({"cluster_ip_backend": 3}), "params.cluster_ip_backend invalid value 3, must be in [0, 2]"),
-            (json!({"sample_period": 99.99}), "params.sample_period invalid value 99, must be in [100, 10000]"),
-            (json!({"min_aggr_dur": 0}), "params.min_aggr_dur invalid value 0, must be in [10, 10000]"),
+            (
+                json!({"report_period": 4}),
+                "params.report_period invalid value 4, must be in [5, 600]",
+            ),
+            (
+                json!({"report_period": 2147483648_u64}),
+                "params.report_period invalid value 2147483648, must be in [5, 600]",
+            ),
+            (
+                json!({"report_period": 18446744073709551615_u64}),
+                "params.report_period invalid value 18446744073709551615, must be in [5, 600]",
+            ),
+            (
+                json!({"report_period": -1}),
+                "params.report_period invalid value -1, must be in [5, 600]",
+            ),
+            (
+                json!({"report_period": -9223372036854775808_i64}),
+                "params.report_period invalid value -9223372036854775808, must be in [5, 600]",
+            ),
+            (
+                json!({"report_period": 1e300}),
+                "params.report_period invalid value 1e300, must be in [5, 600]",
+            ),
+            (
+                json!({"kafka_port": 65536}),
+                "params.kafka_port invalid value 65536, must be in [1, 65535]",
+            ),
+            (
+                json!({"latency_thr": 9}),
+                "params.latency_thr invalid value 9, must be in [10, 100000]",
+            ),
+            (
+                json!({"svg_period": 29}),
+                "params.svg_period invalid value 29, must be in [30, 600]",
+            ),
+            (
+                json!({"cluster_ip_backend": 3}),
+                "params.cluster_ip_backend invalid value 3, must be in [0, 2]",
+            ),
+            (
+                json!({"sample_period": 99.99}),
+                "params.sample_period invalid value 99, must be in [100, 10000]",
+            ),
+            (
+                json!({"min_aggr_dur": 0}),
+                "params.min_aggr_dur invalid value 0, must be in [10, 10000]",
+            ),
         ];
         for (body, want) in cases {
             assert_eq!(err(body.clone()), want, "{body}");
@@ -918,12 +949,30 @@ mod tests {
 
     #[test]
     fn wrong_types_are_refused() {
-        assert_eq!(err(json!({"report_period": "60"})), "params.report_period invalid data type");
-        assert_eq!(err(json!({"report_period": null})), "params.report_period invalid data type");
-        assert_eq!(err(json!({"report_period": [60]})), "params.report_period invalid data type");
-        assert_eq!(err(json!({"dev_name": 5})), "params.dev_name invalid data type");
-        assert_eq!(err(json!({"l7_protocol": "http"})), "params.l7_protocol invalid data type");
-        assert_eq!(err(json!({"profiling_channel": 1})), "params.profiling_channel invalid data type");
+        assert_eq!(
+            err(json!({"report_period": "60"})),
+            "params.report_period invalid data type"
+        );
+        assert_eq!(
+            err(json!({"report_period": null})),
+            "params.report_period invalid data type"
+        );
+        assert_eq!(
+            err(json!({"report_period": [60]})),
+            "params.report_period invalid data type"
+        );
+        assert_eq!(
+            err(json!({"dev_name": 5})),
+            "params.dev_name invalid data type"
+        );
+        assert_eq!(
+            err(json!({"l7_protocol": "http"})),
+            "params.l7_protocol invalid data type"
+        );
+        assert_eq!(
+            err(json!({"profiling_channel": 1})),
+            "params.profiling_channel invalid data type"
+        );
     }
 
     #[test]
@@ -933,10 +982,32 @@ mod tests {
         let set = |p: &mut Params, c: &mut CustomParamValues, v: Value| {
             apply_params(p, c, v.as_object().unwrap(), BUILTIN).unwrap()
         };
-        set(&mut params, &mut custom, json!({"latency_thr": 50, "offline_thr": 10, "drops_thr": 100000, "svg_period": 60, "perf_sample_period": 20}));
-        assert_eq!((params.latency_thr, params.offline_thr, params.drops_count_thr), (50, 10, 100000));
-        set(&mut params, &mut custom, json!({"latency_thr": 0, "offline_thr": 0, "drops_thr": 0.4, "svg_period": 0, "perf_sample_period": false}));
-        assert_eq!((params.latency_thr, params.offline_thr, params.drops_count_thr), (0, 0, 0));
+        set(
+            &mut params,
+            &mut custom,
+            json!({"latency_thr": 50, "offline_thr": 10, "drops_thr": 100000, "svg_period": 60, "perf_sample_period": 20}),
+        );
+        assert_eq!(
+            (
+                params.latency_thr,
+                params.offline_thr,
+                params.drops_count_thr
+            ),
+            (50, 10, 100000)
+        );
+        set(
+            &mut params,
+            &mut custom,
+            json!({"latency_thr": 0, "offline_thr": 0, "drops_thr": 0.4, "svg_period": 0, "perf_sample_period": false}),
+        );
+        assert_eq!(
+            (
+                params.latency_thr,
+                params.offline_thr,
+                params.drops_count_thr
+            ),
+            (0, 0, 0)
+        );
         assert_eq!((params.svg_period, params.perf_sample_period), (180, 10));
     }
 
@@ -966,18 +1037,32 @@ mod tests {
 
     #[test]
     fn l7_protocols_replace_the_set() {
-        let (p, _) = apply(json!({"l7_protocol": ["HTTP", "crpc", "dns", "http"]}), BUILTIN).unwrap();
+        let (p, _) = apply(
+            json!({"l7_protocol": ["HTTP", "crpc", "dns", "http"]}),
+            BUILTIN,
+        )
+        .unwrap();
         assert_eq!(p.l7_probe_proto_flags, 0x1 | 0x2 | 0x200);
         let (p, _) = apply(json!({"l7_protocol": []}), BUILTIN).unwrap();
         assert_eq!(p.l7_probe_proto_flags, 0);
-        assert_eq!(err(json!({"l7_protocol": ["http", "cql"]})), "params.l7_protocol invalid value: cql");
+        assert_eq!(
+            err(json!({"l7_protocol": ["http", "cql"]})),
+            "params.l7_protocol invalid value: cql"
+        );
         assert_eq!(err(json!({"l7_protocol": [1]})), "Bad request");
     }
 
     #[test]
     fn strings_have_length_limits() {
-        let (p, _) = apply(json!({"dev_name": "eth0", "pyroscope_server": "10.0.0.1:4040"}), BUILTIN).unwrap();
-        assert_eq!((p.target_dev.as_str(), p.pyroscope_server.as_str()), ("eth0", "10.0.0.1:4040"));
+        let (p, _) = apply(
+            json!({"dev_name": "eth0", "pyroscope_server": "10.0.0.1:4040"}),
+            BUILTIN,
+        )
+        .unwrap();
+        assert_eq!(
+            (p.target_dev.as_str(), p.pyroscope_server.as_str()),
+            ("eth0", "10.0.0.1:4040")
+        );
         assert!(apply(json!({"dev_name": "x".repeat(31)}), BUILTIN).is_ok());
         assert_eq!(
             err(json!({"dev_name": "x".repeat(32)})),
@@ -995,14 +1080,31 @@ mod tests {
         let real = dir.path().canonicalize().unwrap();
         std::fs::create_dir(real.join("out")).unwrap();
         let given = format!("{}//out/", real.display());
-        let (p, _) = apply(json!({"output_dir": given, "flame_dir": real.to_str().unwrap()}), BUILTIN).unwrap();
+        let (p, _) = apply(
+            json!({"output_dir": given, "flame_dir": real.to_str().unwrap()}),
+            BUILTIN,
+        )
+        .unwrap();
         assert_eq!(p.output_dir, real.join("out").to_str().unwrap());
         assert_eq!(p.flame_dir, real.to_str().unwrap());
 
-        for bad in ["/tmp/x;rm -rf /", "/tmp/$(id)", "/tmp/../etc", "/tmp/a|b", "/tmp/`id`"] {
-            assert_eq!(err(json!({"elf_path": bad})), "params.elf_path contains unsafe characters", "{bad}");
+        for bad in [
+            "/tmp/x;rm -rf /",
+            "/tmp/$(id)",
+            "/tmp/../etc",
+            "/tmp/a|b",
+            "/tmp/`id`",
+        ] {
+            assert_eq!(
+                err(json!({"elf_path": bad})),
+                "params.elf_path contains unsafe characters",
+                "{bad}"
+            );
         }
-        assert_eq!(err(json!({"output_dir": "/nonexistent/dir"})), "Bad request");
+        assert_eq!(
+            err(json!({"output_dir": "/nonexistent/dir"})),
+            "Bad request"
+        );
         assert_eq!(err(json!({"flame_dir": ""})), "Bad request");
 
         let long = real.join("l".repeat(255));
@@ -1023,8 +1125,15 @@ mod tests {
     #[test]
     fn an_object_without_known_keys_is_a_bad_request() {
         assert_eq!(err(json!({})), "Bad request");
-        assert_eq!(err(json!({"metrics_type": ["raw"], "env": "node"})), "Bad request");
-        assert_eq!(err(json!({"custom_param": []})), "Bad request", "built-ins ignore custom_param");
+        assert_eq!(
+            err(json!({"metrics_type": ["raw"], "env": "node"})),
+            "Bad request"
+        );
+        assert_eq!(
+            err(json!({"custom_param": []})),
+            "Bad request",
+            "built-ins ignore custom_param"
+        );
     }
 
     #[test]
@@ -1038,17 +1147,41 @@ mod tests {
         assert_eq!(values.len(), 2);
         let mut params = Params::default();
         let mut custom = values;
-        apply_params(&mut params, &mut custom, json!({"custom_param": [{"p1": "z"}]}).as_object().unwrap(), ctx).unwrap();
+        apply_params(
+            &mut params,
+            &mut custom,
+            json!({"custom_param": [{"p1": "z"}]}).as_object().unwrap(),
+            ctx,
+        )
+        .unwrap();
         assert_eq!(custom, CustomParamValues::from([("p1".into(), "z".into())]));
 
         let fail = |v: Value| apply(json!({"custom_param": v}), ctx).unwrap_err();
-        assert_eq!(fail(json!([{"p3": "x"}])), "params.custom_param has unregistered param : p3.");
-        assert_eq!(fail(json!([{"p1": ""}])), "params.custom_param param value must range from 0 to 64.");
-        assert_eq!(fail(json!([{"p1": "x".repeat(65)}])), "params.custom_param param value must range from 0 to 64.");
+        assert_eq!(
+            fail(json!([{"p3": "x"}])),
+            "params.custom_param has unregistered param : p3."
+        );
+        assert_eq!(
+            fail(json!([{"p1": ""}])),
+            "params.custom_param param value must range from 0 to 64."
+        );
+        assert_eq!(
+            fail(json!([{"p1": "x".repeat(65)}])),
+            "params.custom_param param value must range from 0 to 64."
+        );
         assert!(apply(json!({"custom_param": [{"p1": "x".repeat(64)}]}), ctx).is_ok());
-        assert_eq!(fail(json!({"p1": "x"})), "params.custom_param invalid data type");
-        assert_eq!(fail(json!([{"p1": "x", "p2": "y"}])), "params.custom_param invalid data type");
-        assert_eq!(fail(json!([{"p1": 1}])), "params.custom_param invalid data type");
+        assert_eq!(
+            fail(json!({"p1": "x"})),
+            "params.custom_param invalid data type"
+        );
+        assert_eq!(
+            fail(json!([{"p1": "x", "p2": "y"}])),
+            "params.custom_param invalid data type"
+        );
+        assert_eq!(
+            fail(json!([{"p1": 1}])),
+            "params.custom_param invalid data type"
+        );
     }
 
     #[test]
@@ -1056,10 +1189,22 @@ mod tests {
         let mut p = Params::default();
         let all = render_params(&p, &[], None);
         let keys: Vec<&str> = all.keys().map(String::as_str).collect();
-        assert_eq!(keys, ["report_event", "report_period", "res_lower_thr", "res_upper_thr"]);
+        assert_eq!(
+            keys,
+            [
+                "report_event",
+                "report_period",
+                "res_lower_thr",
+                "res_upper_thr"
+            ]
+        );
         p.latency_thr = 20;
         p.l7_probe_proto_flags = 0x200 | 0x1;
-        let shown = render_params(&p, &[K::L7Protocol, K::ProfilingChannel, K::MinExecDur], None);
+        let shown = render_params(
+            &p,
+            &[K::L7Protocol, K::ProfilingChannel, K::MinExecDur],
+            None,
+        );
         assert_eq!(shown["latency_thr"], 20);
         assert_eq!(shown["l7_protocol"], json!(["http", "crpc"]));
         assert!(!shown.contains_key("offline_thr"));
