@@ -144,6 +144,8 @@ mod tests {
             assert!(!parses(bad), "{bad:?}");
         }
         assert!(parse_object(b"{\"a\": \"\xff\"}").is_err(), "not UTF-8");
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(!parses(&deep), "nesting is bounded, no stack overflow");
         assert_eq!(
             parse_object(b"{,}").unwrap_err().message,
             "invalid json format"

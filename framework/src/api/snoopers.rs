@@ -29,6 +29,8 @@ pub const CONTAINER_ID_LEN: usize = 12;
 pub const CONTAINER_ID_MAX: usize = 64;
 /// `container_name` is stored truncated to this many bytes.
 pub const CONTAINER_NAME_LEN: usize = 63;
+/// Largest accepted `proc_id` (pids are positive `int`s; Linux caps them at 2^22).
+pub const PID_MAX: u32 = i32::MAX.unsigned_abs();
 /// Compiled-size bound for a `comm` pattern; 15 bytes of pattern stay far below it.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
@@ -144,12 +146,11 @@ fn string<'a>(key: &str, value: &'a Value) -> Result<&'a str, ApiError> {
 /// A pid: a JSON number (not a boolean), fraction truncated, 0 to 2^31-1. Negative values,
 /// which the original wrapped to meaningless u32 pids, are refused.
 fn parse_pid(value: &Value) -> Result<u32, ApiError> {
-    let pid_max = u32::try_from(i32::MAX).unwrap_or(u32::MAX);
     value
         .is_number()
         .then(|| WholeNumber::from_json(value))
         .flatten()
-        .and_then(|n| n.within(0, pid_max))
+        .and_then(|n| n.within(0, PID_MAX))
         .ok_or_else(|| ApiError::snooper("proc_id"))
 }
 

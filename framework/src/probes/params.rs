@@ -157,7 +157,7 @@ pub const L7_PROTOCOLS: &[(&str, u32)] = &[
     ("crpc", 0x200),
 ];
 
-/// Most labels a custom probe may declare; its `custom_param` values live in this map.
+/// `custom_param` values of a custom probe: declared label → value (1–64 bytes).
 pub type CustomParamValues = BTreeMap<String, String>;
 
 /// Longest `custom_param` value in bytes.
