@@ -1,4 +1,5 @@
 //! The gala-gopher daemon as a library: configuration, ingress, imdb and egress.
+pub mod api;
 pub mod clock;
 pub mod config;
 pub mod egress;

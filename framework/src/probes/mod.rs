@@ -1,11 +1,17 @@
-//! Probes: which ones exist, which ones `probes.init` asks for, and their child processes.
+//! Probes: which ones exist, which ones `probes.init` asks for, their parameters, and their
+//! child processes.
 
 pub mod catalogue;
 pub mod custom;
 pub mod init_file;
+pub mod params;
 pub mod process;
 
-pub use catalogue::{resolve, ProbeBinary, ResolveError};
+pub use catalogue::{
+    resolve, BuiltinProbe, Catalogue, ProbeBinary, ProbeKind, ProbeOrigin, ResolveError,
+    SnoopKinds, SubItem, BUILTIN, BUILTIN_PROBES,
+};
 pub use custom::{CustomProbe, CustomProbeError};
 pub use init_file::{InitEntry, InitFileError};
+pub use params::{CustomParamValues, ParamKey, Params, ProfilingChannel};
 pub use process::ProbeProcess;
