@@ -7,6 +7,7 @@ pub mod identity;
 pub mod imdb;
 pub mod ingress;
 pub mod logging;
+pub mod manager;
 pub mod probes;
 pub mod ratelimit;
 pub mod selfmetrics;

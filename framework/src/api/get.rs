@@ -91,7 +91,7 @@ pub fn render_get(
 }
 
 /// `{}` without entries; otherwise all five arrays, possibly empty.
-fn entries_json(entries: &SnooperEntries) -> Value {
+pub(super) fn entries_json(entries: &SnooperEntries) -> Value {
     let mut out = Map::new();
     if entries.is_empty() {
         return Value::Object(out);

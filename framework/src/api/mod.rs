@@ -5,6 +5,7 @@
 pub mod error;
 pub mod get;
 pub mod json;
+pub mod persist;
 pub mod put;
 pub mod settings;
 pub mod snoopers;
@@ -13,5 +14,6 @@ mod tests;
 
 pub use error::{failed_body, ApiError, MAX_PUT_BODY, SUCCESS_BODY};
 pub use get::{render_get, ProbeView, RuntimeView};
+pub use persist::persist_body;
 pub use put::{apply_put, strip_json_prefix, PutContext, PutOutcome};
 pub use settings::{DesiredState, ProbeSettings, ProcNameEntry, SnooperEntries, SnooperMode};

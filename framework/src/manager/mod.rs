@@ -6,6 +6,7 @@
 //! Each probe has its own lock, so stopping one probe (which may take the grace period) never
 //! delays requests for another.
 
+mod convert;
 mod link;
 mod snoop;
 
@@ -71,7 +72,7 @@ impl ProbeManager {
         let kind = self
             .catalogue
             .lookup(name)
-            .ok_or_else(|| ApiError::bad_request(format!("invalid probe name {name}")))?
+            .ok_or_else(|| ApiError::invalid_probe_name(name))?
             .clone();
         let entry = self.entry(&kind);
         let mut entry = entry.lock().await;
@@ -85,7 +86,7 @@ impl ProbeManager {
         let stop = outcome.state == Some(DesiredState::Stopped);
         if start && !kind.bin.is_file() {
             tracing::warn!(probe = kind.name, "cannot start: {} is not installed", kind.bin.display());
-            return Err(ApiError::bad_request("failed to start probe".to_string()));
+            return Err(ApiError::failed_to_start());
         }
         let snoopers_changed = outcome.snoopers_changed;
         let params_changed = outcome.params_changed;
@@ -112,21 +113,24 @@ impl ProbeManager {
         let kind = self
             .catalogue
             .lookup(name)
-            .ok_or_else(|| ApiError::not_found())?;
+            .ok_or_else(ApiError::url_not_found)?;
         let Some(entry) = self.probes.lock().get(&kind.name).cloned() else {
-            return Ok(api::render_get(kind, None, &ProbeView::default()));
+            return Ok(api::render_get(kind, None, &ProbeView { state: DesiredState::Stopped, runtime: None }));
         };
         // Waits at most for a stop in progress (the grace period).
         let entry = entry.lock().await;
         let st = entry.supervisor.state();
-        let last_exit = st.last_exit.clone();
         let view = ProbeView {
-            running: entry.wanted && st.status.is_active(),
+            state: if entry.wanted && st.status.is_active() {
+                DesiredState::Running
+            } else {
+                DesiredState::Stopped
+            },
             runtime: Some(RuntimeView {
                 status: st.status.as_str(),
                 pid: st.pid,
                 restarts: st.restarts,
-                last_exit: last_exit.as_deref(),
+                last_exit: st.last_exit,
             }),
         };
         Ok(api::render_get(&entry.kind, entry.settings.as_ref(), &view))
@@ -153,7 +157,8 @@ impl ProbeManager {
         for e in entries {
             let e = e.lock().await;
             if let Some(settings) = &e.settings {
-                bodies.push((e.kind.name.clone(), api::persist_body(&e.kind, settings, e.wanted)));
+                let state = if e.wanted { DesiredState::Running } else { DesiredState::Stopped };
+                bodies.push((e.kind.name.clone(), api::persist_body(&e.kind, settings, state)));
             }
         }
         let text = crate::probes::init_file::render(bodies.iter().map(|(n, b)| (n.as_str(), b)));
@@ -177,7 +182,7 @@ impl ProbeManager {
         probes
             .entry(kind.name.clone())
             .or_insert_with(|| {
-                let link = Arc::new(ConfigLink::new(&kind.name, kind.encoding()));
+                let link = Arc::new(ConfigLink::new(&kind.name, kind.encoding));
                 let on_spawn = {
                     let link = link.clone();
                     Arc::new(move |sock, pid| link.clone().attach(sock, pid))
@@ -198,7 +203,7 @@ impl ProbeManager {
         LaunchSpec {
             name: kind.name.clone(),
             bin: kind.bin.clone(),
-            encoding: kind.encoding().as_str(),
+            encoding: kind.encoding.as_str(),
         }
     }
 
@@ -228,7 +233,7 @@ impl ProbeManager {
         if just_started || params_changed {
             flags |= gala_ipc_proto::PARAMS_CHG;
         }
-        let config = link::probe_config(&entry.kind, &settings, snoop::objects(&entry.resolver));
+        let config = convert::probe_config(&entry.kind, &settings, snoop::objects(&entry.resolver));
         entry.link.publish(config, flags);
     }
 }

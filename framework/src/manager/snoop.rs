@@ -10,7 +10,7 @@ use crate::snooper::{
 
 /// The snooper entries of `settings` in the resolver's terms.
 fn entries(settings: &ProbeSettings) -> SnooperEntries {
-    let e = &settings.entries;
+    let e = &settings.snoopers;
     SnooperEntries {
         proc_ids: e.proc_id.clone(),
         proc_names: e
@@ -37,7 +37,7 @@ fn kinds(kind: &ProbeKind) -> Kinds {
 
 /// Whether the probe's objects can change without a PUT (processes come and go).
 pub fn is_dynamic(settings: &ProbeSettings) -> bool {
-    let e = &settings.entries;
+    let e = &settings.snoopers;
     !(e.proc_id.is_empty()
         && e.proc_name.is_empty()
         && e.container_id.is_empty()

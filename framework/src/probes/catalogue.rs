@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use nix::sys::signal::Signal;
 
+use gala_ipc_proto::Encoding;
+
 use super::custom::CustomProbe;
 use super::params::ParamKey;
 
@@ -430,6 +432,9 @@ pub struct ProbeKind {
     pub stop_signal: Signal,
     /// Built-in or custom.
     pub origin: ProbeOrigin,
+    /// Encoding of its control channel: protobuf for built-ins (Rust, SDK), JSON lines for
+    /// custom probes unless their declaration says `"ipc_encoding": "proto"`.
+    pub encoding: Encoding,
 }
 
 impl ProbeKind {
@@ -452,6 +457,7 @@ impl ProbeKind {
             shown_params: probe.shown_params.to_vec(),
             stop_signal: probe.stop_signal,
             origin: ProbeOrigin::Builtin,
+            encoding: Encoding::Proto,
         }
     }
 
@@ -482,6 +488,7 @@ impl ProbeKind {
                 position,
                 params: probe.params.clone(),
             },
+            encoding: probe.ipc_encoding,
         }
     }
 

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use gala_ipc_proto::Encoding;
 use serde_json::Value;
 
 use super::catalogue::BUILTIN;
@@ -29,6 +30,9 @@ pub struct CustomProbe {
     pub subprobes: Vec<String>,
     /// Declared parameter labels (`custom_param`).
     pub params: Vec<String>,
+    /// Encoding of its control channel (`ipc_encoding`, new, optional): `json` by default,
+    /// since custom probes are usually scripts.
+    pub ipc_encoding: Encoding,
 }
 
 /// Why the custom-probe file was refused.
@@ -124,6 +128,13 @@ fn parse_probe(name: &str, v: &Value) -> Result<CustomProbe, String> {
                 .ok_or("\"probe\" must be an array of strings")
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let ipc_encoding = match obj.get("ipc_encoding") {
+        None => Encoding::Json,
+        Some(v) => v
+            .as_str()
+            .and_then(|e| e.parse().ok())
+            .ok_or("\"ipc_encoding\" must be \"json\" or \"proto\"")?,
+    };
     let params: Vec<String> = obj
         .get("custom_param")
         .and_then(Value::as_str)
@@ -152,6 +163,7 @@ fn parse_probe(name: &str, v: &Value) -> Result<CustomProbe, String> {
         bin: bin.into(),
         subprobes,
         params,
+        ipc_encoding,
     })
 }
 

@@ -754,36 +754,60 @@ pub fn render_params(
             PerProbe => per_probe.contains(&spec.key),
             Never => false,
         };
-        if !shown {
-            continue;
+        if let Some(value) = shown.then(|| param_value(spec, params, custom)).flatten() {
+            out.insert(spec.name.to_string(), value);
         }
-        let value = match &spec.rule {
-            Rule::Number(rule) => Value::from((rule.get)(params)),
-            Rule::Text(rule) => Value::from((rule.get)(params)),
-            Rule::L7Protocols => L7_PROTOCOLS
-                .iter()
-                .filter(|(_, bit)| params.l7_probe_proto_flags & bit != 0)
-                .map(|(name, _)| Value::from(*name))
-                .collect(),
-            Rule::ProfilingChannel => Value::from(params.profiling_chan.name()),
-            Rule::CustomParam => {
-                let Some((declared, values)) = custom else {
-                    continue;
-                };
-                declared
-                    .iter()
-                    .filter_map(|label| {
-                        let v = values.get(label)?;
-                        let mut one = Map::new();
-                        one.insert(label.clone(), Value::from(v.as_str()));
-                        Some(Value::Object(one))
-                    })
-                    .collect()
-            }
-        };
-        out.insert(spec.name.to_string(), value);
     }
     out
+}
+
+/// Every key whose value differs from the default, in the REST form a PUT accepts: what
+/// `probes.init` needs to restore `params` (GET hides some keys).
+pub fn render_changed_params(
+    params: &Params,
+    custom: Option<(&[String], &CustomParamValues)>,
+) -> Map<String, Value> {
+    let defaults = Params::default();
+    let no_values = CustomParamValues::new();
+    let default_custom = custom.map(|(declared, _)| (declared, &no_values));
+    PARAM_TABLE
+        .iter()
+        .filter_map(|spec| {
+            let value = param_value(spec, params, custom)?;
+            (Some(&value) != param_value(spec, &defaults, default_custom).as_ref())
+                .then(|| (spec.name.to_string(), value))
+        })
+        .collect()
+}
+
+/// The REST value of one key (`None`: `custom_param` of a built-in probe).
+fn param_value(
+    spec: &ParamSpec,
+    params: &Params,
+    custom: Option<(&[String], &CustomParamValues)>,
+) -> Option<Value> {
+    Some(match &spec.rule {
+        Rule::Number(rule) => Value::from((rule.get)(params)),
+        Rule::Text(rule) => Value::from((rule.get)(params)),
+        Rule::L7Protocols => L7_PROTOCOLS
+            .iter()
+            .filter(|(_, bit)| params.l7_probe_proto_flags & bit != 0)
+            .map(|(name, _)| Value::from(*name))
+            .collect(),
+        Rule::ProfilingChannel => Value::from(params.profiling_chan.name()),
+        Rule::CustomParam => {
+            let (declared, values) = custom?;
+            declared
+                .iter()
+                .filter_map(|label| {
+                    let v = values.get(label)?;
+                    let mut one = Map::new();
+                    one.insert(label.clone(), Value::from(v.as_str()));
+                    Some(Value::Object(one))
+                })
+                .collect()
+        }
+    })
 }
 
 #[cfg(test)]
