@@ -1,6 +1,8 @@
-//! The gala-gopher daemon as a library: configuration, ingress, imdb and egress.
+//! The gala-gopher daemon as a library: configuration, ingress, imdb, egress, the HTTP(S)
+//! listeners and the local control socket of `gopher-ctl`.
 pub mod clock;
 pub mod config;
+pub mod ctl;
 pub mod egress;
 pub mod identity;
 pub mod imdb;
@@ -9,6 +11,8 @@ pub mod logging;
 pub mod probes;
 pub mod ratelimit;
 pub mod selfmetrics;
+pub mod server;
 #[cfg(test)]
 pub(crate) mod testutil;
 pub mod textcheck;
+pub mod tls;
