@@ -98,7 +98,7 @@ async fn serve_with<H: Handler>(
                     continue;
                 }
             },
-            _ = shutdown.wait_for(|stop| *stop) => return,
+            () = stopped(&mut shutdown) => return,
         };
         let handler = handler.clone();
         let tls = tls.clone();
@@ -123,6 +123,12 @@ async fn serve_with<H: Handler>(
             }
         });
     }
+}
+
+/// Resolves once `shutdown` is true or its sender is gone. The guard `wait_for` returns is not
+/// `Send`, so it is dropped here rather than held inside a caller's `select!`.
+pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
 /// Serves HTTP/1.1 requests on one established connection.
