@@ -1,7 +1,9 @@
-//! The gala-gopher daemon as a library: configuration, ingress, imdb and egress.
+//! The gala-gopher daemon as a library: configuration, ingress, imdb, egress, probe
+//! supervision and control, the HTTP(S) listeners and the local control socket of `gopher-ctl`.
 pub mod api;
 pub mod clock;
 pub mod config;
+pub mod ctl;
 pub mod egress;
 pub mod identity;
 pub mod imdb;
@@ -10,9 +12,12 @@ pub mod logging;
 pub mod manager;
 pub mod probes;
 pub mod ratelimit;
+pub mod rest;
 pub mod selfmetrics;
+pub mod server;
 pub mod snooper;
 pub mod supervisor;
 #[cfg(test)]
 pub(crate) mod testutil;
 pub mod textcheck;
+pub mod tls;

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{ArgAction, Parser};
 use gala_gopher::config::{
     probes_init_override, Config, Loaded, MetricChannel, DEFAULT_CONFIG_PATH,
@@ -117,9 +117,7 @@ async fn run(loaded: Loaded, check_only: bool) -> Result<()> {
     match config.metric.out_channel {
         MetricChannel::WebServer => {
             let server = &config.web_server.server;
-            if server.ssl_auth {
-                bail!("web_server.ssl_auth = \"on\" is not supported by this build yet");
-            }
+            let tls = gala_gopher::tls::acceptor(server, "web_server")?;
             let ip: IpAddr = server
                 .bind_addr
                 .parse()
@@ -134,8 +132,9 @@ async fn run(loaded: Loaded, check_only: bool) -> Result<()> {
                 renderer,
                 self_metrics.clone(),
             ));
-            tracing::info!("metrics on http://{addr}/metrics");
-            tokio::spawn(http::serve(listener, endpoint, shutdown.clone()));
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            tracing::info!("metrics on {scheme}://{addr}/metrics");
+            tokio::spawn(http::serve(listener, tls, endpoint, shutdown.clone()));
         }
         MetricChannel::Logs | MetricChannel::Json => {
             let format = if config.metric.out_channel == MetricChannel::Json {

@@ -15,9 +15,6 @@ use crate::api::{self, ApiError};
 use crate::manager::ProbeManager;
 use crate::server::Handler;
 
-/// Longest accepted PUT body, `json=` included (the original's limit).
-pub const MAX_BODY: usize = 1 << 20;
-
 /// Serves the REST API over the probe manager.
 pub struct RestApi {
     manager: Arc<ProbeManager>,
@@ -33,19 +30,23 @@ impl RestApi {
         // The path is the probe name; the query string is ignored, as by the original.
         let name = req.uri().path().trim_start_matches('/').to_string();
         if name.is_empty() {
-            return Err(ApiError::not_found());
+            return Err(ApiError::url_not_found());
         }
         match *req.method() {
             Method::GET => self.manager.get(&name).await,
             Method::PUT => {
-                let body = Limited::new(req.into_body(), MAX_BODY)
+                let body = Limited::new(req.into_body(), api::MAX_PUT_BODY)
                     .collect()
                     .await
                     .map_err(|e| {
                         if e.is::<http_body_util::LengthLimitError>() {
-                            ApiError::too_large()
+                            // The original's text, with the status that says what happened.
+                            ApiError {
+                                status: 413,
+                                ..ApiError::body_too_large()
+                            }
                         } else {
-                            ApiError::bad_request(format!("cannot read the request body: {e}"))
+                            ApiError::bad_request_with(format!("cannot read the request body: {e}"))
                         }
                     })?
                     .to_bytes();

@@ -60,6 +60,14 @@ impl ApiError {
         Self::bad_request_with("The number of external probes has over the threshold.")
     }
 
+    /// A method other than GET and PUT (the original's libevent answered 501 with HTML).
+    pub fn method_not_allowed() -> Self {
+        ApiError {
+            status: 405,
+            message: "method not allowed: use GET or PUT".into(),
+        }
+    }
+
     /// `put data must start with json=`
     pub fn missing_json_prefix() -> Self {
         Self::bad_request_with("put data must start with json=")

@@ -1,6 +1,6 @@
-//! The metrics endpoint: `GET /metrics` (and `/`) on `web_server.bind_addr:port`.
+//! The metrics endpoint: `GET /metrics` (and `/`) on `web_server.bind_addr:port`, HTTP or
+//! HTTPS (`web_server.ssl_auth`), served by [`crate::server`].
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -8,19 +8,18 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use metrics_exporter_prometheus::PrometheusHandle;
 use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
 use crate::clock;
 use crate::egress::prometheus::ScrapeRenderer;
 use crate::imdb::Imdb;
 use crate::selfmetrics::SCRAPE_DURATION;
+use crate::server::{self, Handler};
 
 /// Content type of text exposition format 0.0.4.
 const EXPOSITION: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -97,61 +96,39 @@ impl MetricsEndpoint {
     }
 }
 
-/// Serves `endpoint` on `listener` until `shutdown` turns true.
+/// Serves `endpoint` on `listener`, over TLS when `tls` is given, until `shutdown` turns true.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     endpoint: Arc<MetricsEndpoint>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    tracing::warn!("metrics server: accept failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.changed() => return,
-        };
-        let endpoint = endpoint.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| handle(req, endpoint.clone()));
-            if let Err(e) = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!("metrics server: connection from {peer}: {e}");
-            }
-        });
-    }
+    server::serve("metrics server", listener, tls, endpoint, shutdown).await;
 }
 
-async fn handle(
-    req: Request<Incoming>,
-    endpoint: Arc<MetricsEndpoint>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
-    if !matches!(req.uri().path(), "/" | "/metrics") {
-        return Ok(plain(StatusCode::NOT_FOUND, "not found: try /metrics\n"));
-    }
-    if req.method() != Method::GET {
-        let mut resp = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-        resp.headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("GET"));
-        return Ok(resp);
-    }
-    let body = match tokio::task::spawn_blocking(move || endpoint.scrape()).await {
-        Ok(body) => body,
-        Err(e) => {
-            tracing::error!("metrics server: render failed: {e}");
-            return Ok(plain(StatusCode::INTERNAL_SERVER_ERROR, "render failed\n"));
+impl Handler for MetricsEndpoint {
+    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        if !matches!(req.uri().path(), "/" | "/metrics") {
+            return plain(StatusCode::NOT_FOUND, "not found: try /metrics\n");
         }
-    };
-    let mut resp = Response::new(Full::new(body));
-    resp.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(EXPOSITION));
-    Ok(resp)
+        if req.method() != Method::GET {
+            let mut resp = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+            resp.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("GET"));
+            return resp;
+        }
+        let body = match tokio::task::spawn_blocking(move || self.scrape()).await {
+            Ok(body) => body,
+            Err(e) => {
+                tracing::error!("metrics server: render failed: {e}");
+                return plain(StatusCode::INTERNAL_SERVER_ERROR, "render failed\n");
+            }
+        };
+        let mut resp = Response::new(Full::new(body));
+        resp.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(EXPOSITION));
+        resp
+    }
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
@@ -161,3 +138,6 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
         .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     resp
 }
+
+#[cfg(test)]
+mod tests;
