@@ -19,14 +19,16 @@ use gala_gopher::egress::metric_log::{MetricLogFormat, MetricLogWriter};
 use gala_gopher::egress::prometheus::ScrapeRenderer;
 use gala_gopher::identity::HostIdentity;
 use gala_gopher::imdb::{Imdb, ImdbLimits};
-use gala_gopher::probes::{self, init_file, CustomProbe, ProbeProcess};
+use gala_gopher::manager::{ManagerContext, ProbeManager};
+use gala_gopher::probes::{self, init_file, Catalogue, CustomProbe};
+use gala_gopher::rest::{CtlApi, RestApi};
+use gala_gopher::snooper::ScanRoots;
+use gala_gopher::supervisor::{reserve_ipc_fd, SupervisorContext};
+use gala_gopher::{ctl, server};
 use gala_gopher::{clock, logging, selfmetrics};
 use gala_meta::{custom_meta_path, MetaLimits, Registry};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
-
-/// Time a probe gets to exit after SIGTERM before it is killed.
-const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// gala-gopher: host observability agent (Rust edition).
 #[derive(Parser, Debug)]
@@ -45,6 +47,11 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // Before any thread or child exists: descriptor 3 must stay taken (see reserve_ipc_fd).
+    if let Err(e) = reserve_ipc_fd() {
+        eprintln!("gala-gopher: reserving descriptor 3: {e}");
+        return ExitCode::FAILURE;
+    }
     let loaded = match Config::load(&args.config) {
         Ok(l) => l,
         Err(e) => {
@@ -114,15 +121,12 @@ async fn run(loaded: Loaded, check_only: bool) -> Result<()> {
     let self_metrics = selfmetrics::install();
     let (shutdown_tx, shutdown) = watch::channel(false);
     let legacy = config.web_server.legacy_histogram;
+    let mut metrics_endpoint = None;
     match config.metric.out_channel {
         MetricChannel::WebServer => {
             let server = &config.web_server.server;
             let tls = gala_gopher::tls::acceptor(server, "web_server")?;
-            let ip: IpAddr = server
-                .bind_addr
-                .parse()
-                .with_context(|| format!("web_server.bind_addr {:?}", server.bind_addr))?;
-            let addr = SocketAddr::new(ip, server.port);
+            let addr = socket_addr(&server.bind_addr, server.port, "web_server")?;
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("binding the metrics server to {addr}"))?;
@@ -134,6 +138,7 @@ async fn run(loaded: Loaded, check_only: bool) -> Result<()> {
             ));
             let scheme = if tls.is_some() { "https" } else { "http" };
             tracing::info!("metrics on {scheme}://{addr}/metrics");
+            metrics_endpoint = Some(endpoint.clone());
             tokio::spawn(http::serve(listener, tls, endpoint, shutdown.clone()));
         }
         MetricChannel::Logs | MetricChannel::Json => {
@@ -160,8 +165,46 @@ async fn run(loaded: Loaded, check_only: bool) -> Result<()> {
         }
     }
 
-    let running = start_probes(&config, &custom, &imdb).await;
+    let catalogue = Catalogue::new(&config.paths.extend_probe_dir, &custom);
+    let manager = ProbeManager::new(
+        catalogue,
+        ManagerContext {
+            supervisor: Arc::new(SupervisorContext {
+                imdb: imdb.clone(),
+                config: config.supervisor.clone(),
+                max_line_len: config.ingress.max_line_len,
+            }),
+            roots: ScanRoots::under_host_root(&host_root),
+        },
+    );
+    if config.global.rest_api_on {
+        let server = &config.rest_api_server;
+        let tls = gala_gopher::tls::acceptor(server, "rest_api_server")?;
+        let addr = socket_addr(&server.bind_addr, server.port, "rest_api_server")?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the REST server to {addr}"))?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!("REST API on {scheme}://{addr}/<probe>");
+        let api = Arc::new(RestApi::new(manager.clone()));
+        tokio::spawn(server::serve("REST server", listener, tls, api, shutdown.clone()));
+    }
+    let ctl = Arc::new(CtlApi::new(manager.clone(), metrics_endpoint));
+    match ctl::CtlListener::bind(&config.paths.cmd_socket()) {
+        Ok(listener) => {
+            tokio::spawn(listener.serve(ctl, shutdown.clone()));
+        }
+        // gopher-ctl is a convenience: the daemon runs without it (as the original).
+        Err(e) => tracing::error!("gopher-ctl socket: {e}"),
+    }
+
+    apply_probes_init(&config, &manager).await;
     tokio::spawn(housekeeping(imdb.clone(), self_metrics, shutdown.clone()));
+    tokio::spawn(refresh_snoopers(
+        manager.clone(),
+        config.supervisor.snooper_period,
+        shutdown.clone(),
+    ));
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -170,13 +213,13 @@ async fn run(loaded: Loaded, check_only: bool) -> Result<()> {
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
     }
     let _ = shutdown_tx.send(true);
-    let stops: Vec<_> = running
-        .into_iter()
-        .map(|p| tokio::spawn(p.stop(STOP_GRACE)))
-        .collect();
-    for s in stops {
-        let _ = s.await;
+    // What runs now is what the next start brings back.
+    let init = &config.paths.probes_init;
+    match manager.save(init).await {
+        Ok(()) => tracing::info!("saved the probe configuration to {}", init.display()),
+        Err(e) => tracing::error!("saving the probe configuration to {}: {e}", init.display()),
     }
+    manager.stop_all().await;
     let _ = std::fs::remove_file(config.paths.pid_file());
     tracing::info!("stopped");
     Ok(())
@@ -223,13 +266,9 @@ fn lock_pid_file(path: &Path) -> Result<nix::fcntl::Flock<File>> {
     Ok(lock)
 }
 
-/// Starts the probes that `probes.init` (or `GOPHER_PROBES_INIT`) wants running. A bad line
-/// or a probe that cannot start is logged with its line number; the others still start.
-async fn start_probes(
-    config: &Config,
-    custom: &[CustomProbe],
-    imdb: &Arc<Imdb>,
-) -> Vec<ProbeProcess> {
+/// Applies `probes.init` (or `GOPHER_PROBES_INIT`) line by line, as PUTs: a bad line or a
+/// probe that cannot start is logged with its line number; the other lines still apply.
+async fn apply_probes_init(config: &Config, manager: &ProbeManager) {
     let path = &config.paths.probes_init;
     let text = match probes_init_override(&|v| std::env::var(v).ok()) {
         Some(text) => text,
@@ -246,20 +285,43 @@ async fn start_probes(
     for e in errors {
         tracing::error!("{}:{e}", path.display());
     }
-    let mut running = Vec::new();
-    for entry in entries.iter().filter(|e| e.wants_running()) {
-        let spawned = probes::resolve(&entry.probe, &config.paths.extend_probe_dir, custom)
-            .map_err(anyhow::Error::from)
-            .and_then(|p| {
-                ProbeProcess::spawn(&p.name, &p.bin, imdb.clone(), config.ingress.max_line_len)
-                    .with_context(|| format!("starting {}", p.bin.display()))
-            });
-        match spawned {
-            Ok(p) => running.push(p),
-            Err(e) => tracing::error!("{}:line {}: {e:#}", path.display(), entry.line),
+    for entry in entries {
+        let body = serde_json::Value::Object(entry.body).to_string();
+        if let Err(e) = manager.put(&entry.probe, body.as_bytes()).await {
+            tracing::error!(
+                "{}:line {}: probe {}: {}",
+                path.display(),
+                entry.line,
+                entry.probe,
+                e.message
+            );
         }
     }
-    running
+}
+
+/// Re-resolves the probes' snoopers every `period`, so processes that start or end reach the
+/// probes that watch for them.
+async fn refresh_snoopers(
+    manager: Arc<ProbeManager>,
+    period: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => manager.refresh_snoopers().await,
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// `bind_addr:port` of a listener section.
+fn socket_addr(bind_addr: &str, port: u16, section: &str) -> Result<SocketAddr> {
+    let ip: IpAddr = bind_addr
+        .parse()
+        .with_context(|| format!("{section}.bind_addr {bind_addr:?}"))?;
+    Ok(SocketAddr::new(ip, port))
 }
 
 /// Once a second: ages out stale series and refreshes the self-metrics.

@@ -21,6 +21,7 @@ fn catalogue() -> Catalogue {
             bin: CUSTOM_BIN.into(),
             subprobes: vec!["sub_a".into(), "sub_b".into()],
             params: vec!["p1".into(), "p2".into()],
+            ipc_encoding: gala_ipc_proto::Encoding::Json,
         }],
     )
 }

@@ -653,6 +653,7 @@ mod tests {
             bin: bin.into(),
             subprobes: vec!["a".into(), "b".into(), "c".into()],
             params: vec!["p1".into(), "p2".into()],
+            ipc_encoding: gala_ipc_proto::Encoding::Json,
         }
     }
 
@@ -687,6 +688,7 @@ mod tests {
             bin: bin.clone(),
             subprobes: vec![],
             params: vec![],
+            ipc_encoding: gala_ipc_proto::Encoding::Json,
         }];
         assert_eq!(resolve("Mine", dir.path(), &custom).unwrap().bin, bin);
         assert!(resolve("mine", dir.path(), &custom).is_err());

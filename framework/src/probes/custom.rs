@@ -219,8 +219,23 @@ mod tests {
                 bin: "/opt/x/example.sh".into(),
                 subprobes: vec!["a".into(), "b".into()],
                 params: vec!["p1".into(), "p2".into()],
+                ipc_encoding: gala_ipc_proto::Encoding::Json,
             }]
         );
+    }
+
+    #[test]
+    fn the_control_channel_encoding_can_be_chosen() {
+        let probes = parse(
+            r#"{"a": {"bin": "/x/a", "probe": [], "custom_param": "", "ipc_encoding": "proto"},
+                "b": {"bin": "/x/b", "probe": [], "custom_param": ""}}"#,
+        )
+        .unwrap();
+        assert_eq!(probes[0].ipc_encoding, Encoding::Proto);
+        assert_eq!(probes[1].ipc_encoding, Encoding::Json);
+        let err = parse(r#"{"a": {"bin": "/x/a", "probe": [], "custom_param": "", "ipc_encoding": "xml"}}"#)
+            .unwrap_err();
+        assert!(err.contains("ipc_encoding"), "{err}");
     }
 
     #[test]

@@ -5,7 +5,6 @@ pub mod catalogue;
 pub mod custom;
 pub mod init_file;
 pub mod params;
-pub mod process;
 
 pub use catalogue::{
     resolve, BuiltinProbe, Catalogue, ProbeBinary, ProbeKind, ProbeOrigin, ResolveError,
@@ -14,4 +13,3 @@ pub use catalogue::{
 pub use custom::{CustomProbe, CustomProbeError};
 pub use init_file::{InitEntry, InitFileError};
 pub use params::{CustomParamValues, ParamKey, Params, ProfilingChannel};
-pub use process::ProbeProcess;
