@@ -51,7 +51,11 @@ fn prints_the_answer_and_exits_0() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("gala_gopher_cmd.sock");
     let (stop, shutdown) = watch::channel(false);
-    let server = rt.block_on(async { tokio::spawn(ctl::serve(&socket, Arc::new(Manager), shutdown)) });
+    // `serve` binds at once, so it is called inside the runtime.
+    let server = {
+        let _guard = rt.enter();
+        rt.spawn(ctl::serve(&socket, Arc::new(Manager), shutdown))
+    };
 
     let out = gopher_ctl(Some(&socket), &["probe", "get", "tcp"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -123,7 +127,10 @@ fn usage_errors_exit_255_and_help_exits_0() {
         assert!(!stderr(&out).is_empty(), "{args:?}: a message on stderr");
     }
     let long = "n".repeat(65);
-    let out = gopher_ctl(Some(Path::new("/nonexistent.sock")), &["probe", "get", &long]);
+    let out = gopher_ctl(
+        Some(Path::new("/nonexistent.sock")),
+        &["probe", "get", &long],
+    );
     assert_eq!(out.status.code(), Some(255));
     assert_eq!(
         stderr(&out),

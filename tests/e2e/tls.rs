@@ -132,7 +132,10 @@ fn metrics_over_mutual_tls() {
         if body.contains("gala_gopher_demo_conn_tx_bytes{") {
             break;
         }
-        assert!(Instant::now() < deadline, "no demo series over HTTPS: {body}");
+        assert!(
+            Instant::now() < deadline,
+            "no demo series over HTTPS: {body}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 
@@ -177,7 +180,12 @@ fn unusable_certificate_stops_start_up_naming_the_file() {
     };
     assert!(!status.success());
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     assert!(
         err.contains(&format!(
             "web_server.cert_file: {}: no certificate found",
