@@ -18,7 +18,8 @@
 //! ```
 //!
 //! Lengths are decimal byte counts. One request per connection; the daemon closes the connection
-//! after its reply. Both ends give up after 60 s without progress.
+//! after its reply. The daemon gives a client 60 s to send its request and 60 s to take the
+//! reply; `gopher-ctl` waits at most 60 s for the whole exchange.
 
 use std::future::Future;
 use std::io::{Read, Write};
