@@ -18,7 +18,8 @@
 //! ```
 //!
 //! Lengths are decimal byte counts. One request per connection; the daemon closes the connection
-//! after its reply. Both ends give up after 60 s without progress.
+//! after its reply. The daemon gives a client 60 s to send its request and 60 s to take the
+//! reply; `gopher-ctl` waits at most 60 s for the whole exchange.
 
 use std::future::Future;
 use std::io::{Read, Write};
@@ -173,13 +174,8 @@ impl CtlRequest {
             check_name(name)?;
         }
         check_len("probe configuration", payload.len(), MAX_CONFIG)?;
-        let mut out = format!(
-            "{MAGIC} {} {} {}\n",
-            self.op(),
-            name.len(),
-            payload.len()
-        )
-        .into_bytes();
+        let mut out =
+            format!("{MAGIC} {} {} {}\n", self.op(), name.len(), payload.len()).into_bytes();
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(payload.as_bytes());
         Ok(out)
@@ -228,9 +224,10 @@ pub fn decode_request(buf: &[u8]) -> Result<Option<CtlRequest>, ProtocolError> {
             field: "probe configuration",
         });
     }
-    let Some((name, payload)) = split_body(body, name_len, payload_len)? else {
+    let Some(body) = complete_body(body, name_len + payload_len)? else {
         return Ok(None);
     };
+    let (name, payload) = body.split_at(name_len);
     if op == "metrics" {
         return Ok(Some(CtlRequest::Metrics));
     }
@@ -273,7 +270,7 @@ pub fn decode_reply(buf: &[u8]) -> Result<Option<CtlReply>, ProtocolError> {
         other => return Err(ProtocolError::UnknownStatus(other.to_owned())),
     };
     let len = parse_len("reply", len, MAX_REPLY)?;
-    let Some((_, payload)) = split_body(body, 0, len)? else {
+    let Some(payload) = complete_body(body, len)? else {
         return Ok(None);
     };
     let text = std::str::from_utf8(payload)
@@ -302,17 +299,12 @@ fn split_header(buf: &[u8]) -> Result<Option<(&str, &[u8])>, ProtocolError> {
     Ok(Some((header, &buf[end + 1..])))
 }
 
-/// Splits `body` into its two announced parts once both are complete.
-fn split_body(
-    body: &[u8],
-    first: usize,
-    second: usize,
-) -> Result<Option<(&[u8], &[u8])>, ProtocolError> {
-    let total = first + second;
+/// The body once all `len` announced bytes have arrived; more than that is an error.
+fn complete_body(body: &[u8], len: usize) -> Result<Option<&[u8]>, ProtocolError> {
     match body.len() {
-        n if n < total => Ok(None),
-        n if n > total => Err(ProtocolError::TrailingBytes(n - total)),
-        _ => Ok(Some(body.split_at(first))),
+        n if n < len => Ok(None),
+        n if n > len => Err(ProtocolError::TrailingBytes(n - len)),
+        _ => Ok(Some(body)),
     }
 }
 
@@ -697,7 +689,10 @@ async fn connection<H: CtlHandler>(
     match sent {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::debug!("gopher-ctl: sending a reply: {e}"),
-        Err(_) => log_failure(failures, format_args!("reply not taken within {IO_TIMEOUT:?}")),
+        Err(_) => log_failure(
+            failures,
+            format_args!("reply not taken within {IO_TIMEOUT:?}"),
+        ),
     }
 }
 
@@ -731,9 +726,9 @@ fn log_failure(limiter: &Mutex<RateLimiter>, what: std::fmt::Arguments<'_>) {
     let verdict = limiter.lock().check(Instant::now());
     match verdict {
         Verdict::Log { suppressed: 0 } => tracing::warn!("gopher-ctl socket: {what}"),
-        Verdict::Log { suppressed } => tracing::warn!(
-            "gopher-ctl socket: {what} ({suppressed} similar failures not logged)"
-        ),
+        Verdict::Log { suppressed } => {
+            tracing::warn!("gopher-ctl socket: {what} ({suppressed} similar failures not logged)")
+        }
         Verdict::Suppress => tracing::debug!("gopher-ctl socket: {what}"),
     }
 }

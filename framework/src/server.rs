@@ -109,10 +109,9 @@ async fn serve_with<H: Handler>(
             };
             match tokio::time::timeout(timeouts.handshake, acceptor.accept(stream)).await {
                 Ok(Ok(stream)) => http(name, stream, peer, handler, timeouts.header).await,
-                Ok(Err(e)) => failures.report(
-                    "tls",
-                    format_args!("TLS handshake with {peer} failed: {e}"),
-                ),
+                Ok(Err(e)) => {
+                    failures.report("tls", format_args!("TLS handshake with {peer} failed: {e}"))
+                }
                 Err(_) => failures.report(
                     "tls",
                     format_args!(

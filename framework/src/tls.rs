@@ -168,9 +168,11 @@ impl Files<'_> {
         let bytes = self.read("private_key", path)?;
         PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| {
             let reason = match e {
-                pem::Error::NoItemsFound => "no private key found (expected a PEM \"PRIVATE KEY\", \
+                pem::Error::NoItemsFound => {
+                    "no private key found (expected a PEM \"PRIVATE KEY\", \
                      \"RSA PRIVATE KEY\" or \"EC PRIVATE KEY\" block)"
-                    .to_owned(),
+                        .to_owned()
+                }
                 other => format!("not valid PEM: {}", pem_reason(&other)),
             };
             self.invalid("private_key", path, reason)
@@ -199,16 +201,15 @@ impl Files<'_> {
             })?;
         match CertifiedKey::new(chain.to_vec(), signing_key).keys_match() {
             Ok(()) | Err(rustls::Error::InconsistentKeys(InconsistentKeys::Unknown)) => Ok(()),
-            Err(rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch)) => {
-                Err(self.invalid(
+            Err(rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch)) => Err(self
+                .invalid(
                     "private_key",
                     key_path,
                     format!(
                         "does not belong to the first certificate of {}",
                         cert_path.display()
                     ),
-                ))
-            }
+                )),
             Err(e) => Err(self.invalid(
                 "cert_file",
                 cert_path,
@@ -256,10 +257,9 @@ fn pem_reason(e: &pem::Error) -> String {
             "section without its end line {:?}",
             String::from_utf8_lossy(end_marker)
         ),
-        pem::Error::IllegalSectionStart { line } => format!(
-            "malformed BEGIN line {:?}",
-            String::from_utf8_lossy(line)
-        ),
+        pem::Error::IllegalSectionStart { line } => {
+            format!("malformed BEGIN line {:?}", String::from_utf8_lossy(line))
+        }
         other => other.to_string(),
     }
 }

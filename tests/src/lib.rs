@@ -44,6 +44,9 @@ pub struct Sandbox {
     pub metrics_port: u16,
     /// Port of the REST server.
     pub rest_port: u16,
+    /// The TLS keys of the `web_server` section [`Sandbox::write_config`] writes
+    /// (`ssl_auth`, `private_key`, `cert_file`, `ca_file`); default `ssl_auth = "off";`.
+    pub web_server_tls: String,
     custom: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -77,6 +80,7 @@ impl Sandbox {
             dir,
             metrics_port: free_port(),
             rest_port: free_port(),
+            web_server_tls: r#"ssl_auth = "off";"#.to_owned(),
             custom: serde_json::Map::new(),
         }
     }
@@ -128,7 +132,7 @@ metric = {{ out_channel = "web_server"; kafka_topic = "gala_gopher"; }};
 event = {{ out_channel = "logs"; kafka_topic = "gala_gopher_event"; }};
 meta = {{ out_channel = "logs"; kafka_topic = "gala_gopher_metadata"; }};
 imdb = {{ {imdb} }};
-web_server = {{ bind_addr = "127.0.0.1"; port = {port}; ssl_auth = "off"; }};
+web_server = {{ bind_addr = "127.0.0.1"; port = {port}; {tls} }};
 logs = {{
   metric_total_size = 100;
   metric_dir = "{p}/log/metrics";
@@ -148,6 +152,7 @@ paths = {{
 "#,
             port = self.metrics_port,
             rest_port = self.rest_port,
+            tls = self.web_server_tls,
         );
         let path = self.path().join("gala-gopher.conf");
         std::fs::write(&path, conf).expect("write config");
@@ -156,6 +161,12 @@ paths = {{
 
     /// Starts the daemon on the sandbox config and waits until `/metrics` answers.
     pub fn start(&self) -> Daemon {
+        self.start_when(|port| http_get(port, "/metrics").is_ok())
+    }
+
+    /// Starts the daemon on the sandbox config and waits until `ready(metrics_port)` holds
+    /// (for a metrics server that plain HTTP cannot reach).
+    pub fn start_when(&self, ready: impl Fn(u16) -> bool) -> Daemon {
         let mut child = self.command().spawn().expect("spawn gala-gopher");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -166,7 +177,7 @@ paths = {{
                 }
                 panic!("gala-gopher exited at start ({status}): {err}");
             }
-            if http_get(self.metrics_port, "/metrics").is_ok() {
+            if ready(self.metrics_port) {
                 break;
             }
             assert!(

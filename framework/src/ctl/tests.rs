@@ -26,14 +26,21 @@ fn set(name: &str, json: &str) -> CtlRequest {
 fn requests_round_trip() {
     for req in [
         get("tcp"),
-        set("baseinfo", "{\"cmd\": {\"probe\": [\"cpu\"]},\n \"state\": \"running\"}"),
+        set(
+            "baseinfo",
+            "{\"cmd\": {\"probe\": [\"cpu\"]},\n \"state\": \"running\"}",
+        ),
         set("custom probe ünï", ""),
         CtlRequest::Metrics,
     ] {
         let bytes = req.encode().unwrap();
         assert_eq!(decode_request(&bytes), Ok(Some(req.clone())), "{req:?}");
         for cut in 0..bytes.len() {
-            assert_eq!(decode_request(&bytes[..cut]), Ok(None), "{req:?} cut at {cut}");
+            assert_eq!(
+                decode_request(&bytes[..cut]),
+                Ok(None),
+                "{req:?} cut at {cut}"
+            );
         }
     }
 }
@@ -44,7 +51,10 @@ fn wire_form_is_the_documented_one() {
         set("tcp", "{}").encode().unwrap(),
         b"GCTL1 probe-set 3 2\ntcp{}".to_vec()
     );
-    assert_eq!(get("io").encode().unwrap(), b"GCTL1 probe-get 2 0\nio".to_vec());
+    assert_eq!(
+        get("io").encode().unwrap(),
+        b"GCTL1 probe-get 2 0\nio".to_vec()
+    );
     assert_eq!(
         CtlRequest::Metrics.encode().unwrap(),
         b"GCTL1 metrics 0 0\n".to_vec()
@@ -75,7 +85,10 @@ fn encode_refuses_what_the_daemon_would() {
             max: MAX_CONFIG
         })
     );
-    assert!(set("tcp", &big[1..]).encode().is_ok(), "exactly 1 MiB is fine");
+    assert!(
+        set("tcp", &big[1..]).encode().is_ok(),
+        "exactly 1 MiB is fine"
+    );
 }
 
 #[test]
@@ -152,10 +165,7 @@ fn malformed_requests_are_refused_as_soon_as_possible() {
             b"GCTL1 probe-set 3 2\ntcp\xff}",
             ProtocolError::NotUtf8("probe configuration"),
         ),
-        (
-            b"GCTL1 metrics 0 0\nmore",
-            ProtocolError::TrailingBytes(4),
-        ),
+        (b"GCTL1 metrics 0 0\nmore", ProtocolError::TrailingBytes(4)),
     ];
     for (bytes, want) in cases {
         assert_eq!(
@@ -199,8 +209,14 @@ fn replies_round_trip_and_bad_ones_are_refused() {
             max: MAX_REPLY
         })
     );
-    assert_eq!(decode_reply(b"ok 1\nab"), Err(ProtocolError::TrailingBytes(1)));
-    assert_eq!(decode_reply(b"ok 1\n\xff"), Err(ProtocolError::NotUtf8("reply")));
+    assert_eq!(
+        decode_reply(b"ok 1\nab"),
+        Err(ProtocolError::TrailingBytes(1))
+    );
+    assert_eq!(
+        decode_reply(b"ok 1\n\xff"),
+        Err(ProtocolError::NotUtf8("reply"))
+    );
 }
 
 proptest! {
@@ -304,10 +320,7 @@ async fn serves_every_request_kind_with_the_documented_modes() {
     let run_dir = dir.path().join("run/gala_gopher");
     let path = run_dir.join("gala_gopher_cmd.sock");
     let server = start(&path);
-    assert_eq!(
-        ask(&path, get("tcp")).await.unwrap(),
-        "{\"probe\":\"tcp\"}"
-    );
+    assert_eq!(ask(&path, get("tcp")).await.unwrap(), "{\"probe\":\"tcp\"}");
     assert_eq!(
         ask(&path, set("tcp", "{\"state\": \"running\"}"))
             .await
@@ -346,10 +359,7 @@ async fn stale_socket_is_replaced() {
     drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
     assert!(path.exists());
     let server = start(&path);
-    assert_eq!(
-        ask(&path, get("io")).await.unwrap(),
-        "{\"probe\":\"io\"}"
-    );
+    assert_eq!(ask(&path, get("io")).await.unwrap(), "{\"probe\":\"io\"}");
     assert_eq!(mode(&path), 0o660);
     server.shutdown().await;
 }
@@ -427,10 +437,7 @@ async fn malformed_request_gets_an_error_reply_and_the_server_goes_on() {
             "connection closed before the end of the message".into()
         )))
     );
-    assert_eq!(
-        ask(&path, get("tcp")).await.unwrap(),
-        "{\"probe\":\"tcp\"}"
-    );
+    assert_eq!(ask(&path, get("tcp")).await.unwrap(), "{\"probe\":\"tcp\"}");
     server.shutdown().await;
 }
 

@@ -80,18 +80,23 @@ async fn starts_stops_and_reaps_the_whole_group() {
     sup.stop().await;
     assert_eq!(sup.state().status, Status::Stopped);
     assert!(reaped(pid), "probe {pid} still in the process table");
-    // The group is gone too: no process left with that pgid.
-    let left = std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|p| {
-            std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| {
-                s.rsplit_once(") ")
-                    .and_then(|(_, r)| r.split_whitespace().nth(2).map(|g| g == pid.to_string()))
-                    .unwrap_or(false)
+    // The group is gone too: no live process left with that pgid (a killed grandchild may
+    // stay a zombie for a moment, until init reaps it).
+    let group_alive = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| {
+                    s.rsplit_once(") ").is_some_and(|(_, r)| {
+                        let f: Vec<&str> = r.split_whitespace().collect();
+                        f.first() != Some(&"Z") && f.get(2) == Some(&pid.to_string().as_str())
+                    })
+                })
             })
-        })
-        .count();
+            .count()
+    };
+    let left = group_alive();
     assert_eq!(left, 0, "processes of group {pid} left behind");
 }
 
