@@ -24,8 +24,8 @@ use gala_gopher::probes::{self, init_file, Catalogue, CustomProbe};
 use gala_gopher::rest::{CtlApi, RestApi};
 use gala_gopher::snooper::ScanRoots;
 use gala_gopher::supervisor::{reserve_ipc_fd, SupervisorContext};
-use gala_gopher::{ctl, server};
 use gala_gopher::{clock, logging, selfmetrics};
+use gala_gopher::{ctl, server};
 use gala_meta::{custom_meta_path, MetaLimits, Registry};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
@@ -187,7 +187,13 @@ async fn run(loaded: Loaded, check_only: bool) -> Result<()> {
         let scheme = if tls.is_some() { "https" } else { "http" };
         tracing::info!("REST API on {scheme}://{addr}/<probe>");
         let api = Arc::new(RestApi::new(manager.clone()));
-        tokio::spawn(server::serve("REST server", listener, tls, api, shutdown.clone()));
+        tokio::spawn(server::serve(
+            "REST server",
+            listener,
+            tls,
+            api,
+            shutdown.clone(),
+        ));
     }
     let ctl = Arc::new(CtlApi::new(manager.clone(), metrics_endpoint));
     match ctl::CtlListener::bind(&config.paths.cmd_socket()) {

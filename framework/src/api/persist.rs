@@ -15,7 +15,11 @@ pub fn persist_body(kind: &ProbeKind, settings: &ProbeSettings, state: DesiredSt
     let mut cmd = Map::new();
     cmd.insert(
         "probe".into(),
-        settings.subitems.iter().map(|s| Value::from(s.as_str())).collect(),
+        settings
+            .subitems
+            .iter()
+            .map(|s| Value::from(s.as_str()))
+            .collect(),
     );
     if kind.is_custom() {
         cmd.insert("bin".into(), kind.bin.to_string_lossy().into_owned().into());
@@ -71,10 +75,16 @@ mod tests {
         let catalogue = Catalogue::new(std::path::Path::new("/opt/gala-gopher/extend_probes"), &[]);
         let kind = catalogue.lookup(probe).expect("probe");
         let ctx = PutContext { running: false };
-        let first = apply_put(kind, &ProbeSettings::new(kind), body.as_bytes(), ctx).expect("first PUT");
+        let first =
+            apply_put(kind, &ProbeSettings::new(kind), body.as_bytes(), ctx).expect("first PUT");
         let saved = persist_body(kind, &first.settings, DesiredState::Running);
-        let again = apply_put(kind, &ProbeSettings::new(kind), saved.to_string().as_bytes(), ctx)
-            .unwrap_or_else(|e| panic!("saved body {saved} refused: {}", e.message));
+        let again = apply_put(
+            kind,
+            &ProbeSettings::new(kind),
+            saved.to_string().as_bytes(),
+            ctx,
+        )
+        .unwrap_or_else(|e| panic!("saved body {saved} refused: {}", e.message));
         assert_eq!(again.settings, first.settings, "saved as {saved}");
         assert_eq!(again.state, Some(DesiredState::Running));
     }
@@ -89,7 +99,10 @@ mod tests {
                              "container_id": ["0123456789ab"], "custom_labels": {"team": "sre"}},
                 "params": {"report_period": 30, "latency_thr": 20, "sample_period": 200}}"#,
         );
-        round_trip("tcp", r#"{"cmd": {"probe": ["tcp_rtt"]}, "blacklist": {"proc_id": [7]}}"#);
+        round_trip(
+            "tcp",
+            r#"{"cmd": {"probe": ["tcp_rtt"]}, "blacklist": {"proc_id": [7]}}"#,
+        );
         round_trip("tcp", r#"{"cmd": {"probe": ["tcp_rtt"]}, "blacklist": {}}"#);
         round_trip(
             "l7",

@@ -14,7 +14,11 @@ use crate::snooper::Snooped;
 
 /// The control message for `kind` with `settings` and the resolved `objects` (sequence number
 /// and change flags are set when it is sent).
-pub fn probe_config(kind: &ProbeKind, settings: &ProbeSettings, objects: &[Snooped]) -> ProbeConfig {
+pub fn probe_config(
+    kind: &ProbeKind,
+    settings: &ProbeSettings,
+    objects: &[Snooped],
+) -> ProbeConfig {
     ProbeConfig {
         probe_name: kind.name.clone(),
         seq: 0,

@@ -9,7 +9,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gala_ipc_proto::v1::{daemon_message, probe_message, status, DaemonMessage, ProbeConfig, ProbeMessage};
+use gala_ipc_proto::v1::{
+    daemon_message, probe_message, status, DaemonMessage, ProbeConfig, ProbeMessage,
+};
 use gala_ipc_proto::{tokio_io, Encoding, PARAMS_CHG, SNOOPER_CHG};
 use parking_lot::Mutex;
 use tokio::io::BufReader;
@@ -120,24 +122,32 @@ impl ConfigLink {
         let mut read = BufReader::new(read);
         let mut limiter = RateLimiter::new(Duration::from_secs(1), 20);
         loop {
-            let msg = match tokio_io::read_message::<ProbeMessage, _>(&mut read, self.encoding).await {
-                Ok(Some(msg)) => msg,
-                Ok(None) => return,
-                Err(e) => {
-                    if matches!(e, gala_ipc_proto::ReadError::Io(_) | gala_ipc_proto::ReadError::Truncated) {
-                        return;
+            let msg =
+                match tokio_io::read_message::<ProbeMessage, _>(&mut read, self.encoding).await {
+                    Ok(Some(msg)) => msg,
+                    Ok(None) => return,
+                    Err(e) => {
+                        if matches!(
+                            e,
+                            gala_ipc_proto::ReadError::Io(_) | gala_ipc_proto::ReadError::Truncated
+                        ) {
+                            return;
+                        }
+                        if let Verdict::Log { .. } = limiter.check(Instant::now()) {
+                            tracing::warn!(probe = self.probe, pid, "bad control message: {e}");
+                        }
+                        continue;
                     }
-                    if let Verdict::Log { .. } = limiter.check(Instant::now()) {
-                        tracing::warn!(probe = self.probe, pid, "bad control message: {e}");
-                    }
-                    continue;
-                }
-            };
+                };
             let Verdict::Log { suppressed } = limiter.check(Instant::now()) else {
                 continue;
             };
             if suppressed > 0 {
-                tracing::warn!(probe = self.probe, pid, "{suppressed} control messages not logged");
+                tracing::warn!(
+                    probe = self.probe,
+                    pid,
+                    "{suppressed} control messages not logged"
+                );
             }
             match msg.body {
                 Some(probe_message::Body::Hello(h)) => tracing::info!(
@@ -149,8 +159,12 @@ impl ConfigLink {
                 Some(probe_message::Body::Status(s)) => {
                     let text = &s.text;
                     match s.level() {
-                        status::Level::Error => tracing::error!(probe = self.probe, pid, seq = s.config_seq, "{text}"),
-                        status::Level::Warn => tracing::warn!(probe = self.probe, pid, seq = s.config_seq, "{text}"),
+                        status::Level::Error => {
+                            tracing::error!(probe = self.probe, pid, seq = s.config_seq, "{text}")
+                        }
+                        status::Level::Warn => {
+                            tracing::warn!(probe = self.probe, pid, seq = s.config_seq, "{text}")
+                        }
                         _ => tracing::info!(probe = self.probe, pid, seq = s.config_seq, "{text}"),
                     }
                 }

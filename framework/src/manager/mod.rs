@@ -85,7 +85,11 @@ impl ProbeManager {
         let start = outcome.state == Some(DesiredState::Running) && !active;
         let stop = outcome.state == Some(DesiredState::Stopped);
         if start && !kind.bin.is_file() {
-            tracing::warn!(probe = kind.name, "cannot start: {} is not installed", kind.bin.display());
+            tracing::warn!(
+                probe = kind.name,
+                "cannot start: {} is not installed",
+                kind.bin.display()
+            );
             return Err(ApiError::failed_to_start());
         }
         let snoopers_changed = outcome.snoopers_changed;
@@ -100,7 +104,8 @@ impl ProbeManager {
             entry.wanted = true;
         }
         if entry.wanted && (start || snoopers_changed || params_changed) {
-            self.publish(&mut entry, start, snoopers_changed, params_changed).await;
+            self.publish(&mut entry, start, snoopers_changed, params_changed)
+                .await;
         }
         if start {
             entry.supervisor.start(self.launch_spec(&kind));
@@ -115,7 +120,14 @@ impl ProbeManager {
             .lookup(name)
             .ok_or_else(ApiError::url_not_found)?;
         let Some(entry) = self.probes.lock().get(&kind.name).cloned() else {
-            return Ok(api::render_get(kind, None, &ProbeView { state: DesiredState::Stopped, runtime: None }));
+            return Ok(api::render_get(
+                kind,
+                None,
+                &ProbeView {
+                    state: DesiredState::Stopped,
+                    runtime: None,
+                },
+            ));
         };
         // Waits at most for a stop in progress (the grace period).
         let entry = entry.lock().await;
@@ -157,8 +169,15 @@ impl ProbeManager {
         for e in entries {
             let e = e.lock().await;
             if let Some(settings) = &e.settings {
-                let state = if e.wanted { DesiredState::Running } else { DesiredState::Stopped };
-                bodies.push((e.kind.name.clone(), api::persist_body(&e.kind, settings, state)));
+                let state = if e.wanted {
+                    DesiredState::Running
+                } else {
+                    DesiredState::Stopped
+                };
+                bodies.push((
+                    e.kind.name.clone(),
+                    api::persist_body(&e.kind, settings, state),
+                ));
             }
         }
         let text = crate::probes::init_file::render(bodies.iter().map(|(n, b)| (n.as_str(), b)));

@@ -78,7 +78,11 @@ pub async fn refresh(
                 tracing::warn!(probe = name, "container runtime: {f}");
             }
             if report.cut > 0 {
-                tracing::warn!(probe = name, "{} snooper objects beyond the limit were left out", report.cut);
+                tracing::warn!(
+                    probe = name,
+                    "{} snooper objects beyond the limit were left out",
+                    report.cut
+                );
             }
             (resolver, report.changed)
         }

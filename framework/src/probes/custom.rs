@@ -233,8 +233,10 @@ mod tests {
         .unwrap();
         assert_eq!(probes[0].ipc_encoding, Encoding::Proto);
         assert_eq!(probes[1].ipc_encoding, Encoding::Json);
-        let err = parse(r#"{"a": {"bin": "/x/a", "probe": [], "custom_param": "", "ipc_encoding": "xml"}}"#)
-            .unwrap_err();
+        let err = parse(
+            r#"{"a": {"bin": "/x/a", "probe": [], "custom_param": "", "ipc_encoding": "xml"}}"#,
+        )
+        .unwrap_err();
         assert!(err.contains("ipc_encoding"), "{err}");
     }
 
