@@ -52,8 +52,8 @@ impl RestApi {
                         }
                     })?
                     .to_bytes();
-                let json = api::strip_json_prefix(&body)?;
-                self.manager.put(&name, json).await?;
+                let json = api::form_decoded(api::strip_json_prefix(&body)?);
+                self.manager.put(&name, &json).await?;
                 Ok(api::SUCCESS_BODY.to_string())
             }
             _ => Err(ApiError::method_not_allowed()),

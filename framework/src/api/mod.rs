@@ -15,5 +15,5 @@ mod tests;
 pub use error::{failed_body, ApiError, MAX_PUT_BODY, SUCCESS_BODY};
 pub use get::{render_get, ProbeView, RuntimeView};
 pub use persist::persist_body;
-pub use put::{apply_put, strip_json_prefix, PutContext, PutOutcome};
+pub use put::{apply_put, form_decoded, strip_json_prefix, PutContext, PutOutcome};
 pub use settings::{DesiredState, ProbeSettings, ProcNameEntry, SnooperEntries, SnooperMode};

@@ -15,6 +15,10 @@
 //! - The "the snooper for <n> cannot be empty" rule applies to the probes whose catalogue
 //!   entry says so (tcp, socket, container — see `BuiltinProbe::requires_snoopers`); custom
 //!   probes receive process and container snoopers but are exempt, as in the original.
+//! - A percent-encoded body (`curl --data-urlencode`, as the openEuler docs show) is accepted
+//!   ([`form_decoded`]).
+
+use std::borrow::Cow;
 
 use serde_json::Value;
 
@@ -60,6 +64,38 @@ pub fn strip_json_prefix(body: &[u8]) -> Result<&[u8], ApiError> {
     }
     body.strip_prefix(b"json=")
         .ok_or_else(ApiError::missing_json_prefix)
+}
+
+/// The JSON of a body sent with `curl --data-urlencode json='{...}'` — the form the openEuler
+/// documentation itself shows, which the original refused with `invalid json format`. Raw
+/// JSON cannot start with `%`, so a payload starting with `%7B` is percent-decoded (`+` is a
+/// space, as in any form); anything else is returned as it is.
+pub fn form_decoded(json: &[u8]) -> Cow<'_, [u8]> {
+    if !(json.len() >= 3 && json[0] == b'%' && json[1] == b'7' && json[2].eq_ignore_ascii_case(&b'b')) {
+        return Cow::Borrowed(json);
+    }
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(json.len());
+    let mut i = 0;
+    while i < json.len() {
+        match json[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < json.len() => {
+                match (hex(json[i + 1]), hex(json[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push(h << 4 | l);
+                        i += 3;
+                        continue;
+                    }
+                    // Not an escape: kept, and the JSON parser will say what is wrong.
+                    _ => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    Cow::Owned(out)
 }
 
 /// Applies the JSON of a PUT to `current`, the settings of probe `kind` (use
