@@ -71,7 +71,11 @@ pub fn strip_json_prefix(body: &[u8]) -> Result<&[u8], ApiError> {
 /// JSON cannot start with `%`, so a payload starting with `%7B` is percent-decoded (`+` is a
 /// space, as in any form); anything else is returned as it is.
 pub fn form_decoded(json: &[u8]) -> Cow<'_, [u8]> {
-    if !(json.len() >= 3 && json[0] == b'%' && json[1] == b'7' && json[2].eq_ignore_ascii_case(&b'b')) {
+    if !(json.len() >= 3
+        && json[0] == b'%'
+        && json[1] == b'7'
+        && json[2].eq_ignore_ascii_case(&b'b'))
+    {
         return Cow::Borrowed(json);
     }
     let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);

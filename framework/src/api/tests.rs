@@ -109,11 +109,21 @@ fn json_prefix_and_size_rules() {
 #[test]
 fn url_encoded_bodies_are_decoded() {
     // `curl --data-urlencode json='{...}'` (seed article) sends percent-encoded JSON.
-    let body = b"json=%7B%22state%22%3A+%22running%22%2C%22params%22%3A%7B%22report_period%22%3A30%7D%7D";
+    let body =
+        b"json=%7B%22state%22%3A+%22running%22%2C%22params%22%3A%7B%22report_period%22%3A30%7D%7D";
     let json = form_decoded(strip_json_prefix(body).unwrap()).into_owned();
-    assert_eq!(json, br#"{"state": "running","params":{"report_period":30}}"#);
+    assert_eq!(
+        json,
+        br#"{"state": "running","params":{"report_period":30}}"#
+    );
     let kind = kind("virt");
-    let out = apply_put(&kind, &ProbeSettings::new(&kind), &json, PutContext::default()).unwrap();
+    let out = apply_put(
+        &kind,
+        &ProbeSettings::new(&kind),
+        &json,
+        PutContext::default(),
+    )
+    .unwrap();
     assert_eq!(out.state, Some(DesiredState::Running));
     // Raw JSON is left alone, '+' and '%' included; a broken escape stays for the parser.
     assert_eq!(&*form_decoded(br#"{"a":"1+1%"}"#), br#"{"a":"1+1%"}"#);
