@@ -67,6 +67,16 @@ fn write(dir: &Path, name: &str, content: &str) -> PathBuf {
 
 /// `GET /metrics` over TLS 1.3 trusting `ca`, presenting `client` if given: status and body.
 fn https_get(port: u16, ca: &Ca, client: Option<&Leaf>) -> Result<(u16, String), String> {
+    https_get_path(port, "/metrics", ca, client)
+}
+
+/// `GET <path>` over TLS 1.3 trusting `ca`, presenting `client` if given: status and body.
+fn https_get_path(
+    port: u16,
+    path: &str,
+    ca: &Ca,
+    client: Option<&Leaf>,
+) -> Result<(u16, String), String> {
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(CertificateDer::from_pem_slice(ca.cert_pem.as_bytes()).unwrap())
@@ -91,8 +101,10 @@ fn https_get(port: u16, ca: &Ca, client: Option<&Leaf>) -> Result<(u16, String),
     let tcp = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
     tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut tls = rustls::StreamOwned::new(conn, tcp);
-    tls.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .map_err(|e| e.to_string())?;
+    tls.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .map_err(|e| e.to_string())?;
     let mut raw = Vec::new();
     tls.read_to_end(&mut raw).map_err(|e| e.to_string())?;
     let text = String::from_utf8_lossy(&raw).into_owned();
@@ -150,6 +162,34 @@ fn metrics_over_mutual_tls() {
     );
     // Refused clients did not disturb the server.
     assert_eq!(https_get(port, &ca, Some(&client)).unwrap().0, 200);
+    assert!(daemon.terminate().success());
+}
+
+#[test]
+fn rest_api_over_mutual_tls() {
+    let mut sandbox = Sandbox::new();
+    let ca = Ca::new("gala e2e CA");
+    let client = ca.issue(ExtendedKeyUsagePurpose::ClientAuth);
+    let server = ca.issue(ExtendedKeyUsagePurpose::ServerAuth);
+    let dir = sandbox.path().to_owned();
+    sandbox.rest_api_tls = format!(
+        r#"ssl_auth = "on"; private_key = "{}"; cert_file = "{}"; ca_file = "{}";"#,
+        write(&dir, "server.key", &server.key_pem).display(),
+        write(&dir, "server.pem", &server.cert_pem).display(),
+        write(&dir, "ca.pem", &ca.cert_pem).display(),
+    );
+    sandbox.write_config(IMDB_DEFAULT, "");
+    let daemon = sandbox.start();
+    let port = sandbox.rest_port;
+    let served = https_get_path(port, "/tcp", &ca, Some(&client)).expect("mTLS GET");
+    assert_eq!(served, (200, "{}\n".to_owned()));
+    let anonymous = https_get_path(port, "/tcp", &ca, None);
+    assert!(anonymous.is_err(), "no client certificate: {anonymous:?}");
+    let plain = http_get(port, "/tcp");
+    assert!(
+        !matches!(plain, Ok((200, _))),
+        "plain HTTP is not served: {plain:?}"
+    );
     assert!(daemon.terminate().success());
 }
 

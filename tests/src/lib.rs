@@ -47,6 +47,8 @@ pub struct Sandbox {
     /// The TLS keys of the `web_server` section [`Sandbox::write_config`] writes
     /// (`ssl_auth`, `private_key`, `cert_file`, `ca_file`); default `ssl_auth = "off";`.
     pub web_server_tls: String,
+    /// The same keys for the `rest_api_server` section; default `ssl_auth = "off";`.
+    pub rest_api_tls: String,
     custom: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -81,6 +83,7 @@ impl Sandbox {
             metrics_port: free_port(),
             rest_port: free_port(),
             web_server_tls: r#"ssl_auth = "off";"#.to_owned(),
+            rest_api_tls: r#"ssl_auth = "off";"#.to_owned(),
             custom: serde_json::Map::new(),
         }
     }
@@ -127,7 +130,7 @@ impl Sandbox {
         let p = self.path().display();
         let conf = format!(
             r#"global = {{ log_file_name = "gopher.log"; log_level = "info"; rest_api_on = true; }};
-rest_api_server = {{ bind_addr = "127.0.0.1"; port = {rest_port}; ssl_auth = "off"; }};
+rest_api_server = {{ bind_addr = "127.0.0.1"; port = {rest_port}; {rest_tls} }};
 metric = {{ out_channel = "web_server"; kafka_topic = "gala_gopher"; }};
 event = {{ out_channel = "logs"; kafka_topic = "gala_gopher_event"; }};
 meta = {{ out_channel = "logs"; kafka_topic = "gala_gopher_metadata"; }};
@@ -153,6 +156,7 @@ paths = {{
             port = self.metrics_port,
             rest_port = self.rest_port,
             tls = self.web_server_tls,
+            rest_tls = self.rest_api_tls,
         );
         let path = self.path().join("gala-gopher.conf");
         std::fs::write(&path, conf).expect("write config");
