@@ -55,6 +55,11 @@ pub async fn refresh(
 ) -> (Resolver, bool) {
     let name = kind.name.clone();
     let kinds = kinds(kind);
+    if !is_dynamic(settings) || !(kinds.process || kinds.container) {
+        // Nothing to look for: no scan (PUTs of such probes stay cheap).
+        let changed = !resolver.objects().is_empty();
+        return (Resolver::new(), changed);
+    }
     let query = match SnooperQuery::compile(&entries(settings)) {
         Ok(q) => q,
         Err(e) => {

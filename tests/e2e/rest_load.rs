@@ -1,0 +1,141 @@
+//! Load on the REST API: 50 concurrent clients doing PUT and GET for 30 s (set
+//! `GOPHER_LOAD_SECS` to change it) get only documented answers, and the daemon's memory stays
+//! flat. One probe runs and never reads its control channel while its params keep changing,
+//! which must not make the daemon queue messages. Prints the figures of docs/benchmarks.md.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gala_e2e::{http_request, Sandbox};
+
+const CLIENTS: usize = 50;
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The request a client sends at step `i`, and the answers it may get.
+fn request(client: usize, i: usize) -> (&'static str, String, String, &'static [u16]) {
+    let period = 5 + (client * 7 + i) % 595;
+    match i % 5 {
+        0 => (
+            "PUT",
+            "/mine".into(),
+            format!(r#"json={{"params": {{"report_period": {period}}}}}"#),
+            &[200],
+        ),
+        1 => ("GET", "/mine".into(), String::new(), &[200]),
+        2 => (
+            "PUT",
+            "/tcp".into(),
+            format!(
+                r#"json={{"cmd": {{"probe": ["tcp_rtt"]}}, "blacklist": {{}}, "params": {{"report_period": {period}}}}}"#
+            ),
+            &[200],
+        ),
+        3 => (
+            "PUT",
+            "/tcp".into(),
+            r#"json={"params": {"report_period": 1}}"#.into(),
+            &[400],
+        ),
+        _ => ("GET", "/nosuch".into(), String::new(), &[404]),
+    }
+}
+
+#[test]
+fn fifty_clients_for_thirty_seconds() {
+    let secs: u64 = std::env::var("GOPHER_LOAD_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    let mut sb = Sandbox::new();
+    sb.add_custom_probe(
+        "mine",
+        "#!/bin/sh\nexec sleep 3600\n",
+        "version = \"1.0.0\";\nmeasurements: ({ table_name: \"e2e_mine\"; entity_name: \"e2e_mine\";\n  fields: ({ description: \"k\"; type: \"key\"; name: \"k\"; }); });\n",
+    );
+    sb.write_probes_init("mine {\"state\": \"running\"}\n");
+    sb.write_config(
+        "max_tables_num = 16; max_records_num = 100; max_metrics_num = 16; record_timeout = 60;",
+        "",
+    );
+    let d = sb.start();
+    let port = sb.rest_port;
+    let stop = Arc::new(AtomicBool::new(false));
+    let latencies = Arc::new(Mutex::new(Vec::<u32>::new()));
+    let unexpected = Arc::new(Mutex::new(Vec::<String>::new()));
+    let start = Instant::now();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let (stop, latencies, unexpected) =
+                (stop.clone(), latencies.clone(), unexpected.clone());
+            std::thread::spawn(move || {
+                let mut mine = Vec::new();
+                let mut i = c;
+                while !stop.load(Ordering::Relaxed) {
+                    let (method, path, body, want) = request(c, i);
+                    let t = Instant::now();
+                    match http_request(port, method, &path, body.as_bytes()) {
+                        Ok((status, text))
+                            if want.contains(&status)
+                                && (status != 200
+                                    || method == "GET"
+                                    || text.contains("success")) => {}
+                        other => unexpected
+                            .lock()
+                            .unwrap()
+                            .push(format!("{method} {path} {body}: {other:?}")),
+                    }
+                    mine.push(t.elapsed().as_micros() as u32);
+                    i += 1;
+                }
+                latencies.lock().unwrap().extend(mine);
+            })
+        })
+        .collect();
+    // RSS once warmed up, then at the end.
+    std::thread::sleep(Duration::from_secs(secs.min(5)));
+    let warm = rss_kb(d.pid());
+    std::thread::sleep(Duration::from_secs(secs.saturating_sub(5)));
+    let end = rss_kb(d.pid());
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().expect("client");
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let unexpected = unexpected.lock().unwrap();
+    assert!(
+        unexpected.is_empty(),
+        "{} unexpected answers, e.g. {:?}",
+        unexpected.len(),
+        &unexpected[..unexpected.len().min(5)]
+    );
+    let mut lat = latencies.lock().unwrap().clone();
+    lat.sort_unstable();
+    let pct = |p: f64| lat[((lat.len() - 1) as f64 * p) as usize] as f64 / 1000.0;
+    println!(
+        "REST load: {CLIENTS} clients, {elapsed:.0} s, {} requests ({:.0}/s), latency p50 {:.2} ms p99 {:.2} ms max {:.2} ms, RSS {:.1} MB warm -> {:.1} MB end",
+        lat.len(),
+        lat.len() as f64 / elapsed,
+        pct(0.5),
+        pct(0.99),
+        pct(1.0),
+        warm as f64 / 1024.0,
+        end as f64 / 1024.0
+    );
+    assert!(lat.len() > CLIENTS * 10, "too few requests: {}", lat.len());
+    // Flat: allocator noise only, nothing that grows with the number of requests.
+    assert!(
+        end <= warm + 4 * 1024,
+        "RSS grew from {warm} kB to {end} kB"
+    );
+    // The daemon still answers, and the probe still runs.
+    assert_eq!(d.probe_json("mine")["runtime"]["status"], "running");
+}
