@@ -204,7 +204,7 @@ async fn run(loaded: Loaded, check_only: bool) -> Result<()> {
         Err(e) => tracing::error!("gopher-ctl socket: {e}"),
     }
 
-    apply_probes_init(&config, &manager).await;
+    let kept_init_lines = apply_probes_init(&config, &manager).await;
     tokio::spawn(housekeeping(imdb.clone(), self_metrics, shutdown.clone()));
     tokio::spawn(refresh_snoopers(
         manager.clone(),
@@ -221,7 +221,7 @@ async fn run(loaded: Loaded, check_only: bool) -> Result<()> {
     let _ = shutdown_tx.send(true);
     // What runs now is what the next start brings back.
     let init = &config.paths.probes_init;
-    match manager.save(init).await {
+    match manager.save(init, &kept_init_lines).await {
         Ok(()) => tracing::info!("saved the probe configuration to {}", init.display()),
         Err(e) => tracing::error!("saving the probe configuration to {}: {e}", init.display()),
     }
@@ -274,7 +274,9 @@ fn lock_pid_file(path: &Path) -> Result<nix::fcntl::Flock<File>> {
 
 /// Applies `probes.init` (or `GOPHER_PROBES_INIT`) line by line, as PUTs: a bad line or a
 /// probe that cannot start is logged with its line number; the other lines still apply.
-async fn apply_probes_init(config: &Config, manager: &ProbeManager) {
+/// Returns the lines to keep when the file is written back: comments, and the lines that
+/// could not be applied (so an operator's line is never lost to a typo).
+async fn apply_probes_init(config: &Config, manager: &ProbeManager) -> Vec<String> {
     let path = &config.paths.probes_init;
     let text = match probes_init_override(&|v| std::env::var(v).ok()) {
         Some(text) => text,
@@ -287,9 +289,14 @@ async fn apply_probes_init(config: &Config, manager: &ProbeManager) {
             }
         },
     };
+    let lines: Vec<&str> = text.lines().collect();
     let (entries, errors) = init_file::parse(&text);
+    let mut keep: Vec<usize> = (1..=lines.len())
+        .filter(|&n| lines[n - 1].trim_start().starts_with('#'))
+        .collect();
     for e in errors {
         tracing::error!("{}:{e}", path.display());
+        keep.push(e.line);
     }
     for entry in entries {
         let body = serde_json::Value::Object(entry.body).to_string();
@@ -301,8 +308,11 @@ async fn apply_probes_init(config: &Config, manager: &ProbeManager) {
                 entry.probe,
                 e.message
             );
+            keep.push(entry.line);
         }
     }
+    keep.sort_unstable();
+    keep.into_iter().map(|n| lines[n - 1].to_string()).collect()
 }
 
 /// Re-resolves the probes' snoopers every `period`, so processes that start or end reach the

@@ -187,6 +187,8 @@ fn sigterm_stops_every_probe_saves_probes_init_and_a_restart_restores_them() {
         .map(|n| (*n, if *n == "p5" { STUBBORN } else { TICKER }))
         .collect();
     let sb = sandbox(&probes, "stop_grace = 1;");
+    // The operator's comment and a line that cannot apply survive the rewrite.
+    sb.write_probes_init("# keep me\nnosuch {\"state\": \"running\"}\n");
     let d = sb.start();
     let mut pids = Vec::new();
     for n in names {
@@ -206,6 +208,10 @@ fn sigterm_stops_every_probe_saves_probes_init_and_a_restart_restores_them() {
         assert!(!process_exists(*pid), "probe {pid} outlived the daemon");
     }
     let saved = std::fs::read_to_string(sb.path().join("probes.init")).expect("probes.init");
+    assert!(
+        saved.contains("\n# keep me\nnosuch {\"state\": \"running\"}\n"),
+        "{saved}"
+    );
     for n in names {
         let line = saved
             .lines()

@@ -162,8 +162,9 @@ impl ProbeManager {
     }
 
     /// Writes the configuration of every configured probe to `path` in `probes.init` form,
-    /// `state` saying whether it was wanted running.
-    pub async fn save(&self, path: &Path) -> std::io::Result<()> {
+    /// `state` saying whether it was wanted running, after the `kept` lines (comments and
+    /// lines that could not be applied at start, verbatim).
+    pub async fn save(&self, path: &Path, kept: &[String]) -> std::io::Result<()> {
         let entries: Vec<_> = self.probes.lock().values().cloned().collect();
         let mut bodies = Vec::new();
         for e in entries {
@@ -180,7 +181,8 @@ impl ProbeManager {
                 ));
             }
         }
-        let text = crate::probes::init_file::render(bodies.iter().map(|(n, b)| (n.as_str(), b)));
+        let text =
+            crate::probes::init_file::render(kept, bodies.iter().map(|(n, b)| (n.as_str(), b)));
         crate::probes::init_file::save(path, &text)
     }
 

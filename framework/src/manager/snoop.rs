@@ -4,8 +4,7 @@
 use crate::api::ProbeSettings;
 use crate::probes::catalogue::ProbeKind;
 use crate::snooper::{
-    Kinds, ProcNameEntry, ResolveOptions, Resolver, ScanRoots, Snooped, SnooperEntries,
-    SnooperQuery,
+    ProcNameEntry, ResolveOptions, Resolver, ScanRoots, Snooped, SnooperEntries, SnooperQuery,
 };
 
 /// The snooper entries of `settings` in the resolver's terms.
@@ -24,14 +23,6 @@ fn entries(settings: &ProbeSettings) -> SnooperEntries {
         container_ids: e.container_id.clone(),
         pod_ids: e.pod_id.clone(),
         container_names: e.container_name.clone(),
-    }
-}
-
-/// Which objects `kind` is sent.
-fn kinds(kind: &ProbeKind) -> Kinds {
-    Kinds {
-        process: kind.snoop.process,
-        container: kind.snoop.container,
     }
 }
 
@@ -54,7 +45,7 @@ pub async fn refresh(
     mut resolver: Resolver,
 ) -> (Resolver, bool) {
     let name = kind.name.clone();
-    let kinds = kinds(kind);
+    let kinds = kind.snoop;
     if !is_dynamic(settings) || !(kinds.process || kinds.container) {
         // Nothing to look for: no scan (PUTs of such probes stay cheap).
         let changed = !resolver.objects().is_empty();

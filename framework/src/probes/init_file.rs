@@ -86,9 +86,21 @@ pub fn parse(text: &str) -> (Vec<InitEntry>, Vec<InitFileError>) {
 const SAVED_HEADER: &str =
     "# Written by gala-gopher at shutdown: the probe configuration it was running with.\n";
 
-/// Renders probe configurations as the file's lines, `<probe> <json>`, in the given order.
-pub fn render<'a>(entries: impl IntoIterator<Item = (&'a str, &'a Value)>) -> String {
+/// Renders the file: the operator's comments and the lines that could not be applied (`kept`,
+/// verbatim, so nothing the operator wrote is lost), then probe configurations as
+/// `<probe> <json>` lines, in the given order.
+pub fn render<'a>(
+    kept: &[String],
+    entries: impl IntoIterator<Item = (&'a str, &'a Value)>,
+) -> String {
     let mut out = String::from(SAVED_HEADER);
+    for line in kept
+        .iter()
+        .filter(|l| l.as_str() != SAVED_HEADER.trim_end())
+    {
+        out.push_str(line);
+        out.push('\n');
+    }
     for (probe, body) in entries {
         out.push_str(probe);
         out.push(' ');
@@ -165,9 +177,12 @@ mod tests {
         let tcp: Value =
             serde_json::json!({"state": "running", "snoopers": {"proc_name": [{"comm": "a b"}]}});
         let io: Value = serde_json::json!({"state": "stopped"});
-        save(&path, &render([("tcp", &tcp), ("io", &io)])).unwrap();
+        let kept = vec!["# mine".to_string(), "bad {".to_string()];
+        save(&path, &render(&kept, [("tcp", &tcp), ("io", &io)])).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("\n# mine\nbad {\n"), "{text}");
         let (entries, errors) = parse(&std::fs::read_to_string(&path).unwrap());
-        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(errors.len(), 1, "{errors:?}");
         let got: Vec<(&str, Value)> = entries
             .iter()
             .map(|e| (e.probe.as_str(), Value::Object(e.body.clone())))

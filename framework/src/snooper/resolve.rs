@@ -132,32 +132,8 @@ impl SnooperQuery {
     }
 }
 
-/// Which object kinds a probe accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Kinds {
-    /// Process objects.
-    pub process: bool,
-    /// Container objects.
-    pub container: bool,
-}
-
-impl Kinds {
-    /// Processes only.
-    pub const PROCESSES: Kinds = Kinds {
-        process: true,
-        container: false,
-    };
-    /// Containers only.
-    pub const CONTAINERS: Kinds = Kinds {
-        process: false,
-        container: true,
-    };
-    /// Both kinds.
-    pub const ALL: Kinds = Kinds {
-        process: true,
-        container: true,
-    };
-}
+/// Which object kinds a probe accepts: the catalogue's snoop column.
+pub use crate::probes::catalogue::SnoopKinds as Kinds;
 
 /// One object a probe is told to observe. Containers sort before processes, so when the cap cuts
 /// it cuts processes (highest pids first).

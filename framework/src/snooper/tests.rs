@@ -238,7 +238,7 @@ fn proc_name_excludes_the_daemon_and_its_children() {
         proc_names: vec![proc_name("^nginx$", "")],
         ..SnooperEntries::default()
     };
-    let got = resolve_fixture(entries.clone(), Kinds::ALL);
+    let got = resolve_fixture(entries.clone(), Kinds::BOTH);
     assert_eq!(objects(&got), ["pid 300", "pid 301"]);
     assert_eq!(got.cut, 0);
     // The objects carry the full process facts.
@@ -251,7 +251,7 @@ fn proc_name_excludes_the_daemon_and_its_children() {
         &fixture(),
         None,
         &query(entries),
-        Kinds::ALL,
+        Kinds::BOTH,
         &options(None),
     );
     assert_eq!(objects(&everyone), ["pid 200", "pid 300", "pid 301"]);
@@ -261,7 +261,7 @@ fn proc_name_excludes_the_daemon_and_its_children() {
         proc_names: vec![proc_name("gopher", "")],
         ..SnooperEntries::default()
     };
-    assert!(resolve_fixture(entries, Kinds::ALL).objects.is_empty());
+    assert!(resolve_fixture(entries, Kinds::BOTH).objects.is_empty());
 }
 
 #[test]
@@ -280,7 +280,7 @@ fn proc_name_regex_is_unanchored_and_cmdline_a_substring() {
             ..SnooperEntries::default()
         };
         assert_eq!(
-            objects(&resolve_fixture(entries, Kinds::ALL)),
+            objects(&resolve_fixture(entries, Kinds::BOTH)),
             want,
             "{comm:?} {cmdline:?}"
         );
@@ -294,10 +294,10 @@ fn proc_id_yields_only_live_processes() {
         ..SnooperEntries::default()
     };
     assert_eq!(
-        objects(&resolve_fixture(entries.clone(), Kinds::ALL)),
+        objects(&resolve_fixture(entries.clone(), Kinds::BOTH)),
         ["pid 1", "pid 400"]
     );
-    assert!(resolve_fixture(entries, Kinds::CONTAINERS)
+    assert!(resolve_fixture(entries, Kinds::CONTAINER)
         .objects
         .is_empty());
 }
@@ -314,7 +314,7 @@ fn container_id_prefix_yields_the_container_and_its_processes() {
             container_ids: vec![prefix.to_string()],
             ..SnooperEntries::default()
         };
-        let got = resolve_fixture(entries, Kinds::ALL);
+        let got = resolve_fixture(entries, Kinds::BOTH);
         assert_eq!(
             got.objects,
             vec![
@@ -329,7 +329,7 @@ fn container_id_prefix_yields_the_container_and_its_processes() {
         container_ids: vec!["4f2d0d".into()],
         ..SnooperEntries::default()
     };
-    assert!(resolve_fixture(entries, Kinds::ALL).objects.is_empty());
+    assert!(resolve_fixture(entries, Kinds::BOTH).objects.is_empty());
 }
 
 #[test]
@@ -338,7 +338,7 @@ fn pod_id_yields_its_containers_and_their_processes_filtered_by_kind() {
         pod_ids: vec![POD.replace('-', "").to_ascii_uppercase()],
         ..SnooperEntries::default()
     };
-    let all = resolve_fixture(entries.clone(), Kinds::ALL);
+    let all = resolve_fixture(entries.clone(), Kinds::BOTH);
     assert_eq!(
         all.objects,
         vec![
@@ -348,12 +348,12 @@ fn pod_id_yields_its_containers_and_their_processes_filtered_by_kind() {
             Snooped::Process(expected_processes()[10].clone()),
         ]
     );
-    let containers = resolve_fixture(entries.clone(), Kinds::CONTAINERS);
+    let containers = resolve_fixture(entries.clone(), Kinds::CONTAINER);
     assert_eq!(
         objects(&containers),
         ["container a1b2c3d4", "container b7e8f90a"]
     );
-    let processes = resolve_fixture(entries, Kinds::PROCESSES);
+    let processes = resolve_fixture(entries, Kinds::PROCESS);
     assert_eq!(objects(&processes), ["pid 500", "pid 501"]);
 }
 
@@ -367,7 +367,7 @@ fn overlapping_entries_give_each_object_once() {
         ..SnooperEntries::default()
     };
     assert_eq!(
-        objects(&resolve_fixture(entries, Kinds::ALL)),
+        objects(&resolve_fixture(entries, Kinds::BOTH)),
         [
             "container 4f2d0c9e",
             "container a1b2c3d4",
@@ -391,7 +391,7 @@ fn the_cap_cuts_the_tail_and_counts_it() {
         max_objects: 3,
         ..options(Some(DAEMON))
     };
-    let got = resolve(&fixture(), None, &query(entries), Kinds::ALL, &capped);
+    let got = resolve(&fixture(), None, &query(entries), Kinds::BOTH, &capped);
     assert_eq!(
         objects(&got),
         ["container a1b2c3d4", "container b7e8f90a", "pid 1"]
@@ -427,7 +427,7 @@ fn container_name_matches_runtime_names_by_substring() {
         )
     };
 
-    let got = by_name(&["cache"], Kinds::ALL);
+    let got = by_name(&["cache"], Kinds::BOTH);
     let named = ContainerInfo {
         name: Some("redis-cache".into()),
         ..docker_container()
@@ -441,7 +441,7 @@ fn container_name_matches_runtime_names_by_substring() {
         ]
     );
     // A container only the runtime knows (no process in this proc tree) has inode 0.
-    let got = by_name(&["orph"], Kinds::ALL);
+    let got = by_name(&["orph"], Kinds::BOTH);
     assert_eq!(
         got.objects,
         vec![Snooped::Container(ContainerInfo {
@@ -453,7 +453,7 @@ fn container_name_matches_runtime_names_by_substring() {
     );
     // Empty matches every named container; the pause container has no runtime name.
     assert_eq!(
-        objects(&by_name(&[""], Kinds::CONTAINERS)),
+        objects(&by_name(&[""], Kinds::CONTAINER)),
         [
             "container 4f2d0c9e",
             "container a1b2c3d4",
@@ -461,7 +461,7 @@ fn container_name_matches_runtime_names_by_substring() {
         ]
     );
     assert!(
-        by_name(&["Redis"], Kinds::ALL).objects.is_empty(),
+        by_name(&["Redis"], Kinds::BOTH).objects.is_empty(),
         "case-sensitive"
     );
     // Without a runtime listing, names resolve to nothing.
@@ -469,7 +469,7 @@ fn container_name_matches_runtime_names_by_substring() {
         container_names: vec!["cache".into()],
         ..SnooperEntries::default()
     };
-    assert!(resolve_fixture(entries, Kinds::ALL).objects.is_empty());
+    assert!(resolve_fixture(entries, Kinds::BOTH).objects.is_empty());
 }
 
 #[test]
@@ -522,7 +522,7 @@ fn resolver_reports_changes_between_updates() {
         proc_names: vec![proc_name("^redis", "")],
         ..SnooperEntries::default()
     });
-    let report = resolver.update(&snapshot, None, &redis, Kinds::ALL, &opts);
+    let report = resolver.update(&snapshot, None, &redis, Kinds::BOTH, &opts);
     assert_eq!(
         report,
         ResolveReport {
@@ -531,13 +531,13 @@ fn resolver_reports_changes_between_updates() {
         }
     );
     assert_eq!(resolver.objects().len(), 2);
-    let report = resolver.update(&snapshot, None, &redis, Kinds::ALL, &opts);
+    let report = resolver.update(&snapshot, None, &redis, Kinds::BOTH, &opts);
     assert!(!report.changed);
     let capped = ResolveOptions {
         max_objects: 1,
         ..opts.clone()
     };
-    let report = resolver.update(&snapshot, None, &redis, Kinds::ALL, &capped);
+    let report = resolver.update(&snapshot, None, &redis, Kinds::BOTH, &capped);
     assert_eq!(
         report,
         ResolveReport {
@@ -545,18 +545,18 @@ fn resolver_reports_changes_between_updates() {
             cut: 1
         }
     );
-    let report = resolver.update(&snapshot, None, &redis, Kinds::CONTAINERS, &opts);
+    let report = resolver.update(&snapshot, None, &redis, Kinds::CONTAINER, &opts);
     assert!(report.changed);
     assert!(resolver.objects().is_empty());
     // From empty to empty is no change, including for a fresh resolver.
     assert!(
         !resolver
-            .update(&snapshot, None, &redis, Kinds::CONTAINERS, &opts)
+            .update(&snapshot, None, &redis, Kinds::CONTAINER, &opts)
             .changed
     );
     assert!(
         !Resolver::new()
-            .update(&snapshot, None, &redis, Kinds::CONTAINERS, &opts)
+            .update(&snapshot, None, &redis, Kinds::CONTAINER, &opts)
             .changed
     );
 }
@@ -594,7 +594,7 @@ fn rescan_until(
     let mut reports = Vec::new();
     loop {
         let (report, failures) = resolver
-            .rescan(&ScanRoots::default(), q, Kinds::ALL, opts)
+            .rescan(&ScanRoots::default(), q, Kinds::BOTH, opts)
             .unwrap();
         assert!(failures.is_empty());
         reports.push(report);
@@ -642,7 +642,7 @@ fn real_sleep_processes_are_found_by_comm_and_cmdline_and_tracked() {
 
     // Nothing changed: no change reported.
     let (report, _) = resolver
-        .rescan(&ScanRoots::default(), &q, Kinds::ALL, &opts)
+        .rescan(&ScanRoots::default(), &q, Kinds::BOTH, &opts)
         .unwrap();
     assert_eq!(
         report,
@@ -656,7 +656,7 @@ fn real_sleep_processes_are_found_by_comm_and_cmdline_and_tracked() {
     let as_daemon = options(Some(std::process::id()));
     let mut excluded = Resolver::new();
     let (report, _) = excluded
-        .rescan(&ScanRoots::default(), &q, Kinds::ALL, &as_daemon)
+        .rescan(&ScanRoots::default(), &q, Kinds::BOTH, &as_daemon)
         .unwrap();
     assert!(!report.changed && excluded.objects().is_empty());
 
@@ -674,7 +674,12 @@ fn real_sleep_processes_are_found_by_comm_and_cmdline_and_tracked() {
 fn rescan_of_a_missing_proc_root_fails_with_its_path() {
     let roots = ScanRoots::under_host_root(Path::new("/nonexistent-host"));
     let err = Resolver::new()
-        .rescan(&roots, &SnooperQuery::default(), Kinds::ALL, &options(None))
+        .rescan(
+            &roots,
+            &SnooperQuery::default(),
+            Kinds::BOTH,
+            &options(None),
+        )
         .unwrap_err();
     assert!(err.to_string().contains("/nonexistent-host/proc"), "{err}");
 }
