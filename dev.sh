@@ -69,8 +69,10 @@ stage() {
     sed "$relocate" config/gala-gopher.conf > "$dest/etc/gala-gopher/gala-gopher.conf"
     sed "$relocate" config/gala-gopher-custom.json > "$dest/etc/gala-gopher/gala-gopher-custom.json"
     chmod 0640 "$dest/etc/gala-gopher/gala-gopher-custom.json"
-    [ -e "$dest/etc/gala-gopher/probes.init" ] || cp config/probes.init "$dest/etc/gala-gopher/probes.init"
+    # The shipped default every time: the staged daemon rewrites it at shutdown.
+    cp config/probes.init "$dest/etc/gala-gopher/probes.init"
     cp "$bin_dir/gala-gopher" "$dest/gala-gopher"
+    cp "$bin_dir/gopher-ctl" "$dest/gopher-ctl"
 }
 
 cmd_run() {
@@ -79,7 +81,8 @@ cmd_run() {
     cargo build --release --workspace --bins
     local dest="$ROOT/target/dev-root"
     stage "$dest" target/release
-    log "running gala-gopher in the foreground; metrics on http://127.0.0.1:8888/metrics (Ctrl-C stops)"
+    log "running gala-gopher in the foreground; metrics on http://127.0.0.1:8888/metrics, REST on http://127.0.0.1:9999/<probe>,"
+    log "gopher-ctl: $dest/gopher-ctl --socket $dest/var/run/gala_gopher/gala_gopher_cmd.sock probe get example (Ctrl-C stops)"
     exec "$dest/gala-gopher" -c "$dest/etc/gala-gopher/gala-gopher.conf"
 }
 
