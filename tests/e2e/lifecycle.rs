@@ -112,7 +112,13 @@ fn a_bad_config_stops_startup_with_file_and_line() {
     let out = sandbox.command().output().expect("run");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains(&format!("{}:5", conf.display())), "{err}");
+    let line = std::fs::read_to_string(&conf)
+        .unwrap()
+        .lines()
+        .position(|l| l.starts_with("imdb"))
+        .unwrap()
+        + 1;
+    assert!(err.contains(&format!("{}:{line}", conf.display())), "{err}");
     assert!(err.contains("imdb.max_tables_num"), "{err}");
 }
 
@@ -138,7 +144,7 @@ fn a_probe_that_cannot_start_does_not_stop_the_others() {
     let probe = "#!/bin/sh\nwhile :; do printf '%s\\n' '|demo_conn|ok|1|1|'; sleep 0.2; done\n";
     sandbox.add_custom_probe("demo", probe, DEMO_META);
     sandbox.write_probes_init(
-        "tcp {\"state\": \"running\"}\nnosuchprobe {\"state\": \"running\"}\nbroken {\ndemo {\"state\": \"running\"}\n",
+        "tcp {\"cmd\": {\"probe\": [\"tcp_rtt\"]}, \"blacklist\": {}, \"state\": \"running\"}\nnosuchprobe {\"state\": \"running\"}\nbroken {\ndemo {\"state\": \"running\"}\n",
     );
     sandbox.write_config(IMDB_DEFAULT, "");
     let daemon = sandbox.start();
@@ -151,7 +157,8 @@ fn a_probe_that_cannot_start_does_not_stop_the_others() {
         std::fs::read_to_string(sandbox.path().join("log/debug/gopher.log")).unwrap_or_default();
     for want in [
         "line 1",
-        "tcpprobe",
+        "tcpprobe is not installed",
+        "failed to start probe",
         "line 2",
         "invalid probe name nosuchprobe",
         "line 3",
