@@ -12,19 +12,7 @@ use gala_gopher::imdb::{Imdb, ImdbLimits};
 use gala_gopher::ingress::{Batch, BatchWriter, LineSplitter, LineValidator};
 use gala_meta::{parse_meta_file, MetaLimits, Registry};
 
-const META: &str = r#"
-version = "1.0.0";
-measurements: (
-  { table_name: "bench"; entity_name: "bench";
-    fields: (
-      { description: "series id"; type: "key"; name: "id"; },
-      { description: "padding label"; type: "label"; name: "name"; },
-      { description: "a gauge"; type: "gauge"; name: "g1"; },
-      { description: "another gauge"; type: "gauge"; name: "g2"; },
-      { description: "a counter"; type: "counter"; name: "c"; },
-    ); },
-);
-"#;
+const META: &str = include_str!("../../tests/fixtures/bench.meta");
 
 const SERIES: usize = 10_000;
 const RECORD_LEN: usize = 100;

@@ -48,14 +48,7 @@ pub fn render_get(
 
     let mut cmd = Map::new();
     cmd.insert("bin".into(), kind.bin.to_string_lossy().into_owned().into());
-    cmd.insert(
-        "probe".into(),
-        settings
-            .subitems
-            .iter()
-            .map(|s| Value::from(s.as_str()))
-            .collect(),
-    );
+    cmd.insert("probe".into(), subitems_json(settings));
     root.insert("cmd".into(), Value::Object(cmd));
 
     let custom = kind
@@ -88,6 +81,15 @@ pub fn render_get(
     write_sorted(&Value::Object(root), &mut out);
     out.push('\n');
     out
+}
+
+/// The enabled sub-items as a JSON array.
+pub(super) fn subitems_json(settings: &ProbeSettings) -> Value {
+    settings
+        .subitems
+        .iter()
+        .map(|s| Value::from(s.as_str()))
+        .collect()
 }
 
 /// `{}` without entries; otherwise all five arrays, possibly empty.

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use super::get::entries_json;
+use super::get::{entries_json, subitems_json};
 use super::settings::{DesiredState, ProbeSettings, SnooperMode};
 use crate::probes::catalogue::ProbeKind;
 use crate::probes::params::render_changed_params;
@@ -13,14 +13,7 @@ use crate::probes::params::render_changed_params;
 pub fn persist_body(kind: &ProbeKind, settings: &ProbeSettings, state: DesiredState) -> Value {
     let mut root = Map::new();
     let mut cmd = Map::new();
-    cmd.insert(
-        "probe".into(),
-        settings
-            .subitems
-            .iter()
-            .map(|s| Value::from(s.as_str()))
-            .collect(),
-    );
+    cmd.insert("probe".into(), subitems_json(settings));
     if kind.is_custom() {
         cmd.insert("bin".into(), kind.bin.to_string_lossy().into_owned().into());
     }

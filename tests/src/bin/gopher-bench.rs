@@ -14,19 +14,7 @@ use gala_e2e::{workspace_bin, Daemon, Samples, Sandbox};
 /// Every generated record is this long, newline included.
 const RECORD_LEN: usize = 100;
 
-const BENCH_META: &str = r#"
-version = "1.0.0";
-measurements: (
-  { table_name: "bench"; entity_name: "bench";
-    fields: (
-      { description: "series id"; type: "key"; name: "id"; },
-      { description: "padding label"; type: "label"; name: "name"; },
-      { description: "a gauge"; type: "gauge"; name: "g1"; },
-      { description: "another gauge"; type: "gauge"; name: "g2"; },
-      { description: "a counter"; type: "counter"; name: "c"; },
-    ); },
-);
-"#;
+const BENCH_META: &str = include_str!("../../fixtures/bench.meta");
 
 #[derive(Parser)]
 #[command(about = "gala-gopher benchmarks")]
