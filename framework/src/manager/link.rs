@@ -50,11 +50,6 @@ impl ConfigLink {
         }
     }
 
-    /// The encoding the probe is told to use.
-    pub fn encoding(&self) -> Encoding {
-        self.encoding
-    }
-
     /// Makes `config` the snapshot to send, adding `flags` to those not yet sent.
     pub fn publish(&self, config: ProbeConfig, flags: u32) {
         {

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use tokio::sync::Mutex as AsyncMutex;
 
-pub use link::ConfigLink;
+use link::ConfigLink;
 
 use crate::api::{self, ApiError, DesiredState, ProbeSettings, ProbeView, PutContext, RuntimeView};
 use crate::probes::catalogue::{Catalogue, ProbeKind};
@@ -224,7 +224,7 @@ impl ProbeManager {
         LaunchSpec {
             name: kind.name.clone(),
             bin: kind.bin.clone(),
-            encoding: kind.encoding.as_str(),
+            encoding: kind.encoding,
         }
     }
 
@@ -254,7 +254,7 @@ impl ProbeManager {
         if just_started || params_changed {
             flags |= gala_ipc_proto::PARAMS_CHG;
         }
-        let config = convert::probe_config(&entry.kind, &settings, snoop::objects(&entry.resolver));
+        let config = convert::probe_config(&entry.kind, &settings, entry.resolver.objects());
         entry.link.publish(config, flags);
     }
 }

@@ -4,7 +4,7 @@
 use crate::api::ProbeSettings;
 use crate::probes::catalogue::ProbeKind;
 use crate::snooper::{
-    ProcNameEntry, ResolveOptions, Resolver, ScanRoots, Snooped, SnooperEntries, SnooperQuery,
+    ProcNameEntry, ResolveOptions, Resolver, ScanRoots, SnooperEntries, SnooperQuery,
 };
 
 /// The snooper entries of `settings` in the resolver's terms.
@@ -87,9 +87,4 @@ pub async fn refresh(
             (resolver, false)
         }
     }
-}
-
-/// The objects as the probe sees them.
-pub fn objects(resolver: &Resolver) -> &[Snooped] {
-    resolver.objects()
 }

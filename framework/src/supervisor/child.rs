@@ -14,15 +14,14 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::process::Command;
 
+use gala_ipc_proto::{Encoding, ENV_IPC_ENCODING, ENV_IPC_FD, ENV_PROBE_NAME, IPC_FD};
+
 use crate::imdb::Imdb;
 use crate::ingress::read_probe_output;
 use crate::ratelimit::{RateLimiter, Verdict};
 
 /// Pipe capacity asked for a probe's stdout, so a burst does not block the probe.
 const PIPE_SIZE: i32 = 1 << 20;
-
-/// The descriptor at which a probe finds its control socket.
-pub const IPC_FD: i32 = 3;
 
 /// What to run for a probe.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,8 +30,8 @@ pub struct LaunchSpec {
     pub name: String,
     /// The program, executed directly (no shell, no arguments).
     pub bin: PathBuf,
-    /// `GALA_GOPHER_IPC_ENCODING`: `proto` or `json`.
-    pub encoding: &'static str,
+    /// The control channel's encoding (`GALA_GOPHER_IPC_ENCODING`).
+    pub encoding: Encoding,
 }
 
 /// A running probe process.
@@ -58,9 +57,9 @@ impl ProbeChild {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .env("GALA_GOPHER_PROBE_NAME", &spec.name)
-            .env("GALA_GOPHER_IPC_FD", IPC_FD.to_string())
-            .env("GALA_GOPHER_IPC_ENCODING", spec.encoding)
+            .env(ENV_PROBE_NAME, &spec.name)
+            .env(ENV_IPC_FD, IPC_FD.to_string())
+            .env(ENV_IPC_ENCODING, spec.encoding.as_str())
             .process_group(0)
             .kill_on_drop(true);
         // SAFETY: between fork and exec the closure only makes async-signal-safe calls

@@ -15,7 +15,7 @@ use tokio::net::UnixStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-pub use child::{describe, reserve_ipc_fd, LaunchSpec, ProbeChild, IPC_FD};
+pub use child::{describe, reserve_ipc_fd, LaunchSpec, ProbeChild};
 pub use policy::{Decision, RestartPolicy};
 
 use crate::config::SupervisorConfig;

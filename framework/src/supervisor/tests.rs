@@ -32,7 +32,7 @@ fn spec(name: &str, bin: PathBuf) -> LaunchSpec {
     LaunchSpec {
         name: name.into(),
         bin,
-        encoding: "json",
+        encoding: gala_ipc_proto::Encoding::Json,
     }
 }
 
