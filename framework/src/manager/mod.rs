@@ -18,6 +18,7 @@ use parking_lot::Mutex;
 use tokio::sync::Mutex as AsyncMutex;
 
 use link::ConfigLink;
+use snoop::Scan;
 
 use crate::api::{self, ApiError, DesiredState, ProbeSettings, ProbeView, PutContext, RuntimeView};
 use crate::probes::catalogue::{Catalogue, ProbeKind};
@@ -104,7 +105,8 @@ impl ProbeManager {
             entry.wanted = true;
         }
         if entry.wanted && (start || snoopers_changed || params_changed) {
-            self.publish(&mut entry, start, snoopers_changed, params_changed)
+            let scan = Scan::Fresh(self.ctx.roots.clone());
+            self.publish(&mut entry, scan, start, snoopers_changed, params_changed)
                 .await;
         }
         if start {
@@ -189,10 +191,19 @@ impl ProbeManager {
     /// Re-resolves the snoopers of every wanted probe and tells those whose objects changed.
     pub async fn refresh_snoopers(&self) {
         let entries: Vec<_> = self.probes.lock().values().cloned().collect();
+        // One /proc scan serves every probe of this tick, made only if one needs it.
+        let mut snapshot = None;
         for e in entries {
             let mut e = e.lock().await;
             if e.wanted && e.settings.as_ref().is_some_and(snoop::is_dynamic) {
-                self.publish(&mut e, false, false, false).await;
+                if snapshot.is_none() {
+                    snapshot = Some(snoop::shared_scan(self.ctx.roots.clone()).await);
+                }
+                let scan = match snapshot.clone().flatten() {
+                    Some(s) => Scan::Shared(s),
+                    None => Scan::Fresh(self.ctx.roots.clone()),
+                };
+                self.publish(&mut e, scan, false, false, false).await;
             }
         }
     }
@@ -233,6 +244,7 @@ impl ProbeManager {
     async fn publish(
         &self,
         entry: &mut ProbeEntry,
+        scan: Scan,
         just_started: bool,
         snoopers_changed: bool,
         params_changed: bool,
@@ -242,7 +254,7 @@ impl ProbeManager {
         };
         let resolver = std::mem::take(&mut entry.resolver);
         let (resolver, objects_changed) =
-            snoop::refresh(self.ctx.roots.clone(), &entry.kind, &settings, resolver).await;
+            snoop::refresh(scan, &entry.kind, &settings, resolver).await;
         entry.resolver = resolver;
         if !(just_started || snoopers_changed || params_changed || objects_changed) {
             return;

@@ -1,10 +1,13 @@
 //! A probe's snooper entries resolved to processes and containers (see [`crate::snooper`]),
 //! off the async executor because it scans `/proc`.
 
+use std::sync::Arc;
+
 use crate::api::ProbeSettings;
 use crate::probes::catalogue::ProbeKind;
 use crate::snooper::{
-    ProcNameEntry, ResolveOptions, Resolver, ScanRoots, SnooperEntries, SnooperQuery,
+    ProcNameEntry, ProcSnapshot, ResolveOptions, Resolver, ScanRoots, SnooperEntries, SnooperError,
+    SnooperQuery,
 };
 
 /// The snooper entries of `settings` in the resolver's terms.
@@ -36,16 +39,37 @@ pub fn is_dynamic(settings: &ProbeSettings) -> bool {
         && e.container_name.is_empty())
 }
 
+/// Where a resolution finds the processes.
+pub enum Scan {
+    /// A scan of `/proc` made for it.
+    Fresh(ScanRoots),
+    /// A scan shared by every probe resolved in the same tick.
+    Shared(Arc<ProcSnapshot>),
+}
+
+/// One scan of `roots` for all the probes of a refresh tick (blocking work off the executor).
+pub async fn shared_scan(roots: ScanRoots) -> Option<Arc<ProcSnapshot>> {
+    match tokio::task::spawn_blocking(move || ProcSnapshot::scan(&roots)).await {
+        Ok(Ok(snapshot)) => Some(Arc::new(snapshot)),
+        Ok(Err(e)) => {
+            tracing::warn!("scanning processes failed: {e}");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
 /// Resolves the snoopers of `settings` with `resolver` (which remembers the last result);
 /// returns the resolver and whether the objects changed.
 pub async fn refresh(
-    roots: ScanRoots,
+    scan: Scan,
     kind: &ProbeKind,
     settings: &ProbeSettings,
     mut resolver: Resolver,
 ) -> (Resolver, bool) {
     let name = kind.name.clone();
     let kinds = kind.snoop;
+    let options = ResolveOptions::default();
     if !is_dynamic(settings) || !(kinds.process || kinds.container) {
         // Nothing to look for: no scan (PUTs of such probes stay cheap).
         let changed = !resolver.objects().is_empty();
@@ -60,7 +84,15 @@ pub async fn refresh(
         }
     };
     let result = tokio::task::spawn_blocking(move || {
-        let outcome = resolver.rescan(&roots, &query, kinds, &ResolveOptions::default());
+        let outcome = (|| {
+            let snapshot = match scan {
+                Scan::Shared(snapshot) => snapshot,
+                Scan::Fresh(roots) => Arc::new(ProcSnapshot::scan(&roots)?),
+            };
+            Ok::<_, SnooperError>(
+                resolver.update_listing_runtimes(&snapshot, &query, kinds, &options),
+            )
+        })();
         (resolver, outcome)
     })
     .await;

@@ -292,9 +292,8 @@ impl Resolver {
         ResolveReport { changed, cut }
     }
 
-    /// Scans `roots`, lists the installed runtimes' containers when the query has
-    /// `container_name` entries, and updates. Runtime failures do not fail the resolution; they
-    /// come back for the caller to log and count. Blocking: call it off the async executor.
+    /// Scans `roots`, then [`Resolver::update_listing_runtimes`]. Blocking: call it off the
+    /// async executor.
     pub fn rescan(
         &mut self,
         roots: &ScanRoots,
@@ -303,11 +302,24 @@ impl Resolver {
         options: &ResolveOptions,
     ) -> Result<(ResolveReport, Vec<super::error::RuntimeError>)> {
         let snapshot = ProcSnapshot::scan(roots)?;
+        Ok(self.update_listing_runtimes(&snapshot, query, kinds, options))
+    }
+
+    /// Updates against `snapshot`, listing the installed runtimes' containers when the query
+    /// has `container_name` entries. Runtime failures do not fail the resolution; they come
+    /// back for the caller to log and count. Blocking when it lists runtimes.
+    pub fn update_listing_runtimes(
+        &mut self,
+        snapshot: &ProcSnapshot,
+        query: &SnooperQuery,
+        kinds: Kinds,
+        options: &ResolveOptions,
+    ) -> (ResolveReport, Vec<super::error::RuntimeError>) {
         let runtime = query.needs_runtime().then(|| {
             let path = std::env::var_os("PATH").unwrap_or_default();
             RuntimeInventory::collect(&RuntimeCli::installed(&path), options.runtime_timeout)
         });
-        let report = self.update(&snapshot, runtime.as_ref(), query, kinds, options);
-        Ok((report, runtime.map(|r| r.failures).unwrap_or_default()))
+        let report = self.update(snapshot, runtime.as_ref(), query, kinds, options);
+        (report, runtime.map(|r| r.failures).unwrap_or_default())
     }
 }
