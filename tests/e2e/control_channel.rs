@@ -6,7 +6,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gala_e2e::{workspace_bin, Daemon, Sample, Samples, Sandbox};
+use gala_e2e::{own_meta, workspace_bin, Daemon, Sample, Samples, Sandbox};
 
 const ECHO_META: &str = r#"
 version = "1.0.0";
@@ -25,8 +25,6 @@ measurements: (
 );
 "#;
 
-const DUMMY_META: &str = "version = \"1.0.0\";\nmeasurements: ({ table_name: \"e2e_echo_json\"; entity_name: \"e2e_echo_json\";\n  fields: ({ description: \"k\"; type: \"key\"; name: \"k\"; }); });\n";
-
 /// A sandbox where built-in `tcp` and custom `echo_json` are both the echo probe.
 fn sandbox() -> Sandbox {
     let mut sb = Sandbox::new();
@@ -36,7 +34,7 @@ fn sandbox() -> Sandbox {
     sb.add_custom_probe(
         "echo_json",
         &format!("#!/bin/sh\nexec {}\n", echo.display()),
-        DUMMY_META,
+        &own_meta("echo_json"),
     );
     sb.write_config(
         "max_tables_num = 16; max_records_num = 100; max_metrics_num = 16; record_timeout = 60;",

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use gala_e2e::{process_exists, Daemon, Samples, Sandbox};
+use gala_e2e::{own_meta, process_exists, Daemon, Samples, Sandbox};
 use serde_json::Value;
 
 const TICK_META: &str = r#"
@@ -22,13 +22,6 @@ measurements: (
 const TICKER: &str = "#!/bin/sh\ni=0\nwhile true; do i=$((i+1)); echo \"|e2e_tick|$GALA_GOPHER_PROBE_NAME|$i|\"; sleep 0.2; done\n";
 
 const SUCCESS: &str = "{ \"result\": \"success\", \"message\":\"New config takes effect\" }\n";
-
-/// The meta file of a custom probe: each needs one, with tables of its own.
-fn own_meta(name: &str) -> String {
-    format!(
-        "version = \"1.0.0\";\nmeasurements: ({{ table_name: \"e2e_{name}\"; entity_name: \"e2e_{name}\";\n  fields: ({{ description: \"k\"; type: \"key\"; name: \"k\"; }}); }});\n"
-    )
-}
 
 /// Ignores SIGTERM and keeps ticking.
 const STUBBORN: &str = "#!/bin/sh\ntrap '' TERM\nwhile true; do echo \"|e2e_tick|$GALA_GOPHER_PROBE_NAME|1|\"; sleep 0.1; done\n";

@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use gala_e2e::{http_request, workspace_bin, Sandbox};
+use gala_e2e::{http_request, own_meta, workspace_bin, Sandbox};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -34,11 +34,7 @@ fn sandbox() -> Sandbox {
         let perms = std::os::unix::fs::PermissionsExt::from_mode(0o755);
         std::fs::set_permissions(&path, perms).expect("chmod");
     }
-    sb.add_custom_probe(
-        "mine",
-        "#!/bin/sh\nexec sleep 3600\n",
-        "version = \"1.0.0\";\nmeasurements: ({ table_name: \"e2e_mine\"; entity_name: \"e2e_mine\";\n  fields: ({ description: \"k\"; type: \"key\"; name: \"k\"; }); });\n",
-    );
+    sb.add_custom_probe("mine", "#!/bin/sh\nexec sleep 3600\n", &own_meta("mine"));
     sb.write_config(
         "max_tables_num = 16; max_records_num = 100; max_metrics_num = 16; record_timeout = 60;",
         "supervisor = { stop_grace = 1; };",

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gala_e2e::{http_request, Sandbox};
+use gala_e2e::{http_request, own_meta, Sandbox};
 
 const CLIENTS: usize = 50;
 
@@ -56,11 +56,7 @@ fn fifty_clients_for_thirty_seconds() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(30);
     let mut sb = Sandbox::new();
-    sb.add_custom_probe(
-        "mine",
-        "#!/bin/sh\nexec sleep 3600\n",
-        "version = \"1.0.0\";\nmeasurements: ({ table_name: \"e2e_mine\"; entity_name: \"e2e_mine\";\n  fields: ({ description: \"k\"; type: \"key\"; name: \"k\"; }); });\n",
-    );
+    sb.add_custom_probe("mine", "#!/bin/sh\nexec sleep 3600\n", &own_meta("mine"));
     sb.write_probes_init("mine {\"state\": \"running\"}\n");
     sb.write_config(
         "max_tables_num = 16; max_records_num = 100; max_metrics_num = 16; record_timeout = 60;",

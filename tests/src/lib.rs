@@ -455,6 +455,14 @@ pub fn process_alive(pid: u32) -> bool {
     }
 }
 
+/// A meta file with one table of its own, `e2e_<name>`: every custom probe needs a meta file
+/// and table names are unique, so probes that report into shared tables get this one.
+pub fn own_meta(name: &str) -> String {
+    format!(
+        "version = \"1.0.0\";\nmeasurements: ({{ table_name: \"e2e_{name}\"; entity_name: \"e2e_{name}\";\n  fields: ({{ description: \"k\"; type: \"key\"; name: \"k\"; }}); }});\n"
+    )
+}
+
 /// A meta file with two tables for the demo probe: `demo_latency` (entity `demo_http`,
 /// a histogram) and `demo_conn` (entity `demo_conn`, a counter and a gauge).
 pub const DEMO_META: &str = r#"
