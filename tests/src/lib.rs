@@ -105,9 +105,22 @@ impl Sandbox {
         std::fs::write(&bin, script).expect("write probe");
         std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o750)).expect("chmod");
         std::fs::write(bin.with_extension("meta"), meta).expect("write probe meta");
+        self.declare_custom_probe(name, &bin, &[], &[]);
+        bin
+    }
+
+    /// Declares `bin` (already in place, its meta file beside it) as custom probe `name` with
+    /// the given sub-items (`probe`) and parameter labels (`custom_param`).
+    pub fn declare_custom_probe(
+        &mut self,
+        name: &str,
+        bin: &Path,
+        subitems: &[&str],
+        params: &[&str],
+    ) {
         self.custom.insert(
             name.into(),
-            serde_json::json!({"bin": bin, "probe": [], "custom_param": ""}),
+            serde_json::json!({"bin": bin, "probe": subitems, "custom_param": params.join(",")}),
         );
         let json = self.path().join("gala-gopher-custom.json");
         std::fs::write(
@@ -116,7 +129,6 @@ impl Sandbox {
         )
         .expect("write custom json");
         std::fs::set_permissions(&json, std::fs::Permissions::from_mode(0o640)).expect("chmod");
-        bin
     }
 
     /// Writes `probes.init`.
