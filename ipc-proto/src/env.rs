@@ -20,6 +20,8 @@ pub const ENV_IPC_FD: &str = "GALA_GOPHER_IPC_FD";
 pub const ENV_IPC_ENCODING: &str = "GALA_GOPHER_IPC_ENCODING";
 /// Variable holding the probe's name as the daemon knows it.
 pub const ENV_PROBE_NAME: &str = "GALA_GOPHER_PROBE_NAME";
+/// Variable naming the probe's meta file(s), `:`-separated, for the SDKs' record checks.
+pub const ENV_META: &str = "GALA_GOPHER_META";
 /// The descriptor number the daemon gives the channel in every probe.
 pub const IPC_FD: RawFd = 3;
 

@@ -45,7 +45,7 @@ pub mod blocking;
 pub mod tokio_io;
 
 pub use encoding::Encoding;
-pub use env::{from_env, ENV_IPC_ENCODING, ENV_IPC_FD, ENV_PROBE_NAME, IPC_FD};
+pub use env::{from_env, ENV_IPC_ENCODING, ENV_IPC_FD, ENV_META, ENV_PROBE_NAME, IPC_FD};
 pub use error::{DecodeError, EncodeError, EnvError, ParseEncodingError, ReadError, WriteError};
 pub use frame::{encode, FrameDecoder, MAX_FRAME_LEN};
 

@@ -14,8 +14,7 @@ use gala_meta::{classify, Line, MetaError, MetaLimits, Registry};
 use crate::error::EmitError;
 use crate::event::Event;
 
-/// Variable naming the probe's meta file(s), `:`-separated.
-pub const ENV_META: &str = "GALA_GOPHER_META";
+pub use gala_ipc_proto::ENV_META;
 
 /// Buffered bytes that trigger a flush.
 pub const FLUSH_THRESHOLD: usize = 64 * 1024;

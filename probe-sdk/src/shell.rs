@@ -168,6 +168,9 @@ impl ShellChannel {
         let uid = nix::unistd::getuid();
         let pgid = nix::unistd::getpgrp();
         let state_path = dir.join(format!("gala-probe-{uid}-{pgid}-{ino}.state"));
+        if !state_path.exists() {
+            remove_stale_states(&dir, &format!("gala-probe-{uid}-"));
+        }
         Ok(ShellChannel {
             link: Some(Link {
                 stream,
@@ -365,6 +368,31 @@ impl Link {
     fn send(&self, body: probe_message::Body) {
         if let Ok(frame) = encode(&ProbeMessage { body: Some(body) }, self.encoding) {
             let _ = (&self.stream).write_all(&frame);
+        }
+    }
+}
+
+/// Removes the state files (`<prefix><pgid>-<ino>.state`) of probes whose process group is
+/// gone, so that finished probes leave nothing behind. Runs once per probe start.
+fn remove_stale_states(dir: &std::path::Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pgid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(prefix))
+            .filter(|n| n.ends_with(".state"))
+            .and_then(|n| n.split('-').next())
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let gone = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), None)
+            == Err(nix::errno::Errno::ESRCH);
+        if gone {
+            let _ = std::fs::remove_file(entry.path());
         }
     }
 }
