@@ -12,8 +12,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{ArgAction, Parser};
 use gala_gopher::config::{
-    probes_init_override, Config, Loaded, MetricChannel, DEFAULT_CONFIG_PATH,
+    probes_init_override, Config, EventChannel, Loaded, MetricChannel, DEFAULT_CONFIG_PATH,
 };
+use gala_gopher::egress::event::{EventLogConfig, EventLogWriter, EventSink};
 use gala_gopher::egress::http::{self, MetricsEndpoint};
 use gala_gopher::egress::metric_log::{MetricLogFormat, MetricLogWriter};
 use gala_gopher::egress::prometheus::ScrapeRenderer;
@@ -165,12 +166,15 @@ async fn run(loaded: Loaded, check_only: bool) -> Result<()> {
         }
     }
 
+    let (event_sink, event_writer) = start_event_log(&config, &machine_id)?;
+
     let catalogue = Catalogue::new(&config.paths.extend_probe_dir, &custom);
     let manager = ProbeManager::new(
         catalogue,
         ManagerContext {
             supervisor: Arc::new(SupervisorContext {
                 imdb: imdb.clone(),
+                events: event_sink,
                 config: config.supervisor.clone(),
                 max_line_len: config.ingress.max_line_len,
             }),
@@ -226,9 +230,41 @@ async fn run(loaded: Loaded, check_only: bool) -> Result<()> {
         Err(e) => tracing::error!("saving the probe configuration to {}: {e}", init.display()),
     }
     manager.stop_all().await;
+    if let Some(writer) = event_writer {
+        // Writes what the probes reported up to their end.
+        let _ = tokio::task::spawn_blocking(move || writer.finish()).await;
+    }
     let _ = std::fs::remove_file(config.paths.pid_file());
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Starts the event log when `event.out_channel = "logs"`; otherwise events are counted as
+/// `no_route` by ingress.
+fn start_event_log(
+    config: &Config,
+    machine_id: &str,
+) -> Result<(Option<EventSink>, Option<EventLogWriter>)> {
+    match config.event.out_channel {
+        EventChannel::Logs => {
+            let dir = config.logs.event_dir.clone();
+            let (sink, writer) = EventSink::start(EventLogConfig::new(
+                dir.clone(),
+                machine_id.to_owned(),
+                config.event.timeout,
+            ))
+            .context("starting the event log")?;
+            tracing::info!("events to {}", dir.display());
+            Ok((Some(sink), Some(writer)))
+        }
+        EventChannel::Kafka => {
+            tracing::warn!(
+                "event.out_channel = \"kafka\": events are not exported by this build (counted as no_route)"
+            );
+            Ok((None, None))
+        }
+        EventChannel::Off => Ok((None, None)),
+    }
 }
 
 /// Loads the meta files of the meta dir and of every custom probe.

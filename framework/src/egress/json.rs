@@ -92,7 +92,7 @@ fn push_member(out: &mut Vec<u8>, name: &[u8]) {
 }
 
 /// Writes `s` as a JSON string; invalid UTF-8 becomes U+FFFD.
-fn push_str(out: &mut Vec<u8>, s: &[u8]) {
+pub(crate) fn push_str(out: &mut Vec<u8>, s: &[u8]) {
     let s = String::from_utf8_lossy(s);
     // Serializing a str into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, &*s);

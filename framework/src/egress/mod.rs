@@ -1,4 +1,5 @@
-//! Egress: the ways data leaves the daemon (Prometheus endpoint, metric log files).
+//! Egress: the ways data leaves the daemon (Prometheus endpoint, metric and event log files).
+pub mod event;
 pub mod http;
 pub mod json;
 pub mod logfile;

@@ -1,4 +1,5 @@
-//! Ingress: reads a probe's stdout, splits it into lines and stores valid records in the imdb.
+//! Ingress: reads a probe's stdout, splits it into lines and stores valid records in the imdb
+//! (and hands events to the event log, when there is one).
 //!
 //! Every line is validated against the meta registry. A bad line is dropped, counted under
 //! its probe and reason (`gala_gopher_daemon_records_dropped_total`), and logged
@@ -24,6 +25,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
 use crate::clock;
+use crate::egress::event::EventSink;
 use crate::imdb::Imdb;
 use crate::ratelimit::{RateLimiter, Verdict};
 
@@ -184,11 +186,13 @@ fn received_counter(probe: &str) -> Counter {
 }
 
 /// Reads `reader` to its end, validating its lines on this task and storing them in `imdb`
-/// on a writer thread; returns once every record read is stored.
+/// on a writer thread; returns once every record read is stored. Events go to `events`
+/// (without one they are counted as `no_route`).
 pub async fn read_probe_output<R: AsyncRead + Unpin>(
     mut reader: R,
     probe: &str,
     imdb: Arc<Imdb>,
+    events: Option<&EventSink>,
     max_line_len: usize,
 ) -> std::io::Result<()> {
     let (full_tx, mut full_rx) = mpsc::channel::<Batch>(PIPELINE_DEPTH);
@@ -206,6 +210,9 @@ pub async fn read_probe_output<R: AsyncRead + Unpin>(
             }
         })?;
     let mut validator = LineValidator::new(probe, imdb.registry().clone());
+    if let Some(sink) = events {
+        validator = validator.with_events(sink.for_probe(probe));
+    }
     let mut splitter = LineSplitter::new(max_line_len);
     let result = loop {
         let n = match reader.read(splitter.spare()).await {

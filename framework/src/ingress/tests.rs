@@ -62,6 +62,38 @@ fn a_full_table_refuses_new_series_in_the_writer() {
 }
 
 #[test]
+fn events_go_to_the_event_log_when_there_is_one() {
+    use crate::egress::event::{EventLogConfig, EventSink};
+    let imdb = demo_imdb(2, 60_000);
+    let tmp = tempfile::tempdir().unwrap();
+    let config = EventLogConfig::new(tmp.path().into(), "m-1".into(), Duration::from_secs(600));
+    let (sink, writer) = EventSink::start(config).unwrap();
+    let mut with =
+        LineValidator::new("demo", imdb.registry().clone()).with_events(sink.for_probe("demo"));
+    let mut without = LineValidator::new("demo", imdb.registry().clone());
+    let mut batch = Batch::default();
+    let ev = br#"|event|proc|1|cpu|||||||WARN|13|a "b" \ c|"#;
+    with.line(ev, &mut batch);
+    without.line(ev, &mut batch);
+    let long = format!("|event|proc|{}|cpu|||||||||x|", "i".repeat(300));
+    with.line(long.as_bytes(), &mut batch);
+    with.line(br#"|log|1|"WARN"|13|{}|{}|"x"|"#, &mut batch);
+    assert!(batch.is_empty());
+    assert_eq!(with.pending(DropReason::BadEvent), 1, "EID too long");
+    assert_eq!(with.pending(DropReason::NoRoute), 1, "the log line");
+    assert_eq!(without.pending(DropReason::NoRoute), 1, "no event log");
+    writer.finish();
+    let text = std::fs::read_to_string(tmp.path().join("gopher_event_0")).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    assert_eq!(lines[0]["Body"], r#"a "b" \ c"#);
+    assert_eq!(lines[0]["Attributes"]["entity_id"], "m-1_proc_1");
+}
+
+#[test]
 fn level_prefixes_are_recognised() {
     assert_eq!(
         split_level(b"[WARN] x"),
@@ -78,7 +110,7 @@ fn level_prefixes_are_recognised() {
 async fn reads_a_stream_to_its_end_with_a_final_unterminated_line() {
     let imdb = demo_imdb(10, 60_000);
     let input: &[u8] = b"|demo_conn|a|1|1|\n|demo_conn|b|1|1|\n|demo_conn|c|1|1|";
-    read_probe_output(input, "demo", imdb.clone(), 1024)
+    read_probe_output(input, "demo", imdb.clone(), None, 1024)
         .await
         .unwrap();
     assert_eq!(imdb.series(), 3);

@@ -7,13 +7,16 @@ use gala_meta::record::{classify, parse_event, Line};
 use gala_meta::{Registry, TableId};
 
 use super::{recycle, split_level, Batch, DropLog, DropReason};
+use crate::egress::event::ProbeEvents;
 use crate::ratelimit::{RateLimiter, Verdict};
 
-/// Splits one probe's lines: records with the right fields go into a [`Batch`], bad lines
-/// are counted.
+/// Splits one probe's lines: records with the right fields go into a [`Batch`], events to
+/// the event log (when there is one), bad lines are counted.
 pub struct LineValidator {
     probe: Arc<str>,
     registry: Arc<Registry>,
+    /// Where events go; `None`: no event output (`event.out_channel` is not `logs`).
+    events: Option<ProbeEvents>,
     drops: DropLog,
     text_log: RateLimiter,
     last_table: Option<(Vec<u8>, TableId)>,
@@ -29,10 +32,18 @@ impl LineValidator {
             drops: DropLog::new(&probe),
             probe,
             registry,
+            events: None,
             text_log: RateLimiter::new(Duration::from_secs(1), 100),
             last_table: None,
             values: Vec::with_capacity(64),
         }
+    }
+
+    /// Sends this probe's events to `events` (the event log) instead of counting them as
+    /// `no_route`.
+    pub fn with_events(mut self, events: ProbeEvents) -> Self {
+        self.events = Some(events);
+        self
     }
 
     /// Handles one line (without its newline): a valid record is appended to `batch`.
@@ -40,15 +51,7 @@ impl LineValidator {
         let rec = match classify(line) {
             Ok(Line::Record(rec)) => rec,
             Ok(Line::Text(text)) => return self.text(text),
-            Ok(Line::Event(ev)) => {
-                return match parse_event(ev) {
-                    Ok(_) => {
-                        self.drops
-                            .drop(DropReason::NoRoute, line, &"event output is not enabled")
-                    }
-                    Err(e) => self.drops.drop(DropReason::BadEvent, line, &e),
-                };
-            }
+            Ok(Line::Event(ev)) => return self.event(line, ev),
             Ok(Line::Log(_)) => {
                 let why = &"log lines need a Kafka event channel";
                 return self.drops.drop(DropReason::NoRoute, line, why);
@@ -100,6 +103,22 @@ impl LineValidator {
     #[cfg(test)]
     pub(super) fn pending(&self, reason: DropReason) -> u64 {
         self.drops.pending(reason)
+    }
+
+    /// Hands an `|event|` line to the event log; de-duplication and queue drops are counted
+    /// there, malformed events here (`bad_event`).
+    fn event(&mut self, line: &[u8], ev: &[u8]) {
+        let ev = match parse_event(ev) {
+            Ok(ev) => ev,
+            Err(e) => return self.drops.drop(DropReason::BadEvent, line, &e),
+        };
+        let Some(events) = &mut self.events else {
+            let why = &"no event output (event.out_channel is not \"logs\")";
+            return self.drops.drop(DropReason::NoRoute, line, why);
+        };
+        if let Err(e) = events.submit(&ev) {
+            self.drops.drop(DropReason::BadEvent, line, &e);
+        }
     }
 
     /// Logs a line that is not a record, at the level of its `[INFO]`/`[WARN]`/`[ERROR]` prefix.

@@ -16,6 +16,7 @@ use tokio::process::Command;
 
 use gala_ipc_proto::{Encoding, ENV_IPC_ENCODING, ENV_IPC_FD, ENV_PROBE_NAME, IPC_FD};
 
+use crate::egress::event::EventSink;
 use crate::imdb::Imdb;
 use crate::ingress::read_probe_output;
 use crate::ratelimit::{RateLimiter, Verdict};
@@ -42,12 +43,14 @@ pub struct ProbeChild {
 }
 
 impl ProbeChild {
-    /// Starts `spec`, storing its records in `imdb`; returns the child and the daemon's end of
-    /// its control socket. Must run on a runtime worker thread: the child dies with the daemon
-    /// (`PR_SET_PDEATHSIG`), and that signal follows the thread that forked it.
+    /// Starts `spec`, storing its records in `imdb` and its events in `events` (if any);
+    /// returns the child and the daemon's end of its control socket. Must run on a runtime
+    /// worker thread: the child dies with the daemon (`PR_SET_PDEATHSIG`), and that signal
+    /// follows the thread that forked it.
     pub fn spawn(
         spec: &LaunchSpec,
         imdb: Arc<Imdb>,
+        events: Option<EventSink>,
         max_line_len: usize,
     ) -> std::io::Result<(Self, UnixStream)> {
         let (ours, theirs) = StdUnixStream::pair()?;
@@ -86,7 +89,8 @@ impl ProbeChild {
             );
             let name = spec.name.clone();
             tokio::spawn(async move {
-                if let Err(e) = read_probe_output(out, &name, imdb, max_line_len).await {
+                let events = events.as_ref();
+                if let Err(e) = read_probe_output(out, &name, imdb, events, max_line_len).await {
                     tracing::warn!(probe = name, "reading stdout failed: {e}");
                 }
             });

@@ -19,6 +19,7 @@ pub use child::{describe, reserve_ipc_fd, LaunchSpec, ProbeChild};
 pub use policy::{Decision, RestartPolicy};
 
 use crate::config::SupervisorConfig;
+use crate::egress::event::EventSink;
 use crate::imdb::Imdb;
 
 /// Where a probe is in its life.
@@ -74,6 +75,9 @@ pub struct RuntimeState {
 pub struct SupervisorContext {
     /// Where probe records go.
     pub imdb: Arc<Imdb>,
+    /// Where probe events go (`event.out_channel = "logs"`); `None`: they are counted as
+    /// `no_route`.
+    pub events: Option<EventSink>,
     /// Grace period, backoff and failure limits.
     pub config: SupervisorConfig,
     /// `ingress.max_line_len`.
@@ -214,7 +218,8 @@ impl Task {
     /// holds when to try again, if at all.
     fn launch(&mut self, spec: &LaunchSpec) -> (Option<ProbeChild>, Option<Instant>) {
         self.set_status(Status::Starting, None);
-        match ProbeChild::spawn(spec, self.ctx.imdb.clone(), self.ctx.max_line_len) {
+        let (imdb, events) = (self.ctx.imdb.clone(), self.ctx.events.clone());
+        match ProbeChild::spawn(spec, imdb, events, self.ctx.max_line_len) {
             Ok((child, socket)) => {
                 let pid = child.pid();
                 tracing::info!(probe = self.name, pid, "started {}", spec.bin.display());

@@ -17,6 +17,7 @@ fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
 fn context(failed_after: u32, grace_ms: u64) -> Arc<SupervisorContext> {
     Arc::new(SupervisorContext {
         imdb: demo_imdb(100, 60_000),
+        events: None,
         config: SupervisorConfig {
             stop_grace: Duration::from_millis(grace_ms),
             restart_backoff_max: Duration::from_secs(2),
