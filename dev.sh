@@ -96,6 +96,8 @@ cmd_test() {
     cargo build --workspace --bins
     log "cargo test"
     cargo test --workspace
+    log "python SDK tests"
+    python3 -m unittest discover -s probe-sdk/python -v
     log "benchmark smoke run (release build)"
     cargo build --release --workspace --bins
     target/release/gopher-bench --quick
