@@ -2,6 +2,8 @@
 //! installation (config, meta files, custom probes, run and log dirs), the real daemon
 //! process started in it, and a small HTTP client and exposition parser.
 
+pub mod sdk;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -183,7 +185,20 @@ paths = {{
     /// Starts the daemon on the sandbox config and waits until `ready(metrics_port)` holds
     /// (for a metrics server that plain HTTP cannot reach).
     pub fn start_when(&self, ready: impl Fn(u16) -> bool) -> Daemon {
-        let mut child = self.command().spawn().expect("spawn gala-gopher");
+        self.spawn_until(self.command(), ready)
+    }
+
+    /// Starts the daemon like [`Sandbox::start`] with extra environment variables, which its
+    /// probes inherit.
+    pub fn start_with_env(&self, env: &[(&str, &str)]) -> Daemon {
+        let mut cmd = self.command();
+        cmd.envs(env.iter().copied());
+        self.spawn_until(cmd, |port| http_get(port, "/metrics").is_ok())
+    }
+
+    /// Spawns `cmd` (a [`Sandbox::command`]) and waits until `ready(metrics_port)` holds.
+    fn spawn_until(&self, mut cmd: Command, ready: impl Fn(u16) -> bool) -> Daemon {
+        let mut child = cmd.spawn().expect("spawn gala-gopher");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(Some(status)) = child.try_wait() {

@@ -236,6 +236,9 @@ impl ProbeManager {
             name: kind.name.clone(),
             bin: kind.bin.clone(),
             encoding: kind.encoding,
+            meta: kind
+                .is_custom()
+                .then(|| gala_meta::custom_meta_path(&kind.bin)),
         }
     }
 

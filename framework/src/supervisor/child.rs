@@ -14,7 +14,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::process::Command;
 
-use gala_ipc_proto::{Encoding, ENV_IPC_ENCODING, ENV_IPC_FD, ENV_PROBE_NAME, IPC_FD};
+use gala_ipc_proto::{Encoding, ENV_IPC_ENCODING, ENV_IPC_FD, ENV_META, ENV_PROBE_NAME, IPC_FD};
 
 use crate::egress::event::EventSink;
 use crate::imdb::Imdb;
@@ -33,6 +33,9 @@ pub struct LaunchSpec {
     pub bin: PathBuf,
     /// The control channel's encoding (`GALA_GOPHER_IPC_ENCODING`).
     pub encoding: Encoding,
+    /// The probe's own meta file, passed as `GALA_GOPHER_META` so the SDKs check records
+    /// against it (custom probes: the file beside the program).
+    pub meta: Option<PathBuf>,
 }
 
 /// A running probe process.
@@ -63,6 +66,7 @@ impl ProbeChild {
             .env(ENV_PROBE_NAME, &spec.name)
             .env(ENV_IPC_FD, IPC_FD.to_string())
             .env(ENV_IPC_ENCODING, spec.encoding.as_str())
+            .env_remove(ENV_META)
             .process_group(0)
             .kill_on_drop(true);
         // SAFETY: between fork and exec the closure only makes async-signal-safe calls
@@ -77,6 +81,9 @@ impl ProbeChild {
                 }
                 Ok(())
             });
+        }
+        if let Some(meta) = &spec.meta {
+            cmd.env(ENV_META, meta);
         }
         let mut child = cmd.spawn()?;
         drop(theirs);

@@ -34,6 +34,7 @@ fn spec(name: &str, bin: PathBuf) -> LaunchSpec {
         name: name.into(),
         bin,
         encoding: gala_ipc_proto::Encoding::Json,
+        meta: None,
     }
 }
 
