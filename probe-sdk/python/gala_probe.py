@@ -948,8 +948,8 @@ def record_line(table, values, tables=None):
     _check_clean(table, "table name")
     if table in ("event", "log"):
         raise RecordError('table name "%s" is reserved (use event() for events)' % table)
-    if len(table.encode("utf-8", "surrogateescape")) >= 32:
-        raise RecordError('table name "%s" is 32 bytes or longer: the daemon drops it' % table)
+    if len(table.encode("utf-8", "surrogateescape")) > 63:
+        raise RecordError('table name "%s" is longer than 63 bytes: the daemon drops it' % table)
     if tables is not None:
         if table not in tables:
             raise RecordError('table "%s" is not in the meta file(s)' % table)

@@ -22,6 +22,9 @@ pub const FLUSH_THRESHOLD: usize = 64 * 1024;
 /// Longest table name the daemon accepts.
 const MAX_TABLE_NAME: usize = 63;
 
+/// Names the daemon reads as events and OTel logs, never as tables.
+const RESERVED_TABLES: [&str; 2] = ["event", "log"];
+
 /// The tables a probe may write, from its meta files.
 #[derive(Debug, Default)]
 pub struct Schema {
@@ -156,7 +159,11 @@ impl<W: Write> Output<W> {
 
     /// Appends the record `|table|v1|...|vN|`; on error nothing is appended.
     pub fn emit(&mut self, table: &str, values: &[&dyn Display]) -> Result<(), EmitError> {
-        if table.is_empty() || table.len() > MAX_TABLE_NAME || breaks_line(table.as_bytes()) {
+        if table.is_empty()
+            || table.len() > MAX_TABLE_NAME
+            || breaks_line(table.as_bytes())
+            || RESERVED_TABLES.contains(&table)
+        {
             return Err(EmitError::BadTableName(table.to_owned()));
         }
         let start = self.buf.len();
@@ -294,7 +301,7 @@ measurements: ({ table_name: "t"; entity_name: "e";
             Err(EmitError::EmptyKey(_))
         ));
         assert!(matches!(out.emit("t", &[]), Err(EmitError::EmptyKey(_))));
-        for table in ["", "a|b", "a\nb", &"x".repeat(64)] {
+        for table in ["", "a|b", "a\nb", &"x".repeat(64), "event", "log"] {
             assert!(matches!(
                 out.emit(table, &[&"k"]),
                 Err(EmitError::BadTableName(_))
