@@ -54,6 +54,9 @@ install_test_deps() {
     install_build_deps
     # promtool and the Prometheus server for the end-to-end tests.
     pkg_install "prometheus" "prometheus2"
+    # PostgreSQL and psycopg2 for the pg_stat probe's end-to-end test (the test runs its own
+    # server; the policy-rc.d guard keeps Debian's postinst from starting the default cluster).
+    pkg_install "postgresql python3-psycopg2" "postgresql-server python3-psycopg2"
     rustup component add clippy rustfmt >/dev/null 2>&1 || true
 }
 
@@ -61,10 +64,15 @@ install_test_deps() {
 # /var/log/gala-gopher and /var/run/gala_gopher, with a config pointing there.
 stage() {
     local dest=$1 bin_dir=$2
-    mkdir -p "$dest"/opt/gala-gopher/{meta,extend_probes} "$dest"/etc/gala-gopher "$dest"/var/run "$dest"/var/log/gala-gopher
-    find probes -name '*.meta' ! -path 'probes/example/*' -exec cp {} "$dest/opt/gala-gopher/meta/" \;
+    mkdir -p "$dest"/opt/gala-gopher/{meta,extend_probes,lib/python} "$dest"/etc/gala-gopher "$dest"/var/run "$dest"/var/log/gala-gopher
+    find probes -name '*.meta' ! -path 'probes/example/*' ! -path 'probes/extends/*' -exec cp {} "$dest/opt/gala-gopher/meta/" \;
     install -m 0750 probes/example/example_probe.sh "$dest/opt/gala-gopher/extend_probes/"
     install -m 0640 probes/example/example_probe.meta "$dest/opt/gala-gopher/extend_probes/"
+    # Extend probes declared in gala-gopher-custom.json: program and meta side by side.
+    install -m 0750 probes/extends/pg_stat/pg_stat_probe.py "$dest/opt/gala-gopher/extend_probes/"
+    install -m 0640 probes/extends/pg_stat/pg_stat_probe.meta "$dest/opt/gala-gopher/extend_probes/"
+    # The Python probe SDK, where Python probes look for it.
+    install -m 0644 probe-sdk/python/gala_probe.py "$dest/opt/gala-gopher/lib/python/"
     local relocate="s#/opt/gala-gopher/#$dest/opt/gala-gopher/#g; s#/etc/gala-gopher/#$dest/etc/gala-gopher/#g; s#/var/log/gala-gopher/#$dest/var/log/gala-gopher/#g; s#/var/run/gala_gopher#$dest/var/run/gala_gopher#g"
     sed "$relocate" config/gala-gopher.conf > "$dest/etc/gala-gopher/gala-gopher.conf"
     sed "$relocate" config/gala-gopher-custom.json > "$dest/etc/gala-gopher/gala-gopher-custom.json"

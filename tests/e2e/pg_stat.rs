@@ -1,0 +1,468 @@
+//! The pg_stat extend probe (`probes/extends/pg_stat`, Python SDK) against a real PostgreSQL
+//! server started for the test: the daemon starts it by REST PUT with custom params, it
+//! reports an unreachable server as `up 0`, follows a new server given at run time, and
+//! exports pg_stat_database exactly: N rows inserted make `tup_inserted` grow by exactly N.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gala_e2e::{free_port, Daemon, Samples, Sandbox, IMDB_DEFAULT};
+
+/// Shortest report period the REST API accepts.
+const PERIOD: u64 = 5;
+/// Rows inserted (in several transactions) whose count must show up exactly.
+const ROWS: u64 = 137;
+const PYTHON: &str = "/usr/bin/python3";
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// Directory holding `initdb`, `postgres` and `psql`: the newest Debian
+/// `/usr/lib/postgresql/<major>/bin`, else `/usr/bin` (openEuler).
+fn postgres_bin_dir() -> PathBuf {
+    let has_server = |d: &Path| d.join("initdb").is_file() && d.join("postgres").is_file();
+    let mut debian: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let major = e.file_name().to_str()?.parse().ok()?;
+            Some((major, e.path().join("bin")))
+        })
+        .filter(|(_, d)| has_server(d))
+        .collect();
+    debian.sort();
+    if let Some((_, dir)) = debian.pop() {
+        return dir;
+    }
+    let usr_bin = PathBuf::from("/usr/bin");
+    assert!(
+        has_server(&usr_bin),
+        "no PostgreSQL server found (initdb and postgres in /usr/lib/postgresql/*/bin or /usr/bin): \
+         install `postgresql` (Debian) or `postgresql-server` (openEuler), e.g. with ./dev.sh test"
+    );
+    usr_bin
+}
+
+/// Fails unless the probe's interpreter has psycopg2.
+fn require_psycopg2() {
+    let out = Command::new(PYTHON)
+        .args(["-c", "import psycopg2"])
+        .output()
+        .unwrap_or_else(|e| panic!("{PYTHON}: {e}: install python3 and python3-psycopg2"));
+    assert!(
+        out.status.success(),
+        "{PYTHON} cannot import psycopg2 ({}): install `python3-psycopg2` (Debian and openEuler), \
+         e.g. with ./dev.sh test",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+}
+
+/// A throw-away PostgreSQL server: data and socket in a temp dir, listening on 127.0.0.1 only,
+/// trust authentication, no fsync, no autovacuum (an auto-analyze would add rows to
+/// pg_statistic and so to `tup_inserted`). Stopped (fast shutdown) when dropped.
+struct Postgres {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Child,
+}
+
+/// A command for one of the server's programs (in `bin`), run in `dir` as `user` (uid, gid):
+/// PostgreSQL refuses to run as root.
+fn server_command(bin: &Path, dir: &Path, user: Option<(u32, u32)>, program: &str) -> Command {
+    let mut cmd = Command::new(bin.join(program));
+    cmd.current_dir(dir);
+    if let Some((uid, gid)) = user {
+        cmd.uid(uid).gid(gid).env("HOME", dir);
+    }
+    cmd
+}
+
+impl Postgres {
+    fn start() -> Self {
+        let bin = postgres_bin_dir();
+        let dir = tempfile::Builder::new()
+            .prefix("gala-e2e-pg-")
+            .tempdir()
+            .expect("tempdir");
+        let user = nix::unistd::geteuid().is_root().then(|| {
+            let pg = nix::unistd::User::from_name("postgres")
+                .ok()
+                .flatten()
+                .expect(
+                    "as root, the server runs as user `postgres` (made by the postgresql packages)",
+                );
+            (pg.uid.as_raw(), pg.gid.as_raw())
+        });
+        // The server's user must reach its directories inside our temp dir.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        for sub in ["data", "sock"] {
+            let p = dir.path().join(sub);
+            std::fs::create_dir(&p).expect("mkdir");
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+            if let Some((uid, gid)) = user {
+                nix::unistd::chown(&p, Some(uid.into()), Some(gid.into())).expect("chown");
+            }
+        }
+        let data = dir.path().join("data");
+        let out = server_command(&bin, dir.path(), user, "initdb")
+            .arg("-D")
+            .arg(&data)
+            .args(["-A", "trust", "-U", "postgres"])
+            .args(["-E", "UTF8", "--locale=C", "--no-sync"])
+            .output()
+            .expect("run initdb");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("postgres.log")).expect("log");
+        let child = server_command(&bin, dir.path(), user, "postgres")
+            .arg("-D")
+            .arg(&data)
+            .arg("-p")
+            .arg(port.to_string())
+            .arg("-k")
+            .arg(dir.path().join("sock"))
+            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+            .args(["-c", "autovacuum=off", "-c", "max_connections=20"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn postgres");
+        // From here on, a panic stops the server (Drop).
+        let mut pg = Postgres {
+            bin,
+            dir,
+            port,
+            child,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = pg.child.try_wait() {
+                panic!("postgres exited at start ({status}):\n{}", pg.log());
+            }
+            if TcpStream::connect(("127.0.0.1", pg.port)).is_ok()
+                && pg.try_psql("postgres", "SELECT 1").is_ok()
+            {
+                return pg;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "postgres did not accept connections within 60 s:\n{}",
+                pg.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("postgres.log")).unwrap_or_default()
+    }
+
+    /// Runs `sql` in database `db` in one psql session (stopping at the first error); the
+    /// session ends before this returns, so the server has its statistics.
+    fn try_psql(&self, db: &str, sql: &str) -> Result<String, String> {
+        let psql = [self.bin.join("psql"), PathBuf::from("/usr/bin/psql")]
+            .into_iter()
+            .find(|p| p.is_file())
+            .expect("psql (postgresql-client) not found");
+        let mut child = Command::new(psql)
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+            .args(["-h", "127.0.0.1"])
+            .arg("-p")
+            .arg(self.port.to_string())
+            .args(["-U", "postgres", "-d", db, "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("psql: {e}"))?;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(sql.as_bytes())
+            .map_err(|e| format!("psql stdin: {e}"))?;
+        let out = child.wait_with_output().map_err(|e| format!("psql: {e}"))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    fn psql(&self, db: &str, sql: &str) -> String {
+        self.try_psql(db, sql)
+            .unwrap_or_else(|e| panic!("psql {db}: {sql}: {e}"))
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        // SIGINT = fast shutdown.
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The probe and its meta file installed in the sandbox as the product installs them.
+fn install_probe(sb: &mut Sandbox) -> PathBuf {
+    let src = repo_root().join("probes/extends/pg_stat");
+    let bin = sb.path().join("probes/pg_stat_probe.py");
+    std::fs::copy(src.join("pg_stat_probe.py"), &bin).expect("copy probe");
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o750)).expect("chmod");
+    let meta = bin.with_extension("meta");
+    std::fs::copy(src.join("pg_stat_probe.meta"), &meta).expect("copy meta");
+    std::fs::set_permissions(&meta, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    sb.declare_custom_probe("pg_stat", &bin, &[], &["host", "port", "user", "dbname"]);
+    bin
+}
+
+/// PUTs the probe running (period [`PERIOD`]) against 127.0.0.1:`port`.
+fn put_server(d: &Daemon, bin: &Path, port: u16) {
+    let body = format!(
+        r#"{{"cmd": {{"bin": "{}", "probe": []}}, "params": {{"report_period": {PERIOD}, "custom_param": [{{"host": "127.0.0.1"}}, {{"port": "{port}"}}, {{"user": "postgres"}}, {{"dbname": "postgres"}}]}}, "state": "running"}}"#,
+        bin.display()
+    );
+    let (status, answer) = d.put("pg_stat", &body);
+    assert_eq!(status, 200, "PUT /pg_stat: {answer}");
+}
+
+fn server_metric(s: &Samples, server: &str, field: &str) -> Option<u64> {
+    s.value(
+        &format!("gala_gopher_pg_server_{field}"),
+        &[("server", server)],
+    )
+    .and_then(|v| v.parse().ok())
+}
+
+fn db_metric<'a>(s: &'a Samples, server: &str, db: &str, field: &str) -> Option<&'a str> {
+    s.value(
+        &format!("gala_gopher_pg_database_{field}"),
+        &[("server", server), ("datname", db)],
+    )
+}
+
+fn db_counter(s: &Samples, server: &str, db: &str, field: &str) -> Option<u64> {
+    db_metric(s, server, db, field).and_then(|v| v.parse().ok())
+}
+
+/// Waits for the first report of a poll after poll number `after` of `server`.
+fn next_poll(d: &Daemon, server: &str, after: u64) -> (u64, Samples) {
+    let s = d.wait_for(
+        Duration::from_secs(3 * PERIOD + 10),
+        &format!("poll {} of {server}", after + 1),
+        |s| server_metric(s, server, "polls").is_some_and(|n| n > after),
+    );
+    (server_metric(&s, server, "polls").unwrap(), s)
+}
+
+fn daemon_log(sb: &Sandbox) -> String {
+    std::fs::read_to_string(sb.path().join("log/debug/gopher.log")).unwrap_or_default()
+}
+
+fn wait_log(sb: &Sandbox, what: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let log = daemon_log(sb);
+        if log.contains(what) {
+            return log;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "daemon log never said {what:?}:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn pg_stat_exports_pg_stat_database_of_a_real_server() {
+    require_psycopg2();
+    let pg = Postgres::start();
+    // Created before the probe starts: its first report already holds gala_test.
+    pg.psql("postgres", "CREATE DATABASE gala_test;");
+    pg.psql(
+        "gala_test",
+        "CREATE TABLE items (id integer NOT NULL, name text NOT NULL);",
+    );
+
+    let mut sb = Sandbox::new();
+    let bin = install_probe(&mut sb);
+    sb.write_config(IMDB_DEFAULT, "");
+    let sdk = repo_root().join("probe-sdk/python");
+    let d = sb.start_with_env(&[("GALA_PROBE_PYTHONPATH", sdk.to_str().expect("utf-8 path"))]);
+
+    // A server that does not answer: reported down, warned about, and the probe lives on.
+    let closed = free_port();
+    let down = format!("127.0.0.1:{closed}");
+    put_server(&d, &bin, closed);
+    let s = d.wait_for(Duration::from_secs(20), "the unreachable server", |s| {
+        server_metric(s, &down, "poll_errors").is_some_and(|n| n >= 1)
+    });
+    assert_eq!(server_metric(&s, &down, "up"), Some(0));
+    assert!(
+        s.find("gala_gopher_pg_database_tup_inserted", &[("server", &down)])
+            .is_empty(),
+        "no database records for a server that is down"
+    );
+    wait_log(
+        &sb,
+        &format!("cannot connect to {down}"),
+        Duration::from_secs(10),
+    );
+
+    // The real server, given at run time: polled at once.
+    let server = format!("127.0.0.1:{}", pg.port);
+    put_server(&d, &bin, pg.port);
+    let s = d.wait_for(Duration::from_secs(20), "gala_test reported", |s| {
+        db_counter(s, &server, "gala_test", "tup_inserted").is_some()
+            && server_metric(s, &server, "polls").is_some()
+    });
+    let mut polls = server_metric(&s, &server, "polls").unwrap();
+    assert_eq!(server_metric(&s, &server, "up"), Some(1));
+    assert_eq!(
+        server_metric(&s, &server, "databases"),
+        Some(2),
+        "postgres and gala_test"
+    );
+    if polls == 1 {
+        assert_eq!(
+            db_metric(&s, &server, "gala_test", "tps"),
+            None,
+            "no tps on the first poll"
+        );
+    }
+    for template in ["template0", "template1"] {
+        assert!(
+            s.find(
+                "gala_gopher_pg_database_xact_commit",
+                &[("datname", template)]
+            )
+            .is_empty(),
+            "{template} is not reported"
+        );
+    }
+    wait_log(
+        &sb,
+        &format!("connected to {server}"),
+        Duration::from_secs(10),
+    );
+
+    // The baseline: the same value on two consecutive reports.
+    let mut last = db_counter(&s, &server, "gala_test", "tup_inserted").unwrap();
+    let mut stable = 0;
+    let mut tries = 0;
+    let base = loop {
+        let (n, s) = next_poll(&d, &server, polls);
+        polls = n;
+        let v = db_counter(&s, &server, "gala_test", "tup_inserted").expect("tup_inserted");
+        if v == last {
+            stable += 1;
+        } else {
+            stable = 0;
+            last = v;
+        }
+        tries += 1;
+        assert!(tries <= 6, "tup_inserted of gala_test never settled");
+        if stable >= 1 {
+            let tps = db_metric(&s, &server, "gala_test", "tps").unwrap_or_else(|| {
+                panic!(
+                    "tps from the second poll on: {:?}",
+                    s.find("gala_gopher_pg_database_tps", &[])
+                )
+            });
+            assert!(tps.parse::<f64>().is_ok_and(|t| t >= 0.0), "tps = {tps}");
+            break s;
+        }
+    };
+    let inserted0 = last;
+    let commits0 = db_counter(&base, &server, "gala_test", "xact_commit").expect("xact_commit");
+    let rollbacks0 =
+        db_counter(&base, &server, "gala_test", "xact_rollback").expect("xact_rollback");
+
+    // ROWS rows in three transactions, and one transaction rolled back.
+    let (a, b) = (50, 100);
+    pg.psql(
+        "gala_test",
+        &format!(
+            "BEGIN; INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, {a}) g; COMMIT;\n\
+             BEGIN; INSERT INTO items SELECT g, 'item ' || g FROM generate_series({}, {b}) g; COMMIT;\n\
+             BEGIN; INSERT INTO items SELECT g, 'item ' || g FROM generate_series({}, {ROWS}) g; COMMIT;\n\
+             BEGIN; SELECT count(*) FROM items; ROLLBACK;\n",
+            a + 1,
+            b + 1
+        ),
+    );
+    assert_eq!(
+        pg.psql("gala_test", "SELECT count(*) FROM items;").trim(),
+        ROWS.to_string()
+    );
+
+    let want = inserted0 + ROWS;
+    let s = d.wait_for(
+        Duration::from_secs(4 * PERIOD + 10),
+        &format!("tup_inserted of gala_test = {inserted0} + {ROWS}"),
+        |s| db_counter(s, &server, "gala_test", "tup_inserted").is_some_and(|v| v >= want),
+    );
+    assert_eq!(
+        db_counter(&s, &server, "gala_test", "tup_inserted"),
+        Some(want),
+        "grew by exactly {ROWS}"
+    );
+    let tps: f64 = db_metric(&s, &server, "gala_test", "tps")
+        .and_then(|v| v.parse().ok())
+        .expect("tps");
+    assert!(
+        tps > 0.0,
+        "the poll that saw the inserts saw their commits: tps = {tps}"
+    );
+    let polls_seen = server_metric(&s, &server, "polls").unwrap();
+
+    // The transactions are counted (at least ours: a session may add its own).
+    d.wait_for(
+        Duration::from_secs(3 * PERIOD + 10),
+        "xact_commit and xact_rollback of gala_test grow",
+        |s| {
+            db_counter(s, &server, "gala_test", "xact_commit").is_some_and(|v| v >= commits0 + 3)
+                && db_counter(s, &server, "gala_test", "xact_rollback")
+                    .is_some_and(|v| v > rollbacks0)
+        },
+    );
+
+    // And the value stays exactly there on the next report.
+    let (_, s) = next_poll(&d, &server, polls_seen);
+    assert_eq!(
+        db_counter(&s, &server, "gala_test", "tup_inserted"),
+        Some(want),
+        "no more rows than inserted"
+    );
+    assert_eq!(server_metric(&s, &server, "up"), Some(1));
+    let log = daemon_log(&sb);
+    assert!(!log.contains("psycopg2 is missing"), "{log}");
+}
