@@ -610,7 +610,7 @@ class Emit(CleanEnv):
         self.assertIsNone(probe.tables)
         with FdCapture() as out:
             for table, values in (("t", ("a|b",)), ("t", ("",)), ("t", ()), ("event", ("x",)),
-                                  ("log", ("x",)), ("x" * 32, ("k",)), ("t", ("k", "\n"))):
+                                  ("log", ("x",)), ("x" * 64, ("k",)), ("t", ("k", "\n"))):
                 with self.assertRaises(gala_probe.RecordError):
                     probe.emit(table, *values)
             probe.emit("any_table", "k", "", 3)  # any table, any count; later values may be empty
