@@ -27,7 +27,13 @@ fn announce(probe: &mut Probe) -> Result<(), gala_probe_sdk::EmitError> {
         config.seq(),
         level(&config)
     );
-    probe.event(&Event::new("sdk_echo", &id, "seq", Severity::Warn, &message))
+    probe.event(&Event::new(
+        "sdk_echo",
+        &id,
+        "seq",
+        Severity::Warn,
+        &message,
+    ))
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
