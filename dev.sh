@@ -71,6 +71,8 @@ stage() {
     # Extend probes declared in gala-gopher-custom.json: program and meta side by side.
     install -m 0750 probes/extends/pg_stat/pg_stat_probe.py "$dest/opt/gala-gopher/extend_probes/"
     install -m 0640 probes/extends/pg_stat/pg_stat_probe.meta "$dest/opt/gala-gopher/extend_probes/"
+    install -m 0750 probes/extends/proc_fd/proc_fd_probe.sh "$dest/opt/gala-gopher/extend_probes/"
+    install -m 0640 probes/extends/proc_fd/proc_fd_probe.meta "$dest/opt/gala-gopher/extend_probes/"
     # The Python probe SDK, where Python probes look for it.
     install -m 0644 probe-sdk/python/gala_probe.py "$dest/opt/gala-gopher/lib/python/"
     local relocate="s#/opt/gala-gopher/#$dest/opt/gala-gopher/#g; s#/etc/gala-gopher/#$dest/etc/gala-gopher/#g; s#/var/log/gala-gopher/#$dest/var/log/gala-gopher/#g; s#/var/run/gala_gopher#$dest/var/run/gala_gopher#g"
@@ -81,6 +83,8 @@ stage() {
     cp config/probes.init "$dest/etc/gala-gopher/probes.init"
     cp "$bin_dir/gala-gopher" "$dest/gala-gopher"
     cp "$bin_dir/gopher-ctl" "$dest/gopher-ctl"
+    # The shell probe helper; `run` puts $dest on the daemon's PATH as /usr/bin is in a package.
+    cp "$bin_dir/gala-probe" "$dest/gala-probe"
 }
 
 cmd_run() {
@@ -91,7 +95,7 @@ cmd_run() {
     stage "$dest" target/release
     log "running gala-gopher in the foreground; metrics on http://127.0.0.1:8888/metrics, REST on http://127.0.0.1:9999/<probe>,"
     log "gopher-ctl: $dest/gopher-ctl --socket $dest/var/run/gala_gopher/gala_gopher_cmd.sock probe get example (Ctrl-C stops)"
-    exec "$dest/gala-gopher" -c "$dest/etc/gala-gopher/gala-gopher.conf"
+    PATH="$dest:$PATH" exec "$dest/gala-gopher" -c "$dest/etc/gala-gopher/gala-gopher.conf"
 }
 
 cmd_test() {

@@ -133,6 +133,47 @@ impl Sandbox {
         std::fs::set_permissions(&json, std::fs::Permissions::from_mode(0o640)).expect("chmod");
     }
 
+    /// The events written so far to the event log (`log/event/gopher_event_*`), oldest first.
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        let dir = self.path().join("log/event");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        // The backup `.1` holds older lines than the current file.
+        files.sort_by_key(|p| std::cmp::Reverse(p.extension().is_some()));
+        files
+            .iter()
+            .flat_map(|f| {
+                let text = std::fs::read_to_string(f).unwrap_or_default();
+                text.lines()
+                    .filter_map(|l| serde_json::from_str(l).ok())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// Waits up to `timeout` for an event that `pred` accepts; `what` names it in the panic.
+    pub fn wait_event(
+        &self,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(e) = self.events().into_iter().find(|e| pred(e)) {
+                return e;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no event {what} in {}: {:?}",
+                self.path().join("log/event").display(),
+                self.events()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Writes `probes.init`.
     pub fn write_probes_init(&self, content: &str) {
         std::fs::write(self.path().join("probes.init"), content).expect("write probes.init");

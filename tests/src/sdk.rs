@@ -102,7 +102,12 @@ pub fn check_conformance(lang: &str, bin: &Path, env: &[(&str, &str)]) {
 
     // Both configurations were announced as events, the `|` in the message escaped.
     for (seq, level) in [(seq1, 3), (seq2, 7)] {
-        let event = wait_event(&sb, &format!("{lang}-{seq}"));
+        let suffix = format!("_sdk_echo_{lang}-{seq}");
+        let event = sb.wait_event(Duration::from_secs(10), &suffix, |e| {
+            e["Attributes"]["entity_id"]
+                .as_str()
+                .is_some_and(|id| id.ends_with(&suffix))
+        });
         assert_eq!(event["SeverityText"], "WARN", "{event}");
         assert_eq!(event["SeverityNumber"], 13, "{event}");
         assert_eq!(
@@ -161,39 +166,4 @@ fn value(d: &Daemon, field: &str, lang: &str) -> Option<String> {
     Samples::parse(&d.scrape())
         .value(&format!("gala_gopher_sdk_echo_{field}"), &[("lang", lang)])
         .map(str::to_owned)
-}
-
-/// The event of entity `entity_id` from the sandbox's event log, waiting up to 10 s.
-fn wait_event(sb: &Sandbox, entity_id: &str) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(e) = find_event(&sb.path().join("log/event"), entity_id) {
-            return e;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no event for {entity_id} in {}",
-            sb.path().join("log/event").display()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn find_event(dir: &Path, entity_id: &str) -> Option<serde_json::Value> {
-    let suffix = format!("_sdk_echo_{entity_id}");
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-        for line in text.lines() {
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-                continue;
-            };
-            if v["Attributes"]["entity_id"]
-                .as_str()
-                .is_some_and(|id| id.ends_with(&suffix))
-            {
-                return Some(v);
-            }
-        }
-    }
-    None
 }
