@@ -159,19 +159,15 @@ impl Sandbox {
         what: &str,
         pred: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(e) = self.events().into_iter().find(|e| pred(e)) {
-                return e;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no event {what} in {}: {:?}",
-                self.path().join("log/event").display(),
-                self.events()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        poll_until(timeout, 100, || {
+            self.events().into_iter().find(|e| pred(e)).ok_or_else(|| {
+                format!(
+                    "no event {what} in {}: {:?}",
+                    self.path().join("log/event").display(),
+                    self.events()
+                )
+            })
+        })
     }
 
     /// Writes `probes.init`.
@@ -309,15 +305,14 @@ impl Daemon {
         what: &str,
         pred: impl Fn(&Samples) -> bool,
     ) -> Samples {
-        let deadline = Instant::now() + timeout;
-        loop {
+        poll_until(timeout, 100, || {
             let samples = Samples::parse(&self.scrape());
             if pred(&samples) {
-                return samples;
+                Ok(samples)
+            } else {
+                Err(format!("timed out waiting for {what}"))
             }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        })
     }
 
     /// `PUT /<probe>` with body `json=<json>`; returns status and body.
@@ -351,18 +346,14 @@ impl Daemon {
         what: &str,
         pred: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
-        let deadline = Instant::now() + timeout;
-        loop {
+        poll_until(timeout, 50, || {
             let v = self.probe_json(probe);
             if pred(&v) {
-                return v;
+                Ok(v)
+            } else {
+                Err(format!("timed out waiting for {what}: {v}"))
             }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}: {v}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        })
     }
 
     /// Sends SIGTERM and waits for the exit status.
@@ -377,6 +368,23 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Calls `attempt` every `every_ms` until it returns `Ok`; panics with its last `Err` text
+/// once `timeout` has passed.
+pub fn poll_until<T>(
+    timeout: Duration,
+    every_ms: u64,
+    mut attempt: impl FnMut() -> Result<T, String>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match attempt() {
+            Ok(v) => return v,
+            Err(why) => assert!(Instant::now() < deadline, "{why}"),
+        }
+        std::thread::sleep(Duration::from_millis(every_ms));
     }
 }
 
