@@ -73,6 +73,10 @@ stage() {
     install -m 0640 probes/extends/pg_stat/pg_stat_probe.meta "$dest/opt/gala-gopher/extend_probes/"
     install -m 0750 probes/extends/proc_fd/proc_fd_probe.sh "$dest/opt/gala-gopher/extend_probes/"
     install -m 0640 probes/extends/proc_fd/proc_fd_probe.meta "$dest/opt/gala-gopher/extend_probes/"
+    # The sockstat probe (C), linked statically against the C SDK of $bin_dir.
+    [ -e "$bin_dir/libgala_probe.a" ] || { log "$bin_dir/libgala_probe.a missing: cargo build -p gala-probe-c"; return 1; }
+    make -s -C probes/extends/sockstat install SDK_INC="$ROOT/probe-sdk/c/include" SDK_LIB="$(cd "$bin_dir" && pwd)" \
+        BUILD_DIR="$(cd "$bin_dir" && pwd)/extend_probes" DESTDIR="$(cd "$dest" && pwd)"
     # The Python probe SDK, where Python probes look for it.
     install -m 0644 probe-sdk/python/gala_probe.py "$dest/opt/gala-gopher/lib/python/"
     local relocate="s#/opt/gala-gopher/#$dest/opt/gala-gopher/#g; s#/etc/gala-gopher/#$dest/etc/gala-gopher/#g; s#/var/log/gala-gopher/#$dest/var/log/gala-gopher/#g; s#/var/run/gala_gopher#$dest/var/run/gala_gopher#g"
@@ -90,7 +94,7 @@ stage() {
 cmd_run() {
     install_build_deps
     log "cargo build --release"
-    cargo build --release --workspace --bins
+    cargo build --release --workspace --lib --bins
     local dest="$ROOT/target/dev-root"
     stage "$dest" target/release
     log "running gala-gopher in the foreground; metrics on http://127.0.0.1:8888/metrics, REST on http://127.0.0.1:9999/<probe>,"
@@ -104,8 +108,8 @@ cmd_test() {
     cargo fmt --all -- --check
     log "cargo clippy"
     cargo clippy --workspace --all-targets -- -D warnings
-    log "cargo build (binaries the end-to-end tests run)"
-    cargo build --workspace --bins
+    log "cargo build (binaries and the C SDK library the end-to-end tests run)"
+    cargo build --workspace --lib --bins
     log "cargo test"
     cargo test --workspace
     log "python SDK tests"

@@ -91,6 +91,7 @@ pub struct ProbeBuilder {
     meta_files: Vec<PathBuf>,
     meta_text: Option<(PathBuf, String)>,
     first_config_timeout: Option<Duration>,
+    sdk_version: Option<String>,
 }
 
 impl ProbeBuilder {
@@ -112,6 +113,13 @@ impl ProbeBuilder {
         self
     }
 
+    /// The SDK named in `Hello` (default [`SDK_VERSION`]); for SDKs built on this crate, such
+    /// as the C library (`c-<ver>`).
+    pub fn sdk_version(mut self, version: impl Into<String>) -> Self {
+        self.sdk_version = Some(version.into());
+        self
+    }
+
     /// Connects (see [`Probe::connect`]).
     pub fn connect(self) -> Result<Probe, ConnectError> {
         let schema = if let Some((name, text)) = &self.meta_text {
@@ -124,6 +132,7 @@ impl ProbeBuilder {
         Probe::start(
             Output::stdout(schema),
             self.first_config_timeout.unwrap_or(FIRST_CONFIG_TIMEOUT),
+            self.sdk_version.as_deref().unwrap_or(SDK_VERSION),
         )
     }
 }
@@ -148,7 +157,11 @@ impl Probe {
         Self::builder().connect()
     }
 
-    fn start(out: Output, first_config_timeout: Duration) -> Result<Probe, ConnectError> {
+    fn start(
+        out: Output,
+        first_config_timeout: Duration,
+        sdk_version: &str,
+    ) -> Result<Probe, ConnectError> {
         let name = probe_name();
         let shared = Arc::new(Shared::default());
         watch_signals(&shared)?;
@@ -163,7 +176,7 @@ impl Probe {
         };
         let hello = ProbeMessage {
             body: Some(probe_message::Body::Hello(Hello {
-                sdk_version: SDK_VERSION.to_owned(),
+                sdk_version: sdk_version.to_owned(),
                 probe_name: name.clone(),
                 pid: std::process::id(),
             })),
