@@ -83,6 +83,27 @@ impl Shared {
         f(&mut self.lock());
         self.changed.notify_all();
     }
+
+    /// Waits until `ready` holds or `deadline` has passed, and returns the state either way.
+    fn wait_until(
+        &self,
+        deadline: Instant,
+        ready: impl Fn(&State) -> bool,
+    ) -> MutexGuard<'_, State> {
+        let mut state = self.lock();
+        while !ready(&state) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            state = self
+                .changed
+                .wait_timeout(state, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        state
+    }
 }
 
 /// Options of [`Probe::connect`].
@@ -162,11 +183,24 @@ impl Probe {
         first_config_timeout: Duration,
         sdk_version: &str,
     ) -> Result<Probe, ConnectError> {
+        let channel = from_env()?;
+        let probe = Self::start_on(out, channel, first_config_timeout, sdk_version)?;
+        watch_signals(&probe.shared)?;
+        Ok(probe)
+    }
+
+    /// Starts on `channel` (offline without one): greets the daemon and takes its first
+    /// configuration.
+    fn start_on(
+        out: Output,
+        channel: Option<(UnixStream, Encoding)>,
+        first_config_timeout: Duration,
+        sdk_version: &str,
+    ) -> Result<Probe, ConnectError> {
         let name = probe_name();
         let shared = Arc::new(Shared::default());
-        watch_signals(&shared)?;
         let offline = Arc::new(Config::offline(&name)?);
-        let Some((stream, encoding)) = from_env()? else {
+        let Some((stream, encoding)) = channel else {
             return Ok(Probe {
                 config: offline,
                 shared,
@@ -189,26 +223,15 @@ impl Probe {
             .spawn(move || read_channel(reader, encoding, &for_reader))?;
         let mut probe = Probe {
             config: offline,
-            shared,
+            shared: shared.clone(),
             channel: Some((stream, encoding)),
             out,
         };
         let deadline = Instant::now() + first_config_timeout;
-        let mut state = probe.shared.lock();
-        while state.fresh.is_none() && !state.closed && !state.stop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            state = probe
-                .shared
-                .changed
-                .wait_timeout(state, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        let first = state.fresh.take();
-        drop(state);
+        let first = shared
+            .wait_until(deadline, |s| s.fresh.is_some() || s.closed || s.stop)
+            .fresh
+            .take();
         match first {
             Some(config) => probe.adopt(config),
             None => eprintln!(
@@ -242,27 +265,19 @@ impl Probe {
             self.shared.update(|s| s.stop = true);
         }
         let deadline = Instant::now() + timeout;
-        let mut state = self.shared.lock();
-        loop {
-            if state.stop || state.closed {
-                state.stop = true;
-                return Wake::Stop;
-            }
-            if let Some(config) = state.fresh.take() {
+        let shared = self.shared.clone();
+        let mut state = shared.wait_until(deadline, |s| s.stop || s.closed || s.fresh.is_some());
+        if state.stop || state.closed {
+            state.stop = true;
+            return Wake::Stop;
+        }
+        match state.fresh.take() {
+            Some(config) => {
                 drop(state);
                 self.adopt(config);
-                return Wake::Config;
+                Wake::Config
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Wake::Timeout;
-            }
-            state = self
-                .shared
-                .changed
-                .wait_timeout(state, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            None => Wake::Timeout,
         }
     }
 
@@ -313,6 +328,10 @@ impl Probe {
 impl Drop for Probe {
     fn drop(&mut self) {
         let _ = self.out.flush();
+        // Ends the reader thread too, so the daemon sees the channel close now.
+        if let Some((stream, _)) = &self.channel {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
     }
 }
 
@@ -385,4 +404,153 @@ macro_rules! emit {
     ($probe:expr, $table:expr $(, $value:expr)* $(,)?) => {
         $probe.emit($table, &[$(&$value as &dyn ::std::fmt::Display),*])
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use gala_ipc_proto::v1::{Params, ProbeConfig};
+    use gala_ipc_proto::{encode, FrameDecoder};
+
+    use super::*;
+
+    /// A probe on one end of a socket pair; the test plays the daemon on the other.
+    fn probe_on(encoding: Encoding, first: Option<ProbeConfig>) -> (Probe, UnixStream) {
+        let (daemon, probe_end) = UnixStream::pair().unwrap();
+        if let Some(c) = first {
+            send(&daemon, encoding, c);
+        }
+        let out = Output::new(Schema::unchecked(), std::io::stdout());
+        let probe = Probe::start_on(
+            out,
+            Some((probe_end, encoding)),
+            Duration::from_millis(300),
+            SDK_VERSION,
+        )
+        .unwrap();
+        (probe, daemon)
+    }
+
+    fn config(seq: u64, flags: u32, period: u32) -> ProbeConfig {
+        ProbeConfig {
+            probe_name: "t".into(),
+            seq,
+            change_flags: flags,
+            params: Some(Params {
+                report_period: period,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn send(daemon: &UnixStream, encoding: Encoding, c: ProbeConfig) {
+        let m = DaemonMessage {
+            body: Some(daemon_message::Body::Config(c)),
+        };
+        (&*daemon)
+            .write_all(&encode(&m, encoding).unwrap())
+            .unwrap();
+    }
+
+    /// What the probe sent, read until `count` messages arrived.
+    fn replies(daemon: &UnixStream, encoding: Encoding, count: usize) -> Vec<ProbeMessage> {
+        daemon
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut decoder = FrameDecoder::<ProbeMessage>::new(encoding);
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while got.len() < count {
+            let n = std::io::Read::read(&mut &*daemon, &mut buf).unwrap();
+            assert!(n > 0, "channel closed after {got:?}");
+            decoder.push(&buf[..n]);
+            while let Some(m) = decoder.next().unwrap() {
+                got.push(m);
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn greets_takes_the_first_config_and_acknowledges_it() {
+        for encoding in [Encoding::Proto, Encoding::Json] {
+            let (probe, daemon) = probe_on(encoding, Some(config(1, 3, 30)));
+            assert!(probe.is_connected());
+            assert_eq!(probe.config().seq(), 1);
+            assert_eq!(probe.config().params().report_period, 30);
+            let got = replies(&daemon, encoding, 2);
+            let Some(probe_message::Body::Hello(hello)) = &got[0].body else {
+                panic!("{got:?}")
+            };
+            assert_eq!(hello.sdk_version, SDK_VERSION);
+            assert_eq!(hello.pid, std::process::id());
+            let Some(probe_message::Body::Status(status)) = &got[1].body else {
+                panic!("{got:?}")
+            };
+            assert_eq!(status.config_seq, 1);
+        }
+    }
+
+    #[test]
+    fn wait_wakes_on_a_change_and_collapses_queued_ones() {
+        let encoding = Encoding::Json;
+        let (mut probe, daemon) = probe_on(encoding, Some(config(1, 3, 30)));
+        let start = Instant::now();
+        assert_eq!(probe.wait(Duration::from_millis(100)), Wake::Timeout);
+        assert!(start.elapsed() >= Duration::from_millis(100));
+
+        let sender = daemon.try_clone().unwrap();
+        let later = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            send(&sender, encoding, config(2, 2, 10));
+        });
+        let start = Instant::now();
+        assert_eq!(probe.wait(Duration::from_secs(10)), Wake::Config);
+        assert!(start.elapsed() < Duration::from_secs(5));
+        later.join().unwrap();
+        assert_eq!(probe.config().seq(), 2);
+        assert_eq!(probe.config().params().report_period, 10);
+
+        // Two changes while the probe was busy: it sees the newest, with both flags.
+        send(&daemon, encoding, config(3, 1, 10));
+        send(&daemon, encoding, config(4, 2, 20));
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(probe.wait(Duration::from_secs(5)), Wake::Config);
+        assert_eq!(probe.config().seq(), 4);
+        assert_eq!(probe.config().change_flags(), 3);
+        assert_eq!(probe.wait(Duration::from_millis(50)), Wake::Timeout);
+    }
+
+    #[test]
+    fn a_closed_channel_means_stop() {
+        let (mut probe, daemon) = probe_on(Encoding::Proto, Some(config(1, 3, 30)));
+        assert!(probe.running());
+        drop(daemon);
+        assert_eq!(probe.wait(Duration::from_secs(5)), Wake::Stop);
+        assert!(!probe.running());
+        assert_eq!(probe.wait(Duration::from_secs(5)), Wake::Stop);
+    }
+
+    #[test]
+    fn without_a_first_config_the_defaults_apply_until_one_arrives() {
+        let (mut probe, daemon) = probe_on(Encoding::Proto, None);
+        assert_eq!(probe.config().params().report_period, 60);
+        send(&daemon, Encoding::Proto, config(1, 3, 7));
+        assert_eq!(probe.wait(Duration::from_secs(5)), Wake::Config);
+        assert_eq!(probe.config().params().report_period, 7);
+    }
+
+    #[test]
+    fn dropping_the_probe_closes_the_channel() {
+        let (probe, daemon) = probe_on(Encoding::Json, Some(config(1, 3, 30)));
+        let _ = replies(&daemon, Encoding::Json, 2);
+        drop(probe);
+        let mut buf = [0u8; 16];
+        daemon
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        assert_eq!(std::io::Read::read(&mut &daemon, &mut buf).unwrap(), 0);
+    }
 }
