@@ -50,12 +50,19 @@ impl Schema {
 
     /// The tables of one meta file's text (`source` names it in errors).
     pub fn from_str(source: &Path, text: &str) -> Result<Self, MetaError> {
+        Self::from_strs(&[(source, text)])
+    }
+
+    /// The tables of several meta files' texts, each with the name used in its errors.
+    pub fn from_strs(files: &[(&Path, &str)]) -> Result<Self, MetaError> {
         let mut registry = Registry::new();
-        registry.add_tables(gala_meta::parse_meta_file(
-            source,
-            text,
-            &MetaLimits::default(),
-        )?)?;
+        for (source, text) in files {
+            registry.add_tables(gala_meta::parse_meta_file(
+                source,
+                text,
+                &MetaLimits::default(),
+            )?)?;
+        }
         Ok(Schema {
             registry: Some(registry),
         })

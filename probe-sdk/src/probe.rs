@@ -110,7 +110,7 @@ impl Shared {
 #[derive(Debug, Default)]
 pub struct ProbeBuilder {
     meta_files: Vec<PathBuf>,
-    meta_text: Option<(PathBuf, String)>,
+    meta_text: Vec<(PathBuf, String)>,
     first_config_timeout: Option<Duration>,
     sdk_version: Option<String>,
 }
@@ -122,9 +122,10 @@ impl ProbeBuilder {
         self
     }
 
-    /// Checks records against this meta text, e.g. `include_str!("../tcp.meta")`.
+    /// Checks records against this meta text, e.g. `include_str!("../tcp.meta")`; call it
+    /// once per meta file of the probe.
     pub fn meta_str(mut self, name: impl Into<PathBuf>, text: impl Into<String>) -> Self {
-        self.meta_text = Some((name.into(), text.into()));
+        self.meta_text.push((name.into(), text.into()));
         self
     }
 
@@ -143,8 +144,13 @@ impl ProbeBuilder {
 
     /// Connects (see [`Probe::connect`]).
     pub fn connect(self) -> Result<Probe, ConnectError> {
-        let schema = if let Some((name, text)) = &self.meta_text {
-            Schema::from_str(name, text)?
+        let schema = if !self.meta_text.is_empty() {
+            let files: Vec<(&Path, &str)> = self
+                .meta_text
+                .iter()
+                .map(|(name, text)| (name.as_path(), text.as_str()))
+                .collect();
+            Schema::from_strs(&files)?
         } else if !self.meta_files.is_empty() {
             Schema::from_files(&self.meta_files)?
         } else {

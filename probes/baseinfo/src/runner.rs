@@ -1,0 +1,103 @@
+//! Runs the enabled sub-items once per round and gathers what they report, their own
+//! success and duration, and the log lines of their degradations (each once until it
+//! recovers).
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use gala_probe_sdk::Config;
+
+use crate::collector::{seconds, Collector, Context, EventRecord, Record, Report};
+use crate::SUBITEMS;
+
+/// The table of the collectors' own success and duration.
+pub const SELF_TABLE: &str = "baseinfo_collector";
+
+/// What one round produced.
+#[derive(Debug, Default)]
+pub struct Round {
+    /// Record lines of every sub-item, then the `baseinfo_collector` records.
+    pub records: Vec<Record>,
+    /// Events.
+    pub events: Vec<EventRecord>,
+    /// Log lines (`[WARN] ...`) to print once.
+    pub log: Vec<String>,
+}
+
+/// The enabled collectors and what has been logged about them.
+#[derive(Default)]
+pub struct Baseinfo {
+    /// Index in [`SUBITEMS`] and collector, for the enabled sub-items.
+    active: Vec<(usize, Box<dyn Collector>)>,
+    /// Warning keys logged and not yet recovered.
+    logged: HashSet<String>,
+}
+
+impl Baseinfo {
+    /// Enables the sub-items `config` names and drops the others (with their history, so a
+    /// re-enabled sub-item starts with a suppressed first round again).
+    pub fn configure(&mut self, config: &Config) {
+        self.active
+            .retain(|(i, _)| config.has_subitem(SUBITEMS[*i].name));
+        for (i, item) in SUBITEMS.iter().enumerate() {
+            if config.has_subitem(item.name) && !self.active.iter().any(|(j, _)| *j == i) {
+                self.active.push((i, (item.new)()));
+            }
+        }
+        self.active.sort_by_key(|(i, _)| *i);
+    }
+
+    /// Names of the enabled sub-items.
+    pub fn enabled(&self) -> Vec<&'static str> {
+        self.active.iter().map(|(i, _)| SUBITEMS[*i].name).collect()
+    }
+
+    /// Runs every enabled collector once.
+    pub fn collect(&mut self, ctx: &Context<'_>) -> Round {
+        let mut round = Round::default();
+        let mut health = Vec::with_capacity(self.active.len());
+        for (i, collector) in &mut self.active {
+            let name = SUBITEMS[*i].name;
+            let mut report = Report::default();
+            let started = Instant::now();
+            let result = collector.collect(ctx, &mut report);
+            let took = started.elapsed();
+            let failed_key = format!("{name}:failed");
+            let mut warned: HashSet<String> = HashSet::new();
+            match &result {
+                Ok(()) => {}
+                Err(e) => {
+                    warned.insert(failed_key.clone());
+                    if self.logged.insert(failed_key.clone()) {
+                        round.log.push(format!("[WARN] baseinfo: {name}: {e}; the sub-item reports nothing until this is fixed"));
+                    }
+                }
+            }
+            for (key, message) in report.warnings.drain(..) {
+                let key = format!("{name}:{key}");
+                if self.logged.insert(key.clone()) {
+                    round
+                        .log
+                        .push(format!("[WARN] baseinfo: {name}: {message}"));
+                }
+                warned.insert(key);
+            }
+            // Problems of this sub-item that did not recur are logged again next time.
+            let prefix = format!("{name}:");
+            self.logged
+                .retain(|k| !k.starts_with(&prefix) || warned.contains(k));
+            round.records.append(&mut report.records);
+            round.events.append(&mut report.events);
+            health.push(Record {
+                table: SELF_TABLE,
+                values: vec![
+                    name.to_owned(),
+                    u8::from(result.is_ok()).to_string(),
+                    seconds(took),
+                ],
+            });
+        }
+        round.records.extend(health);
+        round
+    }
+}
