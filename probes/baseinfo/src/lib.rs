@@ -15,6 +15,7 @@ pub mod root;
 mod runner;
 
 pub mod cpu;
+pub mod mem;
 
 pub use collector::{Collector, Context, EventRecord, Previous, Record, Report, SystemInfo};
 pub use error::CollectError;
@@ -41,12 +42,23 @@ macro_rules! meta {
     };
 }
 
-/// Every sub-item, in the catalogue's order.
-pub const SUBITEMS: &[SubItem] = &[SubItem {
-    name: "cpu",
-    meta: meta!("cpu"),
-    new: || Box::new(cpu::CpuCollector::default()),
-}];
+/// A [`SubItem`] named `$name` with `meta/$name.meta`, whose collector is `$new`.
+macro_rules! subitem {
+    ($name:literal, $new:expr) => {
+        SubItem {
+            name: $name,
+            meta: meta!($name),
+            new: || Box::new($new),
+        }
+    };
+}
+
+/// Every sub-item, in the catalogue's order: one line each.
+#[rustfmt::skip]
+pub const SUBITEMS: &[SubItem] = &[
+    subitem!("cpu", cpu::CpuCollector::default()),
+    subitem!("mem", mem::MemCollector),
+];
 
 /// The meta file of the probe's own table (`baseinfo_collector`).
 pub const SELF_META: (&str, &str) = meta!("baseinfo");
