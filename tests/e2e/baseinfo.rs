@@ -1,0 +1,411 @@
+//! baseinfo on this machine, against real peers:
+//! - the collectors agree with Debian's `prometheus-node-exporter` over the same interval
+//!   (CPU seconds, memory, NIC bytes and packets, disk operations and bytes, filesystem
+//!   sizes), within the tolerances stated in `probes/baseinfo/README.md`;
+//! - the `system_infos` probe under the real daemon, with a `proc_name` snooper for a
+//!   process this test starts, reports that process only, with its RSS and CPU use.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gala_baseinfo::{Baseinfo, Context, HostRoot, Round, SystemInfo, SELF_META, SUBITEMS};
+use gala_e2e::{free_port, http_get, poll_until, workspace_bin, Samples, Sandbox};
+use gala_probe_sdk::Config;
+
+/// A process killed when dropped.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Field names of every baseinfo table, from the probe's own meta files.
+fn field_names() -> HashMap<String, Vec<String>> {
+    let mut out = HashMap::new();
+    for (name, text) in SUBITEMS.iter().map(|s| s.meta).chain([SELF_META]) {
+        let tables = gala_meta::parse_meta_file(Path::new(name), text, &Default::default())
+            .expect("baseinfo meta");
+        for t in tables {
+            out.insert(
+                t.name.clone(),
+                t.fields.iter().map(|f| f.name.clone()).collect(),
+            );
+        }
+    }
+    out
+}
+
+/// The records of `table` in `round`, as field name → value.
+fn rows(round: &Round, table: &str) -> Vec<HashMap<String, String>> {
+    let names = field_names();
+    let fields = &names[table];
+    round
+        .records
+        .iter()
+        .filter(|r| r.table == table)
+        .map(|r| {
+            fields
+                .iter()
+                .cloned()
+                .zip(r.values.iter().cloned())
+                .collect()
+        })
+        .collect()
+}
+
+fn num(row: &HashMap<String, String>, field: &str) -> f64 {
+    row[field]
+        .parse()
+        .unwrap_or_else(|_| panic!("{field} = {:?} is not a number", row[field]))
+}
+
+/// Sum of the samples of `name` with `labels` in a node_exporter scrape.
+fn node(s: &Samples, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let found = s.find(name, labels);
+    assert!(!found.is_empty(), "node_exporter has no {name}{labels:?}");
+    found
+        .iter()
+        .map(|x| x.value.parse::<f64>().expect("number"))
+        .sum()
+}
+
+/// Asserts `ours` ≈ `theirs` within `abs + rel × |theirs|`.
+fn close(what: &str, ours: f64, theirs: f64, abs: f64, rel: f64) {
+    let allowed = abs + rel * theirs.abs();
+    assert!(
+        (ours - theirs).abs() <= allowed,
+        "{what}: baseinfo {ours} vs node_exporter {theirs} (allowed ±{allowed})"
+    );
+}
+
+fn start_node_exporter() -> (Guard, u16) {
+    let bin = [
+        "/usr/bin/prometheus-node-exporter",
+        "/usr/bin/node_exporter",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists())
+    .expect(
+        "node_exporter not installed: apt-get install prometheus-node-exporter (dev.sh test does)",
+    );
+    let port = free_port();
+    let child = Command::new(bin)
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start node_exporter");
+    let guard = Guard(child);
+    poll_until(Duration::from_secs(10), 50, || {
+        http_get(port, "/metrics")
+            .map(|_| ())
+            .map_err(|e| format!("node_exporter did not answer: {e}"))
+    });
+    (guard, port)
+}
+
+fn scrape(port: u16) -> Samples {
+    let (status, body) = http_get(port, "/metrics").expect("scrape node_exporter");
+    assert_eq!(status, 200);
+    Samples::parse(&body)
+}
+
+/// Work for the interval: CPU on both cores, direct writes to the root disk, some traffic.
+fn generate_load() {
+    let busy = |ms| {
+        std::thread::spawn(move || {
+            let end = Instant::now() + Duration::from_millis(ms);
+            let mut x = 0u64;
+            while Instant::now() < end {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+            }
+            std::hint::black_box(x);
+        })
+    };
+    let threads = [busy(800), busy(800)];
+    let dir = tempfile::Builder::new()
+        .prefix("gala-baseinfo-")
+        .tempdir_in("/var/tmp")
+        .expect("tempdir on the root disk");
+    let mut f = std::fs::File::create(dir.path().join("load")).expect("create");
+    let block = vec![0x5au8; 1 << 20];
+    for _ in 0..8 {
+        f.write_all(&block).expect("write");
+        f.sync_all().expect("fsync");
+    }
+    // Best effort: the registries are the only reachable hosts.
+    let _ = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-m",
+            "2",
+            "https://deb.debian.org/debian/dists/bookworm/Release",
+        ])
+        .status();
+    for t in threads {
+        let _ = t.join();
+    }
+}
+
+#[test]
+fn collectors_agree_with_node_exporter() {
+    let (_ne, port) = start_node_exporter();
+    let root = HostRoot::default();
+    let system = SystemInfo::detect();
+    let config = Config::offline_from(
+        "baseinfo",
+        Some(r#"{"subitems":["cpu","mem","nic","disk","fs"]}"#),
+    )
+    .expect("config");
+    let mut baseinfo = Baseinfo::default();
+    baseinfo.configure(&config);
+    let origin = Instant::now();
+    let mut collect = || {
+        let ctx = Context {
+            root: &root,
+            config: &config,
+            now: origin.elapsed() + Duration::from_secs(1),
+            system: &system,
+        };
+        baseinfo.collect(&ctx)
+    };
+    // Scrape and collect back to back at both ends, so both cover the same interval.
+    let n0 = scrape(port);
+    let _ = collect();
+    let t0 = Instant::now();
+    generate_load();
+    std::thread::sleep(Duration::from_secs(3).saturating_sub(t0.elapsed()));
+    let n1 = scrape(port);
+    let r1 = collect();
+    let secs = t0.elapsed().as_secs_f64();
+    let delta =
+        |name: &str, labels: &[(&str, &str)]| node(&n1, name, labels) - node(&n0, name, labels);
+
+    for health in rows(&r1, "baseinfo_collector") {
+        assert_eq!(health["success"], "1", "{health:?}");
+    }
+
+    // CPU: milliseconds in each state during the interval, per CPU.
+    let cpus = rows(&r1, "system_cpu");
+    assert!(!cpus.is_empty(), "no system_cpu records");
+    for row in &cpus {
+        let cpu = row["cpu"].as_str();
+        for (field, mode) in [
+            ("user_msec", "user"),
+            ("system_msec", "system"),
+            ("idle_msec", "idle"),
+            ("iowait_msec", "iowait"),
+        ] {
+            let ours = num(row, field) / 1000.0;
+            let theirs = delta("node_cpu_seconds_total", &[("cpu", cpu), ("mode", mode)]);
+            close(
+                &format!("cpu {cpu} {mode} seconds"),
+                ours,
+                theirs,
+                0.08,
+                0.05,
+            );
+        }
+    }
+
+    // Memory: kB against bytes.
+    let mem = &rows(&r1, "system_meminfo")[0];
+    close(
+        "MemTotal",
+        num(mem, "total_kB") * 1024.0,
+        node(&n1, "node_memory_MemTotal_bytes", &[]),
+        0.0,
+        0.0,
+    );
+    close(
+        "MemAvailable",
+        num(mem, "available_kB") * 1024.0,
+        node(&n1, "node_memory_MemAvailable_bytes", &[]),
+        64e6,
+        0.02,
+    );
+
+    // NICs: deltas of the interval.
+    let nics = rows(&r1, "nic");
+    assert!(!nics.is_empty(), "no physical NIC reported");
+    for row in &nics {
+        let dev = row["dev_name"].as_str();
+        for (field, metric, slack) in [
+            (
+                "rx_bytes",
+                "node_network_receive_bytes_total",
+                64.0 * 1024.0,
+            ),
+            (
+                "tx_bytes",
+                "node_network_transmit_bytes_total",
+                64.0 * 1024.0,
+            ),
+            ("rx_packets", "node_network_receive_packets_total", 64.0),
+            ("tx_packets", "node_network_transmit_packets_total", 64.0),
+        ] {
+            close(
+                &format!("{dev} {field}"),
+                num(row, field),
+                delta(metric, &[("device", dev)]),
+                slack,
+                0.03,
+            );
+        }
+    }
+
+    // Disks: per-second rates back to counts over the measured interval.
+    let disks = rows(&r1, "system_iostat");
+    let vda: Vec<_> = disks
+        .iter()
+        .filter(|r| {
+            !n1.find(
+                "node_disk_reads_completed_total",
+                &[("device", &r["disk_name"])],
+            )
+            .is_empty()
+        })
+        .collect();
+    assert!(
+        !vda.is_empty(),
+        "no disk in common with node_exporter: {disks:?}"
+    );
+    for row in vda {
+        let dev = row["disk_name"].as_str();
+        close(
+            &format!("{dev} reads"),
+            num(row, "rspeed") * secs,
+            delta("node_disk_reads_completed_total", &[("device", dev)]),
+            8.0,
+            0.05,
+        );
+        close(
+            &format!("{dev} writes"),
+            num(row, "wspeed") * secs,
+            delta("node_disk_writes_completed_total", &[("device", dev)]),
+            8.0,
+            0.05,
+        );
+        close(
+            &format!("{dev} written bytes"),
+            num(row, "wspeed_kB") * 1024.0 * secs,
+            delta("node_disk_written_bytes_total", &[("device", dev)]),
+            256.0 * 1024.0,
+            0.05,
+        );
+    }
+
+    // Filesystems: sizes in 1K blocks against bytes.
+    let fs = rows(&r1, "system_df");
+    let rootfs = fs
+        .iter()
+        .find(|r| r["MountOn"] == "/")
+        .expect("/ in system_df");
+    let size = node(&n1, "node_filesystem_size_bytes", &[("mountpoint", "/")]);
+    close("/ size", num(rootfs, "Blocks") * 1024.0, size, 1024.0, 0.0);
+    close(
+        "/ available",
+        num(rootfs, "Free") * 1024.0,
+        node(&n1, "node_filesystem_avail_bytes", &[("mountpoint", "/")]),
+        16e6,
+        0.001,
+    );
+}
+
+/// Starts a process named `gala_busy` that spins one core and holds 200 MiB resident.
+fn busy_process() -> Guard {
+    let script = r#"
+import ctypes, sys
+ctypes.CDLL(None).prctl(15, b"gala_busy", 0, 0, 0)
+held = bytearray(200 * 1024 * 1024)
+for i in range(0, len(held), 4096):
+    held[i] = 1
+print("ready", flush=True)
+while True:
+    pass
+"#;
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("ready");
+    assert_eq!(line.trim(), "ready");
+    Guard(child)
+}
+
+#[test]
+fn proc_snooper_reports_the_snooped_process_only() {
+    let sb = Sandbox::new();
+    std::fs::copy(
+        workspace_bin("system_infos"),
+        sb.path().join("probes/system_infos"),
+    )
+    .expect("install system_infos");
+    for (name, text) in SUBITEMS.iter().map(|s| s.meta).chain([SELF_META]) {
+        sb.write_meta(name, text);
+    }
+    sb.write_config(
+        gala_e2e::IMDB_DEFAULT,
+        "supervisor = { stop_grace = 2; snooper_period = 1; };",
+    );
+    let d = sb.start();
+    let busy = busy_process();
+    let pid = busy.0.id().to_string();
+    let (status, text) = d.put(
+        "baseinfo",
+        r#"{"cmd":{"probe":["proc"]},"snoopers":{"proc_name":[{"comm":"^gala_busy$"}]},"params":{"report_period":5},"state":"running"}"#,
+    );
+    assert_eq!(status, 200, "{text}");
+    // The first report of a process is suppressed: its rates need two samples.
+    let s = d.wait_for(
+        Duration::from_secs(30),
+        "system_proc of the busy process",
+        |s: &Samples| {
+            s.value("gala_gopher_proc_cpu_util", &[("tgid", &pid)])
+                .is_some()
+        },
+    );
+    let value = |name: &str| -> f64 {
+        s.value(name, &[("tgid", &pid)])
+            .unwrap_or_else(|| panic!("{name} missing"))
+            .parse()
+            .expect("number")
+    };
+    let cpu = value("gala_gopher_proc_cpu_util");
+    assert!(
+        (60.0..=110.0).contains(&cpu),
+        "a spinning process uses one core: cpu_util {cpu}"
+    );
+    let rss = value("gala_gopher_proc_pm_size");
+    assert!(
+        rss >= 200.0 * 1024.0 * 1024.0,
+        "RSS {rss} below the 200 MiB held"
+    );
+    assert!(value("gala_gopher_proc_num_threads") >= 1.0);
+    let tgids: BTreeMap<String, ()> = s
+        .find("gala_gopher_proc_cpu_util", &[])
+        .iter()
+        .map(|x| (x.labels["tgid"].clone(), ()))
+        .collect();
+    assert_eq!(
+        tgids.keys().collect::<Vec<_>>(),
+        [&pid],
+        "only the snooped process"
+    );
+    let ok = s.value("gala_gopher_baseinfo_success", &[("subitem", "proc")]);
+    assert_eq!(ok, Some("1"));
+}
