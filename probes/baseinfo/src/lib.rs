@@ -14,8 +14,15 @@ pub mod error;
 pub mod root;
 mod runner;
 
+pub mod con;
 pub mod cpu;
+pub mod disk;
+pub mod fs;
+pub mod host;
 pub mod mem;
+pub mod net;
+pub mod nic;
+pub mod proc;
 
 pub use collector::{Collector, Context, EventRecord, Previous, Record, Report, SystemInfo};
 pub use error::CollectError;
@@ -58,6 +65,13 @@ macro_rules! subitem {
 pub const SUBITEMS: &[SubItem] = &[
     subitem!("cpu", cpu::CpuCollector::default()),
     subitem!("mem", mem::MemCollector),
+    subitem!("nic", nic::NicCollector::default()),
+    subitem!("net", net::NetCollector::default()),
+    subitem!("disk", disk::DiskCollector::default()),
+    subitem!("fs", fs::FsCollector::default()),
+    subitem!("proc", proc::ProcCollector::default()),
+    subitem!("host", host::HostCollector::default()),
+    subitem!("con", con::ConCollector::default()),
 ];
 
 /// The meta file of the probe's own table (`baseinfo_collector`).
