@@ -68,7 +68,11 @@ fn num(row: &HashMap<String, String>, field: &str) -> f64 {
 /// Sum of the samples of `name` with `labels` in a node_exporter scrape.
 fn node(s: &Samples, name: &str, labels: &[(&str, &str)]) -> f64 {
     let found = s.find(name, labels);
-    assert!(!found.is_empty(), "node_exporter has no {name}{labels:?}");
+    assert!(
+        !found.is_empty(),
+        "node_exporter has no {name}{labels:?}; it has {:?}",
+        s.find(name, &[])
+    );
     found
         .iter()
         .map(|x| x.value.parse::<f64>().expect("number"))

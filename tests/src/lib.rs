@@ -419,7 +419,37 @@ pub fn http_request(
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| std::io::Error::other("bad status line"))?;
-    Ok((status, body.to_string()))
+    let chunked = head.lines().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    });
+    let body = if chunked {
+        dechunk(body)?
+    } else {
+        body.to_string()
+    };
+    Ok((status, body))
+}
+
+/// The payload of a `Transfer-Encoding: chunked` body (Go servers such as node_exporter
+/// send one when they do not know the length up front).
+fn dechunk(mut body: &str) -> std::io::Result<String> {
+    let bad = || std::io::Error::other("bad chunked body");
+    let mut out = String::with_capacity(body.len());
+    loop {
+        let (size_line, rest) = body.split_once("\r\n").ok_or_else(bad)?;
+        let size_hex = size_line.split(';').next().unwrap_or_default().trim();
+        let size = usize::from_str_radix(size_hex, 16).map_err(|_| bad())?;
+        if size == 0 {
+            return Ok(out);
+        }
+        let chunk = rest.get(..size).ok_or_else(bad)?;
+        out.push_str(chunk);
+        body = rest
+            .get(size..)
+            .and_then(|r| r.strip_prefix("\r\n"))
+            .ok_or_else(bad)?;
+    }
 }
 
 /// One sample of an exposition.
