@@ -117,3 +117,95 @@ impl Baseinfo {
         round
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::collector::SystemInfo;
+    use crate::root::HostRoot;
+
+    fn round(baseinfo: &mut Baseinfo, root: &HostRoot, config: &Config, secs: u64) -> Round {
+        let system = SystemInfo {
+            clk_tck: 100,
+            page_size: 4096,
+            phys_pages: 1000,
+            cpus_configured: 1,
+        };
+        baseinfo.collect(&Context {
+            root,
+            config,
+            now: Duration::from_secs(secs),
+            system: &system,
+        })
+    }
+
+    #[test]
+    fn a_failing_sub_item_degrades_alone_and_is_logged_once() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("proc")).unwrap();
+        std::fs::write(
+            dir.path().join("proc/meminfo"),
+            "MemTotal: 100 kB\nMemFree: 50 kB\n",
+        )
+        .unwrap();
+        let root = HostRoot::new(dir.path());
+        let config =
+            Config::offline_from("baseinfo", Some(r#"{"subitems":["cpu","mem"]}"#)).unwrap();
+        let mut baseinfo = Baseinfo::default();
+        baseinfo.configure(&config);
+        assert_eq!(baseinfo.enabled(), ["cpu", "mem"]);
+
+        let first = round(&mut baseinfo, &root, &config, 10);
+        let health: Vec<(&str, &str)> = first
+            .records
+            .iter()
+            .filter(|r| r.table == SELF_TABLE)
+            .map(|r| (r.values[0].as_str(), r.values[1].as_str()))
+            .collect();
+        assert_eq!(health, [("cpu", "0"), ("mem", "1")]);
+        assert!(first.records.iter().any(|r| r.table == "system_meminfo"));
+        let cpu_failed: Vec<&String> = first
+            .log
+            .iter()
+            .filter(|l| l.contains("cpu: read ") && l.contains("proc/stat"))
+            .collect();
+        assert_eq!(cpu_failed.len(), 1, "{:?}", first.log);
+
+        // Still failing: not logged again.
+        let second = round(&mut baseinfo, &root, &config, 20);
+        assert!(
+            !second.log.iter().any(|l| l.contains("cpu: read")),
+            "{:?}",
+            second.log
+        );
+
+        // Recovered, then failing again: logged again.
+        std::fs::write(dir.path().join("proc/stat"), "cpu 1 0 1 10 0 0 0 0\n").unwrap();
+        let third = round(&mut baseinfo, &root, &config, 30);
+        assert!(third
+            .records
+            .iter()
+            .any(|r| r.table == SELF_TABLE && r.values[..2] == ["cpu", "1"]));
+        std::fs::remove_file(dir.path().join("proc/stat")).unwrap();
+        let fourth = round(&mut baseinfo, &root, &config, 40);
+        assert!(
+            fourth.log.iter().any(|l| l.contains("cpu: read")),
+            "{:?}",
+            fourth.log
+        );
+    }
+
+    #[test]
+    fn disabling_a_sub_item_drops_its_history() {
+        let config = Config::offline_from("baseinfo", Some(r#"{"subitems":["cpu"]}"#)).unwrap();
+        let none = Config::offline_from("baseinfo", Some(r#"{"subitems":[]}"#)).unwrap();
+        let mut baseinfo = Baseinfo::default();
+        baseinfo.configure(&config);
+        baseinfo.configure(&none);
+        assert!(baseinfo.enabled().is_empty());
+        baseinfo.configure(&config);
+        assert_eq!(baseinfo.enabled(), ["cpu"]);
+    }
+}
