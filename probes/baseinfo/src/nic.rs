@@ -3,7 +3,7 @@
 //! The device set is re-scanned every round, so hot-plugged NICs appear (after one
 //! suppressed round) and removed ones disappear.
 
-mod qdisc;
+pub mod qdisc;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
