@@ -10,22 +10,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use gala_baseinfo::{Baseinfo, Context, HostRoot, Round, SystemInfo, SELF_META, SUBITEMS};
-use gala_e2e::{free_port, http_get, poll_until, workspace_bin, Samples, Sandbox};
+use gala_e2e::{http_get, start_node_exporter, workspace_bin, KillOnDrop, Samples, Sandbox};
 use gala_probe_sdk::Config;
-
-/// A process killed when dropped.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Field names of every baseinfo table, from the probe's own meta files.
 fn field_names() -> HashMap<String, Vec<String>> {
@@ -79,33 +69,6 @@ fn node(s: &Samples, name: &str, labels: &[(&str, &str)]) -> f64 {
         .iter()
         .map(|x| x.value.parse::<f64>().expect("number"))
         .sum()
-}
-
-fn start_node_exporter() -> (Guard, u16) {
-    let bin = [
-        "/usr/bin/prometheus-node-exporter",
-        "/usr/bin/node_exporter",
-    ]
-    .into_iter()
-    .find(|p| Path::new(p).exists())
-    .expect(
-        "node_exporter not installed: apt-get install prometheus-node-exporter (dev.sh test does)",
-    );
-    let port = free_port();
-    let child = Command::new(bin)
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start node_exporter");
-    let guard = Guard(child);
-    poll_until(Duration::from_secs(10), 50, || {
-        http_get(port, "/metrics")
-            .map(|_| ())
-            .map_err(|e| format!("node_exporter did not answer: {e}"))
-    });
-    (guard, port)
 }
 
 fn scrape(port: u16) -> Samples {
@@ -179,7 +142,9 @@ fn within(what: &str, ours: f64, (lo, hi): (f64, f64), slack: f64) {
 
 #[test]
 fn collectors_agree_with_node_exporter() {
-    let (_ne, port) = start_node_exporter();
+    let (_ne, port) = start_node_exporter().expect(
+        "node_exporter not installed: apt-get install prometheus-node-exporter (dev.sh test does)",
+    );
     let root = HostRoot::default();
     let system = SystemInfo::detect();
     let config = Config::offline_from(
@@ -335,7 +300,7 @@ fn collectors_agree_with_node_exporter() {
 }
 
 /// Starts a process named `gala_busy` that spins one core and holds 200 MiB resident.
-fn busy_process() -> Guard {
+fn busy_process() -> KillOnDrop {
     let script = r#"
 import ctypes, sys
 ctypes.CDLL(None).prctl(15, b"gala_busy", 0, 0, 0)
@@ -357,7 +322,7 @@ while True:
         .read_line(&mut line)
         .expect("ready");
     assert_eq!(line.trim(), "ready");
-    Guard(child)
+    KillOnDrop(child)
 }
 
 /// A sandbox with `system_infos` and its meta files installed, and a running daemon.

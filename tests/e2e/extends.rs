@@ -1,27 +1,14 @@
 //! The example extend probes shipped under `probes/extends/` (besides `pg_stat`, which has its
 //! own test with a real PostgreSQL), each run under the real daemon on real processes.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use gala_e2e::{workspace_bin, Samples, Sandbox};
-
-/// A process killed when dropped.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use gala_e2e::{repo_root, workspace_bin, KillOnDrop, Samples, Sandbox};
 
 /// Installs `probes/extends/<dir>/<file>` with its meta file as custom probe `name`.
 fn install(sb: &mut Sandbox, name: &str, dir: &str, file: &str) -> std::path::PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../probes/extends")
-        .join(dir);
+    let src = repo_root().join("probes/extends").join(dir);
     let bin = sb.path().join("probes").join(file);
     std::fs::copy(src.join(file), &bin).expect("install probe");
     let meta = gala_meta::custom_meta_path(&bin);
@@ -46,7 +33,7 @@ fn proc_fd_reports_descriptors_of_snooped_processes() {
     let d = sb.start_with_env(&[("PATH", &path)]);
 
     // 3 standard descriptors + 200 files; python's own few are on top.
-    let mut holder = Guard(
+    let mut holder = KillOnDrop(
         Command::new("python3")
             .args([
                 "-c",

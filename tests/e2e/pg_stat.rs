@@ -11,20 +11,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gala_e2e::{free_port, Daemon, Samples, Sandbox, IMDB_DEFAULT};
+use gala_e2e::{free_port, repo_root, Daemon, Samples, Sandbox, IMDB_DEFAULT};
 
 /// Shortest report period the REST API accepts.
 const PERIOD: u64 = 5;
 /// Rows inserted (in several transactions) whose count must show up exactly.
 const ROWS: u64 = 137;
 const PYTHON: &str = "/usr/bin/python3";
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
 
 /// Directory holding `initdb`, `postgres` and `psql`: the newest Debian
 /// `/usr/lib/postgresql/<major>/bin`, else `/usr/bin` (openEuler).

@@ -9,15 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use gala_e2e::sdk::check_conformance;
-use gala_e2e::{workspace_bin, Samples, Sandbox, IMDB_DEFAULT};
-
-/// The repository root.
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
-}
+use gala_e2e::{repo_root, workspace_bin, Samples, Sandbox, IMDB_DEFAULT};
 
 /// The directory of this build's binaries, which holds `libgala_probe.a`.
 fn sdk_lib_dir() -> PathBuf {
@@ -52,10 +44,10 @@ fn build_sdk_echo(dir: &Path) -> PathBuf {
     let bin = dir.join("sdk_echo");
     let mut cc = Command::new("cc");
     cc.args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-O1", "-I"])
-        .arg(repo().join("probe-sdk/c/include"))
+        .arg(repo_root().join("probe-sdk/c/include"))
         .arg("-o")
         .arg(&bin)
-        .arg(repo().join("tests/probes/sdk_echo.c"))
+        .arg(repo_root().join("tests/probes/sdk_echo.c"))
         .arg(sdk_lib_dir().join("libgala_probe.a"))
         .args(["-lpthread", "-ldl", "-lm"]);
     run(cc, "cc sdk_echo.c");
@@ -66,10 +58,10 @@ fn build_sdk_echo(dir: &Path) -> PathBuf {
 fn build_sockstat(dir: &Path) -> PathBuf {
     let mut make = Command::new("make");
     make.arg("-C")
-        .arg(repo().join("probes/extends/sockstat"))
+        .arg(repo_root().join("probes/extends/sockstat"))
         .arg(format!(
             "SDK_INC={}",
-            repo().join("probe-sdk/c/include").display()
+            repo_root().join("probe-sdk/c/include").display()
         ))
         .arg(format!("SDK_LIB={}", sdk_lib_dir().display()))
         .arg(format!("BUILD_DIR={}", dir.display()))
@@ -87,7 +79,7 @@ fn c_sdk_conformance() {
 
 /// The sockstat probe run offline once on `proc_root`: its stdout.
 fn sockstat_once(bin: &Path, proc_root: &Path) -> String {
-    let meta = repo().join("probes/extends/sockstat/sockstat_probe.meta");
+    let meta = repo_root().join("probes/extends/sockstat/sockstat_probe.meta");
     let out = Command::new(bin)
         .arg("--once")
         .arg("--proc-root")
@@ -119,7 +111,7 @@ fn sockstat_parses_the_fixture_and_degrades_without_sockstat6() {
     let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
         .expect("sysconf")
         .expect("page size") as u64;
-    let fixture = repo().join("probes/extends/sockstat/testdata/proc");
+    let fixture = repo_root().join("probes/extends/sockstat/testdata/proc");
     // The fixture has unknown lines and keys (MPTCP, `future`, `extra abc`): ignored.
     let all = format!("|sockstat_all|all|291|1|23|40|{}|{}|", 5 * page, 3 * page);
     assert_eq!(
@@ -158,7 +150,7 @@ fn sockstat_probe_reports_the_sockets_this_test_holds() {
     let mut sb = Sandbox::new();
     let bin = build_sockstat(&sb.path().join("probes"));
     std::fs::copy(
-        repo().join("probes/extends/sockstat/sockstat_probe.meta"),
+        repo_root().join("probes/extends/sockstat/sockstat_probe.meta"),
         sb.path().join("probes/sockstat_probe.meta"),
     )
     .expect("install meta");

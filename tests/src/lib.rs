@@ -31,6 +31,50 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     bin
 }
 
+/// The repository root (the workspace this crate is in).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the workspace")
+        .to_path_buf()
+}
+
+/// A child process killed and reaped when dropped.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts Debian's `prometheus-node-exporter` (default collectors) on a free loopback port
+/// and waits until it answers; `None` if it is not installed.
+pub fn start_node_exporter() -> Option<(KillOnDrop, u16)> {
+    let bin = [
+        "/usr/bin/prometheus-node-exporter",
+        "/usr/bin/node_exporter",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists())?;
+    let port = free_port();
+    let child = Command::new(bin)
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start node_exporter");
+    let guard = KillOnDrop(child);
+    poll_until(Duration::from_secs(10), 50, || {
+        http_get(port, "/metrics")
+            .map(|_| ())
+            .map_err(|e| format!("node_exporter did not answer: {e}"))
+    });
+    Some((guard, port))
+}
+
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

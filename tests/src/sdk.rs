@@ -4,10 +4,10 @@
 //! report records that reach `/metrics`, and events that reach the event log.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{Daemon, Samples, Sandbox};
+use crate::{Daemon, KillOnDrop, Samples, Sandbox};
 
 /// The conformance probes' meta file.
 pub fn sdk_echo_meta() -> PathBuf {
@@ -19,16 +19,6 @@ pub fn conformance_probe(file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("probes")
         .join(file)
-}
-
-/// A process to snoop, killed when dropped.
-struct Sleeper(Child);
-
-impl Drop for Sleeper {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Runs the conformance check for the SDK of `lang` (the record's `lang` key) on the probe
@@ -49,7 +39,7 @@ pub fn check_conformance(lang: &str, bin: &Path, env: &[(&str, &str)]) {
         "supervisor = { stop_grace = 2; snooper_period = 1; };",
     );
     let d = sb.start_with_env(env);
-    let sleeper = Sleeper(
+    let sleeper = KillOnDrop(
         Command::new("sleep")
             .arg("600")
             .stdin(Stdio::null())

@@ -8,13 +8,12 @@
 //! Each figure is measured `--runs` times; min / median / max are printed as a Markdown
 //! table for `docs/benchmarks.md`.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use gala_baseinfo::{Baseinfo, Context, HostRoot, SystemInfo};
-use gala_e2e::{free_port, http_get, poll_until};
+use gala_e2e::{http_get, start_node_exporter, KillOnDrop};
 use gala_probe_sdk::Config;
 
 #[derive(Parser)]
@@ -63,19 +62,6 @@ fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
 fn row(what: &str, v: Vec<f64>) {
     let (min, med, max) = stats(v);
     println!("| {what} | {min:.2} | {med:.2} | {max:.2} |");
-}
-
-struct Killed(Vec<Child>);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-        }
-        for c in &mut self.0 {
-            let _ = c.wait();
-        }
-    }
 }
 
 fn run(
@@ -131,30 +117,10 @@ fn main() {
     );
 
     // node_exporter, default collectors, same machine.
-    let ne = [
-        "/usr/bin/prometheus-node-exporter",
-        "/usr/bin/node_exporter",
-    ]
-    .into_iter()
-    .find(|p| Path::new(p).exists());
-    match ne {
+    match start_node_exporter() {
         None => println!("| node_exporter CPU per scrape, ms | not installed | | |"),
-        Some(bin) => {
-            let port = free_port();
-            let child = Command::new(bin)
-                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start node_exporter");
-            let pid = child.id();
-            let _guard = Killed(vec![child]);
-            poll_until(Duration::from_secs(10), 50, || {
-                http_get(port, "/metrics")
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            });
+        Some((ne, port)) => {
+            let pid = ne.0.id();
             for _ in 0..3 {
                 let _ = http_get(port, "/metrics");
             }
@@ -174,21 +140,21 @@ fn main() {
     }
 
     // 2. proc with many snooped processes.
-    let mut children = Vec::with_capacity(args.procs);
-    for _ in 0..args.procs {
-        children.push(
-            Command::new("sleep")
-                .arg("600")
-                .stdin(Stdio::null())
-                .spawn()
-                .expect("spawn sleep"),
-        );
-    }
+    let children: Vec<KillOnDrop> = (0..args.procs)
+        .map(|_| {
+            KillOnDrop(
+                Command::new("sleep")
+                    .arg("600")
+                    .stdin(Stdio::null())
+                    .spawn()
+                    .expect("spawn sleep"),
+            )
+        })
+        .collect();
     let pids: Vec<String> = children
         .iter()
-        .map(|c| format!(r#"{{"process":{{"pid":{}}}}}"#, c.id()))
+        .map(|c| format!(r#"{{"process":{{"pid":{}}}}}"#, c.0.id()))
         .collect();
-    let _guard = Killed(children);
     let proc_config = Config::offline_from(
         "baseinfo",
         Some(&format!(
