@@ -4,8 +4,13 @@
 //! `MM/DD/YY HH:MM:SS - [LEVEL] message`, followed by the event's structured fields
 //! (`probe=tcp`) and those of the spans it happened in. The file is the current one plus one
 //! `.1` backup, each at most 100 MB.
+//!
+//! Under systemd, when stderr is the journal (`JOURNAL_STREAM`), stderr carries only warnings
+//! and errors, each line starting with its syslog priority (`<4>[WARN] ...`) instead of the
+//! time: the file keeps the whole log and the journal is not a second copy of it.
 
 use std::io::{self, Write};
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -18,7 +23,7 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{
     self, FmtContext, FormatEvent, FormatFields, FormattedFields, MakeWriter,
 };
-use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::layer::{Layer, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -69,6 +74,9 @@ pub fn parse_level(level: &str) -> LevelFilter {
 /// `RUST_LOG` variable, when set and valid, overrides it) go to stderr and, with
 /// `debug_file = Some((dir, name))`, to `<dir>/<name>` (created 0640, `dir` 0750; an empty
 /// name means [`DEFAULT_FILE_NAME`]). Fails, naming the path, if the file cannot be opened.
+///
+/// With a debug file and stderr connected to the systemd journal, stderr gets only warnings
+/// and errors, prefixed with their syslog priority (see the module documentation).
 pub fn init(level: &str, debug_file: Option<(PathBuf, String)>) -> Result<LogGuard, LoggingError> {
     let file = match debug_file {
         Some((dir, name)) => Some(open_debug_file(&dir, &name)?),
@@ -76,13 +84,37 @@ pub fn init(level: &str, debug_file: Option<(PathBuf, String)>) -> Result<LogGua
     };
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::default().add_directive(parse_level(level).into()));
+    let journal = file.is_some()
+        && std::env::var("JOURNAL_STREAM")
+            .is_ok_and(|v| is_journal_stream(&v, io::stderr().as_raw_fd()));
+    let (stderr_prefix, stderr_level) = if journal {
+        (LinePrefix::Priority, LevelFilter::WARN)
+    } else {
+        (LinePrefix::Time, LevelFilter::TRACE)
+    };
     tracing_subscriber::registry()
         .with(filter)
-        .with(line_layer(io::stderr))
-        .with(file.clone().map(line_layer))
+        .with(line_layer(io::stderr, stderr_prefix).with_filter(stderr_level))
+        .with(file.clone().map(|f| line_layer(f, LinePrefix::Time)))
         .try_init()
         .map_err(|e| LoggingError::Install(e.to_string()))?;
     Ok(LogGuard { file })
+}
+
+/// Whether `fd` is the stream systemd named in `JOURNAL_STREAM` (`<device>:<inode>`, set for a
+/// service whose output goes to the journal). A child that inherited the variable with its
+/// stderr redirected elsewhere does not match.
+fn is_journal_stream(journal_stream: &str, fd: RawFd) -> bool {
+    let Some((dev, ino)) = journal_stream.trim().split_once(':') else {
+        return false;
+    };
+    let (Ok(dev), Ok(ino)) = (
+        dev.parse::<nix::libc::dev_t>(),
+        ino.parse::<nix::libc::ino_t>(),
+    ) else {
+        return false;
+    };
+    nix::sys::stat::fstat(fd).is_ok_and(|st| st.st_dev == dev && st.st_ino == ino)
 }
 
 /// Opens the rotating debug log `<dir>/<name>`.
@@ -97,7 +129,7 @@ fn open_debug_file(dir: &Path, name: &str) -> Result<SharedFile, LogFileError> {
 }
 
 /// A formatting layer writing [`LineFormat`] lines to `writer`.
-fn line_layer<S, W>(writer: W) -> fmt::Layer<S, LineFields, LineFormat, W>
+fn line_layer<S, W>(writer: W, prefix: LinePrefix) -> fmt::Layer<S, LineFields, LineFormat, W>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
     W: for<'w> MakeWriter<'w> + 'static,
@@ -105,7 +137,7 @@ where
     fmt::layer()
         .with_ansi(false)
         .fmt_fields(LineFields)
-        .event_format(LineFormat)
+        .event_format(LineFormat(prefix))
         .with_writer(writer)
 }
 
@@ -134,8 +166,19 @@ impl<'a> MakeWriter<'a> for SharedFile {
     }
 }
 
-/// `MM/DD/YY HH:MM:SS - [LEVEL] message field=value ...` in local time.
-struct LineFormat;
+/// What a line starts with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LinePrefix {
+    /// `MM/DD/YY HH:MM:SS - ` in local time (the file, a terminal).
+    Time,
+    /// `<N>`, the syslog priority that journald reads (`SyslogLevelPrefix=`); the journal stamps
+    /// the time itself.
+    Priority,
+}
+
+/// `MM/DD/YY HH:MM:SS - [LEVEL] message field=value ...` in local time, or with the syslog
+/// priority instead of the time (see [`LinePrefix`]).
+struct LineFormat(LinePrefix);
 
 impl<S, N> FormatEvent<S, N> for LineFormat
 where
@@ -148,13 +191,16 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> std::fmt::Result {
-        let now = chrono::Local::now();
-        write!(
-            writer,
-            "{} - [{}] ",
-            now.format("%m/%d/%y %H:%M:%S"),
-            level_name(*event.metadata().level())
-        )?;
+        let level = *event.metadata().level();
+        match self.0 {
+            LinePrefix::Time => write!(
+                writer,
+                "{} - ",
+                chrono::Local::now().format("%m/%d/%y %H:%M:%S")
+            )?,
+            LinePrefix::Priority => write!(writer, "<{}>", syslog_priority(level))?,
+        }
+        write!(writer, "[{}] ", level_name(level))?;
         ctx.field_format().format_fields(writer.by_ref(), event)?;
         if let Some(scope) = ctx.event_scope() {
             for span in scope.from_root() {
@@ -234,6 +280,16 @@ impl Visit for FieldVisitor {
     }
 }
 
+/// The syslog priority of a level: err 3, warning 4, info 6, debug 7.
+fn syslog_priority(level: Level) -> u8 {
+    match level {
+        Level::ERROR => 3,
+        Level::WARN => 4,
+        Level::INFO => 6,
+        _ => 7,
+    }
+}
+
 /// The original's level names; `trace` is shown as `DEBUG`.
 fn level_name(level: Level) -> &'static str {
     match level {
@@ -250,11 +306,16 @@ mod tests {
 
     /// Runs `f` with a subscriber writing to a debug file in a fresh directory; returns the file text.
     fn capture(level: &str, f: impl FnOnce()) -> String {
+        capture_with(level, LinePrefix::Time, f)
+    }
+
+    /// [`capture`] with lines starting with `prefix`.
+    fn capture_with(level: &str, prefix: LinePrefix, f: impl FnOnce()) -> String {
         let tmp = tempfile::tempdir().unwrap();
         let file = open_debug_file(&tmp.path().join("debug"), "gopher.log").unwrap();
         let subscriber = tracing_subscriber::registry()
             .with(parse_level(level))
-            .with(line_layer(file.clone()));
+            .with(line_layer(file.clone(), prefix));
         tracing::subscriber::with_default(subscriber, f);
         std::fs::read_to_string(tmp.path().join("debug/gopher.log")).unwrap()
     }
@@ -330,6 +391,43 @@ mod tests {
             "unknown means debug"
         );
         assert_eq!(level_name(Level::TRACE), "DEBUG");
+    }
+
+    #[test]
+    fn journal_lines_start_with_the_syslog_priority() {
+        let text = capture_with("debug", LinePrefix::Priority, || {
+            tracing::error!(probe = "tcp", "failed");
+            tracing::warn!("w");
+            tracing::info!("i");
+            tracing::debug!("d");
+        });
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "<3>[ERROR] failed probe=tcp",
+                "<4>[WARN] w",
+                "<6>[INFO] i",
+                "<7>[DEBUG] d"
+            ]
+        );
+    }
+
+    #[test]
+    fn journal_stream_is_recognised_by_device_and_inode() {
+        let tmp = tempfile::tempdir().unwrap();
+        let stream = std::fs::File::create(tmp.path().join("stream")).unwrap();
+        let other = std::fs::File::create(tmp.path().join("other")).unwrap();
+        let st = nix::sys::stat::fstat(stream.as_raw_fd()).unwrap();
+        let value = format!("{}:{}", st.st_dev, st.st_ino);
+        assert!(is_journal_stream(&value, stream.as_raw_fd()));
+        assert!(
+            !is_journal_stream(&value, other.as_raw_fd()),
+            "stderr redirected elsewhere"
+        );
+        for bad in ["", "12", "a:b", "1:2:3"] {
+            assert!(!is_journal_stream(bad, stream.as_raw_fd()), "{bad:?}");
+        }
     }
 
     #[test]
