@@ -2,7 +2,7 @@
 # Developer entry points (run as root on a fresh Debian 12 or openEuler machine):
 #   ./dev.sh run    install build dependencies, build, run the daemon in the foreground
 #   ./dev.sh test   install test dependencies, run the whole test suite
-#   ./dev.sh bench  run the benchmarks (see docs/benchmarks.md)
+#   ./dev.sh bench  run the benchmarks (see docs/benchmarks.md); bench-baseinfo: the baseinfo ones
 # Every step is idempotent.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -52,43 +52,43 @@ install_build_deps() {
 
 install_test_deps() {
     install_build_deps
-    # promtool and the Prometheus server for the end-to-end tests.
+    # promtool and the Prometheus server for the end-to-end tests; node_exporter as the
+    # reference the baseinfo probe is compared with.
     pkg_install "prometheus" "prometheus2"
+    pkg_install "prometheus-node-exporter" "node_exporter"
     # PostgreSQL and psycopg2 for the pg_stat probe's end-to-end test (the test runs its own
     # server; the policy-rc.d guard keeps Debian's postinst from starting the default cluster).
     pkg_install "postgresql python3-psycopg2" "postgresql-server python3-psycopg2"
+    # rpmbuild, rpmlint and systemd-analyze for the packaging test (tests/e2e/packaging.rs).
+    pkg_install "rpm rpmlint systemd" "rpm-build rpmlint systemd"
     rustup component add clippy rustfmt >/dev/null 2>&1 || true
 }
 
-# Lays out an installation under $1 that mirrors /opt/gala-gopher, /etc/gala-gopher,
-# /var/log/gala-gopher and /var/run/gala_gopher, with a config pointing there.
+# Points the config files of an installation under $1 at that tree: the shipped files name
+# /opt/gala-gopher, /etc/gala-gopher, /var/log/gala-gopher and /var/run/gala_gopher.
+relocate() {
+    local dest; dest=$(cd "$1" && pwd)
+    local relocate="s#/opt/gala-gopher/#$dest/opt/gala-gopher/#g; s#/etc/gala-gopher/#$dest/etc/gala-gopher/#g; s#/var/log/gala-gopher/#$dest/var/log/gala-gopher/#g; s#/var/run/gala_gopher#$dest/var/run/gala_gopher#g"
+    sed -i "$relocate" "$dest/etc/gala-gopher/gala-gopher.conf" "$dest/etc/gala-gopher/gala-gopher-custom.json"
+}
+
+# Lays out an installation under $1 from the build in $2: install.sh into $1 as a DESTDIR (the
+# layout of the RPM: /usr/bin, /opt/gala-gopher, /etc/gala-gopher, /var/log/gala-gopher), with
+# the config pointing there.
 stage() {
     local dest=$1 bin_dir=$2
-    mkdir -p "$dest"/opt/gala-gopher/{meta,extend_probes,lib/python} "$dest"/etc/gala-gopher "$dest"/var/run "$dest"/var/log/gala-gopher
-    find probes -name '*.meta' ! -path 'probes/example/*' ! -path 'probes/extends/*' -exec cp {} "$dest/opt/gala-gopher/meta/" \;
-    install -m 0750 probes/example/example_probe.sh "$dest/opt/gala-gopher/extend_probes/"
-    install -m 0640 probes/example/example_probe.meta "$dest/opt/gala-gopher/extend_probes/"
-    # Extend probes declared in gala-gopher-custom.json: program and meta side by side.
-    install -m 0750 probes/extends/pg_stat/pg_stat_probe.py "$dest/opt/gala-gopher/extend_probes/"
-    install -m 0640 probes/extends/pg_stat/pg_stat_probe.meta "$dest/opt/gala-gopher/extend_probes/"
-    install -m 0750 probes/extends/proc_fd/proc_fd_probe.sh "$dest/opt/gala-gopher/extend_probes/"
-    install -m 0640 probes/extends/proc_fd/proc_fd_probe.meta "$dest/opt/gala-gopher/extend_probes/"
-    # The sockstat probe (C), linked statically against the C SDK of $bin_dir.
-    [ -e "$bin_dir/libgala_probe.a" ] || { log "$bin_dir/libgala_probe.a missing: cargo build -p gala-probe-c"; return 1; }
-    make -s -C probes/extends/sockstat install SDK_INC="$ROOT/probe-sdk/c/include" SDK_LIB="$(cd "$bin_dir" && pwd)" \
-        BUILD_DIR="$(cd "$bin_dir" && pwd)/extend_probes" DESTDIR="$(cd "$dest" && pwd)"
-    # The Python probe SDK, where Python probes look for it.
-    install -m 0644 probe-sdk/python/gala_probe.py "$dest/opt/gala-gopher/lib/python/"
-    local relocate="s#/opt/gala-gopher/#$dest/opt/gala-gopher/#g; s#/etc/gala-gopher/#$dest/etc/gala-gopher/#g; s#/var/log/gala-gopher/#$dest/var/log/gala-gopher/#g; s#/var/run/gala_gopher#$dest/var/run/gala_gopher#g"
-    sed "$relocate" config/gala-gopher.conf > "$dest/etc/gala-gopher/gala-gopher.conf"
-    sed "$relocate" config/gala-gopher-custom.json > "$dest/etc/gala-gopher/gala-gopher-custom.json"
-    chmod 0640 "$dest/etc/gala-gopher/gala-gopher-custom.json"
-    # The shipped default every time: the staged daemon rewrites it at shutdown.
-    cp config/probes.init "$dest/etc/gala-gopher/probes.init"
-    cp "$bin_dir/gala-gopher" "$dest/gala-gopher"
-    cp "$bin_dir/gopher-ctl" "$dest/gopher-ctl"
-    # The shell probe helper; `run` puts $dest on the daemon's PATH as /usr/bin is in a package.
-    cp "$bin_dir/gala-probe" "$dest/gala-probe"
+    mkdir -p "$dest"
+    # The shipped config every time (install.sh keeps a file that differs, and the staged
+    # daemon rewrites probes.init at shutdown).
+    rm -f "$dest"/etc/gala-gopher/{gala-gopher.conf,probes.init,gala-gopher-custom.json}{,.new}
+    ./install.sh --bin-dir "$bin_dir" "$dest"
+    relocate "$dest"
+    mkdir -p "$dest/var/run"
+    # The binaries also at the top of $dest, where earlier stagings had them.
+    local bin
+    for bin in gala-gopher gopher-ctl gala-probe; do
+        ln -sfn "usr/bin/$bin" "$dest/$bin"
+    done
 }
 
 cmd_run() {
@@ -98,8 +98,9 @@ cmd_run() {
     local dest="$ROOT/target/dev-root"
     stage "$dest" target/release
     log "running gala-gopher in the foreground; metrics on http://127.0.0.1:8888/metrics, REST on http://127.0.0.1:9999/<probe>,"
-    log "gopher-ctl: $dest/gopher-ctl --socket $dest/var/run/gala_gopher/gala_gopher_cmd.sock probe get example (Ctrl-C stops)"
-    PATH="$dest:$PATH" exec "$dest/gala-gopher" -c "$dest/etc/gala-gopher/gala-gopher.conf"
+    log "gopher-ctl: $dest/usr/bin/gopher-ctl --socket $dest/var/run/gala_gopher/gala_gopher_cmd.sock probe get example (Ctrl-C stops)"
+    # gala-probe (the shell probe helper) on the daemon's PATH, as /usr/bin is in a package.
+    PATH="$dest/usr/bin:$PATH" exec "$dest/usr/bin/gala-gopher" -c "$dest/etc/gala-gopher/gala-gopher.conf"
 }
 
 cmd_test() {
@@ -117,6 +118,7 @@ cmd_test() {
     log "benchmark smoke run (release build)"
     cargo build --release --workspace --bins
     target/release/gopher-bench --quick
+    target/release/baseinfo-bench --quick
 }
 
 cmd_bench() {
@@ -125,10 +127,18 @@ cmd_bench() {
     "$ROOT/target/release/gopher-bench" "$@"
 }
 
+cmd_bench_baseinfo() {
+    install_test_deps
+    cargo build --release --workspace --bins
+    "$ROOT/target/release/baseinfo-bench" "$@"
+}
+
 case "${1:-}" in
     run) cmd_run ;;
     test) cmd_test ;;
     bench) shift; cmd_bench "$@" ;;
+    bench-baseinfo) shift; cmd_bench_baseinfo "$@" ;;
     stage) stage "$2" "${3:-target/release}" ;;
-    *) echo "usage: $0 run|test|bench" >&2; exit 2 ;;
+    relocate) relocate "$2" ;;
+    *) echo "usage: $0 run|test|bench|bench-baseinfo" >&2; exit 2 ;;
 esac
