@@ -1188,7 +1188,9 @@ fn the_scripts_pass_bash_n_and_shellcheck() {
     match tool("shellcheck") {
         Ok(shellcheck) => {
             run(
-                Command::new(shellcheck).args(scripts).current_dir(repo()),
+                Command::new(shellcheck)
+                    .args(["build.sh", "install.sh"])
+                    .current_dir(repo()),
                 "shellcheck",
             );
         }
