@@ -1,7 +1,8 @@
-//! Egress: the ways data leaves the daemon (Prometheus endpoint, metric and event log files).
+//! Egress: the ways data leaves the daemon (Prometheus endpoint, metric, event and meta log files).
 pub mod event;
 pub mod http;
 pub mod json;
 pub mod logfile;
+pub mod metadata;
 pub mod metric_log;
 pub mod prometheus;
