@@ -16,6 +16,7 @@ use gala_gopher::config::{
 };
 use gala_gopher::egress::event::{EventLogConfig, EventLogWriter, EventSink};
 use gala_gopher::egress::http::{self, MetricsEndpoint};
+use gala_gopher::egress::metadata::{self, MetaLogFile, MetadataPublisher};
 use gala_gopher::egress::metric_log::{MetricLogFormat, MetricLogWriter};
 use gala_gopher::egress::prometheus::ScrapeRenderer;
 use gala_gopher::identity::HostIdentity;
@@ -167,6 +168,7 @@ async fn run(loaded: Loaded, check_only: bool) -> Result<()> {
     }
 
     let (event_sink, event_writer) = start_event_log(&config, &machine_id)?;
+    let metadata = start_metadata(&config, &registry)?;
 
     let catalogue = Catalogue::new(&config.paths.extend_probe_dir, &custom);
     let manager = ProbeManager::new(
@@ -218,9 +220,21 @@ async fn run(loaded: Loaded, check_only: bool) -> Result<()> {
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    // The original ignores SIGHUP; here it also re-sends the metadata.
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break }
+            _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break }
+            _ = hup.recv() => {
+                if let Some(publisher) = &metadata {
+                    tracing::info!("SIGHUP: publishing the metadata again");
+                    publisher.republish();
+                } else {
+                    tracing::info!("SIGHUP: ignored (no metadata channel)");
+                }
+            }
+        }
     }
     let _ = shutdown_tx.send(true);
     // What runs now is what the next start brings back.
@@ -233,6 +247,9 @@ async fn run(loaded: Loaded, check_only: bool) -> Result<()> {
     if let Some(writer) = event_writer {
         // Writes what the probes reported up to their end.
         let _ = tokio::task::spawn_blocking(move || writer.finish()).await;
+    }
+    if let Some(publisher) = metadata {
+        let _ = tokio::task::spawn_blocking(move || publisher.finish()).await;
     }
     let _ = std::fs::remove_file(config.paths.pid_file());
     tracing::info!("stopped");
@@ -265,6 +282,27 @@ fn start_event_log(
         }
         EventChannel::Off => Ok((None, None)),
     }
+}
+
+/// Starts the metadata publisher for `meta.out_channel` (`logs`: the meta log in
+/// `logs.meta_dir`); none when the channel is off.
+fn start_metadata(config: &Config, registry: &Arc<Registry>) -> Result<Option<MetadataPublisher>> {
+    let output: Box<dyn metadata::MetadataOutput> = match config.meta.out_channel {
+        EventChannel::Logs => {
+            let file = MetaLogFile::open(&config.logs.meta_dir, metadata::MAX_FILE_BYTES)
+                .context("starting the meta log")?;
+            tracing::info!("metadata to {}", file.path().display());
+            Box::new(file)
+        }
+        EventChannel::Kafka => {
+            tracing::warn!("meta.out_channel = \"kafka\": metadata is not exported by this build");
+            return Ok(None);
+        }
+        EventChannel::Off => return Ok(None),
+    };
+    let publisher = MetadataPublisher::start(registry.clone(), output, metadata::PERIOD)
+        .context("starting the metadata publisher")?;
+    Ok(Some(publisher))
 }
 
 /// Loads the meta files of the meta dir and of every custom probe.
