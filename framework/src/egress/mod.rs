@@ -1,7 +1,8 @@
-//! Egress: the ways data leaves the daemon (Prometheus endpoint, metric, event and meta log files).
+//! Egress: the ways data leaves the daemon (Prometheus endpoint, metric, event and meta log files, Kafka).
 pub mod event;
 pub mod http;
 pub mod json;
+pub mod kafka;
 pub mod logfile;
 pub mod metadata;
 pub mod metric_log;
