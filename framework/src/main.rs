@@ -16,7 +16,8 @@ use gala_gopher::config::{
 };
 use gala_gopher::egress::event::{EventLogConfig, EventLogWriter, EventSink};
 use gala_gopher::egress::http::{self, MetricsEndpoint};
-use gala_gopher::egress::metadata::{self, MetaLogFile, MetadataPublisher};
+use gala_gopher::egress::kafka::KafkaProducer;
+use gala_gopher::egress::metadata::{self, KafkaMetaOutput, MetaLogFile, MetadataPublisher};
 use gala_gopher::egress::metric_log::{MetricLogFormat, MetricLogWriter};
 use gala_gopher::egress::prometheus::ScrapeRenderer;
 use gala_gopher::identity::HostIdentity;
@@ -285,7 +286,7 @@ fn start_event_log(
 }
 
 /// Starts the metadata publisher for `meta.out_channel` (`logs`: the meta log in
-/// `logs.meta_dir`); none when the channel is off.
+/// `logs.meta_dir`; `kafka`: the meta topic); none when the channel is off.
 fn start_metadata(config: &Config, registry: &Arc<Registry>) -> Result<Option<MetadataPublisher>> {
     let output: Box<dyn metadata::MetadataOutput> = match config.meta.out_channel {
         EventChannel::Logs => {
@@ -295,8 +296,11 @@ fn start_metadata(config: &Config, registry: &Arc<Registry>) -> Result<Option<Me
             Box::new(file)
         }
         EventChannel::Kafka => {
-            tracing::warn!("meta.out_channel = \"kafka\": metadata is not exported by this build");
-            return Ok(None);
+            let topic = &config.meta.kafka_topic;
+            let producer = KafkaProducer::new(&config.kafka, topic, "meta")
+                .context("starting the metadata Kafka producer")?;
+            tracing::info!("metadata to Kafka topic {topic}");
+            Box::new(KafkaMetaOutput::new(producer))
         }
         EventChannel::Off => return Ok(None),
     };

@@ -48,10 +48,14 @@ fn clock_ms() -> u64 {
 }
 
 fn sandbox(meta_channel: &str) -> Sandbox {
+    sandbox_with(meta_channel, "")
+}
+
+fn sandbox_with(meta_channel: &str, extra: &str) -> Sandbox {
     let sb = Sandbox::new();
     sb.write_meta("demo.meta", DEMO_META);
     sb.write_meta("proc.meta", PROC_META);
-    let conf = sb.write_config(IMDB_DEFAULT, "");
+    let conf = sb.write_config(IMDB_DEFAULT, extra);
     let text = std::fs::read_to_string(&conf).expect("config");
     let text = text.replace(
         "meta = { out_channel = \"logs\";",
@@ -143,4 +147,31 @@ fn off_channel_writes_nothing() {
     std::thread::sleep(Duration::from_millis(500));
     assert!(!sb.path().join("log/meta/gopher_meta.log").exists());
     assert_eq!(counter(&d), None);
+}
+
+#[test]
+fn kafka_channel_without_a_broker_neither_blocks_nor_writes_the_log() {
+    // Nothing listens on port 1: the messages wait in the producer's queue.
+    let sb = sandbox_with("kafka", r#"kafka = { kafka_broker = "127.0.0.1:1"; };"#);
+    let d = sb.start();
+    d.wait_for(
+        Duration::from_secs(10),
+        "metadata handed to the producer",
+        |s| {
+            s.value(
+                "gala_gopher_daemon_metadata_messages_total",
+                &[("channel", "kafka"), ("outcome", "written")],
+            ) == Some("4")
+        },
+    );
+    assert!(!sb.path().join("log/meta/gopher_meta.log").exists());
+    let start = Instant::now();
+    let status = d.terminate();
+    assert!(status.success(), "{status}");
+    // At most the publisher's flush timeout (5 s) plus the probes' grace.
+    assert!(
+        start.elapsed() < Duration::from_secs(12),
+        "{:?}",
+        start.elapsed()
+    );
 }

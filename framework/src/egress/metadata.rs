@@ -5,7 +5,7 @@
 //! JSON-escaped. A [`MetadataPublisher`] thread renders them from the [`Registry`] and hands
 //! them to a [`MetadataOutput`]: the meta log `<logs.meta_dir>/gopher_meta.log` (one message
 //! per line, 100 MB then renamed to `.1`, [`MetaLogFile`]) or the meta Kafka topic
-//! (`meta.out_channel = "kafka"`).
+//! ([`KafkaMetaOutput`], `meta.out_channel = "kafka"`).
 //!
 //! The registry is fixed after start, so its set of tables never changes while the daemon
 //! runs; [`MetadataPublisher::republish`] is the hook a future meta reload calls, and the
@@ -26,6 +26,7 @@ use gala_meta::{FieldType, Registry, TableMeta};
 
 use crate::clock;
 use crate::egress::json::push_str;
+use crate::egress::kafka::KafkaProducer;
 use crate::egress::logfile::{LogFileError, RotatingFile};
 use crate::ratelimit::{RateLimiter, Verdict};
 
@@ -35,6 +36,9 @@ pub const PERIOD: Duration = Duration::from_secs(600);
 pub const FILE_NAME: &str = "gopher_meta.log";
 /// Most bytes of the meta log before it is renamed to `.1` (the original's 100 MB).
 pub const MAX_FILE_BYTES: u64 = 100 * 1024 * 1024;
+
+/// How long the publisher waits at shutdown for queued Kafka messages to be delivered.
+pub const KAFKA_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Messages published, per channel and outcome.
 pub const MESSAGES_TOTAL: &str = "gala_gopher_daemon_metadata_messages_total";
@@ -153,8 +157,8 @@ pub trait MetadataOutput: Send {
     /// Sends one message (without newline).
     fn send(&mut self, message: &[u8]) -> Result<(), MetadataError>;
 
-    /// Called after each round of messages and at the end.
-    fn flush(&mut self) {}
+    /// Called once when the publisher stops: delivers what is still queued.
+    fn finish(&mut self) {}
 }
 
 /// The meta log file, `<logs.meta_dir>/gopher_meta.log`: one message per line.
@@ -191,6 +195,35 @@ impl MetadataOutput for MetaLogFile {
         self.line.extend_from_slice(message);
         self.line.push(b'\n');
         Ok(self.file.append(&self.line)?)
+    }
+}
+
+/// The meta Kafka topic (`meta.kafka_topic`) through the shared producer: messages are handed
+/// to librdkafka's queue, whose delivery and drops the producer counts
+/// (`gala_gopher_daemon_kafka_messages_total{channel="meta"}`).
+pub struct KafkaMetaOutput {
+    producer: KafkaProducer,
+}
+
+impl KafkaMetaOutput {
+    /// Publishes through `producer`, which is bound to the meta topic.
+    pub fn new(producer: KafkaProducer) -> Self {
+        KafkaMetaOutput { producer }
+    }
+}
+
+impl MetadataOutput for KafkaMetaOutput {
+    fn channel(&self) -> &'static str {
+        "kafka"
+    }
+
+    fn send(&mut self, message: &[u8]) -> Result<(), MetadataError> {
+        self.producer.send(message);
+        Ok(())
+    }
+
+    fn finish(&mut self) {
+        self.producer.flush(KAFKA_FLUSH_TIMEOUT);
     }
 }
 
@@ -231,7 +264,8 @@ impl MetadataPublisher {
         let _ = self.tx.send(Command::Republish);
     }
 
-    /// Stops the thread after the round in progress and flushes the output (blocks until done).
+    /// Stops the thread after the round in progress and lets the output deliver what is queued
+    /// (blocks until done).
     pub fn finish(self) {
         let _ = self.tx.send(Command::Stop);
         if self.thread.join().is_err() {
@@ -264,12 +298,12 @@ fn run(
                 }
             }
         }
-        output.flush();
         match rx.recv_timeout(period) {
             Ok(Command::Republish) | Err(RecvTimeoutError::Timeout) => {}
             Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => break,
         }
     }
+    output.finish();
 }
 
 #[cfg(test)]
@@ -402,7 +436,7 @@ measurements: ({ table_name: "t"; entity_name: "e"; fields: ({ description: "a \
     #[derive(Clone, Default)]
     struct Capture {
         sent: Arc<Mutex<Vec<String>>>,
-        flushes: Arc<Mutex<usize>>,
+        finishes: Arc<Mutex<usize>>,
     }
 
     impl MetadataOutput for Capture {
@@ -417,8 +451,8 @@ measurements: ({ table_name: "t"; entity_name: "e"; fields: ({ description: "a \
             self.sent.lock().push(s);
             Ok(())
         }
-        fn flush(&mut self) {
-            *self.flushes.lock() += 1;
+        fn finish(&mut self) {
+            *self.finishes.lock() += 1;
         }
     }
 
@@ -467,7 +501,7 @@ measurements: ({ table_name: "t"; entity_name: "e"; fields: ({ description: "a \
         let n = names(&c);
         assert_eq!(&n[..6], ["a", "b", "a", "b", "a", "b"]);
         assert_eq!(n.len() % 2, 0, "rounds are whole");
-        assert!(*c.flushes.lock() >= 3);
+        assert_eq!(*c.finishes.lock(), 1, "finished once");
     }
 
     #[test]
@@ -488,9 +522,10 @@ measurements: ({ table_name: "t"; entity_name: "e"; fields: ({ description: "a \
         let p =
             MetadataPublisher::start(registry(&["a", "fail", "b"]), Box::new(c.clone()), PERIOD)
                 .unwrap();
-        wait_for("first round", || *c.flushes.lock() == 1);
+        wait_for("first round", || c.sent.lock().len() == 2);
         p.finish();
         assert_eq!(names(&c), ["a", "b"]);
+        assert_eq!(*c.finishes.lock(), 1);
     }
 
     #[test]
