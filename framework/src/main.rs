@@ -17,6 +17,7 @@ use gala_gopher::config::{
 use gala_gopher::egress::event::{EventLogConfig, EventLogWriter, EventSink};
 use gala_gopher::egress::http::{self, MetricsEndpoint};
 use gala_gopher::egress::kafka::KafkaProducer;
+use gala_gopher::egress::kafka_records::{EventKafka, KafkaOutputs, MetricKafka};
 use gala_gopher::egress::metadata::{self, KafkaMetaOutput, MetaLogFile, MetadataPublisher};
 use gala_gopher::egress::metric_log::{MetricLogFormat, MetricLogWriter};
 use gala_gopher::egress::prometheus::ScrapeRenderer;
@@ -32,6 +33,9 @@ use gala_gopher::{ctl, server};
 use gala_meta::{custom_meta_path, MetaLimits, Registry};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
+
+/// How long the shutdown waits for each Kafka channel to deliver what is queued.
+const KAFKA_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// gala-gopher: host observability agent (Rust edition).
 #[derive(Parser, Debug)]
@@ -125,8 +129,11 @@ async fn run(loaded: Loaded, check_only: bool) -> Result<()> {
     let (shutdown_tx, shutdown) = watch::channel(false);
     let legacy = config.web_server.legacy_histogram;
     let mut metrics_endpoint = None;
+    let mut kafka = KafkaOutputs::default();
     match config.metric.out_channel {
-        MetricChannel::WebServer => {
+        // With Kafka the endpoint still serves the daemon's self-metrics (Kafka delivery
+        // counters among them) and the latest series; the original had no endpoint then.
+        MetricChannel::WebServer | MetricChannel::Kafka => {
             let server = &config.web_server.server;
             let tls = gala_gopher::tls::acceptor(server, "web_server")?;
             let addr = socket_addr(&server.bind_addr, server.port, "web_server")?;
@@ -160,12 +167,34 @@ async fn run(loaded: Loaded, check_only: bool) -> Result<()> {
             )?;
             tokio::spawn(writer.run(Duration::from_secs(1), shutdown.clone()));
         }
-        MetricChannel::Kafka | MetricChannel::Off => {
-            tracing::warn!(
-                "metric.out_channel = {:?}: metrics are stored but not exported by this build",
-                config.metric.out_channel.as_str()
-            );
+        MetricChannel::Off => {
+            tracing::info!("metric.out_channel = \"\": metrics are stored but not exported");
         }
+    }
+    if config.metric.out_channel == MetricChannel::Kafka {
+        let topic = &config.metric.kafka_topic;
+        let producer = KafkaProducer::new(&config.kafka, topic, "metric")?;
+        tracing::info!(
+            "metrics to Kafka topic {topic} at {}",
+            config.kafka.kafka_broker
+        );
+        kafka.metrics = Some(Arc::new(MetricKafka::new(
+            Arc::new(producer),
+            identity.system_uuid.clone(),
+        )));
+    }
+    if config.event.out_channel == EventChannel::Kafka {
+        let topic = &config.event.kafka_topic;
+        let producer = KafkaProducer::new(&config.kafka, topic, "event")?;
+        tracing::info!(
+            "events to Kafka topic {topic} at {}",
+            config.kafka.kafka_broker
+        );
+        kafka.events = Some(Arc::new(EventKafka::new(
+            Arc::new(producer),
+            identity.clone(),
+            config.event.timeout,
+        )));
     }
 
     let (event_sink, event_writer) = start_event_log(&config, &machine_id)?;
@@ -178,6 +207,7 @@ async fn run(loaded: Loaded, check_only: bool) -> Result<()> {
             supervisor: Arc::new(SupervisorContext {
                 imdb: imdb.clone(),
                 events: event_sink,
+                kafka: kafka.clone(),
                 config: config.supervisor.clone(),
                 max_line_len: config.ingress.max_line_len,
             }),
@@ -249,6 +279,22 @@ async fn run(loaded: Loaded, check_only: bool) -> Result<()> {
         // Writes what the probes reported up to their end.
         let _ = tokio::task::spawn_blocking(move || writer.finish()).await;
     }
+    // Delivers what the probes reported up to their end, waiting at most KAFKA_FLUSH_TIMEOUT.
+    let producers: Vec<_> = [
+        kafka.metrics.as_ref().map(|m| m.producer().clone()),
+        kafka.events.as_ref().map(|e| e.producer().clone()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !producers.is_empty() {
+        let _ = tokio::task::spawn_blocking(move || {
+            for p in producers {
+                p.flush(KAFKA_FLUSH_TIMEOUT);
+            }
+        })
+        .await;
+    }
     if let Some(publisher) = metadata {
         let _ = tokio::task::spawn_blocking(move || publisher.finish()).await;
     }
@@ -257,7 +303,7 @@ async fn run(loaded: Loaded, check_only: bool) -> Result<()> {
     Ok(())
 }
 
-/// Starts the event log when `event.out_channel = "logs"`; otherwise events are counted as
+/// Starts the event log when `event.out_channel = "logs"`; with `""` events are counted as
 /// `no_route` by ingress.
 fn start_event_log(
     config: &Config,
@@ -275,13 +321,8 @@ fn start_event_log(
             tracing::info!("events to {}", dir.display());
             Ok((Some(sink), Some(writer)))
         }
-        EventChannel::Kafka => {
-            tracing::warn!(
-                "event.out_channel = \"kafka\": events are not exported by this build (counted as no_route)"
-            );
-            Ok((None, None))
-        }
-        EventChannel::Off => Ok((None, None)),
+        // The Kafka event channel is built in `run`.
+        EventChannel::Kafka | EventChannel::Off => Ok((None, None)),
     }
 }
 

@@ -300,11 +300,20 @@ impl KafkaProducer {
     /// Queues one message (value only, no key); never blocks the caller for long; a full
     /// queue drops and counts (reason label).
     pub fn send(&self, payload: &[u8]) {
+        self.offer(payload);
+    }
+
+    /// [`KafkaProducer::send`], telling whether the message was queued (`false`: dropped and
+    /// counted).
+    pub fn offer(&self, payload: &[u8]) -> bool {
         let record = BaseRecord::<(), [u8]>::to(&self.topic).payload(payload);
         // Counted before: the delivery report may come before `send` returns.
         self.counters.depth.increment(1.0);
         match self.producer.send(record) {
-            Ok(()) => self.counters.queued.increment(1),
+            Ok(()) => {
+                self.counters.queued.increment(1);
+                true
+            }
             Err((e, _)) => {
                 self.counters.depth.decrement(1.0);
                 let reason = DropReason::of_produce(&e);
@@ -318,6 +327,7 @@ impl KafkaProducer {
                         reason.as_str()
                     );
                 }
+                false
             }
         }
     }

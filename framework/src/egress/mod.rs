@@ -3,6 +3,7 @@ pub mod event;
 pub mod http;
 pub mod json;
 pub mod kafka;
+pub mod kafka_records;
 pub mod logfile;
 pub mod metadata;
 pub mod metric_log;

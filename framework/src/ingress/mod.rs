@@ -26,6 +26,7 @@ use tokio::sync::mpsc;
 
 use crate::clock;
 use crate::egress::event::EventSink;
+use crate::egress::kafka_records::KafkaOutputs;
 use crate::imdb::Imdb;
 use crate::ratelimit::{RateLimiter, Verdict};
 
@@ -187,17 +188,22 @@ fn received_counter(probe: &str) -> Counter {
 
 /// Reads `reader` to its end, validating its lines on this task and storing them in `imdb`
 /// on a writer thread; returns once every record read is stored. Events go to `events`
-/// (without one they are counted as `no_route`).
+/// (without one they are counted as `no_route`); records, events and log lines also go to
+/// the Kafka channels of `kafka`.
 pub async fn read_probe_output<R: AsyncRead + Unpin>(
     mut reader: R,
     probe: &str,
     imdb: Arc<Imdb>,
     events: Option<&EventSink>,
+    kafka: &KafkaOutputs,
     max_line_len: usize,
 ) -> std::io::Result<()> {
     let (full_tx, mut full_rx) = mpsc::channel::<Batch>(PIPELINE_DEPTH);
     let (empty_tx, mut empty_rx) = mpsc::channel::<Batch>(PIPELINE_DEPTH + 1);
     let mut writer = BatchWriter::new(probe, imdb.clone());
+    if let Some(metrics) = &kafka.metrics {
+        writer = writer.with_kafka(metrics.clone());
+    }
     let thread = std::thread::Builder::new()
         .name(format!("ingest-{probe}"))
         .spawn(move || {
@@ -212,6 +218,9 @@ pub async fn read_probe_output<R: AsyncRead + Unpin>(
     let mut validator = LineValidator::new(probe, imdb.registry().clone());
     if let Some(sink) = events {
         validator = validator.with_events(sink.for_probe(probe));
+    }
+    if let Some(events) = &kafka.events {
+        validator = validator.with_kafka_events(events.for_probe(probe));
     }
     let mut splitter = LineSplitter::new(max_line_len);
     let result = loop {

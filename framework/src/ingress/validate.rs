@@ -8,6 +8,7 @@ use gala_meta::{Registry, TableId};
 
 use super::{recycle, split_level, Batch, DropLog, DropReason};
 use crate::egress::event::ProbeEvents;
+use crate::egress::kafka_records::ProbeKafkaEvents;
 use crate::ratelimit::{RateLimiter, Verdict};
 
 /// Splits one probe's lines: records with the right fields go into a [`Batch`], events to
@@ -17,6 +18,8 @@ pub struct LineValidator {
     registry: Arc<Registry>,
     /// Where events go; `None`: no event output (`event.out_channel` is not `logs`).
     events: Option<ProbeEvents>,
+    /// Where events and log lines go with `event.out_channel = "kafka"`.
+    kafka_events: Option<ProbeKafkaEvents>,
     drops: DropLog,
     text_log: RateLimiter,
     last_table: Option<(Vec<u8>, TableId)>,
@@ -33,6 +36,7 @@ impl LineValidator {
             probe,
             registry,
             events: None,
+            kafka_events: None,
             text_log: RateLimiter::new(Duration::from_secs(1), 100),
             last_table: None,
             values: Vec::with_capacity(64),
@@ -46,16 +50,19 @@ impl LineValidator {
         self
     }
 
+    /// Sends this probe's events and `|log|` lines to the Kafka event topic.
+    pub fn with_kafka_events(mut self, events: ProbeKafkaEvents) -> Self {
+        self.kafka_events = Some(events);
+        self
+    }
+
     /// Handles one line (without its newline): a valid record is appended to `batch`.
     pub fn line(&mut self, line: &[u8], batch: &mut Batch) {
         let rec = match classify(line) {
             Ok(Line::Record(rec)) => rec,
             Ok(Line::Text(text)) => return self.text(text),
             Ok(Line::Event(ev)) => return self.event(line, ev),
-            Ok(Line::Log(_)) => {
-                let why = &"log lines need a Kafka event channel";
-                return self.drops.drop(DropReason::NoRoute, line, why);
-            }
+            Ok(Line::Log(log)) => return self.log(line, log),
             Err(e) => return self.drops.drop(DropReason::from_record_error(&e), line, &e),
         };
         let id = match &self.last_table {
@@ -112,11 +119,29 @@ impl LineValidator {
             Ok(ev) => ev,
             Err(e) => return self.drops.drop(DropReason::BadEvent, line, &e),
         };
+        if let Some(kafka) = &mut self.kafka_events {
+            if let Err(e) = kafka.submit(&ev) {
+                self.drops.drop(DropReason::BadEvent, line, &e);
+            }
+            return;
+        }
         let Some(events) = &mut self.events else {
-            let why = &"no event output (event.out_channel is not \"logs\")";
+            let why = &"no event output (event.out_channel is \"\")";
             return self.drops.drop(DropReason::NoRoute, line, why);
         };
         if let Err(e) = events.submit(&ev) {
+            self.drops.drop(DropReason::BadEvent, line, &e);
+        }
+    }
+
+    /// Hands a `|log|` line to the Kafka event topic; without one it is `no_route` (as the
+    /// original, which forwards them only to Kafka).
+    fn log(&mut self, line: &[u8], log: &[u8]) {
+        let Some(kafka) = &mut self.kafka_events else {
+            let why = &"log lines need a Kafka event channel";
+            return self.drops.drop(DropReason::NoRoute, line, why);
+        };
+        if let Err(e) = kafka.submit_log(log) {
             self.drops.drop(DropReason::BadEvent, line, &e);
         }
     }

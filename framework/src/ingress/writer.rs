@@ -8,6 +8,8 @@ use metrics::Counter;
 use gala_meta::record::check_values;
 
 use super::{received_counter, Batch, DropLog, DropReason};
+use crate::clock;
+use crate::egress::kafka_records::MetricKafka;
 use crate::imdb::{push_key, Imdb, Pending};
 
 /// Stores one probe's validated records; counts them and the ones a full table refuses.
@@ -21,6 +23,10 @@ pub struct BatchWriter {
     keys: Vec<u8>,
     /// Allocation reused for each run (always empty between runs).
     run: Vec<Pending<'static>>,
+    /// Where each valid record also goes, as it arrives (`metric.out_channel = "kafka"`).
+    kafka: Option<Arc<MetricKafka>>,
+    /// The Kafka message being rendered (reused).
+    message: Vec<u8>,
 }
 
 impl BatchWriter {
@@ -33,7 +39,15 @@ impl BatchWriter {
             stored: 0,
             keys: Vec::with_capacity(64 * 1024),
             run: Vec::new(),
+            kafka: None,
+            message: Vec::new(),
         }
+    }
+
+    /// Also sends every valid record to Kafka, whether or not its imdb table has room.
+    pub fn with_kafka(mut self, kafka: Arc<MetricKafka>) -> Self {
+        self.kafka = Some(kafka);
+        self
     }
 
     /// Checks and stores every record of `batch`; each run of records for one table is
@@ -44,6 +58,8 @@ impl BatchWriter {
             drops,
             stored,
             keys,
+            kafka,
+            message,
             ..
         } = self;
         let registry = imdb.registry().clone();
@@ -51,10 +67,14 @@ impl BatchWriter {
         let mut run_table: Option<TableId> = None;
         *stored = 0;
         let now_ms = batch.now_ms;
+        let wall_ms = if kafka.is_some() { clock::wall_ms() } else { 0 };
         batch.for_each(&mut Vec::new(), |id, line, values| {
             let meta = registry.table(id);
             if let Err(e) = check_values(meta, values) {
                 return drops.drop(DropReason::from_record_error(&e), line, &e);
+            }
+            if let Some(kafka) = kafka {
+                kafka.send_record(meta, values, wall_ms, message);
             }
             if run_table.is_some_and(|t| t != id) {
                 *stored += store_run(imdb, drops, run_table.unwrap_or(id), &mut run, keys, now_ms);

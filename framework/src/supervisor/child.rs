@@ -17,6 +17,7 @@ use tokio::process::Command;
 use gala_ipc_proto::{Encoding, ENV_IPC_ENCODING, ENV_IPC_FD, ENV_META, ENV_PROBE_NAME, IPC_FD};
 
 use crate::egress::event::EventSink;
+use crate::egress::kafka_records::KafkaOutputs;
 use crate::imdb::Imdb;
 use crate::ingress::read_probe_output;
 use crate::ratelimit::{RateLimiter, Verdict};
@@ -46,7 +47,8 @@ pub struct ProbeChild {
 }
 
 impl ProbeChild {
-    /// Starts `spec`, storing its records in `imdb` and its events in `events` (if any);
+    /// Starts `spec`, storing its records in `imdb` and its events in `events` (if any), and
+    /// sending them to the Kafka channels of `kafka`;
     /// returns the child and the daemon's end of its control socket. Must run on a runtime
     /// worker thread: the child dies with the daemon (`PR_SET_PDEATHSIG`), and that signal
     /// follows the thread that forked it.
@@ -54,6 +56,7 @@ impl ProbeChild {
         spec: &LaunchSpec,
         imdb: Arc<Imdb>,
         events: Option<EventSink>,
+        kafka: KafkaOutputs,
         max_line_len: usize,
     ) -> std::io::Result<(Self, UnixStream)> {
         let (ours, theirs) = StdUnixStream::pair()?;
@@ -97,7 +100,9 @@ impl ProbeChild {
             let name = spec.name.clone();
             tokio::spawn(async move {
                 let events = events.as_ref();
-                if let Err(e) = read_probe_output(out, &name, imdb, events, max_line_len).await {
+                if let Err(e) =
+                    read_probe_output(out, &name, imdb, events, &kafka, max_line_len).await
+                {
                     tracing::warn!(probe = name, "reading stdout failed: {e}");
                 }
             });

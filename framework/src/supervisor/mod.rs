@@ -20,6 +20,7 @@ pub use policy::{Decision, RestartPolicy};
 
 use crate::config::SupervisorConfig;
 use crate::egress::event::EventSink;
+use crate::egress::kafka_records::KafkaOutputs;
 use crate::imdb::Imdb;
 
 /// Where a probe is in its life.
@@ -78,6 +79,8 @@ pub struct SupervisorContext {
     /// Where probe events go (`event.out_channel = "logs"`); `None`: they are counted as
     /// `no_route`.
     pub events: Option<EventSink>,
+    /// The Kafka channels records, events and log lines also go to.
+    pub kafka: KafkaOutputs,
     /// Grace period, backoff and failure limits.
     pub config: SupervisorConfig,
     /// `ingress.max_line_len`.
@@ -219,7 +222,8 @@ impl Task {
     fn launch(&mut self, spec: &LaunchSpec) -> (Option<ProbeChild>, Option<Instant>) {
         self.set_status(Status::Starting, None);
         let (imdb, events) = (self.ctx.imdb.clone(), self.ctx.events.clone());
-        match ProbeChild::spawn(spec, imdb, events, self.ctx.max_line_len) {
+        let kafka = self.ctx.kafka.clone();
+        match ProbeChild::spawn(spec, imdb, events, kafka, self.ctx.max_line_len) {
             Ok((child, socket)) => {
                 let pid = child.pid();
                 tracing::info!(probe = self.name, pid, "started {}", spec.bin.display());

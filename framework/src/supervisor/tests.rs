@@ -18,6 +18,7 @@ fn context(failed_after: u32, grace_ms: u64) -> Arc<SupervisorContext> {
     Arc::new(SupervisorContext {
         imdb: demo_imdb(100, 60_000),
         events: None,
+        kafka: Default::default(),
         config: SupervisorConfig {
             stop_grace: Duration::from_millis(grace_ms),
             restart_backoff_max: Duration::from_secs(2),
