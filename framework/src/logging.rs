@@ -82,8 +82,13 @@ pub fn init(level: &str, debug_file: Option<(PathBuf, String)>) -> Result<LogGua
         Some((dir, name)) => Some(open_debug_file(&dir, &name)?),
         None => None,
     };
-    let filter = EnvFilter::try_from_default_env()
+    let mut filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::default().add_directive(parse_level(level).into()));
+    // The rdkafka crate warns on every librdkafka error event it does not dispatch ("Ignored
+    // event 'Error' on base producer poll"): the Kafka egress logs those itself, rate-limited.
+    if let Ok(quiet) = "rdkafka=error".parse() {
+        filter = filter.add_directive(quiet);
+    }
     let journal = file.is_some()
         && std::env::var("JOURNAL_STREAM")
             .is_ok_and(|v| is_journal_stream(&v, io::stderr().as_raw_fd()));

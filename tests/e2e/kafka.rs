@@ -22,6 +22,9 @@ measurements: ({ table_name: "e2e_kafka"; entity_name: "e2e_kafka";
   ); });
 "#;
 
+/// The topics the daemon sends to (metric and event channels).
+const TOPICS: [&str; 2] = ["gala_gopher", "gala_gopher_event"];
+
 fn test_deps() -> PathBuf {
     repo_root().join("target/test-deps/python")
 }
@@ -55,7 +58,7 @@ impl Broker {
             bin.display()
         );
         let url = format!("tcp://{}", self.addr());
-        let child = Command::new(bin)
+        let child = Command::new(&bin)
             .args([
                 "broker",
                 "--listener-url",
@@ -74,6 +77,25 @@ impl Broker {
         while TcpStream::connect(self.addr()).is_err() {
             assert!(Instant::now() < deadline, "tansu does not accept");
             std::thread::sleep(Duration::from_millis(20));
+        }
+        // A broker that keeps its topics across a restart, as a real one does (memory storage
+        // forgets them); one partition each.
+        for topic in TOPICS {
+            let status = Command::new(&bin)
+                .args([
+                    "topic",
+                    "create",
+                    "--partitions",
+                    "1",
+                    "--broker",
+                    &url,
+                    topic,
+                ])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .status()
+                .expect("tansu topic create");
+            assert!(status.success(), "tansu topic create {topic}");
         }
     }
 
@@ -302,10 +324,18 @@ done
         .copied()
         .filter(|i| !seen.contains_key(i))
         .collect();
-    assert!(
-        missing.is_empty(),
-        "not delivered after the outage: {missing:?}"
-    );
+    if !missing.is_empty() {
+        let log =
+            std::fs::read_to_string(sb.path().join("log/debug/gopher.log")).unwrap_or_default();
+        let kafka_lines: Vec<&str> = log.lines().filter(|l| l.contains("kafka")).collect();
+        panic!(
+            "{} of {} not delivered after the outage (got {} messages): {missing:?}\nkafka log lines:\n{}",
+            missing.len(),
+            during.len(),
+            got.len(),
+            kafka_lines.join("\n")
+        );
+    }
     let twice: Vec<u64> = during
         .iter()
         .copied()
