@@ -69,6 +69,8 @@ pkg_install() {
 cmd_check() {
     # gcc: the C parts of crates (ring) and the C probes; make: the C probes.
     pkg_install "gcc make pkg-config ca-certificates tar gzip" "gcc make pkgconf-pkg-config ca-certificates tar gzip"
+    # cmake and g++: the bundled librdkafka of the Kafka output (rdkafka-sys, cmake-build).
+    pkg_install "cmake g++" "cmake gcc-c++"
     if ! command -v cargo >/dev/null && [ -x "$HOME/.cargo/bin/cargo" ]; then
         export PATH="$HOME/.cargo/bin:$PATH"
     fi

@@ -2,7 +2,8 @@
 # Developer entry points (run as root on a fresh Debian 12 or openEuler machine):
 #   ./dev.sh run    install build dependencies, build, run the daemon in the foreground
 #   ./dev.sh test   install test dependencies, run the whole test suite
-#   ./dev.sh bench  run the benchmarks (see docs/benchmarks.md); bench-baseinfo: the baseinfo ones
+#   ./dev.sh bench  run the benchmarks (see docs/benchmarks.md); bench-baseinfo: the baseinfo ones;
+#                   bench-kafka: the Kafka egress one
 # Every step is idempotent.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -145,12 +146,19 @@ cmd_bench_baseinfo() {
     "$ROOT/target/release/baseinfo-bench" "$@"
 }
 
+cmd_bench_kafka() {
+    install_test_deps
+    cargo build --release --workspace --bins
+    "$ROOT/target/release/kafka-bench" "$@"
+}
+
 case "${1:-}" in
     run) cmd_run ;;
     test) cmd_test ;;
     bench) shift; cmd_bench "$@" ;;
     bench-baseinfo) shift; cmd_bench_baseinfo "$@" ;;
+    bench-kafka) shift; cmd_bench_kafka "$@" ;;
     stage) stage "$2" "${3:-target/release}" ;;
     relocate) relocate "$2" ;;
-    *) echo "usage: $0 run|test|bench|bench-baseinfo" >&2; exit 2 ;;
+    *) echo "usage: $0 run|test|bench|bench-baseinfo|bench-kafka" >&2; exit 2 ;;
 esac
