@@ -134,3 +134,34 @@ proptest::proptest! {
         proptest::prop_assert!(imdb.series() <= 8);
     }
 }
+
+#[test]
+fn events_and_log_lines_go_to_kafka_when_the_event_channel_is_kafka() {
+    use crate::config::KafkaConfig;
+    use crate::egress::kafka::KafkaProducer;
+    use crate::egress::kafka_records::EventKafka;
+    use crate::identity::HostIdentity;
+    let imdb = demo_imdb(2, 60_000);
+    // No broker: messages only queue, which is all this test needs.
+    let config = KafkaConfig {
+        kafka_broker: "127.0.0.1:1".into(),
+        ..KafkaConfig::default()
+    };
+    let producer = Arc::new(KafkaProducer::new(&config, "t", "event").unwrap());
+    let host = HostIdentity {
+        system_uuid: "u".into(),
+        ip: "10.0.0.1".into(),
+        hostname: "h".into(),
+    };
+    let sink = Arc::new(EventKafka::new(producer.clone(), host, Duration::ZERO));
+    let mut v = LineValidator::new("demo", imdb.registry().clone())
+        .with_kafka_events(sink.for_probe("demo"));
+    let mut batch = Batch::default();
+    v.line(b"|event|proc|1|cpu|||||||WARN|13|x|", &mut batch);
+    v.line(br#"|log|1|"WARN"|13|{}|{}|"x"|"#, &mut batch);
+    v.line(br#"|log|1|WARN|13|{}|{}|"x"|"#, &mut batch);
+    assert!(batch.is_empty());
+    assert_eq!(v.pending(DropReason::NoRoute), 0);
+    assert_eq!(v.pending(DropReason::BadEvent), 1, "the malformed log line");
+    assert_eq!(producer.in_flight(), 2);
+}
