@@ -163,5 +163,7 @@ fn events_and_log_lines_go_to_kafka_when_the_event_channel_is_kafka() {
     assert!(batch.is_empty());
     assert_eq!(v.pending(DropReason::NoRoute), 0);
     assert_eq!(v.pending(DropReason::BadEvent), 1, "the malformed log line");
-    assert_eq!(producer.in_flight(), 2);
+    // librdkafka's out-queue also holds its own requests (metadata, connects), so only a
+    // lower bound is exact here; tests/e2e/kafka.rs checks what a broker receives.
+    assert!(producer.in_flight() >= 2, "{}", producer.in_flight());
 }
