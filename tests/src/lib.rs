@@ -2,7 +2,9 @@
 //! installation (config, meta files, custom probes, run and log dirs), the real daemon
 //! process started in it, and a small HTTP client and exposition parser.
 
+pub mod bench;
 pub mod sdk;
+pub mod tansu;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use gala_baseinfo::{Baseinfo, Context, HostRoot, SystemInfo};
+use gala_e2e::bench::{cpu_seconds, row};
 use gala_e2e::{http_get, start_node_exporter, KillOnDrop};
 use gala_probe_sdk::Config;
 
@@ -42,26 +43,9 @@ fn own_cpu() -> Duration {
     tv(usage.user_time()) + tv(usage.system_time())
 }
 
-/// CPU time (utime + stime) of process `pid`, from /proc.
-fn cpu_of(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    let after = &stat[stat.rfind(')').expect("comm") + 2..];
-    let cols: Vec<&str> = after.split_ascii_whitespace().collect();
-    let ticks: u64 =
-        cols[11].parse::<u64>().expect("utime") + cols[12].parse::<u64>().expect("stime");
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { nix::libc::sysconf(nix::libc::_SC_CLK_TCK) }.max(1) as u64;
-    Duration::from_micros(ticks * 1_000_000 / hz)
-}
-
-fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
-    v.sort_by(f64::total_cmp);
-    (v[0], v[v.len() / 2], v[v.len() - 1])
-}
-
-fn row(what: &str, v: Vec<f64>) {
-    let (min, med, max) = stats(v);
-    println!("| {what} | {min:.2} | {med:.2} | {max:.2} |");
+/// Prints one table row with two decimals.
+fn print_row(what: &str, v: Vec<f64>) {
+    println!("{}", row(what, &v, 2));
 }
 
 fn run(
@@ -111,7 +95,7 @@ fn main() {
         }
         per_cycle.push((own_cpu() - before).as_secs_f64() * 1000.0 / args.cycles as f64);
     }
-    row(
+    print_row(
         "baseinfo CPU per cycle (cpu mem nic net disk fs host), ms",
         per_cycle,
     );
@@ -126,13 +110,13 @@ fn main() {
             }
             let mut per_scrape = Vec::new();
             for _ in 0..args.runs {
-                let before = cpu_of(pid);
+                let before = cpu_seconds(pid);
                 for _ in 0..args.cycles {
                     let _ = http_get(port, "/metrics").expect("scrape");
                 }
-                per_scrape.push((cpu_of(pid) - before).as_secs_f64() * 1000.0 / args.cycles as f64);
+                per_scrape.push((cpu_seconds(pid) - before) * 1000.0 / args.cycles as f64);
             }
-            row(
+            print_row(
                 "node_exporter CPU per scrape (default collectors), ms",
                 per_scrape,
             );
@@ -175,11 +159,11 @@ fn main() {
         cpu.push((own_cpu() - before).as_secs_f64() * 1000.0);
         wall.push(started.elapsed().as_secs_f64() * 1000.0);
     }
-    row(
+    print_row(
         &format!("proc cycle with {} snooped processes, wall ms", args.procs),
         wall,
     );
-    row(
+    print_row(
         &format!("proc cycle with {} snooped processes, CPU ms", args.procs),
         cpu,
     );

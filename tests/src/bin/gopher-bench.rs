@@ -9,12 +9,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
-use gala_e2e::{workspace_bin, Daemon, Samples, Sandbox};
+use gala_e2e::{Daemon, Samples, Sandbox};
 
 /// Every generated record is this long, newline included.
 const RECORD_LEN: usize = 100;
 
-const BENCH_META: &str = include_str!("../../fixtures/bench.meta");
+use gala_e2e::bench::{cpu_seconds, generator_sandbox, row};
 
 #[derive(Parser)]
 #[command(about = "gala-gopher benchmarks")]
@@ -111,18 +111,6 @@ fn main() {
     }
 }
 
-fn row(name: &str, v: &[f64], decimals: usize) -> String {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let f = |x: f64| format!("{x:.decimals$}");
-    format!(
-        "| {name} | {} | {} | {} |",
-        f(s[0]),
-        f(s[s.len() / 2]),
-        f(s[s.len() - 1])
-    )
-}
-
 /// The records of `series` series, 100 bytes each.
 fn record_block(series: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(series as usize * RECORD_LEN);
@@ -211,22 +199,7 @@ fn bare_pipe(series: u64, records: u64) -> f64 {
 }
 
 fn bench_sandbox(series: u64, records: u64) -> (Sandbox, std::path::PathBuf) {
-    let mut sb = Sandbox::new();
-    let start_file = sb.path().join("gen.start");
-    let script = format!(
-        "#!/bin/sh\n{} generate --series {series} --records {records} --start-file {}\nexec sleep 3600\n",
-        workspace_bin("gopher-bench").display(),
-        start_file.display()
-    );
-    sb.add_custom_probe("bench", &script, BENCH_META);
-    sb.write_probes_init("bench {\"state\": \"running\"}\n");
-    sb.write_config(
-        &format!(
-            "max_tables_num = 16; max_records_num = {}; max_metrics_num = 64; record_timeout = 600;",
-            series * 2
-        ),
-        "",
-    );
+    let (sb, start_file, _) = generator_sandbox(series, records, "");
     (sb, start_file)
 }
 
@@ -238,16 +211,6 @@ fn received(d: &Daemon) -> u64 {
         )
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
-}
-
-/// CPU time (user + system) of `pid` in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|u| u.parse().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|s| s.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0
 }
 
 fn rss_mb(pid: u32) -> f64 {
