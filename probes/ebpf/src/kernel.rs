@@ -1,0 +1,162 @@
+//! What the running kernel offers to BPF, found out at run time (never assumed at build
+//! time): the tracepoints and functions its BTF describes, and whether fentry/fexit and
+//! kprobe programs can be used at all (a kernel in lockdown refuses fentry; a kernel without
+//! `CONFIG_KPROBES` has no kprobes).
+
+use std::ffi::CString;
+use std::path::Path;
+
+const BTF_KIND_TYPEDEF: u32 = 8;
+const BTF_KIND_FUNC: u32 = 12;
+
+/// The kernel's BPF capabilities.
+pub struct Kernel {
+    btf: *mut libbpf_sys::btf,
+    fentry: bool,
+    kprobes: bool,
+}
+
+// SAFETY: the BTF handle is only read (lookups), never shared mutably.
+unsafe impl Send for Kernel {}
+
+impl Kernel {
+    /// Probes this kernel. Never fails: what cannot be found out counts as absent.
+    pub fn detect() -> Self {
+        // SAFETY: libbpf returns an owned handle or an error pointer/NULL.
+        let btf = unsafe { libbpf_sys::btf__load_vmlinux_btf() };
+        // libbpf 1.x returns NULL (errno set) when there is no BTF.
+        let mut kernel = Kernel {
+            btf,
+            fentry: false,
+            kprobes: Path::new("/sys/bus/event_source/devices/kprobe/type").exists(),
+        };
+        kernel.fentry = kernel.probe_fentry();
+        kernel
+    }
+
+    /// Whether the kernel has vmlinux BTF (needed for `tp_btf`, fentry and CO-RE).
+    pub fn has_btf(&self) -> bool {
+        !self.btf.is_null()
+    }
+
+    /// Whether raw tracepoint `name` exists (usable as `tp_btf/<name>` and `raw_tp/<name>`).
+    pub fn has_tracepoint(&self, name: &str) -> bool {
+        self.find(&format!("btf_trace_{name}"), BTF_KIND_TYPEDEF)
+            .is_some()
+    }
+
+    /// Whether kernel function `name` is in BTF (a candidate for fentry/fexit/kprobe).
+    pub fn has_function(&self, name: &str) -> bool {
+        self.find(name, BTF_KIND_FUNC).is_some()
+    }
+
+    /// Whether fentry/fexit programs load and attach on this kernel.
+    pub fn fentry(&self) -> bool {
+        self.fentry
+    }
+
+    /// Whether kprobes exist on this kernel.
+    pub fn kprobes(&self) -> bool {
+        self.kprobes
+    }
+
+    /// One line for the probe's log: what was found.
+    pub fn summary(&self) -> String {
+        format!(
+            "kernel BPF features: btf={} fentry={} kprobes={}",
+            self.has_btf(),
+            self.fentry,
+            self.kprobes
+        )
+    }
+
+    fn find(&self, name: &str, kind: u32) -> Option<u32> {
+        if self.btf.is_null() {
+            return None;
+        }
+        let name = CString::new(name).ok()?;
+        // SAFETY: `btf` is a valid handle, `name` a NUL-terminated string.
+        let id = unsafe { libbpf_sys::btf__find_by_name_kind(self.btf, name.as_ptr(), kind) };
+        (id > 0).then_some(id as u32)
+    }
+
+    /// Loads and attaches an empty fentry program (`r0 = 0; exit`) on a function every
+    /// kernel with BPF has; lockdown refuses the load with EPERM.
+    fn probe_fentry(&self) -> bool {
+        let Some(target) = ["bpf_fentry_test1", "security_file_open", "vfs_read"]
+            .iter()
+            .find_map(|f| self.find(f, BTF_KIND_FUNC))
+        else {
+            return false;
+        };
+        let insns = [
+            libbpf_sys::bpf_insn {
+                code: 0xb7, // BPF_ALU64 | BPF_MOV | BPF_K: r0 = 0
+                ..Default::default()
+            },
+            libbpf_sys::bpf_insn {
+                code: 0x95, // BPF_JMP | BPF_EXIT
+                ..Default::default()
+            },
+        ];
+        let opts = libbpf_sys::bpf_prog_load_opts {
+            sz: std::mem::size_of::<libbpf_sys::bpf_prog_load_opts>() as _,
+            expected_attach_type: libbpf_sys::BPF_TRACE_FENTRY,
+            attach_btf_id: target,
+            ..Default::default()
+        };
+        let license = c"GPL";
+        // SAFETY: the instructions and options outlive the call; the fd is closed below.
+        let fd = unsafe {
+            libbpf_sys::bpf_prog_load(
+                libbpf_sys::BPF_PROG_TYPE_TRACING,
+                std::ptr::null(),
+                license.as_ptr(),
+                insns.as_ptr(),
+                insns.len() as _,
+                &opts as *const _ as *mut _,
+            )
+        };
+        if fd < 0 {
+            return false;
+        }
+        // SAFETY: `fd` is the program just loaded; the link fd is closed at once.
+        unsafe {
+            let link =
+                libbpf_sys::bpf_link_create(fd, 0, libbpf_sys::BPF_TRACE_FENTRY, std::ptr::null());
+            if link >= 0 {
+                libc::close(link);
+            }
+            libc::close(fd);
+            link >= 0
+        }
+    }
+}
+
+impl Drop for Kernel {
+    fn drop(&mut self) {
+        if !self.btf.is_null() {
+            // SAFETY: the handle came from btf__load_vmlinux_btf and is freed once.
+            unsafe { libbpf_sys::btf__free(self.btf) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detection_is_consistent() {
+        let k = Kernel::detect();
+        if !k.has_btf() {
+            eprintln!("skipped: no vmlinux BTF on this kernel");
+            return;
+        }
+        // Every kernel with BTF and networking has these.
+        assert!(k.has_tracepoint("sched_switch"), "{}", k.summary());
+        assert!(k.has_function("tcp_sendmsg"));
+        assert!(!k.has_tracepoint("no_such_tracepoint_gala"));
+        assert!(!k.has_function("no_such_function_gala"));
+    }
+}

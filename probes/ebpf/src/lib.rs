@@ -1,0 +1,65 @@
+//! What the eBPF probes of gala-gopher share, so that each probe is its BPF C file, its
+//! tables and its aggregation, and nothing else:
+//!
+//! - [`kernel`]: what the running kernel offers (BTF tracepoints and functions, whether
+//!   fentry/fexit and kprobes load), detected at run time;
+//! - [`plan`]: per sub-item, which BPF programs to load — the first hook variant the kernel
+//!   supports, autoload off for everything else — and loading that degrades per sub-item;
+//! - [`snoop`]: the snooped (or, in blacklist mode, excluded) tgids in the `gala_snoop` map
+//!   that `gala.bpf.h`'s `gala_snooped()` checks, kept in step with the configuration;
+//! - [`cost`]: the run time and run count of the loaded programs (`bpf_enable_stats`),
+//!   reported as the `ebpf_prog` table;
+//! - [`addr`] and [`hist`]: address text and the histogram column encoding.
+//!
+//! The BPF side is `include/gala.bpf.h` (with the vendored `include/vmlinux.h`); the build
+//! side is the `gala-ebpf-build` crate.
+
+pub mod addr;
+pub mod cost;
+pub mod hist;
+pub mod kernel;
+pub mod plan;
+pub mod snoop;
+
+pub use cost::{CostReport, ProgCost, COST_META};
+pub use hist::Histogram;
+pub use kernel::Kernel;
+pub use plan::{load, Hook, Need, Plan, Prog, Subitem};
+pub use snoop::SnoopMap;
+
+/// Errors of the shared eBPF helpers.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A map the helpers rely on is not in the BPF object (it does not include `gala.bpf.h`).
+    #[error("BPF object has no map {0:?} (does the program include gala.bpf.h?)")]
+    MissingMap(&'static str),
+    /// A libbpf call failed.
+    #[error("{what}: {source}")]
+    Bpf {
+        /// What was being done.
+        what: String,
+        /// libbpf's error.
+        #[source]
+        source: libbpf_rs::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn bpf(what: impl Into<String>) -> impl FnOnce(libbpf_rs::Error) -> Error {
+        let what = what.into();
+        move |source| Error::Bpf { what, source }
+    }
+}
+
+/// Raises `RLIMIT_MEMLOCK` to infinity, which kernels before 5.11 need for BPF maps;
+/// harmless elsewhere. Failure is ignored: the load that needs it reports its own error.
+pub fn raise_memlock() {
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit reads the struct we pass and nothing else.
+    unsafe {
+        libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited);
+    }
+}

@@ -1,0 +1,343 @@
+//! Which BPF programs a probe loads: per sub-item, per thing it needs ("tx bytes", "state
+//! changes"), the first hook variant this kernel supports. Every other program of the
+//! object stays autoload-off. A need without a usable variant degrades its sub-item with one
+//! log line; the rest of the probe runs. [`load`] also survives a program the verifier
+//! refuses: it finds the sub-item that holds it and loads without that sub-item.
+
+use std::collections::BTreeSet;
+
+use libbpf_rs::OpenObject;
+
+use crate::kernel::Kernel;
+
+/// Where a program attaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    /// `tp_btf/<tracepoint>`: typed raw tracepoint.
+    TpBtf(&'static str),
+    /// `raw_tp/<tracepoint>`.
+    RawTp(&'static str),
+    /// `fentry/<function>`.
+    Fentry(&'static str),
+    /// `fexit/<function>`.
+    Fexit(&'static str),
+    /// `kprobe/<function>` or `kretprobe/<function>`.
+    Kprobe(&'static str),
+    /// A uprobe attached by the probe at run time (always loadable).
+    Uprobe,
+}
+
+impl Hook {
+    /// Whether this kernel can run a program on this hook.
+    pub fn available(&self, kernel: &Kernel) -> bool {
+        match *self {
+            Hook::TpBtf(tp) => kernel.has_btf() && kernel.has_tracepoint(tp),
+            Hook::RawTp(tp) => kernel.has_tracepoint(tp),
+            Hook::Fentry(f) | Hook::Fexit(f) => kernel.fentry() && kernel.has_function(f),
+            Hook::Kprobe(f) => kernel.kprobes() && kernel.has_function(f),
+            Hook::Uprobe => true,
+        }
+    }
+}
+
+impl std::fmt::Display for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Hook::TpBtf(t) => write!(f, "tp_btf/{t}"),
+            Hook::RawTp(t) => write!(f, "raw_tp/{t}"),
+            Hook::Fentry(t) => write!(f, "fentry/{t}"),
+            Hook::Fexit(t) => write!(f, "fexit/{t}"),
+            Hook::Kprobe(t) => write!(f, "kprobe/{t}"),
+            Hook::Uprobe => f.write_str("uprobe"),
+        }
+    }
+}
+
+/// One BPF program: its function name in the `.bpf.c` file and its hook.
+#[derive(Debug, Clone, Copy)]
+pub struct Prog {
+    /// Function name in the BPF object.
+    pub name: &'static str,
+    /// Where it attaches.
+    pub hook: Hook,
+}
+
+/// Something a sub-item needs, with the alternatives that provide it, best first; each
+/// alternative is the set of programs that together provide it.
+#[derive(Debug, Clone, Copy)]
+pub struct Need {
+    /// What it is, for log lines (`"tx bytes"`).
+    pub what: &'static str,
+    /// The alternatives.
+    pub variants: &'static [&'static [Prog]],
+}
+
+/// A sub-item and its needs. The name `""` is the probe's core, loaded whatever is enabled.
+#[derive(Debug, Clone, Copy)]
+pub struct Subitem {
+    /// The sub-item's name as in the probe catalogue (`""` for the core).
+    pub name: &'static str,
+    /// Its needs.
+    pub needs: &'static [Need],
+}
+
+/// The programs to load and what was left out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    progs: BTreeSet<&'static str>,
+    hooks: Vec<(&'static str, Hook)>,
+    needs: BTreeSet<(&'static str, &'static str)>,
+    active: BTreeSet<&'static str>,
+    /// One line per degraded need or refused sub-item, for the probe's log.
+    pub notes: Vec<String>,
+}
+
+impl Plan {
+    /// Chooses, for every enabled sub-item (and the core), the first supported variant of
+    /// each need.
+    pub fn new(kernel: &Kernel, subitems: &[Subitem], enabled: impl Fn(&str) -> bool) -> Plan {
+        Self::choose(subitems, enabled, |hook| hook.available(kernel))
+    }
+
+    /// [`Plan::new`] with the hook check given: the pure part, for tests.
+    pub fn choose(
+        subitems: &[Subitem],
+        enabled: impl Fn(&str) -> bool,
+        available: impl Fn(&Hook) -> bool,
+    ) -> Plan {
+        let mut plan = Plan::default();
+        for item in subitems
+            .iter()
+            .filter(|s| s.name.is_empty() || enabled(s.name))
+        {
+            let mut complete = true;
+            for need in item.needs {
+                match need
+                    .variants
+                    .iter()
+                    .find(|v| v.iter().all(|p| available(&p.hook)))
+                {
+                    Some(variant) => {
+                        plan.needs.insert((item.name, need.what));
+                        for p in variant.iter() {
+                            if plan.progs.insert(p.name) {
+                                plan.hooks.push((p.name, p.hook));
+                            }
+                        }
+                    }
+                    None => {
+                        complete = false;
+                        let tried: Vec<String> = need
+                            .variants
+                            .iter()
+                            .flat_map(|v| v.iter().map(|p| p.hook.to_string()))
+                            .collect();
+                        plan.notes.push(format!(
+                            "{}: no hook on this kernel for {} (tried {}); its fields stay empty",
+                            label(item.name),
+                            need.what,
+                            tried.join(", ")
+                        ));
+                    }
+                }
+            }
+            if complete {
+                plan.active.insert(item.name);
+            }
+        }
+        plan
+    }
+
+    /// Whether program `name` is to be loaded.
+    pub fn has(&self, prog: &str) -> bool {
+        self.progs.contains(prog)
+    }
+
+    /// Whether every need of `subitem` is met.
+    pub fn active(&self, subitem: &str) -> bool {
+        self.active.contains(subitem)
+    }
+
+    /// Whether need `what` of `subitem` is met.
+    pub fn has_need(&self, subitem: &str, what: &str) -> bool {
+        self.needs.iter().any(|&(s, w)| s == subitem && w == what)
+    }
+
+    /// The hook of each chosen program, in choice order.
+    pub fn hooks(&self) -> &[(&'static str, Hook)] {
+        &self.hooks
+    }
+
+    /// The enabled sub-items that are active (all needs met), without the core.
+    pub fn active_subitems(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.active.iter().copied().filter(|s| !s.is_empty())
+    }
+
+    /// Sets autoload on every program of `object`: on for the chosen ones, off otherwise.
+    pub fn apply(&self, object: &mut OpenObject) {
+        for mut prog in object.progs_mut() {
+            let on = prog.name().to_str().is_some_and(|n| self.has(n));
+            prog.set_autoload(on);
+        }
+    }
+
+    /// The same plan without `subitem` (its programs dropped unless another keeps them).
+    fn without(&self, subitems: &[Subitem], subitem: &str) -> Plan {
+        let kept: BTreeSet<&str> = self
+            .active
+            .iter()
+            .copied()
+            .filter(|s| *s != subitem)
+            .collect();
+        let mut plan = Plan::choose(
+            subitems,
+            |s| kept.contains(s),
+            |hook| self.hooks.iter().any(|(_, h)| h == hook),
+        );
+        plan.notes = self.notes.clone();
+        plan
+    }
+}
+
+fn label(subitem: &str) -> &str {
+    if subitem.is_empty() {
+        "core"
+    } else {
+        subitem
+    }
+}
+
+/// Loads with `plan` through `attempt` (which opens the object, calls [`Plan::apply`],
+/// loads and attaches). When that fails, each enabled sub-item is tried on its own with the
+/// core to find the ones the kernel refuses; they are dropped with a note and the rest is
+/// loaded. Fails only when the core itself does not load.
+pub fn load<T, E: std::fmt::Display>(
+    subitems: &[Subitem],
+    plan: Plan,
+    mut attempt: impl FnMut(&Plan) -> Result<T, E>,
+) -> Result<(T, Plan), E> {
+    let first_error = match attempt(&plan) {
+        Ok(t) => return Ok((t, plan)),
+        Err(e) => e,
+    };
+    let mut plan = plan;
+    let items: Vec<&'static str> = plan.active_subitems().collect();
+    for item in items {
+        let alone = {
+            let others: Vec<&str> = plan.active_subitems().filter(|s| *s != item).collect();
+            others
+                .iter()
+                .fold(plan.clone(), |p, s| p.without(subitems, s))
+        };
+        if let Err(e) = attempt(&alone) {
+            let mut reduced = plan.without(subitems, item);
+            reduced.notes.push(format!(
+                "{item}: the kernel refused its programs ({e}); it is off"
+            ));
+            plan = reduced;
+        }
+    }
+    match attempt(&plan) {
+        Ok(t) => Ok((t, plan)),
+        Err(e) if plan.active_subitems().next().is_none() => Err(e),
+        Err(_) => Err(first_error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEND_TP: Prog = Prog {
+        name: "tp_send",
+        hook: Hook::TpBtf("sock_send_length"),
+    };
+    const SEND_FENTRY: Prog = Prog {
+        name: "fentry_send",
+        hook: Hook::Fentry("tcp_sendmsg"),
+    };
+    const STATE: Prog = Prog {
+        name: "tp_state",
+        hook: Hook::TpBtf("inet_sock_set_state"),
+    };
+    const PROBE: Prog = Prog {
+        name: "tp_probe",
+        hook: Hook::TpBtf("tcp_probe"),
+    };
+    const ITEMS: &[Subitem] = &[
+        Subitem {
+            name: "",
+            needs: &[Need {
+                what: "state changes",
+                variants: &[&[STATE]],
+            }],
+        },
+        Subitem {
+            name: "stats",
+            needs: &[Need {
+                what: "tx bytes",
+                variants: &[&[SEND_TP], &[SEND_FENTRY]],
+            }],
+        },
+        Subitem {
+            name: "rtt",
+            needs: &[Need {
+                what: "rtt samples",
+                variants: &[&[PROBE]],
+            }],
+        },
+    ];
+
+    #[test]
+    fn first_available_variant_wins_and_others_stay_off() {
+        let plan = Plan::choose(ITEMS, |_| true, |_| true);
+        assert!(plan.has("tp_send") && !plan.has("fentry_send"));
+        assert!(plan.active("stats") && plan.active("rtt") && plan.active(""));
+        let plan = Plan::choose(ITEMS, |_| true, |h| *h != SEND_TP.hook);
+        assert!(plan.has("fentry_send") && !plan.has("tp_send"));
+        assert!(plan.notes.is_empty());
+    }
+
+    #[test]
+    fn disabled_subitems_load_nothing_and_missing_hooks_degrade() {
+        let plan = Plan::choose(
+            ITEMS,
+            |s| s == "rtt",
+            |h| !matches!(h, Hook::TpBtf("tcp_probe")),
+        );
+        assert!(plan.has("tp_state"));
+        assert!(!plan.has("tp_send") && !plan.has("tp_probe"));
+        assert!(!plan.active("rtt"));
+        assert_eq!(plan.notes.len(), 1);
+        assert!(plan.notes[0].starts_with("rtt: no hook on this kernel for rtt samples"));
+    }
+
+    #[test]
+    fn load_drops_the_refused_subitem_only() {
+        let plan = Plan::choose(ITEMS, |_| true, |_| true);
+        let mut tries = 0;
+        let (loaded, plan) = load(ITEMS, plan, |p| {
+            tries += 1;
+            if p.has("tp_probe") {
+                Err("verifier says no")
+            } else {
+                Ok(p.clone())
+            }
+        })
+        .unwrap();
+        assert!(tries >= 3);
+        assert!(loaded.has("tp_send") && !loaded.has("tp_probe"));
+        assert!(!plan.active("rtt") && plan.active("stats"));
+        assert!(plan
+            .notes
+            .iter()
+            .any(|n| n.contains("rtt: the kernel refused")));
+    }
+
+    #[test]
+    fn load_fails_when_the_core_fails() {
+        let plan = Plan::choose(ITEMS, |_| true, |_| true);
+        let r: Result<((), Plan), &str> = load(ITEMS, plan, |_| Err("no BPF"));
+        assert_eq!(r.unwrap_err(), "no BPF");
+    }
+}

@@ -1,0 +1,86 @@
+//! The snooper scope of a probe in its BPF maps: the tgids of the configuration's processes
+//! in `gala_snoop`, the mode (whitelist/blacklist) and the probe's own tgid in `gala_ctl`
+//! (both defined by `gala.bpf.h`). [`SnoopMap::sync`] writes only what changed, so a
+//! snooper change takes effect in the kernel at once without touching unchanged entries.
+
+use std::collections::BTreeSet;
+
+use gala_probe_sdk::{Config, SnooperMode};
+use libbpf_rs::{MapCore, MapFlags, Object};
+
+use crate::Error;
+
+/// The `gala_snoop` map's capacity (`GALA_MAX_SNOOP` in `gala.bpf.h`).
+pub const MAX_SNOOP: usize = 8192;
+
+/// What the BPF maps hold, as last written.
+#[derive(Debug, Default)]
+pub struct SnoopMap {
+    pids: BTreeSet<u32>,
+    mode: Option<u32>,
+}
+
+impl SnoopMap {
+    /// A map state that knows nothing: the next [`sync`](Self::sync) writes everything
+    /// (use a new one for every newly loaded BPF object).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The tgids last written.
+    pub fn pids(&self) -> &BTreeSet<u32> {
+        &self.pids
+    }
+
+    /// Brings the object's maps in line with `config`. Returns whether anything changed.
+    pub fn sync(&mut self, object: &Object, config: &Config) -> Result<bool, Error> {
+        let mode = match config.snooper_mode() {
+            SnooperMode::Blacklist => 1u32,
+            _ => 0,
+        };
+        let want: BTreeSet<u32> = config.pids().into_iter().take(MAX_SNOOP).collect();
+        self.write(object, mode, want)
+    }
+
+    /// Writes `mode` and exactly the tgids `want`.
+    pub fn write(
+        &mut self,
+        object: &Object,
+        mode: u32,
+        want: BTreeSet<u32>,
+    ) -> Result<bool, Error> {
+        let snoop = find_map(object, "gala_snoop")?;
+        let mut changed = false;
+        for gone in self.pids.difference(&want) {
+            // A pid already gone from the map is fine.
+            let _ = snoop.delete(&gone.to_ne_bytes());
+            changed = true;
+        }
+        for new in want.difference(&self.pids) {
+            snoop
+                .update(&new.to_ne_bytes(), &[1u8], MapFlags::ANY)
+                .map_err(Error::bpf(format!("adding tgid {new} to gala_snoop")))?;
+            changed = true;
+        }
+        self.pids = want;
+        if self.mode != Some(mode) {
+            let ctl = find_map(object, "gala_ctl")?;
+            let mut value = [0u8; 8];
+            value[..4].copy_from_slice(&mode.to_ne_bytes());
+            value[4..].copy_from_slice(&std::process::id().to_ne_bytes());
+            ctl.update(&0u32.to_ne_bytes(), &value, MapFlags::ANY)
+                .map_err(Error::bpf("writing gala_ctl"))?;
+            self.mode = Some(mode);
+            changed = true;
+        }
+        Ok(changed)
+    }
+}
+
+/// The map named `name` in `object`.
+pub fn find_map<'o>(object: &'o Object, name: &'static str) -> Result<libbpf_rs::Map<'o>, Error> {
+    object
+        .maps()
+        .find(|m| m.name() == name)
+        .ok_or(Error::MissingMap(name))
+}
