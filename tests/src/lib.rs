@@ -3,6 +3,7 @@
 //! process started in it, and a small HTTP client and exposition parser.
 
 pub mod bench;
+pub mod ebpf;
 pub mod sdk;
 pub mod tansu;
 

@@ -19,12 +19,16 @@ pub mod cost;
 pub mod hist;
 pub mod kernel;
 pub mod plan;
+pub mod ring;
+pub mod runner;
 pub mod snoop;
 
 pub use cost::{CostReport, ProgCost, COST_META};
 pub use hist::Histogram;
 pub use kernel::Kernel;
 pub use plan::{load, Hook, Need, Plan, Prog, Subitem};
+pub use ring::{read_pod, Pod, RingReader};
+pub use runner::{log, run, BpfProbe};
 pub use snoop::SnoopMap;
 
 /// Errors of the shared eBPF helpers.

@@ -1,0 +1,157 @@
+//! The main loop every eBPF probe shares, so a probe only says how to load its object,
+//! drain its ring buffers and print its tables:
+//!
+//! 1. detect the kernel, switch BPF statistics on, connect to the daemon;
+//! 2. on the first configuration and whenever the enabled sub-items change: plan the
+//!    programs ([`Plan`]), load them through [`load`] (which degrades per sub-item), log
+//!    every note;
+//! 3. on every configuration: write the snooper scope into the BPF maps ([`SnoopMap`]),
+//!    tell the probe the new pids and params;
+//! 4. every [`BpfProbe::tick`]: drain the ring buffers; every `report_period`: report the
+//!    tables and the programs' cost (`ebpf_prog`);
+//! 5. on stop: a last report, then exit.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use gala_probe_sdk::{Config, EmitError, Level, Probe, Wake};
+use libbpf_rs::Object;
+
+use crate::cost::{CostReport, COST_META};
+use crate::kernel::Kernel;
+use crate::plan::{load, Plan, Subitem};
+use crate::snoop::SnoopMap;
+
+/// What a probe provides to [`run`].
+pub trait BpfProbe {
+    /// The probe's name as in the catalogue (`tcp`, `socket`, ...), for logs and `ebpf_prog`.
+    const NAME: &'static str;
+
+    /// The probe's sub-items and the hooks each needs (name `""`: the core, always loaded).
+    fn subitems(&self) -> &'static [Subitem];
+
+    /// Opens the BPF object, calls [`Plan::apply`], sets what must be set before load
+    /// (map sizes from `config`), loads and attaches; keeps the result. Any previous object
+    /// is already unloaded.
+    fn load(&mut self, plan: &Plan, config: &Config) -> Result<(), libbpf_rs::Error>;
+
+    /// Drops the loaded object (and its ring buffer readers first).
+    fn unload(&mut self);
+
+    /// The loaded object, if any.
+    fn object(&self) -> Option<&Object>;
+
+    /// A new configuration arrived (params, snoopers), after the maps were synced;
+    /// `pids` are the tgids now in the snooper map.
+    fn configure(&mut self, config: &Config, pids: &BTreeSet<u32>) {
+        let _ = (config, pids);
+    }
+
+    /// Consumes what the BPF side has produced since the last call.
+    fn poll(&mut self);
+
+    /// Prints the probe's records for the period that ends now.
+    fn report(&mut self, probe: &mut Probe, config: &Config, plan: &Plan) -> Result<(), EmitError>;
+
+    /// How often [`BpfProbe::poll`] runs.
+    fn tick(&self) -> Duration {
+        Duration::from_millis(200)
+    }
+}
+
+/// Runs `p` under the daemon (or offline, see the SDK) until it is told to stop.
+/// `metas` are the probe's meta files (`ebpf_prog.meta` is added).
+pub fn run<P: BpfProbe>(
+    mut p: P,
+    metas: &[(&str, &str)],
+) -> Result<(), Box<dyn std::error::Error>> {
+    crate::raise_memlock();
+    let kernel = Kernel::detect();
+    let mut cost = CostReport::enable();
+    let mut builder = Probe::builder().meta_str(COST_META.0, COST_META.1);
+    for (name, text) in metas {
+        builder = builder.meta_str(*name, *text);
+    }
+    let mut probe = builder.connect()?;
+    log(Level::Info, P::NAME, &kernel.summary());
+    if !cost.enabled() {
+        log(
+            Level::Warn,
+            P::NAME,
+            "bpf_enable_stats refused: ebpf_prog run times stay 0",
+        );
+    }
+
+    let mut loaded: Option<(Vec<String>, Plan)> = None;
+    let mut snoop = SnoopMap::new();
+    let mut seq = None;
+    let mut next_report = Instant::now();
+    loop {
+        let config = probe.config();
+        if seq != Some(config.seq()) {
+            seq = Some(config.seq());
+            let wanted: Vec<String> = config.subitems().to_vec();
+            if loaded.as_ref().is_none_or(|(items, _)| *items != wanted) {
+                p.unload();
+                let plan = Plan::new(&kernel, p.subitems(), |s| config.has_subitem(s));
+                let subitems = p.subitems();
+                let (_, plan) =
+                    load(subitems, plan, |plan| p.load(plan, &config)).map_err(|e| {
+                        let text = format!("loading the BPF programs failed: {e}");
+                        probe.status(Level::Error, &text);
+                        text
+                    })?;
+                for note in &plan.notes {
+                    log(Level::Warn, P::NAME, note);
+                    probe.status(Level::Warn, note);
+                }
+                let on: Vec<&str> = plan.active_subitems().collect();
+                log(
+                    Level::Info,
+                    P::NAME,
+                    &format!("loaded; active sub-items: {}", on.join(" ")),
+                );
+                loaded = Some((wanted, plan));
+                snoop = SnoopMap::new();
+            }
+            if let Some(object) = p.object() {
+                snoop.sync(object, &config)?;
+            }
+            p.configure(&config, snoop.pids());
+        }
+        let period = Duration::from_secs(u64::from(config.params().report_period.max(1)));
+        let now = Instant::now();
+        if next_report <= now {
+            next_report = now + period;
+        }
+        let wake = probe.wait(p.tick().min(next_report - now));
+        p.poll();
+        let stop = matches!(wake, Wake::Stop);
+        if Instant::now() >= next_report || stop {
+            if let Some((_, plan)) = &loaded {
+                if let Err(e) = p.report(&mut probe, &config, plan) {
+                    log(Level::Error, P::NAME, &format!("a record was refused: {e}"));
+                }
+                if let Some(object) = p.object() {
+                    cost.report(&mut probe, P::NAME, object, plan)?;
+                }
+            }
+            next_report += period;
+        }
+        if stop {
+            probe.flush()?;
+            p.unload();
+            return Ok(());
+        }
+    }
+}
+
+/// One log line on stdout, which the daemon copies to its log.
+pub fn log(level: Level, probe: &str, text: &str) {
+    let tag = match level {
+        Level::Info => "INFO",
+        Level::Warn => "WARN",
+        Level::Error => "ERROR",
+    };
+    println!("[{tag}] {probe}: {text}");
+}

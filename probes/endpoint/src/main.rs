@@ -1,0 +1,3 @@
+//! `endpoint`: the eBPF probe (being written).
+
+fn main() {}

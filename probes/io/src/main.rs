@@ -1,0 +1,3 @@
+//! `ioprobe`: the eBPF probe (being written).
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! `taskprobe`: the eBPF probe (being written).
+
+fn main() {}

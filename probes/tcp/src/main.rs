@@ -1,0 +1,3 @@
+//! `tcpprobe`: the eBPF probe (being written).
+
+fn main() {}
