@@ -1,0 +1,272 @@
+//! Overhead of the network eBPF probes (`./dev.sh bench-net`, or `target/release/net-bench`):
+//! `wrk` against `nginx` on loopback, with the `tcp` and `socket` probes off, then on with
+//! nginx's master and worker snooped (every sub-item), alternating `--runs` times.
+//!
+//! Printed (Markdown, for `docs/benchmarks.md`): requests/s off and on and their ratio
+//! (target ≥ 97 %), the probes' own CPU % while wrk runs, and each BPF program's run time per
+//! event from the `ebpf_prog` table (`bpf_enable_stats`).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use gala_e2e::bench::{cpu_seconds, row};
+use gala_e2e::{free_port, poll_until, repo_root, Daemon, KillOnDrop, Samples, Sandbox};
+
+#[derive(Parser)]
+struct Args {
+    /// Off/on pairs.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Seconds of each wrk run.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// wrk connections.
+    #[arg(long, default_value_t = 50)]
+    connections: u32,
+    /// A short run that only shows the benchmark works (CI).
+    #[arg(long)]
+    quick: bool,
+}
+
+/// nginx on `port` with one worker, everything under `dir`.
+fn start_nginx(dir: &Path, port: u16) -> KillOnDrop {
+    for sub in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"] {
+        std::fs::create_dir_all(dir.join(sub)).expect("nginx temp dir");
+    }
+    let d = dir.display();
+    let conf = format!(
+        "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+         events {{ worker_connections 4096; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {d}/client_body;\n  proxy_temp_path {d}/proxy;\n  \
+         fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  \
+         server {{ listen 127.0.0.1:{port}; location / {{ return 200 \"hello from nginx\\n\"; }} }}\n}}\n"
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf).expect("nginx.conf");
+    let child = Command::new("nginx")
+        .args(["-e", &format!("{d}/error.log"), "-p"])
+        .arg(dir)
+        .arg("-c")
+        .arg(&path)
+        .args(["-g", "daemon off;"])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start nginx (apt-get install nginx-light)");
+    poll_until(Duration::from_secs(10), 50, || {
+        std::net::TcpStream::connect(("127.0.0.1", port))
+            .map_err(|e| format!("nginx does not listen on {port}: {e}"))
+    });
+    KillOnDrop(child)
+}
+
+/// Pids of `nginx`'s master (`master`) and its workers.
+fn nginx_pids(master: u32) -> Vec<u32> {
+    let mut pids = vec![master];
+    pids.extend(children(master));
+    pids
+}
+
+/// Pids whose parent is `ppid`.
+fn children(ppid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let parent = stat
+            .rsplit_once(") ")
+            .and_then(|(_, r)| r.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if parent == Some(ppid) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Requests per second of one wrk run.
+fn wrk(port: u16, seconds: u64, connections: u32) -> f64 {
+    let out = Command::new("wrk")
+        .args([
+            "-t1",
+            &format!("-c{connections}"),
+            &format!("-d{seconds}s"),
+            &format!("http://127.0.0.1:{port}/"),
+        ])
+        .output()
+        .expect("run wrk (apt-get install wrk)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Requests/sec in wrk output:\n{text}"))
+}
+
+/// `(run_time_ns, run_count)` per `probe/prog` from `ebpf_prog` in a scrape.
+fn bpf_costs(scrape: &str) -> BTreeMap<String, (f64, f64)> {
+    let s = Samples::parse(scrape);
+    let mut out: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    for (metric, slot) in [
+        ("gala_gopher_ebpf_prog_run_time_ns", 0),
+        ("gala_gopher_ebpf_prog_run_count", 1),
+    ] {
+        for sample in s.find(metric, &[]) {
+            let key = format!(
+                "{}/{}",
+                sample.labels.get("probe").map_or("", |v| v),
+                sample.labels.get("prog").map_or("", |v| v)
+            );
+            let v: f64 = sample.value.parse().unwrap_or(0.0);
+            let e = out.entry(key).or_default();
+            if slot == 0 {
+                e.0 = v;
+            } else {
+                e.1 = v;
+            }
+        }
+    }
+    out
+}
+
+/// Starts both probes on `pids`, every sub-item, and waits until both report.
+fn probes_on(d: &Daemon, pids: &[u32]) {
+    let pids = pids
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    for (probe, items) in [
+        (
+            "tcp",
+            r#""tcp_stats","tcp_abnormal","tcp_windows","tcp_rtt","tcp_srtt","tcp_rate","tcp_sockbuf","tcp_delay""#,
+        ),
+        ("socket", r#""tcp_socket","udp_socket""#),
+    ] {
+        let body = format!(
+            r#"{{"cmd":{{"probe":[{items}]}},"snoopers":{{"proc_id":[{pids}]}},"params":{{"report_period":5}},"state":"running"}}"#
+        );
+        let (status, text) = d.put(probe, &body);
+        assert_eq!(status, 200, "PUT {probe}: {text}");
+    }
+    poll_until(Duration::from_secs(30), 500, || {
+        let costs = bpf_costs(&d.scrape());
+        let both = costs.keys().any(|k| k.starts_with("tcp/"))
+            && costs.keys().any(|k| k.starts_with("socket/"));
+        both.then_some(())
+            .ok_or_else(|| format!("not both probes in ebpf_prog: {costs:?}"))
+    });
+}
+
+fn probes_off(d: &Daemon) {
+    for probe in ["tcp", "socket"] {
+        let (status, text) = d.put(probe, r#"{"state":"stopped"}"#);
+        assert_eq!(status, 200, "PUT {probe}: {text}");
+    }
+    poll_until(Duration::from_secs(10), 100, || {
+        let left = probe_pids(d.pid());
+        left.is_empty()
+            .then_some(())
+            .ok_or_else(|| format!("probes still running: {left:?}"))
+    });
+}
+
+/// Pids of the daemon's `tcpprobe` and `endpoint` children.
+fn probe_pids(daemon: u32) -> Vec<u32> {
+    children(daemon)
+        .into_iter()
+        .filter(|pid| {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            matches!(comm.trim(), "tcpprobe" | "endpoint")
+        })
+        .collect()
+}
+
+fn main() {
+    let mut args = Args::parse();
+    if args.quick {
+        args.runs = 1;
+        args.seconds = 3;
+    }
+    if let Some(reason) = gala_e2e::ebpf::skip_reason() {
+        println!("skipped: {reason}");
+        return;
+    }
+    let sb = Sandbox::new();
+    let root = repo_root();
+    let meta = |p: &str| std::fs::read_to_string(root.join(p)).expect(p);
+    gala_e2e::ebpf::install_builtin(
+        &sb,
+        "tcpprobe",
+        &[("tcp_link.meta", &meta("probes/tcp/tcp_link.meta"))],
+    );
+    gala_e2e::ebpf::install_builtin(
+        &sb,
+        "endpoint",
+        &[("endpoint.meta", &meta("probes/endpoint/endpoint.meta"))],
+    );
+    sb.write_config(
+        "max_tables_num = 64; max_records_num = 65536; max_metrics_num = 256; record_timeout = 60;",
+        "supervisor = { stop_grace = 2; snooper_period = 1; };",
+    );
+    let d = sb.start();
+    let port = free_port();
+    let nginx = start_nginx(&sb.path().join("nginx"), port);
+    poll_until(Duration::from_secs(10), 50, || {
+        (nginx_pids(nginx.0.id()).len() >= 2)
+            .then_some(())
+            .ok_or_else(|| "no nginx worker".to_owned())
+    });
+    let pids = nginx_pids(nginx.0.id());
+    // Warm-up: connections, page cache, CPU frequency.
+    wrk(port, 2, args.connections);
+
+    let (mut off, mut on, mut ratio, mut cpu) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut per_event: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for _ in 0..args.runs {
+        let rps_off = wrk(port, args.seconds, args.connections);
+        probes_on(&d, &pids);
+        let probes = probe_pids(d.pid());
+        let cpu0: f64 = probes.iter().map(|&p| cpu_seconds(p)).sum();
+        let costs0 = bpf_costs(&d.scrape());
+        let t0 = Instant::now();
+        let rps_on = wrk(port, args.seconds, args.connections);
+        let wall = t0.elapsed().as_secs_f64();
+        let cpu1: f64 = probes.iter().map(|&p| cpu_seconds(p)).sum();
+        // The cost counters are reported every 5 s: wait for the report after the run.
+        std::thread::sleep(Duration::from_secs(6));
+        let costs1 = bpf_costs(&d.scrape());
+        for (prog, (t1, c1)) in &costs1 {
+            let (t, c) = costs0.get(prog).copied().unwrap_or((0.0, 0.0));
+            if c1 - c > 0.0 {
+                per_event
+                    .entry(prog.clone())
+                    .or_default()
+                    .push((t1 - t) / (c1 - c));
+            }
+        }
+        probes_off(&d);
+        off.push(rps_off);
+        on.push(rps_on);
+        ratio.push(100.0 * rps_on / rps_off);
+        cpu.push(100.0 * (cpu1 - cpu0) / wall);
+    }
+    println!(
+        "wrk -t1 -c{} -d{}s, nginx 1 worker, {} off/on pairs",
+        args.connections, args.seconds, args.runs
+    );
+    println!("| figure | min | median | max |");
+    println!("| --- | --- | --- | --- |");
+    println!("{}", row("requests/s, probes off", &off, 0));
+    println!("{}", row("requests/s, tcp + socket on", &on, 0));
+    println!("{}", row("throughput on / off, % (target ≥ 97)", &ratio, 1));
+    println!("{}", row("tcpprobe + endpoint CPU, % of one core", &cpu, 1));
+    for (prog, v) in &per_event {
+        println!("{}", row(&format!("BPF ns per run, {prog}"), v, 0));
+    }
+    drop(nginx);
+    d.terminate();
+}
