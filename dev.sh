@@ -3,7 +3,7 @@
 #   ./dev.sh run    install build dependencies, build, run the daemon in the foreground
 #   ./dev.sh test   install test dependencies, run the whole test suite
 #   ./dev.sh bench  run the benchmarks (see docs/benchmarks.md); bench-baseinfo: the baseinfo ones;
-#                   bench-kafka: the Kafka egress one
+#                   bench-kafka: the Kafka egress one; bench-net: tcp + socket under wrk/nginx
 # Every step is idempotent.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -153,6 +153,12 @@ cmd_bench_baseinfo() {
     "$ROOT/target/release/baseinfo-bench" "$@"
 }
 
+cmd_bench_net() {
+    install_test_deps
+    cargo build --release --workspace --bins
+    "$ROOT/target/release/net-bench" "$@"
+}
+
 cmd_bench_kafka() {
     install_test_deps
     cargo build --release --workspace --bins
@@ -165,7 +171,8 @@ case "${1:-}" in
     bench) shift; cmd_bench "$@" ;;
     bench-baseinfo) shift; cmd_bench_baseinfo "$@" ;;
     bench-kafka) shift; cmd_bench_kafka "$@" ;;
+    bench-net) shift; cmd_bench_net "$@" ;;
     stage) stage "$2" "${3:-target/release}" ;;
     relocate) relocate "$2" ;;
-    *) echo "usage: $0 run|test|bench|bench-baseinfo|bench-kafka" >&2; exit 2 ;;
+    *) echo "usage: $0 run|test|bench|bench-baseinfo|bench-kafka|bench-net" >&2; exit 2 ;;
 esac
