@@ -1,0 +1,424 @@
+/* ioprobe: block-layer latency per stage, I/O errors, bytes per disk, page-cache activity.
+ *
+ * Every program is autoload-off unless its sub-item's plan chooses it (see SUBITEMS in
+ * src/main.rs). What the kernel side keeps:
+ *  - io_trace:   one entry per sampled request in flight (LRU: a request that never
+ *                completes, e.g. one merged into another, ages out); on completion one
+ *                `io_lat_rec` goes to the `io_events` ring buffer with the three stage deltas.
+ *  - io_err:     one `io_err_rec` per failed request on the ring buffer.
+ *  - io_count:   per-CPU cumulative read/write bytes per disk (user space takes deltas).
+ *  - page_cache: per-CPU cumulative page-cache counters per device number (the file system's
+ *                device, or the block device itself for its own page cache); user space maps
+ *                partitions to their disk.
+ *
+ * Disks are keyed by GALA_DEV(major, first_minor) of the gendisk, as the kernel's dev_t
+ * encoding (major << 20 | minor). Times are CLOCK_MONOTONIC nanoseconds. */
+#include "gala.bpf.h"
+
+#define REQ_OP_BITS 8
+#define REQ_OP_MASK ((1U << REQ_OP_BITS) - 1)
+#define MINORBITS 20
+#define GALA_DEV(major, minor) (((__u32)(major) << MINORBITS) | ((__u32)(minor) & ((1U << MINORBITS) - 1)))
+#define S_IFMT 00170000
+#define S_IFBLK 0060000
+
+#define REC_LATENCY 1
+#define REC_ERROR 2
+
+/* Written by user space: the request sampling interval (sample_period), 0 = every request. */
+struct io_cfg {
+    __u64 sample_ns;
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct io_cfg);
+} io_cfg SEC(".maps");
+
+/* Per disk: when the last sampled request started. */
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 1024);
+    __type(key, __u32);
+    __type(value, __u64);
+} io_sample SEC(".maps");
+
+/* One sampled request in flight. */
+struct io_trace {
+    __u64 start_ns;
+    __u64 issue_ns;
+    __u32 dev;
+    __u32 pid;
+    __u32 len;
+    __u32 op;
+    char comm[16];
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 8192);
+    __type(key, __u64);
+    __type(value, struct io_trace);
+} io_trace SEC(".maps");
+
+/* A completed sampled request (kind REC_LATENCY). */
+struct io_lat_rec {
+    __u32 kind;
+    __u32 dev;
+    __u64 req_ns;
+    __u64 driver_ns;
+    __u64 device_ns;
+    __u32 pid;
+    __u32 len;
+    __u32 op;
+    __u32 pad;
+    char comm[16];
+};
+
+/* A failed request (kind REC_ERROR). */
+struct io_err_rec {
+    __u32 kind;
+    __u32 dev;
+    __s32 status;
+    __u32 pid;
+    __u32 len;
+    __u32 op;
+    __u32 submitter;
+    __u32 pad;
+    __u64 sector;
+    char comm[16];
+};
+
+/* User space drains it every 200 ms (consume, no epoll): submits need no wakeup. */
+struct {
+    __uint(type, BPF_MAP_TYPE_RINGBUF);
+    __uint(max_entries, 256 * 1024);
+} io_events SEC(".maps");
+
+struct io_bytes {
+    __u64 read_bytes;
+    __u64 write_bytes;
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+    __uint(max_entries, 1024);
+    __type(key, __u32);
+    __type(value, struct io_bytes);
+} io_count SEC(".maps");
+
+struct page_counts {
+    __u64 access_pagecache;
+    __u64 mark_buffer_dirty;
+    __u64 load_page_cache;
+    __u64 mark_page_dirty;
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+    __uint(max_entries, 1024);
+    __type(key, __u32);
+    __type(value, struct page_counts);
+} page_cache SEC(".maps");
+
+/* ---- io_trace ---------------------------------------------------------------------- */
+
+static __always_inline __u32 rq_dev(struct request *rq)
+{
+    struct gendisk *disk = BPF_CORE_READ(rq, q, disk);
+    if (!disk)
+        return 0;
+    return GALA_DEV(BPF_CORE_READ(disk, major), BPF_CORE_READ(disk, first_minor));
+}
+
+/* Whether a new request of `dev` starting at `now` is to be traced: at most one per
+ * sample interval per disk. */
+static __always_inline bool sample_gate(__u32 dev, __u64 now)
+{
+    __u32 zero = 0;
+    struct io_cfg *cfg = bpf_map_lookup_elem(&io_cfg, &zero);
+    __u64 interval = cfg ? cfg->sample_ns : 0;
+    if (interval == 0)
+        return true;
+    __u64 *last = bpf_map_lookup_elem(&io_sample, &dev);
+    if (last && (now <= *last || now - *last < interval))
+        return false;
+    bpf_map_update_elem(&io_sample, &dev, &now, BPF_ANY);
+    return true;
+}
+
+static __always_inline void trace_start(struct request *rq, __u64 start)
+{
+    __u64 key = (__u64)rq;
+    __u32 dev = rq_dev(rq);
+    if (!dev)
+        return;
+    __u64 now = bpf_ktime_get_ns();
+    if (!sample_gate(dev, now))
+        return;
+    struct io_trace t = {};
+    t.start_ns = start ? start : now;
+    t.dev = dev;
+    t.pid = gala_tgid();
+    t.len = BPF_CORE_READ(rq, __data_len);
+    t.op = BPF_CORE_READ(rq, cmd_flags);
+    bpf_get_current_comm(t.comm, sizeof(t.comm));
+    bpf_map_update_elem(&io_trace, &key, &t, BPF_ANY);
+}
+
+/* The request leaves the bio → request conversion: the start of the request stage. */
+SEC("tp_btf/block_io_start")
+int BPF_PROG(io_start, struct request *rq)
+{
+    trace_start(rq, 0);
+    return 0;
+}
+
+/* The driver takes the request (queue_rq): end of the driver stage, start of the device
+ * stage. A request never seen at block_io_start (a flush sequence step) starts here, at
+ * the request's own start_time_ns when the kernel stamped one. */
+SEC("tp_btf/block_rq_issue")
+int BPF_PROG(io_issue, struct request *rq)
+{
+    __u64 key = (__u64)rq;
+    struct io_trace *t = bpf_map_lookup_elem(&io_trace, &key);
+    if (!t) {
+        trace_start(rq, BPF_CORE_READ(rq, start_time_ns));
+        t = bpf_map_lookup_elem(&io_trace, &key);
+        if (!t)
+            return 0;
+    }
+    /* A requeued request is issued again: the device stage counts from the last issue. */
+    t->issue_ns = bpf_ktime_get_ns();
+    return 0;
+}
+
+/* blk_update_request (or the batched completion): the driver reports `nr_bytes` done.
+ * The request is complete when nothing is left (the kernel subtracts after the trace). */
+SEC("tp_btf/block_rq_complete")
+int BPF_PROG(io_complete, struct request *rq, blk_status_t error, unsigned int nr_bytes)
+{
+    __u64 key = (__u64)rq;
+    struct io_trace *t = bpf_map_lookup_elem(&io_trace, &key);
+    if (!t)
+        return 0;
+    if (nr_bytes < BPF_CORE_READ(rq, __data_len))
+        return 0;
+    __u64 now = bpf_ktime_get_ns();
+    if (error == 0 && t->issue_ns && t->start_ns && t->issue_ns >= t->start_ns && now >= t->issue_ns) {
+        struct io_lat_rec *r = bpf_ringbuf_reserve(&io_events, sizeof(*r), 0);
+        if (r) {
+            r->kind = REC_LATENCY;
+            r->dev = t->dev;
+            r->req_ns = now - t->start_ns;
+            r->driver_ns = t->issue_ns - t->start_ns;
+            r->device_ns = now - t->issue_ns;
+            r->pid = t->pid;
+            r->len = t->len;
+            r->op = t->op;
+            r->pad = 0;
+            __builtin_memcpy(r->comm, t->comm, sizeof(r->comm));
+            bpf_ringbuf_submit(r, BPF_RB_NO_WAKEUP);
+        }
+    }
+    bpf_map_delete_elem(&io_trace, &key);
+    return 0;
+}
+
+/* ---- io_err ------------------------------------------------------------------------ */
+
+/* The submitter is known when the request was sampled by io_trace (`submitter` = 1);
+ * otherwise the record names the task the completion ran in (an interrupt's victim, a
+ * kworker). */
+static __always_inline void report_error(struct request *rq, blk_status_t error, unsigned int nr_bytes)
+{
+    struct io_err_rec *r = bpf_ringbuf_reserve(&io_events, sizeof(*r), 0);
+    if (!r)
+        return;
+    __u64 key = (__u64)rq;
+    struct io_trace *t = bpf_map_lookup_elem(&io_trace, &key);
+    r->kind = REC_ERROR;
+    r->dev = rq_dev(rq);
+    r->status = error;
+    r->len = nr_bytes;
+    r->op = BPF_CORE_READ(rq, cmd_flags);
+    r->sector = BPF_CORE_READ(rq, __sector);
+    if (t) {
+        r->submitter = 1;
+        r->pid = t->pid;
+        __builtin_memcpy(r->comm, t->comm, sizeof(r->comm));
+    } else {
+        r->submitter = 0;
+        r->pid = gala_tgid();
+        bpf_get_current_comm(r->comm, sizeof(r->comm));
+    }
+    bpf_ringbuf_submit(r, BPF_RB_NO_WAKEUP);
+}
+
+/* A request failed (not for quiet or passthrough requests, as the kernel's error log). */
+SEC("tp_btf/block_rq_error")
+int BPF_PROG(io_error, struct request *rq, blk_status_t error, unsigned int nr_bytes)
+{
+    report_error(rq, error, nr_bytes);
+    return 0;
+}
+
+/* Fallback for kernels without block_rq_error: any completion with an error. */
+SEC("tp_btf/block_rq_complete")
+int BPF_PROG(io_error_complete, struct request *rq, blk_status_t error, unsigned int nr_bytes)
+{
+    if (error != 0)
+        report_error(rq, error, nr_bytes);
+    return 0;
+}
+
+/* ---- io_count ---------------------------------------------------------------------- */
+
+/* A bio enters the block layer (submit_bio, once per bio: remapped bios are not counted
+ * twice; a stacked device's clone counts on the lower disk too). */
+SEC("tp_btf/block_bio_queue")
+int BPF_PROG(io_bio_queue, struct bio *bio)
+{
+    struct gendisk *disk = BPF_CORE_READ(bio, bi_bdev, bd_disk);
+    if (!disk)
+        return 0;
+    __u32 op = BPF_CORE_READ(bio, bi_opf) & REQ_OP_MASK;
+    if (op != REQ_OP_READ && op != REQ_OP_WRITE)
+        return 0;
+    __u32 dev = GALA_DEV(BPF_CORE_READ(disk, major), BPF_CORE_READ(disk, first_minor));
+    __u64 size = BPF_CORE_READ(bio, bi_iter.bi_size);
+    struct io_bytes *b = bpf_map_lookup_elem(&io_count, &dev);
+    if (!b) {
+        struct io_bytes zero = {};
+        bpf_map_update_elem(&io_count, &dev, &zero, BPF_NOEXIST);
+        b = bpf_map_lookup_elem(&io_count, &dev);
+        if (!b)
+            return 0;
+    }
+    if (op == REQ_OP_READ)
+        b->read_bytes += size;
+    else
+        b->write_bytes += size;
+    return 0;
+}
+
+/* ---- page_cache -------------------------------------------------------------------- */
+
+#define PC_ACCESS 0
+#define PC_BUFFER_DIRTY 1
+#define PC_LOAD 2
+#define PC_PAGE_DIRTY 3
+
+static __always_inline void page_count(__u32 dev, int which, __u64 n)
+{
+    if (!dev)
+        return;
+    struct page_counts *c = bpf_map_lookup_elem(&page_cache, &dev);
+    if (!c) {
+        struct page_counts zero = {};
+        bpf_map_update_elem(&page_cache, &dev, &zero, BPF_NOEXIST);
+        c = bpf_map_lookup_elem(&page_cache, &dev);
+        if (!c)
+            return;
+    }
+    switch (which) {
+    case PC_ACCESS:
+        c->access_pagecache += n;
+        break;
+    case PC_BUFFER_DIRTY:
+        c->mark_buffer_dirty += n;
+        break;
+    case PC_LOAD:
+        c->load_page_cache += n;
+        break;
+    default:
+        c->mark_page_dirty += n;
+        break;
+    }
+}
+
+/* The device a mapping's pages belong to: the block device itself for a block device's
+ * own page cache, the file system's device otherwise (anonymous for tmpfs & co, which
+ * user space drops). */
+static __always_inline __u32 mapping_dev(struct address_space *mapping)
+{
+    if (!mapping)
+        return 0;
+    struct inode *host = BPF_CORE_READ(mapping, host);
+    if (!host)
+        return 0;
+    __u16 mode = BPF_CORE_READ(host, i_mode);
+    if ((mode & S_IFMT) == S_IFBLK)
+        return BPF_CORE_READ(host, i_rdev);
+    return BPF_CORE_READ(host, i_sb, s_dev);
+}
+
+struct folio___old {
+    unsigned int _folio_nr_pages;
+} __attribute__((preserve_access_index));
+
+/* folio_nr_pages(): 1 unless the folio is large (PG_head), then _nr_pages. */
+static __always_inline __u64 folio_pages(struct folio *folio)
+{
+    unsigned long flags = 0;
+    bpf_core_read(&flags, sizeof(flags), &folio->flags);
+    int head = bpf_core_enum_value(enum pageflags, PG_head);
+    if (!(flags & (1UL << (head & 63))))
+        return 1;
+    __u64 n = 0;
+    if (bpf_core_field_exists(folio->_nr_pages))
+        n = BPF_CORE_READ(folio, _nr_pages);
+    else if (bpf_core_field_exists(((struct folio___old *)folio)->_folio_nr_pages))
+        n = BPF_CORE_READ((struct folio___old *)folio, _folio_nr_pages);
+    return n ? n : 1;
+}
+
+/* A buffered read looks up a batch of page-cache folios (one per read call and batch). */
+SEC("tp_btf/mm_filemap_get_pages")
+int BPF_PROG(pc_get_pages, struct address_space *mapping, unsigned long index, unsigned long last)
+{
+    page_count(mapping_dev(mapping), PC_ACCESS, 1);
+    return 0;
+}
+
+/* A page fault on a file mapping looks up the page cache. */
+SEC("tp_btf/mm_filemap_fault")
+int BPF_PROG(pc_fault, struct address_space *mapping, unsigned long index)
+{
+    page_count(mapping_dev(mapping), PC_ACCESS, 1);
+    return 0;
+}
+
+/* Fallback where fentry loads: every folio_mark_accessed call (the original's count). */
+SEC("fentry/folio_mark_accessed")
+int BPF_PROG(pc_mark_accessed, struct folio *folio)
+{
+    page_count(mapping_dev(BPF_CORE_READ(folio, mapping)), PC_ACCESS, 1);
+    return 0;
+}
+
+SEC("tp_btf/block_dirty_buffer")
+int BPF_PROG(pc_dirty_buffer, struct buffer_head *bh)
+{
+    page_count(BPF_CORE_READ(bh, b_bdev, bd_dev), PC_BUFFER_DIRTY, 1);
+    return 0;
+}
+
+/* A folio enters the page cache: counted in pages. */
+SEC("tp_btf/mm_filemap_add_to_page_cache")
+int BPF_PROG(pc_add, struct folio *folio)
+{
+    page_count(mapping_dev(BPF_CORE_READ(folio, mapping)), PC_LOAD, folio_pages(folio));
+    return 0;
+}
+
+/* A folio becomes dirty (the accounting the original hooked in folio_account_dirtied):
+ * counted in pages. */
+SEC("tp_btf/writeback_dirty_folio")
+int BPF_PROG(pc_dirty_folio, struct folio *folio, struct address_space *mapping)
+{
+    page_count(mapping_dev(mapping), PC_PAGE_DIRTY, folio_pages(folio));
+    return 0;
+}

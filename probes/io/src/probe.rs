@@ -1,0 +1,542 @@
+//! The probe itself: which programs each sub-item needs, loading the BPF object, draining
+//! its ring buffer, and the period's `io_latency`, `io_err`, `io_count`, `io_pagecache`
+//! records and events.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::mem::MaybeUninit;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use gala_ebpf::{BpfProbe, Hook, Need, Plan, Prog, RingReader, Subitem};
+use gala_probe_sdk::{Config, EmitError, Event, Level, Probe, Severity};
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::{MapCore, MapFlags, Object};
+
+use crate::blockdev::{dev_filter, BlockDevs, Disk};
+use crate::counters::{sum_cpus, CounterDeltas};
+use crate::errtext::{error_text, op_text};
+use crate::latency::{over_threshold, DiskLatency, StageStats};
+use crate::records::{comm_text, parse, ErrorRecord, LatencyRecord, Record};
+
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/io.skel.rs"));
+}
+use skel::{IoSkel, IoSkelBuilder};
+
+/// The probe's meta file, for the SDK.
+pub const META: (&str, &str) = ("io.meta", include_str!("../io.meta"));
+
+const NAME: &str = "io";
+const ENTITY: &str = "block";
+
+const fn tp(name: &'static str, tracepoint: &'static str) -> Prog {
+    Prog {
+        name,
+        hook: Hook::TpBtf(tracepoint),
+    }
+}
+
+const IO_START: Prog = tp("io_start", "block_io_start");
+const IO_ISSUE: Prog = tp("io_issue", "block_rq_issue");
+const IO_COMPLETE: Prog = tp("io_complete", "block_rq_complete");
+const IO_ERROR: Prog = tp("io_error", "block_rq_error");
+const IO_ERROR_COMPLETE: Prog = tp("io_error_complete", "block_rq_complete");
+const BIO_QUEUE: Prog = tp("io_bio_queue", "block_bio_queue");
+const PC_GET_PAGES: Prog = tp("pc_get_pages", "mm_filemap_get_pages");
+const PC_FAULT: Prog = tp("pc_fault", "mm_filemap_fault");
+const PC_MARK_ACCESSED: Prog = Prog {
+    name: "pc_mark_accessed",
+    hook: Hook::Fentry("folio_mark_accessed"),
+};
+const PC_DIRTY_BUFFER: Prog = tp("pc_dirty_buffer", "block_dirty_buffer");
+const PC_ADD: Prog = tp("pc_add", "mm_filemap_add_to_page_cache");
+const PC_DIRTY_FOLIO: Prog = tp("pc_dirty_folio", "writeback_dirty_folio");
+
+/// Need names of `page_cache`, one per `io_pagecache` field.
+const NEED_ACCESS: &str = "page-cache lookups";
+const NEED_BUFFER_DIRTY: &str = "dirtied buffers";
+const NEED_LOAD: &str = "page-cache additions";
+const NEED_PAGE_DIRTY: &str = "dirtied pages";
+
+/// The sub-items and their hooks, best first.
+pub static SUBITEMS: &[Subitem] = &[
+    Subitem {
+        name: "io_trace",
+        needs: &[
+            // Without block_io_start (kernels before 6.5) the issue program starts a request
+            // at the kernel's own `start_time_ns` stamp: no program needed.
+            Need {
+                what: "request start",
+                variants: &[&[IO_START], &[]],
+            },
+            Need {
+                what: "request issue",
+                variants: &[&[IO_ISSUE]],
+            },
+            Need {
+                what: "request completion",
+                variants: &[&[IO_COMPLETE]],
+            },
+        ],
+    },
+    Subitem {
+        name: "io_err",
+        needs: &[Need {
+            what: "request errors",
+            variants: &[&[IO_ERROR], &[IO_ERROR_COMPLETE]],
+        }],
+    },
+    Subitem {
+        name: "io_count",
+        needs: &[Need {
+            what: "submitted bios",
+            variants: &[&[BIO_QUEUE]],
+        }],
+    },
+    Subitem {
+        name: "page_cache",
+        needs: &[
+            Need {
+                what: NEED_ACCESS,
+                variants: &[&[PC_GET_PAGES, PC_FAULT], &[PC_MARK_ACCESSED]],
+            },
+            Need {
+                what: NEED_BUFFER_DIRTY,
+                variants: &[&[PC_DIRTY_BUFFER]],
+            },
+            Need {
+                what: NEED_LOAD,
+                variants: &[&[PC_ADD]],
+            },
+            Need {
+                what: NEED_PAGE_DIRTY,
+                variants: &[&[PC_DIRTY_FOLIO]],
+            },
+        ],
+    },
+];
+
+/// An event waiting for the report (poll has no output channel). One per disk and metric
+/// per period; later ones are counted in its text (the daemon de-duplicates per entity).
+struct PendingEvent {
+    disk: Disk,
+    metric: &'static str,
+    message: String,
+    pid: u32,
+    comm: String,
+    more: u64,
+}
+
+/// The `io` probe's state.
+pub struct IoProbe {
+    skel: Option<IoSkel<'static>>,
+    ring: Option<RingReader>,
+    sys: PathBuf,
+    devs: BlockDevs,
+    scanned: Option<Instant>,
+    /// `None`: every disk; `Some(None)`: `dev_name` names no disk; `Some(Some(dev))`.
+    filter: Option<Option<u32>>,
+    dev_name: String,
+    sample_ns: u64,
+    latency_thr: u32,
+    report_event: bool,
+    seen: BTreeSet<u32>,
+    latency: HashMap<u32, DiskLatency>,
+    last_error: HashMap<u32, i32>,
+    events: BTreeMap<(u32, &'static str), PendingEvent>,
+    bytes: CounterDeltas<2>,
+    pages: CounterDeltas<4>,
+    bad_records: u64,
+}
+
+impl IoProbe {
+    /// A probe with nothing loaded.
+    pub fn new() -> Self {
+        let sys = PathBuf::from("/sys");
+        IoProbe {
+            devs: BlockDevs::scan(&sys),
+            scanned: Some(Instant::now()),
+            sys,
+            skel: None,
+            ring: None,
+            filter: None,
+            dev_name: String::new(),
+            sample_ns: 0,
+            latency_thr: 0,
+            report_event: false,
+            seen: BTreeSet::new(),
+            latency: HashMap::new(),
+            last_error: HashMap::new(),
+            events: BTreeMap::new(),
+            bytes: CounterDeltas::default(),
+            pages: CounterDeltas::default(),
+            bad_records: 0,
+        }
+    }
+
+    fn rescan(&mut self) {
+        self.devs = BlockDevs::scan(&self.sys);
+        self.scanned = Some(Instant::now());
+        self.filter = dev_filter(&self.sys, &self.devs, &self.dev_name);
+    }
+
+    /// The disk of `dev` when it is to be reported: known (rescanning sysfs at most once a
+    /// second for a new device) and selected by `dev_name`.
+    fn disk(&mut self, dev: u32) -> Option<Disk> {
+        if self.devs.disk_of(dev).is_none()
+            && self
+                .scanned
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+        {
+            self.rescan();
+        }
+        let disk = self.devs.disk_of(dev)?;
+        match self.filter {
+            Some(Some(only)) if only != disk.dev() => None,
+            Some(None) => None,
+            _ => Some(disk.clone()),
+        }
+    }
+
+    fn on_latency(&mut self, r: &LatencyRecord) {
+        let Some(disk) = self.disk(r.dev) else { return };
+        let key = disk.dev();
+        self.seen.insert(key);
+        self.latency
+            .entry(key)
+            .or_default()
+            .add(r.req_ns, r.driver_ns, r.device_ns);
+        if self.report_event && over_threshold(self.latency_thr, r.req_ns) {
+            let comm = comm_text(&r.comm);
+            let message = format!(
+                "IO latency occured.(Disk {}({}:{}), COMM {}, PID {}, op: {}, datalen {}, \
+                 req_latency {} ns, drv_latency {} ns, dev_latency {} ns, latency_thr {} ms)",
+                disk.name,
+                disk.major,
+                disk.first_minor,
+                comm,
+                r.pid,
+                op_text(r.op),
+                r.len,
+                r.req_ns,
+                r.driver_ns,
+                r.device_ns,
+                self.latency_thr
+            );
+            self.queue_event(disk, "latency_req_max", message, r.pid, comm);
+        }
+    }
+
+    fn on_error(&mut self, r: &ErrorRecord) {
+        let Some(disk) = self.disk(r.dev) else { return };
+        let key = disk.dev();
+        self.seen.insert(key);
+        self.last_error.insert(key, r.status);
+        if self.report_event {
+            let comm = comm_text(&r.comm);
+            let (pid, who) = if r.submitter == 1 {
+                (r.pid, format!("COMM {comm}, PID {}", r.pid))
+            } else {
+                (0, format!("completed in COMM {comm}, PID {}", r.pid))
+            };
+            let message = format!(
+                "IO errors occured.(Disk {}({}:{}), {}, op: {}, datalen {}, \
+                 sector {}, blk_err({}) '{}')",
+                disk.name,
+                disk.major,
+                disk.first_minor,
+                who,
+                op_text(r.op),
+                r.len,
+                r.sector,
+                r.status,
+                error_text(r.status)
+            );
+            let comm = if pid == 0 { String::new() } else { comm };
+            self.queue_event(disk, "err_code", message, pid, comm);
+        }
+    }
+
+    fn queue_event(
+        &mut self,
+        disk: Disk,
+        metric: &'static str,
+        message: String,
+        pid: u32,
+        comm: String,
+    ) {
+        let key = (disk.dev(), metric);
+        if let Some(e) = self.events.get_mut(&key) {
+            e.more += 1;
+            return;
+        }
+        self.events.insert(
+            key,
+            PendingEvent {
+                disk,
+                metric,
+                message,
+                pid,
+                comm,
+                more: 0,
+            },
+        );
+    }
+
+    /// Groups per-device period values by disk (partitions add to their disk).
+    fn by_disk<const N: usize>(&mut self, deltas: Vec<(u32, [u64; N])>) -> BTreeMap<u32, [u64; N]> {
+        let mut out: BTreeMap<u32, [u64; N]> = BTreeMap::new();
+        for (dev, delta) in deltas {
+            let Some(disk) = self.disk(dev) else { continue };
+            let key = disk.dev();
+            self.seen.insert(key);
+            let slot = out.entry(key).or_insert([0; N]);
+            for (s, d) in slot.iter_mut().zip(delta) {
+                *s += d;
+            }
+        }
+        out
+    }
+}
+
+/// Every key of a per-CPU map of `N` u64 counters, with the CPUs summed.
+fn read_counters<const N: usize>(map: &dyn MapCore) -> Vec<(u32, [u64; N])> {
+    let mut out = Vec::new();
+    for key in map.keys() {
+        let Ok(k) = <[u8; 4]>::try_from(key.as_slice()) else {
+            continue;
+        };
+        if let Ok(Some(values)) = map.lookup_percpu(&key, MapFlags::ANY) {
+            out.push((u32::from_ne_bytes(k), sum_cpus::<N>(&values)));
+        }
+    }
+    out
+}
+
+impl Default for IoProbe {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn other(e: impl std::fmt::Display) -> libbpf_rs::Error {
+    libbpf_rs::Error::from(std::io::Error::other(e.to_string()))
+}
+
+fn stage_values(s: &StageStats) -> [String; 5] {
+    [
+        s.max.to_string(),
+        s.last.to_string(),
+        s.sum.to_string(),
+        s.jitter.to_string(),
+        s.count.to_string(),
+    ]
+}
+
+impl BpfProbe for IoProbe {
+    const NAME: &'static str = NAME;
+
+    fn subitems(&self) -> &'static [Subitem] {
+        SUBITEMS
+    }
+
+    fn load(&mut self, plan: &Plan, _config: &Config) -> Result<(), libbpf_rs::Error> {
+        let storage = Box::leak(Box::new(MaybeUninit::uninit()));
+        let mut open = IoSkelBuilder::default().open(storage)?;
+        plan.apply(open.open_object_mut());
+        let mut skel = open.load()?;
+        skel.attach()?;
+        let ring = RingReader::new(&[&skel.maps.io_events]).map_err(other)?;
+        self.ring = Some(ring);
+        self.skel = Some(skel);
+        self.write_cfg();
+        Ok(())
+    }
+
+    fn unload(&mut self) {
+        self.ring = None;
+        self.skel = None;
+        self.bytes.reset();
+        self.pages.reset();
+    }
+
+    fn object(&self) -> Option<&Object> {
+        self.skel.as_ref().map(|s| s.object())
+    }
+
+    fn configure(&mut self, config: &Config, _pids: &BTreeSet<u32>) {
+        let p = config.params();
+        self.sample_ns = u64::from(p.sample_period) * 1_000_000;
+        self.latency_thr = p.latency_thr;
+        self.report_event = p.report_event;
+        if self.dev_name != p.dev_name {
+            self.dev_name = p.dev_name.clone();
+            self.seen.clear();
+        }
+        self.rescan();
+        if matches!(self.filter, Some(None)) {
+            gala_ebpf::log(
+                Level::Warn,
+                NAME,
+                &format!(
+                    "dev_name {:?} is no block device here: nothing is reported",
+                    self.dev_name
+                ),
+            );
+        }
+        self.write_cfg();
+    }
+
+    fn poll(&mut self) {
+        let Some(ring) = self.ring.as_mut() else {
+            return;
+        };
+        let mut records = Vec::new();
+        let mut bad = 0;
+        ring.drain(|data| match parse(data) {
+            Some(r) => records.push(r),
+            None => bad += 1,
+        });
+        self.bad_records += bad;
+        for r in records {
+            match r {
+                Record::Latency(l) => self.on_latency(&l),
+                Record::Error(e) => self.on_error(&e),
+            }
+        }
+    }
+
+    fn report(&mut self, probe: &mut Probe, config: &Config, plan: &Plan) -> Result<(), EmitError> {
+        self.rescan();
+        let (raw_bytes, raw_pages) = match &self.skel {
+            Some(skel) => (
+                read_counters::<2>(&skel.maps.io_count),
+                read_counters::<4>(&skel.maps.page_cache),
+            ),
+            None => (Vec::new(), Vec::new()),
+        };
+        let bytes: Vec<_> = raw_bytes
+            .into_iter()
+            .map(|(k, v)| (k, self.bytes.delta(k, v)))
+            .collect();
+        let pages: Vec<_> = raw_pages
+            .into_iter()
+            .map(|(k, v)| (k, self.pages.delta(k, v)))
+            .collect();
+        let bytes = self.by_disk(bytes);
+        let pages = self.by_disk(pages);
+        // Drop disks that went away or that dev_name no longer selects.
+        let seen: Vec<u32> = self.seen.iter().copied().collect();
+        self.seen = seen
+            .into_iter()
+            .filter(|d| self.disk(*d).is_some())
+            .collect();
+
+        let trace = config.has_subitem("io_trace");
+        let err = config.has_subitem("io_err");
+        let count = config.has_subitem("io_count");
+        let cache = config.has_subitem("page_cache");
+        let empty = String::new;
+        for &dev in &self.seen {
+            let Some(disk) = self.devs.disk_of(dev) else {
+                continue;
+            };
+            let (major, minor, name) = (disk.major, disk.first_minor, disk.name.as_str());
+            if trace {
+                let vals: Vec<String> = if plan.active("io_trace") {
+                    let l = self.latency.get(&dev).copied().unwrap_or_default();
+                    [l.req, l.driver, l.device]
+                        .iter()
+                        .flat_map(stage_values)
+                        .collect()
+                } else {
+                    vec![empty(); 15]
+                };
+                let mut row: Vec<&dyn std::fmt::Display> = vec![&major, &minor, &name, &name];
+                row.extend(vals.iter().map(|v| v as &dyn std::fmt::Display));
+                probe.emit("io_latency", &row)?;
+            }
+            if err {
+                let code = if plan.active("io_err") {
+                    self.last_error.get(&dev).copied().unwrap_or(0).to_string()
+                } else {
+                    empty()
+                };
+                probe.emit("io_err", &[&major, &minor, &name, &name, &code])?;
+            }
+            if count {
+                let [r, w] = if plan.active("io_count") {
+                    bytes
+                        .get(&dev)
+                        .copied()
+                        .unwrap_or([0; 2])
+                        .map(|v| v.to_string())
+                } else {
+                    [empty(), empty()]
+                };
+                probe.emit("io_count", &[&major, &minor, &name, &name, &r, &w])?;
+            }
+            if cache {
+                let p = pages.get(&dev).copied().unwrap_or([0; 4]);
+                let field = |i: usize, need: &str| {
+                    if plan.has_need("page_cache", need) {
+                        p[i].to_string()
+                    } else {
+                        empty()
+                    }
+                };
+                let (a, b, c, d) = (
+                    field(0, NEED_ACCESS),
+                    field(1, NEED_BUFFER_DIRTY),
+                    field(2, NEED_LOAD),
+                    field(3, NEED_PAGE_DIRTY),
+                );
+                probe.emit(
+                    "io_pagecache",
+                    &[&major, &minor, &name, &name, &a, &b, &c, &d],
+                )?;
+            }
+        }
+        for e in std::mem::take(&mut self.events).into_values() {
+            let id = e.disk.entity_id();
+            let message = if e.more > 0 {
+                format!("{} ({} more in this period)", e.message, e.more)
+            } else {
+                e.message
+            };
+            let ev = Event::new(ENTITY, &id, e.metric, Severity::Warn, &message)
+                .pid(e.pid)
+                .comm(&e.comm)
+                .device(&e.disk.name);
+            if let Err(err) = probe.event(&ev) {
+                gala_ebpf::log(Level::Warn, NAME, &format!("an event was refused: {err}"));
+            }
+        }
+        if self.bad_records > 0 {
+            gala_ebpf::log(
+                Level::Warn,
+                NAME,
+                &format!("{} malformed ring buffer records ignored", self.bad_records),
+            );
+            self.bad_records = 0;
+        }
+        self.latency.clear();
+        self.last_error.clear();
+        Ok(())
+    }
+}
+
+impl IoProbe {
+    /// Writes the sampling interval into the BPF config map.
+    fn write_cfg(&self) {
+        let Some(skel) = &self.skel else { return };
+        let key = 0u32.to_ne_bytes();
+        if let Err(e) = skel
+            .maps
+            .io_cfg
+            .update(&key, &self.sample_ns.to_ne_bytes(), MapFlags::ANY)
+        {
+            gala_ebpf::log(Level::Warn, NAME, &format!("writing io_cfg: {e}"));
+        }
+    }
+}
