@@ -1,0 +1,5 @@
+//! Compiles `src/bpf/taskprobe.bpf.c` into the libbpf-rs skeleton.
+
+fn main() {
+    gala_ebpf_build::skeletons(&["taskprobe"]);
+}

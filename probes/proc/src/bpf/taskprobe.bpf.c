@@ -1,0 +1,603 @@
+/* taskprobe: per-process kernel-side behaviour of the snooped processes.
+ *
+ * Every hook starts with `gala_snooped(tgid)` and aggregates into one `proc_stats` record per
+ * tgid (map `proc_stats`), which user space reads and deletes once per report period. What
+ * is counted depends on the sub-items user space enabled before load (`enabled`, and the
+ * syscall class table `syscall_class`, both read-only after load). DNS calls (libc uprobes)
+ * go one by one through the `dns_events` ring buffer.
+ *
+ * Hooks: tp_btf/sys_enter + tp_btf/sys_exit (syscall failures and per-class latency maxima,
+ * file-system latency by the super-block magic of the file behind the fd), tp_btf/sched_switch
+ * (off-CPU and iowait time), tp_btf/block_bio_queue + block_bio_complete (bio sizes, latency,
+ * errors), tp_btf/sched_process_hang, the vmscan/filemap/writeback/block tracepoints (page
+ * cache), uprobes on getaddrinfo/gethostbyname/gethostbyname2. */
+#include "gala.bpf.h"
+
+/* Sub-item bits of `enabled` (user space: `probe.rs`, `SUB_*`). */
+#define SUB_SYSCALL (1u << 0)
+#define SUB_FS (1u << 1)
+#define SUB_IO (1u << 2)
+#define SUB_OFFCPU (1u << 3)
+#define SUB_PAGE (1u << 4)
+
+/* Syscall classes (user space: `syscalls.rs`, `Class`); the value of `syscall_class[nr]`. */
+#define CLS_NONE 0
+#define CLS_READ 3
+#define CLS_WRITE 4
+#define CLS_FSYNC 5
+#define CLS_IOCTL 15
+#define CLS_OPEN 16
+#define CLS_SLOTS 17
+#define CLS_MASK 0x1f
+/* The syscall's return value is not an error code (rt_sigreturn): never a failure. */
+#define CLS_NOFAIL 0x80
+
+#define SYSCALL_SLOTS 512
+#define MAX_ERRNO 4095
+
+/* File systems of proc_fs and their operations. */
+#define FS_NONE 0
+#define FS_EXT4 1
+#define FS_OVERLAY 2
+#define FS_TMPFS 3
+#define FS_OP_READ 0
+#define FS_OP_WRITE 1
+#define FS_OP_OPEN 2
+#define FS_OP_FLUSH 3
+
+#define EXT4_SUPER_MAGIC 0xEF53
+#define OVERLAYFS_SUPER_MAGIC 0x794c7630
+#define TMPFS_MAGIC 0x01021994
+
+#define REQ_OP_MASK_ 0xff
+#define REQ_OP_READ_ 0
+#define REQ_OP_WRITE_ 1
+#define BIG_BIO_SIZE 4096
+
+#define DOMAIN_LEN 256
+#define MAX_PROCS 10240
+#define MAX_THREADS 65536
+
+const volatile __u32 enabled = 0;
+const volatile __u8 syscall_class[SYSCALL_SLOTS] = {};
+
+/* One process's figures for the current period (user space: `stats.rs`, `ProcStats`). */
+struct proc_stats {
+    __u64 syscall_failed;
+    __s64 last_failed_nr;
+    __s64 last_failed_ret;
+    __u64 ns[CLS_SLOTS];     /* max latency per syscall class, ns */
+    __u64 fs_ns[4][4];       /* [fs kind][op] max latency, ns; row 0 unused */
+    __u64 ioctl_cmd;         /* cmd and fd of the slowest ioctl */
+    __s64 ioctl_fd;
+    __u64 reclaim_ns;
+    __u64 access_pagecache;
+    __u64 mark_buffer_dirty;
+    __u64 load_page_cache;
+    __u64 mark_page_dirty;
+    __u64 less_4k_io_read;
+    __u64 less_4k_io_write;
+    __u64 greater_4k_io_read;
+    __u64 greater_4k_io_write;
+    __u64 bio_latency;       /* max, ns */
+    __u64 bio_err_count;
+    __u64 hang_count;
+    __u64 iowait_ns;
+    __u64 offcpu_ns;
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, MAX_PROCS);
+    __type(key, __u32);
+    __type(value, struct proc_stats);
+} proc_stats SEC(".maps");
+
+/* A syscall in progress on a thread (only for timed classes). */
+struct syscall_start {
+    __u64 ts;
+    __s64 nr;
+    __s64 fd;
+    __u64 arg1;
+    __u8 cls;
+    __u8 fs;
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, MAX_THREADS);
+    __type(key, __u32);
+    __type(value, struct syscall_start);
+} syscall_start SEC(".maps");
+
+struct offcpu_start {
+    __u64 ts;
+    __u32 iowait;
+    __u32 tgid;
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, MAX_THREADS);
+    __type(key, __u32);
+    __type(value, struct offcpu_start);
+} offcpu_start SEC(".maps");
+
+struct bio_start {
+    __u64 ts;
+    __u32 tgid;
+    __u32 pad;
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, MAX_THREADS);
+    __type(key, __u64);
+    __type(value, struct bio_start);
+} bio_start SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, MAX_THREADS);
+    __type(key, __u32);
+    __type(value, __u64);
+} reclaim_start SEC(".maps");
+
+/* A DNS lookup in progress on a thread. */
+struct dns_start {
+    __u64 ts;
+    char domain[DOMAIN_LEN];
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 4096);
+    __type(key, __u32);
+    __type(value, struct dns_start);
+} dns_start SEC(".maps");
+
+/* One finished DNS lookup (user space: `dns.rs`, `DnsRecord`). */
+struct dns_event {
+    __u32 tgid;
+    __u32 error;
+    __u64 duration_ns;
+    char domain[DOMAIN_LEN];
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_RINGBUF);
+    __uint(max_entries, 256 * 1024);
+} dns_events SEC(".maps");
+
+/* A zero record to insert (too large for the BPF stack). */
+static const struct proc_stats zero_stats = {};
+static const struct dns_start zero_dns = {};
+
+static __always_inline struct proc_stats *stats_of(__u32 tgid)
+{
+    struct proc_stats *st = bpf_map_lookup_elem(&proc_stats, &tgid);
+    if (st)
+        return st;
+    bpf_map_update_elem(&proc_stats, &tgid, &zero_stats, BPF_NOEXIST);
+    return bpf_map_lookup_elem(&proc_stats, &tgid);
+}
+
+/* Racy but cheap: two threads finishing in the same instant may keep the smaller value. */
+static __always_inline void store_max(__u64 *slot, __u64 v)
+{
+    if (v > *slot)
+        *slot = v;
+}
+
+static __always_inline __u8 class_of(long nr)
+{
+    if (nr < 0 || nr >= SYSCALL_SLOTS)
+        return CLS_NONE;
+    return syscall_class[nr & (SYSCALL_SLOTS - 1)];
+}
+
+static __always_inline long syscall_nr(struct pt_regs *regs)
+{
+#if defined(__TARGET_ARCH_x86)
+    return BPF_CORE_READ(regs, orig_ax);
+#else
+    return -1;
+#endif
+}
+
+/* The file behind `fd` of the current task, or NULL. */
+static __always_inline struct file *fd_file(long fd)
+{
+    struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+    struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+    if (!fdt || fd < 0)
+        return NULL;
+    unsigned int max = BPF_CORE_READ(fdt, max_fds);
+    if ((unsigned long)fd >= max)
+        return NULL;
+    struct file **fds = BPF_CORE_READ(fdt, fd);
+    struct file *file = NULL;
+    bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]);
+    return file;
+}
+
+static __always_inline __u8 fs_of_fd(long fd)
+{
+    struct file *file = fd_file(fd);
+    if (!file)
+        return FS_NONE;
+    unsigned long magic = BPF_CORE_READ(file, f_inode, i_sb, s_magic);
+    switch (magic) {
+    case EXT4_SUPER_MAGIC:
+        return FS_EXT4;
+    case OVERLAYFS_SUPER_MAGIC:
+        return FS_OVERLAY;
+    case TMPFS_MAGIC:
+        return FS_TMPFS;
+    default:
+        return FS_NONE;
+    }
+}
+
+static __always_inline int fs_op_of(__u8 cls)
+{
+    switch (cls) {
+    case CLS_READ:
+        return FS_OP_READ;
+    case CLS_WRITE:
+        return FS_OP_WRITE;
+    case CLS_OPEN:
+        return FS_OP_OPEN;
+    case CLS_FSYNC:
+        return FS_OP_FLUSH;
+    default:
+        return -1;
+    }
+}
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(taskprobe_sys_enter, struct pt_regs *regs, long id)
+{
+    __u64 pid_tgid = bpf_get_current_pid_tgid();
+    __u32 tgid = pid_tgid >> 32;
+    if (!gala_snooped(tgid))
+        return 0;
+    __u8 cls = class_of(id) & CLS_MASK;
+    if (cls == CLS_NONE)
+        return 0;
+    __u32 tid = (__u32)pid_tgid;
+    struct syscall_start start = {
+        .nr = id,
+        .fd = (long)PT_REGS_PARM1_CORE_SYSCALL(regs),
+        .cls = cls,
+    };
+    if (cls == CLS_IOCTL)
+        start.arg1 = PT_REGS_PARM2_CORE_SYSCALL(regs);
+    if ((enabled & SUB_FS) && cls != CLS_OPEN && fs_op_of(cls) >= 0)
+        start.fs = fs_of_fd(start.fd);
+    start.ts = bpf_ktime_get_ns();
+    bpf_map_update_elem(&syscall_start, &tid, &start, BPF_ANY);
+    return 0;
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(taskprobe_sys_exit, struct pt_regs *regs, long ret)
+{
+    __u64 pid_tgid = bpf_get_current_pid_tgid();
+    __u32 tgid = pid_tgid >> 32;
+    if (!gala_snooped(tgid))
+        return 0;
+    long nr = syscall_nr(regs);
+    __u8 raw = class_of(nr);
+    struct proc_stats *st = NULL;
+    if ((enabled & SUB_SYSCALL) && ret < 0 && ret >= -MAX_ERRNO && !(raw & CLS_NOFAIL)) {
+        st = stats_of(tgid);
+        if (st) {
+            __sync_fetch_and_add(&st->syscall_failed, 1);
+            st->last_failed_nr = nr;
+            st->last_failed_ret = ret;
+        }
+    }
+    __u8 cls = raw & CLS_MASK;
+    if (cls == CLS_NONE)
+        return 0;
+    __u32 tid = (__u32)pid_tgid;
+    struct syscall_start *start = bpf_map_lookup_elem(&syscall_start, &tid);
+    if (!start)
+        return 0;
+    __u64 now = bpf_ktime_get_ns();
+    __u64 ts = start->ts;
+    long start_nr = start->nr;
+    long fd = start->fd;
+    __u64 arg1 = start->arg1;
+    __u8 fs = start->fs;
+    bpf_map_delete_elem(&syscall_start, &tid);
+    if (start_nr != nr || now < ts)
+        return 0;
+    __u64 dur = now - ts;
+    if (!st)
+        st = stats_of(tgid);
+    if (!st)
+        return 0;
+    if (cls < CLS_SLOTS)
+        store_max(&st->ns[cls], dur);
+    if (cls == CLS_IOCTL && dur >= st->ns[CLS_IOCTL]) {
+        st->ioctl_cmd = arg1;
+        st->ioctl_fd = fd;
+    }
+    if (enabled & SUB_FS) {
+        if (cls == CLS_OPEN && ret >= 0)
+            fs = fs_of_fd(ret);
+        int op = fs_op_of(cls);
+        /* The masks are for the verifier (clang drops the range checks otherwise). */
+        if (fs != FS_NONE && op >= 0)
+            store_max(&st->fs_ns[fs & 3][op & 3], dur);
+    }
+    return 0;
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(taskprobe_sched_switch, bool preempt, struct task_struct *prev,
+             struct task_struct *next, unsigned int prev_state)
+{
+    __u64 now = bpf_ktime_get_ns();
+    __u32 prev_tgid = BPF_CORE_READ(prev, tgid);
+    if (gala_snooped(prev_tgid)) {
+        __u32 prev_pid = BPF_CORE_READ(prev, pid);
+        struct offcpu_start s = {
+            .ts = now,
+            .iowait = BPF_CORE_READ_BITFIELD_PROBED(prev, in_iowait),
+            .tgid = prev_tgid,
+        };
+        bpf_map_update_elem(&offcpu_start, &prev_pid, &s, BPF_ANY);
+    }
+    __u32 next_pid = BPF_CORE_READ(next, pid);
+    struct offcpu_start *s = bpf_map_lookup_elem(&offcpu_start, &next_pid);
+    if (!s)
+        return 0;
+    __u64 ts = s->ts;
+    __u32 iowait = s->iowait;
+    __u32 tgid = s->tgid;
+    bpf_map_delete_elem(&offcpu_start, &next_pid);
+    if (now < ts)
+        return 0;
+    struct proc_stats *st = stats_of(tgid);
+    if (!st)
+        return 0;
+    __sync_fetch_and_add(&st->offcpu_ns, now - ts);
+    if (iowait)
+        __sync_fetch_and_add(&st->iowait_ns, now - ts);
+    return 0;
+}
+
+SEC("tp_btf/block_bio_queue")
+int BPF_PROG(taskprobe_bio_queue, struct bio *bio)
+{
+    __u32 tgid = gala_tgid();
+    if (!gala_snooped(tgid))
+        return 0;
+    __u32 op = BPF_CORE_READ(bio, bi_opf) & REQ_OP_MASK_;
+    if (op != REQ_OP_READ_ && op != REQ_OP_WRITE_)
+        return 0;
+    __u32 size = BPF_CORE_READ(bio, bi_iter.bi_size);
+    struct proc_stats *st = stats_of(tgid);
+    if (!st)
+        return 0;
+    if (op == REQ_OP_READ_) {
+        if (size > BIG_BIO_SIZE)
+            __sync_fetch_and_add(&st->greater_4k_io_read, 1);
+        else
+            __sync_fetch_and_add(&st->less_4k_io_read, 1);
+    } else {
+        if (size > BIG_BIO_SIZE)
+            __sync_fetch_and_add(&st->greater_4k_io_write, 1);
+        else
+            __sync_fetch_and_add(&st->less_4k_io_write, 1);
+    }
+    __u64 key = (__u64)bio;
+    struct bio_start b = { .ts = bpf_ktime_get_ns(), .tgid = tgid };
+    bpf_map_update_elem(&bio_start, &key, &b, BPF_ANY);
+    return 0;
+}
+
+/* Accounts the completion of a bio queued by a snooped process. */
+static __always_inline void bio_done(struct bio *bio, bool error, __u64 now)
+{
+    __u64 key = (__u64)bio;
+    struct bio_start *b = bpf_map_lookup_elem(&bio_start, &key);
+    if (!b)
+        return;
+    __u64 ts = b->ts;
+    __u32 tgid = b->tgid;
+    bpf_map_delete_elem(&bio_start, &key);
+    struct proc_stats *st = stats_of(tgid);
+    if (!st)
+        return;
+    if (error)
+        __sync_fetch_and_add(&st->bio_err_count, 1);
+    else if (now > ts)
+        store_max(&st->bio_latency, now - ts);
+}
+
+/* Bio-based drivers (device mapper, md): the bio itself completes. */
+SEC("tp_btf/block_bio_complete")
+int BPF_PROG(taskprobe_bio_complete, struct request_queue *q, struct bio *bio)
+{
+    bio_done(bio, BPF_CORE_READ(bio, bi_status) != 0, bpf_ktime_get_ns());
+    return 0;
+}
+
+#define RQ_MAX_BIOS 16
+
+/* blk-mq drivers: the request completes with its (merged) bios; the first 16 are looked at. */
+SEC("tp_btf/block_rq_complete")
+int BPF_PROG(taskprobe_rq_complete, struct request *rq, blk_status_t error, unsigned int nr_bytes)
+{
+    __u64 now = bpf_ktime_get_ns();
+    struct bio *bio = BPF_CORE_READ(rq, bio);
+    for (int i = 0; i < RQ_MAX_BIOS && bio; i++) {
+        bio_done(bio, error != 0, now);
+        bio = BPF_CORE_READ(bio, bi_next);
+    }
+    return 0;
+}
+
+SEC("tp_btf/sched_process_hang")
+int BPF_PROG(taskprobe_hang, struct task_struct *task)
+{
+    __u32 tgid = BPF_CORE_READ(task, tgid);
+    if (!gala_snooped(tgid))
+        return 0;
+    struct proc_stats *st = stats_of(tgid);
+    if (st)
+        __sync_fetch_and_add(&st->hang_count, 1);
+    return 0;
+}
+
+SEC("tp_btf/mm_vmscan_direct_reclaim_begin")
+int BPF_PROG(taskprobe_reclaim_begin, int order, gfp_t gfp_flags)
+{
+    __u64 pid_tgid = bpf_get_current_pid_tgid();
+    if (!gala_snooped(pid_tgid >> 32))
+        return 0;
+    __u32 tid = (__u32)pid_tgid;
+    __u64 now = bpf_ktime_get_ns();
+    bpf_map_update_elem(&reclaim_start, &tid, &now, BPF_ANY);
+    return 0;
+}
+
+SEC("tp_btf/mm_vmscan_direct_reclaim_end")
+int BPF_PROG(taskprobe_reclaim_end, unsigned long nr_reclaimed)
+{
+    __u64 pid_tgid = bpf_get_current_pid_tgid();
+    __u32 tid = (__u32)pid_tgid;
+    __u64 *start = bpf_map_lookup_elem(&reclaim_start, &tid);
+    if (!start)
+        return 0;
+    __u64 ts = *start;
+    bpf_map_delete_elem(&reclaim_start, &tid);
+    __u64 now = bpf_ktime_get_ns();
+    struct proc_stats *st = stats_of(pid_tgid >> 32);
+    if (st && now > ts)
+        __sync_fetch_and_add(&st->reclaim_ns, now - ts);
+    return 0;
+}
+
+static __always_inline struct proc_stats *current_stats(void)
+{
+    __u32 tgid = gala_tgid();
+    if (!gala_snooped(tgid))
+        return NULL;
+    return stats_of(tgid);
+}
+
+SEC("tp_btf/mm_filemap_get_pages")
+int BPF_PROG(taskprobe_filemap_get_pages, struct address_space *mapping, unsigned long index,
+             unsigned long last_index)
+{
+    struct proc_stats *st = current_stats();
+    if (st && last_index >= index)
+        __sync_fetch_and_add(&st->access_pagecache, last_index - index + 1);
+    return 0;
+}
+
+SEC("tp_btf/mm_filemap_fault")
+int BPF_PROG(taskprobe_filemap_fault, struct address_space *mapping, unsigned long index)
+{
+    struct proc_stats *st = current_stats();
+    if (st)
+        __sync_fetch_and_add(&st->access_pagecache, 1);
+    return 0;
+}
+
+SEC("tp_btf/block_dirty_buffer")
+int BPF_PROG(taskprobe_dirty_buffer, struct buffer_head *bh)
+{
+    struct proc_stats *st = current_stats();
+    if (st)
+        __sync_fetch_and_add(&st->mark_buffer_dirty, 1);
+    return 0;
+}
+
+SEC("tp_btf/mm_filemap_add_to_page_cache")
+int BPF_PROG(taskprobe_add_to_page_cache, struct folio *folio)
+{
+    struct proc_stats *st = current_stats();
+    if (st)
+        __sync_fetch_and_add(&st->load_page_cache, 1);
+    return 0;
+}
+
+SEC("tp_btf/writeback_dirty_folio")
+int BPF_PROG(taskprobe_dirty_folio, struct folio *folio, struct address_space *mapping)
+{
+    struct proc_stats *st = current_stats();
+    if (st)
+        __sync_fetch_and_add(&st->mark_page_dirty, 1);
+    return 0;
+}
+
+/* DNS: the name is read at entry, the outcome at return. */
+static __always_inline int dns_enter(const char *name)
+{
+    __u64 pid_tgid = bpf_get_current_pid_tgid();
+    if (!gala_snooped(pid_tgid >> 32) || !name)
+        return 0;
+    __u32 tid = (__u32)pid_tgid;
+    /* A nested call (a resolver calling another) keeps the outer one. */
+    if (bpf_map_update_elem(&dns_start, &tid, &zero_dns, BPF_NOEXIST) != 0)
+        return 0;
+    struct dns_start *s = bpf_map_lookup_elem(&dns_start, &tid);
+    if (!s)
+        return 0;
+    if (bpf_probe_read_user_str(s->domain, sizeof(s->domain), name) <= 1) {
+        bpf_map_delete_elem(&dns_start, &tid);
+        return 0;
+    }
+    s->ts = bpf_ktime_get_ns();
+    return 0;
+}
+
+static __always_inline int dns_exit(bool error)
+{
+    __u64 pid_tgid = bpf_get_current_pid_tgid();
+    __u32 tid = (__u32)pid_tgid;
+    struct dns_start *s = bpf_map_lookup_elem(&dns_start, &tid);
+    if (!s)
+        return 0;
+    struct dns_event *e = bpf_ringbuf_reserve(&dns_events, sizeof(*e), 0);
+    if (e) {
+        __u64 now = bpf_ktime_get_ns();
+        e->tgid = pid_tgid >> 32;
+        e->error = error;
+        e->duration_ns = now > s->ts ? now - s->ts : 0;
+        __builtin_memcpy(e->domain, s->domain, DOMAIN_LEN);
+        bpf_ringbuf_submit(e, 0);
+    }
+    bpf_map_delete_elem(&dns_start, &tid);
+    return 0;
+}
+
+SEC("uprobe")
+int BPF_UPROBE(taskprobe_getaddrinfo, const char *node)
+{
+    return dns_enter(node);
+}
+
+SEC("uretprobe")
+int BPF_URETPROBE(taskprobe_getaddrinfo_ret, int ret)
+{
+    return dns_exit(ret != 0);
+}
+
+SEC("uprobe")
+int BPF_UPROBE(taskprobe_gethostbyname, const char *name)
+{
+    return dns_enter(name);
+}
+
+SEC("uretprobe")
+int BPF_URETPROBE(taskprobe_gethostbyname_ret, void *ret)
+{
+    return dns_exit(ret == NULL);
+}

@@ -1,0 +1,519 @@
+//! The probe itself: its sub-items and hooks, loading the BPF object for the active ones,
+//! the resolver uprobes kept in step with the snooped processes, and the report of each
+//! period (records, then events).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::mem::MaybeUninit;
+use std::path::{Path, PathBuf};
+
+use gala_ebpf::{log, BpfProbe, Hook, Need, Plan, Prog, RingReader, Subitem};
+use gala_probe_sdk::{Config, EmitError, Event, Level, Probe, Severity, SnooperMode};
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::{Link, MapCore, MapFlags, Object, UprobeOpts};
+
+use crate::dns::DnsStats;
+use crate::events::events;
+use crate::libc::LibcProbes;
+use crate::skel::{TaskprobeSkel, TaskprobeSkelBuilder};
+use crate::stats::{Periods, ProcStats};
+use crate::syscalls::{class_table, Group};
+use crate::tables::{rows, Enabled};
+
+/// `enabled` bits of the BPF object (`SUB_*` in `taskprobe.bpf.c`).
+const SUB_SYSCALL: u32 = 1 << 0;
+const SUB_FS: u32 = 1 << 1;
+
+const fn tp(name: &'static str, tracepoint: &'static str) -> Prog {
+    Prog {
+        name,
+        hook: Hook::TpBtf(tracepoint),
+    }
+}
+
+const fn uprobe(name: &'static str) -> Prog {
+    Prog {
+        name,
+        hook: Hook::Uprobe,
+    }
+}
+
+const SYS_ENTER: Prog = tp("taskprobe_sys_enter", "sys_enter");
+const SYS_EXIT: Prog = tp("taskprobe_sys_exit", "sys_exit");
+
+/// Need names used by the report to leave fields empty.
+const NEED_SYSCALLS: &str = "syscall entry and exit";
+const NEED_BIO: &str = "bio submission and completion";
+const NEED_HANG: &str = "hung-task reports";
+const NEED_RECLAIM: &str = "direct reclaim";
+const NEED_LOOKUPS: &str = "page-cache lookups";
+const NEED_DIRTY_BUFFERS: &str = "dirty buffers";
+const NEED_PAGE_ADDS: &str = "page-cache additions";
+const NEED_DIRTY_PAGES: &str = "dirty pages";
+
+const SYSCALLS: Need = Need {
+    what: NEED_SYSCALLS,
+    variants: &[&[SYS_ENTER, SYS_EXIT]],
+};
+
+/// The sub-items of `proc` (catalogue names) and their hooks. Every hook is a typed
+/// tracepoint or a uprobe: the kprobe/fentry hooks of the original are not needed (see
+/// README.md). `proc_pygc` is not implemented.
+pub const SUBITEMS: &[Subitem] = &[
+    Subitem {
+        name: "",
+        needs: &[],
+    },
+    Subitem {
+        name: "proc_syscall",
+        needs: &[SYSCALLS],
+    },
+    Subitem {
+        name: "proc_fs",
+        needs: &[SYSCALLS],
+    },
+    Subitem {
+        name: "proc_io",
+        needs: &[
+            SYSCALLS,
+            Need {
+                what: NEED_BIO,
+                variants: &[&[
+                    tp("taskprobe_bio_queue", "block_bio_queue"),
+                    tp("taskprobe_rq_complete", "block_rq_complete"),
+                    tp("taskprobe_bio_complete", "block_bio_complete"),
+                ]],
+            },
+            Need {
+                what: NEED_HANG,
+                variants: &[&[tp("taskprobe_hang", "sched_process_hang")]],
+            },
+        ],
+    },
+    Subitem {
+        name: "proc_dns",
+        needs: &[Need {
+            what: "libc resolver calls",
+            variants: &[&[
+                uprobe("taskprobe_getaddrinfo"),
+                uprobe("taskprobe_getaddrinfo_ret"),
+                uprobe("taskprobe_gethostbyname"),
+                uprobe("taskprobe_gethostbyname_ret"),
+            ]],
+        }],
+    },
+    Subitem {
+        name: "proc_pagecache",
+        needs: &[
+            Need {
+                what: NEED_RECLAIM,
+                variants: &[&[
+                    tp("taskprobe_reclaim_begin", "mm_vmscan_direct_reclaim_begin"),
+                    tp("taskprobe_reclaim_end", "mm_vmscan_direct_reclaim_end"),
+                ]],
+            },
+            Need {
+                what: NEED_LOOKUPS,
+                variants: &[&[
+                    tp("taskprobe_filemap_get_pages", "mm_filemap_get_pages"),
+                    tp("taskprobe_filemap_fault", "mm_filemap_fault"),
+                ]],
+            },
+            Need {
+                what: NEED_DIRTY_BUFFERS,
+                variants: &[&[tp("taskprobe_dirty_buffer", "block_dirty_buffer")]],
+            },
+            Need {
+                what: NEED_PAGE_ADDS,
+                variants: &[&[tp(
+                    "taskprobe_add_to_page_cache",
+                    "mm_filemap_add_to_page_cache",
+                )]],
+            },
+            Need {
+                what: NEED_DIRTY_PAGES,
+                variants: &[&[tp("taskprobe_dirty_folio", "writeback_dirty_folio")]],
+            },
+        ],
+    },
+    Subitem {
+        name: "proc_net",
+        needs: &[SYSCALLS],
+    },
+    Subitem {
+        name: "proc_offcpu",
+        needs: &[Need {
+            what: "context switches",
+            variants: &[&[tp("taskprobe_sched_switch", "sched_switch")]],
+        }],
+    },
+    Subitem {
+        name: "proc_ioctl",
+        needs: &[SYSCALLS],
+    },
+];
+
+/// What is live, from a load plan.
+pub fn enabled(plan: &Plan) -> Enabled {
+    Enabled {
+        syscall: plan.active("proc_syscall"),
+        io_syscalls: plan.has_need("proc_io", NEED_SYSCALLS),
+        bio: plan.has_need("proc_io", NEED_BIO),
+        hang: plan.has_need("proc_io", NEED_HANG),
+        fs: plan.active("proc_fs"),
+        net: plan.active("proc_net"),
+        ioctl: plan.active("proc_ioctl"),
+        offcpu: plan.active("proc_offcpu"),
+        reclaim: plan.has_need("proc_pagecache", NEED_RECLAIM),
+        page_lookups: plan.has_need("proc_pagecache", NEED_LOOKUPS),
+        dirty_buffers: plan.has_need("proc_pagecache", NEED_DIRTY_BUFFERS),
+        page_adds: plan.has_need("proc_pagecache", NEED_PAGE_ADDS),
+        dirty_pages: plan.has_need("proc_pagecache", NEED_DIRTY_PAGES),
+    }
+}
+
+/// The syscall groups timed for `on`.
+fn groups(on: &Enabled) -> Vec<Group> {
+    [
+        (on.syscall, Group::Syscall),
+        (on.io_syscalls, Group::Io),
+        (on.fs, Group::Fs),
+        (on.net, Group::Net),
+        (on.ioctl, Group::Ioctl),
+    ]
+    .into_iter()
+    .filter_map(|(on, g)| on.then_some(g))
+    .collect()
+}
+
+/// The loaded state.
+struct Loaded {
+    // Field order is drop order: readers and links before the object.
+    ring: Option<RingReader>,
+    skel: TaskprobeSkel<'static>,
+}
+
+/// The `proc` probe.
+#[derive(Default)]
+pub struct TaskProbe {
+    libc: LibcProbes<Link>,
+    loaded: Option<Loaded>,
+    on: Enabled,
+    dns_on: bool,
+    periods: Periods,
+    dns: DnsStats,
+    dns_dropped_logged: u64,
+}
+
+impl TaskProbe {
+    /// Reads and deletes every process's record of the period.
+    fn drain_stats(&mut self) -> BTreeMap<u32, ProcStats> {
+        let mut out = BTreeMap::new();
+        let Some(l) = &self.loaded else {
+            return out;
+        };
+        let map = &l.skel.maps.proc_stats;
+        let keys: Vec<Vec<u8>> = map.keys().collect();
+        for key in keys {
+            let value = match map.lookup_and_delete(&key) {
+                Ok(v) => v,
+                // Kernels before 5.14 have no lookup-and-delete on hash maps.
+                Err(_) => {
+                    let v = map.lookup(&key, MapFlags::ANY).ok().flatten();
+                    let _ = map.delete(&key);
+                    v
+                }
+            };
+            let (Some(value), Ok(tgid)) = (value, <[u8; 4]>::try_from(key.as_slice())) else {
+                continue;
+            };
+            if let Some(stats) = gala_ebpf::read_pod::<ProcStats>(&value) {
+                out.insert(u32::from_ne_bytes(tgid), stats);
+            }
+        }
+        out
+    }
+
+    /// The libc files to probe for `config`.
+    fn wanted_libcs(&mut self, config: &Config, pids: &BTreeSet<u32>) -> Vec<String> {
+        let proc_root = Path::new("/proc");
+        let containers: Vec<PathBuf> = config
+            .containers()
+            .filter(|c| !c.libc_path.is_empty())
+            .map(|c| PathBuf::from(&c.libc_path))
+            .collect();
+        let processes = if config.snooper_mode() == SnooperMode::Blacklist {
+            // Everyone but the listed: the host's libc (ours) stands for them.
+            BTreeSet::from([std::process::id()])
+        } else {
+            pids.clone()
+        };
+        let wanted = self.libc.wanted(proc_root, &processes, &containers);
+        let Some(l) = &self.loaded else {
+            return Vec::new();
+        };
+        let skel = &l.skel;
+        self.libc.sync(&wanted, |path| attach_resolver(skel, path))
+    }
+}
+
+/// Attaches the resolver uprobes to the libc at `path`: getaddrinfo is required,
+/// gethostbyname / gethostbyname2 are taken where the library has them.
+fn attach_resolver(skel: &TaskprobeSkel<'static>, path: &Path) -> Result<Vec<Link>, String> {
+    let attach = |prog: &libbpf_rs::ProgramMut<'_>, func: &str, ret: bool| {
+        prog.attach_uprobe_with_opts(
+            -1,
+            path,
+            0,
+            UprobeOpts {
+                retprobe: ret,
+                func_name: Some(func.to_owned()),
+                ..Default::default()
+            },
+        )
+    };
+    let p = &skel.progs;
+    let mut links = Vec::new();
+    for (func, entry, exit, required) in [
+        (
+            "getaddrinfo",
+            &p.taskprobe_getaddrinfo,
+            &p.taskprobe_getaddrinfo_ret,
+            true,
+        ),
+        (
+            "gethostbyname",
+            &p.taskprobe_gethostbyname,
+            &p.taskprobe_gethostbyname_ret,
+            false,
+        ),
+        (
+            "gethostbyname2",
+            &p.taskprobe_gethostbyname,
+            &p.taskprobe_gethostbyname_ret,
+            false,
+        ),
+    ] {
+        match attach(entry, func, false).and_then(|a| Ok((a, attach(exit, func, true)?))) {
+            Ok((a, b)) => links.extend([a, b]),
+            Err(e) if required => return Err(format!("{func}: {e}")),
+            Err(_) => {}
+        }
+    }
+    Ok(links)
+}
+
+/// The command name of `tgid`, for event texts; empty when it is gone.
+fn comm_of(tgid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{tgid}/comm"))
+        .map(|c| c.trim_end().to_owned())
+        .unwrap_or_default()
+}
+
+impl BpfProbe for TaskProbe {
+    const NAME: &'static str = "proc";
+
+    fn subitems(&self) -> &'static [Subitem] {
+        SUBITEMS
+    }
+
+    fn load(&mut self, plan: &Plan, config: &Config) -> Result<(), libbpf_rs::Error> {
+        if config.has_subitem("proc_pygc") {
+            log(
+                Level::Warn,
+                Self::NAME,
+                "proc_pygc is not implemented (CPython's collect_with_callback is a static symbol); its table stays empty",
+            );
+        }
+        let on = enabled(plan);
+        let storage: &'static mut MaybeUninit<libbpf_rs::OpenObject> =
+            Box::leak(Box::new(MaybeUninit::uninit()));
+        let mut open = TaskprobeSkelBuilder::default().open(storage)?;
+        plan.apply(open.open_object_mut());
+        if let Some(ro) = open.maps.rodata_data.as_deref_mut() {
+            ro.enabled = if on.syscall { SUB_SYSCALL } else { 0 } | if on.fs { SUB_FS } else { 0 };
+            ro.syscall_class = class_table(&groups(&on));
+        }
+        let mut skel = open.load()?;
+        skel.attach()?;
+        let dns_on = plan.active("proc_dns");
+        let ring = if dns_on {
+            Some(
+                RingReader::new(&[&skel.maps.dns_events])
+                    .map_err(|e| libbpf_rs::Error::from(std::io::Error::other(e.to_string())))?,
+            )
+        } else {
+            None
+        };
+        self.loaded = Some(Loaded { ring, skel });
+        self.on = on;
+        self.dns_on = dns_on;
+        self.periods = Periods::default();
+        self.dns = DnsStats::default();
+        Ok(())
+    }
+
+    fn unload(&mut self) {
+        self.libc.clear();
+        self.loaded = None;
+        self.on = Enabled::default();
+        self.dns_on = false;
+    }
+
+    fn object(&self) -> Option<&Object> {
+        self.loaded.as_ref().map(|l| l.skel.object())
+    }
+
+    fn configure(&mut self, config: &Config, pids: &BTreeSet<u32>) {
+        if !self.dns_on {
+            return;
+        }
+        for note in self.wanted_libcs(config, pids) {
+            let level = if note.contains("cannot") {
+                Level::Warn
+            } else {
+                Level::Info
+            };
+            log(level, Self::NAME, &note);
+        }
+    }
+
+    fn poll(&mut self) {
+        let dns = &mut self.dns;
+        if let Some(ring) = self.loaded.as_mut().and_then(|l| l.ring.as_mut()) {
+            ring.drain(|data| dns.add_raw(data));
+        }
+    }
+
+    fn report(
+        &mut self,
+        probe: &mut Probe,
+        config: &Config,
+        _plan: &Plan,
+    ) -> Result<(), EmitError> {
+        let active = self.drain_stats();
+        let period = self.periods.next(active);
+        let report_event = config.params().report_event;
+        let latency_thr = config.params().latency_thr;
+        for (tgid, stats) in &period {
+            for row in rows(*tgid, stats, &self.on) {
+                let values: Vec<&dyn std::fmt::Display> = row
+                    .values
+                    .iter()
+                    .map(|v| v as &dyn std::fmt::Display)
+                    .collect();
+                probe.emit(row.table, &values)?;
+            }
+            if report_event {
+                let found = events(*tgid, "", stats, &self.on, latency_thr);
+                if !found.is_empty() {
+                    let comm = comm_of(*tgid);
+                    let id = tgid.to_string();
+                    for ev in events(*tgid, &comm, stats, &self.on, latency_thr) {
+                        probe.event(
+                            &Event::new("proc", &id, ev.metric, Severity::Warn, &ev.message)
+                                .pid(*tgid),
+                        )?;
+                    }
+                }
+            }
+        }
+        if self.dns_on {
+            for r in self.dns.take_rows() {
+                probe.emit(
+                    "proc_dns",
+                    &[
+                        &r.tgid,
+                        &r.domain,
+                        &r.delay_avg,
+                        &r.max_delay,
+                        &format!("{:.3}", r.error_ratio),
+                        &r.count,
+                        &r.error_count,
+                    ],
+                )?;
+                if report_event && r.error_ratio > 0.0 {
+                    let id = format!("{}_{}", r.tgid, r.domain);
+                    let message = format!(
+                        "Process(PID:{}) DNS error ratio({:.3} %).",
+                        r.tgid, r.error_ratio
+                    );
+                    probe.event(
+                        &Event::new("dns", &id, "error_ratio", Severity::Warn, &message)
+                            .pid(r.tgid),
+                    )?;
+                }
+            }
+            if self.dns.dropped > self.dns_dropped_logged {
+                log(
+                    Level::Warn,
+                    Self::NAME,
+                    &format!(
+                        "proc_dns: {} lookups dropped so far (malformed or over {} names)",
+                        self.dns.dropped,
+                        crate::dns::MAX_ENTRIES
+                    ),
+                );
+                self.dns_dropped_logged = self.dns.dropped;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_subitem_of_the_catalogue_but_pygc_is_planned() {
+        let names: Vec<&str> = SUBITEMS
+            .iter()
+            .map(|s| s.name)
+            .filter(|n| !n.is_empty())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "proc_syscall",
+                "proc_fs",
+                "proc_io",
+                "proc_dns",
+                "proc_pagecache",
+                "proc_net",
+                "proc_offcpu",
+                "proc_ioctl"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_missing_tracepoint_degrades_only_its_fields() {
+        let plan = Plan::choose(
+            SUBITEMS,
+            |_| true,
+            |h| *h != Hook::TpBtf("sched_process_hang"),
+        );
+        let on = enabled(&plan);
+        assert!(on.bio && on.io_syscalls && !on.hang);
+        assert!(on.syscall && on.offcpu && on.page_adds);
+        assert!(plan.notes.iter().any(|n| n.contains("hung-task")));
+        let groups = groups(&on);
+        assert_eq!(groups.len(), 5);
+    }
+
+    #[test]
+    fn only_the_enabled_subitems_load_programs() {
+        let plan = Plan::choose(SUBITEMS, |s| s == "proc_offcpu", |_| true);
+        assert!(plan.has("taskprobe_sched_switch"));
+        assert!(!plan.has("taskprobe_sys_enter") && !plan.has("taskprobe_getaddrinfo"));
+        let on = enabled(&plan);
+        assert_eq!(
+            on,
+            Enabled {
+                offcpu: true,
+                ..Default::default()
+            }
+        );
+        assert!(groups(&on).is_empty());
+    }
+}
