@@ -1,0 +1,656 @@
+/* tcpprobe: per-connection TCP health of the snooped processes.
+ *
+ * A "link" is one TCP socket of a snooped process, keyed by its `struct sock *` in the
+ * `links` hash. The value holds the link's identity (tgid, role, addresses, ports) and
+ * cumulative counters; user space reads the map every report period and takes the
+ * deltas. Sampled state (rtt, windows, timers, buffers) is sent through the `events`
+ * ring buffer at most once per `sample_period` per socket; when the socket is destroyed
+ * its final counters go through the ring buffer and the entry is deleted, so nothing is
+ * lost between two reads.
+ *
+ * How a socket becomes a link:
+ * - client: CLOSE -> SYN_SENT runs in connect()'s context (tgid known and checked);
+ * - server: SYN_RECV -> ESTABLISHED runs in softirq (no owner): the socket waits in
+ *   `pending` (with its handshake srtt) until its first send/recv in process context;
+ * - any other socket (opened before the probe started): on its first send/recv with data
+ *   in a snooped process; server if its local port is a listening port.
+ *
+ * Every program is autoload-off; user space switches on the ones its plan chose. The
+ * `en_*` read-only flags say which sub-items are on (set before load). */
+#include "gala.bpf.h"
+
+#define ROLE_CLIENT 1
+#define ROLE_SERVER 2
+
+#define REC_SAMPLE 1
+#define REC_CLOSE 2
+#define REC_DELAY 3
+
+#define DELAY_RX 0
+#define DELAY_TX 1
+
+#define SK_MEM_SEND 0
+#define SK_MEM_RECV 1
+#define ETIMEDOUT 110
+#define MSG_PEEK 2
+
+#define MAX_LINKS 16384
+#define MAX_PENDING 16384
+#define MAX_LISTEN 4096
+
+/* Who a link is. `id` is unique for the probe's lifetime (sockets' addresses are reused). */
+struct link_ident {
+    __u64 id;
+    __u32 tgid;
+    __u8 role;
+    __u8 family;
+    __u16 cport;
+    __u16 sport;
+    __u16 _pad0;
+    __u32 _pad1;
+    __u8 cip[16];
+    __u8 sip[16];
+    char comm[16];
+};
+
+/* One link: identity, cumulative counters, tcp_sock snapshots, gates. Mirrored in
+ * src/record.rs (`Link`). */
+struct link {
+    struct link_ident ident;
+    __u64 tx_bytes;
+    __u64 rx_bytes;
+    __u64 retran_packets;
+    __u32 backlog_drops;
+    __u32 filter_drops;
+    __u32 tmout_count;
+    __u32 snd_buf_limit_count;
+    __u32 rmem_scheduls;
+    __u32 tcp_oom;
+    __u32 send_rsts;
+    __u32 receive_rsts;
+    __u32 zero_rcv_wnd;
+    __u32 zero_snd_wnd;
+    __u32 win_events;
+    __u32 _pad2;
+    /* tcp_sock/sock counters as last read, and as read when the link was made */
+    __u32 segs_in;
+    __u32 segs_out;
+    __u32 sk_drops;
+    __u32 _pad3;
+    __u32 segs_in0;
+    __u32 segs_out0;
+    __u32 sk_drops0;
+    __u32 syn_srtt;
+    /* highest lost_out / sacked_out seen while `epoch` was hw_epoch */
+    __u32 hw_epoch;
+    __u32 lost_out_hw;
+    __u32 sacked_out_hw;
+    __u32 _pad4;
+    __u64 next_sample_ns;
+    __u64 rx_ready_ns;
+    __u64 rx_next_ns;
+    __u64 tx_send_ns;
+    __u64 tx_next_ns;
+    __u32 tx_seq;
+    __u32 established;
+};
+
+struct rec_sample {
+    __u32 type;
+    __u32 _pad;
+    struct link_ident ident;
+    __u32 srtt;
+    __u32 rcv_rtt;
+    __u32 snd_cwnd;
+    __u32 notsent_bytes;
+    __u32 notack_bytes;
+    __u32 reordering;
+    __u32 snd_wnd;
+    __u32 rcv_wnd;
+    __u32 avl_snd_wnd;
+    __u32 rto;
+    __u32 ato;
+    __u32 sk_rcvbuf;
+    __u32 sk_sndbuf;
+    __u32 _pad2;
+};
+
+struct rec_close {
+    __u32 type;
+    __u32 _pad;
+    struct link link;
+};
+
+struct rec_delay {
+    __u32 type;
+    __u32 dir;
+    struct link_ident ident;
+    __u64 delay_ns;
+};
+
+struct pending {
+    __u32 syn_srtt;
+    __u32 _pad;
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, MAX_LINKS);
+    __type(key, __u64);
+    __type(value, struct link);
+} links SEC(".maps");
+
+/* Server sockets established in softirq, waiting for their owner. LRU: entries of
+ * processes that are not snooped and never close are pushed out by newer ones. */
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, MAX_PENDING);
+    __type(key, __u64);
+    __type(value, struct pending);
+} pending SEC(".maps");
+
+/* Local ports in LISTEN state (value: number of listening sockets). */
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, MAX_LISTEN);
+    __type(key, __u32);
+    __type(value, __u32);
+} listen_ports SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_RINGBUF);
+    __uint(max_entries, 1 << 20);
+} events SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct link);
+} scratch SEC(".maps");
+
+/* Per-CPU sequence for link ids (the id is cpu+1 << 40 | sequence): no atomic with a
+ * return value, which the default BPF CPU version lacks. */
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, __u64);
+} id_seq SEC(".maps");
+
+/* Sub-items on, set before load. */
+const volatile __u8 en_stats = 0;
+const volatile __u8 en_abn = 0;
+const volatile __u8 en_win = 0;
+const volatile __u8 en_rtt = 0;
+const volatile __u8 en_srtt = 0;
+const volatile __u8 en_rate = 0;
+const volatile __u8 en_sockbuf = 0;
+const volatile __u8 en_delay = 0;
+
+extern unsigned int CONFIG_HZ __kconfig __weak;
+
+/* Written by user space at run time. */
+__u64 sample_period_ns = 5000000000ULL;
+__u32 epoch = 0;
+/* Read by user space: links refused by a full map, ring buffer records lost. */
+__u64 links_full = 0;
+__u64 ring_lost = 0;
+
+static __always_inline bool sampled_state(void)
+{
+    return en_win || en_rtt || en_rate || en_sockbuf;
+}
+
+static __always_inline __u32 jiffies_to_us(__u32 j)
+{
+    __u32 hz = CONFIG_HZ ? CONFIG_HZ : 1000;
+    return (__u32)(((__u64)j * 1000000ULL) / hz);
+}
+
+static __always_inline bool is_tcp(const struct sock *sk)
+{
+    if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+        return false;
+    __u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+    return family == AF_INET || family == AF_INET6;
+}
+
+/* Addresses and ports from the socket, as client/server by `role`. */
+static __always_inline void fill_tuple(struct link_ident *id, const struct sock *sk)
+{
+    __u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+    __u16 lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+    __u16 rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+    __u8 *local = id->role == ROLE_CLIENT ? id->cip : id->sip;
+    __u8 *remote = id->role == ROLE_CLIENT ? id->sip : id->cip;
+    id->family = family;
+    if (family == AF_INET) {
+        bpf_probe_read_kernel(local, 4, &sk->__sk_common.skc_rcv_saddr);
+        bpf_probe_read_kernel(remote, 4, &sk->__sk_common.skc_daddr);
+    } else {
+        bpf_probe_read_kernel(local, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+        bpf_probe_read_kernel(remote, 16, &sk->__sk_common.skc_v6_daddr);
+    }
+    if (id->role == ROLE_CLIENT) {
+        id->cport = lport;
+        id->sport = rport;
+    } else {
+        id->cport = rport;
+        id->sport = lport;
+    }
+}
+
+/* The tcp_sock/sock counters into the link. */
+static __always_inline void snapshot(struct link *l, const struct sock *sk)
+{
+    const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+    l->segs_in = BPF_CORE_READ(tp, segs_in);
+    l->segs_out = BPF_CORE_READ(tp, segs_out);
+    l->sk_drops = BPF_CORE_READ(sk, sk_drops.counter);
+}
+
+/* lost_out / sacked_out high water for the current period. */
+static __always_inline void high_water(struct link *l, const struct sock *sk)
+{
+    const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+    __u32 lost = BPF_CORE_READ(tp, lost_out);
+    __u32 sacked = BPF_CORE_READ(tp, sacked_out);
+    __u32 e = epoch;
+    if (l->hw_epoch != e) {
+        l->hw_epoch = e;
+        l->lost_out_hw = 0;
+        l->sacked_out_hw = 0;
+    }
+    if (lost > l->lost_out_hw)
+        l->lost_out_hw = lost;
+    if (sacked > l->sacked_out_hw)
+        l->sacked_out_hw = sacked;
+}
+
+/* Makes `sk` a link of the current process; returns it (or the one another CPU made). */
+static __always_inline struct link *new_link(const struct sock *sk, __u8 role, __u32 syn_srtt)
+{
+    __u32 zero = 0;
+    __u64 key = (__u64)sk;
+    struct link *l = bpf_map_lookup_elem(&scratch, &zero);
+    if (!l)
+        return NULL;
+    __builtin_memset(l, 0, sizeof(*l));
+    __u64 *seq = bpf_map_lookup_elem(&id_seq, &zero);
+    if (!seq)
+        return NULL;
+    *seq += 1;
+    l->ident.id = ((__u64)(bpf_get_smp_processor_id() + 1) << 40) | *seq;
+    l->ident.tgid = gala_tgid();
+    l->ident.role = role;
+    bpf_get_current_comm(l->ident.comm, sizeof(l->ident.comm));
+    fill_tuple(&l->ident, sk);
+    snapshot(l, sk);
+    l->segs_in0 = l->segs_in;
+    l->segs_out0 = l->segs_out;
+    l->sk_drops0 = l->sk_drops;
+    l->syn_srtt = syn_srtt;
+    l->established = BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_SYN_SENT;
+    if (bpf_map_update_elem(&links, &key, l, BPF_NOEXIST) != 0) {
+        struct link *other = bpf_map_lookup_elem(&links, &key);
+        if (!other)
+            __sync_fetch_and_add(&links_full, 1);
+        return other;
+    }
+    return bpf_map_lookup_elem(&links, &key);
+}
+
+static __always_inline void send_delay(struct link *l, __u32 dir, __u64 delay_ns)
+{
+    struct rec_delay *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+    if (!r) {
+        __sync_fetch_and_add(&ring_lost, 1);
+        return;
+    }
+    r->type = REC_DELAY;
+    r->dir = dir;
+    __builtin_memcpy(&r->ident, &l->ident, sizeof(r->ident));
+    r->delay_ns = delay_ns;
+    bpf_ringbuf_submit(r, 0);
+}
+
+/* The link for a send/recv of `sk` that moved data, made on first sight. */
+static __always_inline struct link *link_for_io(const struct sock *sk)
+{
+    __u64 key = (__u64)sk;
+    struct link *l = bpf_map_lookup_elem(&links, &key);
+    if (l)
+        return l;
+    if (!sk || !is_tcp(sk))
+        return NULL;
+    __u8 state = BPF_CORE_READ(sk, __sk_common.skc_state);
+    if (state == TCP_LISTEN || state == TCP_CLOSE || state == TCP_SYN_SENT ||
+        state == TCP_SYN_RECV || state == TCP_NEW_SYN_RECV)
+        return NULL;
+    if (!gala_snooped(gala_tgid()))
+        return NULL;
+    struct pending *p = bpf_map_lookup_elem(&pending, &key);
+    if (p) {
+        __u32 srtt = p->syn_srtt;
+        bpf_map_delete_elem(&pending, &key);
+        return new_link(sk, ROLE_SERVER, srtt);
+    }
+    __u32 port = BPF_CORE_READ(sk, __sk_common.skc_num);
+    __u8 role = bpf_map_lookup_elem(&listen_ports, &port) ? ROLE_SERVER : ROLE_CLIENT;
+    return new_link(sk, role, 0);
+}
+
+static __always_inline void on_io(const struct sock *sk, int ret, int flags, bool tx)
+{
+    if (ret <= 0 || (!tx && (flags & MSG_PEEK)))
+        return;
+    struct link *l = link_for_io(sk);
+    if (!l)
+        return;
+    if (tx)
+        __sync_fetch_and_add(&l->tx_bytes, ret);
+    else
+        __sync_fetch_and_add(&l->rx_bytes, ret);
+    snapshot(l, sk);
+    if (!en_delay)
+        return;
+    __u64 now = bpf_ktime_get_ns();
+    if (tx) {
+        if (l->tx_send_ns == 0 && now >= l->tx_next_ns) {
+            l->tx_seq = BPF_CORE_READ((const struct tcp_sock *)sk, write_seq);
+            l->tx_send_ns = now;
+        }
+    } else if (l->rx_ready_ns) {
+        __u64 ready = l->rx_ready_ns;
+        l->rx_ready_ns = 0;
+        l->rx_next_ns = now + sample_period_ns;
+        if (now > ready)
+            send_delay(l, DELAY_RX, now - ready);
+    }
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(tcp_state, const struct sock *sk, const int oldstate, const int newstate)
+{
+    if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+        return 0;
+    __u64 key = (__u64)sk;
+    if (newstate == TCP_LISTEN) {
+        __u32 port = BPF_CORE_READ(sk, __sk_common.skc_num);
+        __u32 one = 1;
+        __u32 *n = bpf_map_lookup_elem(&listen_ports, &port);
+        if (n)
+            __sync_fetch_and_add(n, 1);
+        else
+            bpf_map_update_elem(&listen_ports, &port, &one, BPF_NOEXIST);
+        return 0;
+    }
+    if (oldstate == TCP_LISTEN) {
+        __u32 port = BPF_CORE_READ(sk, __sk_common.skc_num);
+        __u32 *n = bpf_map_lookup_elem(&listen_ports, &port);
+        if (n) {
+            if (*n <= 1)
+                bpf_map_delete_elem(&listen_ports, &port);
+            else
+                *n -= 1;
+        }
+        return 0;
+    }
+    if (newstate == TCP_SYN_SENT) {
+        if (!is_tcp(sk) || !gala_snooped(gala_tgid()))
+            return 0;
+        new_link(sk, ROLE_CLIENT, 0);
+        return 0;
+    }
+    if (newstate == TCP_ESTABLISHED) {
+        struct link *l = bpf_map_lookup_elem(&links, &key);
+        if (l) {
+            /* The source port is chosen after SYN_SENT: fill the tuple again. */
+            fill_tuple(&l->ident, sk);
+            l->established = 1;
+            return 0;
+        }
+        if (oldstate == TCP_SYN_RECV && is_tcp(sk)) {
+            struct pending p = {};
+            p.syn_srtt = BPF_CORE_READ((const struct tcp_sock *)sk, srtt_us) >> 3;
+            bpf_map_update_elem(&pending, &key, &p, BPF_ANY);
+        }
+        return 0;
+    }
+    if (newstate == TCP_CLOSE)
+        bpf_map_delete_elem(&pending, &key);
+    return 0;
+}
+
+/* The socket is freed: send the final counters, forget it. Comes after the last state
+ * change and after any reset sent on close (tcp_disconnect sends it after CLOSE). */
+SEC("tp_btf/tcp_destroy_sock")
+int BPF_PROG(tcp_destroy, struct sock *sk)
+{
+    __u64 key = (__u64)sk;
+    bpf_map_delete_elem(&pending, &key);
+    struct link *l = bpf_map_lookup_elem(&links, &key);
+    if (!l)
+        return 0;
+    snapshot(l, sk);
+    if (l->ident.sport == 0 || l->ident.cport == 0)
+        fill_tuple(&l->ident, sk);
+    struct rec_close *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+    if (r) {
+        r->type = REC_CLOSE;
+        r->_pad = 0;
+        __builtin_memcpy(&r->link, l, sizeof(r->link));
+        bpf_ringbuf_submit(r, 0);
+    } else {
+        __sync_fetch_and_add(&ring_lost, 1);
+    }
+    bpf_map_delete_elem(&links, &key);
+    return 0;
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(tcp_send_len, struct sock *sk, int ret, int flags)
+{
+    on_io(sk, ret, flags, true);
+    return 0;
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(tcp_recv_len, struct sock *sk, int ret, int flags)
+{
+    on_io(sk, ret, flags, false);
+    return 0;
+}
+
+/* Fallbacks for kernels without the sock_*_length tracepoints (before 6.2). */
+SEC("fexit/tcp_sendmsg")
+int BPF_PROG(tcp_sendmsg_exit, struct sock *sk, struct msghdr *msg, size_t size, int ret)
+{
+    on_io(sk, ret, 0, true);
+    return 0;
+}
+
+SEC("fexit/tcp_recvmsg")
+int BPF_PROG(tcp_recvmsg_exit, struct sock *sk, struct msghdr *msg, size_t len, int flags,
+             int *addr_len, int ret)
+{
+    on_io(sk, ret, flags, false);
+    return 0;
+}
+
+/* Every segment processed in ESTABLISHED: zero windows, ACKs for the send delay, and at
+ * most once per sample_period the sampled state. */
+SEC("tp_btf/tcp_probe")
+int BPF_PROG(tcp_probe_hook, struct sock *sk, const struct sk_buff *skb)
+{
+    __u64 key = (__u64)sk;
+    struct link *l = bpf_map_lookup_elem(&links, &key);
+    if (!l)
+        return 0;
+    const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+    __u64 now = bpf_ktime_get_ns();
+    if (en_win) {
+        __sync_fetch_and_add(&l->win_events, 1);
+        if (BPF_CORE_READ(tp, snd_wnd) == 0)
+            __sync_fetch_and_add(&l->zero_snd_wnd, 1);
+        if (BPF_CORE_READ(tp, rcv_wnd) == 0)
+            __sync_fetch_and_add(&l->zero_rcv_wnd, 1);
+    }
+    if (en_delay && l->tx_send_ns) {
+        const struct tcp_skb_cb *cb = (const struct tcp_skb_cb *)&skb->cb[0];
+        __u32 ack = BPF_CORE_READ(cb, ack_seq);
+        if ((__s32)(ack - l->tx_seq) >= 0) {
+            __u64 sent = l->tx_send_ns;
+            l->tx_send_ns = 0;
+            l->tx_next_ns = now + sample_period_ns;
+            if (now > sent)
+                send_delay(l, DELAY_TX, now - sent);
+        }
+    }
+    if (now < l->next_sample_ns)
+        return 0;
+    l->next_sample_ns = now + sample_period_ns;
+    snapshot(l, sk);
+    if (en_abn)
+        high_water(l, sk);
+    if (!sampled_state())
+        return 0;
+    struct rec_sample *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+    if (!r) {
+        __sync_fetch_and_add(&ring_lost, 1);
+        return 0;
+    }
+    __builtin_memset(r, 0, sizeof(*r));
+    r->type = REC_SAMPLE;
+    __builtin_memcpy(&r->ident, &l->ident, sizeof(r->ident));
+    if (en_rtt) {
+        r->srtt = BPF_CORE_READ(tp, srtt_us) >> 3;
+        r->rcv_rtt = BPF_CORE_READ(tp, rcv_rtt_est.rtt_us) >> 3;
+    }
+    if (en_win) {
+        __u32 write_seq = BPF_CORE_READ(tp, write_seq);
+        __u32 snd_nxt = BPF_CORE_READ(tp, snd_nxt);
+        __u32 snd_una = BPF_CORE_READ(tp, snd_una);
+        __u32 snd_wnd = BPF_CORE_READ(tp, snd_wnd);
+        __u32 in_flight = snd_nxt - snd_una;
+        r->snd_cwnd = BPF_CORE_READ(tp, snd_cwnd);
+        r->notsent_bytes = write_seq - snd_nxt;
+        r->notack_bytes = in_flight;
+        r->reordering = BPF_CORE_READ(tp, reordering);
+        r->snd_wnd = snd_wnd;
+        r->rcv_wnd = BPF_CORE_READ(tp, rcv_wnd);
+        r->avl_snd_wnd = snd_wnd > in_flight ? snd_wnd - in_flight : 0;
+    }
+    if (en_rate) {
+        const struct inet_connection_sock *icsk = (const struct inet_connection_sock *)sk;
+        r->rto = jiffies_to_us(BPF_CORE_READ(icsk, icsk_rto));
+        r->ato = jiffies_to_us(BPF_CORE_READ_BITFIELD_PROBED(icsk, icsk_ack.ato));
+    }
+    if (en_sockbuf) {
+        r->sk_rcvbuf = BPF_CORE_READ(sk, sk_rcvbuf);
+        r->sk_sndbuf = BPF_CORE_READ(sk, sk_sndbuf);
+    }
+    bpf_ringbuf_submit(r, 0);
+    return 0;
+}
+
+SEC("tp_btf/tcp_retransmit_skb")
+int BPF_PROG(tcp_retrans, const struct sock *sk, const struct sk_buff *skb, int err)
+{
+    if (err)
+        return 0;
+    __u64 key = (__u64)sk;
+    struct link *l = bpf_map_lookup_elem(&links, &key);
+    if (!l)
+        return 0;
+    const struct tcp_skb_cb *cb = (const struct tcp_skb_cb *)&skb->cb[0];
+    __u32 segs = BPF_CORE_READ(cb, tcp_gso_segs);
+    __sync_fetch_and_add(&l->retran_packets, segs ? segs : 1);
+    high_water(l, sk);
+    return 0;
+}
+
+static __always_inline struct link *link_of(const struct sock *sk)
+{
+    if (!sk)
+        return NULL;
+    __u64 key = (__u64)sk;
+    return bpf_map_lookup_elem(&links, &key);
+}
+
+/* Resets the stack sends for a segment without a socket have sk NULL: not counted. */
+SEC("tp_btf/tcp_send_reset")
+int BPF_PROG(tcp_send_rst, const struct sock *sk, const struct sk_buff *skb, int reason)
+{
+    struct link *l = link_of(sk);
+    if (l)
+        __sync_fetch_and_add(&l->send_rsts, 1);
+    return 0;
+}
+
+SEC("tp_btf/tcp_receive_reset")
+int BPF_PROG(tcp_recv_rst, struct sock *sk)
+{
+    struct link *l = link_of(sk);
+    if (l)
+        __sync_fetch_and_add(&l->receive_rsts, 1);
+    return 0;
+}
+
+SEC("tp_btf/kfree_skb")
+int BPF_PROG(tcp_drop, struct sk_buff *skb, void *location, enum skb_drop_reason reason,
+             struct sock *rx_sk)
+{
+    int backlog = bpf_core_enum_value(enum skb_drop_reason, SKB_DROP_REASON_SOCKET_BACKLOG);
+    int filter = bpf_core_enum_value(enum skb_drop_reason, SKB_DROP_REASON_SOCKET_FILTER);
+    int mem = bpf_core_enum_value(enum skb_drop_reason, SKB_DROP_REASON_PROTO_MEM);
+    if (reason != backlog && reason != filter && reason != mem)
+        return 0;
+    struct sock *sk = rx_sk ? rx_sk : BPF_CORE_READ(skb, sk);
+    struct link *l = link_of(sk);
+    if (!l)
+        return 0;
+    if (reason == backlog)
+        __sync_fetch_and_add(&l->backlog_drops, 1);
+    else if (reason == filter)
+        __sync_fetch_and_add(&l->filter_drops, 1);
+    else
+        __sync_fetch_and_add(&l->tcp_oom, 1);
+    return 0;
+}
+
+SEC("tp_btf/inet_sk_error_report")
+int BPF_PROG(tcp_err_report, const struct sock *sk)
+{
+    struct link *l = link_of(sk);
+    if (l && BPF_CORE_READ(sk, sk_err) == ETIMEDOUT)
+        __sync_fetch_and_add(&l->tmout_count, 1);
+    return 0;
+}
+
+SEC("tp_btf/sock_exceed_buf_limit")
+int BPF_PROG(tcp_buf_limit, struct sock *sk, struct proto *prot, long allocated, int kind)
+{
+    struct link *l = link_of(sk);
+    if (!l)
+        return 0;
+    if (kind == SK_MEM_SEND)
+        __sync_fetch_and_add(&l->snd_buf_limit_count, 1);
+    else
+        __sync_fetch_and_add(&l->rmem_scheduls, 1);
+    return 0;
+}
+
+/* Data queued on the socket: the start of a receive delay. */
+SEC("tp_btf/sk_data_ready")
+int BPF_PROG(tcp_data_ready, const struct sock *sk)
+{
+    struct link *l = link_of(sk);
+    if (!l || l->rx_ready_ns)
+        return 0;
+    __u64 now = bpf_ktime_get_ns();
+    if (now >= l->rx_next_ns)
+        l->rx_ready_ns = now;
+    return 0;
+}

@@ -1,0 +1,393 @@
+//! The probe under the shared runner: loads the BPF object for the planned programs,
+//! drains the ring buffer into the [`Aggregator`], sweeps the `links` map every report
+//! period and prints `tcp_metric`, `proc_flow_perf` and the threshold events.
+
+use std::collections::BTreeSet;
+use std::mem::MaybeUninit;
+use std::path::Path;
+use std::time::Instant;
+
+use gala_ebpf::{log, BpfProbe, Plan, RingReader, Subitem};
+use gala_probe_sdk::{Config, EmitError, Event, Level, Probe, Severity, SnooperMode};
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::{MapCore, MapFlags, Object};
+
+use crate::events::{check, Thresholds};
+use crate::record::{decode, decode_link, Record};
+use crate::skel::{TcpSkel, TcpSkelBuilder};
+use crate::subitems::{abn, SUBITEMS};
+use crate::tracker::{flow_row, metric_row, Aggregator, Groups};
+
+/// The probe's name in the catalogue.
+pub const NAME: &str = "tcp";
+
+/// Entity of the events.
+const ENTITY: &str = "tcp_link";
+
+/// Links read per batch from the map.
+const BATCH: u32 = 256;
+
+struct Loaded {
+    // Dropped before the skeleton (field order): it reads the skeleton's map.
+    ring: RingReader,
+    skel: TcpSkel<'static>,
+}
+
+/// Which tgids are in scope (the runner's snooper map, mirrored).
+#[derive(Debug, Default)]
+struct Scope {
+    blacklist: bool,
+    pids: BTreeSet<u32>,
+}
+
+impl Scope {
+    fn contains(&self, tgid: u32) -> bool {
+        self.pids.contains(&tgid) != self.blacklist
+    }
+}
+
+/// The tcp probe.
+pub struct TcpProbe {
+    loaded: Option<Loaded>,
+    agg: Aggregator,
+    scope: Scope,
+    groups: Groups,
+    thresholds: Thresholds,
+    report_event: bool,
+    epoch: u32,
+    started: Instant,
+    bad_records: u64,
+    lost_seen: (u64, u64),
+}
+
+impl TcpProbe {
+    /// A probe with nothing loaded.
+    pub fn new() -> Self {
+        TcpProbe {
+            loaded: None,
+            agg: Aggregator::new(),
+            scope: Scope::default(),
+            groups: Groups::default(),
+            thresholds: Thresholds::default(),
+            report_event: false,
+            epoch: 0,
+            started: Instant::now(),
+            bad_records: 0,
+            lost_seen: (0, 0),
+        }
+    }
+
+    fn now_s(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+
+    fn drain(&mut self) {
+        let Some(loaded) = self.loaded.as_mut() else {
+            return;
+        };
+        let now_s = self.started.elapsed().as_secs();
+        let (agg, scope, epoch, bad) = (
+            &mut self.agg,
+            &self.scope,
+            self.epoch,
+            &mut self.bad_records,
+        );
+        loaded.ring.drain(|data| match decode(data) {
+            None => *bad += 1,
+            Some(Record::Sample(s)) if scope.contains(s.ident.tgid) => agg.sample(&s, now_s),
+            Some(Record::Close(l)) if scope.contains(l.ident.tgid) => agg.close(&l, epoch, now_s),
+            Some(Record::Close(l)) => agg.forget(l.ident.id),
+            Some(Record::Delay(id, dir, ns)) if scope.contains(id.tgid) => {
+                agg.delay(&id, dir, ns, now_s)
+            }
+            Some(_) => {}
+        });
+    }
+
+    /// Reads every link of the map into the aggregator; deletes those out of scope.
+    fn sweep(&mut self) {
+        let Some(loaded) = self.loaded.as_ref() else {
+            return;
+        };
+        let now_s = self.now_s();
+        let map = &loaded.skel.maps.links;
+        let mut gone = Vec::new();
+        match map.lookup_batch(BATCH, MapFlags::ANY, MapFlags::ANY) {
+            Ok(iter) => {
+                for (key, value) in iter {
+                    let Some(link) = decode_link(&value) else {
+                        self.bad_records += 1;
+                        continue;
+                    };
+                    if self.scope.contains(link.ident.tgid) {
+                        self.agg.observe(&link, self.epoch, now_s);
+                    } else {
+                        gone.push((key, link.ident.id));
+                    }
+                }
+            }
+            Err(e) => log(Level::Warn, NAME, &format!("reading the links map: {e}")),
+        }
+        for (key, id) in gone {
+            // Already deleted by the BPF side (socket destroyed meanwhile) is fine.
+            let _ = map.delete(&key);
+            self.agg.forget(id);
+        }
+        self.agg.end_sweep();
+    }
+
+    /// Logs what the BPF side could not keep since the last report.
+    fn report_losses(&mut self) {
+        let Some(bss) = self
+            .loaded
+            .as_ref()
+            .and_then(|l| l.skel.maps.bss_data.as_deref())
+        else {
+            return;
+        };
+        let (full, lost) = (bss.links_full, bss.ring_lost);
+        if full > self.lost_seen.0 {
+            log(
+                Level::Warn,
+                NAME,
+                &format!(
+                    "links map full: {} new connections not tracked",
+                    full - self.lost_seen.0
+                ),
+            );
+        }
+        if lost > self.lost_seen.1 {
+            log(
+                Level::Warn,
+                NAME,
+                &format!(
+                    "ring buffer full: {} records lost (raise ringbuf_map_size)",
+                    lost - self.lost_seen.1
+                ),
+            );
+        }
+        self.lost_seen = (full, lost);
+    }
+
+    fn next_epoch(&mut self) {
+        self.epoch = self.epoch.wrapping_add(1);
+        if let Some(bss) = self
+            .loaded
+            .as_mut()
+            .and_then(|l| l.skel.maps.bss_data.as_deref_mut())
+        {
+            bss.epoch = self.epoch;
+        }
+    }
+
+    fn set_sample_period(&mut self, ms: u32) {
+        if let Some(data) = self
+            .loaded
+            .as_mut()
+            .and_then(|l| l.skel.maps.data_data.as_deref_mut())
+        {
+            data.sample_period_ns = u64::from(ms.clamp(100, 10_000)) * 1_000_000;
+        }
+    }
+}
+
+impl Default for TcpProbe {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The field groups the plan makes available.
+fn groups(plan: &Plan) -> Groups {
+    let on = |s| plan.active(s);
+    let need = |w| plan.has_need("tcp_abnormal", w);
+    Groups {
+        stats: on("tcp_stats"),
+        rtt: on("tcp_rtt"),
+        windows: on("tcp_windows"),
+        rate: on("tcp_rate"),
+        srtt: on("tcp_srtt"),
+        sockbuf: on("tcp_sockbuf"),
+        abn: need(abn::SAMPLES) || need(abn::RETRANSMITS),
+        retrans: need(abn::RETRANSMITS),
+        resets: need(abn::RESETS),
+        drops: need(abn::DROPS),
+        errors: need(abn::ERRORS),
+        buf_limits: need(abn::BUF_LIMITS),
+        samples: need(abn::SAMPLES),
+        delay: on("tcp_delay"),
+    }
+}
+
+/// `ringbuf_map_size` (MB, a power of two in 1..=32) in bytes.
+fn ring_bytes(mb: u32) -> u32 {
+    mb.clamp(1, 32).next_power_of_two() << 20
+}
+
+impl BpfProbe for TcpProbe {
+    const NAME: &'static str = NAME;
+
+    fn subitems(&self) -> &'static [Subitem] {
+        SUBITEMS
+    }
+
+    fn load(&mut self, plan: &Plan, config: &Config) -> Result<(), libbpf_rs::Error> {
+        let storage = Box::leak(Box::new(MaybeUninit::uninit()));
+        let mut open = TcpSkelBuilder::default().open(storage)?;
+        plan.apply(open.open_object_mut());
+        let g = groups(plan);
+        if let Some(ro) = open.maps.rodata_data.as_deref_mut() {
+            ro.en_stats = g.stats.into();
+            ro.en_abn = g.abn.into();
+            ro.en_win = g.windows.into();
+            ro.en_rtt = g.rtt.into();
+            ro.en_srtt = g.srtt.into();
+            ro.en_rate = g.rate.into();
+            ro.en_sockbuf = g.sockbuf.into();
+            ro.en_delay = g.delay.into();
+        }
+        if let Some(data) = open.maps.data_data.as_deref_mut() {
+            let ms = config.params().sample_period.clamp(100, 10_000);
+            data.sample_period_ns = u64::from(ms) * 1_000_000;
+        }
+        open.maps
+            .events
+            .set_max_entries(ring_bytes(config.params().ringbuf_map_size))?;
+        let mut skel = open.load()?;
+        skel.attach()?;
+        for (port, n) in crate::procnet::host_listen_ports(Path::new("/proc")) {
+            let key = u32::from(port).to_ne_bytes();
+            let _ = skel
+                .maps
+                .listen_ports
+                .update(&key, &n.to_ne_bytes(), MapFlags::NO_EXIST);
+        }
+        let ring = RingReader::new(&[&skel.maps.events])
+            .map_err(|e| libbpf_rs::Error::from(std::io::Error::other(e.to_string())))?;
+        self.groups = g;
+        self.loaded = Some(Loaded { ring, skel });
+        if let Some(bss) = self
+            .loaded
+            .as_mut()
+            .and_then(|l| l.skel.maps.bss_data.as_deref_mut())
+        {
+            bss.epoch = self.epoch;
+        }
+        self.lost_seen = (0, 0);
+        Ok(())
+    }
+
+    fn unload(&mut self) {
+        self.loaded = None;
+        self.agg = Aggregator::new();
+    }
+
+    fn object(&self) -> Option<&Object> {
+        self.loaded.as_ref().map(|l| l.skel.object())
+    }
+
+    fn configure(&mut self, config: &Config, pids: &BTreeSet<u32>) {
+        self.scope = Scope {
+            blacklist: config.snooper_mode() == SnooperMode::Blacklist,
+            pids: pids.clone(),
+        };
+        let p = config.params();
+        self.agg.report_cport = p.report_cport;
+        self.report_event = p.report_event;
+        self.thresholds = Thresholds {
+            drops: p.drops_thr.into(),
+            latency_ms: p.latency_thr.into(),
+            res_upper: p.res_upper_thr.into(),
+        };
+        self.set_sample_period(p.sample_period);
+    }
+
+    fn poll(&mut self) {
+        self.drain();
+    }
+
+    fn report(
+        &mut self,
+        probe: &mut Probe,
+        _config: &Config,
+        _plan: &Plan,
+    ) -> Result<(), EmitError> {
+        self.drain();
+        self.sweep();
+        self.next_epoch();
+        self.report_losses();
+        let g = self.groups;
+        for (k, t) in self.agg.active() {
+            let row = metric_row(k, t, &g);
+            let values: Vec<&dyn std::fmt::Display> =
+                row.iter().map(|v| v as &dyn std::fmt::Display).collect();
+            probe.emit("tcp_metric", &values)?;
+            if !self.report_event {
+                continue;
+            }
+            let id = k.entity_id();
+            let server_ip = &row[5];
+            for alarm in check(&t.period, &g, &self.thresholds) {
+                probe.event(
+                    &Event::new(ENTITY, &id, alarm.metric, Severity::Warn, &alarm.message)
+                        .pid(k.tgid)
+                        .comm(&t.comm)
+                        .ip(server_ip),
+                )?;
+            }
+        }
+        if g.delay {
+            for (k, f) in self.agg.active_flows() {
+                let row = flow_row(k, f);
+                let values: Vec<&dyn std::fmt::Display> =
+                    row.iter().map(|v| v as &dyn std::fmt::Display).collect();
+                probe.emit("proc_flow_perf", &values)?;
+            }
+        }
+        if self.bad_records > 0 {
+            log(
+                Level::Warn,
+                NAME,
+                &format!("{} malformed BPF records ignored", self.bad_records),
+            );
+            self.bad_records = 0;
+        }
+        let now_s = self.now_s();
+        self.agg.next_period(now_s);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_size_is_a_power_of_two_megabytes() {
+        assert_eq!(ring_bytes(0), 1 << 20);
+        assert_eq!(ring_bytes(3), 4 << 20);
+        assert_eq!(ring_bytes(64), 32 << 20);
+    }
+
+    #[test]
+    fn scope_in_both_modes() {
+        let pids: BTreeSet<u32> = [5].into();
+        let white = Scope {
+            blacklist: false,
+            pids: pids.clone(),
+        };
+        assert!(white.contains(5) && !white.contains(6));
+        let black = Scope {
+            blacklist: true,
+            pids,
+        };
+        assert!(!black.contains(5) && black.contains(6));
+    }
+
+    #[test]
+    fn groups_follow_the_plan() {
+        let plan = Plan::choose(SUBITEMS, |s| s == "tcp_rtt", |_| true);
+        let g = groups(&plan);
+        assert!(g.rtt && !g.stats && !g.abn && !g.delay);
+    }
+}

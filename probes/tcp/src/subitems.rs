@@ -1,0 +1,201 @@
+//! The probe's sub-items and the BPF programs each needs, best hook first. The core (`""`)
+//! tracks links: state changes, socket destruction and send/recv (which also binds server
+//! and pre-existing sockets to their process). fentry/fexit variants are fallbacks for
+//! kernels that have them and lack the tracepoint; on the target kernel they never load.
+
+use gala_ebpf::{Hook, Need, Prog, Subitem};
+
+const STATE: Prog = Prog {
+    name: "tcp_state",
+    hook: Hook::TpBtf("inet_sock_set_state"),
+};
+const DESTROY: Prog = Prog {
+    name: "tcp_destroy",
+    hook: Hook::TpBtf("tcp_destroy_sock"),
+};
+const SEND_TP: Prog = Prog {
+    name: "tcp_send_len",
+    hook: Hook::TpBtf("sock_send_length"),
+};
+const RECV_TP: Prog = Prog {
+    name: "tcp_recv_len",
+    hook: Hook::TpBtf("sock_recv_length"),
+};
+const SEND_FEXIT: Prog = Prog {
+    name: "tcp_sendmsg_exit",
+    hook: Hook::Fexit("tcp_sendmsg"),
+};
+const RECV_FEXIT: Prog = Prog {
+    name: "tcp_recvmsg_exit",
+    hook: Hook::Fexit("tcp_recvmsg"),
+};
+const PROBE: Prog = Prog {
+    name: "tcp_probe_hook",
+    hook: Hook::TpBtf("tcp_probe"),
+};
+const RETRANS: Prog = Prog {
+    name: "tcp_retrans",
+    hook: Hook::TpBtf("tcp_retransmit_skb"),
+};
+const SEND_RST: Prog = Prog {
+    name: "tcp_send_rst",
+    hook: Hook::TpBtf("tcp_send_reset"),
+};
+const RECV_RST: Prog = Prog {
+    name: "tcp_recv_rst",
+    hook: Hook::TpBtf("tcp_receive_reset"),
+};
+const DROP: Prog = Prog {
+    name: "tcp_drop",
+    hook: Hook::TpBtf("kfree_skb"),
+};
+const ERR: Prog = Prog {
+    name: "tcp_err_report",
+    hook: Hook::TpBtf("inet_sk_error_report"),
+};
+const BUF_LIMIT: Prog = Prog {
+    name: "tcp_buf_limit",
+    hook: Hook::TpBtf("sock_exceed_buf_limit"),
+};
+const DATA_READY: Prog = Prog {
+    name: "tcp_data_ready",
+    hook: Hook::TpBtf("sk_data_ready"),
+};
+
+/// Need names of `tcp_abnormal`, each printing its own fields.
+pub mod abn {
+    /// `retran_packets`, `retrans_ratio`, `lost_out`, `sacked_out`.
+    pub const RETRANSMITS: &str = "retransmits";
+    /// `send_rsts`, `receive_rsts`.
+    pub const RESETS: &str = "resets";
+    /// `backlog_drops`, `filter_drops`, `tcp_oom`.
+    pub const DROPS: &str = "drop reasons";
+    /// `tmout_count`.
+    pub const ERRORS: &str = "socket errors";
+    /// `snd_buf_limit_count`, `rmem_scheduls`.
+    pub const BUF_LIMITS: &str = "buffer limits";
+    /// `sk_drops` and the `lost_out`/`sacked_out` samples.
+    pub const SAMPLES: &str = "socket samples";
+}
+
+const SAMPLES: Need = Need {
+    what: "socket samples",
+    variants: &[&[PROBE]],
+};
+
+/// The sub-items (catalogue names) with their needs.
+pub const SUBITEMS: &[Subitem] = &[
+    Subitem {
+        name: "",
+        needs: &[
+            Need {
+                what: "state changes",
+                variants: &[&[STATE]],
+            },
+            Need {
+                what: "socket destruction",
+                variants: &[&[DESTROY]],
+            },
+            Need {
+                what: "send/recv",
+                variants: &[&[SEND_TP, RECV_TP], &[SEND_FEXIT, RECV_FEXIT]],
+            },
+        ],
+    },
+    Subitem {
+        name: "tcp_stats",
+        needs: &[],
+    },
+    Subitem {
+        name: "tcp_abnormal",
+        needs: &[
+            Need {
+                what: abn::RETRANSMITS,
+                variants: &[&[RETRANS]],
+            },
+            Need {
+                what: abn::RESETS,
+                variants: &[&[SEND_RST, RECV_RST]],
+            },
+            Need {
+                what: abn::DROPS,
+                variants: &[&[DROP]],
+            },
+            Need {
+                what: abn::ERRORS,
+                variants: &[&[ERR]],
+            },
+            Need {
+                what: abn::BUF_LIMITS,
+                variants: &[&[BUF_LIMIT]],
+            },
+            SAMPLES,
+        ],
+    },
+    Subitem {
+        name: "tcp_windows",
+        needs: &[SAMPLES],
+    },
+    Subitem {
+        name: "tcp_rtt",
+        needs: &[SAMPLES],
+    },
+    Subitem {
+        name: "tcp_srtt",
+        needs: &[],
+    },
+    Subitem {
+        name: "tcp_rate",
+        needs: &[SAMPLES],
+    },
+    Subitem {
+        name: "tcp_sockbuf",
+        needs: &[SAMPLES],
+    },
+    Subitem {
+        name: "tcp_delay",
+        needs: &[
+            Need {
+                what: "data arrival",
+                variants: &[&[DATA_READY]],
+            },
+            Need {
+                what: "acknowledgements",
+                variants: &[&[PROBE]],
+            },
+        ],
+    },
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gala_ebpf::Plan;
+
+    #[test]
+    fn tracepoints_first_and_fentry_only_as_fallback() {
+        let all = Plan::choose(SUBITEMS, |_| true, |_| true);
+        assert!(all.has("tcp_send_len") && !all.has("tcp_sendmsg_exit"));
+        let no_tp = Plan::choose(
+            SUBITEMS,
+            |_| true,
+            |h| !matches!(h, Hook::TpBtf("sock_send_length")),
+        );
+        assert!(no_tp.has("tcp_sendmsg_exit") && no_tp.has("tcp_recvmsg_exit"));
+        assert!(!no_tp.has("tcp_recv_len"));
+    }
+
+    #[test]
+    fn a_missing_hook_degrades_only_its_fields() {
+        let plan = Plan::choose(
+            SUBITEMS,
+            |s| s == "tcp_abnormal",
+            |h| !matches!(h, Hook::TpBtf("kfree_skb")),
+        );
+        assert!(!plan.active("tcp_abnormal"));
+        assert!(plan.has_need("tcp_abnormal", abn::RESETS));
+        assert!(!plan.has_need("tcp_abnormal", abn::DROPS));
+        assert!(plan.has("tcp_retrans") && !plan.has("tcp_drop"));
+        assert!(!plan.has("tcp_data_ready"));
+    }
+}
