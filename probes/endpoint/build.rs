@@ -1,0 +1,3 @@
+fn main() {
+    gala_ebpf_build::skeletons(&["endpoint"]);
+}

@@ -1,0 +1,569 @@
+/* The endpoint probe: listen / connect / UDP endpoint health per process.
+ *
+ * Counters are aggregated in the kernel per endpoint key (cumulative; user space turns them
+ * into per-period values); only the establishment latencies go through the ring buffer.
+ *
+ * Ownership. Hooks in process context (connect's SYN_SENT, listen's LISTEN, UDP send/recv)
+ * check the snooper map with the current tgid and remember the owner: the connecting socket
+ * in `ep_conn`, the listener in `ep_listen` (by netns, address, port), the UDP socket's inode
+ * in `ep_udp_owner`. Hooks in softirq context (passive opens, drops, SYN-ACK retransmits)
+ * only count for sockets found there. User space preloads the listeners and UDP sockets that
+ * exist already (from /proc) and removes the entries of processes that left the scope. */
+#include "gala.bpf.h"
+
+#define IPPROTO_TCP_ 6
+#define IPPROTO_UDP_ 17
+#define IPPROTO_UDPLITE_ 136
+#define MSG_PEEK_ 2
+
+/* TCP states (include/net/tcp_states.h). */
+#define ST_ESTABLISHED 1
+#define ST_SYN_SENT 2
+#define ST_SYN_RECV 3
+#define ST_CLOSE 7
+#define ST_LISTEN 10
+
+#define ROLE_SERVER 1
+#define ROLE_CLIENT 2
+
+/* Counter slots of `struct ep_tcp_val` (mirrored in src/bpf.rs). */
+#define C_LISTEN_DROP 0     /* any drop with the listener as receiving socket */
+#define C_ACCEPT_OVERFLOW 1 /* TCP_LISTEN_OVERFLOW: handshake ACK dropped, accept queue full */
+#define C_SYN_OVERFLOW 2    /* no hook on 6.18: stays 0 */
+#define C_PASSIVE_OPEN 3
+#define C_PASSIVE_FAIL 4
+#define C_RETRAN_SYNACK 5
+#define C_RETRAN_SYN 6
+#define C_REQ_DROP 7 /* TCP_RESET on the listener: a pending request reset by the peer */
+#define C_ACTIVE_OPEN 8
+#define C_ACTIVE_FAIL 9
+#define C_SYN_SENT 10
+#define C_SYN_DROP 11 /* the SYN skb dropped on its way out (neighbour, qdisc, netfilter) */
+#define C_NUM 16
+
+#define MAX_ENDPOINTS 10240
+#define MAX_LISTEN 4096
+#define MAX_CONNECTING 16384
+
+/* An address as 16 bytes: IPv4 in the first four (the record form), or IPv6. */
+struct ep_addr16 {
+    __u8 b[16];
+};
+
+/* Key of one TCP endpoint: server = listener (client zero), client = (client ip, server ip,
+ * server port). */
+struct ep_tcp_key {
+    __u32 tgid;
+    __u16 family;
+    __u16 port;
+    __u8 role;
+    __u8 pad[7];
+    struct ep_addr16 client;
+    struct ep_addr16 server;
+};
+
+struct ep_tcp_val {
+    __u64 c[C_NUM];
+};
+
+/* Listener lookup key: netns, port, address normalised to IPv6 (IPv4 as ::ffff:a.b.c.d). */
+struct ep_listen_key {
+    __u32 netns;
+    __u16 port;
+    __u16 pad;
+    struct ep_addr16 addr;
+};
+
+struct ep_listen_val {
+    __u32 tgid;
+    __u16 family;
+    __u16 pad;
+    struct ep_addr16 addr; /* record form */
+    __u64 ino;
+};
+
+struct ep_conn_val {
+    struct ep_tcp_key key;
+    __u64 ts;
+};
+
+struct ep_udp_key {
+    __u32 tgid;
+    __u16 family;
+    __u16 lport;
+    __u16 rport;
+    __u16 pad[3];
+    struct ep_addr16 laddr;
+    struct ep_addr16 raddr;
+};
+
+struct ep_udp_val {
+    __u64 drops;
+    __u64 sends;
+    __u64 rcvs;
+};
+
+/* A UDP drop on a socket without a known owner, for user space to resolve by inode. */
+struct ep_udp_unowned_val {
+    struct ep_udp_key key;
+    __u64 drops;
+};
+
+/* Ring buffer record: one established connection and how long it took. */
+struct ep_estab_rec {
+    struct ep_tcp_key key;
+    __u64 latency_ns;
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, MAX_LISTEN);
+    __type(key, struct ep_listen_key);
+    __type(value, struct ep_listen_val);
+} ep_listen SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, MAX_CONNECTING);
+    __type(key, __u64);
+    __type(value, struct ep_conn_val);
+} ep_conn SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, MAX_ENDPOINTS);
+    __type(key, struct ep_tcp_key);
+    __type(value, struct ep_tcp_val);
+} ep_tcp_stats SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, MAX_ENDPOINTS);
+    __type(key, __u64);
+    __type(value, __u32);
+} ep_udp_owner SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, MAX_ENDPOINTS);
+    __type(key, struct ep_udp_key);
+    __type(value, struct ep_udp_val);
+} ep_udp_stats SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 1024);
+    __type(key, __u64);
+    __type(value, struct ep_udp_unowned_val);
+} ep_udp_unowned SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_RINGBUF);
+    __uint(max_entries, 1 << 20);
+} ep_events SEC(".maps");
+
+/* ---- socket helpers ---- */
+
+static __always_inline __u16 sk_proto(const struct sock *sk)
+{
+    return BPF_CORE_READ(sk, sk_protocol);
+}
+
+static __always_inline __u32 sk_netns(const struct sock *sk)
+{
+    return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+}
+
+static __always_inline __u64 sk_ino(const struct sock *sk)
+{
+    return BPF_CORE_READ(sk, sk_socket, file, f_inode, i_ino);
+}
+
+/* The local address in record form. */
+static __always_inline void sk_local(const struct sock *sk, __u16 family, struct ep_addr16 *out)
+{
+    if (family == AF_INET) {
+        __be32 a = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+        __builtin_memcpy(out->b, &a, 4);
+    } else {
+        bpf_core_read(out->b, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+    }
+}
+
+/* The peer address in record form. */
+static __always_inline void sk_peer(const struct sock *sk, __u16 family, struct ep_addr16 *out)
+{
+    if (family == AF_INET) {
+        __be32 a = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+        __builtin_memcpy(out->b, &a, 4);
+    } else {
+        bpf_core_read(out->b, 16, &sk->__sk_common.skc_v6_daddr);
+    }
+}
+
+/* Record form → IPv6 form (IPv4 as ::ffff:a.b.c.d). */
+static __always_inline void to_v6(__u16 family, const struct ep_addr16 *in, struct ep_addr16 *out)
+{
+    if (family == AF_INET) {
+        __builtin_memset(out->b, 0, 10);
+        out->b[10] = 0xff;
+        out->b[11] = 0xff;
+        __builtin_memcpy(&out->b[12], in->b, 4);
+    } else {
+        __builtin_memcpy(out->b, in->b, 16);
+    }
+}
+
+static __always_inline bool is_v4_mapped(const struct ep_addr16 *a)
+{
+    __u64 lo;
+    __u32 mid;
+    __builtin_memcpy(&lo, a->b, 8);
+    __builtin_memcpy(&mid, &a->b[8], 4);
+    return lo == 0 && mid == bpf_htonl(0x0000ffff);
+}
+
+/* The listener a socket with this local address and port belongs to: the exact address
+ * first, then the IPv4 wildcard (for IPv4 and mapped addresses), then the IPv6 wildcard. */
+static __always_inline struct ep_listen_val *find_listener(const struct sock *sk)
+{
+    struct ep_listen_key k = {};
+    struct ep_addr16 local = {};
+    __u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+    struct ep_listen_val *v;
+
+    k.netns = sk_netns(sk);
+    k.port = BPF_CORE_READ(sk, __sk_common.skc_num);
+    sk_local(sk, family, &local);
+    to_v6(family, &local, &k.addr);
+    v = bpf_map_lookup_elem(&ep_listen, &k);
+    if (v)
+        return v;
+    if (is_v4_mapped(&k.addr)) {
+        __builtin_memset(&k.addr.b[12], 0, 4);
+        v = bpf_map_lookup_elem(&ep_listen, &k);
+        if (v)
+            return v;
+    }
+    __builtin_memset(k.addr.b, 0, 16);
+    return bpf_map_lookup_elem(&ep_listen, &k);
+}
+
+static __always_inline void server_key(const struct ep_listen_val *l, __u16 port, struct ep_tcp_key *key)
+{
+    key->tgid = l->tgid;
+    key->family = l->family;
+    key->port = port;
+    key->role = ROLE_SERVER;
+    key->server = l->addr;
+}
+
+static __always_inline void tcp_count(const struct ep_tcp_key *key, __u32 slot)
+{
+    struct ep_tcp_val *v = bpf_map_lookup_elem(&ep_tcp_stats, key);
+    if (!v) {
+        struct ep_tcp_val zero = {};
+        bpf_map_update_elem(&ep_tcp_stats, key, &zero, BPF_NOEXIST);
+        v = bpf_map_lookup_elem(&ep_tcp_stats, key);
+        if (!v)
+            return;
+    }
+    __sync_fetch_and_add(&v->c[slot & (C_NUM - 1)], 1);
+}
+
+/* Counts `slot` for the listener `sk` (a LISTEN socket) if it is watched. */
+static __always_inline void listener_count(const struct sock *sk, __u32 slot)
+{
+    struct ep_listen_val *l = find_listener(sk);
+    if (!l)
+        return;
+    struct ep_tcp_key key = {};
+    server_key(l, BPF_CORE_READ(sk, __sk_common.skc_num), &key);
+    tcp_count(&key, slot);
+}
+
+static __always_inline void emit_estab(const struct ep_tcp_key *key, __u64 latency_ns)
+{
+    struct ep_estab_rec *r = bpf_ringbuf_reserve(&ep_events, sizeof(*r), 0);
+    if (!r)
+        return;
+    r->key = *key;
+    r->latency_ns = latency_ns;
+    bpf_ringbuf_submit(r, 0);
+}
+
+/* ---- TCP ---- */
+
+static __always_inline void on_listen(const struct sock *sk)
+{
+    __u32 tgid = gala_tgid();
+    if (!gala_snooped(tgid))
+        return;
+    __u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+    struct ep_listen_key k = {};
+    struct ep_listen_val v = {};
+    k.netns = sk_netns(sk);
+    k.port = BPF_CORE_READ(sk, __sk_common.skc_num);
+    sk_local(sk, family, &v.addr);
+    to_v6(family, &v.addr, &k.addr);
+    if (k.port == 0)
+        return; /* listen() without bind(): the port comes later; the /proc preload finds it */
+    v.tgid = tgid;
+    v.family = family;
+    v.ino = sk_ino(sk);
+    bpf_map_update_elem(&ep_listen, &k, &v, BPF_ANY);
+}
+
+static __always_inline void on_unlisten(const struct sock *sk)
+{
+    __u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+    struct ep_listen_key k = {};
+    struct ep_addr16 local = {};
+    k.netns = sk_netns(sk);
+    k.port = BPF_CORE_READ(sk, __sk_common.skc_num);
+    sk_local(sk, family, &local);
+    to_v6(family, &local, &k.addr);
+    struct ep_listen_val *v = bpf_map_lookup_elem(&ep_listen, &k);
+    /* Another socket of a SO_REUSEPORT group may hold the entry: keep it then. */
+    if (v && v->ino == sk_ino(sk))
+        bpf_map_delete_elem(&ep_listen, &k);
+}
+
+static __always_inline void on_syn_sent(const struct sock *sk)
+{
+    __u32 tgid = gala_tgid();
+    if (!gala_snooped(tgid))
+        return;
+    __u64 skp = (__u64)sk;
+    struct ep_conn_val c = {};
+    __u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+    c.key.tgid = tgid;
+    c.key.family = family;
+    c.key.port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+    c.key.role = ROLE_CLIENT;
+    sk_local(sk, family, &c.key.client);
+    sk_peer(sk, family, &c.key.server);
+    c.ts = bpf_ktime_get_ns();
+    bpf_map_update_elem(&ep_conn, &skp, &c, BPF_ANY);
+    tcp_count(&c.key, C_SYN_SENT);
+}
+
+static __always_inline void on_active_done(const struct sock *sk, bool ok)
+{
+    __u64 skp = (__u64)sk;
+    struct ep_conn_val *c = bpf_map_lookup_elem(&ep_conn, &skp);
+    if (!c)
+        return;
+    struct ep_tcp_key key = c->key;
+    __u64 ts = c->ts;
+    bpf_map_delete_elem(&ep_conn, &skp);
+    tcp_count(&key, ok ? C_ACTIVE_OPEN : C_ACTIVE_FAIL);
+    if (ok) {
+        __u64 now = bpf_ktime_get_ns();
+        if (now > ts)
+            emit_estab(&key, now - ts);
+    }
+}
+
+static __always_inline void on_passive_done(const struct sock *sk, bool ok)
+{
+    struct ep_listen_val *l = find_listener(sk);
+    if (!l)
+        return;
+    struct ep_tcp_key key = {};
+    server_key(l, BPF_CORE_READ(sk, __sk_common.skc_num), &key);
+    tcp_count(&key, ok ? C_PASSIVE_OPEN : C_PASSIVE_FAIL);
+    if (ok) {
+        /* The kernel's handshake RTT sample: SYN-ACK sent → ACK received (srtt_us is <<3). */
+        __u32 srtt = BPF_CORE_READ((struct tcp_sock *)sk, srtt_us) >> 3;
+        if (srtt)
+            emit_estab(&key, (__u64)srtt * 1000);
+    }
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(ep_state, const struct sock *sk, const int oldstate, const int newstate)
+{
+    if (sk_proto(sk) != IPPROTO_TCP_)
+        return 0;
+    if (newstate == ST_LISTEN) {
+        on_listen(sk);
+    } else if (oldstate == ST_LISTEN) {
+        /* LISTEN → SYN_RECV is a child being cloned from its listener: not a close. */
+        if (newstate == ST_CLOSE)
+            on_unlisten(sk);
+    } else if (newstate == ST_SYN_SENT) {
+        on_syn_sent(sk);
+    } else if (oldstate == ST_SYN_SENT) {
+        on_active_done(sk, newstate == ST_ESTABLISHED);
+    } else if (oldstate == ST_SYN_RECV) {
+        on_passive_done(sk, newstate == ST_ESTABLISHED);
+    }
+    return 0;
+}
+
+SEC("tp_btf/tcp_retransmit_synack")
+int BPF_PROG(ep_synack_retrans, const struct sock *sk, const struct request_sock *req)
+{
+    listener_count(sk, C_RETRAN_SYNACK);
+    return 0;
+}
+
+SEC("tp_btf/tcp_retransmit_skb")
+int BPF_PROG(ep_retrans, const struct sock *sk, const struct sk_buff *skb)
+{
+    if (BPF_CORE_READ(sk, __sk_common.skc_state) != ST_SYN_SENT)
+        return 0;
+    __u64 skp = (__u64)sk;
+    struct ep_conn_val *c = bpf_map_lookup_elem(&ep_conn, &skp);
+    if (c)
+        tcp_count(&c->key, C_RETRAN_SYN);
+    return 0;
+}
+
+SEC("tp_btf/kfree_skb")
+int BPF_PROG(ep_drop, struct sk_buff *skb, void *location, enum skb_drop_reason reason,
+             struct sock *rx_sk)
+{
+    if (reason <= SKB_CONSUMED)
+        return 0;
+    if (rx_sk) {
+        if (sk_proto(rx_sk) != IPPROTO_TCP_ ||
+            BPF_CORE_READ(rx_sk, __sk_common.skc_state) != ST_LISTEN)
+            return 0;
+        struct ep_listen_val *l = find_listener(rx_sk);
+        if (!l)
+            return 0;
+        struct ep_tcp_key key = {};
+        server_key(l, BPF_CORE_READ(rx_sk, __sk_common.skc_num), &key);
+        tcp_count(&key, C_LISTEN_DROP);
+        if (reason == SKB_DROP_REASON_TCP_LISTEN_OVERFLOW)
+            tcp_count(&key, C_ACCEPT_OVERFLOW);
+        else if (reason == SKB_DROP_REASON_TCP_RESET)
+            tcp_count(&key, C_REQ_DROP);
+        return 0;
+    }
+    /* An outgoing SYN of a watched connect dropped before it left (no receiving socket). */
+    struct sock *sk = BPF_CORE_READ(skb, sk);
+    if (!sk || BPF_CORE_READ(sk, __sk_common.skc_state) != ST_SYN_SENT)
+        return 0;
+    __u64 skp = (__u64)sk;
+    struct ep_conn_val *c = bpf_map_lookup_elem(&ep_conn, &skp);
+    if (c)
+        tcp_count(&c->key, C_SYN_DROP);
+    return 0;
+}
+
+/* ---- UDP ---- */
+
+static __always_inline bool is_udp(const struct sock *sk)
+{
+    __u16 p = sk_proto(sk);
+    return p == IPPROTO_UDP_ || p == IPPROTO_UDPLITE_;
+}
+
+static __always_inline void udp_key_of(const struct sock *sk, __u32 tgid, struct ep_udp_key *k)
+{
+    __u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+    k->tgid = tgid;
+    k->family = family;
+    k->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+    k->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+    sk_local(sk, family, &k->laddr);
+    sk_peer(sk, family, &k->raddr);
+}
+
+static __always_inline struct ep_udp_val *udp_val_of(const struct ep_udp_key *k)
+{
+    struct ep_udp_val *v = bpf_map_lookup_elem(&ep_udp_stats, k);
+    if (v)
+        return v;
+    struct ep_udp_val zero = {};
+    bpf_map_update_elem(&ep_udp_stats, k, &zero, BPF_NOEXIST);
+    return bpf_map_lookup_elem(&ep_udp_stats, k);
+}
+
+static __always_inline void udp_io(const struct sock *sk, int ret, bool send)
+{
+    if (ret <= 0 || !is_udp(sk))
+        return;
+    __u32 tgid = gala_tgid();
+    if (!gala_snooped(tgid))
+        return;
+    __u64 ino = sk_ino(sk);
+    if (ino) {
+        __u32 *owner = bpf_map_lookup_elem(&ep_udp_owner, &ino);
+        if (!owner || *owner != tgid)
+            bpf_map_update_elem(&ep_udp_owner, &ino, &tgid, BPF_ANY);
+    }
+    struct ep_udp_key k = {};
+    udp_key_of(sk, tgid, &k);
+    struct ep_udp_val *v = udp_val_of(&k);
+    if (!v)
+        return;
+    if (send)
+        __sync_fetch_and_add(&v->sends, (__u64)ret);
+    else
+        __sync_fetch_and_add(&v->rcvs, (__u64)ret);
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(ep_udp_send, struct sock *sk, int ret, int flags)
+{
+    udp_io(sk, ret, true);
+    return 0;
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(ep_udp_recv, struct sock *sk, int ret, int flags)
+{
+    if (flags & MSG_PEEK_)
+        return 0;
+    udp_io(sk, ret, false);
+    return 0;
+}
+
+/* A datagram the receive queue of `sk` refused (full buffer, no memory). */
+static __always_inline void udp_drop(const struct sock *sk)
+{
+    if (!sk)
+        return;
+    __u64 ino = sk_ino(sk);
+    __u32 *owner = bpf_map_lookup_elem(&ep_udp_owner, &ino);
+    struct ep_udp_key k = {};
+    if (owner) {
+        udp_key_of(sk, *owner, &k);
+        struct ep_udp_val *v = udp_val_of(&k);
+        if (v)
+            __sync_fetch_and_add(&v->drops, 1);
+        return;
+    }
+    if (!ino)
+        return;
+    struct ep_udp_unowned_val *u = bpf_map_lookup_elem(&ep_udp_unowned, &ino);
+    if (!u) {
+        struct ep_udp_unowned_val fresh = {};
+        udp_key_of(sk, 0, &fresh.key);
+        bpf_map_update_elem(&ep_udp_unowned, &ino, &fresh, BPF_NOEXIST);
+        u = bpf_map_lookup_elem(&ep_udp_unowned, &ino);
+        if (!u)
+            return;
+    }
+    __sync_fetch_and_add(&u->drops, 1);
+}
+
+SEC("tp_btf/udp_fail_queue_rcv_skb")
+int BPF_PROG(ep_udp_drop, int rc, struct sock *sk, struct sk_buff *skb)
+{
+    udp_drop(sk);
+    return 0;
+}
+
+/* Fallback where fexit loads: the enqueue's error return is the drop. */
+SEC("fexit/__udp_enqueue_schedule_skb")
+int BPF_PROG(ep_udp_drop_fexit, struct sock *sk, struct sk_buff *skb, int ret)
+{
+    if (ret < 0)
+        udp_drop(sk);
+    return 0;
+}

@@ -1,0 +1,397 @@
+//! The endpoint probe on gala-ebpf's runner: loads `endpoint.bpf.c`, keeps the BPF owner
+//! maps in step with the processes in scope (preloading their listeners and UDP sockets from
+//! `/proc`), and every period turns the kernel's cumulative counters into the records of
+//! `endpoint_tcp` and `endpoint_udp`.
+
+use std::collections::{BTreeSet, HashMap};
+use std::mem::MaybeUninit;
+use std::time::Instant;
+
+use gala_ebpf::{log, read_pod, BpfProbe, Histogram, Plan, Pod, RingReader, Subitem};
+use gala_probe_sdk::{Config, EmitError, Event, Level, Probe, Severity, SnooperMode};
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::{MapCore, MapFlags, Object};
+
+use crate::bpf::*;
+use crate::diag;
+use crate::procfs::Procfs;
+use crate::report::{self, Deltas, Listener, Names, ESTAB_BOUNDS};
+use crate::scan::{self, Scan};
+
+mod skel {
+    #![allow(clippy::all, missing_docs, unused_imports)]
+    include!(concat!(env!("OUT_DIR"), "/endpoint.skel.rs"));
+}
+use skel::{EndpointSkel, EndpointSkelBuilder};
+
+/// The probe's name in the catalogue.
+pub const NAME: &str = "socket";
+
+struct Loaded {
+    // Dropped before the skeleton that owns its map.
+    ring: RingReader,
+    skel: EndpointSkel<'static>,
+}
+
+/// Which processes are in scope.
+#[derive(Debug, Default)]
+struct Scope {
+    blacklist: bool,
+    pids: BTreeSet<u32>,
+}
+
+impl Scope {
+    fn contains(&self, tgid: u32) -> bool {
+        tgid != 0 && tgid != std::process::id() && self.pids.contains(&tgid) != self.blacklist
+    }
+
+    /// The processes to scan: the listed ones, or every process not listed.
+    fn members(&self, proc: &Procfs) -> Vec<u32> {
+        if self.blacklist {
+            proc.pids()
+                .into_iter()
+                .filter(|p| self.contains(*p))
+                .collect()
+        } else {
+            self.pids
+                .iter()
+                .copied()
+                .filter(|p| self.contains(*p))
+                .collect()
+        }
+    }
+}
+
+/// tgid → printed tgid and comm, cached for one report.
+struct ProcNames<'a> {
+    proc: &'a Procfs,
+    cache: HashMap<(u32, bool), (u32, String)>,
+}
+
+impl Names for ProcNames<'_> {
+    fn name(&mut self, tgid: u32, multi: bool) -> (u32, String) {
+        let proc = self.proc;
+        self.cache
+            .entry((tgid, multi))
+            .or_insert_with(|| {
+                let shown = if multi {
+                    proc.pgid(tgid).filter(|g| *g != 0).unwrap_or(tgid)
+                } else {
+                    tgid
+                };
+                let mut comm = proc.comm(shown);
+                if comm.is_empty() {
+                    comm = proc.comm(tgid);
+                }
+                if comm.is_empty() {
+                    comm = "unknown".to_owned();
+                }
+                (shown, comm)
+            })
+            .clone()
+    }
+}
+
+/// The probe's state.
+#[derive(Default)]
+pub struct Endpoint {
+    loaded: Option<Loaded>,
+    proc: Procfs,
+    scope: Scope,
+    scan: Scan,
+    listen_owners: HashMap<ListenKey, ListenVal>,
+    tcp: Deltas<TcpKey, C_NUM>,
+    udp: Deltas<UdpKey, 3>,
+    estab: HashMap<TcpKey, Histogram>,
+    udp_extra: HashMap<UdpKey, u64>,
+    /// `sk_drops` per listener inode at the last report; `None` before the baseline.
+    diag_prev: Option<HashMap<u64, u64>>,
+    diag_failed: bool,
+    bad_records: u64,
+}
+
+impl Endpoint {
+    /// A probe with nothing loaded.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reads `/proc` for the processes in scope and brings the owner maps in line.
+    fn refresh(&mut self) {
+        let members = self.scope.members(&self.proc);
+        self.scan = scan::scan(&self.proc, &members);
+        let Some(l) = &self.loaded else {
+            return;
+        };
+        let maps = &l.skel.maps;
+        // Listeners: drop the owners out of scope, add the ones /proc shows.
+        let mut present: HashMap<ListenKey, ListenVal> = entries(&maps.ep_listen).collect();
+        for (k, v) in &present {
+            if !self.scope.contains(v.tgid) {
+                let _ = maps.ep_listen.delete(bytes(k));
+            }
+        }
+        present.retain(|_, v| self.scope.contains(v.tgid));
+        for g in &self.scan.listeners {
+            let key = report::listen_key(g.netns, g.family, &g.addr, g.port);
+            if present.contains_key(&key) {
+                continue;
+            }
+            let Some(&owner) = g.holders.first() else {
+                continue;
+            };
+            let val = ListenVal {
+                tgid: owner,
+                family: g.family,
+                pad: 0,
+                addr: g.addr,
+                ino: g.inos.first().copied().unwrap_or(0),
+            };
+            if maps
+                .ep_listen
+                .update(bytes(&key), bytes(&val), MapFlags::ANY)
+                .is_ok()
+            {
+                present.insert(key, val);
+            }
+        }
+        self.listen_owners = present;
+        // UDP sockets.
+        let owners: HashMap<Inode, Tgid> = entries(&maps.ep_udp_owner).collect();
+        for (ino, tgid) in &owners {
+            if !self.scope.contains(tgid.0) {
+                let _ = maps.ep_udp_owner.delete(bytes(ino));
+            }
+        }
+        for (&ino, &tgid) in &self.scan.udp_owner {
+            let (ino, tgid) = (Inode(ino), Tgid(tgid));
+            if owners.get(&ino) != Some(&tgid) {
+                let _ = maps
+                    .ep_udp_owner
+                    .update(bytes(&ino), bytes(&tgid), MapFlags::ANY);
+            }
+        }
+    }
+}
+
+impl Endpoint {
+    /// The `endpoint_tcp` records of the period that ends now.
+    fn tcp_rows(&mut self, now: Instant) -> Vec<report::TcpRow> {
+        let Some(l) = &self.loaded else {
+            return Vec::new();
+        };
+        let maps = &l.skel.maps;
+        let current = entries::<TcpKey, TcpVal>(&maps.ep_tcp_stats).map(|(k, v)| (k, v.c));
+        let update = self.tcp.update(now, current);
+        for k in &update.idle {
+            let _ = maps.ep_tcp_stats.delete(bytes(k));
+        }
+        let diag = self.listen_drops();
+        let listeners: Vec<Listener> = self
+            .scan
+            .listeners
+            .iter()
+            .filter_map(|g| {
+                let lk = report::listen_key(g.netns, g.family, &g.addr, g.port);
+                let owner = self.listen_owners.get(&lk)?.tgid;
+                let drops: Vec<u64> = g.inos.iter().filter_map(|i| diag.get(i)).copied().collect();
+                Some(Listener {
+                    key: report::server_key(owner, g.family, &g.addr, g.port),
+                    multi: g.multi(),
+                    listendrop: (!drops.is_empty()).then(|| drops.iter().sum()),
+                })
+            })
+            .collect();
+        let scope = &self.scope;
+        let mut names = ProcNames {
+            proc: &self.proc,
+            cache: HashMap::new(),
+        };
+        report::tcp_rows(
+            &listeners,
+            &update.deltas,
+            &self.estab,
+            |t| scope.contains(t),
+            &mut names,
+        )
+    }
+
+    /// Per listener inode, the increase of its `sk_drops` since the last report (sock_diag).
+    fn listen_drops(&mut self) -> HashMap<u64, u64> {
+        let now = match diag::listeners() {
+            Ok(list) => list,
+            Err(e) => {
+                if !self.diag_failed {
+                    log(
+                        Level::Warn,
+                        NAME,
+                        &format!("{e}: listendrop counts the drops BPF sees only"),
+                    );
+                    self.diag_failed = true;
+                }
+                return HashMap::new();
+            }
+        };
+        let (out, next) = report::drop_deltas(self.diag_prev.as_ref(), &now);
+        self.diag_prev = Some(next);
+        out
+    }
+
+    /// The `endpoint_udp` records of the period that ends now.
+    fn udp_rows(&mut self, now: Instant) -> Vec<Vec<String>> {
+        let Some(l) = &self.loaded else {
+            return Vec::new();
+        };
+        let maps = &l.skel.maps;
+        // Drops on sockets BPF did not know an owner for: resolve by inode.
+        let unowned: Vec<(Inode, UdpUnowned)> = entries(&maps.ep_udp_unowned).collect();
+        for (ino, u) in unowned {
+            let _ = maps.ep_udp_unowned.delete(bytes(&ino));
+            if let Some(&tgid) = self.scan.udp_owner.get(&ino.0) {
+                let _ = maps
+                    .ep_udp_owner
+                    .update(bytes(&ino), bytes(&Tgid(tgid)), MapFlags::ANY);
+                let key = UdpKey { tgid, ..u.key };
+                *self.udp_extra.entry(key).or_default() += u.drops;
+            }
+        }
+        let current = entries::<UdpKey, UdpVal>(&maps.ep_udp_stats)
+            .map(|(k, v)| (k, report::udp_counters(&v)));
+        let update = self.udp.update(now, current);
+        for k in &update.idle {
+            let _ = maps.ep_udp_stats.delete(bytes(k));
+        }
+        let mut deltas = update.deltas;
+        for (key, drops) in self.udp_extra.drain() {
+            deltas.entry(key).or_default()[0] += drops;
+        }
+        let mut keys: Vec<&UdpKey> = deltas
+            .keys()
+            .filter(|k| self.scope.contains(k.tgid))
+            .collect();
+        keys.sort_by_key(|k| (k.tgid, k.lport, k.laddr, k.rport, k.raddr));
+        keys.into_iter()
+            .map(|k| report::udp_row(k, &deltas[k]))
+            .collect()
+    }
+}
+
+/// Every entry of a map whose key and value are [`Pod`]s (malformed entries skipped).
+fn entries<'m, K: Pod + 'm, V: Pod + 'm>(
+    map: &'m dyn MapCore,
+) -> impl Iterator<Item = (K, V)> + 'm {
+    map.keys().filter_map(move |k| {
+        let v = map.lookup(&k, MapFlags::ANY).ok()??;
+        Some((read_pod(&k)?, read_pod(&v)?))
+    })
+}
+
+fn display(values: &[String]) -> Vec<&dyn std::fmt::Display> {
+    values.iter().map(|v| v as &dyn std::fmt::Display).collect()
+}
+
+fn other(e: impl std::fmt::Display) -> libbpf_rs::Error {
+    libbpf_rs::Error::from(std::io::Error::other(e.to_string()))
+}
+
+impl BpfProbe for Endpoint {
+    const NAME: &'static str = NAME;
+
+    fn subitems(&self) -> &'static [Subitem] {
+        SUBITEMS
+    }
+
+    fn load(&mut self, plan: &Plan, config: &Config) -> Result<(), libbpf_rs::Error> {
+        let storage = Box::leak(Box::new(MaybeUninit::uninit()));
+        let mut open = EndpointSkelBuilder::default().open(storage)?;
+        plan.apply(open.open_object_mut());
+        let mb = config
+            .params()
+            .ringbuf_map_size
+            .clamp(1, 32)
+            .next_power_of_two();
+        open.maps.ep_events.set_max_entries(mb * 1024 * 1024)?;
+        let mut skel = open.load()?;
+        skel.attach()?;
+        let ring = RingReader::new(&[&skel.maps.ep_events]).map_err(other)?;
+        self.loaded = Some(Loaded { ring, skel });
+        self.tcp.clear();
+        self.udp.clear();
+        self.estab.clear();
+        self.udp_extra.clear();
+        // The baseline: listeners seen later are new, their drops all fall in the period.
+        self.diag_prev = None;
+        let _ = self.listen_drops();
+        Ok(())
+    }
+
+    fn unload(&mut self) {
+        self.loaded = None;
+    }
+
+    fn object(&self) -> Option<&Object> {
+        self.loaded.as_ref().map(|l| l.skel.object())
+    }
+
+    fn configure(&mut self, config: &Config, pids: &BTreeSet<u32>) {
+        self.scope = Scope {
+            blacklist: config.snooper_mode() == SnooperMode::Blacklist,
+            pids: pids.clone(),
+        };
+        self.refresh();
+    }
+
+    fn poll(&mut self) {
+        let Some(l) = &mut self.loaded else {
+            return;
+        };
+        let estab = &mut self.estab;
+        let bad = &mut self.bad_records;
+        l.ring.drain(|data| match read_pod::<EstabRec>(data) {
+            Some(r) => estab
+                .entry(r.key)
+                .or_insert_with(|| Histogram::new(ESTAB_BOUNDS))
+                .record(r.latency_ns),
+            None => *bad += 1,
+        });
+    }
+
+    fn report(&mut self, probe: &mut Probe, config: &Config, plan: &Plan) -> Result<(), EmitError> {
+        self.refresh();
+        let now = Instant::now();
+        let events = config.params().report_event;
+        if self.loaded.is_none() {
+            return Ok(());
+        }
+        if plan.active("tcp_socket") {
+            let rows = self.tcp_rows(now);
+            for row in &rows {
+                probe.emit("endpoint_tcp", &display(&row.values))?;
+                if events {
+                    for (metric, id, text) in report::tcp_events(row) {
+                        let e = Event::new("endpoint_tcp", &id, metric, Severity::Warn, &text)
+                            .pid(row.tgid)
+                            .comm(&row.values[1])
+                            .ip(&row.values[5]);
+                        probe.event(&e)?;
+                    }
+                }
+            }
+        }
+        if plan.active("udp_socket") {
+            for values in self.udp_rows(now) {
+                probe.emit("endpoint_udp", &display(&values))?;
+            }
+        }
+        self.estab.clear();
+        if self.bad_records > 0 {
+            log(
+                Level::Warn,
+                NAME,
+                &format!("{} malformed ring buffer records ignored", self.bad_records),
+            );
+            self.bad_records = 0;
+        }
+        Ok(())
+    }
+}
