@@ -1,1 +1,429 @@
-//! End-to-end tests of the proc eBPF probe (being written).
+//! The proc probe (`taskprobe`) under the real daemon, against a real workload process:
+//! `proc-bench workload` (tests/src/bin/proc-bench.rs), driven over a Unix socket, makes
+//! exactly the syscalls, sleeps and resolver calls a test asks for and times each one with
+//! the vDSO clock. Between commands it waits in `recv`, which taskprobe neither times nor
+//! sees fail, so a test knows every syscall the process made in a period.
+//!
+//! Each test snoops the workload by pid (`snoopers.proc_id`, report period 5 s) and first
+//! waits for a report boundary: it keeps the workload sleeping 50 ms at a time until a new
+//! `proc_cpu` record of it appears, so that its command then runs just after a report and
+//! its effect lands whole in the next period. Build first:
+//! `cargo build -p gala-gopher -p gala-taskprobe -p gala-e2e --bins`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gala_e2e::{workspace_bin, Daemon, KillOnDrop, Samples, Sandbox};
+
+const PROC_META: &str = include_str!("../../probes/proc/proc.meta");
+const DNS_META: &str = include_str!("../../probes/proc/proc_dns.meta");
+
+/// A workload process and the socket that drives it.
+struct Workload {
+    child: KillOnDrop,
+    conn: BufReader<UnixStream>,
+    _dir: tempfile::TempDir,
+}
+
+impl Workload {
+    fn start() -> Workload {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("workload.sock");
+        let listener = UnixListener::bind(&path).expect("bind");
+        let child = Command::new(workspace_bin("proc-bench"))
+            .args(["workload", "--socket"])
+            .arg(&path)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn the workload (cargo build -p gala-e2e --bins)");
+        let (conn, _) = listener.accept().expect("the workload connects");
+        Workload {
+            child: KillOnDrop(child),
+            conn: BufReader::new(conn),
+            _dir: dir,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+
+    /// Runs one command; returns the numbers of its `ok` reply.
+    fn cmd(&mut self, line: &str) -> Vec<u64> {
+        writeln!(self.conn.get_mut(), "{line}").expect("send command");
+        let mut reply = String::new();
+        self.conn.read_line(&mut reply).expect("reply");
+        let mut words = reply.split_whitespace();
+        assert_eq!(words.next(), Some("ok"), "{line}: {reply}");
+        words.map(|w| w.parse().expect("number")).collect()
+    }
+}
+
+/// A daemon with taskprobe installed, running `proc` with `subitems` for `pid`.
+fn daemon(pid: u32, subitems: &[&str], extra_params: &str) -> (Sandbox, Daemon) {
+    let sb = Sandbox::new();
+    gala_e2e::ebpf::install_builtin(
+        &sb,
+        "taskprobe",
+        &[("proc.meta", PROC_META), ("proc_dns.meta", DNS_META)],
+    );
+    sb.write_config(
+        gala_e2e::IMDB_DEFAULT,
+        "supervisor = { stop_grace = 2; snooper_period = 1; };",
+    );
+    let d = sb.start();
+    let probes: Vec<String> = subitems.iter().map(|s| format!("{s:?}")).collect();
+    let (status, text) = d.put(
+        "proc",
+        &format!(
+            r#"{{"cmd":{{"probe":[{}]}},"snoopers":{{"proc_id":[{pid}]}},"params":{{"report_period":5{extra_params}}},"state":"running"}}"#,
+            probes.join(",")
+        ),
+    );
+    assert_eq!(status, 200, "{text}");
+    (sb, d)
+}
+
+fn metric(s: &Samples, name: &str, pid: u32) -> Option<u64> {
+    let pid = pid.to_string();
+    s.value(&format!("gala_gopher_{name}"), &[("tgid", pid.as_str())])
+        .map(|v| v.parse::<f64>().expect("number") as u64)
+}
+
+/// Waits until a report of the workload has just happened (its `proc_cpu` record appears
+/// or changes), keeping it off CPU 50 ms at a time meanwhile. Needs `proc_offcpu`.
+fn wait_report_boundary(d: &Daemon, w: &mut Workload) -> Samples {
+    let pid = w.pid();
+    let first = metric(&Samples::parse(&d.scrape()), "proc_offcpu_ns", pid);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        w.cmd("sleep 50");
+        let s = Samples::parse(&d.scrape());
+        let now = metric(&s, "proc_offcpu_ns", pid);
+        if now.is_some() && now != first {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no proc_cpu record for the workload {pid}: {}",
+            d.scrape()
+        );
+    }
+}
+
+/// Waits for the report after the one `before` saw (the workload's `proc_cpu` value changes;
+/// the caller keeps the workload busy or asleep so that it does).
+fn wait_next_report(d: &Daemon, pid: u32, before: &Samples) -> Samples {
+    let old = metric(before, "proc_offcpu_ns", pid);
+    d.wait_for(Duration::from_secs(15), "the next report", |s| {
+        let v = metric(s, "proc_offcpu_ns", pid);
+        v.is_some() && v != old
+    })
+}
+
+/// Failing syscalls: exactly the workload's 1000 `close(-1)`, and none in the period before.
+#[test]
+fn failed_syscalls_are_counted_exactly() {
+    gala_e2e::require_bpf!();
+    let mut w = Workload::start();
+    let pid = w.pid();
+    let (sb, d) = daemon(
+        pid,
+        &["proc_syscall", "proc_offcpu"],
+        r#","report_event":1"#,
+    );
+    let before = wait_report_boundary(&d, &mut w);
+    // The idle protocol itself fails nothing.
+    assert_eq!(metric(&before, "proc_syscall_failed", pid), Some(0));
+    assert_eq!(w.cmd("fail 1000"), [1000]);
+    let after = wait_next_report(&d, pid, &before);
+    assert_eq!(metric(&after, "proc_syscall_failed", pid), Some(1000));
+    // report_event: the syscall_failed rule, which the original never compiled.
+    let event = sb.wait_event(Duration::from_secs(10), "syscall_failed", |e| {
+        e["Resource"]["metric"] == "gala_gopher_proc_syscall_failed"
+    });
+    let body = event["Body"].as_str().expect("Body");
+    assert!(
+        body.contains(&format!(
+            "PID:{pid}) syscall failed(SysCall-ID:3 RET:-9 COUNT:1000)"
+        )),
+        "{event}"
+    );
+}
+
+/// `statfs` magic of the file system holding `dir`.
+fn fs_magic(dir: &str) -> i64 {
+    let path = std::ffi::CString::new(dir).expect("path");
+    // SAFETY: statfs writes the struct we pass.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    assert_eq!(
+        unsafe { libc::statfs(path.as_ptr(), &mut st) },
+        0,
+        "statfs {dir}"
+    );
+    st.f_type as i64
+}
+
+const EXT4_MAGIC: i64 = 0xEF53;
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+/// What one `io` command measured: open, and (min, max) of read, write, fsync.
+struct IoTimes {
+    open: u64,
+    read: (u64, u64),
+    write: (u64, u64),
+    fsync: (u64, u64),
+}
+
+fn io(w: &mut Workload, dir: &str) -> IoTimes {
+    let v = w.cmd(&format!("io {dir} 8 1048576"));
+    IoTimes {
+        open: v[0],
+        read: (v[1], v[2]),
+        write: (v[3], v[4]),
+        fsync: (v[5], v[6]),
+    }
+}
+
+/// A reported maximum against the durations the workload measured around each call: the
+/// kernel's entry-to-exit time is inside the measured one, so the reported maximum is at
+/// most the measured maximum; the calls are 1 MiB each (tens of µs and more), so it is at
+/// least half of it (the slack covers a preemption just outside the syscall).
+fn assert_max_within(what: &str, reported: Option<u64>, measured_max: u64) {
+    let r = reported.unwrap_or_else(|| panic!("{what}: no value"));
+    assert!(
+        r <= measured_max && r >= measured_max / 2,
+        "{what}: reported {r} ns, measured max {measured_max} ns"
+    );
+}
+
+/// read/write/fsync maxima (proc_syscall_io), their ext4 and tmpfs split (proc_fs), bios
+/// and iowait of the fsyncs (proc_io, proc_offcpu), page-cache activity (proc_pagecache).
+#[test]
+fn io_latency_maxima_lie_within_the_measured_durations() {
+    gala_e2e::require_bpf!();
+    let disk = "/var/tmp";
+    let shm = "/dev/shm";
+    assert_eq!(
+        fs_magic(disk),
+        EXT4_MAGIC,
+        "{disk} is expected on ext4 here"
+    );
+    assert_eq!(
+        fs_magic(shm),
+        TMPFS_MAGIC,
+        "{shm} is expected on tmpfs here"
+    );
+    let mut w = Workload::start();
+    let pid = w.pid();
+    let (_sb, d) = daemon(
+        pid,
+        &["proc_io", "proc_fs", "proc_offcpu", "proc_pagecache"],
+        "",
+    );
+    let before = wait_report_boundary(&d, &mut w);
+    let ext4 = io(&mut w, disk);
+    let tmpfs = io(&mut w, shm);
+    let s = wait_next_report(&d, pid, &before);
+    let m = |name: &str| metric(&s, name, pid);
+
+    let max = |a: (u64, u64), b: (u64, u64)| a.1.max(b.1);
+    assert_max_within("ns_read", m("proc_ns_read"), max(ext4.read, tmpfs.read));
+    assert_max_within("ns_write", m("proc_ns_write"), max(ext4.write, tmpfs.write));
+    assert_max_within("ns_fsync", m("proc_ns_fsync"), max(ext4.fsync, tmpfs.fsync));
+    assert_eq!(m("proc_ns_mount"), Some(0));
+
+    assert_max_within("ns_ext4_read", m("proc_ns_ext4_read"), ext4.read.1);
+    assert_max_within("ns_ext4_write", m("proc_ns_ext4_write"), ext4.write.1);
+    assert_max_within("ns_ext4_flush", m("proc_ns_ext4_flush"), ext4.fsync.1);
+    let open = m("proc_ns_ext4_open").expect("ns_ext4_open");
+    assert!(
+        open > 0 && open <= ext4.open,
+        "ns_ext4_open {open}, measured {}",
+        ext4.open
+    );
+    assert_max_within("ns_tmpfs_read", m("proc_ns_tmpfs_read"), tmpfs.read.1);
+    assert_max_within("ns_tmpfs_write", m("proc_ns_tmpfs_write"), tmpfs.write.1);
+    // tmpfs fsync does nothing; it is still a timed flush.
+    let flush = m("proc_ns_tmpfs_flush").expect("ns_tmpfs_flush");
+    assert!(flush > 0 && flush <= tmpfs.fsync.1);
+    assert_eq!(m("proc_ns_overlay_read"), Some(0));
+
+    // 8 MiB written and fsynced on ext4: bios larger than 4 KiB from this process, each
+    // completed within the longest fsync; waiting for them is iowait.
+    assert!(
+        m("proc_greater_4k_io_write").unwrap_or(0) > 0,
+        "{}",
+        d.scrape()
+    );
+    let bio = m("proc_bio_latency").expect("bio_latency");
+    assert!(bio > 0 && bio <= ext4.fsync.1, "bio_latency {bio}");
+    assert_eq!(m("proc_bio_err_count"), Some(0));
+    let iowait = m("proc_iowait_ns").expect("iowait_ns");
+    let offcpu = m("proc_offcpu_ns").expect("offcpu_ns");
+    assert!(
+        iowait > 0 && iowait <= offcpu,
+        "iowait {iowait}, offcpu {offcpu}"
+    );
+
+    // 8 MiB of new pages written to ext4 and read back through the page cache (tmpfs
+    // pages are not page-cache additions: shmem has its own path).
+    for field in ["load_page_cache", "mark_page_dirty", "access_pagecache"] {
+        let v = m(&format!("proc_{field}")).unwrap_or(0);
+        assert!(v >= 2048, "{field} {v} < 2048 pages");
+    }
+}
+
+/// A 1.5 s sleep is 1.5 s off CPU, within ±20 % (the period also holds the end of the last
+/// 50 ms boundary-wait sleep and the few ms the workload waited for the command), and none
+/// of it is iowait. After the command the workload waits in `recv` without waking, which is
+/// accounted only when it runs again, in a later period.
+#[test]
+fn offcpu_time_matches_the_sleep() {
+    gala_e2e::require_bpf!();
+    let mut w = Workload::start();
+    let pid = w.pid();
+    let (_sb, d) = daemon(pid, &["proc_offcpu"], "");
+    let before = wait_report_boundary(&d, &mut w);
+    let slept = w.cmd("sleep 1500")[0] as f64;
+    let after = wait_next_report(&d, pid, &before);
+    let offcpu = metric(&after, "proc_offcpu_ns", pid).expect("offcpu_ns") as f64;
+    assert!(
+        offcpu >= slept * 0.8 && offcpu <= slept * 1.2,
+        "offcpu_ns {offcpu}, slept {slept} ns"
+    );
+    let iowait = metric(&after, "proc_iowait_ns", pid).expect("iowait_ns") as f64;
+    assert!(
+        iowait <= offcpu * 0.01,
+        "sleeping is not iowait: {iowait} ns"
+    );
+}
+
+/// getaddrinfo / gethostbyname / gethostbyname2 through the host libc: counts, errors and
+/// the error ratio per name. Failing lookups use AI_NUMERICHOST (fails at once, no DNS
+/// traffic, so no resolver timeout can get in the way).
+#[test]
+fn dns_lookups_are_counted_per_name() {
+    gala_e2e::require_bpf!();
+    let mut w = Workload::start();
+    let pid = w.pid();
+    let (sb, d) = daemon(pid, &["proc_dns", "proc_offcpu"], r#","report_event":1"#);
+    let before = wait_report_boundary(&d, &mut w);
+    let mut slowest_ok = 0;
+    for cmd in [
+        "gai localhost",
+        "gai localhost",
+        "gai localhost",
+        "ghbn localhost",
+        "ghbn2 localhost",
+        "gai 127.0.0.1",
+        "gai 127.0.0.1",
+    ] {
+        let v = w.cmd(&format!("dns {cmd}"));
+        assert_eq!(v[0], 0, "{cmd} resolves");
+        if cmd.ends_with("localhost") {
+            slowest_ok = slowest_ok.max(v[1]);
+        }
+    }
+    for cmd in [
+        "gai-numeric localhost",
+        "gai-numeric nonexistent.invalid",
+        "gai-numeric nonexistent.invalid",
+    ] {
+        assert_eq!(w.cmd(&format!("dns {cmd}"))[0], 1, "{cmd} fails");
+    }
+    let _ = wait_next_report(&d, pid, &before);
+    let pid_s = pid.to_string();
+    let s = d.wait_for(Duration::from_secs(10), "proc_dns records", |s| {
+        s.value(
+            "gala_gopher_dns_count",
+            &[("tgid", &pid_s), ("domain", "nonexistent.invalid")],
+        )
+        .is_some()
+    });
+    let v = |field: &str, domain: &str| -> f64 {
+        s.value(
+            &format!("gala_gopher_dns_{field}"),
+            &[("tgid", &pid_s), ("domain", domain)],
+        )
+        .unwrap_or_else(|| panic!("no {field} for {domain}: {}", d.scrape()))
+        .parse()
+        .expect("number")
+    };
+    assert_eq!(v("count", "localhost"), 6.0);
+    assert_eq!(v("error_count", "localhost"), 1.0);
+    assert!((v("error_ratio", "localhost") - 100.0 / 6.0).abs() < 0.01);
+    // Delays in 64 ns units, over the successes: within what the workload measured.
+    let max_delay = v("max_delay", "localhost") * 64.0;
+    assert!(
+        max_delay > 0.0 && max_delay <= slowest_ok as f64,
+        "max_delay {max_delay}"
+    );
+    assert!(v("delay_avg", "localhost") <= v("max_delay", "localhost"));
+    assert_eq!(v("count", "127.0.0.1"), 2.0);
+    assert_eq!(v("error_ratio", "127.0.0.1"), 0.0);
+    assert_eq!(v("count", "nonexistent.invalid"), 2.0);
+    assert_eq!(v("error_ratio", "nonexistent.invalid"), 100.0);
+    assert_eq!(v("delay_avg", "nonexistent.invalid"), 0.0);
+    let event = sb.wait_event(Duration::from_secs(10), "dns error_ratio", |e| {
+        e["Resource"]["metric"] == "gala_gopher_dns_error_ratio"
+            && e["Body"].as_str().is_some_and(|b| b.contains("100.000 %"))
+    });
+    assert!(
+        event["Body"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("PID:{pid}")),
+        "{event}"
+    );
+}
+
+/// ioctl (proc_ioctl: the longest call's fd and decoded request) and sendmsg/recvmsg
+/// (proc_net) maxima within the measured durations (these calls take about a µs, so the
+/// lower bound is only "non-zero").
+#[test]
+fn ioctl_and_socket_message_latency() {
+    gala_e2e::require_bpf!();
+    let mut w = Workload::start();
+    let pid = w.pid();
+    let (_sb, d) = daemon(pid, &["proc_ioctl", "proc_net", "proc_offcpu"], "");
+    let before = wait_report_boundary(&d, &mut w);
+    let io = w.cmd("ioctl 100");
+    let net = w.cmd("net 100");
+    let s = wait_next_report(&d, pid, &before);
+    let pid_s = pid.to_string();
+    let fd = io[0].to_string();
+    // FIONREAD = 0x541B: no direction bits, type 'T', number 27, size 0.
+    let labels = [
+        ("tgid", pid_s.as_str()),
+        ("ioctl_fd", fd.as_str()),
+        ("ioctl_dir", "--"),
+        ("ioctl_type", "T"),
+        ("ioctl_nr", "27"),
+    ];
+    let ns: u64 = s
+        .value("gala_gopher_proc_ns_ioctl", &labels)
+        .unwrap_or_else(|| panic!("no ns_ioctl {labels:?}: {}", d.scrape()))
+        .parse::<f64>()
+        .expect("number") as u64;
+    assert!(
+        ns > 0 && ns <= io[2],
+        "ns_ioctl {ns}, measured max {}",
+        io[2]
+    );
+    assert_eq!(s.value("gala_gopher_proc_ioctl_size", &labels), Some("0"));
+    let send = metric(&s, "proc_ns_sendmsg", pid).expect("ns_sendmsg");
+    let recv = metric(&s, "proc_ns_recvmsg", pid).expect("ns_recvmsg");
+    assert!(
+        send > 0 && send <= net[1],
+        "ns_sendmsg {send}, measured max {}",
+        net[1]
+    );
+    assert!(
+        recv > 0 && recv <= net[3],
+        "ns_recvmsg {recv}, measured max {}",
+        net[3]
+    );
+}

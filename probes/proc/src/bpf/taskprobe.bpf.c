@@ -510,6 +510,22 @@ int BPF_PROG(taskprobe_filemap_fault, struct address_space *mapping, unsigned lo
     return 0;
 }
 
+/* Pages in `folio`: 1, or 2^order for a large folio (PG_head set, order in the low byte of
+ * `_flags_1`). `flags` is the first word of the folio whether it is an unsigned long or, since
+ * 6.17, a memdesc_flags_t. */
+static __always_inline __u64 folio_pages(struct folio *folio)
+{
+    unsigned long flags = 0;
+    if (!bpf_core_field_exists(folio->_flags_1))
+        return 1;
+    bpf_probe_read_kernel(&flags, sizeof(flags), folio);
+    int head = bpf_core_enum_value(enum pageflags, PG_head);
+    if (head < 0 || head > 63 || !(flags & (1UL << head)))
+        return 1;
+    unsigned long f1 = BPF_CORE_READ(folio, _flags_1);
+    return 1UL << (f1 & 0x1f);
+}
+
 SEC("tp_btf/block_dirty_buffer")
 int BPF_PROG(taskprobe_dirty_buffer, struct buffer_head *bh)
 {
@@ -524,7 +540,7 @@ int BPF_PROG(taskprobe_add_to_page_cache, struct folio *folio)
 {
     struct proc_stats *st = current_stats();
     if (st)
-        __sync_fetch_and_add(&st->load_page_cache, 1);
+        __sync_fetch_and_add(&st->load_page_cache, folio_pages(folio));
     return 0;
 }
 
@@ -533,7 +549,7 @@ int BPF_PROG(taskprobe_dirty_folio, struct folio *folio, struct address_space *m
 {
     struct proc_stats *st = current_stats();
     if (st)
-        __sync_fetch_and_add(&st->mark_page_dirty, 1);
+        __sync_fetch_and_add(&st->mark_page_dirty, folio_pages(folio));
     return 0;
 }
 
