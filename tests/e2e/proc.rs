@@ -427,3 +427,43 @@ fn ioctl_and_socket_message_latency() {
         net[3]
     );
 }
+
+/// Snoopers change live: after the PUT moves the scope from workload A to workload B, B's
+/// failing syscalls are counted (and its libc probed) and A's are not.
+#[test]
+fn scope_follows_the_snoopers() {
+    gala_e2e::require_bpf!();
+    let mut a = Workload::start();
+    let mut b = Workload::start();
+    let (pa, pb) = (a.pid(), b.pid());
+    let (_sb, d) = daemon(pa, &["proc_syscall", "proc_offcpu", "proc_dns"], "");
+    let before = wait_report_boundary(&d, &mut a);
+    a.cmd("fail 100");
+    b.cmd("fail 100");
+    let after = wait_next_report(&d, pa, &before);
+    assert_eq!(metric(&after, "proc_syscall_failed", pa), Some(100));
+    assert_eq!(
+        metric(&after, "proc_syscall_failed", pb),
+        None,
+        "B is not snooped yet"
+    );
+
+    let (status, text) = d.put("proc", &format!(r#"{{"snoopers":{{"proc_id":[{pb}]}}}}"#));
+    assert_eq!(status, 200, "{text}");
+    let before = wait_report_boundary(&d, &mut b);
+    a.cmd("fail 50");
+    b.cmd("fail 50");
+    let after = wait_next_report(&d, pb, &before);
+    assert_eq!(metric(&after, "proc_syscall_failed", pb), Some(50));
+    // A left the scope: at most its one zero record, never the 50.
+    assert_ne!(metric(&after, "proc_syscall_failed", pa), Some(50));
+    // getaddrinfo makes failing syscalls of its own (nscd socket), so it comes after.
+    b.cmd("dns gai localhost");
+    let pb_s = pb.to_string();
+    d.wait_for(Duration::from_secs(10), "B's lookup", |s| {
+        s.value(
+            "gala_gopher_dns_count",
+            &[("tgid", pb_s.as_str()), ("domain", "localhost")],
+        ) == Some("1")
+    });
+}
