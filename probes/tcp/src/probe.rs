@@ -287,10 +287,19 @@ impl BpfProbe for TcpProbe {
     }
 
     fn configure(&mut self, config: &Config, pids: &BTreeSet<u32>) {
-        self.scope = Scope {
+        let scope = Scope {
             blacklist: config.snooper_mode() == SnooperMode::Blacklist,
             pids: pids.clone(),
         };
+        if scope.blacklist != self.scope.blacklist || scope.pids != self.scope.pids {
+            let mode = if scope.blacklist { "all but" } else { "only" };
+            log(
+                Level::Info,
+                NAME,
+                &format!("scope: {mode} {} tgids", scope.pids.len()),
+            );
+        }
+        self.scope = scope;
         let p = config.params();
         self.agg.report_cport = p.report_cport;
         self.report_event = p.report_event;

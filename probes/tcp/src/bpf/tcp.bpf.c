@@ -128,9 +128,13 @@ struct rec_delay {
     __u64 delay_ns;
 };
 
+/* A server socket waiting for its owner: its handshake srtt and its counters at
+ * ESTABLISHED (the link's baseline, so segments before the first recv count). */
 struct pending {
     __u32 syn_srtt;
-    __u32 _pad;
+    __u32 segs_in0;
+    __u32 segs_out0;
+    __u32 sk_drops0;
 };
 
 struct {
@@ -269,7 +273,8 @@ static __always_inline void high_water(struct link *l, const struct sock *sk)
 }
 
 /* Makes `sk` a link of the current process; returns it (or the one another CPU made). */
-static __always_inline struct link *new_link(const struct sock *sk, __u8 role, __u32 syn_srtt)
+static __always_inline struct link *new_link(const struct sock *sk, __u8 role,
+                                             const struct pending *p)
 {
     __u32 zero = 0;
     __u64 key = (__u64)sk;
@@ -287,10 +292,16 @@ static __always_inline struct link *new_link(const struct sock *sk, __u8 role, _
     bpf_get_current_comm(l->ident.comm, sizeof(l->ident.comm));
     fill_tuple(&l->ident, sk);
     snapshot(l, sk);
-    l->segs_in0 = l->segs_in;
-    l->segs_out0 = l->segs_out;
-    l->sk_drops0 = l->sk_drops;
-    l->syn_srtt = syn_srtt;
+    if (p) {
+        l->segs_in0 = p->segs_in0;
+        l->segs_out0 = p->segs_out0;
+        l->sk_drops0 = p->sk_drops0;
+        l->syn_srtt = p->syn_srtt;
+    } else {
+        l->segs_in0 = l->segs_in;
+        l->segs_out0 = l->segs_out;
+        l->sk_drops0 = l->sk_drops;
+    }
     l->established = BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_SYN_SENT;
     if (bpf_map_update_elem(&links, &key, l, BPF_NOEXIST) != 0) {
         struct link *other = bpf_map_lookup_elem(&links, &key);
@@ -332,13 +343,13 @@ static __always_inline struct link *link_for_io(const struct sock *sk)
         return NULL;
     struct pending *p = bpf_map_lookup_elem(&pending, &key);
     if (p) {
-        __u32 srtt = p->syn_srtt;
+        struct pending copy = *p;
         bpf_map_delete_elem(&pending, &key);
-        return new_link(sk, ROLE_SERVER, srtt);
+        return new_link(sk, ROLE_SERVER, &copy);
     }
     __u32 port = BPF_CORE_READ(sk, __sk_common.skc_num);
     __u8 role = bpf_map_lookup_elem(&listen_ports, &port) ? ROLE_SERVER : ROLE_CLIENT;
-    return new_link(sk, role, 0);
+    return new_link(sk, role, NULL);
 }
 
 static __always_inline void on_io(const struct sock *sk, int ret, int flags, bool tx)
@@ -400,7 +411,7 @@ int BPF_PROG(tcp_state, const struct sock *sk, const int oldstate, const int new
     if (newstate == TCP_SYN_SENT) {
         if (!is_tcp(sk) || !gala_snooped(gala_tgid()))
             return 0;
-        new_link(sk, ROLE_CLIENT, 0);
+        new_link(sk, ROLE_CLIENT, NULL);
         return 0;
     }
     if (newstate == TCP_ESTABLISHED) {
@@ -412,8 +423,12 @@ int BPF_PROG(tcp_state, const struct sock *sk, const int oldstate, const int new
             return 0;
         }
         if (oldstate == TCP_SYN_RECV && is_tcp(sk)) {
+            const struct tcp_sock *tp = (const struct tcp_sock *)sk;
             struct pending p = {};
-            p.syn_srtt = BPF_CORE_READ((const struct tcp_sock *)sk, srtt_us) >> 3;
+            p.syn_srtt = BPF_CORE_READ(tp, srtt_us) >> 3;
+            p.segs_in0 = BPF_CORE_READ(tp, segs_in);
+            p.segs_out0 = BPF_CORE_READ(tp, segs_out);
+            p.sk_drops0 = BPF_CORE_READ(sk, sk_drops.counter);
             bpf_map_update_elem(&pending, &key, &p, BPF_ANY);
         }
         return 0;
@@ -434,8 +449,10 @@ int BPF_PROG(tcp_destroy, struct sock *sk)
     if (!l)
         return 0;
     snapshot(l, sk);
-    if (l->ident.sport == 0 || l->ident.cport == 0)
-        fill_tuple(&l->ident, sk);
+    /* A client that never got established has no local port yet; a failed connect()
+     * has cleared the rest by now (tcp_disconnect), so fill only the missing port. */
+    if (l->ident.role == ROLE_CLIENT && l->ident.cport == 0)
+        l->ident.cport = BPF_CORE_READ(sk, __sk_common.skc_num);
     struct rec_close *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
     if (r) {
         r->type = REC_CLOSE;
