@@ -3,7 +3,8 @@
 //! `proc-bench [--runs N] [--calls N] [--quick]` (as root; `cargo build --release -p
 //! gala-e2e -p gala-taskprobe --bins && target/release/proc-bench`): a workload process makes
 //! `--calls` `getppid` calls and as many 1-byte `read`s from `/dev/zero`, timed per call, with
-//! `taskprobe` (offline, every syscall sub-item and proc_offcpu on, report period 5 s)
+//! `taskprobe` (offline, report period 5 s, `--subitems`: by default every sub-item that
+//! hooks syscalls, and proc_offcpu)
 //! (a) not running, (b) running but snooping another process, (c) snooping the workload.
 //! Prints min / median / max over `--runs` of the ns per call and the slowdown against (a),
 //! as Markdown rows for `docs/benchmarks.md`. `--quick` is a short smoke run for CI.
@@ -39,6 +40,13 @@ struct Args {
     /// A short run that only shows the benchmark works (CI).
     #[arg(long)]
     quick: bool,
+    /// The sub-items taskprobe runs with.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "proc_syscall,proc_fs,proc_io,proc_net,proc_ioctl,proc_offcpu"
+    )]
+    subitems: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -363,9 +371,11 @@ impl Workload {
 }
 
 /// taskprobe run offline, snooping `pid`, until dropped; returns once it has loaded.
-fn start_taskprobe(pid: u32) -> KillOnDrop {
+fn start_taskprobe(pid: u32, subitems: &[String]) -> KillOnDrop {
+    let subitems: Vec<String> = subitems.iter().map(|s| format!("{s:?}")).collect();
     let config = format!(
-        r#"{{"subitems":["proc_syscall","proc_fs","proc_io","proc_net","proc_ioctl","proc_offcpu"],"params":{{"reportPeriod":5}},"snoopers":[{{"process":{{"pid":{pid}}}}}]}}"#
+        r#"{{"subitems":[{}],"params":{{"reportPeriod":5}},"snoopers":[{{"process":{{"pid":{pid}}}}}]}}"#,
+        subitems.join(",")
     );
     let mut child = Command::new(workspace_bin("taskprobe"))
         .env("GALA_GOPHER_CONFIG", config)
@@ -416,11 +426,11 @@ fn bench(mut args: Args) {
     };
     let off = measure(&mut w);
     let other = {
-        let _probe = start_taskprobe(std::process::id());
+        let _probe = start_taskprobe(std::process::id(), &args.subitems);
         measure(&mut w)
     };
     let on = {
-        let _probe = start_taskprobe(w.pid());
+        let _probe = start_taskprobe(w.pid(), &args.subitems);
         measure(&mut w)
     };
     let median = |v: &[f64]| {
@@ -429,8 +439,10 @@ fn bench(mut args: Args) {
         s[s.len() / 2]
     };
     println!(
-        "proc-bench: {} calls of each syscall, {} run(s), ns per call",
-        args.calls, args.runs
+        "proc-bench: {} calls of each syscall, {} run(s), ns per call, sub-items {}",
+        args.calls,
+        args.runs,
+        args.subitems.join(" ")
     );
     println!("| figure | min | median | max |");
     println!("| --- | --- | --- | --- |");

@@ -103,10 +103,11 @@ struct syscall_start {
     __u8 fs;
 };
 
+/* Per-thread (task-local storage: no hash lookup on the syscall path); `ts` 0 = none. */
 struct {
-    __uint(type, BPF_MAP_TYPE_LRU_HASH);
-    __uint(max_entries, MAX_THREADS);
-    __type(key, __u32);
+    __uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, int);
     __type(value, struct syscall_start);
 } syscall_start SEC(".maps");
 
@@ -117,9 +118,9 @@ struct offcpu_start {
 };
 
 struct {
-    __uint(type, BPF_MAP_TYPE_LRU_HASH);
-    __uint(max_entries, MAX_THREADS);
-    __type(key, __u32);
+    __uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, int);
     __type(value, struct offcpu_start);
 } offcpu_start SEC(".maps");
 
@@ -265,18 +266,18 @@ int BPF_PROG(taskprobe_sys_enter, struct pt_regs *regs, long id)
     __u8 cls = class_of(id) & CLS_MASK;
     if (cls == CLS_NONE)
         return 0;
-    __u32 tid = (__u32)pid_tgid;
-    struct syscall_start start = {
-        .nr = id,
-        .fd = (long)PT_REGS_PARM1_CORE_SYSCALL(regs),
-        .cls = cls,
-    };
-    if (cls == CLS_IOCTL)
-        start.arg1 = PT_REGS_PARM2_CORE_SYSCALL(regs);
+    struct syscall_start *start = bpf_task_storage_get(&syscall_start, bpf_get_current_task_btf(),
+                                                       0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+    if (!start)
+        return 0;
+    start->nr = id;
+    start->fd = (long)PT_REGS_PARM1_CORE_SYSCALL(regs);
+    start->cls = cls;
+    start->arg1 = cls == CLS_IOCTL ? PT_REGS_PARM2_CORE_SYSCALL(regs) : 0;
+    start->fs = FS_NONE;
     if ((enabled & SUB_FS) && cls != CLS_OPEN && fs_op_of(cls) >= 0)
-        start.fs = fs_of_fd(start.fd);
-    start.ts = bpf_ktime_get_ns();
-    bpf_map_update_elem(&syscall_start, &tid, &start, BPF_ANY);
+        start->fs = fs_of_fd(start->fd);
+    start->ts = bpf_ktime_get_ns();
     return 0;
 }
 
@@ -301,9 +302,9 @@ int BPF_PROG(taskprobe_sys_exit, struct pt_regs *regs, long ret)
     __u8 cls = raw & CLS_MASK;
     if (cls == CLS_NONE)
         return 0;
-    __u32 tid = (__u32)pid_tgid;
-    struct syscall_start *start = bpf_map_lookup_elem(&syscall_start, &tid);
-    if (!start)
+    struct syscall_start *start =
+        bpf_task_storage_get(&syscall_start, bpf_get_current_task_btf(), 0, 0);
+    if (!start || start->ts == 0)
         return 0;
     __u64 now = bpf_ktime_get_ns();
     __u64 ts = start->ts;
@@ -311,7 +312,7 @@ int BPF_PROG(taskprobe_sys_exit, struct pt_regs *regs, long ret)
     long fd = start->fd;
     __u64 arg1 = start->arg1;
     __u8 fs = start->fs;
-    bpf_map_delete_elem(&syscall_start, &tid);
+    start->ts = 0;
     if (start_nr != nr || now < ts)
         return 0;
     __u64 dur = now - ts;
@@ -341,24 +342,23 @@ int BPF_PROG(taskprobe_sched_switch, bool preempt, struct task_struct *prev,
              struct task_struct *next, unsigned int prev_state)
 {
     __u64 now = bpf_ktime_get_ns();
-    __u32 prev_tgid = BPF_CORE_READ(prev, tgid);
+    __u32 prev_tgid = prev->tgid;
     if (gala_snooped(prev_tgid)) {
-        __u32 prev_pid = BPF_CORE_READ(prev, pid);
-        struct offcpu_start s = {
-            .ts = now,
-            .iowait = BPF_CORE_READ_BITFIELD_PROBED(prev, in_iowait),
-            .tgid = prev_tgid,
-        };
-        bpf_map_update_elem(&offcpu_start, &prev_pid, &s, BPF_ANY);
+        struct offcpu_start *s =
+            bpf_task_storage_get(&offcpu_start, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+        if (s) {
+            s->ts = now;
+            s->iowait = BPF_CORE_READ_BITFIELD_PROBED(prev, in_iowait);
+            s->tgid = prev_tgid;
+        }
     }
-    __u32 next_pid = BPF_CORE_READ(next, pid);
-    struct offcpu_start *s = bpf_map_lookup_elem(&offcpu_start, &next_pid);
-    if (!s)
+    struct offcpu_start *s = bpf_task_storage_get(&offcpu_start, next, 0, 0);
+    if (!s || s->ts == 0)
         return 0;
     __u64 ts = s->ts;
     __u32 iowait = s->iowait;
     __u32 tgid = s->tgid;
-    bpf_map_delete_elem(&offcpu_start, &next_pid);
+    s->ts = 0;
     if (now < ts)
         return 0;
     struct proc_stats *st = stats_of(tgid);
