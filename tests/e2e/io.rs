@@ -325,7 +325,10 @@ fn daemon_reports_direct_io_bytes_and_latency_counts() {
         direct_io(&f, &mut buf, false, 1 + i).expect("read");
         std::thread::sleep(Duration::from_millis(150));
     }
-    assert!(start.elapsed() < Duration::from_secs(4), "the burst took too long");
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "the burst took too long"
+    );
     let s = d.wait_for(Duration::from_secs(15), "the burst's period", |s| {
         metric(s, "write_bytes", &lo.name).is_some_and(|n| n > 0)
     });
@@ -356,10 +359,17 @@ fn daemon_reports_direct_io_bytes_and_latency_counts() {
         m("latency_driver_sum") + m("latency_device_sum"),
         "request = driver + device, per request"
     );
-    let (max, last, sum) = (m("latency_req_max"), m("latency_req_last"), m("latency_req_sum"));
+    let (max, last, sum) = (
+        m("latency_req_max"),
+        m("latency_req_last"),
+        m("latency_req_sum"),
+    );
     assert!(max > 0 && max >= last && max <= sum && sum <= 20 * max);
     // ns: a 4 KiB loop request takes microseconds to milliseconds, never seconds.
-    assert!(max > 1_000 && max < 1_000_000_000, "latency_req_max {max} ns");
+    assert!(
+        max > 1_000 && max < 1_000_000_000,
+        "latency_req_max {max} ns"
+    );
     assert!(m("latency_req_jitter") <= max);
     assert_eq!(m("err_code"), 0);
 }
@@ -445,7 +455,10 @@ fn slow_request_raises_the_latency_event() {
         drop(frozen);
         writer.join().expect("writer")
     };
-    assert!(slow >= Duration::from_millis(300), "the write took {slow:?}");
+    assert!(
+        slow >= Duration::from_millis(300),
+        "the write took {slow:?}"
+    );
     let lines = probe.stop();
     let found = events(&lines, "latency_req_max", &lo.name);
     assert_eq!(found.len(), 1, "{found:?}");
@@ -460,8 +473,14 @@ fn slow_request_raises_the_latency_event() {
         req_ns >= 250_000_000 && req_ns <= slow.as_nanos() as u64 + 50_000_000,
         "req_latency {req_ns} ns for a write of {slow:?}"
     );
-    assert!(body.contains("op: W") && body.contains("latency_thr 100 ms"), "{body}");
-    assert_eq!(total(&lines, "io_latency", &lo.name, "count_latency_req"), 6);
+    assert!(
+        body.contains("op: W") && body.contains("latency_thr 100 ms"),
+        "{body}"
+    );
+    assert_eq!(
+        total(&lines, "io_latency", &lo.name, "count_latency_req"),
+        6
+    );
     let max = records(&lines, "io_latency", &lo.name)
         .iter()
         .map(|r| r["latency_req_max"].parse::<u64>().expect("max"))
@@ -477,9 +496,8 @@ fn buffered_reads_fill_the_page_cache() {
     let dir = disk_dir();
     let size: u64 = 4 << 20;
     let lo = LoopDev::attach(&sparse_file(&dir.path().join("disk"), size));
-    let probe = Offline::start(
-        r#"{"subitems":["page_cache","io_count"],"params":{"reportPeriod":5}}"#,
-    );
+    let probe =
+        Offline::start(r#"{"subitems":["page_cache","io_count"],"params":{"reportPeriod":5}}"#);
     let mut f = OpenOptions::new()
         .read(true)
         .write(true)
@@ -501,7 +519,8 @@ fn buffered_reads_fill_the_page_cache() {
         read += n as u64;
     }
     assert_eq!(read, size);
-    f.write_all_at(&[0xa5u8; 64 << 10], 0).expect("buffered write");
+    f.write_all_at(&[0xa5u8; 64 << 10], 0)
+        .expect("buffered write");
     f.sync_all().expect("fsync");
     f.flush().expect("flush");
     let lines = probe.stop();

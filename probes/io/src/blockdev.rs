@@ -139,9 +139,28 @@ mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
 
+    /// A directory removed when dropped.
+    struct TempTree(std::path::PathBuf);
+
+    impl TempTree {
+        fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempTree {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
     /// A fake sysfs: sda with partition sda1, loop3, and a broken entry.
-    fn fixture() -> tempfile::TempDir {
-        let t = tempfile::tempdir().unwrap();
+    fn fixture(tag: &str) -> TempTree {
+        let t = TempTree(std::env::temp_dir().join(format!(
+            "gala-ioprobe-sys-{}-{tag}",
+            std::process::id()
+        )));
+        let _ = std::fs::remove_dir_all(t.path());
         let root = t.path();
         let sda = root.join("devices/pci0000:00/host0/block/sda");
         std::fs::create_dir_all(sda.join("sda1")).unwrap();
@@ -174,7 +193,7 @@ mod tests {
 
     #[test]
     fn partitions_map_to_their_disk() {
-        let t = fixture();
+        let t = fixture("disks");
         let devs = BlockDevs::scan(t.path());
         assert_eq!(devs.len(), 3);
         let sda = Disk {
@@ -191,7 +210,7 @@ mod tests {
 
     #[test]
     fn dev_name_selects_a_disk_or_nothing() {
-        let t = fixture();
+        let t = fixture("filter");
         let devs = BlockDevs::scan(t.path());
         assert_eq!(dev_filter(t.path(), &devs, ""), None);
         assert_eq!(dev_filter(t.path(), &devs, "sda"), Some(Some(mkdev(8, 0))));

@@ -138,6 +138,7 @@ pub struct IoProbe {
     filter: Option<Option<u32>>,
     dev_name: String,
     sample_ns: u64,
+    start_at_issue: bool,
     latency_thr: u32,
     report_event: bool,
     seen: BTreeSet<u32>,
@@ -162,6 +163,7 @@ impl IoProbe {
             filter: None,
             dev_name: String::new(),
             sample_ns: 0,
+            start_at_issue: false,
             latency_thr: 0,
             report_event: false,
             seen: BTreeSet::new(),
@@ -349,6 +351,7 @@ impl BpfProbe for IoProbe {
         let ring = RingReader::new(&[&skel.maps.io_events]).map_err(other)?;
         self.ring = Some(ring);
         self.skel = Some(skel);
+        self.start_at_issue = !plan.has(IO_START.name);
         self.write_cfg();
         Ok(())
     }
@@ -527,15 +530,14 @@ impl BpfProbe for IoProbe {
 }
 
 impl IoProbe {
-    /// Writes the sampling interval into the BPF config map.
+    /// Writes `struct io_cfg` (sampling interval, where requests start) into its map.
     fn write_cfg(&self) {
         let Some(skel) = &self.skel else { return };
         let key = 0u32.to_ne_bytes();
-        if let Err(e) = skel
-            .maps
-            .io_cfg
-            .update(&key, &self.sample_ns.to_ne_bytes(), MapFlags::ANY)
-        {
+        let mut value = [0u8; 16];
+        value[..8].copy_from_slice(&self.sample_ns.to_ne_bytes());
+        value[8..12].copy_from_slice(&u32::from(self.start_at_issue).to_ne_bytes());
+        if let Err(e) = skel.maps.io_cfg.update(&key, &value, MapFlags::ANY) {
             gala_ebpf::log(Level::Warn, NAME, &format!("writing io_cfg: {e}"));
         }
     }

@@ -25,9 +25,13 @@
 #define REC_LATENCY 1
 #define REC_ERROR 2
 
-/* Written by user space: the request sampling interval (sample_period), 0 = every request. */
+/* Written by user space: the request sampling interval (sample_period), 0 = every request;
+ * whether block_rq_issue starts requests (only when block_io_start is not loaded: otherwise
+ * a request not sampled at its start must not get a second chance at issue). */
 struct io_cfg {
     __u64 sample_ns;
+    __u32 start_at_issue;
+    __u32 pad;
 };
 
 struct {
@@ -177,14 +181,18 @@ int BPF_PROG(io_start, struct request *rq)
 }
 
 /* The driver takes the request (queue_rq): end of the driver stage, start of the device
- * stage. A request never seen at block_io_start (a flush sequence step) starts here, at
- * the request's own start_time_ns when the kernel stamped one. */
+ * stage. Without block_io_start (kernels before 6.5) requests start here, at the request's
+ * own start_time_ns when the kernel stamped one. */
 SEC("tp_btf/block_rq_issue")
 int BPF_PROG(io_issue, struct request *rq)
 {
     __u64 key = (__u64)rq;
     struct io_trace *t = bpf_map_lookup_elem(&io_trace, &key);
     if (!t) {
+        __u32 zero = 0;
+        struct io_cfg *cfg = bpf_map_lookup_elem(&io_cfg, &zero);
+        if (!cfg || !cfg->start_at_issue)
+            return 0;
         trace_start(rq, BPF_CORE_READ(rq, start_time_ns));
         t = bpf_map_lookup_elem(&io_trace, &key);
         if (!t)
