@@ -8,7 +8,7 @@
 //! - a request held up by a frozen file system raises the `latency_thr` event (ms against
 //!   ns, converted), fast ones do not;
 //! - buffered reads of a device whose cache was dropped add its pages to the page cache,
-//!   counted in pages; buffered writes dirty pages.
+//!   counted in pages; buffered writes dirty pages; `dev_name` keeps other disks out.
 //!
 //! The offline tests run `ioprobe` without the daemon (`GALA_GOPHER_CONFIG`) and sum its
 //! records over every period, so a period boundary in the middle changes nothing.
@@ -489,15 +489,19 @@ fn slow_request_raises_the_latency_event() {
 }
 
 /// Buffered reads of a 4 MiB loop device whose page cache was dropped add its 1024 pages
-/// (readahead stops at the device's end); a 64 KiB buffered write dirties 16 pages.
+/// (readahead stops at the device's end); a 64 KiB buffered write dirties 16 pages; with
+/// `dev_name` set, no other disk is reported.
 #[test]
 fn buffered_reads_fill_the_page_cache() {
     gala_e2e::require_bpf!();
     let dir = disk_dir();
     let size: u64 = 4 << 20;
     let lo = LoopDev::attach(&sparse_file(&dir.path().join("disk"), size));
-    let probe =
-        Offline::start(r#"{"subitems":["page_cache","io_count"],"params":{"reportPeriod":5}}"#);
+    // dev_name selects this disk: the host's own disk (busy with the build) is left out.
+    let probe = Offline::start(&format!(
+        r#"{{"subitems":["page_cache","io_count"],"params":{{"reportPeriod":5,"devName":"{}"}}}}"#,
+        lo.name
+    ));
     let mut f = OpenOptions::new()
         .read(true)
         .write(true)
@@ -524,6 +528,13 @@ fn buffered_reads_fill_the_page_cache() {
     f.sync_all().expect("fsync");
     f.flush().expect("flush");
     let lines = probe.stop();
+    let own = format!("|{0}|{0}|", lo.name);
+    let tables: Vec<&String> = lines.iter().filter(|l| l.starts_with("|io_")).collect();
+    assert!(!tables.is_empty());
+    assert!(
+        tables.iter().all(|l| l.contains(&own)),
+        "dev_name: {tables:?}"
+    );
     let pages = size / PAGE;
     let load = total(&lines, "io_pagecache", &lo.name, "load_page_cache");
     assert!(

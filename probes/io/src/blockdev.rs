@@ -156,10 +156,9 @@ mod tests {
 
     /// A fake sysfs: sda with partition sda1, loop3, and a broken entry.
     fn fixture(tag: &str) -> TempTree {
-        let t = TempTree(std::env::temp_dir().join(format!(
-            "gala-ioprobe-sys-{}-{tag}",
-            std::process::id()
-        )));
+        let t = TempTree(
+            std::env::temp_dir().join(format!("gala-ioprobe-sys-{}-{tag}", std::process::id())),
+        );
         let _ = std::fs::remove_dir_all(t.path());
         let root = t.path();
         let sda = root.join("devices/pci0000:00/host0/block/sda");
