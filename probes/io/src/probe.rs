@@ -542,3 +542,49 @@ impl IoProbe {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Tracepoints available, fentry/kprobes not (this machine), minus `missing`.
+    fn plan_without(missing: &[&str]) -> Plan {
+        Plan::choose(
+            SUBITEMS,
+            |_| true,
+            |h| match h {
+                Hook::TpBtf(t) => !missing.contains(t),
+                _ => false,
+            },
+        )
+    }
+
+    #[test]
+    fn tracepoints_first_fentry_never_on_this_kernel() {
+        let plan = plan_without(&[]);
+        for item in ["io_trace", "io_err", "io_count", "page_cache"] {
+            assert!(plan.active(item), "{item}");
+        }
+        assert!(plan.has("io_start") && plan.has("io_error") && plan.has("pc_get_pages"));
+        assert!(!plan.has("io_error_complete") && !plan.has("pc_mark_accessed"));
+        assert!(plan.notes.is_empty(), "{:?}", plan.notes);
+    }
+
+    #[test]
+    fn older_kernels_fall_back_or_degrade_per_field() {
+        // No block_io_start: requests start at issue; no block_rq_error: errors from
+        // completions.
+        let plan = plan_without(&["block_io_start", "block_rq_error"]);
+        assert!(plan.active("io_trace") && !plan.has("io_start"));
+        assert!(plan.active("io_err") && plan.has("io_error_complete"));
+        // No mm_filemap_get_pages and no fentry: only access_pagecache stays empty.
+        let plan = plan_without(&["mm_filemap_get_pages"]);
+        assert!(!plan.active("page_cache"));
+        assert!(!plan.has_need("page_cache", NEED_ACCESS));
+        for need in [NEED_BUFFER_DIRTY, NEED_LOAD, NEED_PAGE_DIRTY] {
+            assert!(plan.has_need("page_cache", need), "{need}");
+        }
+        assert!(plan.has("pc_add") && !plan.has("pc_fault"));
+        assert_eq!(plan.notes.len(), 1);
+    }
+}
