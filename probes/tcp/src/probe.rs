@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::mem::MaybeUninit;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use gala_ebpf::{log, BpfProbe, Plan, RingReader, Subitem};
 use gala_probe_sdk::{Config, EmitError, Event, Level, Probe, Severity, SnooperMode};
@@ -313,6 +313,12 @@ impl BpfProbe for TcpProbe {
 
     fn poll(&mut self) {
         self.drain();
+    }
+
+    /// Often enough that a 1 MB ring buffer holds the close records of ~20k connections
+    /// per second between two drains.
+    fn tick(&self) -> Duration {
+        Duration::from_millis(50)
     }
 
     fn report(
