@@ -3,7 +3,8 @@
 #   ./dev.sh run    install build dependencies, build, run the daemon in the foreground
 #   ./dev.sh test   install test dependencies, run the whole test suite
 #   ./dev.sh bench  run the benchmarks (see docs/benchmarks.md); bench-baseinfo: the baseinfo ones;
-#                   bench-kafka: the Kafka egress one; bench-net: tcp + socket under wrk/nginx
+#                   bench-kafka: the Kafka egress one; bench-net, bench-io, bench-proc:
+#                   the eBPF probes' overhead (tcp + socket under wrk/nginx, io, proc)
 # Every step is idempotent.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -139,6 +140,9 @@ cmd_test() {
     target/release/gopher-bench --quick
     target/release/baseinfo-bench --quick
     target/release/kafka-bench --quick
+    target/release/net-bench --quick
+    target/release/io-bench --quick
+    target/release/proc-bench --quick
 }
 
 cmd_bench() {
@@ -153,10 +157,13 @@ cmd_bench_baseinfo() {
     "$ROOT/target/release/baseinfo-bench" "$@"
 }
 
-cmd_bench_net() {
+# The eBPF probes' overhead benchmarks: net-bench (tcp + socket under wrk/nginx), io-bench
+# (O_DIRECT on a loop device), proc-bench (1 M getppid/read).
+cmd_bench_ebpf() {
+    local bench=$1; shift
     install_test_deps
     cargo build --release --workspace --bins
-    "$ROOT/target/release/net-bench" "$@"
+    "$ROOT/target/release/$bench" "$@"
 }
 
 cmd_bench_kafka() {
@@ -171,8 +178,8 @@ case "${1:-}" in
     bench) shift; cmd_bench "$@" ;;
     bench-baseinfo) shift; cmd_bench_baseinfo "$@" ;;
     bench-kafka) shift; cmd_bench_kafka "$@" ;;
-    bench-net) shift; cmd_bench_net "$@" ;;
+    bench-net|bench-io|bench-proc) b=${1#bench-}-bench; shift; cmd_bench_ebpf "$b" "$@" ;;
     stage) stage "$2" "${3:-target/release}" ;;
     relocate) relocate "$2" ;;
-    *) echo "usage: $0 run|test|bench|bench-baseinfo|bench-kafka|bench-net" >&2; exit 2 ;;
+    *) echo "usage: $0 run|test|bench|bench-baseinfo|bench-kafka|bench-net|bench-io|bench-proc" >&2; exit 2 ;;
 esac
