@@ -67,6 +67,9 @@ for line in sys.stdin:
         elif a[0] == "connect":
             conns.append(socket.create_connection(("127.0.0.1", int(a[1]))))
             out(len(conns) - 1)
+        elif a[0] == "connect6":
+            conns.append(socket.create_connection(("::1", int(a[1]))))
+            out(len(conns) - 1)
         elif a[0] == "send":
             conns[int(a[1])].sendall(b"x" * int(a[2]))
             out("ok")
@@ -340,6 +343,14 @@ fn bytes_segments_and_rtt_of_both_roles() {
     peer.cmd(&format!("send {cidx} {to_us}"));
     read_exact(&mut accepted, to_us);
 
+    // Over IPv6 too.
+    let listener6 = TcpListener::bind("[::1]:0").expect("bind ::1");
+    let port6 = listener6.local_addr().expect("addr").port();
+    let idx6 = peer.cmd(&format!("connect6 {port6}"));
+    let (mut accepted6, _) = listener6.accept().expect("accept");
+    peer.cmd(&format!("send {idx6} 7000"));
+    read_exact(&mut accepted6, 7000);
+
     let rx = probe.wait_sum(pid, "server", sport, "rx_bytes", to_server as u64);
     assert_eq!(rx, to_server as u64, "server rx_bytes = bytes we sent");
     assert_eq!(
@@ -380,6 +391,12 @@ fn bytes_segments_and_rtt_of_both_roles() {
         hist_total(&server, "syn_srtt"),
         1,
         "one handshake seen by the server"
+    );
+    assert_eq!(probe.wait_sum(pid, "client", port6, "tx_bytes", 7000), 7000);
+    let v6 = probe.tracker(pid, "client", port6)[0];
+    assert_eq!(
+        (v6["protocol"].as_str(), v6["server_ip"].as_str()),
+        ("10", "::1")
     );
     let client = probe.tracker(pid, "client", cport_server);
     assert!(hist_total(&client, "srtt") > 0);

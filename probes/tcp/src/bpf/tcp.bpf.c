@@ -302,7 +302,7 @@ static __always_inline struct link *new_link(const struct sock *sk, __u8 role,
         l->segs_out0 = l->segs_out;
         l->sk_drops0 = l->sk_drops;
     }
-    l->established = BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_SYN_SENT;
+    l->established = 1;
     if (bpf_map_update_elem(&links, &key, l, BPF_NOEXIST) != 0) {
         struct link *other = bpf_map_lookup_elem(&links, &key);
         if (!other)
@@ -411,7 +411,10 @@ int BPF_PROG(tcp_state, const struct sock *sk, const int oldstate, const int new
     if (newstate == TCP_SYN_SENT) {
         if (!is_tcp(sk) || !gala_snooped(gala_tgid()))
             return 0;
-        new_link(sk, ROLE_CLIENT, NULL);
+        struct link *l = new_link(sk, ROLE_CLIENT, NULL);
+        /* The tracepoint runs before the state is stored: mark it by hand. */
+        if (l)
+            l->established = 0;
         return 0;
     }
     if (newstate == TCP_ESTABLISHED) {
