@@ -1,1 +1,444 @@
-//! End-to-end tests of the endpoint eBPF probe (being written).
+//! The socket eBPF probe (`endpoint`) under the real daemon, against real loopback traffic
+//! made by this test process (snooped by its pid: the probe excludes only itself):
+//!
+//! - a listener with backlog 1 that never accepts, flooded by connects: `listendrop` > 0
+//!   for that listener, the `listendrop` event in the event log, the two connections the
+//!   accept queue holds as `passive_open`, and on the client side `syn_sent`, `active_open`,
+//!   `active_open_failed` (connects given up) and `retran_syn`;
+//! - a connect to a closed port counts `active_open_failed`; a served connect counts
+//!   `active_open` (client) and `passive_open` (server) with `estab_latency`;
+//! - UDP to a socket with a tiny receive buffer that is not read: `udp_rcv_drops` equals the
+//!   datagrams sent minus those the queue held, `bind_sends`/`bind_rcvs` equal the bytes
+//!   sent and received;
+//! - a process outside the snoopers produces no records until it is added over REST.
+//!
+//! Gauges are per-period values and every report reaches exactly one scrape, so sums over
+//! all scrapes are totals.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gala_e2e::{free_port, KillOnDrop, Samples, Sandbox};
+
+const META: &str = include_str!("../../probes/endpoint/endpoint.meta");
+
+/// A sandbox with the endpoint probe installed and a running daemon.
+fn daemon() -> (Sandbox, gala_e2e::Daemon) {
+    let sb = Sandbox::new();
+    gala_e2e::ebpf::install_builtin(&sb, "endpoint", &[("endpoint.meta", META)]);
+    sb.write_config(
+        gala_e2e::IMDB_DEFAULT,
+        "supervisor = { stop_grace = 2; snooper_period = 1; };",
+    );
+    let d = sb.start();
+    (sb, d)
+}
+
+/// Starts (or updates) the socket probe for `pids`.
+fn put_socket(d: &gala_e2e::Daemon, pids: &[u32], report_event: bool) {
+    let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
+    let body = format!(
+        r#"{{"cmd":{{"probe":["tcp_socket","udp_socket"]}},"snoopers":{{"proc_id":[{}]}},"params":{{"report_period":5,"report_event":{}}},"state":"running"}}"#,
+        pids.join(","),
+        u8::from(report_event)
+    );
+    let (status, text) = d.put("socket", &body);
+    assert_eq!(status, 200, "{text}");
+}
+
+/// What the scrapes showed of every series: its values in order, a repeat of the previous
+/// value dropped. `/metrics` holds the latest report of each series and the probe reports
+/// per-period counts, so the sum of a series' values is its total as long as two
+/// consecutive periods do not have the very same non-zero value (bursts here are short).
+#[derive(Default)]
+struct Tally(std::collections::BTreeMap<Series, Vec<f64>>);
+
+/// A series: metric name and label pairs.
+type Series = (String, Vec<(String, String)>);
+
+impl Tally {
+    fn scrape(&mut self, d: &gala_e2e::Daemon) {
+        for s in Samples::parse(&d.scrape()).0 {
+            let labels = s.labels.clone().into_iter().collect();
+            let v = s.value.parse::<f64>().unwrap_or(f64::NAN);
+            let seq = self.0.entry((s.name, labels)).or_default();
+            if seq.last() != Some(&v) {
+                seq.push(v);
+            }
+        }
+    }
+
+    fn matching<'a>(
+        &'a self,
+        name: &'a str,
+        labels: &'a [(&'a str, &'a str)],
+    ) -> impl Iterator<Item = (&'a Vec<(String, String)>, &'a Vec<f64>)> + 'a {
+        self.0.iter().filter_map(move |((n, l), v)| {
+            let hit = n == name
+                && labels
+                    .iter()
+                    .all(|(k, want)| l.iter().any(|(lk, lv)| lk == k && lv == want));
+            hit.then_some((l, v))
+        })
+    }
+
+    /// Total of `gala_gopher_<field>` over the matching series.
+    fn sum(&self, field: &str, labels: &[(&str, &str)]) -> f64 {
+        let name = format!("gala_gopher_{field}");
+        self.matching(&name, labels)
+            .flat_map(|(_, v)| v.iter())
+            .filter(|v| v.is_finite())
+            .sum()
+    }
+
+    fn seen(&self, field: &str, labels: &[(&str, &str)]) -> bool {
+        let name = format!("gala_gopher_{field}");
+        let found = self.matching(&name, labels).next().is_some();
+        found
+    }
+
+    /// Whether any endpoint series has label `key` = `value`.
+    fn any_endpoint(&self, key: &str, value: &str) -> bool {
+        self.0.keys().any(|(n, l)| {
+            n.starts_with("gala_gopher_endpoint_") && l.iter().any(|(k, v)| k == key && v == value)
+        })
+    }
+
+    /// Scrapes until `done` holds (or panics after `timeout`, naming `what`).
+    fn until(
+        &mut self,
+        d: &gala_e2e::Daemon,
+        timeout: Duration,
+        what: &str,
+        done: impl Fn(&Tally) -> bool,
+    ) {
+        let end = Instant::now() + timeout;
+        loop {
+            self.scrape(d);
+            if done(self) {
+                return;
+            }
+            assert!(Instant::now() < end, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// A listener on 127.0.0.1:`port` whose accept queue holds `backlog` + 1 connections.
+fn listener(port: u16, backlog: i32) -> TcpListener {
+    let l = TcpListener::bind(("127.0.0.1", port)).expect("bind");
+    // listen() again on a listening socket sets its backlog.
+    // SAFETY: plain syscall on a socket we own.
+    assert_eq!(unsafe { libc::listen(l.as_raw_fd(), backlog) }, 0);
+    l
+}
+
+fn me() -> String {
+    std::process::id().to_string()
+}
+
+#[test]
+fn flooded_listener_counts_listen_drops_and_the_client_side() {
+    gala_e2e::require_bpf!();
+    let port = free_port();
+    let _l = listener(port, 1);
+    let (sb, d) = daemon();
+    put_socket(&d, &[std::process::id()], true);
+    let me = me();
+    let p = port.to_string();
+    let server = [
+        ("tgid", me.as_str()),
+        ("role", "server"),
+        ("server_port", p.as_str()),
+    ];
+    let client = [
+        ("tgid", me.as_str()),
+        ("role", "client"),
+        ("server_port", p.as_str()),
+    ];
+    let mut t = Tally::default();
+    // The listener existed before the probe: it is preloaded and reported with zeros.
+    t.until(&d, Duration::from_secs(30), "the preloaded listener", |t| {
+        t.seen("endpoint_tcp_passive_open", &server)
+    });
+    assert!(t.seen("endpoint_tcp_listendrop", &[("multi", "0")]));
+
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // The accept queue takes two; the rest are dropped at the listener and given up by the
+    // client after the first SYN retransmit (the initial RTO is 1 s).
+    let held: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("queued"))
+        .collect();
+    let tries: Vec<_> = (0..6)
+        .map(|_| {
+            std::thread::spawn(move || {
+                TcpStream::connect_timeout(&addr, Duration::from_millis(1500))
+            })
+        })
+        .collect();
+    let failed = tries
+        .into_iter()
+        .map(|h| h.join().expect("connect thread"))
+        .filter(Result::is_err)
+        .count();
+    assert_eq!(failed, 6, "the full accept queue let a connect through");
+    t.until(
+        &d,
+        Duration::from_secs(30),
+        "listen drops and client counts",
+        |t| {
+            t.sum("endpoint_tcp_listendrop", &server) > 0.0
+                && t.sum("endpoint_tcp_passive_open", &server) >= 2.0
+                && t.sum("endpoint_tcp_active_open", &client) >= 2.0
+                && t.sum("endpoint_tcp_active_open_failed", &client) >= 1.0
+                && t.sum("endpoint_tcp_retran_syn", &client) >= 1.0
+        },
+    );
+    assert!(t.sum("endpoint_tcp_syn_sent", &client) >= 8.0);
+    // Server-side fields only on the server row, client-side ones only on the client row.
+    assert!(!t.seen("endpoint_tcp_active_open", &server));
+    assert!(!t.seen("endpoint_tcp_listendrop", &client));
+    // The handshake latency of the two accepted connections.
+    assert!(t.sum("endpoint_tcp_estab_latency_count", &server) >= 2.0);
+    let event = sb.wait_event(Duration::from_secs(10), "listendrop", |e| {
+        e["Resource"]["metric"] == "gala_gopher_endpoint_tcp_listendrop"
+    });
+    let body = event["Body"].as_str().expect("Body");
+    assert!(body.contains(&format!("127.0.0.1:{port}")), "{body}");
+    drop(held);
+}
+
+#[test]
+fn connects_count_opens_failures_and_latency() {
+    gala_e2e::require_bpf!();
+    let served = listener(free_port(), 16);
+    let port = served.local_addr().unwrap().port();
+    let closed = free_port();
+    let (_sb, d) = daemon();
+    put_socket(&d, &[std::process::id()], false);
+    let me = me();
+    let (p, c) = (port.to_string(), closed.to_string());
+    let server = [
+        ("tgid", me.as_str()),
+        ("role", "server"),
+        ("server_port", p.as_str()),
+    ];
+    let mut t = Tally::default();
+    t.until(&d, Duration::from_secs(30), "the preloaded listener", |t| {
+        t.seen("endpoint_tcp_passive_open", &server)
+    });
+    let accept = std::thread::spawn(move || {
+        for _ in 0..3 {
+            let (mut s, _) = served.accept().expect("accept");
+            let _ = s.write_all(b"hi");
+        }
+    });
+    for _ in 0..3 {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let mut buf = [0u8; 2];
+        s.read_exact(&mut buf).expect("greeting");
+    }
+    accept.join().expect("server thread");
+    for _ in 0..2 {
+        let e = TcpStream::connect(("127.0.0.1", closed)).expect_err("closed port");
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
+    }
+    let to_served = [
+        ("tgid", me.as_str()),
+        ("role", "client"),
+        ("server_port", p.as_str()),
+        ("client_ip", "127.0.0.1"),
+        ("server_ip", "127.0.0.1"),
+        ("protocol", "2"),
+    ];
+    let to_closed = [
+        ("tgid", me.as_str()),
+        ("role", "client"),
+        ("server_port", c.as_str()),
+    ];
+    t.until(&d, Duration::from_secs(30), "opens and failures", |t| {
+        t.sum("endpoint_tcp_active_open", &to_served) >= 3.0
+            && t.sum("endpoint_tcp_passive_open", &server) >= 3.0
+            && t.sum("endpoint_tcp_active_open_failed", &to_closed) >= 2.0
+    });
+    assert_eq!(t.sum("endpoint_tcp_active_open", &to_served), 3.0);
+    assert_eq!(t.sum("endpoint_tcp_active_open_failed", &to_served), 0.0);
+    assert_eq!(t.sum("endpoint_tcp_active_open", &to_closed), 0.0);
+    assert_eq!(t.sum("endpoint_tcp_syn_sent", &to_closed), 2.0);
+    assert_eq!(t.sum("endpoint_tcp_passive_open_failed", &server), 0.0);
+    // The listen endpoint's client fields are the wildcard.
+    assert!(t.seen(
+        "endpoint_tcp_passive_open",
+        &[
+            ("server_port", p.as_str()),
+            ("client_ip", "0.0.0.0"),
+            ("toa_client_ip", "0.0.0.0"),
+            ("server_ip", "127.0.0.1"),
+        ]
+    ));
+    for labels in [&to_served[..], &server[..]] {
+        assert_eq!(
+            t.sum("endpoint_tcp_estab_latency_count", labels),
+            3.0,
+            "{labels:?}"
+        );
+    }
+}
+
+#[test]
+fn udp_drops_and_bytes_match_what_was_sent() {
+    gala_e2e::require_bpf!();
+    let rx = UdpSocket::bind("127.0.0.1:0").expect("bind rx");
+    let small: libc::c_int = 1024;
+    // SAFETY: setsockopt reads an int we own.
+    let rc = unsafe {
+        libc::setsockopt(
+            rx.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&small as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0);
+    let rport = rx.local_addr().unwrap().port();
+    let tx = UdpSocket::bind("127.0.0.1:0").expect("bind tx");
+    let tport = tx.local_addr().unwrap().port();
+    let (_sb, d) = daemon();
+    put_socket(&d, &[std::process::id()], false);
+    let me = me();
+    let (rp, tp) = (rport.to_string(), tport.to_string());
+    let rx_row = [("tgid", me.as_str()), ("local_port", rp.as_str())];
+    let tx_row = [
+        ("tgid", me.as_str()),
+        ("local_port", tp.as_str()),
+        ("local_ip", "127.0.0.1"),
+        ("remote_ip", "0.0.0.0"),
+        ("remote_port", "0"),
+        ("protocol", "2"),
+    ];
+    let mut t = Tally::default();
+    // The probe is up once the listener-less process has a row: wait for the ebpf_prog table.
+    t.until(&d, Duration::from_secs(30), "the probe's programs", |t| {
+        t.seen("ebpf_prog_run_count", &[("prog", "ep_udp_drop")])
+    });
+    // Three datagrams read, then a flood the queue cannot hold, then what it held.
+    rx.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut buf = [0u8; 2048];
+    for _ in 0..3 {
+        tx.send_to(&[1u8; 100], ("127.0.0.1", rport)).expect("send");
+        assert_eq!(rx.recv(&mut buf).expect("recv"), 100);
+    }
+    let flood = 200;
+    for _ in 0..flood {
+        tx.send_to(&[2u8; 1000], ("127.0.0.1", rport))
+            .expect("send");
+    }
+    rx.set_nonblocking(true).expect("nonblocking");
+    let mut held = 0;
+    while let Ok(n) = rx.recv(&mut buf) {
+        assert_eq!(n, 1000);
+        held += 1;
+    }
+    assert!(held < flood, "the tiny buffer held everything");
+    let sent = 3.0 * 100.0 + f64::from(flood) * 1000.0;
+    let received = 300.0 + f64::from(held) * 1000.0;
+    let dropped = f64::from(flood - held);
+    t.until(&d, Duration::from_secs(30), "UDP counts", |t| {
+        t.sum("endpoint_udp_bind_sends", &tx_row) >= sent
+            && t.sum("endpoint_udp_bind_rcvs", &rx_row) >= received
+            && t.sum("endpoint_udp_udp_rcv_drops", &rx_row) >= dropped
+    });
+    // One more period: nothing is counted twice.
+    std::thread::sleep(Duration::from_secs(6));
+    t.scrape(&d);
+    assert_eq!(t.sum("endpoint_udp_bind_sends", &tx_row), sent);
+    assert_eq!(t.sum("endpoint_udp_bind_rcvs", &rx_row), received);
+    assert_eq!(t.sum("endpoint_udp_udp_rcv_drops", &rx_row), dropped);
+    assert_eq!(t.sum("endpoint_udp_udp_rcv_drops", &tx_row), 0.0);
+    assert_eq!(t.sum("endpoint_udp_bind_rcvs", &tx_row), 0.0);
+}
+
+/// A Python process listening on `port`, printing `ready` once it does.
+fn python_listener(port: u16) -> KillOnDrop {
+    let script = format!(
+        "import socket,time\ns=socket.socket()\ns.bind(('127.0.0.1',{port}))\ns.listen(128)\nprint('ready',flush=True)\ntime.sleep(600)\n"
+    );
+    let mut child = Command::new("python3")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("ready");
+    assert_eq!(line.trim(), "ready");
+    KillOnDrop(child)
+}
+
+#[test]
+fn processes_outside_the_snoopers_have_no_records_until_added() {
+    gala_e2e::require_bpf!();
+    let other_port = free_port();
+    let other = python_listener(other_port);
+    let other_pid = other.0.id();
+    let mine = listener(free_port(), 1);
+    let port = mine.local_addr().unwrap().port();
+    let udp = UdpSocket::bind("127.0.0.1:0").expect("udp");
+    let (_sb, d) = daemon();
+    put_socket(&d, &[other_pid], false);
+    let (op, p, me) = (other_port.to_string(), port.to_string(), me());
+    let mut t = Tally::default();
+    t.until(
+        &d,
+        Duration::from_secs(30),
+        "the snooped process's listener",
+        |t| {
+            t.seen(
+                "endpoint_tcp_passive_open",
+                &[
+                    ("tgid", &other_pid.to_string()),
+                    ("server_port", op.as_str()),
+                ],
+            )
+        },
+    );
+    // Traffic of this (unsnooped) process for two periods, scraped all along.
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let other_addr: SocketAddr = format!("127.0.0.1:{other_port}").parse().unwrap();
+    let work = |t: &mut Tally, secs: u64| {
+        let end = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < end {
+            let _ = TcpStream::connect_timeout(&addr, Duration::from_millis(100));
+            let _ = udp.send_to(b"x", ("127.0.0.1", 9));
+            let _ = TcpStream::connect_timeout(&other_addr, Duration::from_millis(100));
+            t.scrape(&d);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    work(&mut t, 11);
+    let ours = |t: &Tally| t.any_endpoint("tgid", &me) || t.any_endpoint("server_port", &p);
+    assert!(!ours(&t), "records of a process outside the snoopers");
+    // The server side of connects to the snooped process is the snooped process's.
+    assert!(t.sum("endpoint_tcp_passive_open", &[("server_port", op.as_str())]) >= 1.0);
+    // Added over REST: its listener and traffic appear.
+    put_socket(&d, &[other_pid, std::process::id()], false);
+    let mine = [("tgid", me.as_str()), ("server_port", p.as_str())];
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(30)
+        && t.sum("endpoint_tcp_listendrop", &mine) == 0.0
+    {
+        work(&mut t, 1);
+    }
+    assert!(
+        t.sum("endpoint_tcp_listendrop", &mine) > 0.0,
+        "no listen drops after adding this process"
+    );
+    drop(other);
+}
