@@ -10,10 +10,13 @@
 //! - UDP to a socket with a tiny receive buffer that is not read: `udp_rcv_drops` equals the
 //!   datagrams sent minus those the queue held, `bind_sends`/`bind_rcvs` equal the bytes
 //!   sent and received;
-//! - a process outside the snoopers produces no records until it is added over REST.
+//! - a process outside the snoopers produces no records until it is added over REST;
+//! - `nft` drops of outgoing SYNs count `syn_drop` and `retran_syn`; drops of the
+//!   handshake ACK make the listener retransmit its SYN-ACK (`retran_synacks` and its event).
 //!
-//! Gauges are per-period values and every report reaches exactly one scrape, so sums over
-//! all scrapes are totals.
+//! Gauges are per-period values and `/metrics` holds the latest report of each series; the
+//! tests scrape far more often than the 5 s period and add up each series' successive
+//! values (see [`Tally`]).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -21,7 +24,7 @@ use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gala_e2e::{free_port, KillOnDrop, Samples, Sandbox};
+use gala_e2e::{KillOnDrop, Samples, Sandbox};
 
 const META: &str = include_str!("../../probes/endpoint/endpoint.meta");
 
@@ -127,13 +130,49 @@ impl Tally {
     }
 }
 
-/// A listener on 127.0.0.1:`port` whose accept queue holds `backlog` + 1 connections.
-fn listener(port: u16, backlog: i32) -> TcpListener {
-    let l = TcpListener::bind(("127.0.0.1", port)).expect("bind");
+/// A listener on a free port of 127.0.0.1 whose accept queue holds `backlog` + 1
+/// connections.
+fn listener(backlog: i32) -> TcpListener {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
     // listen() again on a listening socket sets its backlog.
     // SAFETY: plain syscall on a socket we own.
     assert_eq!(unsafe { libc::listen(l.as_raw_fd(), backlog) }, 0);
     l
+}
+
+/// A TCP port of 127.0.0.1 nobody listens on, reserved for as long as the socket lives
+/// (bound, not listening: connects to it are refused).
+struct ClosedPort(libc::c_int, u16);
+
+impl ClosedPort {
+    fn new() -> ClosedPort {
+        // SAFETY: plain syscalls on a socket we own; the address struct is ours.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+            assert!(fd >= 0, "socket");
+            let mut a: libc::sockaddr_in = std::mem::zeroed();
+            a.sin_family = libc::AF_INET as libc::sa_family_t;
+            a.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+            let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            assert_eq!(
+                libc::bind(fd, (&a as *const libc::sockaddr_in).cast(), len),
+                0
+            );
+            let mut len = len;
+            assert_eq!(
+                libc::getsockname(fd, (&mut a as *mut libc::sockaddr_in).cast(), &mut len),
+                0
+            );
+            ClosedPort(fd, u16::from_be(a.sin_port))
+        }
+    }
+}
+
+impl Drop for ClosedPort {
+    fn drop(&mut self) {
+        // SAFETY: closing the fd we own.
+        unsafe { libc::close(self.0) };
+    }
 }
 
 fn me() -> String {
@@ -143,8 +182,8 @@ fn me() -> String {
 #[test]
 fn flooded_listener_counts_listen_drops_and_the_client_side() {
     gala_e2e::require_bpf!();
-    let port = free_port();
-    let _l = listener(port, 1);
+    let l = listener(1);
+    let port = l.local_addr().unwrap().port();
     let (sb, d) = daemon();
     put_socket(&d, &[std::process::id()], true);
     let me = me();
@@ -203,20 +242,27 @@ fn flooded_listener_counts_listen_drops_and_the_client_side() {
     assert!(!t.seen("endpoint_tcp_listendrop", &client));
     // The handshake latency of the two accepted connections.
     assert!(t.sum("endpoint_tcp_estab_latency_count", &server) >= 2.0);
+    // (Other tests of this process have listeners too: pick ours by its entity id.)
+    let id = format!("{me}_server_0.0.0.0_127.0.0.1_{port}_2");
     let event = sb.wait_event(Duration::from_secs(10), "listendrop", |e| {
         e["Resource"]["metric"] == "gala_gopher_endpoint_tcp_listendrop"
+            && e["Body"]
+                .as_str()
+                .is_some_and(|b| b.contains(&format!("Entity({id})")))
     });
     let body = event["Body"].as_str().expect("Body");
-    assert!(body.contains(&format!("127.0.0.1:{port}")), "{body}");
+    assert!(body.contains("TCP listen drops("), "{body}");
     drop(held);
+    drop(l);
 }
 
 #[test]
 fn connects_count_opens_failures_and_latency() {
     gala_e2e::require_bpf!();
-    let served = listener(free_port(), 16);
+    let served = listener(16);
     let port = served.local_addr().unwrap().port();
-    let closed = free_port();
+    let closed_port = ClosedPort::new();
+    let closed = closed_port.1;
     let (_sb, d) = daemon();
     put_socket(&d, &[std::process::id()], false);
     let me = me();
@@ -363,13 +409,11 @@ fn udp_drops_and_bytes_match_what_was_sent() {
     assert_eq!(t.sum("endpoint_udp_bind_rcvs", &tx_row), 0.0);
 }
 
-/// A Python process listening on `port`, printing `ready` once it does.
-fn python_listener(port: u16) -> KillOnDrop {
-    let script = format!(
-        "import socket,time\ns=socket.socket()\ns.bind(('127.0.0.1',{port}))\ns.listen(128)\nprint('ready',flush=True)\ntime.sleep(600)\n"
-    );
+/// A Python process listening on a free port of 127.0.0.1, and that port.
+fn python_listener() -> (KillOnDrop, u16) {
+    let script = "import socket,time\ns=socket.socket()\ns.bind(('127.0.0.1',0))\ns.listen(128)\nprint(s.getsockname()[1],flush=True)\ntime.sleep(600)\n";
     let mut child = Command::new("python3")
-        .args(["-c", &script])
+        .args(["-c", script])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .spawn()
@@ -377,18 +421,17 @@ fn python_listener(port: u16) -> KillOnDrop {
     let mut line = String::new();
     BufReader::new(child.stdout.take().expect("stdout"))
         .read_line(&mut line)
-        .expect("ready");
-    assert_eq!(line.trim(), "ready");
-    KillOnDrop(child)
+        .expect("port");
+    let port = line.trim().parse().expect("the listener's port");
+    (KillOnDrop(child), port)
 }
 
 #[test]
 fn processes_outside_the_snoopers_have_no_records_until_added() {
     gala_e2e::require_bpf!();
-    let other_port = free_port();
-    let other = python_listener(other_port);
+    let (other, other_port) = python_listener();
     let other_pid = other.0.id();
-    let mine = listener(free_port(), 1);
+    let mine = listener(1);
     let port = mine.local_addr().unwrap().port();
     let udp = UdpSocket::bind("127.0.0.1:0").expect("udp");
     let (_sb, d) = daemon();
@@ -441,4 +484,129 @@ fn processes_outside_the_snoopers_have_no_records_until_added() {
         "no listen drops after adding this process"
     );
     drop(other);
+}
+
+/// An `inet` nft table with one output and one input chain, deleted when dropped.
+struct NftTable(String);
+
+impl NftTable {
+    /// Drops outgoing SYNs to `syn_port` and the pure ACKs arriving at `ack_port`.
+    fn new(syn_port: u16, ack_port: u16) -> NftTable {
+        let name = format!("gala_e2e_endpoint_{}_{syn_port}", std::process::id());
+        let table = NftTable(name.clone());
+        let (s, a) = (syn_port.to_string(), ack_port.to_string());
+        let out = "{ type filter hook output priority 0; policy accept; }";
+        let inp = "{ type filter hook input priority 0; policy accept; }";
+        let rules: [&[&str]; 6] = [
+            &["add", "table", "inet", &name],
+            &["add", "chain", "inet", &name, "out", out],
+            &["add", "chain", "inet", &name, "in", inp],
+            &[
+                "add",
+                "rule",
+                "inet",
+                &name,
+                "out",
+                "tcp",
+                "dport",
+                &s,
+                "tcp",
+                "flags",
+                "&",
+                "(syn|ack)",
+                "==",
+                "syn",
+                "drop",
+            ],
+            &[
+                "add",
+                "rule",
+                "inet",
+                &name,
+                "in",
+                "tcp",
+                "dport",
+                &a,
+                "tcp",
+                "flags",
+                "&",
+                "(syn|ack|fin|rst)",
+                "==",
+                "ack",
+                "drop",
+            ],
+            &["list", "table", "inet", &name],
+        ];
+        for args in rules {
+            let out = Command::new("nft").args(args).output().expect("nft");
+            assert!(
+                out.status.success(),
+                "nft {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        table
+    }
+}
+
+impl Drop for NftTable {
+    fn drop(&mut self) {
+        let _ = Command::new("nft")
+            .args(["delete", "table", "inet", &self.0])
+            .status();
+    }
+}
+
+#[test]
+fn dropped_syns_and_handshake_acks_count_syn_drop_and_synack_retransmits() {
+    gala_e2e::require_bpf!();
+    let served = listener(16);
+    let port = served.local_addr().unwrap().port();
+    let blocked_port = ClosedPort::new();
+    let blocked = blocked_port.1;
+    let _nft = NftTable::new(blocked, port);
+    let (sb, d) = daemon();
+    put_socket(&d, &[std::process::id()], true);
+    let me = me();
+    let (p, b) = (port.to_string(), blocked.to_string());
+    let server = [
+        ("tgid", me.as_str()),
+        ("role", "server"),
+        ("server_port", p.as_str()),
+    ];
+    let to_blocked = [
+        ("tgid", me.as_str()),
+        ("role", "client"),
+        ("server_port", b.as_str()),
+    ];
+    let mut t = Tally::default();
+    t.until(&d, Duration::from_secs(30), "the preloaded listener", |t| {
+        t.seen("endpoint_tcp_retran_synacks", &server)
+    });
+    // The SYN never leaves: the first one and its retransmit are dropped on output.
+    let addr: SocketAddr = format!("127.0.0.1:{blocked}").parse().unwrap();
+    let e = TcpStream::connect_timeout(&addr, Duration::from_millis(1500)).expect_err("blocked");
+    assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}");
+    // The handshake's ACK never arrives: the server retransmits its SYN-ACK (after 1 s).
+    let _client = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    t.until(
+        &d,
+        Duration::from_secs(30),
+        "syn_drop and retran_synacks",
+        |t| {
+            t.sum("endpoint_tcp_syn_drop", &to_blocked) >= 2.0
+                && t.sum("endpoint_tcp_retran_synacks", &server) >= 1.0
+        },
+    );
+    assert!(t.sum("endpoint_tcp_retran_syn", &to_blocked) >= 1.0);
+    assert_eq!(t.sum("endpoint_tcp_active_open", &to_blocked), 0.0);
+    assert_eq!(t.sum("endpoint_tcp_passive_open", &server), 0.0);
+    let id = format!("{me}_server_0.0.0.0_127.0.0.1_{port}_2");
+    sb.wait_event(Duration::from_secs(10), "retran_synacks", |e| {
+        e["Resource"]["metric"] == "gala_gopher_endpoint_tcp_retran_synacks"
+            && e["Body"]
+                .as_str()
+                .is_some_and(|b| b.contains(&format!("Entity({id})")))
+    });
+    drop(served);
 }
