@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use gala_e2e::bench::{cpu_seconds, row};
-use gala_e2e::{free_port, poll_until, repo_root, Daemon, KillOnDrop, Samples, Sandbox};
+use gala_e2e::{free_port, poll_until, repo_root, Daemon, Samples, Sandbox};
 
 #[derive(Parser)]
 struct Args {
@@ -31,8 +31,27 @@ struct Args {
     quick: bool,
 }
 
+/// nginx's master process; stopped with SIGTERM (the master stops its workers) and reaped.
+struct Nginx(std::process::Child);
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
+}
+
+/// On-CPU time of `pid` in seconds: `/proc/<pid>/schedstat` (ns), else utime + stime.
+fn cpu_time(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or_else(|| cpu_seconds(pid), |ns| ns / 1e9)
+}
+
 /// nginx on `port` with one worker, everything under `dir`.
-fn start_nginx(dir: &Path, port: u16) -> KillOnDrop {
+fn start_nginx(dir: &Path, port: u16) -> Nginx {
     for sub in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"] {
         std::fs::create_dir_all(dir.join(sub)).expect("nginx temp dir");
     }
@@ -59,7 +78,7 @@ fn start_nginx(dir: &Path, port: u16) -> KillOnDrop {
         std::net::TcpStream::connect(("127.0.0.1", port))
             .map_err(|e| format!("nginx does not listen on {port}: {e}"))
     });
-    KillOnDrop(child)
+    Nginx(child)
 }
 
 /// Pids of `nginx`'s master (`master`) and its workers.
@@ -209,7 +228,7 @@ fn main() {
         &[("endpoint.meta", &meta("probes/endpoint/endpoint.meta"))],
     );
     sb.write_config(
-        "max_tables_num = 64; max_records_num = 65536; max_metrics_num = 256; record_timeout = 60;",
+        "max_tables_num = 64; max_records_num = 65536; max_metrics_num = 128; record_timeout = 60;",
         "supervisor = { stop_grace = 2; snooper_period = 1; };",
     );
     let d = sb.start();
@@ -230,12 +249,12 @@ fn main() {
         let rps_off = wrk(port, args.seconds, args.connections);
         probes_on(&d, &pids);
         let probes = probe_pids(d.pid());
-        let cpu0: f64 = probes.iter().map(|&p| cpu_seconds(p)).sum();
+        let cpu0: f64 = probes.iter().map(|&p| cpu_time(p)).sum();
         let costs0 = bpf_costs(&d.scrape());
         let t0 = Instant::now();
         let rps_on = wrk(port, args.seconds, args.connections);
         let wall = t0.elapsed().as_secs_f64();
-        let cpu1: f64 = probes.iter().map(|&p| cpu_seconds(p)).sum();
+        let cpu1: f64 = probes.iter().map(|&p| cpu_time(p)).sum();
         // The cost counters are reported every 5 s: wait for the report after the run.
         std::thread::sleep(Duration::from_secs(6));
         let costs1 = bpf_costs(&d.scrape());
