@@ -521,7 +521,8 @@ fn daemon(record_timeout: u32) -> (Sandbox, gala_e2e::Daemon) {
         &format!("max_tables_num = 1024; max_records_num = 1024; max_metrics_num = 64; record_timeout = {record_timeout};"),
         "supervisor = { stop_grace = 2; snooper_period = 1; };",
     );
-    let d = sb.start();
+    // The BPF statistics always on (not sampled): the test counts a program's runs.
+    let d = sb.start_with_env(&[("GALA_EBPF_STATS", "1")]);
     (sb, d)
 }
 

@@ -23,7 +23,7 @@ pub mod ring;
 pub mod runner;
 pub mod snoop;
 
-pub use cost::{CostReport, ProgCost, COST_META};
+pub use cost::{CostReport, ProgCost, StatsMode, COST_META};
 pub use hist::Histogram;
 pub use kernel::Kernel;
 pub use plan::{load, Hook, Need, Plan, Prog, Subitem};

@@ -8,7 +8,7 @@
 //! 3. on every configuration: write the snooper scope into the BPF maps ([`SnoopMap`]),
 //!    tell the probe the new pids and params;
 //! 4. every [`BpfProbe::tick`]: drain the ring buffers; every `report_period`: report the
-//!    tables and the programs' cost (`ebpf_prog`);
+//!    tables and the programs' cost (`ebpf_prog`, statistics sampled, see [`crate::cost`]);
 //! 5. on stop: a last report, then exit.
 
 use std::collections::BTreeSet;
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use gala_probe_sdk::{Config, EmitError, Level, Probe, Wake};
 use libbpf_rs::Object;
 
-use crate::cost::{CostReport, COST_META};
+use crate::cost::{CostReport, StatsMode, COST_META};
 use crate::kernel::Kernel;
 use crate::plan::{load, Plan, Subitem};
 use crate::snoop::SnoopMap;
@@ -67,7 +67,7 @@ pub fn run<P: BpfProbe>(
 ) -> Result<(), Box<dyn std::error::Error>> {
     crate::raise_memlock();
     let kernel = Kernel::detect();
-    let mut cost = CostReport::enable();
+    let mut cost = CostReport::new(StatsMode::from_env());
     let mut builder = Probe::builder().meta_str(COST_META.0, COST_META.1);
     for (name, text) in metas {
         builder = builder.meta_str(*name, *text);
@@ -125,6 +125,7 @@ pub fn run<P: BpfProbe>(
             next_report = now + period;
         }
         let wake = probe.wait(p.tick().min(next_report - now));
+        cost.tick(Instant::now());
         p.poll();
         let stop = matches!(wake, Wake::Stop);
         if Instant::now() >= next_report || stop {
@@ -136,6 +137,7 @@ pub fn run<P: BpfProbe>(
                     cost.report(&mut probe, P::NAME, object, plan)?;
                 }
             }
+            cost.start_window(Instant::now());
             next_report += period;
         }
         if stop {
