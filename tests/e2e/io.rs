@@ -15,15 +15,14 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use gala_e2e::{poll_until, repo_root, workspace_bin, KillOnDrop, Samples, Sandbox};
+use gala_e2e::ebpf::OfflineProbe;
+use gala_e2e::{poll_until, repo_root, Samples, Sandbox};
 
 const META: &str = include_str!("../../probes/io/io.meta");
 const PAGE: u64 = 4096;
@@ -171,60 +170,6 @@ fn direct_io(f: &File, buf: &mut Aligned, write: bool, page: u64) -> std::io::Re
         f.write_at(buf.slice(), page * PAGE)
     } else {
         f.read_at(buf.slice(), page * PAGE)
-    }
-}
-
-/// `ioprobe` run offline with `config` (proto3 JSON), its stdout collected.
-struct Offline {
-    child: KillOnDrop,
-    lines: Arc<Mutex<Vec<String>>>,
-    reader: Option<JoinHandle<()>>,
-}
-
-impl Offline {
-    fn start(config: &str) -> Self {
-        let mut child = Command::new(workspace_bin("ioprobe"))
-            .env("GALA_GOPHER_CONFIG", config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn ioprobe (build it: cargo build --bins)");
-        let stdout = child.stdout.take().expect("stdout");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&lines);
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                sink.lock().expect("lines").push(line);
-            }
-        });
-        let probe = Offline {
-            child: KillOnDrop(child),
-            lines,
-            reader: Some(reader),
-        };
-        poll_until(Duration::from_secs(20), 50, || {
-            let lines = probe.lines.lock().expect("lines");
-            if lines.iter().any(|l| l.contains("loaded; active sub-items")) {
-                Ok(())
-            } else {
-                Err(format!("ioprobe did not load: {lines:?}"))
-            }
-        });
-        probe
-    }
-
-    /// Stops the probe (SIGINT: a last report, then exit) and returns every line.
-    fn stop(mut self) -> Vec<String> {
-        let pid = nix::unistd::Pid::from_raw(self.child.0.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("SIGINT");
-        let status = self.child.0.wait().expect("wait ioprobe");
-        assert!(status.success(), "ioprobe exited with {status}");
-        if let Some(r) = self.reader.take() {
-            r.join().expect("reader");
-        }
-        let lines = self.lines.lock().expect("lines").clone();
-        lines
     }
 }
 
@@ -433,7 +378,8 @@ fn slow_request_raises_the_latency_event() {
     let mnt = dir.path().join("fs");
     let _mnt = Mount::new(&outer.dev.display().to_string(), "ext4", "", &mnt);
     let lo = LoopDev::attach(&sparse_file(&mnt.join("disk"), 8 << 20));
-    let probe = Offline::start(
+    let probe = OfflineProbe::start(
+        "ioprobe",
         r#"{"subitems":["io_trace"],"params":{"reportPeriod":5,"samplePeriod":100,"latencyThr":100,"reportEvent":true}}"#,
     );
     let f = open_direct(&lo.dev);
@@ -498,10 +444,13 @@ fn buffered_reads_fill_the_page_cache() {
     let size: u64 = 4 << 20;
     let lo = LoopDev::attach(&sparse_file(&dir.path().join("disk"), size));
     // dev_name selects this disk: the host's own disk (busy with the build) is left out.
-    let probe = Offline::start(&format!(
-        r#"{{"subitems":["page_cache","io_count"],"params":{{"reportPeriod":5,"devName":"{}"}}}}"#,
-        lo.name
-    ));
+    let probe = OfflineProbe::start(
+        "ioprobe",
+        &format!(
+            r#"{{"subitems":["page_cache","io_count"],"params":{{"reportPeriod":5,"devName":"{}"}}}}"#,
+            lo.name
+        ),
+    );
     let mut f = OpenOptions::new()
         .read(true)
         .write(true)

@@ -16,10 +16,10 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::{ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 
-use gala_e2e::{free_port, poll_until, workspace_bin, KillOnDrop, Samples, Sandbox};
+use gala_e2e::ebpf::{OfflineProbe, LOADED};
+use gala_e2e::{free_port, poll_until, KillOnDrop, Samples, Sandbox};
 
 const META: &str = include_str!("../../probes/tcp/tcp_link.meta");
 
@@ -162,8 +162,9 @@ type Row = HashMap<String, String>;
 /// `tcpprobe` run offline (no daemon): its configuration from `GALA_GOPHER_CONFIG`, its
 /// records read from stdout.
 struct Offline {
-    _child: KillOnDrop,
-    lines: Receiver<String>,
+    probe: OfflineProbe,
+    /// How many of the probe's lines [`Offline::read_for`] has taken.
+    read: usize,
     metric_fields: Vec<String>,
     flow_fields: Vec<String>,
     /// Every `tcp_metric` record so far.
@@ -178,58 +179,35 @@ impl Offline {
         let config = format!(
             r#"{{"subitems":{ALL_SUBITEMS},"snoopers":[{{"process":{{"pid":{pid}}}}}],"params":{{"reportPeriod":5,{params}}}}}"#
         );
-        let mut child = Command::new(workspace_bin("tcpprobe"))
-            .env("GALA_GOPHER_CONFIG", config)
-            .env_remove("GALA_GOPHER_IPC_FD")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start tcpprobe");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
+        let probe = OfflineProbe::start("tcpprobe", &config);
+        // Logged once the snooper map holds the pid.
+        let seen = probe.wait_for_line(Duration::from_secs(20), |l| {
+            l.contains("scope: only 1 tgids")
         });
-        let o = Offline {
-            _child: KillOnDrop(child),
-            lines: rx,
-            metric_fields: fields("tcp_metric"),
-            flow_fields: fields("proc_flow_perf"),
-            metrics: Vec::new(),
-            flows: Vec::new(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let line = o
-                .lines
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect("tcpprobe did not report its programs loaded");
+        for line in &seen {
             assert!(!line.contains("[ERROR]"), "{line}");
-            if line.contains("loaded; active sub-items") {
+            if line.contains(LOADED) {
                 assert!(
                     line.contains("tcp_abnormal") && line.contains("tcp_delay"),
                     "{line}"
                 );
             }
-            // Logged once the snooper map holds the pid.
-            if line.contains("scope: only 1 tgids") {
-                return o;
-            }
+        }
+        Offline {
+            probe,
+            read: seen.len(),
+            metric_fields: fields("tcp_metric"),
+            flow_fields: fields("proc_flow_perf"),
+            metrics: Vec::new(),
+            flows: Vec::new(),
         }
     }
 
     /// Reads the records printed within `wait`.
     fn read_for(&mut self, wait: Duration) {
-        let deadline = Instant::now() + wait;
-        while let Ok(line) = self
-            .lines
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        {
+        std::thread::sleep(wait);
+        let lines = self.probe.lines();
+        for line in &lines[self.read..] {
             let values: Vec<&str> = line.split('|').collect();
             // "|table|v1|...|vN|" splits into "", table, v1..vN, "".
             if values.len() < 3 {
@@ -250,6 +228,7 @@ impl Offline {
                     .collect(),
             );
         }
+        self.read = lines.len();
     }
 
     /// The `tcp_metric` records of `tgid` in `role` towards server port `port`.

@@ -1,8 +1,14 @@
 //! What the eBPF probes' end-to-end tests share: whether BPF may run here (the tests report
-//! themselves skipped with the reason where it may not), and a sandbox with a built-in
-//! eBPF probe installed.
+//! themselves skipped with the reason where it may not), a sandbox with a built-in
+//! eBPF probe installed, and a probe run offline (no daemon) with its stdout collected.
 
-use crate::{workspace_bin, Sandbox};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::{workspace_bin, KillOnDrop, Sandbox};
 
 /// Why eBPF probes cannot run on this machine, or `None` when they can: root, vmlinux BTF
 /// and a BPF map the kernel lets us create.
@@ -41,5 +47,102 @@ pub fn install_builtin(sb: &Sandbox, bin: &str, metas: &[(&str, &str)]) {
     sb.write_meta(name, text);
     for (name, text) in metas {
         sb.write_meta(name, text);
+    }
+}
+
+/// What a `gala_ebpf` probe logs once its programs are loaded and attached.
+pub const LOADED: &str = "loaded; active sub-items";
+
+/// A workspace probe binary run offline (no daemon, no IPC fd): its configuration from
+/// `GALA_GOPHER_CONFIG` (proto3 JSON), every stdout line collected by a thread. Killed
+/// (SIGKILL) if dropped without [`OfflineProbe::stop`].
+pub struct OfflineProbe {
+    bin: String,
+    child: KillOnDrop,
+    lines: Arc<Mutex<Vec<String>>>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl OfflineProbe {
+    /// How long [`OfflineProbe::start`] waits for the [`LOADED`] line.
+    pub const LOAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+    /// Starts the workspace binary `bin` with `config` and waits until it logs [`LOADED`].
+    pub fn start(bin: &str, config: &str) -> OfflineProbe {
+        let mut child = Command::new(workspace_bin(bin))
+            .env("GALA_GOPHER_CONFIG", config)
+            .env_remove("GALA_GOPHER_IPC_FD")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {bin}: {e} (build it: cargo build --bins)"));
+        let stdout = child.stdout.take().expect("stdout");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&lines);
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                sink.lock().expect("lines").push(line);
+            }
+        });
+        let probe = OfflineProbe {
+            bin: bin.to_owned(),
+            child: KillOnDrop(child),
+            lines,
+            reader: Some(reader),
+        };
+        probe.wait_for_line(Self::LOAD_TIMEOUT, |l| l.contains(LOADED));
+        probe
+    }
+
+    /// The probe's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+
+    /// Every stdout line so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().expect("lines").clone()
+    }
+
+    /// Waits up to `timeout` for a line `matches` accepts; returns the lines up to and
+    /// including the first such line. Panics, with the lines so far, on timeout or when the
+    /// probe's stdout closes first.
+    pub fn wait_for_line(&self, timeout: Duration, matches: impl Fn(&str) -> bool) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            // Checked before the lines: a line read before the end is never missed.
+            let closed = self.reader.as_ref().is_none_or(JoinHandle::is_finished);
+            {
+                let lines = self.lines.lock().expect("lines");
+                if let Some(i) = lines.iter().position(|l| matches(l)) {
+                    return lines[..=i].to_vec();
+                }
+                assert!(
+                    !closed && Instant::now() < deadline,
+                    "{}: no such line {} ({timeout:?}): {lines:?}",
+                    self.bin,
+                    if closed {
+                        "before its output closed"
+                    } else {
+                        "in time"
+                    },
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the probe with SIGINT (it reports a last time and exits), asserts that it
+    /// exited cleanly and returns every line it printed.
+    pub fn stop(mut self) -> Vec<String> {
+        let pid = nix::unistd::Pid::from_raw(self.pid() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("SIGINT");
+        let status = self.child.0.wait().expect("wait for the probe");
+        assert!(status.success(), "{} exited with {status}", self.bin);
+        if let Some(r) = self.reader.take() {
+            r.join().expect("reader");
+        }
+        self.lines()
     }
 }

@@ -15,16 +15,15 @@
 //! short run that only shows the benchmark works (CI).
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use gala_e2e::bench::{cpu_seconds, row};
-use gala_e2e::{repo_root, workspace_bin, KillOnDrop};
+use gala_e2e::ebpf::OfflineProbe;
+use gala_e2e::repo_root;
 
 #[derive(Parser)]
 struct Args {
@@ -133,82 +132,32 @@ fn workload(f: &File, seconds: f64) -> (u64, f64) {
     (n, start.elapsed().as_secs_f64())
 }
 
-/// `ioprobe` running offline; its stdout lines are collected.
-struct Probe {
-    child: KillOnDrop,
-    lines: Arc<Mutex<Vec<String>>>,
-    reader: Option<std::thread::JoinHandle<()>>,
+/// `ioprobe` running offline with every sub-item and `sample_period`.
+fn start_probe(sample_period: u32) -> OfflineProbe {
+    let config = format!(
+        r#"{{"subitems":["io_trace","io_err","io_count","page_cache"],"params":{{"reportPeriod":5,"samplePeriod":{sample_period}}}}}"#
+    );
+    OfflineProbe::start("ioprobe", &config)
 }
 
-impl Probe {
-    fn start(sample_period: u32) -> Self {
-        let config = format!(
-            r#"{{"subitems":["io_trace","io_err","io_count","page_cache"],"params":{{"reportPeriod":5,"samplePeriod":{sample_period}}}}}"#
-        );
-        let mut child = Command::new(workspace_bin("ioprobe"))
-            .env("GALA_GOPHER_CONFIG", config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn ioprobe");
-        let stdout = child.stdout.take().expect("stdout");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&lines);
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                sink.lock().expect("lines").push(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if lines
-                .lock()
-                .expect("lines")
-                .iter()
-                .any(|l| l.contains("loaded; active sub-items"))
-            {
-                break;
-            }
-            assert!(Instant::now() < deadline, "ioprobe did not load");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Probe {
-            child: KillOnDrop(child),
-            lines,
-            reader: Some(reader),
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.0.id()
-    }
-
-    /// Stops the probe; returns the cumulative `(run_time_ns, run_count)` per program from
-    /// its last `ebpf_prog` records.
-    fn stop(mut self) -> Vec<(String, u64, u64)> {
-        let pid = nix::unistd::Pid::from_raw(self.pid() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
-        let _ = self.child.0.wait();
-        if let Some(r) = self.reader.take() {
-            let _ = r.join();
-        }
-        let mut last: Vec<(String, u64, u64)> = Vec::new();
-        for l in self.lines.lock().expect("lines").iter() {
-            let v: Vec<&str> = l.split('|').collect();
-            // |ebpf_prog|io|<prog>|<hook>|<run_time_ns>|<run_count>|<ns_per_run>|
-            if v.len() >= 7 && v[1] == "ebpf_prog" {
-                let (Ok(t), Ok(c)) = (v[5].parse(), v[6].parse()) else {
-                    continue;
-                };
-                match last.iter_mut().find(|(p, _, _)| p == v[3]) {
-                    Some(e) => *e = (v[3].to_owned(), t, c),
-                    None => last.push((v[3].to_owned(), t, c)),
-                }
+/// Stops the probe; returns the cumulative `(run_time_ns, run_count)` per program from its
+/// last `ebpf_prog` records.
+fn stop_probe(probe: OfflineProbe) -> Vec<(String, u64, u64)> {
+    let mut last: Vec<(String, u64, u64)> = Vec::new();
+    for l in probe.stop() {
+        let v: Vec<&str> = l.split('|').collect();
+        // |ebpf_prog|io|<prog>|<hook>|<run_time_ns>|<run_count>|<ns_per_run>|
+        if v.len() >= 7 && v[1] == "ebpf_prog" {
+            let (Ok(t), Ok(c)) = (v[5].parse(), v[6].parse()) else {
+                continue;
+            };
+            match last.iter_mut().find(|(p, _, _)| p == v[3]) {
+                Some(e) => *e = (v[3].to_owned(), t, c),
+                None => last.push((v[3].to_owned(), t, c)),
             }
         }
-        last
     }
+    last
 }
 
 fn main() {
@@ -256,7 +205,7 @@ fn main() {
         for k in 0..phases.len() {
             let i = (k + run) % phases.len();
             let sample = phases[i].1;
-            let probe = sample.map(Probe::start);
+            let probe = sample.map(start_probe);
             let cpu0 = probe.as_ref().map_or(0.0, |p| cpu_seconds(p.pid()));
             let (n, secs) = workload(&f, args.seconds);
             let cpu1 = probe.as_ref().map_or(0.0, |p| cpu_seconds(p.pid()));
@@ -264,7 +213,7 @@ fn main() {
             mbs[i].push(n as f64 * BLOCK as f64 / secs / 1e6);
             cpu[i].push((cpu1 - cpu0) / secs * 100.0);
             if let Some(p) = probe {
-                let c = p.stop();
+                let c = stop_probe(p);
                 for (prog, t, count) in c {
                     match costs[i].iter_mut().find(|(p, _, _)| *p == prog) {
                         Some(e) => {

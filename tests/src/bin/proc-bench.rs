@@ -21,11 +21,12 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use gala_e2e::bench::row;
-use gala_e2e::{workspace_bin, KillOnDrop};
+use gala_e2e::ebpf::OfflineProbe;
+use gala_e2e::KillOnDrop;
 
 #[derive(Parser)]
 struct Args {
@@ -371,36 +372,13 @@ impl Workload {
 }
 
 /// taskprobe run offline, snooping `pid`, until dropped; returns once it has loaded.
-fn start_taskprobe(pid: u32, subitems: &[String]) -> KillOnDrop {
+fn start_taskprobe(pid: u32, subitems: &[String]) -> OfflineProbe {
     let subitems: Vec<String> = subitems.iter().map(|s| format!("{s:?}")).collect();
     let config = format!(
         r#"{{"subitems":[{}],"params":{{"reportPeriod":5}},"snoopers":[{{"process":{{"pid":{pid}}}}}]}}"#,
         subitems.join(",")
     );
-    let mut child = Command::new(workspace_bin("taskprobe"))
-        .env("GALA_GOPHER_CONFIG", config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn taskprobe");
-    let out = child.stdout.take().expect("stdout");
-    let guard = KillOnDrop(child);
-    let mut lines = BufReader::new(out).lines();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let line = lines
-            .next()
-            .expect("taskprobe exited before loading")
-            .expect("taskprobe output");
-        if line.contains("loaded; active sub-items") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "taskprobe did not load");
-    }
-    // Keep its stdout drained so that it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    guard
+    OfflineProbe::start("taskprobe", &config)
 }
 
 fn bench(mut args: Args) {
