@@ -10,55 +10,17 @@
 //! its effect lands whole in the next period. Build first:
 //! `cargo build -p gala-gopher -p gala-taskprobe -p gala-e2e --bins`.
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gala_e2e::{workspace_bin, Daemon, KillOnDrop, Samples, Sandbox};
+use gala_e2e::workload::Workload;
+use gala_e2e::{workspace_bin, Daemon, Samples, Sandbox};
 
 const PROC_META: &str = include_str!("../../probes/proc/proc.meta");
 const DNS_META: &str = include_str!("../../probes/proc/proc_dns.meta");
 
-/// A workload process and the socket that drives it.
-struct Workload {
-    child: KillOnDrop,
-    conn: BufReader<UnixStream>,
-    _dir: tempfile::TempDir,
-}
-
-impl Workload {
-    fn start() -> Workload {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("workload.sock");
-        let listener = UnixListener::bind(&path).expect("bind");
-        let child = Command::new(workspace_bin("proc-bench"))
-            .args(["workload", "--socket"])
-            .arg(&path)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn the workload (cargo build -p gala-e2e --bins)");
-        let (conn, _) = listener.accept().expect("the workload connects");
-        Workload {
-            child: KillOnDrop(child),
-            conn: BufReader::new(conn),
-            _dir: dir,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.0.id()
-    }
-
-    /// Runs one command; returns the numbers of its `ok` reply.
-    fn cmd(&mut self, line: &str) -> Vec<u64> {
-        writeln!(self.conn.get_mut(), "{line}").expect("send command");
-        let mut reply = String::new();
-        self.conn.read_line(&mut reply).expect("reply");
-        let mut words = reply.split_whitespace();
-        assert_eq!(words.next(), Some("ok"), "{line}: {reply}");
-        words.map(|w| w.parse().expect("number")).collect()
-    }
+/// A `proc-bench workload` process and the socket that drives it.
+fn workload() -> Workload {
+    Workload::start(&workspace_bin("proc-bench"))
 }
 
 /// A daemon with taskprobe installed, running `proc` with `subitems` for `pid`.
@@ -127,7 +89,7 @@ fn wait_next_report(d: &Daemon, pid: u32, before: &Samples) -> Samples {
 #[test]
 fn failed_syscalls_are_counted_exactly() {
     gala_e2e::require_bpf!();
-    let mut w = Workload::start();
+    let mut w = workload();
     let pid = w.pid();
     let (sb, d) = daemon(
         pid,
@@ -216,7 +178,7 @@ fn io_latency_maxima_lie_within_the_measured_durations() {
         TMPFS_MAGIC,
         "{shm} is expected on tmpfs here"
     );
-    let mut w = Workload::start();
+    let mut w = workload();
     let pid = w.pid();
     let (_sb, d) = daemon(
         pid,
@@ -283,7 +245,7 @@ fn io_latency_maxima_lie_within_the_measured_durations() {
 #[test]
 fn offcpu_time_matches_the_sleep() {
     gala_e2e::require_bpf!();
-    let mut w = Workload::start();
+    let mut w = workload();
     let pid = w.pid();
     let (_sb, d) = daemon(pid, &["proc_offcpu"], "");
     let before = wait_report_boundary(&d, &mut w);
@@ -307,7 +269,7 @@ fn offcpu_time_matches_the_sleep() {
 #[test]
 fn dns_lookups_are_counted_per_name() {
     gala_e2e::require_bpf!();
-    let mut w = Workload::start();
+    let mut w = workload();
     let pid = w.pid();
     let (sb, d) = daemon(pid, &["proc_dns", "proc_offcpu"], r#","report_event":1"#);
     let before = wait_report_boundary(&d, &mut w);
@@ -386,7 +348,7 @@ fn dns_lookups_are_counted_per_name() {
 #[test]
 fn ioctl_and_socket_message_latency() {
     gala_e2e::require_bpf!();
-    let mut w = Workload::start();
+    let mut w = workload();
     let pid = w.pid();
     let (_sb, d) = daemon(pid, &["proc_ioctl", "proc_net", "proc_offcpu"], "");
     let before = wait_report_boundary(&d, &mut w);
@@ -433,8 +395,8 @@ fn ioctl_and_socket_message_latency() {
 #[test]
 fn scope_follows_the_snoopers() {
     gala_e2e::require_bpf!();
-    let mut a = Workload::start();
-    let mut b = Workload::start();
+    let mut a = workload();
+    let mut b = workload();
     let (pa, pb) = (a.pid(), b.pid());
     let (_sb, d) = daemon(pa, &["proc_syscall", "proc_offcpu", "proc_dns"], "");
     let before = wait_report_boundary(&d, &mut a);

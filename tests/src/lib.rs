@@ -6,6 +6,7 @@ pub mod bench;
 pub mod ebpf;
 pub mod sdk;
 pub mod tansu;
+pub mod workload;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

@@ -16,17 +16,15 @@
 //! nor sees fail, so what a test counts is exactly what its command did.
 
 use std::ffi::CString;
-use std::io::{BufRead, BufReader, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use gala_e2e::bench::row;
 use gala_e2e::ebpf::OfflineProbe;
-use gala_e2e::KillOnDrop;
+use gala_e2e::workload::Workload;
 
 #[derive(Parser)]
 struct Args {
@@ -326,51 +324,6 @@ fn bench_calls(n: u64) -> String {
 // ---------------------------------------------------------------------------------------
 // The benchmark.
 
-/// A workload process and the socket that drives it.
-struct Workload {
-    child: KillOnDrop,
-    conn: BufReader<UnixStream>,
-    _dir: tempfile::TempDir,
-}
-
-impl Workload {
-    fn start() -> Workload {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("workload.sock");
-        let listener = UnixListener::bind(&path).expect("bind");
-        let child = Command::new(std::env::current_exe().expect("current_exe"))
-            .args(["workload", "--socket"])
-            .arg(&path)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn workload");
-        let (conn, _) = listener.accept().expect("workload connects");
-        Workload {
-            child: KillOnDrop(child),
-            conn: BufReader::new(conn),
-            _dir: dir,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.0.id()
-    }
-
-    fn stop(&mut self) {
-        let _ = writeln!(self.conn.get_mut(), "exit");
-        let _ = self.child.0.wait();
-    }
-
-    fn cmd(&mut self, line: &str) -> Vec<f64> {
-        writeln!(self.conn.get_mut(), "{line}").expect("send command");
-        let mut reply = String::new();
-        self.conn.read_line(&mut reply).expect("reply");
-        let mut words = reply.split_whitespace();
-        assert_eq!(words.next(), Some("ok"), "{line}: {reply}");
-        words.map(|w| w.parse().expect("number")).collect()
-    }
-}
-
 /// taskprobe run offline, snooping `pid`, until dropped; returns once it has loaded.
 fn start_taskprobe(pid: u32, subitems: &[String]) -> OfflineProbe {
     let subitems: Vec<String> = subitems.iter().map(|s| format!("{s:?}")).collect();
@@ -390,13 +343,13 @@ fn bench(mut args: Args) {
         Path::new("/sys/kernel/btf/vmlinux").exists(),
         "the benchmark needs BTF and root"
     );
-    let mut w = Workload::start();
+    let mut w = Workload::start(&std::env::current_exe().expect("current_exe"));
     let cmd = format!("bench {}", args.calls);
-    w.cmd(&format!("bench {}", args.calls / 10)); // warm-up
+    w.cmd_f64(&format!("bench {}", args.calls / 10)); // warm-up
     let measure = |w: &mut Workload| -> (Vec<f64>, Vec<f64>) {
         let (mut g, mut r) = (Vec::new(), Vec::new());
         for _ in 0..args.runs {
-            let v = w.cmd(&cmd);
+            let v = w.cmd_f64(&cmd);
             g.push(v[0]);
             r.push(v[1]);
         }
