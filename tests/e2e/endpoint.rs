@@ -24,6 +24,7 @@ use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use gala_e2e::ebpf::NftTable;
 use gala_e2e::{KillOnDrop, Samples, Sandbox};
 
 const META: &str = include_str!("../../probes/endpoint/endpoint.meta");
@@ -486,75 +487,22 @@ fn processes_outside_the_snoopers_have_no_records_until_added() {
     drop(other);
 }
 
-/// An `inet` nft table with one output and one input chain, deleted when dropped.
-struct NftTable(String);
-
-impl NftTable {
-    /// Drops outgoing SYNs to `syn_port` and the pure ACKs arriving at `ack_port`.
-    fn new(syn_port: u16, ack_port: u16) -> NftTable {
-        let name = format!("gala_e2e_endpoint_{}_{syn_port}", std::process::id());
-        let table = NftTable(name.clone());
-        let (s, a) = (syn_port.to_string(), ack_port.to_string());
-        let out = "{ type filter hook output priority 0; policy accept; }";
-        let inp = "{ type filter hook input priority 0; policy accept; }";
-        let rules: [&[&str]; 6] = [
-            &["add", "table", "inet", &name],
-            &["add", "chain", "inet", &name, "out", out],
-            &["add", "chain", "inet", &name, "in", inp],
-            &[
-                "add",
-                "rule",
-                "inet",
-                &name,
-                "out",
-                "tcp",
-                "dport",
-                &s,
-                "tcp",
-                "flags",
-                "&",
-                "(syn|ack)",
-                "==",
-                "syn",
-                "drop",
-            ],
-            &[
-                "add",
-                "rule",
-                "inet",
-                &name,
-                "in",
-                "tcp",
-                "dport",
-                &a,
-                "tcp",
-                "flags",
-                "&",
-                "(syn|ack|fin|rst)",
-                "==",
-                "ack",
-                "drop",
-            ],
-            &["list", "table", "inet", &name],
-        ];
-        for args in rules {
-            let out = Command::new("nft").args(args).output().expect("nft");
-            assert!(
-                out.status.success(),
-                "nft {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        table
-    }
-}
-
-impl Drop for NftTable {
-    fn drop(&mut self) {
-        let _ = Command::new("nft")
-            .args(["delete", "table", "inet", &self.0])
-            .status();
-    }
+/// An nft table that drops outgoing SYNs to `syn_port` and the pure ACKs arriving at
+/// `ack_port`.
+fn drop_syns_and_acks(syn_port: u16, ack_port: u16) -> NftTable {
+    let table = NftTable::new("endpoint");
+    table
+        .chain("out", "output")
+        .chain("in", "input")
+        .rule(
+            "out",
+            &format!("tcp dport {syn_port} tcp flags & (syn|ack) == syn drop"),
+        )
+        .rule(
+            "in",
+            &format!("tcp dport {ack_port} tcp flags & (syn|ack|fin|rst) == ack drop"),
+        );
+    table
 }
 
 #[test]
@@ -564,7 +512,7 @@ fn dropped_syns_and_handshake_acks_count_syn_drop_and_synack_retransmits() {
     let port = served.local_addr().unwrap().port();
     let blocked_port = ClosedPort::new();
     let blocked = blocked_port.1;
-    let _nft = NftTable::new(blocked, port);
+    let _nft = drop_syns_and_acks(blocked, port);
     let (sb, d) = daemon();
     put_socket(&d, &[std::process::id()], true);
     let me = me();

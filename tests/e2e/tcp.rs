@@ -18,7 +18,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::{ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gala_e2e::ebpf::{OfflineProbe, LOADED};
+use gala_e2e::ebpf::{NftTable, OfflineProbe, LOADED};
 use gala_e2e::{free_port, poll_until, KillOnDrop, Samples, Sandbox};
 
 const META: &str = include_str!("../../probes/tcp/tcp_link.meta");
@@ -450,45 +450,14 @@ fn connections_older_than_the_probe_and_resets() {
     let _ = to_peer.shutdown(Shutdown::Both);
 }
 
-/// An `inet` nft table that lives as long as the value.
-struct NftTable(String);
-
-impl NftTable {
-    /// Drops about 30 % of the segments sent from local port `port`.
-    fn drop_from_port(port: u16) -> NftTable {
-        let name = format!("gala_e2e_tcp_{}_{port}", std::process::id());
-        let table = NftTable(name.clone());
-        let chain = "{ type filter hook output priority 0; policy accept; }";
-        for args in [
-            vec!["add", "table", "inet", &name],
-            vec!["add", "chain", "inet", &name, "out", chain],
-        ] {
-            nft(&args);
-        }
-        let port = port.to_string();
-        nft(&[
-            "add", "rule", "inet", &name, "out", "tcp", "sport", &port, "numgen", "random", "mod",
-            "10", "<", "3", "drop",
-        ]);
-        table
-    }
-}
-
-impl Drop for NftTable {
-    fn drop(&mut self) {
-        let _ = Command::new("nft")
-            .args(["delete", "table", "inet", &self.0])
-            .status();
-    }
-}
-
-fn nft(args: &[&str]) {
-    let out = Command::new("nft").args(args).output().expect("nft");
-    assert!(
-        out.status.success(),
-        "nft {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
+/// An nft table that drops about 30 % of the segments sent from local port `port`.
+fn drop_from_port(port: u16) -> NftTable {
+    let table = NftTable::new("tcp");
+    table.chain("out", "output").rule(
+        "out",
+        &format!("tcp sport {port} numgen random mod 10 < 3 drop"),
     );
+    table
 }
 
 /// A sandbox with tcpprobe installed and a running daemon whose records expire after
@@ -536,7 +505,7 @@ fn retransmissions_raise_the_event_and_the_cost_shows() {
     peer.cmd(&format!("listen {sport}"));
     let mut conn = TcpStream::connect(("127.0.0.1", sport)).expect("connect");
     let idx = peer.cmd(&format!("accept {sport}"));
-    let _rule = NftTable::drop_from_port(sport);
+    let _rule = drop_from_port(sport);
     peer.cmd(&format!("stream {idx} 12 65536 0"));
     let reader = std::thread::spawn(move || {
         let mut buf = vec![0u8; 1 << 16];

@@ -146,3 +146,56 @@ impl OfflineProbe {
         self.lines()
     }
 }
+
+/// An `inet` nft table with a unique name, deleted (with its chains and rules) when dropped.
+pub struct NftTable(String);
+
+impl NftTable {
+    /// Creates the table `gala_e2e_<tag>_<pid>_<n>` (`n` counts the tables of this process).
+    pub fn new(tag: &str) -> NftTable {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("gala_e2e_{tag}_{}_{n}", std::process::id());
+        nft(&["add", "table", "inet", &name]);
+        NftTable(name)
+    }
+
+    /// The table's name.
+    pub fn name(&self) -> &str {
+        &self.0
+    }
+
+    /// Adds the base chain `chain` on filter hook `hook` (`input`, `output`, ...), priority
+    /// 0, policy accept.
+    pub fn chain(&self, chain: &str, hook: &str) -> &Self {
+        let spec = format!("{{ type filter hook {hook} priority 0; policy accept; }}");
+        nft(&["add", "chain", "inet", &self.0, chain, &spec]);
+        self
+    }
+
+    /// Adds `rule` (nft syntax, e.g. `tcp dport 80 drop`) to `chain`.
+    pub fn rule(&self, chain: &str, rule: &str) -> &Self {
+        let mut args = vec!["add", "rule", "inet", &self.0, chain];
+        args.extend(rule.split_whitespace());
+        nft(&args);
+        self
+    }
+}
+
+impl Drop for NftTable {
+    fn drop(&mut self) {
+        let _ = Command::new("nft")
+            .args(["delete", "table", "inet", &self.0])
+            .status();
+    }
+}
+
+/// Runs `nft args`, panicking with its stderr if it fails.
+pub fn nft(args: &[&str]) {
+    let out = Command::new("nft").args(args).output().expect("nft");
+    assert!(
+        out.status.success(),
+        "nft {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
