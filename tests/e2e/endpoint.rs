@@ -31,14 +31,8 @@ const META: &str = include_str!("../../probes/endpoint/endpoint.meta");
 
 /// A sandbox with the endpoint probe installed and a running daemon.
 fn daemon() -> (Sandbox, gala_e2e::Daemon) {
-    let sb = Sandbox::new();
-    gala_e2e::ebpf::install_builtin(&sb, "endpoint", &[("endpoint.meta", META)]);
-    sb.write_config(
-        gala_e2e::IMDB_DEFAULT,
-        "supervisor = { stop_grace = 2; snooper_period = 1; };",
-    );
-    let d = sb.start();
-    (sb, d)
+    let metas = [("endpoint.meta", META)];
+    gala_e2e::ebpf::builtin_daemon("endpoint", &metas, gala_e2e::IMDB_DEFAULT, &[])
 }
 
 /// Starts (or updates) the socket probe for `pids`.

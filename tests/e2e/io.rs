@@ -222,14 +222,8 @@ fn metric(s: &Samples, name: &str, dev: &str) -> Option<u64> {
 
 /// A sandbox with ioprobe installed and a running daemon.
 fn daemon() -> (Sandbox, gala_e2e::Daemon) {
-    let sb = Sandbox::new();
-    gala_e2e::ebpf::install_builtin(&sb, "ioprobe", &[("io.meta", META)]);
-    sb.write_config(
-        gala_e2e::IMDB_DEFAULT,
-        "supervisor = { stop_grace = 2; snooper_period = 1; };",
-    );
-    let d = sb.start();
-    (sb, d)
+    let metas = [("io.meta", META)];
+    gala_e2e::ebpf::builtin_daemon("ioprobe", &metas, gala_e2e::IMDB_DEFAULT, &[])
 }
 
 /// Under the daemon: 10 O_DIRECT writes and 10 reads of 4 KiB, issued one at a time 150 ms

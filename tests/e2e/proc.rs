@@ -25,17 +25,8 @@ fn workload() -> Workload {
 
 /// A daemon with taskprobe installed, running `proc` with `subitems` for `pid`.
 fn daemon(pid: u32, subitems: &[&str], extra_params: &str) -> (Sandbox, Daemon) {
-    let sb = Sandbox::new();
-    gala_e2e::ebpf::install_builtin(
-        &sb,
-        "taskprobe",
-        &[("proc.meta", PROC_META), ("proc_dns.meta", DNS_META)],
-    );
-    sb.write_config(
-        gala_e2e::IMDB_DEFAULT,
-        "supervisor = { stop_grace = 2; snooper_period = 1; };",
-    );
-    let d = sb.start();
+    let metas = [("proc.meta", PROC_META), ("proc_dns.meta", DNS_META)];
+    let (sb, d) = gala_e2e::ebpf::builtin_daemon("taskprobe", &metas, gala_e2e::IMDB_DEFAULT, &[]);
     let probes: Vec<String> = subitems.iter().map(|s| format!("{s:?}")).collect();
     let (status, text) = d.put(
         "proc",

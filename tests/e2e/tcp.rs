@@ -463,15 +463,10 @@ fn drop_from_port(port: u16) -> NftTable {
 /// A sandbox with tcpprobe installed and a running daemon whose records expire after
 /// `record_timeout` seconds.
 fn daemon(record_timeout: u32) -> (Sandbox, gala_e2e::Daemon) {
-    let sb = Sandbox::new();
-    gala_e2e::ebpf::install_builtin(&sb, "tcpprobe", &[("tcp_link.meta", META)]);
-    sb.write_config(
-        &format!("max_tables_num = 1024; max_records_num = 1024; max_metrics_num = 64; record_timeout = {record_timeout};"),
-        "supervisor = { stop_grace = 2; snooper_period = 1; };",
-    );
+    let imdb = format!("max_tables_num = 1024; max_records_num = 1024; max_metrics_num = 64; record_timeout = {record_timeout};");
     // The BPF statistics always on (not sampled): the test counts a program's runs.
-    let d = sb.start_with_env(&[("GALA_EBPF_STATS", "1")]);
-    (sb, d)
+    let env = [("GALA_EBPF_STATS", "1")];
+    gala_e2e::ebpf::builtin_daemon("tcpprobe", &[("tcp_link.meta", META)], &imdb, &env)
 }
 
 fn put_tcp(d: &gala_e2e::Daemon, pid: u32, params: &str) {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::{workspace_bin, KillOnDrop, Sandbox};
+use crate::{workspace_bin, Daemon, KillOnDrop, Sandbox};
 
 /// Why eBPF probes cannot run on this machine, or `None` when they can: root, vmlinux BTF
 /// and a BPF map the kernel lets us create.
@@ -48,6 +48,26 @@ pub fn install_builtin(sb: &Sandbox, bin: &str, metas: &[(&str, &str)]) {
     for (name, text) in metas {
         sb.write_meta(name, text);
     }
+}
+
+/// The supervisor settings the eBPF tests run the daemon with: a 2 s stop grace, the
+/// snoopers refreshed every second.
+pub const SUPERVISOR: &str = "supervisor = { stop_grace = 2; snooper_period = 1; };";
+
+/// A sandbox with the workspace binary `bin` installed as a built-in probe (see
+/// [`install_builtin`]), configured with `imdb` and [`SUPERVISOR`], and its daemon started
+/// with the extra environment `env`.
+pub fn builtin_daemon(
+    bin: &str,
+    metas: &[(&str, &str)],
+    imdb: &str,
+    env: &[(&str, &str)],
+) -> (Sandbox, Daemon) {
+    let sb = Sandbox::new();
+    install_builtin(&sb, bin, metas);
+    sb.write_config(imdb, SUPERVISOR);
+    let d = sb.start_with_env(env);
+    (sb, d)
 }
 
 /// What a `gala_ebpf` probe logs once its programs are loaded and attached.
