@@ -9,7 +9,8 @@
 //!   that `gala.bpf.h`'s `gala_snooped()` checks, kept in step with the configuration;
 //! - [`cost`]: the run time and run count of the loaded programs (`bpf_enable_stats`),
 //!   reported as the `ebpf_prog` table;
-//! - [`addr`] and [`hist`]: address text and the histogram column encoding.
+//! - [`addr`] and [`hist`]: address text and the histogram column encoding;
+//! - [`procnet`]: the socket rows of `/proc/net/{tcp,tcp6,udp,udp6}`.
 //!
 //! The BPF side is `include/gala.bpf.h` (with the vendored `include/vmlinux.h`); the build
 //! side is the `gala-ebpf-build` crate.
@@ -19,6 +20,7 @@ pub mod cost;
 pub mod hist;
 pub mod kernel;
 pub mod plan;
+pub mod procnet;
 pub mod ring;
 pub mod runner;
 pub mod snoop;

@@ -1,83 +1,12 @@
 //! What `/proc` says about sockets and processes: the rows of `/proc/<pid>/net/{tcp,tcp6,
-//! udp,udp6}`, the socket inodes a process holds (`/proc/<pid>/fd`), its network namespace,
-//! process group and comm. Parsers are pure (text in, values out); readers skip what is
-//! missing (a process that exited, a file that is not there).
+//! udp,udp6}` (parsed by [`gala_ebpf::procnet`]), the socket inodes a process holds
+//! (`/proc/<pid>/fd`), its network namespace, process group and comm. Parsers are pure
+//! (text in, values out); readers skip what is missing (a process that exited, a file that
+//! is not there).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use gala_ebpf::addr::{AF_INET, AF_INET6};
-
-/// TCP state `LISTEN` as `/proc/net/tcp` prints it (`0A`).
-pub const TCP_LISTEN: u8 = 10;
-
-/// One row of `/proc/net/{tcp,tcp6,udp,udp6}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SockRow {
-    /// `AF_INET` or `AF_INET6`.
-    pub family: u16,
-    /// Local address in record form (IPv4 in the first four bytes).
-    pub local: [u8; 16],
-    /// Local port.
-    pub lport: u16,
-    /// Remote address in record form.
-    pub remote: [u8; 16],
-    /// Remote port.
-    pub rport: u16,
-    /// Socket state (TCP states; UDP prints 07 unconnected, 01 connected).
-    pub state: u8,
-    /// Socket inode (0 for sockets without a file, e.g. in TIME_WAIT).
-    pub ino: u64,
-}
-
-/// An address as `/proc/net/*` prints it (`%08X` per 32-bit word in memory order) → bytes.
-fn parse_addr(hex: &str) -> Option<([u8; 16], u16)> {
-    let family = match hex.len() {
-        8 => AF_INET,
-        32 => AF_INET6,
-        _ => return None,
-    };
-    let mut out = [0u8; 16];
-    for (i, chunk) in hex.as_bytes().chunks(8).enumerate() {
-        let word = u32::from_str_radix(std::str::from_utf8(chunk).ok()?, 16).ok()?;
-        out[i * 4..i * 4 + 4].copy_from_slice(&word.to_ne_bytes());
-    }
-    Some((out, family))
-}
-
-fn parse_endpoint(text: &str) -> Option<([u8; 16], u16, u16)> {
-    let (addr, port) = text.split_once(':')?;
-    let (addr, family) = parse_addr(addr)?;
-    let port = u16::from_str_radix(port, 16).ok()?;
-    Some((addr, family, port))
-}
-
-/// One data line of `/proc/net/{tcp,udp}[6]`; `None` for the header or a malformed line.
-pub fn parse_sock_line(line: &str) -> Option<SockRow> {
-    let mut f = line.split_whitespace();
-    let slot = f.next()?;
-    if !slot.ends_with(':') {
-        return None;
-    }
-    let (local, family, lport) = parse_endpoint(f.next()?)?;
-    let (remote, _, rport) = parse_endpoint(f.next()?)?;
-    let state = u8::from_str_radix(f.next()?, 16).ok()?;
-    // tx_queue:rx_queue, tr:tm->when, retrnsmt, uid, timeout, inode
-    let ino = f.nth(5)?.parse().ok()?;
-    Some(SockRow {
-        family,
-        local,
-        lport,
-        remote,
-        rport,
-        state,
-        ino,
-    })
-}
-
-/// All rows of one such file's text.
-pub fn parse_sock_table(text: &str) -> Vec<SockRow> {
-    text.lines().filter_map(parse_sock_line).collect()
-}
+use gala_ebpf::procnet::{read_table, SockRow};
 
 /// The inode of a `/proc/<pid>/fd/<n>` link target `socket:[12345]`.
 pub fn socket_inode(link: &str) -> Option<u64> {
@@ -172,60 +101,14 @@ impl Procfs {
         };
         names
             .iter()
-            .flat_map(|n| read(&self.pid_path(pid, n)))
+            .flat_map(|n| read_table(&self.pid_path(pid, n)))
             .collect()
     }
-}
-
-fn read(path: &Path) -> Vec<SockRow> {
-    std::fs::read_to_string(path)
-        .map(|t| parse_sock_table(&t))
-        .unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const TCP: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-   0: 0100007F:1F90 00000000:0000 0A 00000000:00000002 00:00000000 00000000     0        0 48213 1 0000000000000000 100 0 0 10 0
-   1: 0100007F:9C40 0100007F:1F90 01 00000000:00000000 00:00000000 00000000     0        0 0 1 0000000000000000 20 4 30 10 -1
-garbage line
-";
-
-    const TCP6: &str = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-   0: 00000000000000000000000000000000:0050 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 777 1 0000000000000000 100 0 0 10 0
-   1: 0000000000000000FFFF00000100007F:0050 0000000000000000FFFF00000100007F:D431 01 00000000:00000000 00:00000000 00000000     0        0 778 1 0000000000000000 20 4 30 10 -1
-";
-
-    #[test]
-    fn tcp_rows_ipv4() {
-        let rows = parse_sock_table(TCP);
-        assert_eq!(rows.len(), 2);
-        let l = rows[0];
-        assert_eq!(l.family, AF_INET);
-        assert_eq!(&l.local[..4], &[127, 0, 0, 1]);
-        assert_eq!(l.lport, 8080);
-        assert_eq!(l.state, TCP_LISTEN);
-        assert_eq!(l.ino, 48213);
-        assert_eq!(rows[1].rport, 8080);
-        assert_eq!(rows[1].lport, 40000);
-        assert_eq!(rows[1].ino, 0);
-    }
-
-    #[test]
-    fn tcp_rows_ipv6_and_mapped() {
-        let rows = parse_sock_table(TCP6);
-        assert_eq!(rows[0].family, AF_INET6);
-        assert_eq!(rows[0].local, [0; 16]);
-        assert_eq!(rows[0].lport, 80);
-        let mapped: std::net::Ipv6Addr = "::ffff:127.0.0.1".parse().unwrap();
-        assert_eq!(rows[1].local, mapped.octets());
-        assert_eq!(
-            gala_ebpf::addr::ip_text(AF_INET6, &rows[1].remote),
-            "127.0.0.1"
-        );
-    }
 
     #[test]
     fn links_and_stat() {
@@ -252,6 +135,7 @@ garbage line
 
     #[test]
     fn this_process_is_readable() {
+        use gala_ebpf::procnet::TCP_LISTEN;
         let p = Procfs::default();
         let me = std::process::id();
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -6,7 +6,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::procfs::{Procfs, SockRow, TCP_LISTEN};
+use gala_ebpf::procnet::{SockRow, TCP_LISTEN};
+
+use crate::procfs::Procfs;
 
 /// One listen endpoint: every LISTEN socket on the same netns, family, address and port.
 #[derive(Debug, Clone, PartialEq, Eq)]
