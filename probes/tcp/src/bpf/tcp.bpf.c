@@ -212,29 +212,33 @@ static __always_inline __u32 jiffies_to_us(__u32 j)
     return (__u32)(((__u64)j * 1000000ULL) / hz);
 }
 
-static __always_inline bool is_tcp(const struct sock *sk)
+/* The programs' socket arguments are trusted BTF pointers: fields are read with direct
+ * CO-RE loads (no helper call). `struct tcp_sock` fields need the typed pointer
+ * `bpf_skc_to_tcp_sock()` gives (NULL unless a full TCP stream socket). */
+static __always_inline bool inet_family(const struct sock *sk)
 {
-    if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
-        return false;
-    __u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+    __u16 family = sk->__sk_common.skc_family;
     return family == AF_INET || family == AF_INET6;
 }
 
 /* Addresses and ports from the socket, as client/server by `role`. */
 static __always_inline void fill_tuple(struct link_ident *id, const struct sock *sk)
 {
-    __u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-    __u16 lport = BPF_CORE_READ(sk, __sk_common.skc_num);
-    __u16 rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-    __u8 *local = id->role == ROLE_CLIENT ? id->cip : id->sip;
-    __u8 *remote = id->role == ROLE_CLIENT ? id->sip : id->cip;
+    __u16 family = sk->__sk_common.skc_family;
+    __u16 lport = sk->__sk_common.skc_num;
+    __u16 rport = bpf_ntohs(sk->__sk_common.skc_dport);
+    __u32 *local = (__u32 *)(id->role == ROLE_CLIENT ? id->cip : id->sip);
+    __u32 *remote = (__u32 *)(id->role == ROLE_CLIENT ? id->sip : id->cip);
     id->family = family;
     if (family == AF_INET) {
-        bpf_probe_read_kernel(local, 4, &sk->__sk_common.skc_rcv_saddr);
-        bpf_probe_read_kernel(remote, 4, &sk->__sk_common.skc_daddr);
+        local[0] = sk->__sk_common.skc_rcv_saddr;
+        remote[0] = sk->__sk_common.skc_daddr;
     } else {
-        bpf_probe_read_kernel(local, 16, &sk->__sk_common.skc_v6_rcv_saddr);
-        bpf_probe_read_kernel(remote, 16, &sk->__sk_common.skc_v6_daddr);
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            local[i] = sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[i];
+            remote[i] = sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[i];
+        }
     }
     if (id->role == ROLE_CLIENT) {
         id->cport = lport;
@@ -246,20 +250,18 @@ static __always_inline void fill_tuple(struct link_ident *id, const struct sock 
 }
 
 /* The tcp_sock/sock counters into the link. */
-static __always_inline void snapshot(struct link *l, const struct sock *sk)
+static __always_inline void snapshot(struct link *l, const struct tcp_sock *tp)
 {
-    const struct tcp_sock *tp = (const struct tcp_sock *)sk;
-    l->segs_in = BPF_CORE_READ(tp, segs_in);
-    l->segs_out = BPF_CORE_READ(tp, segs_out);
-    l->sk_drops = BPF_CORE_READ(sk, sk_drops.counter);
+    l->segs_in = tp->segs_in;
+    l->segs_out = tp->segs_out;
+    l->sk_drops = tp->inet_conn.icsk_inet.sk.sk_drops.counter;
 }
 
 /* lost_out / sacked_out high water for the current period. */
-static __always_inline void high_water(struct link *l, const struct sock *sk)
+static __always_inline void high_water(struct link *l, const struct tcp_sock *tp)
 {
-    const struct tcp_sock *tp = (const struct tcp_sock *)sk;
-    __u32 lost = BPF_CORE_READ(tp, lost_out);
-    __u32 sacked = BPF_CORE_READ(tp, sacked_out);
+    __u32 lost = tp->lost_out;
+    __u32 sacked = tp->sacked_out;
     __u32 e = epoch;
     if (l->hw_epoch != e) {
         l->hw_epoch = e;
@@ -273,8 +275,8 @@ static __always_inline void high_water(struct link *l, const struct sock *sk)
 }
 
 /* Makes `sk` a link of the current process; returns it (or the one another CPU made). */
-static __always_inline struct link *new_link(const struct sock *sk, __u8 role,
-                                             const struct pending *p)
+static __always_inline struct link *new_link(const struct sock *sk, const struct tcp_sock *tp,
+                                             __u8 role, const struct pending *p)
 {
     __u32 zero = 0;
     __u64 key = (__u64)sk;
@@ -291,7 +293,7 @@ static __always_inline struct link *new_link(const struct sock *sk, __u8 role,
     l->ident.role = role;
     bpf_get_current_comm(l->ident.comm, sizeof(l->ident.comm));
     fill_tuple(&l->ident, sk);
-    snapshot(l, sk);
+    snapshot(l, tp);
     if (p) {
         l->segs_in0 = p->segs_in0;
         l->segs_out0 = p->segs_out0;
@@ -326,50 +328,59 @@ static __always_inline void send_delay(struct link *l, __u32 dir, __u64 delay_ns
     bpf_ringbuf_submit(r, 0);
 }
 
-/* The link for a send/recv of `sk` that moved data, made on first sight. */
+/* A send/recv of `sk` that moved data, and `sk` is not a link yet: makes it one if it is
+ * an established TCP socket of a snooped process. Cheapest rejections first: a
+ * non-TCP socket, a state without a connection, a process out of scope. */
 static __always_inline struct link *link_for_io(const struct sock *sk)
 {
-    __u64 key = (__u64)sk;
-    struct link *l = bpf_map_lookup_elem(&links, &key);
-    if (l)
-        return l;
-    if (!sk || !is_tcp(sk))
+    if (sk->sk_protocol != IPPROTO_TCP)
         return NULL;
-    __u8 state = BPF_CORE_READ(sk, __sk_common.skc_state);
+    __u8 state = sk->__sk_common.skc_state;
     if (state == TCP_LISTEN || state == TCP_CLOSE || state == TCP_SYN_SENT ||
         state == TCP_SYN_RECV || state == TCP_NEW_SYN_RECV)
         return NULL;
     if (!gala_snooped(gala_tgid()))
         return NULL;
+    struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
+    if (!tp || !inet_family(sk))
+        return NULL;
+    __u64 key = (__u64)sk;
     struct pending *p = bpf_map_lookup_elem(&pending, &key);
     if (p) {
         struct pending copy = *p;
         bpf_map_delete_elem(&pending, &key);
-        return new_link(sk, ROLE_SERVER, &copy);
+        return new_link(sk, tp, ROLE_SERVER, &copy);
     }
-    __u32 port = BPF_CORE_READ(sk, __sk_common.skc_num);
+    __u32 port = sk->__sk_common.skc_num;
     __u8 role = bpf_map_lookup_elem(&listen_ports, &port) ? ROLE_SERVER : ROLE_CLIENT;
-    return new_link(sk, role, NULL);
+    return new_link(sk, tp, role, NULL);
 }
 
-static __always_inline void on_io(const struct sock *sk, int ret, int flags, bool tx)
+static __always_inline void on_io(struct sock *sk, int ret, int flags, bool tx)
 {
     if (ret <= 0 || (!tx && (flags & MSG_PEEK)))
         return;
-    struct link *l = link_for_io(sk);
-    if (!l)
-        return;
+    __u64 key = (__u64)sk;
+    struct link *l = bpf_map_lookup_elem(&links, &key);
+    if (!l) {
+        l = link_for_io(sk);
+        if (!l)
+            return;
+    }
     if (tx)
         __sync_fetch_and_add(&l->tx_bytes, ret);
     else
         __sync_fetch_and_add(&l->rx_bytes, ret);
-    snapshot(l, sk);
+    struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+    if (!tp)
+        return;
+    snapshot(l, tp);
     if (!en_delay)
         return;
     __u64 now = bpf_ktime_get_ns();
     if (tx) {
         if (l->tx_send_ns == 0 && now >= l->tx_next_ns) {
-            l->tx_seq = BPF_CORE_READ((const struct tcp_sock *)sk, write_seq);
+            l->tx_seq = tp->write_seq;
             l->tx_send_ns = now;
         }
     } else if (l->rx_ready_ns) {
@@ -384,11 +395,11 @@ static __always_inline void on_io(const struct sock *sk, int ret, int flags, boo
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(tcp_state, const struct sock *sk, const int oldstate, const int newstate)
 {
-    if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+    if (sk->sk_protocol != IPPROTO_TCP)
         return 0;
     __u64 key = (__u64)sk;
     if (newstate == TCP_LISTEN) {
-        __u32 port = BPF_CORE_READ(sk, __sk_common.skc_num);
+        __u32 port = sk->__sk_common.skc_num;
         __u32 one = 1;
         __u32 *n = bpf_map_lookup_elem(&listen_ports, &port);
         if (n)
@@ -398,7 +409,7 @@ int BPF_PROG(tcp_state, const struct sock *sk, const int oldstate, const int new
         return 0;
     }
     if (oldstate == TCP_LISTEN) {
-        __u32 port = BPF_CORE_READ(sk, __sk_common.skc_num);
+        __u32 port = sk->__sk_common.skc_num;
         __u32 *n = bpf_map_lookup_elem(&listen_ports, &port);
         if (n) {
             if (*n <= 1)
@@ -409,9 +420,12 @@ int BPF_PROG(tcp_state, const struct sock *sk, const int oldstate, const int new
         return 0;
     }
     if (newstate == TCP_SYN_SENT) {
-        if (!is_tcp(sk) || !gala_snooped(gala_tgid()))
+        if (!gala_snooped(gala_tgid()) || !inet_family(sk))
             return 0;
-        struct link *l = new_link(sk, ROLE_CLIENT, NULL);
+        struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
+        if (!tp)
+            return 0;
+        struct link *l = new_link(sk, tp, ROLE_CLIENT, NULL);
         /* The tracepoint runs before the state is stored: mark it by hand. */
         if (l)
             l->established = 0;
@@ -425,13 +439,14 @@ int BPF_PROG(tcp_state, const struct sock *sk, const int oldstate, const int new
             l->established = 1;
             return 0;
         }
-        if (oldstate == TCP_SYN_RECV && is_tcp(sk)) {
-            const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+        struct tcp_sock *tp;
+        if (oldstate == TCP_SYN_RECV && inet_family(sk) &&
+            (tp = bpf_skc_to_tcp_sock((void *)sk))) {
             struct pending p = {};
-            p.syn_srtt = BPF_CORE_READ(tp, srtt_us) >> 3;
-            p.segs_in0 = BPF_CORE_READ(tp, segs_in);
-            p.segs_out0 = BPF_CORE_READ(tp, segs_out);
-            p.sk_drops0 = BPF_CORE_READ(sk, sk_drops.counter);
+            p.syn_srtt = tp->srtt_us >> 3;
+            p.segs_in0 = tp->segs_in;
+            p.segs_out0 = tp->segs_out;
+            p.sk_drops0 = sk->sk_drops.counter;
             bpf_map_update_elem(&pending, &key, &p, BPF_ANY);
         }
         return 0;
@@ -451,11 +466,13 @@ int BPF_PROG(tcp_destroy, struct sock *sk)
     struct link *l = bpf_map_lookup_elem(&links, &key);
     if (!l)
         return 0;
-    snapshot(l, sk);
+    struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+    if (tp)
+        snapshot(l, tp);
     /* A client that never got established has no local port yet; a failed connect()
      * has cleared the rest by now (tcp_disconnect), so fill only the missing port. */
     if (l->ident.role == ROLE_CLIENT && l->ident.cport == 0)
-        l->ident.cport = BPF_CORE_READ(sk, __sk_common.skc_num);
+        l->ident.cport = sk->__sk_common.skc_num;
     struct rec_close *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
     if (r) {
         r->type = REC_CLOSE;
@@ -508,18 +525,22 @@ int BPF_PROG(tcp_probe_hook, struct sock *sk, const struct sk_buff *skb)
     struct link *l = bpf_map_lookup_elem(&links, &key);
     if (!l)
         return 0;
-    const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+    struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+    if (!tp)
+        return 0;
     __u64 now = bpf_ktime_get_ns();
+    /* tcp_probe runs with the socket locked (tcp_rcv_established): no other writer of
+     * these counters, plain increments do. */
     if (en_win) {
-        __sync_fetch_and_add(&l->win_events, 1);
-        if (BPF_CORE_READ(tp, snd_wnd) == 0)
-            __sync_fetch_and_add(&l->zero_snd_wnd, 1);
-        if (BPF_CORE_READ(tp, rcv_wnd) == 0)
-            __sync_fetch_and_add(&l->zero_rcv_wnd, 1);
+        l->win_events += 1;
+        if (tp->snd_wnd == 0)
+            l->zero_snd_wnd += 1;
+        if (tp->rcv_wnd == 0)
+            l->zero_rcv_wnd += 1;
     }
     if (en_delay && l->tx_send_ns) {
         const struct tcp_skb_cb *cb = (const struct tcp_skb_cb *)&skb->cb[0];
-        __u32 ack = BPF_CORE_READ(cb, ack_seq);
+        __u32 ack = cb->ack_seq;
         if ((__s32)(ack - l->tx_seq) >= 0) {
             __u64 sent = l->tx_send_ns;
             l->tx_send_ns = 0;
@@ -531,9 +552,9 @@ int BPF_PROG(tcp_probe_hook, struct sock *sk, const struct sk_buff *skb)
     if (now < l->next_sample_ns)
         return 0;
     l->next_sample_ns = now + sample_period_ns;
-    snapshot(l, sk);
+    snapshot(l, tp);
     if (en_abn)
-        high_water(l, sk);
+        high_water(l, tp);
     if (!sampled_state())
         return 0;
     struct rec_sample *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
@@ -545,31 +566,31 @@ int BPF_PROG(tcp_probe_hook, struct sock *sk, const struct sk_buff *skb)
     r->type = REC_SAMPLE;
     __builtin_memcpy(&r->ident, &l->ident, sizeof(r->ident));
     if (en_rtt) {
-        r->srtt = BPF_CORE_READ(tp, srtt_us) >> 3;
-        r->rcv_rtt = BPF_CORE_READ(tp, rcv_rtt_est.rtt_us) >> 3;
+        r->srtt = tp->srtt_us >> 3;
+        r->rcv_rtt = tp->rcv_rtt_est.rtt_us >> 3;
     }
     if (en_win) {
-        __u32 write_seq = BPF_CORE_READ(tp, write_seq);
-        __u32 snd_nxt = BPF_CORE_READ(tp, snd_nxt);
-        __u32 snd_una = BPF_CORE_READ(tp, snd_una);
-        __u32 snd_wnd = BPF_CORE_READ(tp, snd_wnd);
+        __u32 write_seq = tp->write_seq;
+        __u32 snd_nxt = tp->snd_nxt;
+        __u32 snd_una = tp->snd_una;
+        __u32 snd_wnd = tp->snd_wnd;
         __u32 in_flight = snd_nxt - snd_una;
-        r->snd_cwnd = BPF_CORE_READ(tp, snd_cwnd);
+        r->snd_cwnd = tp->snd_cwnd;
         r->notsent_bytes = write_seq - snd_nxt;
         r->notack_bytes = in_flight;
-        r->reordering = BPF_CORE_READ(tp, reordering);
+        r->reordering = tp->reordering;
         r->snd_wnd = snd_wnd;
-        r->rcv_wnd = BPF_CORE_READ(tp, rcv_wnd);
+        r->rcv_wnd = tp->rcv_wnd;
         r->avl_snd_wnd = snd_wnd > in_flight ? snd_wnd - in_flight : 0;
     }
     if (en_rate) {
-        const struct inet_connection_sock *icsk = (const struct inet_connection_sock *)sk;
-        r->rto = jiffies_to_us(BPF_CORE_READ(icsk, icsk_rto));
-        r->ato = jiffies_to_us(BPF_CORE_READ_BITFIELD_PROBED(icsk, icsk_ack.ato));
+        const struct inet_connection_sock *icsk = &tp->inet_conn;
+        r->rto = jiffies_to_us(icsk->icsk_rto);
+        r->ato = jiffies_to_us(BPF_CORE_READ_BITFIELD(icsk, icsk_ack.ato));
     }
     if (en_sockbuf) {
-        r->sk_rcvbuf = BPF_CORE_READ(sk, sk_rcvbuf);
-        r->sk_sndbuf = BPF_CORE_READ(sk, sk_sndbuf);
+        r->sk_rcvbuf = sk->sk_rcvbuf;
+        r->sk_sndbuf = sk->sk_sndbuf;
     }
     bpf_ringbuf_submit(r, 0);
     return 0;
@@ -585,9 +606,11 @@ int BPF_PROG(tcp_retrans, const struct sock *sk, const struct sk_buff *skb, int 
     if (!l)
         return 0;
     const struct tcp_skb_cb *cb = (const struct tcp_skb_cb *)&skb->cb[0];
-    __u32 segs = BPF_CORE_READ(cb, tcp_gso_segs);
+    __u32 segs = cb->tcp_gso_segs;
     __sync_fetch_and_add(&l->retran_packets, segs ? segs : 1);
-    high_water(l, sk);
+    struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
+    if (tp)
+        high_water(l, tp);
     return 0;
 }
 
@@ -627,7 +650,7 @@ int BPF_PROG(tcp_drop, struct sk_buff *skb, void *location, enum skb_drop_reason
     int mem = bpf_core_enum_value(enum skb_drop_reason, SKB_DROP_REASON_PROTO_MEM);
     if (reason != backlog && reason != filter && reason != mem)
         return 0;
-    struct sock *sk = rx_sk ? rx_sk : BPF_CORE_READ(skb, sk);
+    struct sock *sk = rx_sk ? rx_sk : skb->sk;
     struct link *l = link_of(sk);
     if (!l)
         return 0;
@@ -644,7 +667,7 @@ SEC("tp_btf/inet_sk_error_report")
 int BPF_PROG(tcp_err_report, const struct sock *sk)
 {
     struct link *l = link_of(sk);
-    if (l && BPF_CORE_READ(sk, sk_err) == ETIMEDOUT)
+    if (l && sk->sk_err == ETIMEDOUT)
         __sync_fetch_and_add(&l->tmout_count, 1);
     return 0;
 }
