@@ -101,11 +101,11 @@ pub struct Link {
     /// Highest `sacked_out` seen in that epoch.
     pub sacked_out_hw: u32,
     _pad4: u32,
-    next_sample_ns: u64,
+    next_sample_j: u64,
     rx_ready_ns: u64,
-    rx_next_ns: u64,
+    rx_next_j: u64,
     tx_send_ns: u64,
-    tx_next_ns: u64,
+    tx_next_j: u64,
     tx_seq: u32,
     /// Whether the handshake completed (client links exist from SYN_SENT on).
     pub established: u32,

@@ -86,11 +86,13 @@ struct link {
     __u32 lost_out_hw;
     __u32 sacked_out_hw;
     __u32 _pad4;
-    __u64 next_sample_ns;
+    /* gates in jiffies (a load, where a clock read costs ~10 ns per event); the delay
+     * stamps in ns */
+    __u64 next_sample_j;
     __u64 rx_ready_ns;
-    __u64 rx_next_ns;
+    __u64 rx_next_j;
     __u64 tx_send_ns;
-    __u64 tx_next_ns;
+    __u64 tx_next_j;
     __u32 tx_seq;
     __u32 established;
 };
@@ -204,6 +206,14 @@ __u64 ring_lost = 0;
 static __always_inline bool sampled_state(void)
 {
     return en_win || en_rtt || en_rate || en_sockbuf;
+}
+
+/* sample_period_ns in jiffies (at least 1). */
+static __always_inline __u64 period_jiffies(void)
+{
+    __u64 hz = CONFIG_HZ ? CONFIG_HZ : 1000;
+    __u64 j = sample_period_ns / (1000000000ULL / hz);
+    return j ? j : 1;
 }
 
 static __always_inline __u32 jiffies_to_us(__u32 j)
@@ -377,16 +387,16 @@ static __always_inline void on_io(struct sock *sk, int ret, int flags, bool tx)
     snapshot(l, tp);
     if (!en_delay)
         return;
-    __u64 now = bpf_ktime_get_ns();
     if (tx) {
-        if (l->tx_send_ns == 0 && now >= l->tx_next_ns) {
+        if (l->tx_send_ns == 0 && bpf_jiffies64() >= l->tx_next_j) {
             l->tx_seq = tp->write_seq;
-            l->tx_send_ns = now;
+            l->tx_send_ns = bpf_ktime_get_ns();
         }
     } else if (l->rx_ready_ns) {
+        __u64 now = bpf_ktime_get_ns();
         __u64 ready = l->rx_ready_ns;
         l->rx_ready_ns = 0;
-        l->rx_next_ns = now + sample_period_ns;
+        l->rx_next_j = bpf_jiffies64() + period_jiffies();
         if (now > ready)
             send_delay(l, DELAY_RX, now - ready);
     }
@@ -528,7 +538,6 @@ int BPF_PROG(tcp_probe_hook, struct sock *sk, const struct sk_buff *skb)
     struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
     if (!tp)
         return 0;
-    __u64 now = bpf_ktime_get_ns();
     /* tcp_probe runs with the socket locked (tcp_rcv_established): no other writer of
      * these counters, plain increments do. */
     if (en_win) {
@@ -542,16 +551,18 @@ int BPF_PROG(tcp_probe_hook, struct sock *sk, const struct sk_buff *skb)
         const struct tcp_skb_cb *cb = (const struct tcp_skb_cb *)&skb->cb[0];
         __u32 ack = cb->ack_seq;
         if ((__s32)(ack - l->tx_seq) >= 0) {
+            __u64 now = bpf_ktime_get_ns();
             __u64 sent = l->tx_send_ns;
             l->tx_send_ns = 0;
-            l->tx_next_ns = now + sample_period_ns;
+            l->tx_next_j = bpf_jiffies64() + period_jiffies();
             if (now > sent)
                 send_delay(l, DELAY_TX, now - sent);
         }
     }
-    if (now < l->next_sample_ns)
+    __u64 j = bpf_jiffies64();
+    if (j < l->next_sample_j)
         return 0;
-    l->next_sample_ns = now + sample_period_ns;
+    l->next_sample_j = j + period_jiffies();
     snapshot(l, tp);
     if (en_abn)
         high_water(l, tp);
@@ -692,8 +703,7 @@ int BPF_PROG(tcp_data_ready, const struct sock *sk)
     struct link *l = link_of(sk);
     if (!l || l->rx_ready_ns)
         return 0;
-    __u64 now = bpf_ktime_get_ns();
-    if (now >= l->rx_next_ns)
-        l->rx_ready_ns = now;
+    if (bpf_jiffies64() >= l->rx_next_j)
+        l->rx_ready_ns = bpf_ktime_get_ns();
     return 0;
 }
