@@ -402,6 +402,14 @@ static __always_inline void on_io(struct sock *sk, int ret, int flags, bool tx)
     }
 }
 
+/* Drops `key` from `pending`; the lockless lookup first, since most sockets closing are
+ * not there and a delete takes the bucket lock. */
+static __always_inline void forget_pending(__u64 key)
+{
+    if (bpf_map_lookup_elem(&pending, &key))
+        bpf_map_delete_elem(&pending, &key);
+}
+
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(tcp_state, const struct sock *sk, const int oldstate, const int newstate)
 {
@@ -462,7 +470,7 @@ int BPF_PROG(tcp_state, const struct sock *sk, const int oldstate, const int new
         return 0;
     }
     if (newstate == TCP_CLOSE)
-        bpf_map_delete_elem(&pending, &key);
+        forget_pending(key);
     return 0;
 }
 
@@ -472,7 +480,7 @@ SEC("tp_btf/tcp_destroy_sock")
 int BPF_PROG(tcp_destroy, struct sock *sk)
 {
     __u64 key = (__u64)sk;
-    bpf_map_delete_elem(&pending, &key);
+    forget_pending(key);
     struct link *l = bpf_map_lookup_elem(&links, &key);
     if (!l)
         return 0;
