@@ -136,8 +136,13 @@ while read -r name kind dir program; do
 done < probes/packaging.list
 
 # The built-in probes' tables: every .meta file under probes/ outside example/, extends/ and
-# the probes' tests (probes/baseinfo/meta/*.meta, ...).
+# the probes' tests (probes/baseinfo/meta/*.meta, ...). They share one directory, so two files
+# with the same name would silently replace each other: refuse that.
+declare -A meta_seen=()
 while IFS= read -r -d '' meta; do
+    name=${meta##*/}
+    [ -z "${meta_seen[$name]:-}" ] || die "two meta files install as meta/$name: ${meta_seen[$name]} and $meta"
+    meta_seen[$name]=$meta
     skip=""
     for dir in $without_dirs; do
         [[ $meta == "$dir"/* ]] && skip=1

@@ -289,6 +289,24 @@ fn builtin_meta_files() -> Vec<PathBuf> {
     out
 }
 
+/// The built-in probes' meta files share `/opt/gala-gopher/meta/`: two with one name would
+/// replace each other (install.sh refuses that too).
+#[test]
+fn builtin_meta_file_names_are_unique() {
+    let mut seen = std::collections::BTreeMap::new();
+    for meta in builtin_meta_files() {
+        let name = meta.file_name().expect("name").to_owned();
+        if let Some(other) = seen.insert(name.clone(), meta.clone()) {
+            panic!(
+                "{} and {} both install as meta/{}",
+                other.display(),
+                meta.display(),
+                name.to_string_lossy()
+            );
+        }
+    }
+}
+
 /// Every path the package (and install.sh) must lay out, directories included.
 fn expected_paths(libdir: &str) -> BTreeSet<String> {
     let mut paths: BTreeSet<String> = [

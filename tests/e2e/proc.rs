@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use gala_e2e::workload::Workload;
 use gala_e2e::{workspace_bin, Daemon, Samples, Sandbox};
 
-const PROC_META: &str = include_str!("../../probes/proc/proc.meta");
-const DNS_META: &str = include_str!("../../probes/proc/proc_dns.meta");
+const PROC_META: &str = include_str!("../../probes/proc/taskprobe.meta");
+const DNS_META: &str = include_str!("../../probes/proc/taskprobe_dns.meta");
 
 /// A `proc-bench workload` process and the socket that drives it.
 fn workload() -> Workload {
@@ -25,7 +25,10 @@ fn workload() -> Workload {
 
 /// A daemon with taskprobe installed, running `proc` with `subitems` for `pid`.
 fn daemon(pid: u32, subitems: &[&str], extra_params: &str) -> (Sandbox, Daemon) {
-    let metas = [("proc.meta", PROC_META), ("proc_dns.meta", DNS_META)];
+    let metas = [
+        ("taskprobe.meta", PROC_META),
+        ("taskprobe_dns.meta", DNS_META),
+    ];
     let (sb, d) = gala_e2e::ebpf::builtin_daemon("taskprobe", &metas, gala_e2e::IMDB_DEFAULT, &[]);
     let probes: Vec<String> = subitems.iter().map(|s| format!("{s:?}")).collect();
     let (status, text) = d.put(

@@ -19,13 +19,16 @@ mod skel {
 
 use std::process::ExitCode;
 
-/// `proc.meta`: the `proc` entity's tables.
-pub const PROC_META: &str = include_str!("../proc.meta");
-/// `proc_dns.meta`: the `dns` entity's table.
-pub const DNS_META: &str = include_str!("../proc_dns.meta");
+/// `taskprobe.meta`: the `proc` entity's tables.
+pub const PROC_META: &str = include_str!("../taskprobe.meta");
+/// `taskprobe_dns.meta`: the `dns` entity's table.
+pub const DNS_META: &str = include_str!("../taskprobe_dns.meta");
 
 fn main() -> ExitCode {
-    let metas = [("proc.meta", PROC_META), ("proc_dns.meta", DNS_META)];
+    let metas = [
+        ("taskprobe.meta", PROC_META),
+        ("taskprobe_dns.meta", DNS_META),
+    ];
     match gala_ebpf::run(probe::TaskProbe::default(), &metas) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,4 +1,4 @@
-//! The records of `proc.meta` for one process and period: which tables are printed (those
+//! The records of `taskprobe.meta` for one process and period: which tables are printed (those
 //! of the active sub-items) and which fields stay empty (a need the kernel gives no hook
 //! for; the daemon drops empty metrics).
 
@@ -198,8 +198,8 @@ mod tests {
 
     fn schema() -> Schema {
         Schema::from_strs(&[
-            (Path::new("proc.meta"), crate::PROC_META),
-            (Path::new("proc_dns.meta"), crate::DNS_META),
+            (Path::new("taskprobe.meta"), crate::PROC_META),
+            (Path::new("taskprobe_dns.meta"), crate::DNS_META),
         ])
         .expect("meta files parse")
     }
