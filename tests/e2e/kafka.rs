@@ -271,21 +271,34 @@ done
         .collect();
     assert!(twice.is_empty(), "delivered twice: {twice:?}");
 
-    let s = Samples::parse(&d.scrape());
-    let reasons: Vec<String> = s
-        .find(
-            "gala_gopher_daemon_kafka_dropped_total",
-            &[("channel", "metric")],
-        )
+    // A message in flight when the broker died may come back as failed (librdkafka cannot
+    // know whether the dead broker stored it): at most the records written around the stop,
+    // and never for another reason. Everything queued while it was down was delivered above.
+    let in_flight = written
         .iter()
-        .filter(|x| x.value != "0")
-        .map(|x| format!("{:?}={}", x.labels, x.value))
-        .collect();
-    assert!(reasons.is_empty(), "drops: {reasons:?}");
+        .filter(|(_, t)| t.abs_diff(stopped) <= margin)
+        .count() as f64;
+    let s = Samples::parse(&d.scrape());
+    let mut failed = 0.0;
+    for x in s.find(
+        "gala_gopher_daemon_kafka_dropped_total",
+        &[("channel", "metric")],
+    ) {
+        let v: f64 = x.value.parse().expect("number");
+        if x.labels.get("reason").map(String::as_str) == Some("delivery_failed") {
+            failed += v;
+        } else {
+            assert_eq!(v, 0.0, "drops: {:?}={}", x.labels, x.value);
+        }
+    }
+    assert!(
+        failed <= in_flight,
+        "{failed} delivery failures, more than the {in_flight} records in flight at the stop"
+    );
     assert_eq!(
         kafka_count(&s, "metric", "queued"),
-        kafka_count(&s, "metric", "delivered"),
-        "everything queued was delivered"
+        kafka_count(&s, "metric", "delivered") + failed,
+        "everything queued was delivered or, in flight at the stop, reported failed"
     );
 }
 
