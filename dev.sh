@@ -151,34 +151,22 @@ cmd_bench() {
     "$ROOT/target/release/gopher-bench" "$@"
 }
 
-cmd_bench_baseinfo() {
-    install_test_deps
-    cargo build --release --workspace --bins
-    "$ROOT/target/release/baseinfo-bench" "$@"
-}
-
-# The eBPF probes' overhead benchmarks: net-bench (tcp + socket under wrk/nginx), io-bench
-# (O_DIRECT on a loop device), proc-bench (1 M getppid/read).
-cmd_bench_ebpf() {
+# One of the other benchmarks (they need the test dependencies: node_exporter, tansu, nginx,
+# wrk): baseinfo-bench, kafka-bench, and the eBPF probes' net-bench (tcp + socket under
+# wrk/nginx), io-bench (O_DIRECT on a loop device), proc-bench (1 M getppid/read).
+cmd_bench_named() {
     local bench=$1; shift
     install_test_deps
     cargo build --release --workspace --bins
     "$ROOT/target/release/$bench" "$@"
 }
 
-cmd_bench_kafka() {
-    install_test_deps
-    cargo build --release --workspace --bins
-    "$ROOT/target/release/kafka-bench" "$@"
-}
-
 case "${1:-}" in
     run) cmd_run ;;
     test) cmd_test ;;
     bench) shift; cmd_bench "$@" ;;
-    bench-baseinfo) shift; cmd_bench_baseinfo "$@" ;;
-    bench-kafka) shift; cmd_bench_kafka "$@" ;;
-    bench-net|bench-io|bench-proc) b=${1#bench-}-bench; shift; cmd_bench_ebpf "$b" "$@" ;;
+    bench-baseinfo|bench-kafka|bench-net|bench-io|bench-proc)
+        b=${1#bench-}-bench; shift; cmd_bench_named "$b" "$@" ;;
     stage) stage "$2" "${3:-target/release}" ;;
     relocate) relocate "$2" ;;
     *) echo "usage: $0 run|test|bench|bench-baseinfo|bench-kafka|bench-net|bench-io|bench-proc" >&2; exit 2 ;;

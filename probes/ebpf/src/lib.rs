@@ -29,7 +29,7 @@ pub use cost::{CostReport, ProgCost, StatsMode, COST_META};
 pub use hist::Histogram;
 pub use kernel::Kernel;
 pub use plan::{load, Hook, Need, Plan, Prog, Subitem};
-pub use ring::{read_pod, Pod, RingReader};
+pub use ring::{read_pod, ring_bytes, Pod, RingReader};
 pub use runner::{log, run, BpfProbe};
 pub use snoop::SnoopMap;
 

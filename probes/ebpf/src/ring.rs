@@ -9,6 +9,12 @@ use libbpf_rs::{MapCore, RingBuffer, RingBufferBuilder};
 
 use crate::Error;
 
+/// The size of a probe's ring buffer from the `ringbuf_map_size` param: MB, a power of two
+/// in 1..=32 (others are rounded up and clamped), in bytes.
+pub fn ring_bytes(ringbuf_map_size: u32) -> u32 {
+    ringbuf_map_size.clamp(1, 32).next_power_of_two() << 20
+}
+
 /// A consumer of one or more BPF ring buffers.
 pub struct RingReader {
     rb: RingBuffer<'static>,
@@ -66,4 +72,16 @@ pub fn read_pod<T: Pod>(data: &[u8]) -> Option<T> {
     // SAFETY: length checked; read_unaligned copes with any alignment; `Pod` promises every
     // bit pattern is a valid `T`.
     Some(unsafe { std::ptr::read_unaligned(data.as_ptr().cast::<T>()) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_size_is_a_clamped_power_of_two_in_mib() {
+        assert_eq!(ring_bytes(0), 1 << 20);
+        assert_eq!(ring_bytes(3), 4 << 20);
+        assert_eq!(ring_bytes(64), 32 << 20);
+    }
 }

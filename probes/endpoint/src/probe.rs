@@ -326,12 +326,9 @@ impl BpfProbe for Endpoint {
         let storage = Box::leak(Box::new(MaybeUninit::uninit()));
         let mut open = EndpointSkelBuilder::default().open(storage)?;
         plan.apply(open.open_object_mut());
-        let mb = config
-            .params()
-            .ringbuf_map_size
-            .clamp(1, 32)
-            .next_power_of_two();
-        open.maps.ep_events.set_max_entries(mb * 1024 * 1024)?;
+        open.maps
+            .ep_events
+            .set_max_entries(gala_ebpf::ring_bytes(config.params().ringbuf_map_size))?;
         let mut skel = open.load()?;
         skel.attach()?;
         let ring = RingReader::new(&[&skel.maps.ep_events]).map_err(other)?;

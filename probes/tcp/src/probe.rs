@@ -219,11 +219,6 @@ fn groups(plan: &Plan) -> Groups {
     }
 }
 
-/// `ringbuf_map_size` (MB, a power of two in 1..=32) in bytes.
-fn ring_bytes(mb: u32) -> u32 {
-    mb.clamp(1, 32).next_power_of_two() << 20
-}
-
 impl BpfProbe for TcpProbe {
     const NAME: &'static str = NAME;
 
@@ -252,7 +247,7 @@ impl BpfProbe for TcpProbe {
         }
         open.maps
             .events
-            .set_max_entries(ring_bytes(config.params().ringbuf_map_size))?;
+            .set_max_entries(gala_ebpf::ring_bytes(config.params().ringbuf_map_size))?;
         let mut skel = open.load()?;
         skel.attach()?;
         for (port, n) in crate::procnet::host_listen_ports(Path::new("/proc")) {
@@ -376,13 +371,6 @@ impl BpfProbe for TcpProbe {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ring_size_is_a_power_of_two_megabytes() {
-        assert_eq!(ring_bytes(0), 1 << 20);
-        assert_eq!(ring_bytes(3), 4 << 20);
-        assert_eq!(ring_bytes(64), 32 << 20);
-    }
 
     #[test]
     fn scope_in_both_modes() {
