@@ -58,8 +58,9 @@ for line in sys.stdin:
             l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             l.bind(("127.0.0.1", int(a[1])))
             l.listen(16)
-            listeners[int(a[1])] = l
-            out("ok")
+            port = l.getsockname()[1]
+            listeners[port] = l
+            out(port)
         elif a[0] == "accept":
             c, _ = listeners[int(a[1])].accept()
             conns.append(c)
@@ -300,8 +301,7 @@ fn bytes_segments_and_rtt_of_both_roles() {
 
     // The peer serves: it reads 300000 bytes and answers 120000.
     let (to_server, from_server) = (300_000usize, 120_000usize);
-    let sport = free_port();
-    peer.cmd(&format!("listen {sport}"));
+    let sport: u16 = peer.cmd("listen 0").parse().expect("port");
     let conn = TcpStream::connect(("127.0.0.1", sport)).expect("connect");
     let idx = peer.cmd(&format!("accept {sport}"));
     let writer = write_in_background(conn, to_server);
@@ -410,8 +410,7 @@ fn connections_older_than_the_probe_and_resets() {
     let pid = peer.pid();
 
     // Before the probe: the peer accepts one connection and makes one.
-    let sport = free_port();
-    peer.cmd(&format!("listen {sport}"));
+    let sport: u16 = peer.cmd("listen 0").parse().expect("port");
     let mut to_peer = TcpStream::connect(("127.0.0.1", sport)).expect("connect");
     let sidx = peer.cmd(&format!("accept {sport}"));
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -497,8 +496,7 @@ fn retransmissions_raise_the_event_and_the_cost_shows() {
             .is_empty()
     });
 
-    let sport = free_port();
-    peer.cmd(&format!("listen {sport}"));
+    let sport: u16 = peer.cmd("listen 0").parse().expect("port");
     let mut conn = TcpStream::connect(("127.0.0.1", sport)).expect("connect");
     let idx = peer.cmd(&format!("accept {sport}"));
     let _rule = drop_from_port(sport);

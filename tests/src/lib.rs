@@ -79,12 +79,25 @@ pub fn start_node_exporter() -> Option<(KillOnDrop, u16)> {
     Some((guard, port))
 }
 
-/// A free TCP port on 127.0.0.1.
+/// A free TCP port on 127.0.0.1, for a server a test starts later.
+///
+/// The port is below the kernel's ephemeral range (32768 and up by default), so no
+/// client socket of a concurrent test can take it between this check and its use; the
+/// candidates are spread by process id and a counter so parallel tests do not collide.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const FIRST: u32 = 20000;
+    const SPAN: u32 = 12000;
+    let base = std::process::id().wrapping_mul(7919);
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (FIRST + base.wrapping_add(n.wrapping_mul(13)) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {FIRST}..{}", FIRST + SPAN)
 }
 
 /// A temp directory laid out like an installation; no root needed.
