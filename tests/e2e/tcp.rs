@@ -397,7 +397,11 @@ fn bytes_segments_and_rtt_of_both_roles() {
             })
             .collect()
     };
-    assert!(hist_total(&flow("server", sport), "sys_delay") > 0);
+    assert!(
+        hist_total(&flow("server", sport), "sys_delay") > 0,
+        "{:?}",
+        probe.flows
+    );
     assert!(hist_total(&flow("client", cport_server), "net_delay") > 0);
     assert_eq!(flow("server", sport)[0]["remote_ip"], "127.0.0.1");
     drop(conn);
@@ -535,13 +539,17 @@ fn retransmissions_raise_the_event_and_the_cost_shows() {
         )),
         "{id}"
     );
-    assert!(
-        value(
-            &s,
-            "gala_gopher_ebpf_prog_run_count",
-            &[("probe", "tcp"), ("prog", "tcp_retrans")]
-        ) > 0.0,
-        "the retransmit program's runs are counted"
+    // The cost table of a period may be printed before its first retransmission.
+    d.wait_for(
+        Duration::from_secs(15),
+        "the retransmit program's runs are counted",
+        |s| {
+            value(
+                s,
+                "gala_gopher_ebpf_prog_run_count",
+                &[("probe", "tcp"), ("prog", "tcp_retrans")],
+            ) > 0.0
+        },
     );
     drop(peer);
     let _ = reader.join();

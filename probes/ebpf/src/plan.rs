@@ -25,6 +25,8 @@ pub enum Hook {
     Kprobe(&'static str),
     /// A uprobe attached by the probe at run time (always loadable).
     Uprobe,
+    /// `iter/<target>`: a BPF iterator user space runs by reading it.
+    Iter(&'static str),
 }
 
 impl Hook {
@@ -36,6 +38,9 @@ impl Hook {
             Hook::Fentry(f) | Hook::Fexit(f) => kernel.fentry() && kernel.has_function(f),
             Hook::Kprobe(f) => kernel.kprobes() && kernel.has_function(f),
             Hook::Uprobe => true,
+            Hook::Iter(target) => {
+                kernel.has_btf() && kernel.has_function(&format!("bpf_iter_{target}"))
+            }
         }
     }
 }
@@ -49,6 +54,7 @@ impl std::fmt::Display for Hook {
             Hook::Fexit(t) => write!(f, "fexit/{t}"),
             Hook::Kprobe(t) => write!(f, "kprobe/{t}"),
             Hook::Uprobe => f.write_str("uprobe"),
+            Hook::Iter(t) => write!(f, "iter/{t}"),
         }
     }
 }

@@ -1,8 +1,11 @@
-//! The probe under the shared runner: loads the BPF object for the planned programs,
-//! drains the ring buffer into the [`Aggregator`], sweeps the `links` map every report
-//! period and prints `tcp_metric`, `proc_flow_perf` and the threshold events.
+//! The probe under the shared runner: loads the BPF object for the planned programs, runs
+//! the `tcp_pass` iterator every sample period, attaches the tcp_delay programs only
+//! inside the delay window, drains the ring buffer into the [`Aggregator`], sweeps the
+//! `links` map every report period and prints `tcp_metric`, `proc_flow_perf` and the
+//! threshold events.
 
 use std::collections::BTreeSet;
+use std::io::Read;
 use std::mem::MaybeUninit;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -15,7 +18,7 @@ use libbpf_rs::{MapCore, MapFlags, Object};
 use crate::events::{check, Thresholds};
 use crate::record::{decode, decode_link, Record};
 use crate::skel::{TcpSkel, TcpSkelBuilder};
-use crate::subitems::{abn, SUBITEMS};
+use crate::subitems::{abn, DELAY_PROGS, SUBITEMS};
 use crate::tracker::{flow_row, metric_row, Aggregator, Groups};
 
 /// The probe's name in the catalogue.
@@ -28,9 +31,19 @@ const ENTITY: &str = "tcp_link";
 const BATCH: u32 = 256;
 
 struct Loaded {
-    // Dropped before the skeleton (field order): it reads the skeleton's map.
+    // Dropped before the skeleton (field order): they use its programs and maps.
+    delay_links: Vec<libbpf_rs::Link>,
     ring: RingReader,
     skel: TcpSkel<'static>,
+    /// The planned tcp_delay programs.
+    delay_progs: Vec<&'static str>,
+}
+
+/// How long the tcp_delay programs stay attached at the start of each sample period:
+/// a tenth of it, at least 100 ms. `None`: the whole period (they stay attached).
+fn delay_window(sample_period: Duration) -> Option<Duration> {
+    let w = (sample_period / 10).max(Duration::from_millis(100));
+    (w < sample_period).then_some(w)
 }
 
 /// Which tgids are in scope (the runner's snooper map, mirrored).
@@ -58,6 +71,10 @@ pub struct TcpProbe {
     started: Instant,
     bad_records: u64,
     lost_seen: (u64, u64),
+    sample_period: Duration,
+    next_pass: Instant,
+    window_end: Option<Instant>,
+    pass_id: u32,
 }
 
 impl TcpProbe {
@@ -74,6 +91,73 @@ impl TcpProbe {
             started: Instant::now(),
             bad_records: 0,
             lost_seen: (0, 0),
+            sample_period: Duration::from_secs(5),
+            next_pass: Instant::now(),
+            window_end: None,
+            pass_id: 0,
+        }
+    }
+
+    /// Runs the `tcp_pass` iterator once: every link's counters read, new sockets of
+    /// snooped processes bound, samples into the ring buffer.
+    fn pass(&mut self) {
+        let Some(loaded) = self.loaded.as_mut() else {
+            return;
+        };
+        self.pass_id = self.pass_id.wrapping_add(1);
+        if let Some(bss) = loaded.skel.maps.bss_data.as_deref_mut() {
+            bss.pass_id = self.pass_id;
+        }
+        let Some(link) = loaded.skel.links.tcp_pass.as_ref() else {
+            return;
+        };
+        let run = libbpf_rs::Iter::new(link).and_then(|mut iter| {
+            // The program writes nothing: the read returns at the end of the pass.
+            let mut buf = [0u8; 64];
+            while iter.read(&mut buf).map_err(libbpf_rs::Error::from)? > 0 {}
+            Ok(())
+        });
+        if let Err(e) = run {
+            log(Level::Warn, NAME, &format!("socket pass: {e}"));
+        }
+    }
+
+    /// Attaches the planned tcp_delay programs (the window opens).
+    fn open_window(&mut self, now: Instant) {
+        let Some(loaded) = self.loaded.as_mut() else {
+            return;
+        };
+        self.window_end = delay_window(self.sample_period).map(|w| now + w);
+        if !loaded.delay_links.is_empty() {
+            return;
+        }
+        for prog in loaded.skel.object().progs_mut() {
+            let Some(name) = prog.name().to_str() else {
+                continue;
+            };
+            if !loaded.delay_progs.contains(&name) {
+                continue;
+            }
+            match prog.attach() {
+                Ok(link) => loaded.delay_links.push(link),
+                Err(e) => log(Level::Warn, NAME, &format!("attaching {name}: {e}")),
+            }
+        }
+    }
+
+    /// The pass and the delay window, on their schedule.
+    fn schedule(&mut self) {
+        let now = Instant::now();
+        if now >= self.next_pass {
+            self.pass();
+            self.next_pass = now + self.sample_period;
+            self.open_window(now);
+        }
+        if self.window_end.is_some_and(|end| now >= end) {
+            self.window_end = None;
+            if let Some(loaded) = self.loaded.as_mut() {
+                loaded.delay_links.clear();
+            }
         }
     }
 
@@ -188,6 +272,7 @@ impl TcpProbe {
         {
             data.sample_period_ns = u64::from(ms.clamp(100, 10_000)) * 1_000_000;
         }
+        self.sample_period = Duration::from_millis(ms.clamp(100, 10_000).into());
     }
 }
 
@@ -250,6 +335,22 @@ impl BpfProbe for TcpProbe {
             .set_max_entries(gala_ebpf::ring_bytes(config.params().ringbuf_map_size))?;
         let mut skel = open.load()?;
         skel.attach()?;
+        // The tcp_delay programs run only inside the window: detach them for now.
+        for link in [
+            &mut skel.links.tcp_send_len,
+            &mut skel.links.tcp_recv_len,
+            &mut skel.links.tcp_sendmsg_exit,
+            &mut skel.links.tcp_recvmsg_exit,
+            &mut skel.links.tcp_ack,
+            &mut skel.links.tcp_data_ready,
+        ] {
+            link.take();
+        }
+        let delay_progs = DELAY_PROGS
+            .iter()
+            .copied()
+            .filter(|p| plan.has(p))
+            .collect();
         for (port, n) in crate::procnet::host_listen_ports(Path::new("/proc")) {
             let key = u32::from(port).to_ne_bytes();
             let _ = skel
@@ -260,7 +361,17 @@ impl BpfProbe for TcpProbe {
         let ring = RingReader::new(&[&skel.maps.events])
             .map_err(|e| libbpf_rs::Error::from(std::io::Error::other(e.to_string())))?;
         self.groups = g;
-        self.loaded = Some(Loaded { ring, skel });
+        self.loaded = Some(Loaded {
+            delay_links: Vec::new(),
+            ring,
+            skel,
+            delay_progs,
+        });
+        self.sample_period =
+            Duration::from_millis(config.params().sample_period.clamp(100, 10_000).into());
+        self.next_pass = Instant::now();
+        self.window_end = None;
+        self.pass_id = 0;
         if let Some(bss) = self
             .loaded
             .as_mut()
@@ -269,6 +380,9 @@ impl BpfProbe for TcpProbe {
             bss.epoch = self.epoch;
         }
         self.lost_seen = (0, 0);
+        // The first window opens now (the first pass follows the snooper map, in
+        // `configure`).
+        self.open_window(Instant::now());
         Ok(())
     }
 
@@ -286,7 +400,8 @@ impl BpfProbe for TcpProbe {
             blacklist: config.snooper_mode() == SnooperMode::Blacklist,
             pids: pids.clone(),
         };
-        if scope.blacklist != self.scope.blacklist || scope.pids != self.scope.pids {
+        let changed = scope.blacklist != self.scope.blacklist || scope.pids != self.scope.pids;
+        if changed {
             let mode = if scope.blacklist { "all but" } else { "only" };
             log(
                 Level::Info,
@@ -304,9 +419,16 @@ impl BpfProbe for TcpProbe {
             res_upper: p.res_upper_thr.into(),
         };
         self.set_sample_period(p.sample_period);
+        // The snooper map is in step now: a pass binds the sockets the processes in scope
+        // already have (older than the probe, or than their entry into the scope).
+        if changed || self.pass_id == 0 {
+            self.next_pass = Instant::now();
+            self.schedule();
+        }
     }
 
     fn poll(&mut self) {
+        self.schedule();
         self.drain();
     }
 
@@ -322,6 +444,7 @@ impl BpfProbe for TcpProbe {
         _config: &Config,
         _plan: &Plan,
     ) -> Result<(), EmitError> {
+        self.pass();
         self.drain();
         self.sweep();
         self.next_epoch();
@@ -385,6 +508,15 @@ mod tests {
             pids,
         };
         assert!(!black.contains(5) && black.contains(6));
+    }
+
+    #[test]
+    fn the_delay_window_is_a_tenth_of_the_period_at_least_100_ms() {
+        let ms = Duration::from_millis;
+        assert_eq!(delay_window(ms(5000)), Some(ms(500)));
+        assert_eq!(delay_window(ms(1000)), Some(ms(100)));
+        assert_eq!(delay_window(ms(100)), None);
+        assert_eq!(delay_window(ms(500)), Some(ms(100)));
     }
 
     #[test]

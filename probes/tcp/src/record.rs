@@ -50,9 +50,9 @@ pub struct LinkIdent {
 pub struct Link {
     /// Identity.
     pub ident: LinkIdent,
-    /// Bytes the application sent (cumulative).
+    /// Bytes sent and acknowledged by the peer (cumulative, without SYN and FIN).
     pub tx_bytes: u64,
-    /// Bytes the application received (cumulative).
+    /// Bytes received in order (cumulative, without SYN and FIN).
     pub rx_bytes: u64,
     /// Segments retransmitted (cumulative).
     pub retran_packets: u64,
@@ -72,11 +72,11 @@ pub struct Link {
     pub send_rsts: u32,
     /// Resets received.
     pub receive_rsts: u32,
-    /// Segments processed while our window was 0.
+    /// Passes that found our receive window 0.
     pub zero_rcv_wnd: u32,
-    /// Segments processed while the peer's window was 0.
+    /// Passes that found the peer's window 0.
     pub zero_snd_wnd: u32,
-    /// Segments processed (the zero-window ratios' denominator).
+    /// Passes that read the link (the zero-window ratios' denominator).
     pub win_events: u32,
     _pad2: u32,
     /// `tcp_sock.segs_in` as last read.
@@ -109,6 +109,12 @@ pub struct Link {
     tx_seq: u32,
     /// Whether the handshake completed (client links exist from SYN_SENT on).
     pub established: u32,
+    acked0: u64,
+    received0: u64,
+    fin_seq: u32,
+    fin_sent: u32,
+    pass: u32,
+    sample_segs: u32,
 }
 
 /// `struct rec_sample`: the sampled state of one socket.
@@ -256,7 +262,7 @@ pub mod tests {
     #[test]
     fn layouts_match_the_c_structs() {
         assert_eq!(std::mem::size_of::<LinkIdent>(), 72);
-        assert_eq!(std::mem::size_of::<Link>(), 240);
+        assert_eq!(std::mem::size_of::<Link>(), 272);
         assert_eq!(std::mem::size_of::<Sample>(), 136);
         assert_eq!(
             std::mem::size_of::<Link>(),

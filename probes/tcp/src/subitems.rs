@@ -1,7 +1,9 @@
 //! The probe's sub-items and the BPF programs each needs, best hook first. The core (`""`)
-//! tracks links: state changes, socket destruction and send/recv (which also binds server
-//! and pre-existing sockets to their process). fentry/fexit variants are fallbacks for
-//! kernels that have them and lack the tracepoint; on the target kernel they never load.
+//! tracks links: state changes, socket destruction, and the `tcp_pass` iterator user
+//! space runs every sample period (counters, samples, binding sockets to processes).
+//! Only `tcp_delay` hooks send/recv and ACKs, and only inside its window. fentry/fexit
+//! variants are fallbacks for kernels that have them and lack the tracepoint; on the
+//! target kernel they never load.
 
 use gala_ebpf::{Hook, Need, Prog, Subitem};
 
@@ -12,6 +14,10 @@ const STATE: Prog = Prog {
 const DESTROY: Prog = Prog {
     name: "tcp_destroy",
     hook: Hook::TpBtf("tcp_destroy_sock"),
+};
+const PASS: Prog = Prog {
+    name: "tcp_pass",
+    hook: Hook::Iter("task_file"),
 };
 const SEND_TP: Prog = Prog {
     name: "tcp_send_len",
@@ -29,8 +35,8 @@ const RECV_FEXIT: Prog = Prog {
     name: "tcp_recvmsg_exit",
     hook: Hook::Fexit("tcp_recvmsg"),
 };
-const PROBE: Prog = Prog {
-    name: "tcp_probe_hook",
+const ACK: Prog = Prog {
+    name: "tcp_ack",
     hook: Hook::TpBtf("tcp_probe"),
 };
 const RETRANS: Prog = Prog {
@@ -80,8 +86,18 @@ pub mod abn {
 
 const SAMPLES: Need = Need {
     what: "socket samples",
-    variants: &[&[PROBE]],
+    variants: &[&[PASS]],
 };
+
+/// The tcp_delay programs, attached only inside the delay window.
+pub const DELAY_PROGS: &[&str] = &[
+    SEND_TP.name,
+    RECV_TP.name,
+    SEND_FEXIT.name,
+    RECV_FEXIT.name,
+    ACK.name,
+    DATA_READY.name,
+];
 
 /// The sub-items (catalogue names) with their needs.
 pub const SUBITEMS: &[Subitem] = &[
@@ -97,8 +113,8 @@ pub const SUBITEMS: &[Subitem] = &[
                 variants: &[&[DESTROY]],
             },
             Need {
-                what: "send/recv",
-                variants: &[&[SEND_TP, RECV_TP], &[SEND_FEXIT, RECV_FEXIT]],
+                what: "socket passes",
+                variants: &[&[PASS]],
             },
         ],
     },
@@ -156,12 +172,16 @@ pub const SUBITEMS: &[Subitem] = &[
         name: "tcp_delay",
         needs: &[
             Need {
+                what: "send/recv",
+                variants: &[&[SEND_TP, RECV_TP], &[SEND_FEXIT, RECV_FEXIT]],
+            },
+            Need {
                 what: "data arrival",
                 variants: &[&[DATA_READY]],
             },
             Need {
                 what: "acknowledgements",
-                variants: &[&[PROBE]],
+                variants: &[&[ACK]],
             },
         ],
     },
@@ -176,6 +196,9 @@ mod tests {
     fn tracepoints_first_and_fentry_only_as_fallback() {
         let all = Plan::choose(SUBITEMS, |_| true, |_| true);
         assert!(all.has("tcp_send_len") && !all.has("tcp_sendmsg_exit"));
+        assert!(all.has("tcp_pass") && all.has("tcp_ack"));
+        let core = Plan::choose(SUBITEMS, |s| s == "tcp_stats", |_| true);
+        assert!(core.has("tcp_pass") && !core.has("tcp_send_len") && !core.has("tcp_ack"));
         let no_tp = Plan::choose(
             SUBITEMS,
             |_| true,

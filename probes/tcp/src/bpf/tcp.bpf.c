@@ -3,17 +3,28 @@
  * A "link" is one TCP socket of a snooped process, keyed by its `struct sock *` in the
  * `links` hash. The value holds the link's identity (tgid, role, addresses, ports) and
  * cumulative counters; user space reads the map every report period and takes the
- * deltas. Sampled state (rtt, windows, timers, buffers) is sent through the `events`
- * ring buffer at most once per `sample_period` per socket; when the socket is destroyed
- * its final counters go through the ring buffer and the entry is deleted, so nothing is
- * lost between two reads.
+ * deltas. Nothing here runs per segment or per send/recv outside the delay window:
+ *
+ * - counters (bytes, segments, drops) are the kernel's own tcp_sock counters, read by
+ *   the `tcp_pass` iterator user space runs every sample_period, and at TCP_CLOSE;
+ * - the sampled state (rtt, windows, timers, buffers) is sent by the same pass through
+ *   the `events` ring buffer, for each link that moved segments since the last pass;
+ * - rare events (retransmits, resets, drops, errors, buffer limits) are counted as they
+ *   happen; state changes make and bind links;
+ * - the tcp_delay programs (send/recv, ACKs, data ready) are attached by user space only
+ *   in a window at the start of each sample period.
+ * When the socket is destroyed its final counters go through the ring buffer and the
+ * entry is deleted, so nothing is lost between two reads.
  *
  * How a socket becomes a link:
  * - client: CLOSE -> SYN_SENT runs in connect()'s context (tgid known and checked);
  * - server: SYN_RECV -> ESTABLISHED runs in softirq (no owner): the socket waits in
- *   `pending` (with its handshake srtt) until its first send/recv in process context;
- * - any other socket (opened before the probe started): on its first send/recv with data
- *   in a snooped process; server if its local port is a listening port.
+ *   `pending` as a link without owner (its counters and events already kept) until the
+ *   owner is known: the next pass finds it among a snooped process's files, or the owner
+ *   closes it (FIN_WAIT1 / LAST_ACK, or an aborting close()), or it sends or receives
+ *   inside the delay window;
+ * - any other socket (opened before the probe started): the pass finds it among the
+ *   files of a snooped process; server if its local port is a listening port.
  *
  * Every program is autoload-off; user space switches on the ones its plan chose. The
  * `en_*` read-only flags say which sub-items are on (set before load). */
@@ -33,6 +44,8 @@
 #define SK_MEM_RECV 1
 #define ETIMEDOUT 110
 #define MSG_PEEK 2
+#define SOCK_STREAM 1
+#define SHUTDOWN_MASK 3
 
 #define MAX_LINKS 16384
 #define MAX_PENDING 16384
@@ -95,6 +108,15 @@ struct link {
     __u64 tx_next_j;
     __u32 tx_seq;
     __u32 established;
+    /* tcp_sock.bytes_acked / bytes_received when the link was made */
+    __u64 acked0;
+    __u64 received0;
+    /* the sequence number of our FIN, once queued (fin_sent) */
+    __u32 fin_seq;
+    __u32 fin_sent;
+    /* the pass that last read the link, and segs_in + segs_out at its last sample */
+    __u32 pass;
+    __u32 sample_segs;
 };
 
 struct rec_sample {
@@ -130,15 +152,6 @@ struct rec_delay {
     __u64 delay_ns;
 };
 
-/* A server socket waiting for its owner: its handshake srtt and its counters at
- * ESTABLISHED (the link's baseline, so segments before the first recv count). */
-struct pending {
-    __u32 syn_srtt;
-    __u32 segs_in0;
-    __u32 segs_out0;
-    __u32 sk_drops0;
-};
-
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
     __uint(max_entries, MAX_LINKS);
@@ -146,13 +159,14 @@ struct {
     __type(value, struct link);
 } links SEC(".maps");
 
-/* Server sockets established in softirq, waiting for their owner. LRU: entries of
- * processes that are not snooped and never close are pushed out by newer ones. */
+/* Server sockets established in softirq, waiting for their owner: links with tgid 0,
+ * baselines taken at ESTABLISHED, counting events already. LRU: entries of processes
+ * that are not snooped and never close are pushed out by newer ones. */
 struct {
     __uint(type, BPF_MAP_TYPE_LRU_HASH);
     __uint(max_entries, MAX_PENDING);
     __type(key, __u64);
-    __type(value, struct pending);
+    __type(value, struct link);
 } pending SEC(".maps");
 
 /* Local ports in LISTEN state (value: number of listening sockets). */
@@ -199,6 +213,8 @@ extern unsigned int CONFIG_HZ __kconfig __weak;
 /* Written by user space at run time. */
 __u64 sample_period_ns = 5000000000ULL;
 __u32 epoch = 0;
+/* The pass user space is running (a socket shared by several files is read once). */
+__u32 pass_id = 0;
 /* Read by user space: links refused by a full map, ring buffer records lost. */
 __u64 links_full = 0;
 __u64 ring_lost = 0;
@@ -259,12 +275,27 @@ static __always_inline void fill_tuple(struct link_ident *id, const struct sock 
     }
 }
 
-/* The tcp_sock/sock counters into the link. */
+/* The tcp_sock/sock counters into the link. Bytes are the kernel's: acknowledged by the
+ * peer (tx) and received in order (rx), less our FIN once acknowledged and the peer's
+ * FIN once received, so that they are the application's bytes; never decreasing (a
+ * disconnect zeroes the kernel's counters). */
 static __always_inline void snapshot(struct link *l, const struct tcp_sock *tp)
 {
+    const struct sock *sk = &tp->inet_conn.icsk_inet.sk;
     l->segs_in = tp->segs_in;
     l->segs_out = tp->segs_out;
-    l->sk_drops = tp->inet_conn.icsk_inet.sk.sk_drops.counter;
+    l->sk_drops = sk->sk_drops.counter;
+    __u64 acked = tp->bytes_acked;
+    __u64 received = tp->bytes_received;
+    if (l->fin_sent && (__s32)(tp->snd_una - l->fin_seq) > 0 && acked > 0)
+        acked -= 1;
+    if ((sk->__sk_common.skc_flags & (1UL << bpf_core_enum_value(enum sock_flags, SOCK_DONE))) &&
+        received > 0)
+        received -= 1;
+    if (acked > l->acked0 && acked - l->acked0 > l->tx_bytes)
+        l->tx_bytes = acked - l->acked0;
+    if (received > l->received0 && received - l->received0 > l->rx_bytes)
+        l->rx_bytes = received - l->received0;
 }
 
 /* lost_out / sacked_out high water for the current period. */
@@ -284,12 +315,12 @@ static __always_inline void high_water(struct link *l, const struct tcp_sock *tp
         l->sacked_out_hw = sacked;
 }
 
-/* Makes `sk` a link of the current process; returns it (or the one another CPU made). */
-static __always_inline struct link *new_link(const struct sock *sk, const struct tcp_sock *tp,
-                                             __u8 role, const struct pending *p)
+/* A link of `sk` in the per-CPU scratch value, without owner: identity, tuple, and the
+ * counters as they are now as its baseline. */
+static __always_inline struct link *init_link(const struct sock *sk, const struct tcp_sock *tp,
+                                              __u8 role)
 {
     __u32 zero = 0;
-    __u64 key = (__u64)sk;
     struct link *l = bpf_map_lookup_elem(&scratch, &zero);
     if (!l)
         return NULL;
@@ -299,22 +330,32 @@ static __always_inline struct link *new_link(const struct sock *sk, const struct
         return NULL;
     *seq += 1;
     l->ident.id = ((__u64)(bpf_get_smp_processor_id() + 1) << 40) | *seq;
-    l->ident.tgid = gala_tgid();
     l->ident.role = role;
-    bpf_get_current_comm(l->ident.comm, sizeof(l->ident.comm));
     fill_tuple(&l->ident, sk);
     snapshot(l, tp);
-    if (p) {
-        l->segs_in0 = p->segs_in0;
-        l->segs_out0 = p->segs_out0;
-        l->sk_drops0 = p->sk_drops0;
-        l->syn_srtt = p->syn_srtt;
-    } else {
-        l->segs_in0 = l->segs_in;
-        l->segs_out0 = l->segs_out;
-        l->sk_drops0 = l->sk_drops;
-    }
+    l->segs_in0 = l->segs_in;
+    l->segs_out0 = l->segs_out;
+    l->sk_drops0 = l->sk_drops;
+    l->acked0 = tp->bytes_acked;
+    l->received0 = tp->bytes_received;
     l->established = 1;
+    return l;
+}
+
+/* Gives `l` its owner: `task`'s comm, or the current task's where `task` is NULL. */
+static __always_inline void set_owner(struct link *l, __u32 tgid, const struct task_struct *task)
+{
+    l->ident.tgid = tgid;
+    if (task)
+        bpf_probe_read_kernel_str(l->ident.comm, sizeof(l->ident.comm), task->comm);
+    else
+        bpf_get_current_comm(l->ident.comm, sizeof(l->ident.comm));
+}
+
+/* Inserts `l` into `links` under `key`; returns the map's value (or the one another CPU
+ * inserted first). */
+static __always_inline struct link *insert_link(__u64 key, const struct link *l)
+{
     if (bpf_map_update_elem(&links, &key, l, BPF_NOEXIST) != 0) {
         struct link *other = bpf_map_lookup_elem(&links, &key);
         if (!other)
@@ -322,6 +363,45 @@ static __always_inline struct link *new_link(const struct sock *sk, const struct
         return other;
     }
     return bpf_map_lookup_elem(&links, &key);
+}
+
+/* The pending server socket `p` (key `key`) becomes a link of `tgid`. */
+static __always_inline struct link *bind_pending(__u64 key, struct link *p, __u32 tgid,
+                                                 const struct task_struct *task)
+{
+    set_owner(p, tgid, task);
+    struct link *l = insert_link(key, p);
+    bpf_map_delete_elem(&pending, &key);
+    return l;
+}
+
+/* An established socket of process `tgid` that is not a link yet becomes one: the
+ * pending server socket it is, or else a socket older than the probe (server when its
+ * local port is listening), counted from now. */
+static __always_inline struct link *bind_socket(const struct sock *sk, const struct tcp_sock *tp,
+                                                __u32 tgid, const struct task_struct *task)
+{
+    __u64 key = (__u64)sk;
+    struct link *p = bpf_map_lookup_elem(&pending, &key);
+    if (p)
+        return bind_pending(key, p, tgid, task);
+    __u32 port = sk->__sk_common.skc_num;
+    __u8 role = bpf_map_lookup_elem(&listen_ports, &port) ? ROLE_SERVER : ROLE_CLIENT;
+    struct link *l = init_link(sk, tp, role);
+    if (!l)
+        return NULL;
+    set_owner(l, tgid, task);
+    return insert_link(key, l);
+}
+
+/* Binds the pending socket `key` to the current process if it is in scope. */
+static __always_inline struct link *bind_current(__u64 key)
+{
+    struct link *p = bpf_map_lookup_elem(&pending, &key);
+    __u32 tgid = gala_tgid();
+    if (!p || !gala_snooped(tgid))
+        return NULL;
+    return bind_pending(key, p, tgid, NULL);
 }
 
 static __always_inline void send_delay(struct link *l, __u32 dir, __u64 delay_ns)
@@ -349,23 +429,17 @@ static __always_inline struct link *link_for_io(const struct sock *sk)
     if (state == TCP_LISTEN || state == TCP_CLOSE || state == TCP_SYN_SENT ||
         state == TCP_SYN_RECV || state == TCP_NEW_SYN_RECV)
         return NULL;
-    if (!gala_snooped(gala_tgid()))
+    __u32 tgid = gala_tgid();
+    if (!gala_snooped(tgid))
         return NULL;
     struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
     if (!tp || !inet_family(sk))
         return NULL;
-    __u64 key = (__u64)sk;
-    struct pending *p = bpf_map_lookup_elem(&pending, &key);
-    if (p) {
-        struct pending copy = *p;
-        bpf_map_delete_elem(&pending, &key);
-        return new_link(sk, tp, ROLE_SERVER, &copy);
-    }
-    __u32 port = sk->__sk_common.skc_num;
-    __u8 role = bpf_map_lookup_elem(&listen_ports, &port) ? ROLE_SERVER : ROLE_CLIENT;
-    return new_link(sk, tp, role, NULL);
+    return bind_socket(sk, tp, tgid, NULL);
 }
 
+/* A send/recv inside the delay window: stamps a send (its last byte's sequence number)
+ * or ends a receive delay started by sk_data_ready. */
 static __always_inline void on_io(struct sock *sk, int ret, int flags, bool tx)
 {
     if (ret <= 0 || (!tx && (flags & MSG_PEEK)))
@@ -377,15 +451,8 @@ static __always_inline void on_io(struct sock *sk, int ret, int flags, bool tx)
         if (!l)
             return;
     }
-    if (tx)
-        __sync_fetch_and_add(&l->tx_bytes, ret);
-    else
-        __sync_fetch_and_add(&l->rx_bytes, ret);
     struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
     if (!tp)
-        return;
-    snapshot(l, tp);
-    if (!en_delay)
         return;
     if (tx) {
         if (l->tx_send_ns == 0 && bpf_jiffies64() >= l->tx_next_j) {
@@ -408,6 +475,16 @@ static __always_inline void forget_pending(__u64 key)
 {
     if (bpf_map_lookup_elem(&pending, &key))
         bpf_map_delete_elem(&pending, &key);
+}
+
+/* The link of `sk`, or its pending entry (a server socket not bound yet). */
+static __always_inline struct link *link_of(const struct sock *sk)
+{
+    if (!sk)
+        return NULL;
+    __u64 key = (__u64)sk;
+    struct link *l = bpf_map_lookup_elem(&links, &key);
+    return l ? l : bpf_map_lookup_elem(&pending, &key);
 }
 
 SEC("tp_btf/inet_sock_set_state")
@@ -437,16 +514,24 @@ int BPF_PROG(tcp_state, const struct sock *sk, const int oldstate, const int new
         }
         return 0;
     }
+    if (!inet_family(sk))
+        return 0;
+    struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
+    if (!tp)
+        return 0;
     if (newstate == TCP_SYN_SENT) {
-        if (!gala_snooped(gala_tgid()) || !inet_family(sk))
+        __u32 tgid = gala_tgid();
+        if (!gala_snooped(tgid))
             return 0;
-        struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
-        if (!tp)
+        struct link *l = init_link(sk, tp, ROLE_CLIENT);
+        if (!l)
             return 0;
-        struct link *l = new_link(sk, tp, ROLE_CLIENT, NULL);
-        /* The tracepoint runs before the state is stored: mark it by hand. */
-        if (l)
-            l->established = 0;
+        set_owner(l, tgid, NULL);
+        /* The tracepoint runs before the state is stored; the SYN, once acknowledged,
+         * counts one in bytes_acked. */
+        l->established = 0;
+        l->acked0 += 1;
+        insert_link(key, l);
         return 0;
     }
     if (newstate == TCP_ESTABLISHED) {
@@ -457,20 +542,38 @@ int BPF_PROG(tcp_state, const struct sock *sk, const int oldstate, const int new
             l->established = 1;
             return 0;
         }
-        struct tcp_sock *tp;
-        if (oldstate == TCP_SYN_RECV && inet_family(sk) &&
-            (tp = bpf_skc_to_tcp_sock((void *)sk))) {
-            struct pending p = {};
-            p.syn_srtt = tp->srtt_us >> 3;
-            p.segs_in0 = tp->segs_in;
-            p.segs_out0 = tp->segs_out;
-            p.sk_drops0 = sk->sk_drops.counter;
-            bpf_map_update_elem(&pending, &key, &p, BPF_ANY);
+        if (oldstate == TCP_SYN_RECV) {
+            struct link *p = init_link(sk, tp, ROLE_SERVER);
+            if (p) {
+                p->syn_srtt = tp->srtt_us >> 3;
+                bpf_map_update_elem(&pending, &key, p, BPF_ANY);
+            }
         }
         return 0;
     }
-    if (newstate == TCP_CLOSE)
-        forget_pending(key);
+    if (newstate == TCP_FIN_WAIT1 || newstate == TCP_LAST_ACK) {
+        /* close() or shutdown() by the owner, always in process context: the FIN is
+         * queued right after, at write_seq. */
+        struct link *l = bpf_map_lookup_elem(&links, &key);
+        if (!l)
+            l = bind_current(key);
+        if (l) {
+            l->fin_seq = tp->write_seq;
+            l->fin_sent = 1;
+        }
+        return 0;
+    }
+    if (newstate == TCP_CLOSE) {
+        /* The last moment the counters are whole: a disconnect zeroes them next. A
+         * close() that aborts (SO_LINGER 0, unread data) has shut the socket down both
+         * ways before this change, in the owner's context; a reset or timeout in softirq
+         * shuts it down only after (tcp_done). */
+        struct link *l = bpf_map_lookup_elem(&links, &key);
+        if (!l && sk->sk_shutdown == SHUTDOWN_MASK)
+            l = bind_current(key);
+        if (l)
+            snapshot(l, tp);
+    }
     return 0;
 }
 
@@ -480,13 +583,12 @@ SEC("tp_btf/tcp_destroy_sock")
 int BPF_PROG(tcp_destroy, struct sock *sk)
 {
     __u64 key = (__u64)sk;
+    /* A server socket still pending (reset by the peer before its owner was known) has
+     * no owner to report to. */
     forget_pending(key);
     struct link *l = bpf_map_lookup_elem(&links, &key);
     if (!l)
         return 0;
-    struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
-    if (tp)
-        snapshot(l, tp);
     /* A client that never got established has no local port yet; a failed connect()
      * has cleared the rest by now (tcp_disconnect), so fill only the missing port. */
     if (l->ident.role == ROLE_CLIENT && l->ident.cport == 0)
@@ -501,6 +603,100 @@ int BPF_PROG(tcp_destroy, struct sock *sk)
         __sync_fetch_and_add(&ring_lost, 1);
     }
     bpf_map_delete_elem(&links, &key);
+    return 0;
+}
+
+/* The sampled state of link `l` through the ring buffer. */
+static __always_inline void send_sample(const struct link *l, const struct tcp_sock *tp)
+{
+    const struct sock *sk = &tp->inet_conn.icsk_inet.sk;
+    struct rec_sample *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+    if (!r) {
+        __sync_fetch_and_add(&ring_lost, 1);
+        return;
+    }
+    __builtin_memset(r, 0, sizeof(*r));
+    r->type = REC_SAMPLE;
+    __builtin_memcpy(&r->ident, &l->ident, sizeof(r->ident));
+    if (en_rtt) {
+        r->srtt = tp->srtt_us >> 3;
+        r->rcv_rtt = tp->rcv_rtt_est.rtt_us >> 3;
+    }
+    if (en_win) {
+        __u32 write_seq = tp->write_seq;
+        __u32 snd_nxt = tp->snd_nxt;
+        __u32 snd_una = tp->snd_una;
+        __u32 snd_wnd = tp->snd_wnd;
+        __u32 in_flight = snd_nxt - snd_una;
+        r->snd_cwnd = tp->snd_cwnd;
+        r->notsent_bytes = write_seq - snd_nxt;
+        r->notack_bytes = in_flight;
+        r->reordering = tp->reordering;
+        r->snd_wnd = snd_wnd;
+        r->rcv_wnd = tp->rcv_wnd;
+        r->avl_snd_wnd = snd_wnd > in_flight ? snd_wnd - in_flight : 0;
+    }
+    if (en_rate) {
+        const struct inet_connection_sock *icsk = &tp->inet_conn;
+        r->rto = jiffies_to_us(icsk->icsk_rto);
+        r->ato = jiffies_to_us(BPF_CORE_READ_BITFIELD_PROBED(icsk, icsk_ack.ato));
+    }
+    if (en_sockbuf) {
+        r->sk_rcvbuf = sk->sk_rcvbuf;
+        r->sk_sndbuf = sk->sk_sndbuf;
+    }
+    bpf_ringbuf_submit(r, 0);
+}
+
+/* One pass over every file of every task (run by user space every sample_period): each
+ * established TCP socket of a snooped process is bound if it is not a link yet, its
+ * counters are read, its windows counted, and its state sampled if it moved segments
+ * since the last pass. */
+SEC("iter/task_file")
+int tcp_pass(struct bpf_iter__task_file *ctx)
+{
+    struct task_struct *task = ctx->task;
+    struct file *file = ctx->file;
+    if (!task || !file)
+        return 0;
+    struct socket *sock = bpf_sock_from_file(file);
+    if (!sock)
+        return 0;
+    struct sock *sk = sock->sk;
+    if (!sk || sk->sk_protocol != IPPROTO_TCP || sk->sk_type != SOCK_STREAM ||
+        !inet_family(sk))
+        return 0;
+    __u8 state = sk->__sk_common.skc_state;
+    if (state == TCP_LISTEN || state == TCP_CLOSE || state == TCP_SYN_SENT ||
+        state == TCP_SYN_RECV || state == TCP_NEW_SYN_RECV)
+        return 0;
+    __u32 tgid = task->tgid;
+    if (!gala_snooped(tgid))
+        return 0;
+    /* sock->sk is not a trusted pointer: a typed cast for direct loads */
+    const struct tcp_sock *tp = bpf_core_cast(sk, struct tcp_sock);
+    __u64 key = (__u64)sk;
+    struct link *l = bpf_map_lookup_elem(&links, &key);
+    if (!l)
+        l = bind_socket(sk, tp, tgid, task);
+    if (!l || l->pass == pass_id)
+        return 0;
+    l->pass = pass_id;
+    snapshot(l, tp);
+    if (en_abn)
+        high_water(l, tp);
+    if (en_win) {
+        l->win_events += 1;
+        if (tp->snd_wnd == 0)
+            l->zero_snd_wnd += 1;
+        if (tp->rcv_wnd == 0)
+            l->zero_rcv_wnd += 1;
+    }
+    __u32 segs = l->segs_in + l->segs_out;
+    if (segs == l->sample_segs || !sampled_state())
+        return 0;
+    l->sample_segs = segs;
+    send_sample(l, tp);
     return 0;
 }
 
@@ -534,84 +730,25 @@ int BPF_PROG(tcp_recvmsg_exit, struct sock *sk, struct msghdr *msg, size_t len, 
     return 0;
 }
 
-/* Every segment processed in ESTABLISHED: zero windows, ACKs for the send delay, and at
- * most once per sample_period the sampled state. */
+/* Every segment processed in ESTABLISHED, inside the delay window: the ACK that ends a
+ * send delay. */
 SEC("tp_btf/tcp_probe")
-int BPF_PROG(tcp_probe_hook, struct sock *sk, const struct sk_buff *skb)
+int BPF_PROG(tcp_ack, struct sock *sk, const struct sk_buff *skb)
 {
     __u64 key = (__u64)sk;
     struct link *l = bpf_map_lookup_elem(&links, &key);
-    if (!l)
+    if (!l || !l->tx_send_ns)
         return 0;
-    struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
-    if (!tp)
+    const struct tcp_skb_cb *cb = (const struct tcp_skb_cb *)&skb->cb[0];
+    __u32 ack = cb->ack_seq;
+    if ((__s32)(ack - l->tx_seq) < 0)
         return 0;
-    /* tcp_probe runs with the socket locked (tcp_rcv_established): no other writer of
-     * these counters, plain increments do. */
-    if (en_win) {
-        l->win_events += 1;
-        if (tp->snd_wnd == 0)
-            l->zero_snd_wnd += 1;
-        if (tp->rcv_wnd == 0)
-            l->zero_rcv_wnd += 1;
-    }
-    if (en_delay && l->tx_send_ns) {
-        const struct tcp_skb_cb *cb = (const struct tcp_skb_cb *)&skb->cb[0];
-        __u32 ack = cb->ack_seq;
-        if ((__s32)(ack - l->tx_seq) >= 0) {
-            __u64 now = bpf_ktime_get_ns();
-            __u64 sent = l->tx_send_ns;
-            l->tx_send_ns = 0;
-            l->tx_next_j = bpf_jiffies64() + period_jiffies();
-            if (now > sent)
-                send_delay(l, DELAY_TX, now - sent);
-        }
-    }
-    __u64 j = bpf_jiffies64();
-    if (j < l->next_sample_j)
-        return 0;
-    l->next_sample_j = j + period_jiffies();
-    snapshot(l, tp);
-    if (en_abn)
-        high_water(l, tp);
-    if (!sampled_state())
-        return 0;
-    struct rec_sample *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
-    if (!r) {
-        __sync_fetch_and_add(&ring_lost, 1);
-        return 0;
-    }
-    __builtin_memset(r, 0, sizeof(*r));
-    r->type = REC_SAMPLE;
-    __builtin_memcpy(&r->ident, &l->ident, sizeof(r->ident));
-    if (en_rtt) {
-        r->srtt = tp->srtt_us >> 3;
-        r->rcv_rtt = tp->rcv_rtt_est.rtt_us >> 3;
-    }
-    if (en_win) {
-        __u32 write_seq = tp->write_seq;
-        __u32 snd_nxt = tp->snd_nxt;
-        __u32 snd_una = tp->snd_una;
-        __u32 snd_wnd = tp->snd_wnd;
-        __u32 in_flight = snd_nxt - snd_una;
-        r->snd_cwnd = tp->snd_cwnd;
-        r->notsent_bytes = write_seq - snd_nxt;
-        r->notack_bytes = in_flight;
-        r->reordering = tp->reordering;
-        r->snd_wnd = snd_wnd;
-        r->rcv_wnd = tp->rcv_wnd;
-        r->avl_snd_wnd = snd_wnd > in_flight ? snd_wnd - in_flight : 0;
-    }
-    if (en_rate) {
-        const struct inet_connection_sock *icsk = &tp->inet_conn;
-        r->rto = jiffies_to_us(icsk->icsk_rto);
-        r->ato = jiffies_to_us(BPF_CORE_READ_BITFIELD(icsk, icsk_ack.ato));
-    }
-    if (en_sockbuf) {
-        r->sk_rcvbuf = sk->sk_rcvbuf;
-        r->sk_sndbuf = sk->sk_sndbuf;
-    }
-    bpf_ringbuf_submit(r, 0);
+    __u64 now = bpf_ktime_get_ns();
+    __u64 sent = l->tx_send_ns;
+    l->tx_send_ns = 0;
+    l->tx_next_j = bpf_jiffies64() + period_jiffies();
+    if (now > sent)
+        send_delay(l, DELAY_TX, now - sent);
     return 0;
 }
 
@@ -620,8 +757,7 @@ int BPF_PROG(tcp_retrans, const struct sock *sk, const struct sk_buff *skb, int 
 {
     if (err)
         return 0;
-    __u64 key = (__u64)sk;
-    struct link *l = bpf_map_lookup_elem(&links, &key);
+    struct link *l = link_of(sk);
     if (!l)
         return 0;
     const struct tcp_skb_cb *cb = (const struct tcp_skb_cb *)&skb->cb[0];
@@ -631,14 +767,6 @@ int BPF_PROG(tcp_retrans, const struct sock *sk, const struct sk_buff *skb, int 
     if (tp)
         high_water(l, tp);
     return 0;
-}
-
-static __always_inline struct link *link_of(const struct sock *sk)
-{
-    if (!sk)
-        return NULL;
-    __u64 key = (__u64)sk;
-    return bpf_map_lookup_elem(&links, &key);
 }
 
 /* Resets the stack sends for a segment without a socket have sk NULL: not counted. */
