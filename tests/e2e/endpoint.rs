@@ -10,6 +10,8 @@
 //! - UDP to a socket with a tiny receive buffer that is not read: `udp_rcv_drops` equals the
 //!   datagrams sent minus those the queue held, `bind_sends`/`bind_rcvs` equal the bytes
 //!   sent and received;
+//! - a UDP socket made by a snooped process after the probe started is counted from its
+//!   first send (the UDP programs are attached on demand);
 //! - a process outside the snoopers produces no records until it is added over REST;
 //! - `nft` drops of outgoing SYNs count `syn_drop` and `retran_syn`; drops of the
 //!   handshake ACK make the listener retransmit its SYN-ACK (`retran_synacks` and its event).
@@ -402,6 +404,55 @@ fn udp_drops_and_bytes_match_what_was_sent() {
     assert_eq!(t.sum("endpoint_udp_udp_rcv_drops", &rx_row), dropped);
     assert_eq!(t.sum("endpoint_udp_udp_rcv_drops", &tx_row), 0.0);
     assert_eq!(t.sum("endpoint_udp_bind_rcvs", &tx_row), 0.0);
+}
+
+/// The UDP send/recv programs are attached only while a process in scope has a UDP
+/// socket: a snooped process without one that then makes one is counted from its first
+/// send, half a second later — sooner than the next refresh (the 5 s report), which only
+/// the `cgroup/sock_create` program can make happen.
+#[test]
+fn a_udp_socket_made_after_the_probe_started_is_counted() {
+    gala_e2e::require_bpf!();
+    let script = "\
+import socket, sys, time
+sys.stdin.readline()
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(('127.0.0.1', 0))
+r = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+r.bind(('127.0.0.1', 0))
+time.sleep(0.5)
+for _ in range(5):
+    s.sendto(b'u' * 321, r.getsockname())
+print(s.getsockname()[1], flush=True)
+time.sleep(600)
+";
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let child = KillOnDrop(child);
+    let pid = child.0.id();
+    let (_sb, d) = daemon();
+    put_socket(&d, &[pid], false);
+    let mut t = Tally::default();
+    t.until(&d, Duration::from_secs(30), "the probe's programs", |t| {
+        t.seen("ebpf_prog_run_count", &[("prog", "ep_udp_drop")])
+    });
+    // The probe has refreshed (no UDP socket in scope); the process makes its sockets now.
+    writeln!(stdin, "go").expect("go");
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("port");
+    let port = line.trim().to_owned();
+    let tgid = pid.to_string();
+    let row = [("tgid", tgid.as_str()), ("local_port", port.as_str())];
+    t.until(&d, Duration::from_secs(30), "the new socket's bytes", |t| {
+        t.sum("endpoint_udp_bind_sends", &row) >= 5.0 * 321.0
+    });
+    assert_eq!(t.sum("endpoint_udp_bind_sends", &row), 5.0 * 321.0);
 }
 
 /// A Python process listening on a free port of 127.0.0.1, and that port.

@@ -4,7 +4,7 @@
 //! `CONFIG_KPROBES` has no kprobes).
 
 use std::ffi::CString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 const BTF_KIND_TYPEDEF: u32 = 8;
 const BTF_KIND_FUNC: u32 = 12;
@@ -14,6 +14,7 @@ pub struct Kernel {
     btf: *mut libbpf_sys::btf,
     fentry: bool,
     kprobes: bool,
+    cgroup2: Option<PathBuf>,
 }
 
 // SAFETY: the BTF handle is only read (lookups), never shared mutably.
@@ -29,6 +30,7 @@ impl Kernel {
             btf,
             fentry: false,
             kprobes: Path::new("/sys/bus/event_source/devices/kprobe/type").exists(),
+            cgroup2: cgroup2_root(),
         };
         kernel.fentry = kernel.probe_fentry();
         kernel
@@ -53,6 +55,12 @@ impl Kernel {
     /// Whether fentry/fexit programs load and attach on this kernel.
     pub fn fentry(&self) -> bool {
         self.fentry
+    }
+
+    /// Where the cgroup v2 hierarchy is mounted (its root is where `cgroup/*` programs
+    /// attach), if it is.
+    pub fn cgroup2(&self) -> Option<&Path> {
+        self.cgroup2.as_deref()
     }
 
     /// Whether kprobes exist on this kernel.
@@ -142,9 +150,46 @@ impl Drop for Kernel {
     }
 }
 
+/// The mount point of the cgroup v2 hierarchy on this machine, if it is mounted.
+pub fn cgroup2_root() -> Option<PathBuf> {
+    cgroup2_mount(&std::fs::read_to_string("/proc/self/mountinfo").ok()?)
+}
+
+/// The mount point of the cgroup v2 hierarchy in `/proc/self/mountinfo` text: the first
+/// line whose file system type (after the ` - ` separator) is `cgroup2`.
+pub fn cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|line| {
+        let (mount, fs) = line.split_once(" - ")?;
+        if fs.split_whitespace().next()? != "cgroup2" {
+            return None;
+        }
+        // Fields: id, parent, major:minor, root, mount point, ...
+        mount.split_whitespace().nth(4).map(PathBuf::from)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_the_cgroup2_mount_in_unified_and_hybrid_layouts() {
+        let unified = "30 23 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw\n";
+        assert_eq!(
+            cgroup2_mount(unified),
+            Some(PathBuf::from("/sys/fs/cgroup"))
+        );
+        let hybrid = "\
+31 30 0:27 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+40 30 0:35 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+        assert_eq!(
+            cgroup2_mount(hybrid),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
+        assert_eq!(cgroup2_mount(""), None);
+        assert_eq!(cgroup2_mount("garbage - \n - cgroup2\n"), None);
+    }
 
     #[test]
     fn detection_is_consistent() {

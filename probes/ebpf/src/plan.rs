@@ -27,6 +27,9 @@ pub enum Hook {
     Uprobe,
     /// `iter/<target>`: a BPF iterator user space runs by reading it.
     Iter(&'static str),
+    /// `cgroup/<hook>`: attached by the probe to the cgroup v2 root (needs a cgroup v2
+    /// mount).
+    Cgroup(&'static str),
 }
 
 impl Hook {
@@ -41,6 +44,7 @@ impl Hook {
             Hook::Iter(target) => {
                 kernel.has_btf() && kernel.has_function(&format!("bpf_iter_{target}"))
             }
+            Hook::Cgroup(_) => kernel.cgroup2().is_some(),
         }
     }
 }
@@ -55,6 +59,7 @@ impl std::fmt::Display for Hook {
             Hook::Kprobe(t) => write!(f, "kprobe/{t}"),
             Hook::Uprobe => f.write_str("uprobe"),
             Hook::Iter(t) => write!(f, "iter/{t}"),
+            Hook::Cgroup(t) => write!(f, "cgroup/{t}"),
         }
     }
 }

@@ -187,6 +187,12 @@ const fn tp(name: &'static str, hook: &'static str) -> Prog {
     }
 }
 
+/// The UDP send/recv programs, attached only while a process in scope has a UDP socket.
+pub const UDP_IO: &[&str] = &["ep_udp_send", "ep_udp_recv"];
+
+/// The `cgroup/sock_create` program that sees UDP sockets made in scope.
+pub const UDP_CREATE: &str = "ep_udp_create";
+
 /// The sub-items and their hooks, best first (fexit variants are fallbacks for kernels
 /// where fentry/fexit load).
 pub const SUBITEMS: &[Subitem] = &[
@@ -224,6 +230,18 @@ pub const SUBITEMS: &[Subitem] = &[
                     tp("ep_udp_send", "sock_send_length"),
                     tp("ep_udp_recv", "sock_recv_length"),
                 ]],
+            },
+            // Optional (the empty variant): without cgroup v2 a new UDP socket is seen
+            // by the next refresh instead.
+            Need {
+                what: "UDP socket creation",
+                variants: &[
+                    &[Prog {
+                        name: UDP_CREATE,
+                        hook: Hook::Cgroup("sock_create"),
+                    }],
+                    &[],
+                ],
             },
             Need {
                 what: "UDP receive drops",

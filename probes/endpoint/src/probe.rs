@@ -1,6 +1,7 @@
 //! The endpoint probe on gala-ebpf's runner: loads `endpoint.bpf.c`, keeps the BPF owner
 //! maps in step with the processes in scope (preloading their listeners and UDP sockets from
-//! `/proc`), and every period turns the kernel's cumulative counters into the records of
+//! `/proc`), attaches the UDP send/recv programs only while a process in scope has a UDP
+//! socket, and every period turns the kernel's cumulative counters into the records of
 //! `endpoint_tcp` and `endpoint_udp`.
 
 use std::collections::{BTreeSet, HashMap};
@@ -28,9 +29,85 @@ use skel::{EndpointSkel, EndpointSkelBuilder};
 pub const NAME: &str = "socket";
 
 struct Loaded {
-    // Dropped before the skeleton that owns its map.
+    // Dropped before the skeleton that owns their programs and maps.
+    udp_io: UdpIo,
     ring: RingReader,
     skel: EndpointSkel<'static>,
+}
+
+/// The UDP send/recv programs run on every send and receive of the host, TCP included, so
+/// they are attached only while a process in scope has a UDP socket: one the last refresh
+/// found in `/proc`, or one the `cgroup/sock_create` program saw made since. They are
+/// detached after two refreshes in a row without either.
+struct UdpIo {
+    /// The programs are planned (`udp_socket` on, its hooks present).
+    planned: bool,
+    links: Vec<libbpf_rs::Link>,
+    /// `udp_created` as last read.
+    created: u64,
+    /// Refreshes in a row without a UDP socket in scope.
+    idle: u32,
+    /// The `cgroup/sock_create` link; `None` without cgroup v2 (new sockets are then seen
+    /// at the next refresh).
+    _create: Option<libbpf_rs::Link>,
+}
+
+impl UdpIo {
+    /// Attaches the programs if they are planned and not attached.
+    fn want(&mut self, object: &Object) {
+        self.idle = 0;
+        if !self.planned || !self.links.is_empty() {
+            return;
+        }
+        for prog in object.progs_mut() {
+            let Some(name) = prog.name().to_str() else {
+                continue;
+            };
+            if !UDP_IO.contains(&name) {
+                continue;
+            }
+            match prog.attach() {
+                Ok(link) => self.links.push(link),
+                Err(e) => log(Level::Warn, NAME, &format!("attaching {name}: {e}")),
+            }
+        }
+    }
+
+    /// One refresh without a UDP socket in scope.
+    fn idle_refresh(&mut self) {
+        self.idle += 1;
+        if self.idle >= 2 {
+            self.links.clear();
+        }
+    }
+}
+
+/// Attaches the `cgroup/sock_create` program to the cgroup v2 root.
+fn attach_sock_create(skel: &EndpointSkel<'_>) -> Option<libbpf_rs::Link> {
+    let root = gala_ebpf::kernel::cgroup2_root()?;
+    let attached = std::fs::File::open(&root)
+        .map_err(|e| e.to_string())
+        .and_then(|dir| {
+            use std::os::fd::AsRawFd;
+            skel.progs
+                .ep_udp_create
+                .attach_cgroup(dir.as_raw_fd())
+                .map_err(|e| e.to_string())
+        });
+    match attached {
+        Ok(link) => Some(link),
+        Err(e) => {
+            log(
+                Level::Warn,
+                NAME,
+                &format!(
+                    "cgroup/sock_create on {}: {e}; new UDP sockets are seen at the next report",
+                    root.display()
+                ),
+            );
+            None
+        }
+    }
 }
 
 /// Which processes are in scope.
@@ -178,6 +255,15 @@ impl Endpoint {
         }
         self.listen_owners = present;
         // UDP sockets.
+        let Some(l) = &mut self.loaded else {
+            return;
+        };
+        if self.scan.udp_owner.is_empty() {
+            l.udp_io.idle_refresh();
+        } else {
+            l.udp_io.want(l.skel.object());
+        }
+        let maps = &l.skel.maps;
         let owners: HashMap<Inode, Tgid> = entries(&maps.ep_udp_owner).collect();
         for (ino, tgid) in &owners {
             if !self.scope.contains(tgid.0) {
@@ -331,8 +417,21 @@ impl BpfProbe for Endpoint {
             .set_max_entries(gala_ebpf::ring_bytes(config.params().ringbuf_map_size))?;
         let mut skel = open.load()?;
         skel.attach()?;
+        // The UDP send/recv programs wait for a UDP socket in scope (refresh, poll).
+        skel.links.ep_udp_send.take();
+        skel.links.ep_udp_recv.take();
+        let udp_io = UdpIo {
+            planned: plan.has(UDP_IO[0]),
+            links: Vec::new(),
+            created: 0,
+            idle: 0,
+            _create: plan
+                .has(UDP_CREATE)
+                .then(|| attach_sock_create(&skel))
+                .flatten(),
+        };
         let ring = RingReader::new(&[&skel.maps.ep_events]).map_err(other)?;
-        self.loaded = Some(Loaded { ring, skel });
+        self.loaded = Some(Loaded { udp_io, ring, skel });
         self.tcp.clear();
         self.udp.clear();
         self.estab.clear();
@@ -363,6 +462,11 @@ impl BpfProbe for Endpoint {
         let Some(l) = &mut self.loaded else {
             return;
         };
+        let created = l.skel.maps.bss_data.as_deref().map_or(0, |b| b.udp_created);
+        if created != l.udp_io.created {
+            l.udp_io.created = created;
+            l.udp_io.want(l.skel.object());
+        }
         let estab = &mut self.estab;
         let bad = &mut self.bad_records;
         l.ring.drain(|data| match read_pod::<EstabRec>(data) {

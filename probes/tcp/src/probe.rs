@@ -40,9 +40,9 @@ struct Loaded {
 }
 
 /// How long the tcp_delay programs stay attached at the start of each sample period:
-/// a tenth of it, at least 100 ms. `None`: the whole period (they stay attached).
+/// a twentieth of it, at least 100 ms. `None`: the whole period (they stay attached).
 fn delay_window(sample_period: Duration) -> Option<Duration> {
-    let w = (sample_period / 10).max(Duration::from_millis(100));
+    let w = (sample_period / 20).max(Duration::from_millis(100));
     (w < sample_period).then_some(w)
 }
 
@@ -511,12 +511,12 @@ mod tests {
     }
 
     #[test]
-    fn the_delay_window_is_a_tenth_of_the_period_at_least_100_ms() {
+    fn the_delay_window_is_a_twentieth_of_the_period_at_least_100_ms() {
         let ms = Duration::from_millis;
-        assert_eq!(delay_window(ms(5000)), Some(ms(500)));
+        assert_eq!(delay_window(ms(5000)), Some(ms(250)));
+        assert_eq!(delay_window(ms(10000)), Some(ms(500)));
         assert_eq!(delay_window(ms(1000)), Some(ms(100)));
         assert_eq!(delay_window(ms(100)), None);
-        assert_eq!(delay_window(ms(500)), Some(ms(100)));
     }
 
     #[test]

@@ -29,6 +29,9 @@ struct Args {
     /// A short run that only shows the benchmark works (CI).
     #[arg(long)]
     quick: bool,
+    /// The probes switched on: `tcp`, `socket` or both (for a per-probe breakdown).
+    #[arg(long, value_delimiter = ',', default_values_t = [String::from("tcp"), String::from("socket")])]
+    probes: Vec<String>,
 }
 
 /// nginx's master process; stopped with SIGTERM (the master stops its workers) and reaped.
@@ -125,34 +128,24 @@ fn wrk(port: u16, seconds: u64, connections: u32) -> f64 {
         .unwrap_or_else(|| panic!("no Requests/sec in wrk output:\n{text}"))
 }
 
-/// `(run_time_ns, run_count)` per `probe/prog` from `ebpf_prog` in a scrape.
-fn bpf_costs(scrape: &str) -> BTreeMap<String, (f64, f64)> {
-    let s = Samples::parse(scrape);
-    let mut out: BTreeMap<String, (f64, f64)> = BTreeMap::new();
-    for (metric, slot) in [
-        ("gala_gopher_ebpf_prog_run_time_ns", 0),
-        ("gala_gopher_ebpf_prog_run_count", 1),
-    ] {
-        for sample in s.find(metric, &[]) {
+/// `ns_per_run` (the last statistics window) per `probe/prog` from `ebpf_prog` in a scrape.
+fn bpf_costs(scrape: &str) -> BTreeMap<String, f64> {
+    Samples::parse(scrape)
+        .find("gala_gopher_ebpf_prog_ns_per_run", &[])
+        .into_iter()
+        .map(|sample| {
             let key = format!(
                 "{}/{}",
                 sample.labels.get("probe").map_or("", |v| v),
                 sample.labels.get("prog").map_or("", |v| v)
             );
-            let v: f64 = sample.value.parse().unwrap_or(0.0);
-            let e = out.entry(key).or_default();
-            if slot == 0 {
-                e.0 = v;
-            } else {
-                e.1 = v;
-            }
-        }
-    }
-    out
+            (key, sample.value.parse().unwrap_or(0.0))
+        })
+        .collect()
 }
 
-/// Starts both probes on `pids`, every sub-item, and waits until both report.
-fn probes_on(d: &Daemon, pids: &[u32]) {
+/// Starts `probes` on `pids`, every sub-item, and waits until each reports.
+fn probes_on(d: &Daemon, pids: &[u32], probes: &[String]) {
     let pids = pids
         .iter()
         .map(u32::to_string)
@@ -165,6 +158,9 @@ fn probes_on(d: &Daemon, pids: &[u32]) {
         ),
         ("socket", r#""tcp_socket","udp_socket""#),
     ] {
+        if !probes.iter().any(|p| p == probe) {
+            continue;
+        }
         let body = format!(
             r#"{{"cmd":{{"probe":[{items}]}},"snoopers":{{"proc_id":[{pids}]}},"params":{{"report_period":5}},"state":"running"}}"#
         );
@@ -173,15 +169,16 @@ fn probes_on(d: &Daemon, pids: &[u32]) {
     }
     poll_until(Duration::from_secs(30), 500, || {
         let costs = bpf_costs(&d.scrape());
-        let both = costs.keys().any(|k| k.starts_with("tcp/"))
-            && costs.keys().any(|k| k.starts_with("socket/"));
-        both.then_some(())
-            .ok_or_else(|| format!("not both probes in ebpf_prog: {costs:?}"))
+        let all = probes
+            .iter()
+            .all(|p| costs.keys().any(|k| k.starts_with(&format!("{p}/"))));
+        all.then_some(())
+            .ok_or_else(|| format!("not every probe in ebpf_prog: {costs:?}"))
     });
 }
 
-fn probes_off(d: &Daemon) {
-    for probe in ["tcp", "socket"] {
+fn probes_off(d: &Daemon, probes: &[String]) {
+    for probe in probes {
         let (status, text) = d.put(probe, r#"{"state":"stopped"}"#);
         assert_eq!(status, 200, "PUT {probe}: {text}");
     }
@@ -247,42 +244,38 @@ fn main() {
     let mut per_event: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for _ in 0..args.runs {
         let rps_off = wrk(port, args.seconds, args.connections);
-        probes_on(&d, &pids);
+        probes_on(&d, &pids, &args.probes);
         let probes = probe_pids(d.pid());
         let cpu0: f64 = probes.iter().map(|&p| cpu_time(p)).sum();
-        let costs0 = bpf_costs(&d.scrape());
         let t0 = Instant::now();
         let rps_on = wrk(port, args.seconds, args.connections);
         let wall = t0.elapsed().as_secs_f64();
         let cpu1: f64 = probes.iter().map(|&p| cpu_time(p)).sum();
-        // The cost counters are reported every 5 s: wait for the report after the run.
-        std::thread::sleep(Duration::from_secs(6));
-        let costs1 = bpf_costs(&d.scrape());
-        for (prog, (t1, c1)) in &costs1 {
-            let (t, c) = costs0.get(prog).copied().unwrap_or((0.0, 0.0));
-            if c1 - c > 0.0 {
-                per_event
-                    .entry(prog.clone())
-                    .or_default()
-                    .push((t1 - t) / (c1 - c));
+        // Reported every 5 s, so the last window lies inside the wrk run.
+        for (prog, ns) in bpf_costs(&d.scrape()) {
+            if ns > 0.0 {
+                per_event.entry(prog).or_default().push(ns);
             }
         }
-        probes_off(&d);
+        probes_off(&d, &args.probes);
         off.push(rps_off);
         on.push(rps_on);
         ratio.push(100.0 * rps_on / rps_off);
         cpu.push(100.0 * (cpu1 - cpu0) / wall);
     }
     println!(
-        "wrk -t1 -c{} -d{}s, nginx 1 worker, {} off/on pairs",
-        args.connections, args.seconds, args.runs
+        "wrk -t1 -c{} -d{}s, nginx 1 worker, {} off/on pairs, probes on: {}",
+        args.connections,
+        args.seconds,
+        args.runs,
+        args.probes.join(" + ")
     );
     println!("| figure | min | median | max |");
     println!("| --- | --- | --- | --- |");
     println!("{}", row("requests/s, probes off", &off, 0));
-    println!("{}", row("requests/s, tcp + socket on", &on, 0));
+    println!("{}", row("requests/s, probes on", &on, 0));
     println!("{}", row("throughput on / off, % (target ≥ 97)", &ratio, 1));
-    println!("{}", row("tcpprobe + endpoint CPU, % of one core", &cpu, 1));
+    println!("{}", row("probes' CPU, % of one core", &cpu, 1));
     for (prog, v) in &per_event {
         println!("{}", row(&format!("BPF ns per run, {prog}"), v, 0));
     }

@@ -509,6 +509,21 @@ static __always_inline void udp_io(const struct sock *sk, int ret, bool send)
         __sync_fetch_and_add(&v->rcvs, (__u64)ret);
 }
 
+/* UDP sockets made by processes in scope (read by user space, which attaches the UDP
+ * send/recv programs only while a process in scope has a UDP socket). */
+__u64 udp_created = 0;
+
+/* socket(2) anywhere under the cgroup v2 root: counts the UDP sockets of processes in
+ * scope. Never refuses a socket. */
+SEC("cgroup/sock_create")
+int ep_udp_create(struct bpf_sock *ctx)
+{
+    if ((ctx->protocol == IPPROTO_UDP_ || ctx->protocol == IPPROTO_UDPLITE_) &&
+        gala_snooped(gala_tgid()))
+        __sync_fetch_and_add(&udp_created, 1);
+    return 1;
+}
+
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(ep_udp_send, struct sock *sk, int ret, int flags)
 {
