@@ -3,9 +3,11 @@
 //! as the `ebpf_prog` table (`ebpf_prog.meta`).
 //!
 //! The statistics themselves cost two clock reads per program run (~3 % of a loopback
-//! HTTP server's throughput with the tcp probe on), so by default they are **sampled**: on
-//! for [`SAMPLE_WINDOW`] at the start of every report period, off for the rest. The cost
-//! per run is exact for the window; the counters only grow while it is open.
+//! HTTP server's throughput with the tcp probe on), and switching them on or off patches
+//! kernel text on every CPU (~8 ms of CPU, and a pause of every CPU), so by default they
+//! are **sampled**: on for [`SAMPLE_WINDOW`] at the start of a report period once every
+//! [`SAMPLE_EVERY`], off for the rest. The cost per run is exact for the window; the
+//! counters only grow while it is open.
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
@@ -26,12 +28,16 @@ pub const ENV_STATS: &str = "GALA_EBPF_STATS";
 /// How long the statistics are on in each report period when sampled.
 pub const SAMPLE_WINDOW: Duration = Duration::from_secs(1);
 
+/// At most how often a sampling window opens (at the first report period after it).
+pub const SAMPLE_EVERY: Duration = Duration::from_secs(60);
+
 /// When the kernel's BPF statistics run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatsMode {
     /// Never: no cost, no figures.
     Off,
-    /// For [`SAMPLE_WINDOW`] at the start of every report period (the default).
+    /// For [`SAMPLE_WINDOW`] at the start of a report period, once every [`SAMPLE_EVERY`]
+    /// (the default).
     Sampled,
     /// All the time.
     Always,
@@ -65,7 +71,10 @@ pub struct CostReport {
     mode: StatsMode,
     stats: Option<OwnedFd>,
     window_end: Option<Instant>,
+    next_window: Instant,
     last: HashMap<String, (u64, u64)>,
+    /// ns per run of each program in the last window it ran in.
+    per_run: HashMap<String, f64>,
 }
 
 impl CostReport {
@@ -77,7 +86,9 @@ impl CostReport {
             mode,
             stats: None,
             window_end: None,
+            next_window: Instant::now() + SAMPLE_EVERY,
             last: HashMap::new(),
+            per_run: HashMap::new(),
         };
         if mode != StatsMode::Off {
             cost.stats = enable_stats();
@@ -102,7 +113,8 @@ impl CostReport {
 
     /// Starts a sampling window (call after each report).
     pub fn start_window(&mut self, now: Instant) {
-        if self.mode == StatsMode::Sampled {
+        if self.mode == StatsMode::Sampled && now >= self.next_window {
+            self.next_window = now + SAMPLE_EVERY;
             if self.stats.is_none() {
                 self.stats = enable_stats();
             }
@@ -158,7 +170,13 @@ impl CostReport {
             } else {
                 (cost.run_time_ns, cost.run_count)
             };
-            let per_run = if dc == 0 { 0.0 } else { dt as f64 / dc as f64 };
+            let per_run = if dc == 0 {
+                self.per_run.get(&cost.prog).copied().unwrap_or(0.0)
+            } else {
+                let v = dt as f64 / dc as f64;
+                self.per_run.insert(cost.prog.clone(), v);
+                v
+            };
             probe.emit(
                 "ebpf_prog",
                 &[

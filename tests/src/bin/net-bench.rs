@@ -1,6 +1,7 @@
 //! Overhead of the network eBPF probes (`./dev.sh bench-net`, or `target/release/net-bench`):
-//! `wrk` against `nginx` on loopback, with the `tcp` and `socket` probes off, then on with
-//! nginx's master and worker snooped (every sub-item), alternating `--runs` times.
+//! `wrk` against `nginx` on loopback, with the `tcp` and `socket` probes off, and on with
+//! nginx's master and worker snooped (every sub-item), `--runs` pairs in alternating order
+//! (`--probes tcp` or `--probes socket` for one probe alone).
 //!
 //! Printed (Markdown, for `docs/benchmarks.md`): requests/s off and on and their ratio
 //! (target ≥ 97 %), the probes' own CPU % while wrk runs, and each BPF program's run time per
@@ -32,6 +33,10 @@ struct Args {
     /// The probes switched on: `tcp`, `socket` or both (for a per-probe breakdown).
     #[arg(long, value_delimiter = ',', default_values_t = [String::from("tcp"), String::from("socket")])]
     probes: Vec<String>,
+    /// Keep the kernel's BPF statistics on all the time (`GALA_EBPF_STATS=1`): exact ns per
+    /// run for every program, at the statistics' own cost in throughput.
+    #[arg(long)]
+    stats_always: bool,
 }
 
 /// nginx's master process; stopped with SIGTERM (the master stops its workers) and reaped.
@@ -228,7 +233,11 @@ fn main() {
         "max_tables_num = 64; max_records_num = 65536; max_metrics_num = 128; record_timeout = 60;",
         "supervisor = { stop_grace = 2; snooper_period = 1; };",
     );
-    let d = sb.start();
+    let d = if args.stats_always {
+        sb.start_with_env(&[("GALA_EBPF_STATS", "1")])
+    } else {
+        sb.start()
+    };
     let port = free_port();
     let nginx = start_nginx(&sb.path().join("nginx"), port);
     poll_until(Duration::from_secs(10), 50, || {
@@ -242,39 +251,60 @@ fn main() {
 
     let (mut off, mut on, mut ratio, mut cpu) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut per_event: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    for _ in 0..args.runs {
-        let rps_off = wrk(port, args.seconds, args.connections);
-        probes_on(&d, &pids, &args.probes);
-        let probes = probe_pids(d.pid());
-        let cpu0: f64 = probes.iter().map(|&p| cpu_time(p)).sum();
-        let t0 = Instant::now();
-        let rps_on = wrk(port, args.seconds, args.connections);
-        let wall = t0.elapsed().as_secs_f64();
-        let cpu1: f64 = probes.iter().map(|&p| cpu_time(p)).sum();
-        // Reported every 5 s, so the last window lies inside the wrk run.
-        for (prog, ns) in bpf_costs(&d.scrape()) {
-            if ns > 0.0 {
-                per_event.entry(prog).or_default().push(ns);
+    // Off and on alternate in order (off-on, on-off, ...) so that a drift of the machine
+    // (CPU frequency, page cache, TIME_WAIT sockets) does not favour either.
+    for i in 0..args.runs {
+        let mut rps_off = 0.0;
+        for on_now in [i % 2 == 1, i % 2 == 0] {
+            if !on_now {
+                rps_off = wrk(port, args.seconds, args.connections);
+                continue;
             }
+            probes_on(&d, &pids, &args.probes);
+            let probes = probe_pids(d.pid());
+            let cpu0: f64 = probes.iter().map(|&p| cpu_time(p)).sum();
+            let t0 = Instant::now();
+            on.push(wrk(port, args.seconds, args.connections));
+            let wall = t0.elapsed().as_secs_f64();
+            let cpu1: f64 = probes.iter().map(|&p| cpu_time(p)).sum();
+            cpu.push(100.0 * (cpu1 - cpu0) / wall);
+            // Reported every 5 s, so the last window lies inside the wrk run.
+            for (prog, ns) in bpf_costs(&d.scrape()) {
+                if ns > 0.0 {
+                    per_event.entry(prog).or_default().push(ns);
+                }
+            }
+            probes_off(&d, &args.probes);
         }
-        probes_off(&d, &args.probes);
         off.push(rps_off);
-        on.push(rps_on);
-        ratio.push(100.0 * rps_on / rps_off);
-        cpu.push(100.0 * (cpu1 - cpu0) / wall);
+        ratio.push(100.0 * on[i] / rps_off);
     }
+    let pooled = 100.0 * on.iter().sum::<f64>() / off.iter().sum::<f64>();
     println!(
-        "wrk -t1 -c{} -d{}s, nginx 1 worker, {} off/on pairs, probes on: {}",
+        "wrk -t1 -c{} -d{}s, nginx 1 worker, {} off/on pairs, probes on: {}, BPF statistics {}",
         args.connections,
         args.seconds,
         args.runs,
-        args.probes.join(" + ")
+        args.probes.join(" + "),
+        if args.stats_always {
+            "always on"
+        } else {
+            "sampled"
+        }
     );
     println!("| figure | min | median | max |");
     println!("| --- | --- | --- | --- |");
     println!("{}", row("requests/s, probes off", &off, 0));
     println!("{}", row("requests/s, probes on", &on, 0));
-    println!("{}", row("throughput on / off, % (target ≥ 97)", &ratio, 1));
+    println!("{}", row("throughput on / off per pair, %", &ratio, 1));
+    println!(
+        "{}",
+        row(
+            "throughput on / off over all runs, % (target ≥ 97)",
+            &[pooled],
+            1
+        )
+    );
     println!("{}", row("probes' CPU, % of one core", &cpu, 1));
     for (prog, v) in &per_event {
         println!("{}", row(&format!("BPF ns per run, {prog}"), v, 0));
