@@ -415,11 +415,11 @@ impl BpfProbe for Endpoint {
         open.maps
             .ep_events
             .set_max_entries(gala_ebpf::ring_bytes(config.params().ringbuf_map_size))?;
+        // The UDP send/recv programs wait for a UDP socket in scope (refresh, poll).
+        open.progs.ep_udp_send.set_autoattach(false);
+        open.progs.ep_udp_recv.set_autoattach(false);
         let mut skel = open.load()?;
         skel.attach()?;
-        // The UDP send/recv programs wait for a UDP socket in scope (refresh, poll).
-        skel.links.ep_udp_send.take();
-        skel.links.ep_udp_recv.take();
         let udp_io = UdpIo {
             planned: plan.has(UDP_IO[0]),
             links: Vec::new(),

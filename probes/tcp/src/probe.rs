@@ -333,19 +333,19 @@ impl BpfProbe for TcpProbe {
         open.maps
             .events
             .set_max_entries(gala_ebpf::ring_bytes(config.params().ringbuf_map_size))?;
+        // The tcp_delay programs run only inside the window (`open_window`).
+        for prog in [
+            &mut open.progs.tcp_send_len,
+            &mut open.progs.tcp_recv_len,
+            &mut open.progs.tcp_sendmsg_exit,
+            &mut open.progs.tcp_recvmsg_exit,
+            &mut open.progs.tcp_ack,
+            &mut open.progs.tcp_data_ready,
+        ] {
+            prog.set_autoattach(false);
+        }
         let mut skel = open.load()?;
         skel.attach()?;
-        // The tcp_delay programs run only inside the window: detach them for now.
-        for link in [
-            &mut skel.links.tcp_send_len,
-            &mut skel.links.tcp_recv_len,
-            &mut skel.links.tcp_sendmsg_exit,
-            &mut skel.links.tcp_recvmsg_exit,
-            &mut skel.links.tcp_ack,
-            &mut skel.links.tcp_data_ready,
-        ] {
-            link.take();
-        }
         let delay_progs = DELAY_PROGS
             .iter()
             .copied()

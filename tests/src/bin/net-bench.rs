@@ -37,6 +37,10 @@ struct Args {
     /// run for every program, at the statistics' own cost in throughput.
     #[arg(long)]
     stats_always: bool,
+    /// The probes' report_period in seconds (the default is the probes' own). Per-program
+    /// figures need a report inside each wrk run: use 5 with `--stats-always`.
+    #[arg(long, default_value_t = 60)]
+    report_period: u32,
 }
 
 /// nginx's master process; stopped with SIGTERM (the master stops its workers) and reaped.
@@ -149,8 +153,10 @@ fn bpf_costs(scrape: &str) -> BTreeMap<String, f64> {
         .collect()
 }
 
-/// Starts `probes` on `pids`, every sub-item, and waits until each reports.
-fn probes_on(d: &Daemon, pids: &[u32], probes: &[String]) {
+/// Starts `probes` on `pids`, every sub-item, and waits until their programs are attached:
+/// until each reports its `ebpf_prog` table when it reports within 10 s, else 3 s after
+/// each runs.
+fn probes_on(d: &Daemon, pids: &[u32], probes: &[String], report_period: u32) {
     let pids = pids
         .iter()
         .map(u32::to_string)
@@ -167,10 +173,20 @@ fn probes_on(d: &Daemon, pids: &[u32], probes: &[String]) {
             continue;
         }
         let body = format!(
-            r#"{{"cmd":{{"probe":[{items}]}},"snoopers":{{"proc_id":[{pids}]}},"params":{{"report_period":5}},"state":"running"}}"#
+            r#"{{"cmd":{{"probe":[{items}]}},"snoopers":{{"proc_id":[{pids}]}},"params":{{"report_period":{report_period}}},"state":"running"}}"#
         );
         let (status, text) = d.put(probe, &body);
         assert_eq!(status, 200, "PUT {probe}: {text}");
+    }
+    if report_period > 10 {
+        poll_until(Duration::from_secs(30), 200, || {
+            let n = probe_pids(d.pid()).len();
+            (n == probes.len())
+                .then_some(())
+                .ok_or_else(|| format!("{n} of {} probes running", probes.len()))
+        });
+        std::thread::sleep(Duration::from_secs(3));
+        return;
     }
     poll_until(Duration::from_secs(30), 500, || {
         let costs = bpf_costs(&d.scrape());
@@ -260,7 +276,7 @@ fn main() {
                 rps_off = wrk(port, args.seconds, args.connections);
                 continue;
             }
-            probes_on(&d, &pids, &args.probes);
+            probes_on(&d, &pids, &args.probes, args.report_period);
             let probes = probe_pids(d.pid());
             let cpu0: f64 = probes.iter().map(|&p| cpu_time(p)).sum();
             let t0 = Instant::now();
@@ -281,11 +297,12 @@ fn main() {
     }
     let pooled = 100.0 * on.iter().sum::<f64>() / off.iter().sum::<f64>();
     println!(
-        "wrk -t1 -c{} -d{}s, nginx 1 worker, {} off/on pairs, probes on: {}, BPF statistics {}",
+        "wrk -t1 -c{} -d{}s, nginx 1 worker, {} off/on pairs, probes on: {}, report_period {} s, BPF statistics {}",
         args.connections,
         args.seconds,
         args.runs,
         args.probes.join(" + "),
+        args.report_period,
         if args.stats_always {
             "always on"
         } else {
