@@ -30,7 +30,7 @@ pub use hist::Histogram;
 pub use kernel::Kernel;
 pub use plan::{load, Hook, Need, Plan, Prog, Subitem};
 pub use ring::{read_pod, ring_bytes, Pod, RingReader};
-pub use runner::{log, run, BpfProbe};
+pub use runner::{attach_named, log, run, BpfProbe};
 pub use snoop::SnoopMap;
 
 /// Errors of the shared eBPF helpers.

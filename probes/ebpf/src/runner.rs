@@ -148,6 +148,26 @@ pub fn run<P: BpfProbe>(
     }
 }
 
+/// Attaches the loaded programs of `object` named in `names` (those a probe built with
+/// auto-attach off, to attach only when needed); a program that fails is logged and
+/// skipped. Dropping the links detaches them.
+pub fn attach_named(object: &Object, names: &[&str], probe: &str) -> Vec<libbpf_rs::Link> {
+    let mut links = Vec::new();
+    for prog in object.progs_mut() {
+        let Some(name) = prog.name().to_str() else {
+            continue;
+        };
+        if !names.contains(&name) {
+            continue;
+        }
+        match prog.attach() {
+            Ok(link) => links.push(link),
+            Err(e) => log(Level::Warn, probe, &format!("attaching {name}: {e}")),
+        }
+    }
+    links
+}
+
 /// One log line on stdout, which the daemon copies to its log.
 pub fn log(level: Level, probe: &str, text: &str) {
     let tag = match level {

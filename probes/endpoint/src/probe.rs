@@ -59,18 +59,7 @@ impl UdpIo {
         if !self.planned || !self.links.is_empty() {
             return;
         }
-        for prog in object.progs_mut() {
-            let Some(name) = prog.name().to_str() else {
-                continue;
-            };
-            if !UDP_IO.contains(&name) {
-                continue;
-            }
-            match prog.attach() {
-                Ok(link) => self.links.push(link),
-                Err(e) => log(Level::Warn, NAME, &format!("attaching {name}: {e}")),
-            }
-        }
+        self.links = gala_ebpf::attach_named(object, UDP_IO, NAME);
     }
 
     /// One refresh without a UDP socket in scope.

@@ -131,18 +131,8 @@ impl TcpProbe {
         if !loaded.delay_links.is_empty() {
             return;
         }
-        for prog in loaded.skel.object().progs_mut() {
-            let Some(name) = prog.name().to_str() else {
-                continue;
-            };
-            if !loaded.delay_progs.contains(&name) {
-                continue;
-            }
-            match prog.attach() {
-                Ok(link) => loaded.delay_links.push(link),
-                Err(e) => log(Level::Warn, NAME, &format!("attaching {name}: {e}")),
-            }
-        }
+        loaded.delay_links =
+            gala_ebpf::attach_named(loaded.skel.object(), &loaded.delay_progs, NAME);
     }
 
     /// The pass and the delay window, on their schedule.
