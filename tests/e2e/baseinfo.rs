@@ -8,13 +8,15 @@
 //!   process this test starts, reports that process only, with its RSS and CPU use.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use gala_baseinfo::{Baseinfo, Context, HostRoot, Round, SystemInfo, SELF_META, SUBITEMS};
-use gala_e2e::{http_get, start_node_exporter, workspace_bin, KillOnDrop, Samples, Sandbox};
+use gala_e2e::{
+    http_get, start_node_exporter, workspace_bin, KillOnDrop, Python, Samples, Sandbox,
+};
 use gala_probe_sdk::Config;
 
 /// Field names of every baseinfo table, from the probe's own meta files.
@@ -311,18 +313,9 @@ print("ready", flush=True)
 while True:
     pass
 "#;
-    let mut child = Command::new("python3")
-        .args(["-c", script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("ready");
-    assert_eq!(line.trim(), "ready");
-    KillOnDrop(child)
+    let mut py = Python::spawn(script);
+    assert_eq!(py.line(), "ready");
+    py.into_child()
 }
 
 /// A sandbox with `system_infos` and its meta files installed, and a running daemon.

@@ -20,14 +20,13 @@
 //! tests scrape far more often than the 5 s period and add up each series' successive
 //! values (see [`Tally`]).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use gala_e2e::ebpf::NftTable;
-use gala_e2e::{KillOnDrop, Samples, Sandbox};
+use gala_e2e::{KillOnDrop, Python, Samples, Sandbox};
 
 const META: &str = include_str!("../../probes/endpoint/endpoint.meta");
 
@@ -426,16 +425,8 @@ for _ in range(5):
 print(s.getsockname()[1], flush=True)
 time.sleep(600)
 ";
-    let mut child = Command::new("python3")
-        .args(["-c", script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let child = KillOnDrop(child);
-    let pid = child.0.id();
+    let mut py = Python::spawn(script);
+    let pid = py.pid();
     let (_sb, d) = daemon();
     put_socket(&d, &[pid], false);
     let mut t = Tally::default();
@@ -443,10 +434,8 @@ time.sleep(600)
         t.seen("ebpf_prog_run_count", &[("prog", "ep_udp_drop")])
     });
     // The probe has refreshed (no UDP socket in scope); the process makes its sockets now.
-    writeln!(stdin, "go").expect("go");
-    let mut line = String::new();
-    stdout.read_line(&mut line).expect("port");
-    let port = line.trim().to_owned();
+    py.send("go");
+    let port = py.line();
     let tgid = pid.to_string();
     let row = [("tgid", tgid.as_str()), ("local_port", port.as_str())];
     t.until(&d, Duration::from_secs(30), "the new socket's bytes", |t| {
@@ -458,18 +447,9 @@ time.sleep(600)
 /// A Python process listening on a free port of 127.0.0.1, and that port.
 fn python_listener() -> (KillOnDrop, u16) {
     let script = "import socket,time\ns=socket.socket()\ns.bind(('127.0.0.1',0))\ns.listen(128)\nprint(s.getsockname()[1],flush=True)\ntime.sleep(600)\n";
-    let mut child = Command::new("python3")
-        .args(["-c", script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("port");
-    let port = line.trim().parse().expect("the listener's port");
-    (KillOnDrop(child), port)
+    let mut py = Python::spawn(script);
+    let port = py.line().parse().expect("the listener's port");
+    (py.into_child(), port)
 }
 
 #[test]

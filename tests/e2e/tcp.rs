@@ -13,13 +13,13 @@
 //!   no series, appears once added over REST and ages out once removed.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::process::{ChildStdin, ChildStdout, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use gala_e2e::ebpf::{NftTable, OfflineProbe, LOADED};
-use gala_e2e::{free_port, poll_until, KillOnDrop, Samples, Sandbox};
+use gala_e2e::{free_port, poll_until, KillOnDrop, Python, Samples, Sandbox};
 
 const META: &str = include_str!("../../probes/tcp/tcp_link.meta");
 
@@ -100,46 +100,23 @@ for line in sys.stdin:
 "#;
 
 /// The Python peer process.
-struct Peer {
-    child: KillOnDrop,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
+struct Peer(Python);
 
 impl Peer {
     fn spawn() -> Peer {
-        let mut child = Command::new("python3")
-            .args(["-c", PEER])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3");
-        let stdin = child.stdin.take().expect("stdin");
-        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut peer = Peer {
-            child: KillOnDrop(child),
-            stdin,
-            stdout,
-        };
-        assert_eq!(peer.answer(), "ready");
+        let mut peer = Peer(Python::spawn(PEER));
+        assert_eq!(peer.0.line(), "ready");
         peer
     }
 
     fn pid(&self) -> u32 {
-        self.child.0.id()
-    }
-
-    fn answer(&mut self) -> String {
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).expect("peer answer");
-        line.trim().to_owned()
+        self.0.pid()
     }
 
     /// Runs one command; panics on an `err` answer.
     fn cmd(&mut self, line: &str) -> String {
-        writeln!(self.stdin, "{line}").expect("peer command");
-        self.stdin.flush().expect("flush");
-        let answer = self.answer();
+        self.0.send(line);
+        let answer = self.0.line();
         assert!(!answer.starts_with("err"), "peer `{line}`: {answer}");
         answer
     }

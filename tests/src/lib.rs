@@ -53,6 +53,58 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// A `python3 -c <script>` child with piped stdin and stdout, killed and reaped on drop:
+/// the scripted peers and workloads of the end-to-end tests.
+pub struct Python {
+    child: KillOnDrop,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Python {
+    /// Starts `script`.
+    pub fn spawn(script: &str) -> Python {
+        let mut child = Command::new("python3")
+            .args(["-c", script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        Python {
+            child: KillOnDrop(child),
+            stdin,
+            stdout,
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+
+    /// The next line the script prints, trimmed (empty once it has exited).
+    pub fn line(&mut self) -> String {
+        use std::io::BufRead;
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("python3 output");
+        line.trim().to_owned()
+    }
+
+    /// Writes `line` (and a newline) to the script's stdin.
+    pub fn send(&mut self, line: &str) {
+        writeln!(self.stdin, "{line}").expect("python3 input");
+        self.stdin.flush().expect("flush");
+    }
+
+    /// The child alone (its pipes closed), for a script that neither reads nor prints any
+    /// more.
+    pub fn into_child(self) -> KillOnDrop {
+        self.child
+    }
+}
+
 /// Starts Debian's `prometheus-node-exporter` (default collectors) on a free loopback port
 /// and waits until it answers; `None` if it is not installed.
 pub fn start_node_exporter() -> Option<(KillOnDrop, u16)> {

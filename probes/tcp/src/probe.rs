@@ -254,15 +254,17 @@ impl TcpProbe {
         }
     }
 
+    /// `sample_period` (ms, clamped to 100–10000) for the pass schedule and the BPF gates.
     fn set_sample_period(&mut self, ms: u32) {
+        let ms = ms.clamp(100, 10_000);
+        self.sample_period = Duration::from_millis(ms.into());
         if let Some(data) = self
             .loaded
             .as_mut()
             .and_then(|l| l.skel.maps.data_data.as_deref_mut())
         {
-            data.sample_period_ns = u64::from(ms.clamp(100, 10_000)) * 1_000_000;
+            data.sample_period_ns = u64::from(ms) * 1_000_000;
         }
-        self.sample_period = Duration::from_millis(ms.clamp(100, 10_000).into());
     }
 }
 
@@ -316,10 +318,6 @@ impl BpfProbe for TcpProbe {
             ro.en_sockbuf = g.sockbuf.into();
             ro.en_delay = g.delay.into();
         }
-        if let Some(data) = open.maps.data_data.as_deref_mut() {
-            let ms = config.params().sample_period.clamp(100, 10_000);
-            data.sample_period_ns = u64::from(ms) * 1_000_000;
-        }
         open.maps
             .events
             .set_max_entries(gala_ebpf::ring_bytes(config.params().ringbuf_map_size))?;
@@ -357,8 +355,7 @@ impl BpfProbe for TcpProbe {
             skel,
             delay_progs,
         });
-        self.sample_period =
-            Duration::from_millis(config.params().sample_period.clamp(100, 10_000).into());
+        self.set_sample_period(config.params().sample_period);
         self.next_pass = Instant::now();
         self.window_end = None;
         self.pass_id = 0;

@@ -418,6 +418,18 @@ static __always_inline void send_delay(struct link *l, __u32 dir, __u64 delay_ns
     bpf_ringbuf_submit(r, 0);
 }
 
+/* Ends the delay measurement started at `*stamp` (ns): the next may start a sample period
+ * from now. */
+static __always_inline void end_delay(struct link *l, __u64 *stamp, __u64 *next_j, __u32 dir)
+{
+    __u64 now = bpf_ktime_get_ns();
+    __u64 start = *stamp;
+    *stamp = 0;
+    *next_j = bpf_jiffies64() + period_jiffies();
+    if (now > start)
+        send_delay(l, dir, now - start);
+}
+
 /* A send/recv of `sk` that moved data, and `sk` is not a link yet: makes it one if it is
  * an established TCP socket of a snooped process. Cheapest rejections first: a
  * non-TCP socket, a state without a connection, a process out of scope. */
@@ -460,12 +472,7 @@ static __always_inline void on_io(struct sock *sk, int ret, int flags, bool tx)
             l->tx_send_ns = bpf_ktime_get_ns();
         }
     } else if (l->rx_ready_ns) {
-        __u64 now = bpf_ktime_get_ns();
-        __u64 ready = l->rx_ready_ns;
-        l->rx_ready_ns = 0;
-        l->rx_next_j = bpf_jiffies64() + period_jiffies();
-        if (now > ready)
-            send_delay(l, DELAY_RX, now - ready);
+        end_delay(l, &l->rx_ready_ns, &l->rx_next_j, DELAY_RX);
     }
 }
 
@@ -741,14 +748,8 @@ int BPF_PROG(tcp_ack, struct sock *sk, const struct sk_buff *skb)
         return 0;
     const struct tcp_skb_cb *cb = (const struct tcp_skb_cb *)&skb->cb[0];
     __u32 ack = cb->ack_seq;
-    if ((__s32)(ack - l->tx_seq) < 0)
-        return 0;
-    __u64 now = bpf_ktime_get_ns();
-    __u64 sent = l->tx_send_ns;
-    l->tx_send_ns = 0;
-    l->tx_next_j = bpf_jiffies64() + period_jiffies();
-    if (now > sent)
-        send_delay(l, DELAY_TX, now - sent);
+    if ((__s32)(ack - l->tx_seq) >= 0)
+        end_delay(l, &l->tx_send_ns, &l->tx_next_j, DELAY_TX);
     return 0;
 }
 
