@@ -48,6 +48,15 @@ pub fn demo_imdb(max_records: usize, record_timeout_ms: u64) -> Arc<Imdb> {
 
 /// Stores a record line (`|table|v1|...|`) as ingress would; panics if it is invalid.
 pub fn store(imdb: &Imdb, line: &str, now_ms: u64) -> Result<(), crate::imdb::UpsertError> {
+    store_at(imdb, line, crate::imdb::Stamp::at(now_ms))
+}
+
+/// [`store`] with a series lifetime request.
+pub fn store_at(
+    imdb: &Imdb,
+    line: &str,
+    at: crate::imdb::Stamp,
+) -> Result<(), crate::imdb::UpsertError> {
     let gala_meta::record::Line::Record(rec) =
         gala_meta::record::classify(line.as_bytes()).expect("classify")
     else {
@@ -60,5 +69,5 @@ pub fn store(imdb: &Imdb, line: &str, now_ms: u64) -> Result<(), crate::imdb::Up
     let mut key = Vec::new();
     crate::imdb::push_key(meta, &values, &mut key);
     let mut table = imdb.lock(id);
-    imdb.upsert(&mut table, &key, rec.rest, now_ms)
+    imdb.upsert(&mut table, &key, rec.rest, at)
 }

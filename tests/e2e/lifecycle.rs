@@ -15,13 +15,18 @@ fn demo_samples(s: &Samples) -> Vec<String> {
     v
 }
 
+/// A series lives for `record_timeout` or two of its probe's report periods, whichever is
+/// longer: with `record_timeout` 2 s and `report_period` 5 s, a series reported once is still
+/// there after 5 s (the original dropped it after 2 s, so a series reported every period
+/// flickered) and gone after 10 s, while one reported all along stays.
 #[test]
-fn a_series_that_stops_disappears_after_record_timeout_and_scrapes_repeat() {
+fn a_series_that_stops_disappears_after_two_report_periods_and_scrapes_repeat() {
     let mut sandbox = Sandbox::new();
     // "gone" is reported once, "alive" every 200 ms.
     let probe = "#!/bin/sh\nprintf '%s\\n' '|demo_conn|gone|1|1|'\nwhile :; do printf '%s\\n' '|demo_conn|alive|2|2|'; sleep 0.2; done\n";
     sandbox.add_custom_probe("demo", probe, DEMO_META);
-    sandbox.write_probes_init("demo {\"state\": \"running\"}\n");
+    sandbox
+        .write_probes_init("demo {\"state\": \"running\", \"params\": {\"report_period\": 5}}\n");
     sandbox.write_config(
         "max_tables_num = 1024; max_records_num = 1024; max_metrics_num = 64; record_timeout = 2;",
         "",
@@ -34,15 +39,26 @@ fn a_series_that_stops_disappears_after_record_timeout_and_scrapes_repeat() {
                 .find("gala_gopher_demo_conn_tx_bytes", &[("conn", "alive")])
                 .is_empty()
     });
+    let seen = Instant::now();
     // Two scrapes in a row return the same series: scraping consumes nothing.
     let again = Samples::parse(&daemon.scrape());
     assert_eq!(demo_samples(&s), demo_samples(&again));
-    let started = Instant::now();
-    let s = daemon.wait_for(Duration::from_secs(10), "'gone' to age out", |s| {
+    let gone = |s: &Samples| {
         s.find("gala_gopher_demo_conn_tx_bytes", &[("conn", "gone")])
             .is_empty()
-    });
-    assert!(started.elapsed() < Duration::from_secs(4));
+    };
+    std::thread::sleep(Duration::from_secs(5));
+    let s = Samples::parse(&daemon.scrape());
+    assert!(
+        !gone(&s),
+        "a series is kept for two report periods (10 s), not record_timeout (2 s)"
+    );
+    let s = daemon.wait_for(Duration::from_secs(10), "'gone' to age out", gone);
+    assert!(
+        seen.elapsed() < Duration::from_secs(11),
+        "{:?}",
+        seen.elapsed()
+    );
     assert_eq!(
         s.value("gala_gopher_demo_conn_tx_bytes", &[("conn", "alive")]),
         Some("2"),

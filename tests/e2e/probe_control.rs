@@ -69,8 +69,12 @@ fn put_starts_and_stops_a_probe_and_its_series_age_out() {
         (200, "{}\n".to_string()),
         "never configured"
     );
+    // The series of a probe live two report periods (10 s) after its last report.
     assert_eq!(
-        d.put("ticker", r#"{"state": "running"}"#),
+        d.put(
+            "ticker",
+            r#"{"state": "running", "params": {"report_period": 5}}"#
+        ),
         (200, SUCCESS.to_string())
     );
     let pid = running(&d, "ticker");
@@ -89,7 +93,7 @@ fn put_starts_and_stops_a_probe_and_its_series_age_out() {
     let v = d.probe_json("ticker");
     assert_eq!(v["state"], "stopped");
     assert_eq!(runtime(&v)["status"], "stopped");
-    d.wait_for(Duration::from_secs(10), "series aged out", |s| {
+    d.wait_for(Duration::from_secs(15), "series aged out", |s| {
         ticks(s, "ticker").is_none()
     });
 }

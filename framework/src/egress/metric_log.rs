@@ -143,7 +143,6 @@ impl MetricLogWriter {
     pub fn tick_at(&mut self, now_ms: u64, wall_ms: u64) -> io::Result<usize> {
         let imdb = self.imdb.clone();
         let registry = imdb.registry().clone();
-        let since = imdb.fresh_since(now_ms);
         let mut written = 0;
         for (id, meta) in registry.iter() {
             self.buf.clear();
@@ -158,7 +157,7 @@ impl MetricLogWriter {
                     continue;
                 }
                 let mut fresh: Vec<&Record> =
-                    table.live(since).filter(|r| r.seq() >= last).collect();
+                    table.live(now_ms).filter(|r| r.seq() >= last).collect();
                 // Report order, as the original wrote them.
                 fresh.sort_unstable_by_key(|r| r.seq());
                 let mut values: Vec<&[u8]> = Vec::with_capacity(meta.fields.len());
@@ -508,8 +507,13 @@ measurements:
         let mut key = Vec::new();
         crate::imdb::push_key(meta, &split, &mut key);
         let mut t = imdb.lock(id);
-        imdb.upsert(&mut t, &key, line.as_bytes(), now_ms)
-            .expect("room in table");
+        imdb.upsert(
+            &mut t,
+            &key,
+            line.as_bytes(),
+            crate::imdb::Stamp::at(now_ms),
+        )
+        .expect("room in table");
     }
 
     fn writer(

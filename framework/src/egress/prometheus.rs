@@ -120,13 +120,12 @@ impl ScrapeRenderer {
         for f in &mut self.families {
             f.body.clear();
         }
-        let since = imdb.fresh_since(now_ms);
         let registry = imdb.registry().clone();
         for plan in &self.plans {
             let meta = registry.table(plan.table);
             let table = imdb.lock(plan.table);
             let mut values: Vec<&[u8]> = Vec::with_capacity(meta.fields.len());
-            for rec in table.live(since) {
+            for rec in table.live(now_ms) {
                 rec.values(&mut values);
                 if values.len() != meta.fields.len() {
                     continue;

@@ -2,8 +2,9 @@
 //!
 //! A series is identified by the values of its table's `key` fields. A new report of a series
 //! replaces the previous one (the original appended every report and rendered duplicates), so
-//! any number of scrapers read the same latest values. Records not refreshed within
-//! `record_timeout` are invisible to readers and removed by [`Imdb::sweep`].
+//! any number of scrapers read the same latest values. A series not refreshed within its
+//! lifetime — `record_timeout`, or twice the report period of the probe that wrote it if that
+//! is longer ([`Stamp::hold_ms`]) — is invisible to readers and removed by [`Imdb::sweep`].
 
 mod series;
 
@@ -29,6 +30,24 @@ pub struct ImdbLimits {
     pub record_timeout_ms: u64,
 }
 
+/// When a report was stored, and how long its writer asks the series to be kept.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stamp {
+    /// The time of the report, milliseconds of [`crate::clock`].
+    pub now_ms: u64,
+    /// The least lifetime of the series, milliseconds: twice the writing probe's report
+    /// period, so that a series reported less often than `record_timeout` does not vanish
+    /// between two reports. The lifetime is the larger of this and `record_timeout`.
+    pub hold_ms: u64,
+}
+
+impl Stamp {
+    /// A report at `now_ms` kept for `record_timeout` only.
+    pub fn at(now_ms: u64) -> Self {
+        Stamp { now_ms, hold_ms: 0 }
+    }
+}
+
 /// Why [`Imdb::upsert`] refused a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum UpsertError {
@@ -50,6 +69,8 @@ pub struct Record {
     data: Vec<u8>,
     /// When the series was last reported (milliseconds of [`crate::clock`]).
     updated_ms: u64,
+    /// Until when the series is live: `updated_ms` plus its lifetime.
+    expires_ms: u64,
     /// Table-wide sequence number of the last update; lets log egress find fresh records.
     seq: u64,
 }
@@ -75,10 +96,11 @@ impl Record {
         &self.data[..self.key_len]
     }
 
-    fn set(&mut self, line: &[u8], now_ms: u64, seq: u64) {
+    fn set(&mut self, line: &[u8], now_ms: u64, expires_ms: u64, seq: u64) {
         self.data.truncate(self.key_len);
         self.data.extend_from_slice(line);
         self.updated_ms = now_ms;
+        self.expires_ms = expires_ms;
         self.seq = seq;
     }
 
@@ -103,12 +125,12 @@ pub struct Table {
 }
 
 impl Table {
-    /// Iterates over the series reported at or after `fresh_since_ms`.
-    pub fn live(&self, fresh_since_ms: u64) -> impl Iterator<Item = &Record> {
+    /// Iterates over the series still live at `now_ms`.
+    pub fn live(&self, now_ms: u64) -> impl Iterator<Item = &Record> {
         self.records
             .records()
             .iter()
-            .filter(move |r| r.updated_ms >= fresh_since_ms)
+            .filter(move |r| r.expires_ms >= now_ms)
     }
 
     /// Number of series stored (live or not yet swept).
@@ -207,9 +229,9 @@ impl Imdb {
         table: &mut Table,
         key: &[u8],
         line: &[u8],
-        now_ms: u64,
+        at: Stamp,
     ) -> Result<(), UpsertError> {
-        self.upsert_hashed(table, self.hash_key(key), key, line, now_ms)
+        self.upsert_hashed(table, self.hash_key(key), key, line, at)
     }
 
     /// Stores a run of records of one table (keys in `keys`), fetching the memory of a few
@@ -220,7 +242,7 @@ impl Imdb {
         table: &mut Table,
         keys: &[u8],
         run: &[Pending],
-        now_ms: u64,
+        at: Stamp,
         mut refused: impl FnMut(&[u8]),
     ) -> u64 {
         let mut stored = 0;
@@ -236,7 +258,7 @@ impl Imdb {
                 .iter()
                 .for_each(|p| table.records.prefetch_record(p.hash, true));
             for p in chunk {
-                match self.upsert_hashed(table, p.hash, &keys[p.key.clone()], p.line, now_ms) {
+                match self.upsert_hashed(table, p.hash, &keys[p.key.clone()], p.line, at) {
                     Ok(()) => stored += 1,
                     Err(UpsertError::TableFull) => refused(p.line),
                 }
@@ -251,12 +273,17 @@ impl Imdb {
         hash: u64,
         key: &[u8],
         line: &[u8],
-        now_ms: u64,
+        at: Stamp,
     ) -> Result<(), UpsertError> {
         let seq = table.next_seq;
         table.next_seq += 1;
+        let now_ms = at.now_ms;
+        let expires_ms = now_ms + self.limits.record_timeout_ms.max(at.hold_ms);
         if let Some(idx) = table.records.find(hash, |r| r.key() == key) {
-            table.records.get_mut(idx).set(line, now_ms, seq);
+            table
+                .records
+                .get_mut(idx)
+                .set(line, now_ms, expires_ms, seq);
             return Ok(());
         }
         if table.records.len() >= self.limits.max_records {
@@ -270,23 +297,18 @@ impl Imdb {
             key_len: key.len(),
             data,
             updated_ms: now_ms,
+            expires_ms,
             seq,
         });
         self.series.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
-    /// The oldest `updated_ms` a live record may have at `now_ms`.
-    pub fn fresh_since(&self, now_ms: u64) -> u64 {
-        now_ms.saturating_sub(self.limits.record_timeout_ms)
-    }
-
-    /// Removes the series not reported within `record_timeout`; returns how many went.
+    /// Removes the series not reported within their lifetime; returns how many went.
     pub fn sweep(&self, now_ms: u64) -> usize {
-        let since = self.fresh_since(now_ms);
         let mut removed = 0;
         for table in &self.tables {
-            removed += table.lock().records.retain(|r| r.updated_ms >= since);
+            removed += table.lock().records.retain(|r| r.expires_ms >= now_ms);
         }
         self.series.fetch_sub(removed as u64, Ordering::Relaxed);
         removed

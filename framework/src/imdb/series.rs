@@ -156,6 +156,7 @@ mod tests {
             key_len: key.len(),
             data: key.as_bytes().to_vec(),
             updated_ms: 0,
+            expires_ms: 0,
             seq: 0,
         }
     }

@@ -1,11 +1,11 @@
 use super::*;
-use crate::testutil::{demo_imdb, store};
+use crate::testutil::{demo_imdb, store, store_at};
 
-fn conn_values(imdb: &Imdb, since: u64) -> Vec<String> {
+fn conn_values(imdb: &Imdb, now_ms: u64) -> Vec<String> {
     let id = imdb.registry().lookup(b"demo_conn").unwrap();
     let t = imdb.lock(id);
     let mut out: Vec<String> = t
-        .live(since)
+        .live(now_ms)
         .map(|r| {
             let mut v = Vec::new();
             r.values(&mut v);
@@ -47,10 +47,34 @@ fn stale_series_are_hidden_then_swept() {
     let imdb = demo_imdb(10, 1_000);
     store(&imdb, "|demo_conn|old|1|1|", 0).unwrap();
     store(&imdb, "|demo_conn|new|1|1|", 900).unwrap();
-    assert_eq!(conn_values(&imdb, imdb.fresh_since(1_500)), vec!["new,1,1"]);
+    assert_eq!(conn_values(&imdb, 1_500), vec!["new,1,1"]);
     assert_eq!(imdb.sweep(1_500), 1);
     assert_eq!(imdb.series(), 1);
     assert_eq!(imdb.sweep(10_000), 1);
+    assert_eq!(imdb.series(), 0);
+}
+
+#[test]
+fn a_series_lives_two_report_periods_when_that_is_longer_than_record_timeout() {
+    let imdb = demo_imdb(10, 1_000);
+    let slow = Stamp {
+        now_ms: 0,
+        hold_ms: 10_000,
+    };
+    store_at(&imdb, "|demo_conn|slow|1|1|", slow).unwrap();
+    store_at(
+        &imdb,
+        "|demo_conn|short|1|1|",
+        Stamp {
+            now_ms: 0,
+            hold_ms: 500,
+        },
+    )
+    .unwrap();
+    assert_eq!(conn_values(&imdb, 5_000), vec!["slow,1,1"]);
+    assert_eq!(imdb.sweep(5_000), 1);
+    assert_eq!(conn_values(&imdb, 10_000), vec!["slow,1,1"]);
+    assert_eq!(imdb.sweep(10_001), 1);
     assert_eq!(imdb.series(), 0);
 }
 

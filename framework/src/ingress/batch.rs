@@ -2,6 +2,8 @@
 
 use gala_meta::TableId;
 
+use crate::imdb::Stamp;
+
 /// One record inside a [`Batch`].
 #[derive(Debug, Clone, Copy)]
 struct Item {
@@ -18,8 +20,8 @@ pub struct Batch {
     data: Vec<u8>,
     ends: Vec<u32>,
     items: Vec<Item>,
-    /// When the records were read, in milliseconds of [`crate::clock`].
-    pub now_ms: u64,
+    /// When the records were read, and how long their probe asks its series to be kept.
+    pub at: Stamp,
 }
 
 impl Batch {

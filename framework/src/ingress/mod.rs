@@ -16,6 +16,7 @@ mod lines;
 mod validate;
 mod writer;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,7 +28,7 @@ use tokio::sync::mpsc;
 use crate::clock;
 use crate::egress::event::EventSink;
 use crate::egress::kafka_records::KafkaOutputs;
-use crate::imdb::Imdb;
+use crate::imdb::{Imdb, Stamp};
 use crate::ratelimit::{RateLimiter, Verdict};
 
 pub use batch::Batch;
@@ -187,13 +188,15 @@ fn received_counter(probe: &str) -> Counter {
 }
 
 /// Reads `reader` to its end, validating its lines on this task and storing them in `imdb`
-/// on a writer thread; returns once every record read is stored. Events go to `events`
-/// (without one they are counted as `no_route`); records, events and log lines also go to
-/// the Kafka channels of `kafka`.
+/// on a writer thread; returns once every record read is stored. `hold_ms` is the least
+/// lifetime of the probe's series ([`Stamp::hold_ms`]), read for every batch. Events go to
+/// `events` (without one they are counted as `no_route`); records, events and log lines also
+/// go to the Kafka channels of `kafka`.
 pub async fn read_probe_output<R: AsyncRead + Unpin>(
     mut reader: R,
     probe: &str,
     imdb: Arc<Imdb>,
+    hold_ms: Arc<AtomicU64>,
     events: Option<&EventSink>,
     kafka: &KafkaOutputs,
     max_line_len: usize,
@@ -230,7 +233,10 @@ pub async fn read_probe_output<R: AsyncRead + Unpin>(
         };
         let eof = n == 0;
         let mut batch = empty_rx.try_recv().unwrap_or_default();
-        batch.now_ms = clock::now_ms();
+        batch.at = Stamp {
+            now_ms: clock::now_ms(),
+            hold_ms: hold_ms.load(Ordering::Relaxed),
+        };
         splitter.filled(n, eof, |item| match item {
             Ok(line) => validator.line(line, &mut batch),
             Err(head) => validator.too_long(head),

@@ -110,9 +110,17 @@ fn level_prefixes_are_recognised() {
 async fn reads_a_stream_to_its_end_with_a_final_unterminated_line() {
     let imdb = demo_imdb(10, 60_000);
     let input: &[u8] = b"|demo_conn|a|1|1|\n|demo_conn|b|1|1|\n|demo_conn|c|1|1|";
-    read_probe_output(input, "demo", imdb.clone(), None, &Default::default(), 1024)
-        .await
-        .unwrap();
+    read_probe_output(
+        input,
+        "demo",
+        imdb.clone(),
+        Default::default(),
+        None,
+        &Default::default(),
+        1024,
+    )
+    .await
+    .unwrap();
     assert_eq!(imdb.series(), 3);
 }
 

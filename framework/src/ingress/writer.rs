@@ -10,7 +10,7 @@ use gala_meta::record::check_values;
 use super::{received_counter, Batch, DropLog, DropReason};
 use crate::clock;
 use crate::egress::kafka_records::MetricKafka;
-use crate::imdb::{push_key, Imdb, Pending};
+use crate::imdb::{push_key, Imdb, Pending, Stamp};
 
 /// Stores one probe's validated records; counts them and the ones a full table refuses.
 pub struct BatchWriter {
@@ -66,7 +66,7 @@ impl BatchWriter {
         let mut run = recycle_run(std::mem::take(&mut self.run));
         let mut run_table: Option<TableId> = None;
         *stored = 0;
-        let now_ms = batch.now_ms;
+        let at = batch.at;
         let wall_ms = if kafka.is_some() { clock::wall_ms() } else { 0 };
         batch.for_each(&mut Vec::new(), |id, line, values| {
             let meta = registry.table(id);
@@ -77,7 +77,7 @@ impl BatchWriter {
                 kafka.send_record(meta, values, wall_ms, message);
             }
             if run_table.is_some_and(|t| t != id) {
-                *stored += store_run(imdb, drops, run_table.unwrap_or(id), &mut run, keys, now_ms);
+                *stored += store_run(imdb, drops, run_table.unwrap_or(id), &mut run, keys, at);
             }
             run_table = Some(id);
             let start = keys.len();
@@ -89,7 +89,7 @@ impl BatchWriter {
             });
         });
         if let Some(id) = run_table {
-            *stored += store_run(imdb, drops, id, &mut run, keys, now_ms);
+            *stored += store_run(imdb, drops, id, &mut run, keys, at);
         }
         self.run = recycle_run(run);
     }
@@ -120,10 +120,10 @@ fn store_run(
     id: TableId,
     run: &mut Vec<Pending>,
     keys: &mut Vec<u8>,
-    now_ms: u64,
+    at: Stamp,
 ) -> u64 {
     let mut table = imdb.lock(id);
-    let stored = imdb.upsert_run(&mut table, keys, run, now_ms, |line| {
+    let stored = imdb.upsert_run(&mut table, keys, run, at, |line| {
         let why = &"table full (imdb.max_records_num)";
         drops.drop(DropReason::TableFull, line, why)
     });

@@ -12,6 +12,7 @@ mod snoop;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -44,6 +45,8 @@ struct ProbeEntry {
     link: Arc<ConfigLink>,
     /// Resolves the snoopers and remembers the objects of the last resolution.
     resolver: Resolver,
+    /// The least lifetime of the probe's series, read by its ingress: twice its report period.
+    series_hold_ms: Arc<AtomicU64>,
 }
 
 /// Owns the probes; see the module comment.
@@ -95,6 +98,10 @@ impl ProbeManager {
         }
         let snoopers_changed = outcome.snoopers_changed;
         let params_changed = outcome.params_changed;
+        entry.series_hold_ms.store(
+            series_hold_ms(outcome.settings.params.period),
+            Ordering::Relaxed,
+        );
         entry.settings = Some(outcome.settings);
         if stop {
             entry.wanted = false;
@@ -110,7 +117,7 @@ impl ProbeManager {
                 .await;
         }
         if start {
-            entry.supervisor.start(self.launch_spec(&kind));
+            entry.supervisor.start(launch_spec(&entry));
         }
         Ok(())
     }
@@ -226,20 +233,10 @@ impl ProbeManager {
                     supervisor: Supervisor::new(&kind.name, self.ctx.supervisor.clone(), on_spawn),
                     link,
                     resolver: Resolver::new(),
+                    series_hold_ms: Arc::default(),
                 }))
             })
             .clone()
-    }
-
-    fn launch_spec(&self, kind: &ProbeKind) -> LaunchSpec {
-        LaunchSpec {
-            name: kind.name.clone(),
-            bin: kind.bin.clone(),
-            encoding: kind.encoding,
-            meta: kind
-                .is_custom()
-                .then(|| gala_meta::custom_meta_path(&kind.bin)),
-        }
     }
 
     /// Resolves the probe's snoopers and hands the probe its configuration if anything it
@@ -272,4 +269,24 @@ impl ProbeManager {
         let config = convert::probe_config(&entry.kind, &settings, entry.resolver.objects());
         entry.link.publish(config, flags);
     }
+}
+
+/// What the supervisor of `entry` starts.
+fn launch_spec(entry: &ProbeEntry) -> LaunchSpec {
+    let kind = &entry.kind;
+    LaunchSpec {
+        name: kind.name.clone(),
+        bin: kind.bin.clone(),
+        encoding: kind.encoding,
+        meta: kind
+            .is_custom()
+            .then(|| gala_meta::custom_meta_path(&kind.bin)),
+        series_hold_ms: entry.series_hold_ms.clone(),
+    }
+}
+
+/// The least lifetime of the series of a probe reporting every `report_period` seconds:
+/// two periods, so that one late or lost report does not make them vanish.
+fn series_hold_ms(report_period: u32) -> u64 {
+    2 * 1000 * u64::from(report_period)
 }

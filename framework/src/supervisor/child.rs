@@ -5,6 +5,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,7 +27,7 @@ use crate::ratelimit::{RateLimiter, Verdict};
 const PIPE_SIZE: i32 = 1 << 20;
 
 /// What to run for a probe.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct LaunchSpec {
     /// The probe name (REST name; `GALA_GOPHER_PROBE_NAME`).
     pub name: String,
@@ -37,7 +38,23 @@ pub struct LaunchSpec {
     /// The probe's own meta file, passed as `GALA_GOPHER_META` so the SDKs check records
     /// against it (custom probes: the file beside the program).
     pub meta: Option<PathBuf>,
+    /// The least lifetime of the probe's series in the imdb, milliseconds (twice its report
+    /// period; the manager updates it when the period changes).
+    pub series_hold_ms: Arc<AtomicU64>,
 }
+
+/// The same program, started the same way, feeding the same series lifetime.
+impl PartialEq for LaunchSpec {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+            && self.bin == other.bin
+            && self.encoding == other.encoding
+            && self.meta == other.meta
+            && Arc::ptr_eq(&self.series_hold_ms, &other.series_hold_ms)
+    }
+}
+
+impl Eq for LaunchSpec {}
 
 /// A running probe process.
 pub struct ProbeChild {
@@ -98,10 +115,11 @@ impl ProbeChild {
                 nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE),
             );
             let name = spec.name.clone();
+            let hold = spec.series_hold_ms.clone();
             tokio::spawn(async move {
                 let events = events.as_ref();
                 if let Err(e) =
-                    read_probe_output(out, &name, imdb, events, &kafka, max_line_len).await
+                    read_probe_output(out, &name, imdb, hold, events, &kafka, max_line_len).await
                 {
                     tracing::warn!(probe = name, "reading stdout failed: {e}");
                 }

@@ -36,6 +36,7 @@ fn spec(name: &str, bin: PathBuf) -> LaunchSpec {
         bin,
         encoding: gala_ipc_proto::Encoding::Json,
         meta: None,
+        series_hold_ms: Default::default(),
     }
 }
 
