@@ -14,6 +14,8 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     let descriptors = protox::compile([PROTO_FILE], [PROTO_ROOT])?;
     let descriptor_bytes = prost::Message::encode_to_vec(&descriptors);
+    // For `strict`: the schema at run time, to refuse unknown fields in hand-written JSON.
+    std::fs::write(out_dir.join("control.fds"), &descriptor_bytes)?;
 
     prost_build::Config::new()
         .out_dir(&out_dir)

@@ -439,6 +439,44 @@ def _snoopers(value, where):
     return processes, containers
 
 
+_CONFIG_FIELDS = ("probe_name", "seq", "change_flags", "subitems", "subitem_mask",
+                  "snooper_mode", "params", "snoopers", "custom_labels", "custom")
+
+
+def _check_fields(obj, names, where):
+    """A field of `obj` not among `names` (either spelling) is an error."""
+    known = set(names) | set(_camel(n) for n in names)
+    for key in obj:
+        if key not in known:
+            raise ConfigError("%s: unknown field %r" % (where, key))
+
+
+def _check_offline(obj):
+    """Refuses fields the schema lacks in an offline configuration: a person wrote it, so an
+    unknown field is a typo (``processes`` for ``snoopers``). The daemon's messages may carry
+    newer fields and are not checked."""
+    if isinstance(obj, dict) and set(obj) == {"config"}:
+        obj = obj["config"]
+    if not isinstance(obj, dict):
+        return
+    _check_fields(obj, _CONFIG_FIELDS, "config")
+    params = _lookup(obj, "params")
+    if isinstance(params, dict):
+        _check_fields(params, [n for n, _ in _PARAMS_FIELDS], "params")
+    snoopers = _lookup(obj, "snoopers")
+    for i, item in enumerate(snoopers if isinstance(snoopers, list) else ()):
+        if not isinstance(item, dict):
+            continue
+        here = "snoopers[%d]" % i
+        _check_fields(item, ("process", "container"), here)
+        for name, spec in (("process", _PROCESS_FIELDS), ("container", _CONTAINER_FIELDS)):
+            if isinstance(item.get(name), dict):
+                _check_fields(item[name], [n for n, _ in spec], "%s.%s" % (here, name))
+    custom = _lookup(obj, "custom")
+    if isinstance(custom, dict):
+        _check_fields(custom, ("subitems", "params"), "custom")
+
+
 def _build_config(obj, base=None):
     """Builds a Config from a decoded proto3-JSON ProbeConfig. Without `base`, absent fields
     take their proto3 zero values (the daemon omits defaults); with `base` (a Config), absent
@@ -527,6 +565,7 @@ def offline_config(text=None):
     except ValueError as e:
         raise ConfigError("%s: not valid JSON: %s" % (where, e))
     try:
+        _check_offline(obj)
         return _build_config(obj, base)
     except ConfigError as e:
         raise ConfigError("%s: %s" % (where, e))

@@ -311,6 +311,18 @@ class Offline(CleanEnv):
         with self.assertRaises(gala_probe.ConfigError):
             gala_probe.connect(meta="")
 
+    def test_an_unknown_offline_field_is_an_error(self):
+        for text, field in (('{"processes": [{"pid": 1}]}', "processes"),
+                            ('{"params": {"reportPeriode": 5}}', "reportPeriode"),
+                            ('{"snoopers": [{"process": {"tgid": 1}}]}', "tgid")):
+            os.environ["GALA_GOPHER_CONFIG"] = text
+            with self.assertRaises(gala_probe.ConfigError) as cm:
+                gala_probe.offline_config()
+            self.assertIn(field, str(cm.exception))
+        # The daemon's messages may carry fields of a newer schema.
+        cfg = gala_probe.parse_config('{"seq": 2, "newerField": 1}')
+        self.assertEqual(cfg.seq, 2)
+
     def test_wait_times_out_and_stops_on_sigterm(self):
         probe = self.connect(meta="")
         start = time.monotonic()

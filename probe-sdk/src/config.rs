@@ -55,6 +55,8 @@ impl Config {
         let (mut raw, given) = match overlay {
             None => (ProbeConfig::default(), serde_json::Value::Null),
             Some(text) => {
+                // A person wrote it: a misspelt field is an error, not ignored as on the wire.
+                gala_ipc_proto::check_probe_config_json(text).map_err(ConfigError::Json)?;
                 let value: serde_json::Value =
                     serde_json::from_str(text).map_err(|e| ConfigError::Json(e.to_string()))?;
                 let raw: ProbeConfig = serde_json::from_value(value.clone())
@@ -303,6 +305,18 @@ mod tests {
             Config::offline_from("mine", Some("{nope")),
             Err(ConfigError::Json(_))
         ));
+    }
+
+    #[test]
+    fn an_unknown_offline_field_is_an_error() {
+        let err = Config::offline_from("mine", Some(r#"{"processes":[{"pid":1}]}"#))
+            .err()
+            .expect("refused");
+        let text = err.to_string();
+        assert!(
+            text.contains("GALA_GOPHER_CONFIG") && text.contains("processes"),
+            "{text}"
+        );
     }
 
     #[test]
