@@ -310,8 +310,7 @@ mod tests {
     #[test]
     fn an_unknown_offline_field_is_an_error() {
         let err = Config::offline_from("mine", Some(r#"{"processes":[{"pid":1}]}"#))
-            .err()
-            .expect("refused");
+            .expect_err("refused");
         let text = err.to_string();
         assert!(
             text.contains("GALA_GOPHER_CONFIG") && text.contains("processes"),
