@@ -423,3 +423,90 @@ fn scope_follows_the_snoopers() {
         ) == Some("1")
     });
 }
+
+/// The distribution's CPython, whose `python:gc__*` USDT probes proc_pygc uses; `None` (the
+/// test is skipped) where it was built without them (`--with-dtrace`). Debian's has them in
+/// the executable, Fedora-style builds in libpython.
+fn python_with_gc_probes() -> Option<&'static str> {
+    let exe = "/usr/bin/python3";
+    let real = std::fs::canonicalize(exe).ok()?;
+    let bytes = std::fs::read(&real).ok()?;
+    let has = |b: &[u8], what: &[u8]| b.windows(what.len()).any(|w| w == what);
+    if has(&bytes, b"stapsdt") && has(&bytes, b"gc__done") {
+        return Some(exe);
+    }
+    eprintln!(
+        "skipped: {} has no python:gc__done USDT probe",
+        real.display()
+    );
+    None
+}
+
+/// CPython garbage collections (proc_pygc, through the interpreter's USDT probes): with
+/// automatic collection off, exactly the script's 20 `gc.collect()` calls, their longest
+/// within what the script measured around each call and their sum within its sum.
+#[test]
+fn python_garbage_collections_are_counted_and_timed() {
+    gala_e2e::require_bpf!();
+    let Some(python) = python_with_gc_probes() else {
+        return;
+    };
+    // A heap of 300 000 tracked objects makes each collection take milliseconds.
+    let script = r#"
+import gc, sys, time
+gc.disable()
+heap = [[i] for i in range(300000)]
+print("ready", flush=True)
+for line in sys.stdin:
+    n = int(line)
+    took = []
+    for _ in range(n):
+        t = time.perf_counter_ns()
+        gc.collect()
+        took.append(time.perf_counter_ns() - t)
+    print(max(took), sum(took), flush=True)
+"#;
+    let mut py = gala_e2e::Python::spawn_with(python, script);
+    assert_eq!(py.line(), "ready");
+    let pid = py.pid();
+    let (_sb, d) = daemon(pid, &["proc_pygc"], "");
+    let gcs = |s: &Samples| metric(s, "proc_python_gc", pid);
+    // Collect until the probes are attached (a record appears), then wait for the idle
+    // period's zero record: a report just happened, and the next period is all ahead.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while gcs(&Samples::parse(&d.scrape())).is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "no proc_pygc record: {}",
+            d.scrape()
+        );
+        py.send("1");
+        py.line();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    d.wait_for(
+        Duration::from_secs(15),
+        "the idle period's zero record",
+        |s| gcs(s) == Some(0),
+    );
+    py.send("20");
+    let measured: Vec<u64> = py
+        .line()
+        .split(' ')
+        .map(|v| v.parse().expect("number"))
+        .collect();
+    let (max, sum) = (measured[0], measured[1]);
+    let s = d.wait_for(Duration::from_secs(15), "the 20 collections", |s| {
+        gcs(s) == Some(20)
+    });
+    let lat_max = metric(&s, "proc_latency_max", pid).expect("latency_max");
+    let lat_sum = metric(&s, "proc_latency_sum", pid).expect("latency_sum");
+    assert!(
+        lat_max <= max && lat_max >= max / 2,
+        "latency_max {lat_max} ns, measured max {max} ns"
+    );
+    assert!(
+        lat_sum <= sum && lat_sum >= sum / 2 && lat_sum >= lat_max,
+        "latency_sum {lat_sum} ns, measured sum {sum} ns"
+    );
+}

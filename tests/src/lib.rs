@@ -62,14 +62,19 @@ pub struct Python {
 }
 
 impl Python {
-    /// Starts `script`.
+    /// Starts `script` with the `python3` of `PATH`.
     pub fn spawn(script: &str) -> Python {
-        let mut child = Command::new("python3")
+        Python::spawn_with("python3", script)
+    }
+
+    /// Starts `script` with the interpreter `python`.
+    pub fn spawn_with(python: &str, script: &str) -> Python {
+        let mut child = Command::new(python)
             .args(["-c", script])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
-            .expect("python3");
+            .unwrap_or_else(|e| panic!("{python}: {e}"));
         let stdin = child.stdin.take().expect("stdin");
         let stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
         Python {

@@ -23,7 +23,7 @@ pub enum Hook {
     Fexit(&'static str),
     /// `kprobe/<function>` or `kretprobe/<function>`.
     Kprobe(&'static str),
-    /// A uprobe attached by the probe at run time (always loadable).
+    /// A uprobe or USDT probe attached by the probe at run time (always loadable).
     Uprobe,
     /// `iter/<target>`: a BPF iterator user space runs by reading it.
     Iter(&'static str),

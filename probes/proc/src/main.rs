@@ -6,7 +6,7 @@
 mod dns;
 mod events;
 mod ioctl;
-mod libc;
+mod mapped;
 mod probe;
 mod stats;
 mod syscalls;

@@ -1,6 +1,6 @@
 //! The probe itself: its sub-items and hooks, loading the BPF object for the active ones,
-//! the resolver uprobes kept in step with the snooped processes, and the report of each
-//! period (records, then events).
+//! the resolver uprobes and CPython GC probes kept in step with the snooped processes, and
+//! the report of each period (records, then events).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::mem::MaybeUninit;
@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 use gala_ebpf::{log, BpfProbe, Hook, Need, Plan, Prog, RingReader, Subitem};
 use gala_probe_sdk::{Config, EmitError, Event, Level, Probe, Severity, SnooperMode};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
-use libbpf_rs::{Link, MapCore, MapFlags, Object, UprobeOpts};
+use libbpf_rs::{Link, MapCore, MapFlags, Object, UprobeOpts, UsdtOpts};
 
 use crate::dns::DnsStats;
 use crate::events::events;
-use crate::libc::LibcProbes;
+use crate::mapped::{MappedProbes, LIBC, PYTHON};
 use crate::skel::{TaskprobeSkel, TaskprobeSkelBuilder};
 use crate::stats::{Periods, ProcStats};
 use crate::syscalls::{class_table, Group};
@@ -57,7 +57,7 @@ const SYSCALLS: Need = Need {
 
 /// The sub-items of `proc` (catalogue names) and their hooks. Every hook is a typed
 /// tracepoint or a uprobe: the kprobe/fentry hooks of the original are not needed (see
-/// README.md). `proc_pygc` is not implemented.
+/// README.md).
 pub const SUBITEMS: &[Subitem] = &[
     Subitem {
         name: "",
@@ -150,6 +150,13 @@ pub const SUBITEMS: &[Subitem] = &[
         name: "proc_ioctl",
         needs: &[SYSCALLS],
     },
+    Subitem {
+        name: "proc_pygc",
+        needs: &[Need {
+            what: "CPython garbage collections",
+            variants: &[&[uprobe("taskprobe_gc_start"), uprobe("taskprobe_gc_done")]],
+        }],
+    },
 ];
 
 /// What is live, from a load plan.
@@ -168,6 +175,7 @@ pub fn enabled(plan: &Plan) -> Enabled {
         dirty_buffers: plan.has_need("proc_pagecache", NEED_DIRTY_BUFFERS),
         page_adds: plan.has_need("proc_pagecache", NEED_PAGE_ADDS),
         dirty_pages: plan.has_need("proc_pagecache", NEED_DIRTY_PAGES),
+        pygc: plan.active("proc_pygc"),
     }
 }
 
@@ -193,15 +201,30 @@ struct Loaded {
 }
 
 /// The `proc` probe.
-#[derive(Default)]
 pub struct TaskProbe {
-    libc: LibcProbes<Link>,
+    libc: MappedProbes<Link>,
+    python: MappedProbes<Link>,
     loaded: Option<Loaded>,
     on: Enabled,
     dns_on: bool,
     periods: Periods,
     dns: DnsStats,
     dns_dropped_logged: u64,
+}
+
+impl Default for TaskProbe {
+    fn default() -> Self {
+        TaskProbe {
+            libc: MappedProbes::new(LIBC),
+            python: MappedProbes::new(PYTHON),
+            loaded: None,
+            on: Enabled::default(),
+            dns_on: false,
+            periods: Periods::default(),
+            dns: DnsStats::default(),
+            dns_dropped_logged: 0,
+        }
+    }
 }
 
 impl TaskProbe {
@@ -254,6 +277,50 @@ impl TaskProbe {
         let skel = &l.skel;
         self.libc.sync(&wanted, |path| attach_resolver(skel, path))
     }
+
+    /// The CPython interpreters to probe for `config`: those of the snooped processes, or
+    /// in blacklist mode those of every process now running (a probe on a file covers the
+    /// processes that start from it later too).
+    fn wanted_pythons(&mut self, config: &Config, pids: &BTreeSet<u32>) -> Vec<String> {
+        let proc_root = Path::new("/proc");
+        let processes = if config.snooper_mode() == SnooperMode::Blacklist {
+            all_pids(proc_root)
+                .filter(|p| !pids.contains(p) && *p != std::process::id())
+                .collect()
+        } else {
+            pids.clone()
+        };
+        let wanted = self.python.wanted(proc_root, &processes, &[]);
+        let Some(l) = &self.loaded else {
+            return Vec::new();
+        };
+        let skel = &l.skel;
+        self.python.sync(&wanted, |path| attach_gc(skel, path))
+    }
+}
+
+/// The process ids under `proc_root`.
+fn all_pids(proc_root: &Path) -> impl Iterator<Item = u32> {
+    std::fs::read_dir(proc_root)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+}
+
+/// Attaches the GC probes to the CPython interpreter at `path` (its `python:gc__start` and
+/// `python:gc__done` USDT probes; libbpf enables their semaphores).
+fn attach_gc(skel: &TaskprobeSkel<'static>, path: &Path) -> Result<Vec<Link>, String> {
+    let p = &skel.progs;
+    [
+        ("gc__start", &p.taskprobe_gc_start),
+        ("gc__done", &p.taskprobe_gc_done),
+    ]
+    .into_iter()
+    .map(|(name, prog)| {
+        prog.attach_usdt_with_opts(-1, path, "python", name, UsdtOpts::default())
+            .map_err(|e| format!("python:{name}: {e}"))
+    })
+    .collect()
 }
 
 /// Attaches the resolver uprobes to the libc at `path`: getaddrinfo is required,
@@ -316,14 +383,7 @@ impl BpfProbe for TaskProbe {
         SUBITEMS
     }
 
-    fn load(&mut self, plan: &Plan, config: &Config) -> Result<(), libbpf_rs::Error> {
-        if config.has_subitem("proc_pygc") {
-            log(
-                Level::Warn,
-                Self::NAME,
-                "proc_pygc is not implemented (CPython's collect_with_callback is a static symbol); its table stays empty",
-            );
-        }
+    fn load(&mut self, plan: &Plan, _config: &Config) -> Result<(), libbpf_rs::Error> {
         let on = enabled(plan);
         let storage: &'static mut MaybeUninit<libbpf_rs::OpenObject> =
             Box::leak(Box::new(MaybeUninit::uninit()));
@@ -354,6 +414,7 @@ impl BpfProbe for TaskProbe {
 
     fn unload(&mut self) {
         self.libc.clear();
+        self.python.clear();
         self.loaded = None;
         self.on = Enabled::default();
         self.dns_on = false;
@@ -364,10 +425,14 @@ impl BpfProbe for TaskProbe {
     }
 
     fn configure(&mut self, config: &Config, pids: &BTreeSet<u32>) {
-        if !self.dns_on {
-            return;
+        let mut notes = Vec::new();
+        if self.dns_on {
+            notes.extend(self.wanted_libcs(config, pids));
         }
-        for note in self.wanted_libcs(config, pids) {
+        if self.on.pygc {
+            notes.extend(self.wanted_pythons(config, pids));
+        }
+        for note in notes {
             let level = if note.contains("cannot") {
                 Level::Warn
             } else {
@@ -465,7 +530,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_subitem_of_the_catalogue_but_pygc_is_planned() {
+    fn every_subitem_of_the_catalogue_is_planned() {
         let names: Vec<&str> = SUBITEMS
             .iter()
             .map(|s| s.name)
@@ -481,7 +546,8 @@ mod tests {
                 "proc_pagecache",
                 "proc_net",
                 "proc_offcpu",
-                "proc_ioctl"
+                "proc_ioctl",
+                "proc_pygc"
             ]
         );
     }

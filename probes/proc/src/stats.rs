@@ -70,6 +70,12 @@ pub struct ProcStats {
     pub iowait_ns: u64,
     /// Off-CPU time, ns.
     pub offcpu_ns: u64,
+    /// CPython garbage collections that ended in the period.
+    pub python_gc: u64,
+    /// Their total duration, ns.
+    pub gc_ns_sum: u64,
+    /// The longest, ns.
+    pub gc_ns_max: u64,
 }
 
 // SAFETY: only integers and arrays of integers, no padding (all 8-byte fields).
@@ -102,17 +108,21 @@ mod tests {
 
     #[test]
     fn layout_matches_the_bpf_struct() {
-        // 3 + 17 + 16 + 2 + 14 eight-byte fields.
+        // The struct the skeleton generated from the object's BTF.
         assert_eq!(
             std::mem::size_of::<ProcStats>(),
-            (3 + SLOTS + 16 + 2 + 14) * 8
+            std::mem::size_of::<crate::skel::types::proc_stats>()
+        );
+        assert_eq!(
+            std::mem::size_of::<ProcStats>(),
+            (3 + SLOTS + 16 + 2 + 17) * 8
         );
         let mut raw = vec![0u8; std::mem::size_of::<ProcStats>()];
         raw[0] = 7;
         let last = raw.len() - 8;
         raw[last] = 9;
         let s: ProcStats = gala_ebpf::read_pod(&raw).unwrap();
-        assert_eq!((s.syscall_failed, s.offcpu_ns), (7, 9));
+        assert_eq!((s.syscall_failed, s.gc_ns_max), (7, 9));
         assert!(gala_ebpf::read_pod::<ProcStats>(&raw[1..]).is_none());
     }
 

@@ -37,6 +37,8 @@ pub struct Enabled {
     pub page_adds: bool,
     /// proc_pagecache: dirty pages.
     pub dirty_pages: bool,
+    /// proc_pygc.
+    pub pygc: bool,
 }
 
 impl Enabled {
@@ -170,6 +172,13 @@ pub fn rows(tgid: u32, s: &ProcStats, on: &Enabled) -> Vec<Row> {
             [s.iowait_ns.to_string(), s.offcpu_ns.to_string()],
         ));
     }
+    if on.pygc {
+        out.push(row(
+            "proc_pygc",
+            tgid,
+            [s.python_gc, s.gc_ns_sum, s.gc_ns_max].map(|v| v.to_string()),
+        ));
+    }
     // The labels describe the period's longest ioctl: none, no record.
     let ns_ioctl = s.ns[Class::Ioctl as usize];
     if on.ioctl && ns_ioctl > 0 {
@@ -219,6 +228,7 @@ mod tests {
             dirty_buffers: true,
             page_adds: true,
             dirty_pages: true,
+            pygc: true,
         }
     }
 
@@ -229,13 +239,16 @@ mod tests {
             ioctl_cmd: 0x5401,
             ioctl_fd: 3,
             offcpu_ns: 1000,
+            python_gc: 2,
+            gc_ns_sum: 300,
+            gc_ns_max: 200,
             ..Default::default()
         };
         s.ns[Class::Read as usize] = 42;
         s.ns[Class::Ioctl as usize] = 7;
         s.fs_ns[FS_TMPFS][FS_OP_FLUSH] = 9;
         let rows = rows(77, &s, &all());
-        assert_eq!(rows.len(), 12);
+        assert_eq!(rows.len(), 13);
         let mut out = Output::new(schema(), Vec::new());
         for r in &rows {
             let values: Vec<&dyn std::fmt::Display> = r
@@ -251,6 +264,7 @@ mod tests {
         assert_eq!(find("proc_syscall_io"), ["77", "0", "0", "42", "0", "0"]);
         assert_eq!(find("proc_tmpfs"), ["77", "0", "0", "9"]);
         assert_eq!(find("proc_cpu"), ["77", "0", "1000"]);
+        assert_eq!(find("proc_pygc"), ["77", "2", "300", "200"]);
         assert_eq!(
             find("proc_syscall_ioctl"),
             ["77", "3", "--", "T", "1", "0", "7"]

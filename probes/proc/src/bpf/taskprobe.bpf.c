@@ -10,8 +10,10 @@
  * file-system latency by the super-block magic of the file behind the fd), tp_btf/sched_switch
  * (off-CPU and iowait time), tp_btf/block_bio_queue + block_bio_complete (bio sizes, latency,
  * errors), tp_btf/sched_process_hang, the vmscan/filemap/writeback/block tracepoints (page
- * cache), uprobes on getaddrinfo/gethostbyname/gethostbyname2. */
+ * cache), uprobes on getaddrinfo/gethostbyname/gethostbyname2, and CPython's USDT probes
+ * python:gc__start / gc__done (garbage collections). */
 #include "gala.bpf.h"
+#include <bpf/usdt.bpf.h>
 
 /* Sub-item bits of `enabled` (user space: `probe.rs`, `SUB_*`). */
 #define SUB_SYSCALL (1u << 0)
@@ -84,6 +86,9 @@ struct proc_stats {
     __u64 hang_count;
     __u64 iowait_ns;
     __u64 offcpu_ns;
+    __u64 python_gc;         /* CPython collections ended in the period */
+    __u64 gc_ns_sum;
+    __u64 gc_ns_max;
 };
 
 struct {
@@ -616,4 +621,45 @@ SEC("uretprobe")
 int BPF_URETPROBE(taskprobe_gethostbyname_ret, void *ret)
 {
     return dns_exit(ret == NULL);
+}
+
+/* CPython's garbage collector: gc__start / gc__done bracket one collection on one thread
+ * (collections do not nest). Keyed by thread id. */
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, MAX_THREADS);
+    __type(key, __u32);
+    __type(value, __u64);
+} gc_start SEC(".maps");
+
+SEC("usdt")
+int BPF_USDT(taskprobe_gc_start)
+{
+    __u64 pid_tgid = bpf_get_current_pid_tgid();
+    if (!gala_snooped(pid_tgid >> 32))
+        return 0;
+    __u32 tid = (__u32)pid_tgid;
+    __u64 now = bpf_ktime_get_ns();
+    bpf_map_update_elem(&gc_start, &tid, &now, BPF_ANY);
+    return 0;
+}
+
+SEC("usdt")
+int BPF_USDT(taskprobe_gc_done)
+{
+    __u64 pid_tgid = bpf_get_current_pid_tgid();
+    __u32 tid = (__u32)pid_tgid;
+    __u64 *start = bpf_map_lookup_elem(&gc_start, &tid);
+    if (!start)
+        return 0;
+    __u64 now = bpf_ktime_get_ns();
+    __u64 d = now > *start ? now - *start : 0;
+    bpf_map_delete_elem(&gc_start, &tid);
+    struct proc_stats *st = stats_of(pid_tgid >> 32);
+    if (!st)
+        return 0;
+    __sync_fetch_and_add(&st->python_gc, 1);
+    __sync_fetch_and_add(&st->gc_ns_sum, d);
+    store_max(&st->gc_ns_max, d);
+    return 0;
 }

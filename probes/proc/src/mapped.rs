@@ -1,9 +1,11 @@
-//! Where the snooped processes' libc is, and the resolver uprobes attached to each one: a
-//! process's libc is the `libc.so.6` / `libc-*.so` / musl `ld-musl-*.so.1` mapping in
-//! `/proc/<pid>/maps`, opened through `/proc/<pid>/root` so that a container's file is seen
-//! from the host; a container's libc may also come from the configuration (`libc_path`).
-//! Files are told apart by device and inode, so one libc reached by two paths is probed
-//! once; its links are dropped when no snooped process or container uses it any more.
+//! Which files the snooped processes map, and the uprobes attached to each one: a process's
+//! libc (the `libc.so.6` / `libc-*.so` / musl `ld-musl-*.so.1` mapping, for `proc_dns`) or
+//! its CPython interpreter (`libpython3*.so*`, else the `python3*` executable, for
+//! `proc_pygc`), found in `/proc/<pid>/maps` and opened through `/proc/<pid>/root` so that a
+//! container's file is seen from the host; a container's libc may also come from the
+//! configuration (`libc_path`). Files are told apart by device and inode, so one file reached
+//! by two paths is probed once; its links are dropped when no snooped process or container
+//! uses it any more.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::unix::fs::MetadataExt;
@@ -37,23 +39,70 @@ pub fn is_libc_name(name: &str) -> bool {
         || (name.starts_with("ld-musl-") && name.ends_with(".so.1"))
 }
 
-/// The path of the libc mapped in a `/proc/<pid>/maps` text, as the process sees it.
-pub fn libc_in_maps(maps: &str) -> Option<&str> {
-    maps.lines().find_map(|line| {
-        // address perms offset dev inode path (the path may hold spaces).
+/// The paths mapped in a `/proc/<pid>/maps` text, in order, with repeats (the path may hold
+/// spaces; deleted files and anonymous mappings are left out).
+fn mapped_paths(maps: &str) -> impl Iterator<Item = &str> {
+    maps.lines().filter_map(|line| {
+        // address perms offset dev inode path
         let mut rest = line;
         for _ in 0..5 {
             rest = rest.trim_start();
             rest = &rest[rest.find(char::is_whitespace)?..];
         }
         let path = rest.trim();
-        if !path.starts_with('/') || path.ends_with(" (deleted)") {
-            return None;
-        }
-        let name = path.rsplit('/').next()?;
-        is_libc_name(name).then_some(path)
+        (path.starts_with('/') && !path.ends_with(" (deleted)")).then_some(path)
     })
 }
+
+fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// The path of the libc mapped in a `/proc/<pid>/maps` text, as the process sees it.
+pub fn libc_in_maps(maps: &str) -> Option<&str> {
+    mapped_paths(maps).find(|p| is_libc_name(file_name(p)))
+}
+
+/// The file holding CPython's interpreter in a `/proc/<pid>/maps` text: `libpython3*.so*`
+/// (a shared build: the USDT probes are in the library), else the `python3*` executable
+/// (a static build, as Debian's).
+pub fn python_in_maps(maps: &str) -> Option<&str> {
+    let is_digits = |s: &str| s.chars().all(|c| c.is_ascii_digit() || c == '.');
+    mapped_paths(maps)
+        .find(|p| {
+            file_name(p)
+                .strip_prefix("libpython3")
+                .is_some_and(|rest| rest.contains(".so"))
+        })
+        .or_else(|| {
+            mapped_paths(maps).find(|p| {
+                file_name(p)
+                    .strip_prefix("python3")
+                    .is_some_and(|rest| is_digits(rest.trim_end_matches('d')))
+            })
+        })
+}
+
+/// What kind of file a [`MappedProbes`] probes.
+#[derive(Debug, Clone, Copy)]
+pub struct Target {
+    /// The sub-item, for log lines.
+    pub subitem: &'static str,
+    /// The file's path in a `/proc/<pid>/maps` text.
+    pub find: fn(&str) -> Option<&str>,
+}
+
+/// The C library (resolver uprobes of `proc_dns`).
+pub const LIBC: Target = Target {
+    subitem: "proc_dns",
+    find: libc_in_maps,
+};
+
+/// The CPython interpreter (USDT probes of `proc_pygc`).
+pub const PYTHON: Target = Target {
+    subitem: "proc_pygc",
+    find: python_in_maps,
+};
 
 /// The host path of file `path` as process `pid` sees it (through its root directory).
 pub fn host_path(proc_root: &Path, pid: u32, path: &str) -> PathBuf {
@@ -63,42 +112,43 @@ pub fn host_path(proc_root: &Path, pid: u32, path: &str) -> PathBuf {
         .join(path.trim_start_matches('/'))
 }
 
-/// The libc of process `pid` (host path and id), from `<proc_root>/<pid>/maps`.
-pub fn process_libc(proc_root: &Path, pid: u32) -> Option<(FileId, PathBuf)> {
+/// The `target` file of process `pid` (host path and id), from `<proc_root>/<pid>/maps`.
+pub fn process_file(proc_root: &Path, pid: u32, target: Target) -> Option<(FileId, PathBuf)> {
     let maps = std::fs::read_to_string(proc_root.join(pid.to_string()).join("maps")).ok()?;
-    let path = host_path(proc_root, pid, libc_in_maps(&maps)?);
+    let path = host_path(proc_root, pid, (target.find)(&maps)?);
     Some((FileId::of(&path)?, path))
 }
 
-/// The uprobe links of every probed libc. `L` is the link type (libbpf's `Link`).
+/// The uprobe links of every probed file of one [`Target`]. `L` is the link type (libbpf's
+/// `Link`).
 #[derive(Debug)]
-pub struct LibcProbes<L> {
+pub struct MappedProbes<L> {
+    target: Target,
     attached: BTreeMap<FileId, (PathBuf, Vec<L>)>,
     /// Files whose attach failed, not retried while they stay wanted.
     failed: BTreeSet<FileId>,
-    /// libc of each process seen, so that /proc is read once per process.
+    /// The file of each process seen, so that /proc is read once per process.
     by_pid: HashMap<u32, Option<(FileId, PathBuf)>>,
 }
 
-impl<L> Default for LibcProbes<L> {
-    fn default() -> Self {
-        LibcProbes {
+impl<L> MappedProbes<L> {
+    /// No file probed yet.
+    pub fn new(target: Target) -> Self {
+        MappedProbes {
+            target,
             attached: BTreeMap::new(),
             failed: BTreeSet::new(),
             by_pid: HashMap::new(),
         }
     }
-}
-
-impl<L> LibcProbes<L> {
     /// The files probed now, with the path they were attached by.
     #[cfg(test)]
     pub fn attached(&self) -> impl Iterator<Item = (&FileId, &Path)> {
         self.attached.iter().map(|(id, (p, _))| (id, p.as_path()))
     }
 
-    /// The libc files of `pids` (read from `/proc` once per pid, forgotten when the pid
-    /// leaves the set) and of the container paths `extra`.
+    /// The files of `pids` (read from `/proc` once per pid, forgotten when the pid leaves
+    /// the set) and the paths `extra`.
     pub fn wanted(
         &mut self,
         proc_root: &Path,
@@ -111,7 +161,7 @@ impl<L> LibcProbes<L> {
             let found = self
                 .by_pid
                 .entry(*pid)
-                .or_insert_with(|| process_libc(proc_root, *pid));
+                .or_insert_with(|| process_file(proc_root, *pid, self.target));
             if let Some((id, path)) = found {
                 out.entry(*id).or_insert_with(|| path.clone());
             }
@@ -141,7 +191,11 @@ impl<L> LibcProbes<L> {
             .collect();
         for id in gone {
             if let Some((path, _links)) = self.attached.remove(&id) {
-                notes.push(format!("proc_dns: detached from {}", path.display()));
+                notes.push(format!(
+                    "{}: detached from {}",
+                    self.target.subitem,
+                    path.display()
+                ));
             }
         }
         for (id, path) in wanted {
@@ -151,14 +205,19 @@ impl<L> LibcProbes<L> {
             match attach(path) {
                 Ok(links) => {
                     notes.push(format!(
-                        "proc_dns: {} uprobes on {}",
+                        "{}: {} uprobes on {}",
+                        self.target.subitem,
                         links.len(),
                         path.display()
                     ));
                     self.attached.insert(*id, (path.clone(), links));
                 }
                 Err(e) => {
-                    notes.push(format!("proc_dns: cannot probe {}: {e}", path.display()));
+                    notes.push(format!(
+                        "{}: cannot probe {}: {e}",
+                        self.target.subitem,
+                        path.display()
+                    ));
                     self.failed.insert(*id);
                 }
             }
@@ -235,6 +294,43 @@ mod tests {
     }
 
     #[test]
+    fn python_is_found_in_maps_library_first() {
+        // A static build (Debian): the executable holds the interpreter.
+        assert_eq!(
+            python_in_maps(
+                "55-66 r-xp 0 fe:01 1 /usr/bin/python3.11\n7f-8f r-xp 0 fe:01 2 /usr/lib/x86_64-linux-gnu/libc.so.6\n"
+            ),
+            Some("/usr/bin/python3.11")
+        );
+        // A shared build (Fedora, openEuler): the library does.
+        assert_eq!(
+            python_in_maps(
+                "55-66 r-xp 0 fe:01 1 /usr/bin/python3.9\n7f-8f r-xp 0 fe:01 3 /usr/lib64/libpython3.9.so.1.0\n"
+            ),
+            Some("/usr/lib64/libpython3.9.so.1.0")
+        );
+        assert_eq!(
+            python_in_maps("55-66 r-xp 0 fe:01 1 /opt/py/bin/python3\n"),
+            Some("/opt/py/bin/python3")
+        );
+        // Not an interpreter: a python-named tool, python 2, a module.
+        for other in [
+            "/usr/bin/python3-config",
+            "/usr/bin/python2.7",
+            "/usr/lib/python3/dist-packages/_cffi_backend.so",
+        ] {
+            assert_eq!(
+                python_in_maps(&format!("55-66 r-xp 0 fe:01 1 {other}\n")),
+                None
+            );
+        }
+        assert_eq!(
+            libc_in_maps("55-66 r-xp 0 fe:01 1 /usr/bin/python3.11\n"),
+            None
+        );
+    }
+
+    #[test]
     fn paths_go_through_the_process_root() {
         assert_eq!(
             host_path(Path::new("/proc"), 42, "/usr/lib/libc.so.6"),
@@ -261,7 +357,7 @@ mod tests {
             };
             std::fs::write(p.join("maps"), maps).unwrap();
         }
-        let mut probes = LibcProbes::<u8>::default();
+        let mut probes = MappedProbes::<u8>::new(LIBC);
         let mut attaches = 0;
         let mut attach = |_: &Path| {
             attaches += 1;
@@ -291,7 +387,7 @@ mod tests {
         let f = dir.path().join("libc.so.6");
         std::fs::write(&f, b"x").unwrap();
         let wanted = BTreeMap::from([(FileId::of(&f).unwrap(), f.clone())]);
-        let mut probes = LibcProbes::<u8>::default();
+        let mut probes = MappedProbes::<u8>::new(LIBC);
         let mut tries = 0;
         for _ in 0..3 {
             probes.sync(&wanted, |_| {
