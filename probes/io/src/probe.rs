@@ -148,6 +148,8 @@ pub struct IoProbe {
     bytes: CounterDeltas<2>,
     pages: CounterDeltas<4>,
     bad_records: u64,
+    /// `lost_latency`, `lost_errors` of the BPF object at the last report.
+    lost: [u64; 2],
 }
 
 impl IoProbe {
@@ -173,7 +175,17 @@ impl IoProbe {
             bytes: CounterDeltas::default(),
             pages: CounterDeltas::default(),
             bad_records: 0,
+            lost: [0; 2],
         }
+    }
+
+    /// The records lost to a full ring buffer since the last report, as a log line.
+    fn lost_records(&mut self) -> Option<String> {
+        let bss = self.skel.as_ref()?.maps.bss_data.as_deref()?;
+        let now = [bss.lost_latency, bss.lost_errors];
+        let [latency, errors] = [0, 1].map(|i| now[i].saturating_sub(self.lost[i]));
+        self.lost = now;
+        (latency + errors > 0).then(|| lost_text(latency, errors))
     }
 
     fn rescan(&mut self) {
@@ -342,16 +354,20 @@ impl BpfProbe for IoProbe {
         SUBITEMS
     }
 
-    fn load(&mut self, plan: &Plan, _config: &Config) -> Result<(), libbpf_rs::Error> {
+    fn load(&mut self, plan: &Plan, config: &Config) -> Result<(), libbpf_rs::Error> {
         let storage = Box::leak(Box::new(MaybeUninit::uninit()));
         let mut open = IoSkelBuilder::default().open(storage)?;
         plan.apply(open.open_object_mut());
+        open.maps
+            .io_events
+            .set_max_entries(gala_ebpf::ring_bytes(config.params().ringbuf_map_size))?;
         let mut skel = open.load()?;
         skel.attach()?;
         let ring = RingReader::new(&[&skel.maps.io_events]).map_err(other)?;
         self.ring = Some(ring);
         self.skel = Some(skel);
         self.start_at_issue = !plan.has(IO_START.name);
+        self.lost = [0; 2];
         self.write_cfg();
         Ok(())
     }
@@ -515,6 +531,9 @@ impl BpfProbe for IoProbe {
                 gala_ebpf::log(Level::Warn, NAME, &format!("an event was refused: {err}"));
             }
         }
+        if let Some(text) = self.lost_records() {
+            gala_ebpf::log(Level::Warn, NAME, &text);
+        }
         if self.bad_records > 0 {
             gala_ebpf::log(
                 Level::Warn,
@@ -543,9 +562,24 @@ impl IoProbe {
     }
 }
 
+/// The log line for records the ring buffer had no room for.
+fn lost_text(latency: u64, errors: u64) -> String {
+    format!(
+        "ring buffer full: {latency} latency and {errors} error records lost in this period \
+         (io_latency and io_err miss them; raise ringbuf_map_size or sample_period)"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lost_records_say_what_is_missing_and_what_to_change() {
+        let t = lost_text(12, 1);
+        assert!(t.contains("12 latency and 1 error records lost"), "{t}");
+        assert!(t.contains("ringbuf_map_size"), "{t}");
+    }
 
     /// Tracepoints available, fentry/kprobes not (this machine), minus `missing`.
     fn plan_without(missing: &[&str]) -> Plan {

@@ -95,11 +95,16 @@ struct io_err_rec {
     char comm[16];
 };
 
-/* User space drains it every 200 ms (consume, no epoll): submits need no wakeup. */
+/* User space drains it every 200 ms (consume, no epoll): submits need no wakeup. Its size
+ * is set from `ringbuf_map_size` before load. */
 struct {
     __uint(type, BPF_MAP_TYPE_RINGBUF);
-    __uint(max_entries, 256 * 1024);
+    __uint(max_entries, 1024 * 1024);
 } io_events SEC(".maps");
+
+/* Records that found the ring buffer full (user space reports the increase each period). */
+__u64 lost_latency = 0;
+__u64 lost_errors = 0;
 
 struct io_bytes {
     __u64 read_bytes;
@@ -229,6 +234,8 @@ int BPF_PROG(io_complete, struct request *rq, blk_status_t error, unsigned int n
             r->pad = 0;
             __builtin_memcpy(r->comm, t->comm, sizeof(r->comm));
             bpf_ringbuf_submit(r, BPF_RB_NO_WAKEUP);
+        } else {
+            __sync_fetch_and_add(&lost_latency, 1);
         }
     }
     bpf_map_delete_elem(&io_trace, &key);
@@ -243,8 +250,10 @@ int BPF_PROG(io_complete, struct request *rq, blk_status_t error, unsigned int n
 static __always_inline void report_error(struct request *rq, blk_status_t error, unsigned int nr_bytes)
 {
     struct io_err_rec *r = bpf_ringbuf_reserve(&io_events, sizeof(*r), 0);
-    if (!r)
+    if (!r) {
+        __sync_fetch_and_add(&lost_errors, 1);
         return;
+    }
     __u64 key = (__u64)rq;
     struct io_trace *t = bpf_map_lookup_elem(&io_trace, &key);
     r->kind = REC_ERROR;
