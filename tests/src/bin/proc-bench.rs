@@ -324,14 +324,19 @@ fn bench_calls(n: u64) -> String {
 // ---------------------------------------------------------------------------------------
 // The benchmark.
 
-/// taskprobe run offline, snooping `pid`, until dropped; returns once it has loaded.
+/// taskprobe run offline, snooping `pid`, until dropped; returns once it has loaded and its
+/// first BPF statistics window (1 s from the start, then 1 s a minute: `gala_ebpf::cost`)
+/// has closed, so that the figures are those of the other 59 s of each minute. The
+/// statistics add two clock reads per program run while they are on.
 fn start_taskprobe(pid: u32, subitems: &[String]) -> OfflineProbe {
     let subitems: Vec<String> = subitems.iter().map(|s| format!("{s:?}")).collect();
     let config = format!(
         r#"{{"subitems":[{}],"params":{{"reportPeriod":5}},"snoopers":[{{"process":{{"pid":{pid}}}}}]}}"#,
         subitems.join(",")
     );
-    OfflineProbe::start("taskprobe", &config)
+    let probe = OfflineProbe::start("taskprobe", &config);
+    std::thread::sleep(Duration::from_millis(1500));
+    probe
 }
 
 fn bench(mut args: Args) {

@@ -205,7 +205,8 @@ static __always_inline __u8 class_of(long nr)
 static __always_inline long syscall_nr(struct pt_regs *regs)
 {
 #if defined(__TARGET_ARCH_x86)
-    return BPF_CORE_READ(regs, orig_ax);
+    /* A typed tracepoint argument: a direct load, no helper call. */
+    return regs->orig_ax;
 #else
     return -1;
 #endif
@@ -261,15 +262,16 @@ static __always_inline int fs_op_of(__u8 cls)
     }
 }
 
+/* Both syscall programs run for every syscall on the host, so each first rules out what it
+ * has nothing to do for with a read of the class table, before the scope check (a hash
+ * lookup): an untimed syscall that succeeds costs no lookup, snooped or not. */
 SEC("tp_btf/sys_enter")
 int BPF_PROG(taskprobe_sys_enter, struct pt_regs *regs, long id)
 {
-    __u64 pid_tgid = bpf_get_current_pid_tgid();
-    __u32 tgid = pid_tgid >> 32;
-    if (!gala_snooped(tgid))
-        return 0;
     __u8 cls = class_of(id) & CLS_MASK;
     if (cls == CLS_NONE)
+        return 0;
+    if (!gala_snooped(bpf_get_current_pid_tgid() >> 32))
         return 0;
     struct syscall_start *start = bpf_task_storage_get(&syscall_start, bpf_get_current_task_btf(),
                                                        0, BPF_LOCAL_STORAGE_GET_F_CREATE);
@@ -286,17 +288,21 @@ int BPF_PROG(taskprobe_sys_enter, struct pt_regs *regs, long id)
     return 0;
 }
 
+/* A timed call has a start record only if sys_enter found its process in scope, so its end
+ * needs no scope check: a task-storage lookup (no record: nothing to do) stands for it. */
 SEC("tp_btf/sys_exit")
 int BPF_PROG(taskprobe_sys_exit, struct pt_regs *regs, long ret)
 {
-    __u64 pid_tgid = bpf_get_current_pid_tgid();
-    __u32 tgid = pid_tgid >> 32;
-    if (!gala_snooped(tgid))
-        return 0;
     long nr = syscall_nr(regs);
     __u8 raw = class_of(nr);
+    __u8 cls = raw & CLS_MASK;
+    bool failed =
+        (enabled & SUB_SYSCALL) && ret < 0 && ret >= -MAX_ERRNO && !(raw & CLS_NOFAIL);
+    if (!failed && cls == CLS_NONE)
+        return 0;
+    __u32 tgid = bpf_get_current_pid_tgid() >> 32;
     struct proc_stats *st = NULL;
-    if ((enabled & SUB_SYSCALL) && ret < 0 && ret >= -MAX_ERRNO && !(raw & CLS_NOFAIL)) {
+    if (failed && gala_snooped(tgid)) {
         st = stats_of(tgid);
         if (st) {
             __sync_fetch_and_add(&st->syscall_failed, 1);
@@ -304,7 +310,6 @@ int BPF_PROG(taskprobe_sys_exit, struct pt_regs *regs, long ret)
             st->last_failed_ret = ret;
         }
     }
-    __u8 cls = raw & CLS_MASK;
     if (cls == CLS_NONE)
         return 0;
     struct syscall_start *start =
