@@ -56,8 +56,8 @@ const SYSCALLS: Need = Need {
 };
 
 /// The sub-items of `proc` (catalogue names) and their hooks. Every hook is a typed
-/// tracepoint or a uprobe: the kprobe/fentry hooks of the original are not needed (see
-/// README.md).
+/// tracepoint, a uprobe or a USDT probe: the kprobe/fentry hooks of the original are not
+/// needed (see README.md).
 pub const SUBITEMS: &[Subitem] = &[
     Subitem {
         name: "",
