@@ -5,7 +5,9 @@
 //! container's file is seen from the host; a container's libc may also come from the
 //! configuration (`libc_path`). Files are told apart by device and inode, so one file reached
 //! by two paths is probed once; its links are dropped when no snooped process or container
-//! uses it any more.
+//! uses it any more. With snooped processes listed, each is probed on its own (a uprobe
+//! attached for one pid installs its breakpoint in that process only, so the others pay
+//! nothing); a container's file, or the host's in blacklist mode, is probed for every process.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::unix::fs::MetadataExt;
@@ -119,12 +121,21 @@ pub fn process_file(proc_root: &Path, pid: u32, target: Target) -> Option<(FileI
     Some((FileId::of(&path)?, path))
 }
 
+/// Where uprobes are attached: a file, for one process or (`pid` `None`) for all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Site {
+    /// The file.
+    pub file: FileId,
+    /// The process the probes fire in; `None`: every process that maps the file.
+    pub pid: Option<u32>,
+}
+
 /// The uprobe links of every probed file of one [`Target`]. `L` is the link type (libbpf's
 /// `Link`).
 #[derive(Debug)]
 pub struct MappedProbes<L> {
     target: Target,
-    attached: BTreeMap<FileId, (PathBuf, Vec<L>)>,
+    attached: BTreeMap<Site, (PathBuf, Vec<L>)>,
     /// Files whose attach failed, not retried while they stay wanted.
     failed: BTreeSet<FileId>,
     /// The file of each process seen, so that /proc is read once per process.
@@ -141,20 +152,24 @@ impl<L> MappedProbes<L> {
             by_pid: HashMap::new(),
         }
     }
-    /// The files probed now, with the path they were attached by.
+    /// The sites probed now, with the path they were attached by.
     #[cfg(test)]
-    pub fn attached(&self) -> impl Iterator<Item = (&FileId, &Path)> {
-        self.attached.iter().map(|(id, (p, _))| (id, p.as_path()))
+    pub fn attached(&self) -> impl Iterator<Item = (&Site, &Path)> {
+        self.attached
+            .iter()
+            .map(|(site, (p, _))| (site, p.as_path()))
     }
 
     /// The files of `pids` (read from `/proc` once per pid, forgotten when the pid leaves
-    /// the set) and the paths `extra`.
+    /// the set), each for its pid if `per_pid` and for every process otherwise, and the
+    /// paths `extra`, for every process.
     pub fn wanted(
         &mut self,
         proc_root: &Path,
         pids: &BTreeSet<u32>,
         extra: &[PathBuf],
-    ) -> BTreeMap<FileId, PathBuf> {
+        per_pid: bool,
+    ) -> BTreeMap<Site, PathBuf> {
         self.by_pid.retain(|pid, _| pids.contains(pid));
         let mut out = BTreeMap::new();
         for pid in pids {
@@ -162,55 +177,65 @@ impl<L> MappedProbes<L> {
                 .by_pid
                 .entry(*pid)
                 .or_insert_with(|| process_file(proc_root, *pid, self.target));
-            if let Some((id, path)) = found {
-                out.entry(*id).or_insert_with(|| path.clone());
+            if let Some((file, path)) = found {
+                let site = Site {
+                    file: *file,
+                    pid: per_pid.then_some(*pid),
+                };
+                out.entry(site).or_insert_with(|| path.clone());
             }
         }
         for path in extra {
-            if let Some(id) = FileId::of(path) {
-                out.entry(id).or_insert_with(|| path.clone());
+            if let Some(file) = FileId::of(path) {
+                let site = Site { file, pid: None };
+                out.entry(site).or_insert_with(|| path.clone());
             }
         }
         out
     }
 
-    /// Attaches to every file of `wanted` not yet probed (with `attach`) and drops the links
-    /// of the files no longer wanted. Returns one log line per change or failure.
+    /// Attaches at every site of `wanted` not yet probed (with `attach`, given the file and
+    /// the pid) and drops the links of the sites no longer wanted. A file whose attach
+    /// failed is not tried again, for any pid, while it stays wanted. Returns one log line
+    /// per change or failure.
     pub fn sync(
         &mut self,
-        wanted: &BTreeMap<FileId, PathBuf>,
-        mut attach: impl FnMut(&Path) -> Result<Vec<L>, String>,
+        wanted: &BTreeMap<Site, PathBuf>,
+        mut attach: impl FnMut(&Path, Option<u32>) -> Result<Vec<L>, String>,
     ) -> Vec<String> {
         let mut notes = Vec::new();
-        self.failed.retain(|id| wanted.contains_key(id));
-        let gone: Vec<FileId> = self
+        self.failed
+            .retain(|file| wanted.keys().any(|site| site.file == *file));
+        let gone: Vec<Site> = self
             .attached
             .keys()
-            .filter(|id| !wanted.contains_key(id))
+            .filter(|site| !wanted.contains_key(site))
             .copied()
             .collect();
-        for id in gone {
-            if let Some((path, _links)) = self.attached.remove(&id) {
+        for site in gone {
+            if let Some((path, _links)) = self.attached.remove(&site) {
                 notes.push(format!(
-                    "{}: detached from {}",
+                    "{}: detached from {}{}",
                     self.target.subitem,
-                    path.display()
+                    path.display(),
+                    for_pid(site.pid)
                 ));
             }
         }
-        for (id, path) in wanted {
-            if self.attached.contains_key(id) || self.failed.contains(id) {
+        for (site, path) in wanted {
+            if self.attached.contains_key(site) || self.failed.contains(&site.file) {
                 continue;
             }
-            match attach(path) {
+            match attach(path, site.pid) {
                 Ok(links) => {
                     notes.push(format!(
-                        "{}: {} uprobes on {}",
+                        "{}: {} uprobes on {}{}",
                         self.target.subitem,
                         links.len(),
-                        path.display()
+                        path.display(),
+                        for_pid(site.pid)
                     ));
-                    self.attached.insert(*id, (path.clone(), links));
+                    self.attached.insert(*site, (path.clone(), links));
                 }
                 Err(e) => {
                     notes.push(format!(
@@ -218,7 +243,7 @@ impl<L> MappedProbes<L> {
                         self.target.subitem,
                         path.display()
                     ));
-                    self.failed.insert(*id);
+                    self.failed.insert(site.file);
                 }
             }
         }
@@ -231,6 +256,11 @@ impl<L> MappedProbes<L> {
         self.failed.clear();
         self.by_pid.clear();
     }
+}
+
+/// " for pid N" in a log line, or nothing for a site of every process.
+fn for_pid(pid: Option<u32>) -> String {
+    pid.map(|p| format!(" for pid {p}")).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -338,11 +368,10 @@ mod tests {
         );
     }
 
-    #[test]
-    fn one_file_is_probed_once_and_released_when_unused() {
-        let dir = Scratch::new("maps");
+    /// A `/proc` with processes 1 and 2 sharing one libc file and 3 without one; returns
+    /// the proc root and the library.
+    fn fixture(dir: &Scratch) -> (PathBuf, PathBuf) {
         let proc_root = dir.path().join("proc");
-        // Two processes sharing one libc file, a third without libc.
         let lib = dir.path().join("lib");
         std::fs::create_dir_all(&lib).unwrap();
         std::fs::write(lib.join("libc.so.6"), b"elf").unwrap();
@@ -357,13 +386,20 @@ mod tests {
             };
             std::fs::write(p.join("maps"), maps).unwrap();
         }
+        (proc_root, lib.join("libc.so.6"))
+    }
+
+    #[test]
+    fn one_file_is_probed_once_and_released_when_unused() {
+        let dir = Scratch::new("maps");
+        let (proc_root, libc) = fixture(&dir);
         let mut probes = MappedProbes::<u8>::new(LIBC);
-        let mut attaches = 0;
-        let mut attach = |_: &Path| {
-            attaches += 1;
+        let mut attaches = Vec::new();
+        let mut attach = |_: &Path, pid: Option<u32>| {
+            attaches.push(pid);
             Ok(vec![1u8, 2])
         };
-        let wanted = probes.wanted(&proc_root, &BTreeSet::from([1, 2, 3]), &[]);
+        let wanted = probes.wanted(&proc_root, &BTreeSet::from([1, 2, 3]), &[], false);
         assert_eq!(wanted.len(), 1);
         let notes = probes.sync(&wanted, &mut attach);
         assert_eq!(notes.len(), 1, "{notes:?}");
@@ -371,14 +407,39 @@ mod tests {
         let wanted = probes.wanted(
             &proc_root,
             &BTreeSet::from([2]),
-            &[lib.join("libc.so.6"), PathBuf::from("/no/such/libc.so.6")],
+            &[libc, PathBuf::from("/no/such/libc.so.6")],
+            false,
         );
         assert!(probes.sync(&wanted, &mut attach).is_empty());
-        let wanted = probes.wanted(&proc_root, &BTreeSet::from([3]), &[]);
+        let wanted = probes.wanted(&proc_root, &BTreeSet::from([3]), &[], false);
         let notes = probes.sync(&wanted, &mut attach);
         assert!(notes[0].starts_with("proc_dns: detached"), "{notes:?}");
         assert_eq!(probes.attached().count(), 0);
-        assert_eq!(attaches, 1);
+        assert_eq!(attaches, [None]);
+    }
+
+    #[test]
+    fn per_pid_each_process_is_probed_on_its_own() {
+        let dir = Scratch::new("perpid");
+        let (proc_root, libc) = fixture(&dir);
+        let mut probes = MappedProbes::<u8>::new(LIBC);
+        let mut attaches = Vec::new();
+        let mut attach = |_: &Path, pid: Option<u32>| {
+            attaches.push(pid);
+            Ok(vec![1u8])
+        };
+        let wanted = probes.wanted(&proc_root, &BTreeSet::from([1, 2, 3]), &[], true);
+        let notes = probes.sync(&wanted, &mut attach);
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(notes[0].ends_with(" for pid 1"), "{notes:?}");
+        // Pid 1 leaves; a container's copy of the file is probed for every process.
+        let wanted = probes.wanted(&proc_root, &BTreeSet::from([2]), &[libc], true);
+        let notes = probes.sync(&wanted, &mut attach);
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(notes[0].contains("detached") && notes[0].ends_with(" for pid 1"));
+        assert_eq!(attaches, [Some(1), Some(2), None]);
+        let pids: Vec<Option<u32>> = probes.attached().map(|(s, _)| s.pid).collect();
+        assert_eq!(pids, [None, Some(2)]);
     }
 
     #[test]
@@ -386,21 +447,25 @@ mod tests {
         let dir = Scratch::new("failed");
         let f = dir.path().join("libc.so.6");
         std::fs::write(&f, b"x").unwrap();
-        let wanted = BTreeMap::from([(FileId::of(&f).unwrap(), f.clone())]);
+        let file = FileId::of(&f).unwrap();
+        let wanted = BTreeMap::from([
+            (Site { file, pid: Some(1) }, f.clone()),
+            (Site { file, pid: Some(2) }, f.clone()),
+        ]);
         let mut probes = MappedProbes::<u8>::new(LIBC);
         let mut tries = 0;
         for _ in 0..3 {
-            probes.sync(&wanted, |_| {
+            probes.sync(&wanted, |_, _| {
                 tries += 1;
                 Err("no symbol".into())
             });
         }
-        assert_eq!(tries, 1);
-        probes.sync(&BTreeMap::new(), |_| Ok(vec![]));
-        probes.sync(&wanted, |_| {
+        assert_eq!(tries, 1, "not for the other pid either");
+        probes.sync(&BTreeMap::new(), |_, _| Ok(vec![]));
+        probes.sync(&wanted, |_, _| {
             tries += 1;
             Ok(vec![])
         });
-        assert_eq!(tries, 2);
+        assert_eq!(tries, 3);
     }
 }

@@ -264,18 +264,20 @@ impl TaskProbe {
             .filter(|c| !c.libc_path.is_empty())
             .map(|c| PathBuf::from(&c.libc_path))
             .collect();
-        let processes = if config.snooper_mode() == SnooperMode::Blacklist {
+        let listed = config.snooper_mode() != SnooperMode::Blacklist;
+        let processes = if listed {
+            pids.clone()
+        } else {
             // Everyone but the listed: the host's libc (ours) stands for them.
             BTreeSet::from([std::process::id()])
-        } else {
-            pids.clone()
         };
-        let wanted = self.libc.wanted(proc_root, &processes, &containers);
+        let wanted = self.libc.wanted(proc_root, &processes, &containers, listed);
         let Some(l) = &self.loaded else {
             return Vec::new();
         };
         let skel = &l.skel;
-        self.libc.sync(&wanted, |path| attach_resolver(skel, path))
+        self.libc
+            .sync(&wanted, |path, pid| attach_resolver(skel, path, pid))
     }
 
     /// The CPython interpreters to probe for `config`: those of the snooped processes, or
@@ -283,19 +285,21 @@ impl TaskProbe {
     /// processes that start from it later too).
     fn wanted_pythons(&mut self, config: &Config, pids: &BTreeSet<u32>) -> Vec<String> {
         let proc_root = Path::new("/proc");
-        let processes = if config.snooper_mode() == SnooperMode::Blacklist {
+        let listed = config.snooper_mode() != SnooperMode::Blacklist;
+        let processes = if listed {
+            pids.clone()
+        } else {
             all_pids(proc_root)
                 .filter(|p| !pids.contains(p) && *p != std::process::id())
                 .collect()
-        } else {
-            pids.clone()
         };
-        let wanted = self.python.wanted(proc_root, &processes, &[]);
+        let wanted = self.python.wanted(proc_root, &processes, &[], listed);
         let Some(l) = &self.loaded else {
             return Vec::new();
         };
         let skel = &l.skel;
-        self.python.sync(&wanted, |path| attach_gc(skel, path))
+        self.python
+            .sync(&wanted, |path, pid| attach_gc(skel, path, pid))
     }
 }
 
@@ -307,9 +311,19 @@ fn all_pids(proc_root: &Path) -> impl Iterator<Item = u32> {
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
 }
 
-/// Attaches the GC probes to the CPython interpreter at `path` (its `python:gc__start` and
-/// `python:gc__done` USDT probes; libbpf enables their semaphores).
-fn attach_gc(skel: &TaskprobeSkel<'static>, path: &Path) -> Result<Vec<Link>, String> {
+/// The pid argument of libbpf's attach calls: one process, or -1 for all.
+fn attach_pid(pid: Option<u32>) -> i32 {
+    pid.map_or(-1, |p| p as i32)
+}
+
+/// Attaches the GC probes to the CPython interpreter at `path`, in process `pid` or in all
+/// (its `python:gc__start` and `python:gc__done` USDT probes; libbpf enables their
+/// semaphores).
+fn attach_gc(
+    skel: &TaskprobeSkel<'static>,
+    path: &Path,
+    pid: Option<u32>,
+) -> Result<Vec<Link>, String> {
     let p = &skel.progs;
     [
         ("gc__start", &p.taskprobe_gc_start),
@@ -317,18 +331,23 @@ fn attach_gc(skel: &TaskprobeSkel<'static>, path: &Path) -> Result<Vec<Link>, St
     ]
     .into_iter()
     .map(|(name, prog)| {
-        prog.attach_usdt_with_opts(-1, path, "python", name, UsdtOpts::default())
+        prog.attach_usdt_with_opts(attach_pid(pid), path, "python", name, UsdtOpts::default())
             .map_err(|e| format!("python:{name}: {e}"))
     })
     .collect()
 }
 
-/// Attaches the resolver uprobes to the libc at `path`: getaddrinfo is required,
-/// gethostbyname / gethostbyname2 are taken where the library has them.
-fn attach_resolver(skel: &TaskprobeSkel<'static>, path: &Path) -> Result<Vec<Link>, String> {
+/// Attaches the resolver uprobes to the libc at `path`, in process `pid` or in all:
+/// getaddrinfo is required, gethostbyname / gethostbyname2 are taken where the library has
+/// them.
+fn attach_resolver(
+    skel: &TaskprobeSkel<'static>,
+    path: &Path,
+    pid: Option<u32>,
+) -> Result<Vec<Link>, String> {
     let attach = |prog: &libbpf_rs::ProgramMut<'_>, func: &str, ret: bool| {
         prog.attach_uprobe_with_opts(
-            -1,
+            attach_pid(pid),
             path,
             0,
             UprobeOpts {
