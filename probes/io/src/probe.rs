@@ -148,8 +148,8 @@ pub struct IoProbe {
     bytes: CounterDeltas<2>,
     pages: CounterDeltas<4>,
     bad_records: u64,
-    /// `lost_latency`, `lost_errors` of the BPF object at the last report.
-    lost: [u64; 2],
+    /// `lost_latency`, `lost_errors` of the BPF object (key 0).
+    lost: CounterDeltas<2>,
 }
 
 impl IoProbe {
@@ -175,16 +175,14 @@ impl IoProbe {
             bytes: CounterDeltas::default(),
             pages: CounterDeltas::default(),
             bad_records: 0,
-            lost: [0; 2],
+            lost: CounterDeltas::default(),
         }
     }
 
     /// The records lost to a full ring buffer since the last report, as a log line.
     fn lost_records(&mut self) -> Option<String> {
         let bss = self.skel.as_ref()?.maps.bss_data.as_deref()?;
-        let now = [bss.lost_latency, bss.lost_errors];
-        let [latency, errors] = [0, 1].map(|i| now[i].saturating_sub(self.lost[i]));
-        self.lost = now;
+        let [latency, errors] = self.lost.delta(0, [bss.lost_latency, bss.lost_errors]);
         (latency + errors > 0).then(|| lost_text(latency, errors))
     }
 
@@ -367,7 +365,6 @@ impl BpfProbe for IoProbe {
         self.ring = Some(ring);
         self.skel = Some(skel);
         self.start_at_issue = !plan.has(IO_START.name);
-        self.lost = [0; 2];
         self.write_cfg();
         Ok(())
     }
@@ -377,6 +374,7 @@ impl BpfProbe for IoProbe {
         self.skel = None;
         self.bytes.reset();
         self.pages.reset();
+        self.lost.reset();
     }
 
     fn object(&self) -> Option<&Object> {
