@@ -1,6 +1,6 @@
 //! The daemon's debug log: `tracing` events to stderr and to `<logs.debug_dir>/<log_file_name>`.
 //!
-//! Lines look like the original's (spec config-and-egress.md §9):
+//! Lines look like the original's (docs/reference/config-and-egress.md §9):
 //! `MM/DD/YY HH:MM:SS - [LEVEL] message`, followed by the event's structured fields
 //! (`probe=tcp`) and those of the spans it happened in. The file is the current one plus one
 //! `.1` backup, each at most 100 MB.

@@ -292,7 +292,7 @@ pub fn is_number(v: &[u8]) -> bool {
     i == body.len()
 }
 
-/// The fields of an `|event|` line (spec §5.2), borrowed from the line.
+/// The fields of an `|event|` line (docs/reference/meta-and-records.md §5.2), borrowed from the line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EventLine<'a> {
     /// Entity name (non-empty).

@@ -140,7 +140,7 @@ impl Registry {
             .map(|(i, t)| (TableId(i as u32), t))
     }
 
-    /// Cross-table checks per entity (spec §1.5), as warnings: tables of one entity should
+    /// Cross-table checks per entity (docs/reference/meta-and-records.md §1.5), as warnings: tables of one entity should
     /// have the same key set, and metric names should be unique across the entity.
     pub fn entity_warnings(&self) -> Vec<String> {
         let mut by_entity: BTreeMap<&str, Vec<&TableMeta>> = BTreeMap::new();
@@ -205,7 +205,7 @@ fn sorted_keys(t: &TableMeta) -> Vec<&str> {
 }
 
 /// The meta file of a custom probe binary: the file name cut at its last `.` plus `.meta`,
-/// or `.meta` appended when the file name has no `.` (spec §1.1).
+/// or `.meta` appended when the file name has no `.` (docs/reference/meta-and-records.md §1.1).
 pub fn custom_meta_path(bin: &Path) -> PathBuf {
     let with_suffix = |base: &Path| {
         let mut s = base.as_os_str().to_owned();

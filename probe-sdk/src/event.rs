@@ -1,4 +1,4 @@
-//! Events: the `|event|...|` line of an abnormal condition (spec meta-and-records §5.2).
+//! Events: the `|event|...|` line of an abnormal condition (docs/reference/meta-and-records.md §5.2).
 
 use std::borrow::Cow;
 

@@ -341,7 +341,7 @@ exec sleep 600
     );
 }
 
-/// The entity descriptions arrive on the metadata topic at start, in the spec's shape.
+/// The entity descriptions arrive on the metadata topic at start, in the original's shape (docs/reference/meta-and-records.md §6).
 #[test]
 fn metadata_arrives_on_its_topic() {
     let broker = Broker::start(&TOPICS);

@@ -1,5 +1,5 @@
 //! `meta.out_channel = "logs"`: the daemon writes one metadata line per loaded table to
-//! `<logs.meta_dir>/gopher_meta.log` at start (spec meta-and-records.md §6, byte for byte but
+//! `<logs.meta_dir>/gopher_meta.log` at start (docs/reference/meta-and-records.md §6, byte for byte but
 //! escaped), again on SIGHUP, and counts them on `/metrics`.
 
 use std::path::Path;

@@ -1,5 +1,5 @@
 //! REST conformance against the real daemon over HTTP: the documented example bodies, every
-//! error class of spec/rest-api.md with its status and verbatim text, the fixes (405, 413),
+//! error class of docs/reference/rest-api.md §9 with its status and verbatim text, the fixes (405, 413),
 //! gopher-ctl giving the same answers over its socket, and random bodies that never take the
 //! daemon down.
 

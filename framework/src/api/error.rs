@@ -1,4 +1,4 @@
-//! The REST API's error type and its response bodies (rest-api.md §2.2, §9).
+//! The REST API's error type and its response bodies (docs/reference/rest-api.md §2.2, §9).
 //!
 //! Every verbatim message of the original lives in exactly one constructor here. Unlike the
 //! original, the reply is never truncated (it used a 128-byte buffer) and the message is

@@ -1,4 +1,4 @@
-//! The body of a REST GET (or `gopher-ctl probe get`) for one probe (rest-api.md §7): compact
+//! The body of a REST GET (or `gopher-ctl probe get`) for one probe (docs/reference/rest-api.md §7): compact
 //! JSON, keys sorted at every level, trailing newline, plus our `runtime` object.
 
 use serde_json::{Map, Value};

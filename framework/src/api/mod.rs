@@ -1,4 +1,4 @@
-//! The model behind the REST API and gopher-ctl (rest-api.md): PUT bodies applied to probe
+//! The model behind the REST API and gopher-ctl (docs/reference/rest-api.md): PUT bodies applied to probe
 //! settings, GET answers rendered from them, and the error replies. Pure functions: the HTTP
 //! server, the supervisor and the control channel call these and do the I/O.
 

@@ -1,5 +1,5 @@
 //! A REST PUT (or `gopher-ctl probe set`) applied to a probe's settings, as a pure function
-//! (rest-api.md §2, §4–§6, §8–§10). Spawning, stopping and control messages are the caller's.
+//! (docs/reference/rest-api.md §2, §4–§6, §8–§10). Spawning, stopping and control messages are the caller's.
 //!
 //! Fixes over the original, on purpose:
 //! - A failed PUT changes nothing at all. The original rolled back `cmd`, the snoopers and

@@ -1,4 +1,4 @@
-//! The `snoopers` and `blacklist` sections of a PUT (rest-api.md §5): entry validation and
+//! The `snoopers` and `blacklist` sections of a PUT (docs/reference/rest-api.md §5): entry validation and
 //! normalisation, custom labels and pod labels.
 //!
 //! Types are checked strictly: where the original read a non-array as empty (or aborted on a

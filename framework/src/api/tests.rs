@@ -1,4 +1,5 @@
-//! PUT/GET model tests: the spec's and the seed documents' example bodies, every §9 message,
+//! PUT/GET model tests: the original's documented example bodies, every message of
+//! docs/reference/rest-api.md §9,
 //! the original's crash and bypass inputs, GET rendering, and random bodies.
 
 use std::path::Path;
@@ -73,7 +74,7 @@ fn get(name: &str, settings: &ProbeSettings) -> String {
     render_get(&kind(name), Some(settings), &running())
 }
 
-// ---------------------------------------------------------------- transport rules (§2)
+// ---------------------------------------------------------------- transport rules (docs/reference/rest-api.md §2)
 
 #[test]
 fn json_prefix_and_size_rules() {
@@ -165,7 +166,7 @@ fn reply_bodies() {
 
 // ---------------------------------------------------------------- example bodies
 
-/// Every PUT body of the seed documents (probes.init lines of the README and the Sermant
+/// Every PUT body of the original's documentation (probes.init lines of its README and the Sermant
 /// article's curl commands) is accepted.
 #[test]
 fn seed_document_examples_are_accepted() {
@@ -221,10 +222,10 @@ fn seed_document_examples_are_accepted() {
     assert_eq!(out.settings.subitem_mask(&kind("tcp")), 0x3f);
 }
 
-/// The spec's own examples (rest-api.md §2.1, §4, §6, §7).
+/// The examples of docs/reference/rest-api.md §2.1, §4, §6, §7.
 #[test]
 fn spec_examples() {
-    // §4: a fresh tcp probe cannot be started with "state" alone …
+    // docs/reference/rest-api.md §4: a fresh tcp probe cannot be started with "state" alone …
     assert_eq!(
         message("tcp", r#"{"state":"running"}"#),
         "the snooper for tcp cannot be empty"
@@ -243,7 +244,7 @@ fn spec_examples() {
     .unwrap();
     assert_eq!(global.settings.snooper_mode, SnooperMode::Blacklist);
     assert!(global.settings.snoopers.is_empty());
-    // §2.1: the docs' trailing comma fails as written.
+    // docs/reference/rest-api.md §2.1: the docs' trailing comma fails as written.
     assert_eq!(
         message(
             "io",
@@ -251,7 +252,7 @@ fn spec_examples() {
         ),
         "invalid json format"
     );
-    // §4: the k8s template's `"cmd":{}` for jvm is a bad request.
+    // docs/reference/rest-api.md §4: the k8s template's `"cmd":{}` for jvm is a bad request.
     assert_eq!(
         message("jvm", r#"{"cmd":{},"snoopers":{"proc_id":[1]}}"#),
         "Bad request"
@@ -261,7 +262,7 @@ fn spec_examples() {
         r#"{"cmd":{"probe":[]},"snoopers":{"proc_id":[1]},"state":"running"}"#
     )
     .is_ok());
-    // §6: state is compared case-insensitively.
+    // docs/reference/rest-api.md §6: state is compared case-insensitively.
     assert_eq!(
         put("virt", r#"{"state":"RUNNING"}"#).unwrap().state,
         Some(DesiredState::Running)
@@ -270,7 +271,7 @@ fn spec_examples() {
         put("virt", r#"{"state":"Stopped"}"#).unwrap().state,
         Some(DesiredState::Stopped)
     );
-    // §4: unknown params keys are ignored as long as one key is known.
+    // docs/reference/rest-api.md §4: unknown params keys are ignored as long as one key is known.
     let out = put(
         "virt",
         r#"{"params":{"metrics_type":["raw"],"report_period":10}}"#,
@@ -281,7 +282,7 @@ fn spec_examples() {
     assert!(put("virt", "{/* start */ \"state\": \"running\" // now\n}").is_ok());
 }
 
-// ---------------------------------------------------------------- every §9 message
+// ---------------------------------------------------------------- every message of docs/reference/rest-api.md §9
 
 #[test]
 fn every_put_message_of_section_9() {

@@ -1,6 +1,6 @@
 //! Events (`|event|...|` lines of probes) to the event log `<logs.event_dir>/gopher_event_<n>`.
 //!
-//! This is `event.out_channel = "logs"` (spec meta-and-records.md §5, config-and-egress.md §9).
+//! This is `event.out_channel = "logs"` (docs/reference/meta-and-records.md §5, docs/reference/config-and-egress.md §9).
 //! Each probe's validator converts its parsed [`EventLine`]s with [`ProbeEvents::submit`]: the
 //! event gets its entity id (EID) and JSON line, is de-duplicated per EID over
 //! `event.timeout` ([`Dedup`]), and is queued (at most [`QUEUE_LEN`] events) to one writer
@@ -119,7 +119,7 @@ pub fn metric_name(ev: &EventLine<'_>) -> Result<String, EventError> {
     Ok(name)
 }
 
-/// Converts `ev` into the event JSON of spec meta-and-records.md §5.3, keys in the original's
+/// Converts `ev` into the event JSON of docs/reference/meta-and-records.md §5.3, keys in the original's
 /// order:
 ///
 /// ```text

@@ -1,6 +1,6 @@
 //! Renders one imdb record as a compact JSON line (the `json` metric channel).
 //!
-//! Shape of spec config-and-egress.md §6.2 and meta-and-records.md §4.3:
+//! Shape of docs/reference/config-and-egress.md §6.2 and docs/reference/meta-and-records.md §4.3:
 //!
 //! ```text
 //! {"timestamp":<ms>,"entity_name":"<e>","table_name":"<t>","labels":{...,"machine_id":"<id>"},

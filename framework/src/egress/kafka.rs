@@ -1,7 +1,7 @@
 //! Kafka output: one librdkafka producer per Kafka channel (`metric`, `event`, `meta`).
 //!
 //! Each [`KafkaProducer`] is bound to one topic and sends value-only messages (no key, no
-//! headers, librdkafka's default partitioner), as the original (spec config-and-egress.md §8).
+//! headers, librdkafka's default partitioner), as the original (docs/reference/config-and-egress.md §8).
 //! Unlike the original, nothing is lost silently:
 //!
 //! * Messages wait in librdkafka's bounded in-memory queue (`kafka.queue_buffering_max_messages`

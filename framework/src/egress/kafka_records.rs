@@ -1,15 +1,15 @@
 //! What probes' output becomes on Kafka: metric records, events and `|log|` lines.
 //!
 //! * A metric record (`metric.out_channel = "kafka"`) is one message per record per report, in
-//!   the original's shape (spec config-and-egress.md §8, note the spaces):
+//!   the original's shape (docs/reference/config-and-egress.md §8, note the spaces):
 //!   `{"timestamp": <ms>, "machine_id": "<system_uuid>", "entity_name": "<entity>", "<field1>": "<v1>", ...}`
 //!   every field in meta order, every value a string, `"(null)"` for a null one; unlike the
 //!   original, every string is JSON-escaped. It is rendered by the ingress writer thread
 //!   ([`MetricKafka::send_record`]) before the record is stored, so a full imdb table never
-//!   stops Kafka output (the original's 1024-per-table stall, meta-and-records.md §2.4).
+//!   stops Kafka output (the original's 1024-per-table stall, docs/reference/meta-and-records.md §2.4).
 //! * An event (`|event|`, `event.out_channel = "kafka"`) is the event log's JSON
 //!   ([`event::render`], without its newline), de-duplicated per entity as there.
-//! * A `|log|` line (meta-and-records.md §5.5) goes to the event topic only; its JSON parts
+//! * A `|log|` line (docs/reference/meta-and-records.md §5.5) goes to the event topic only; its JSON parts
 //!   are checked to be JSON and inserted verbatim ([`render_log`]).
 
 use std::sync::Arc;

@@ -1,5 +1,5 @@
 //! Metadata: the entity description of every loaded table, published at start, every
-//! [`PERIOD`], and whenever the set of tables changes (spec meta-and-records.md §6).
+//! [`PERIOD`], and whenever the set of tables changes (docs/reference/meta-and-records.md §6).
 //!
 //! One message per table, the original's shape byte for byte (spaces after `:` and `,`), but
 //! JSON-escaped. A [`MetadataPublisher`] thread renders them from the [`Registry`] and hands
@@ -81,7 +81,7 @@ pub enum MetadataError {
 /// {"timestamp": <ms>, "meta_name": "<table>", "entity_name": "<entity>", "version": "<version>", "keys": ["machine_id", <keys>], "labels": ["hostname", <labels>, <extras>], "metrics": [<counters and gauges>]}
 /// ```
 ///
-/// Fields keep their meta order and full names; the extras are those of spec §6 (for `tgid`
+/// Fields keep their meta order and full names; the extras are those of docs/reference/meta-and-records.md §6 (for `tgid`
 /// tables, then for entity `proc`, then for entity `container`). Every string is escaped.
 pub fn render(table: &TableMeta, timestamp_ms: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(256 + 16 * table.fields.len());

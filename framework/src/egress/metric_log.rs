@@ -1,7 +1,7 @@
 //! The metric log: every report stored in the imdb, appended once to `<metric_dir>/gopher_metrics_<n>`.
 //!
 //! This is the `logs` (Prometheus text) and `json` (one JSON object per line) value of
-//! `metric.out_channel` (spec config-and-egress.md §6.2). Like the original's 1 s drain, each
+//! `metric.out_channel` (docs/reference/config-and-egress.md §6.2). Like the original's 1 s drain, each
 //! report is written once; unlike it, nothing is deleted from the imdb (so the Prometheus
 //! endpoint can still serve the same series), nothing is lost when the file is full, and the
 //! directory is never wiped with `rm -rf`.

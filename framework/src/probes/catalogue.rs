@@ -1,4 +1,4 @@
-//! The probe catalogue: one table of the built-in probes (rest-api.md §3) that every other part
+//! The probe catalogue: one table of the built-in probes (docs/reference/rest-api.md §3) that every other part
 //! reads — REST names, IPC type numbers, binaries, sub-items, snooper kinds, the params GET shows
 //! and the stop signal — joined at startup by the custom probes of `gala-gopher-custom.json`.
 
@@ -11,7 +11,7 @@ use gala_ipc_proto::Encoding;
 use super::custom::CustomProbe;
 use super::params::ParamKey;
 
-/// Which resolved snooper objects a probe receives (the spec's "snoop" column).
+/// Which resolved snooper objects a probe receives (the "snoop" column of docs/reference/rest-api.md §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SnoopKinds {
     /// Process objects (pids).
@@ -63,10 +63,11 @@ pub struct BuiltinProbe {
     pub snoop: SnoopKinds,
     /// A PUT must leave it with a snooper entry or in blacklist mode (the "snooper rule").
     /// Only tcp, socket and container, as in the original's `check_probe_snooper_conf_num`:
-    /// rest-api.md §4 says "every probe that takes snoopers", but then the README's own
-    /// `baseinfo {"cmd":{"probe":["cpu","fs","host"]},"state":"running"}` would fail.
+    /// the original's documentation says "every probe that takes snoopers", but then its
+    /// README's own `baseinfo {"cmd":{"probe":["cpu","fs","host"]},"state":"running"}`
+    /// would fail (docs/reference/rest-api.md §4).
     pub requires_snoopers: bool,
-    /// Params GET shows for this probe beyond those shown for every probe (§7).
+    /// Params GET shows for this probe beyond those shown for every probe (docs/reference/rest-api.md §7).
     pub shown_params: &'static [ParamKey],
     /// The signal the original stopped it with (SIGTERM for a few script probes).
     pub stop_signal: Signal,
@@ -384,7 +385,7 @@ const fn names_and_bins() -> [(&'static str, &'static str); BUILTIN_PROBES.len()
 /// Type number of the first custom probe minus one: custom probes are `100 + position`.
 pub const CUSTOM_TYPE_BASE: u32 = 100;
 
-/// Params GET shows for a custom probe beyond those shown for every probe (§7).
+/// Params GET shows for a custom probe beyond those shown for every probe (docs/reference/rest-api.md §7).
 const CUSTOM_SHOWN_PARAMS: &[ParamKey] =
     &[K::SamplePeriod, K::DevName, K::CadvisorPort, K::CustomParam];
 

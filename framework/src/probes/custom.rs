@@ -1,4 +1,4 @@
-//! Custom probes declared in `gala-gopher-custom.json` (spec rest-api.md §10).
+//! Custom probes declared in `gala-gopher-custom.json` (docs/reference/rest-api.md §10).
 //!
 //! Differences from the original, decided for non-root test runs and packagers: the json file
 //! and each `bin` must be owned by root *or by the daemon's user* and must not be writable by

@@ -1,5 +1,5 @@
-//! Probe parameters: the record every probe receives (ipc-and-lifecycle.md §6.4) and the one
-//! table of REST `params` keys (rest-api.md §8) that parses, validates and renders them.
+//! Probe parameters: the record every probe receives (docs/reference/ipc-and-lifecycle.md §6.4) and the one
+//! table of REST `params` keys (docs/reference/rest-api.md §8) that parses, validates and renders them.
 //!
 //! Fixes over the original, on purpose:
 //! - a number beyond the 32-bit range is a range error, not a daemon abort;
@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::textcheck::has_unsafe_chars;
 
-/// The parameter record of ipc-and-lifecycle.md §6.4, with the spec's defaults.
+/// The parameter record of docs/reference/ipc-and-lifecycle.md §6.4, with the original's defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Params {
     /// `report_period`, seconds.
@@ -242,7 +242,7 @@ impl ParamKey {
     }
 }
 
-/// When GET shows a key (rest-api.md §7).
+/// When GET shows a key (docs/reference/rest-api.md §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Visibility {
     /// For every probe.
@@ -382,7 +382,7 @@ const fn text(
 use ParamKey as K;
 use Visibility::{Always, Never, PerProbe, WhenNonZero};
 
-/// The REST params, in the order of rest-api.md §8 (also the order keys are checked in).
+/// The REST params, in the order of docs/reference/rest-api.md §8 (also the order keys are checked in).
 #[rustfmt::skip]
 pub const PARAM_TABLE: &[ParamSpec] = &[
     number(K::SamplePeriod, "sample_period", 100, 10_000, Zero::InRange, PerProbe, |p| p.sample_period, |p, v| p.sample_period = v),
@@ -437,7 +437,7 @@ pub enum ParamError {
         /// Largest value.
         max: u32,
     },
-    /// `ringbuf_map_size` not a power of two (the spec gives no text; ours names the rule).
+    /// `ringbuf_map_size` not a power of two (the original had no text for it; ours names the rule).
     #[error("params.{key} invalid value {value}, must be a power of 2 in [{min}, {max}]")]
     NotPowerOfTwo {
         /// The key.

@@ -5,7 +5,7 @@
 //! the resolution periodically; [`Resolver`] says whether the set changed since last time, and one
 //! [`ProcSnapshot`] can serve every probe of a period.
 //!
-//! Decisions where the original's behaviour is not kept or the spec is silent:
+//! Decisions where the original's behaviour is not kept or was unspecified:
 //! - `proc_id` yields a process only while that pid is alive (the original sent any pid).
 //! - `proc_name.comm` is a `regex`-crate expression, unanchored. Unlike POSIX ERE: `\d`, `\w`,
 //!   `\s` are classes (ERE: literal letters); `\` escapes inside brackets (`[\]]`); a `{` that

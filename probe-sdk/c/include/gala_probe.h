@@ -146,7 +146,7 @@ size_t gala_probe_pids(const gala_probe *p, uint32_t *out, size_t cap);
 int gala_probe_emit(gala_probe *p, const char *table, size_t n, const char *const *values);
 
 /**
- * An event (spec meta-and-records 5.2). entity_name, entity_id and metric are required and
+ * An event (docs/reference/meta-and-records.md §5.2). entity_name, entity_id and metric are required and
  * non-empty; NULL optional strings count as empty; pid 0 means none (for a pid, comm and
  * container_id are looked up in /proc unless given). The message is escaped ('|' becomes
  * '/', CR and LF a space); any other field holding '|', '\n' or '\r' is refused.
