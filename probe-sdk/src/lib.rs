@@ -30,14 +30,16 @@
 mod config;
 mod error;
 mod event;
+mod line;
 mod output;
 mod probe;
 pub mod shell;
 
 pub use config::{param_text, Config, ENV_CONFIG};
 pub use error::{ConfigError, ConnectError, EmitError};
-pub use event::{asctime_now, escape_text, Event, Severity};
-pub use output::{breaks_line, Output, Schema, ENV_META, FLUSH_THRESHOLD};
+pub use event::{asctime_now, Event, Severity};
+pub use line::{breaks_line, escape_text};
+pub use output::{Output, Schema, ENV_META, FLUSH_THRESHOLD};
 pub use probe::{probe_name, Level, Probe, ProbeBuilder, Wake, FIRST_CONFIG_TIMEOUT, SDK_VERSION};
 
 pub use gala_ipc_proto::v1::{Container, Params, Process, SnooperMode};
