@@ -1,7 +1,8 @@
-//! The SDK for gala-gopher probes written in Rust (and the engine of the C library and the
-//! `gala-probe` shell helper): the control channel on fd 3 in both encodings, a typed and
-//! updating view of the configuration, record and event output checked against the probe's
-//! meta file, buffered stdout, and a clean stop on SIGTERM. The contract shared with the
+//! The SDK for gala-gopher probes written in Rust (and the engine of the C library and of the
+//! `gala-probe` shell helper in `probe-sdk/cli`): the control channel on fd 3 in both
+//! encodings, a typed and updating view of the configuration, record and event output checked
+//! against the probe's meta file, buffered stdout, and a clean stop on SIGTERM. It pulls no
+//! command-line parser into a probe (`tests/dependencies.rs` checks). The contract shared with the
 //! Python, C and shell SDKs is `probe-sdk/API.md`.
 //!
 //! ```no_run
@@ -33,7 +34,6 @@ mod event;
 mod line;
 mod output;
 mod probe;
-pub mod shell;
 
 pub use config::{param_text, Config, ENV_CONFIG};
 pub use error::{ConfigError, ConnectError, EmitError};
