@@ -40,6 +40,7 @@ mod encoding;
 mod env;
 mod error;
 mod frame;
+mod schema;
 mod strict;
 
 pub mod blocking;
@@ -49,6 +50,9 @@ pub use encoding::Encoding;
 pub use env::{from_env, ENV_IPC_ENCODING, ENV_IPC_FD, ENV_META, ENV_PROBE_NAME, IPC_FD};
 pub use error::{DecodeError, EncodeError, EnvError, ParseEncodingError, ReadError, WriteError};
 pub use frame::{encode, FrameDecoder, MAX_FRAME_LEN};
+/// The reflection library of [`descriptor_pool`], for callers that read messages by field name.
+pub use prost_reflect;
+pub use schema::{descriptor_pool, message_descriptor};
 pub use strict::check_probe_config_json;
 
 /// Types generated from `gala_gopher/ipc/v1/control.proto` (prost for protobuf, pbjson for the

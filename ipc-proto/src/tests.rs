@@ -41,7 +41,7 @@ fn full_config() -> DaemonMessage {
         dev_name: "eth0".into(),
         elf_path: "/usr/sbin/nginx".into(),
         l7_probe_proto_flags: 0x1 | 0x4,
-        l7_protocols: vec!["http".into(), "redis".into()],
+        l7_protocol: vec!["http".into(), "redis".into()],
         svg_period: 30,
         perf_sample_period: 1000,
         pyroscope_server: "localhost:4040".into(),

@@ -2,9 +2,9 @@
 //!
 //! Tokens are separated by one or more spaces. `N`, the upper bounds and the cumulative
 //! counts are unsigned 64-bit decimal integers; bounds strictly increase, counts never
-//! decrease. `SUM` and `MAX` may be any Prometheus number (see [`crate::record::is_number`]).
+//! decrease. `SUM` and `MAX` may be any Prometheus number (see [`crate::number::is_number`]).
 
-use crate::record::is_number;
+use crate::number::is_number;
 
 /// Most buckets one histogram value may have.
 pub const MAX_BUCKETS: u64 = 256;

@@ -23,6 +23,7 @@ pub mod error;
 pub mod histogram;
 pub mod libconfig;
 pub mod model;
+pub mod number;
 pub mod record;
 pub mod registry;
 pub mod scan;
@@ -31,7 +32,6 @@ pub use error::MetaError;
 pub use histogram::{Histogram, HistogramError};
 pub use libconfig::SyntaxError;
 pub use model::{parse_meta_file, Field, FieldType, MetaLimits, TableMeta};
-pub use record::{
-    classify, is_null, is_number, parse_event, EventLine, Line, RecordError, RecordLine,
-};
+pub use number::is_number;
+pub use record::{classify, is_null, parse_event, EventLine, Line, RecordError, RecordLine};
 pub use registry::{custom_meta_path, Registry, TableId};

@@ -104,7 +104,9 @@ def _warn(text):
 # Configuration
 # ---------------------------------------------------------------------------------------------
 
-# (snake_case name, kind) of every field of the proto `Params`, in field-number order.
+# (name, kind) of every field of the proto `Params`, in field-number order.  The names are the
+# REST keys (API.md, "One vocabulary"); framework/tests/param_vocabulary.rs holds this list
+# to the proto and to the daemon's REST table.
 _PARAMS_FIELDS = (
     ("report_period", "u32"),
     ("sample_period", "u32"),
@@ -127,7 +129,7 @@ _PARAMS_FIELDS = (
     ("dev_name", "str"),
     ("elf_path", "str"),
     ("l7_probe_proto_flags", "u32"),
-    ("l7_protocols", "strs"),
+    ("l7_protocol", "strs"),
     ("svg_period", "u32"),
     ("perf_sample_period", "u32"),
     ("pyroscope_server", "str"),

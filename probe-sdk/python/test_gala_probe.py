@@ -136,7 +136,7 @@ class ConfigNormalisation(unittest.TestCase):
             "probeName": "custom_a", "seq": "18446744073709551615", "changeFlags": 2,
             "subitems": ["tcp_abnormal"], "subitemMask": "4",
             "snooperMode": "SNOOPER_MODE_BLACKLIST",
-            "params": {"reportPeriod": 5, "supportSsl": True, "l7Protocols": ["http", "dns"],
+            "params": {"reportPeriod": 5, "supportSsl": True, "l7Protocol": ["http", "dns"],
                        "l7ProbeProtoFlags": 3, "devName": "eth0", "cadvisorPort": "8083"},
             "snoopers": [{"process": {"pid": 42, "comm": "nginx", "containerId": "c1"}},
                          {"container": {"id": "abc", "podName": "p", "cpucgInode":
@@ -158,7 +158,7 @@ class ConfigNormalisation(unittest.TestCase):
         p = cfg.params
         self.assertEqual(p.report_period, 5)
         self.assertTrue(p.support_ssl)
-        self.assertEqual(p.l7_protocols, ("http", "dns"))
+        self.assertEqual(p.l7_protocol, ("http", "dns"))
         self.assertEqual(p.l7_probe_proto_flags, 3)
         self.assertEqual(p.dev_name, "eth0")
         self.assertEqual(p.cadvisor_port, 8083)
@@ -230,7 +230,7 @@ class ConfigNormalisation(unittest.TestCase):
     def test_get_by_path(self):
         cfg = gala_probe.parse_config({
             "probeName": "p", "seq": "9", "subitems": ["a", "b"],
-            "params": {"reportPeriod": 5, "supportSsl": True, "l7Protocols": ["http", "dns"]},
+            "params": {"reportPeriod": 5, "supportSsl": True, "l7Protocol": ["http", "dns"]},
             "snoopers": [{"process": {"pid": 1}}, {"process": {"pid": 2}}],
             "customLabels": {"k": "v"}, "custom": {"subitems": ["x", "y"],
                                                    "params": {"level": "3"}}})
@@ -241,7 +241,7 @@ class ConfigNormalisation(unittest.TestCase):
         self.assertEqual(cfg.get("params.report_period"), "5")
         self.assertEqual(cfg.get("params.support_ssl"), "true")
         self.assertEqual(cfg.get("params.report_event"), "false")
-        self.assertEqual(cfg.get("params.l7_protocols"), "http dns")
+        self.assertEqual(cfg.get("params.l7_protocol"), "http dns")
         self.assertEqual(cfg.get("pids"), "1 2")
         self.assertEqual(cfg.get("custom.params.level"), "3")
         self.assertEqual(cfg.get("custom.subitems"), "x y")

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use gala_ipc_proto::prost_reflect::{DynamicMessage, Value};
 use gala_ipc_proto::v1::{snooper_object, Container, Params, ProbeConfig, Process, SnooperMode};
 
 use crate::error::ConfigError;
@@ -10,12 +11,15 @@ use crate::error::ConfigError;
 /// Variable holding an offline configuration: proto3-JSON `ProbeConfig` text, or `@path`.
 pub const ENV_CONFIG: &str = "GALA_GOPHER_CONFIG";
 
+/// Sets one parameter to its offline default.
+type SetDefault = fn(&mut Params);
+
 /// Offline defaults of the parameters that have non-zero defaults in the daemon.
-const PARAM_DEFAULTS: [(&str, &str, u32); 4] = [
-    ("report_period", "reportPeriod", 60),
-    ("sample_period", "samplePeriod", 5000),
-    ("ringbuf_map_size", "ringbufMapSize", 1),
-    ("kafka_port", "kafkaPort", 9092),
+const PARAM_DEFAULTS: [(&str, SetDefault); 4] = [
+    ("report_period", |p| p.report_period = 60),
+    ("sample_period", |p| p.sample_period = 5000),
+    ("ringbuf_map_size", |p| p.ringbuf_map_size = 1),
+    ("kafka_port", |p| p.kafka_port = 9092),
 ];
 
 /// A complete configuration snapshot (see `probe-sdk/API.md`).
@@ -75,11 +79,18 @@ impl Config {
         }
         let params = raw.params.get_or_insert_with(Params::default);
         let given_params = given.get("params");
-        for (snake, camel, default) in PARAM_DEFAULTS {
-            let set =
-                given_params.is_some_and(|p| p.get(snake).is_some() || p.get(camel).is_some());
+        let descriptor = gala_ipc_proto::message_descriptor("Params");
+        for (name, set_default) in PARAM_DEFAULTS {
+            // proto3 JSON names the field in lowerCamelCase; readers also take the proto name.
+            let json_name = descriptor
+                .as_ref()
+                .and_then(|d| d.get_field_by_name(name))
+                .map(|f| f.json_name().to_owned());
+            let set = given_params.is_some_and(|p| {
+                p.get(name).is_some() || json_name.as_deref().is_some_and(|j| p.get(j).is_some())
+            });
             if !set {
-                set_u32_param(params, snake, default);
+                set_default(params);
             }
         }
         Ok(Config { raw })
@@ -221,60 +232,32 @@ impl Config {
     }
 }
 
-/// Generates the by-name access to [`Params`] fields (API paths `params.<name>`).
-macro_rules! params_by_name {
-    ($($field:ident),* $(,)?) => {
-        /// The value of parameter `name` as text, `None` if there is no such parameter.
-        pub fn param_text(p: &Params, name: &str) -> Option<String> {
-            match name {
-                $(stringify!($field) => Some(p.$field.to_string()),)*
-                "l7_protocols" => Some(p.l7_protocols.join(" ")),
-                _ => None,
-            }
-        }
-    };
+/// The value of parameter `name` (a field of the proto `Params`, which is named after its REST
+/// key) as text: numbers in decimal, booleans `true`/`false`, lists space-separated. `None`
+/// if there is no such parameter. The schema is read by reflection, so every field of the
+/// proto is readable under its name and there is no second list to keep in step.
+pub fn param_text(p: &Params, name: &str) -> Option<String> {
+    let descriptor = gala_ipc_proto::message_descriptor("Params")?;
+    let field = descriptor.get_field_by_name(name)?;
+    let mut message = DynamicMessage::new(descriptor);
+    message.transcode_from(p).ok()?;
+    Some(value_text(&message.get_field(&field)))
 }
 
-params_by_name!(
-    report_period,
-    sample_period,
-    latency_thr,
-    offline_thr,
-    drops_thr,
-    kafka_port,
-    report_event,
-    ringbuf_map_size,
-    report_cport,
-    metrics_flags,
-    env_flags,
-    support_ssl,
-    res_upper_thr,
-    res_lower_thr,
-    continuous_sampling,
-    multi_instance,
-    native_stack,
-    cluster_ip_backend,
-    dev_name,
-    elf_path,
-    l7_probe_proto_flags,
-    svg_period,
-    perf_sample_period,
-    pyroscope_server,
-    output_dir,
-    flame_dir,
-    cadvisor_port,
-    profiling_channel,
-    min_exec_dur,
-    min_aggr_dur,
-);
-
-fn set_u32_param(p: &mut Params, name: &str, value: u32) {
-    match name {
-        "report_period" => p.report_period = value,
-        "sample_period" => p.sample_period = value,
-        "ringbuf_map_size" => p.ringbuf_map_size = value,
-        "kafka_port" => p.kafka_port = value,
-        _ => {}
+fn value_text(value: &Value) -> String {
+    match value {
+        Value::Bool(b) => b.to_string(),
+        Value::I32(n) | Value::EnumNumber(n) => n.to_string(),
+        Value::I64(n) => n.to_string(),
+        Value::U32(n) => n.to_string(),
+        Value::U64(n) => n.to_string(),
+        Value::F32(n) => n.to_string(),
+        Value::F64(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::List(items) => items.iter().map(value_text).collect::<Vec<_>>().join(" "),
+        // `Params` has neither maps nor nested messages.
+        Value::Map(_) | Value::Message(_) => String::new(),
     }
 }
 
@@ -305,6 +288,38 @@ mod tests {
             Config::offline_from("mine", Some("{nope")),
             Err(ConfigError::Json(_))
         ));
+        // A default given under the JSON name stays as given.
+        let c = Config::offline_from("mine", Some(r#"{"params":{"samplePeriod":0}}"#)).unwrap();
+        assert_eq!(c.params().sample_period, 0);
+        assert_eq!(c.params().report_period, 60);
+    }
+
+    #[test]
+    fn every_field_of_the_schema_is_readable_by_its_name() {
+        let p = Params {
+            report_event: true,
+            kafka_port: 9093,
+            dev_name: "eth0".into(),
+            l7_probe_proto_flags: 0x3,
+            l7_protocol: vec!["http".into(), "dns".into()],
+            ..Params::default()
+        };
+        let descriptor = gala_ipc_proto::message_descriptor("Params").expect("Params");
+        for field in descriptor.fields() {
+            assert!(param_text(&p, field.name()).is_some(), "{}", field.name());
+        }
+        let text = |name| param_text(&p, name);
+        assert_eq!(text("report_event").as_deref(), Some("true"));
+        assert_eq!(text("support_ssl").as_deref(), Some("false"));
+        assert_eq!(text("kafka_port").as_deref(), Some("9093"));
+        assert_eq!(text("dev_name").as_deref(), Some("eth0"));
+        assert_eq!(text("elf_path").as_deref(), Some(""));
+        assert_eq!(text("l7_probe_proto_flags").as_deref(), Some("3"));
+        assert_eq!(text("l7_protocol").as_deref(), Some("http dns"));
+        // Paths use the proto (= REST) names only.
+        assert_eq!(text("kafkaPort"), None);
+        assert_eq!(text("l7_protocols"), None);
+        assert_eq!(text(""), None);
     }
 
     #[test]

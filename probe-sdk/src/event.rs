@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 
 use crate::error::EmitError;
-use crate::output::breaks_line;
+use crate::line::{breaks_line, escape_text};
 
 /// Severity of an event, with the original's numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,22 +205,6 @@ impl<'a> Event<'a> {
         line.push('|');
         Ok(line)
     }
-}
-
-/// Makes free text safe inside a line: `|` becomes `/`, `\r` and `\n` a space.
-pub fn escape_text(text: &str) -> Cow<'_, str> {
-    if !breaks_line(text.as_bytes()) {
-        return Cow::Borrowed(text);
-    }
-    Cow::Owned(
-        text.chars()
-            .map(|c| match c {
-                '|' => '/',
-                '\r' | '\n' => ' ',
-                c => c,
-            })
-            .collect(),
-    )
 }
 
 /// The local time as C `asctime` writes it, without the newline: `Tue Dec  1 19:40:38 2026`.

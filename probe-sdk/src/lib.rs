@@ -1,7 +1,8 @@
-//! The SDK for gala-gopher probes written in Rust (and the engine of the C library and the
-//! `gala-probe` shell helper): the control channel on fd 3 in both encodings, a typed and
-//! updating view of the configuration, record and event output checked against the probe's
-//! meta file, buffered stdout, and a clean stop on SIGTERM. The contract shared with the
+//! The SDK for gala-gopher probes written in Rust (and the engine of the C library and of the
+//! `gala-probe` shell helper in `probe-sdk/cli`): the control channel on fd 3 in both
+//! encodings, a typed and updating view of the configuration, record and event output checked
+//! against the probe's meta file, buffered stdout, and a clean stop on SIGTERM. It pulls no
+//! command-line parser into a probe (`tests/dependencies.rs` checks). The contract shared with the
 //! Python, C and shell SDKs is `probe-sdk/API.md`.
 //!
 //! ```no_run
@@ -30,14 +31,15 @@
 mod config;
 mod error;
 mod event;
+mod line;
 mod output;
 mod probe;
-pub mod shell;
 
 pub use config::{param_text, Config, ENV_CONFIG};
 pub use error::{ConfigError, ConnectError, EmitError};
-pub use event::{asctime_now, escape_text, Event, Severity};
-pub use output::{breaks_line, Output, Schema, ENV_META, FLUSH_THRESHOLD};
+pub use event::{asctime_now, Event, Severity};
+pub use line::{breaks_line, escape_text};
+pub use output::{Output, Schema, ENV_META, FLUSH_THRESHOLD};
 pub use probe::{probe_name, Level, Probe, ProbeBuilder, Wake, FIRST_CONFIG_TIMEOUT, SDK_VERSION};
 
 pub use gala_ipc_proto::v1::{Container, Params, Process, SnooperMode};

@@ -13,6 +13,7 @@ use gala_meta::{classify, Line, MetaError, MetaLimits, Registry};
 
 use crate::error::EmitError;
 use crate::event::Event;
+use crate::line::breaks_line;
 
 pub use gala_ipc_proto::ENV_META;
 
@@ -124,11 +125,6 @@ impl Schema {
     }
 }
 
-/// True if `bytes` would break a line: it holds `|`, `\n` or `\r`.
-pub fn breaks_line(bytes: &[u8]) -> bool {
-    bytes.iter().any(|b| matches!(b, b'|' | b'\n' | b'\r'))
-}
-
 /// Record and event lines waiting for stdout.
 #[derive(Debug)]
 pub struct Output<W: Write = std::io::Stdout> {
@@ -164,8 +160,21 @@ impl<W: Write> Output<W> {
         &self.sink
     }
 
-    /// Appends the record `|table|v1|...|vN|`; on error nothing is appended.
+    /// Appends the record `|table|v1|...|vN|`; on error nothing is appended. For values of
+    /// mixed types (see [`crate::emit!`]); [`Output::emit_iter`] takes any iterable.
     pub fn emit(&mut self, table: &str, values: &[&dyn Display]) -> Result<(), EmitError> {
+        self.emit_iter(table, values)
+    }
+
+    /// Appends the record `|table|v1|...|vN|` from any iterable of displayable values (a row
+    /// `&[u64]`, a `&Vec<String>`, an iterator adapter), each written with its `Display`
+    /// straight into the buffer, so the caller builds no strings; the checks are those of
+    /// [`Output::emit`], and on error nothing is appended.
+    pub fn emit_iter<I>(&mut self, table: &str, values: I) -> Result<(), EmitError>
+    where
+        I: IntoIterator,
+        I::Item: Display,
+    {
         if table.is_empty()
             || table.len() > MAX_TABLE_NAME
             || breaks_line(table.as_bytes())
@@ -187,16 +196,16 @@ impl<W: Write> Output<W> {
         }
     }
 
-    fn render_record(
-        &mut self,
-        start: usize,
-        table: &str,
-        values: &[&dyn Display],
-    ) -> Result<(), EmitError> {
+    fn render_record<I>(&mut self, start: usize, table: &str, values: I) -> Result<(), EmitError>
+    where
+        I: IntoIterator,
+        I::Item: Display,
+    {
         self.buf.push(b'|');
         self.buf.extend_from_slice(table.as_bytes());
         self.buf.push(b'|');
-        for (i, v) in values.iter().enumerate() {
+        let mut count = 0;
+        for (i, v) in values.into_iter().enumerate() {
             let value_start = self.buf.len();
             // Writing into a Vec cannot fail.
             let _ = write!(VecWriter(&mut self.buf), "{v}");
@@ -213,8 +222,9 @@ impl<W: Write> Output<W> {
                 return Err(EmitError::EmptyKey(table.to_owned()));
             }
             self.buf.push(b'|');
+            count += 1;
         }
-        if values.is_empty() {
+        if count == 0 {
             return Err(EmitError::EmptyKey(table.to_owned()));
         }
         self.schema.check(table, &self.buf[start..])
@@ -308,6 +318,10 @@ measurements: ({ table_name: "t"; entity_name: "e";
             Err(EmitError::EmptyKey(_))
         ));
         assert!(matches!(out.emit("t", &[]), Err(EmitError::EmptyKey(_))));
+        assert!(matches!(
+            out.emit_iter("t", std::iter::empty::<u32>()),
+            Err(EmitError::EmptyKey(_))
+        ));
         for table in ["", "a|b", "a\nb", &"x".repeat(64), "event", "log"] {
             assert!(matches!(
                 out.emit(table, &[&"k"]),
@@ -338,6 +352,46 @@ measurements: ({ table_name: "t"; entity_name: "e";
         // Without a meta file only the structure is checked.
         let mut loose = Output::new(Schema::unchecked(), Vec::new());
         loose.emit("other", &[&"k", &"fast"]).unwrap();
+    }
+
+    #[test]
+    fn emits_any_iterable_of_displayable_values() {
+        let mut out = checked();
+        // A row of one type, by reference and by value.
+        let row = vec!["k".to_string(), "l".to_string(), "3".to_string()];
+        out.emit_iter("t", &row).unwrap();
+        out.emit_iter("t", ["k2", "l", "4"]).unwrap();
+        // An iterator adapter: nothing is collected or formatted ahead.
+        out.emit_iter("t", (7..10).map(|n| n * 2)).unwrap();
+        // Mixed types through `&dyn Display`, which is what `emit` passes on.
+        out.emit_iter("t", [&"k3" as &dyn Display, &"l", &1.5])
+            .unwrap();
+        out.flush().unwrap();
+        assert_eq!(
+            std::str::from_utf8(out.sink()).unwrap(),
+            "|t|k|l|3|\n|t|k2|l|4|\n|t|14|16|18|\n|t|k3|l|1.5|\n"
+        );
+    }
+
+    #[test]
+    fn an_iterator_is_held_to_the_same_rules() {
+        let mut out = checked();
+        out.emit_iter("t", ["ok", "l", "1"]).unwrap();
+        let before = out.pending().to_vec();
+        // A separator in a later value cuts the whole line off again.
+        let e = out.emit_iter("t", ["k", "l", "1|2"]).unwrap_err();
+        assert!(matches!(e, EmitError::Separator { index: 3, .. }), "{e}");
+        // Values rendered empty by their Display still count as an empty key.
+        let e = out.emit_iter("t", ["", "l", "1"]).unwrap_err();
+        assert!(matches!(e, EmitError::EmptyKey(_)), "{e}");
+        // The meta file's field count applies to what the iterator yields.
+        let e = out
+            .emit_iter("t", ["k", "l"].iter().cycle().take(5))
+            .unwrap_err();
+        assert!(matches!(e, EmitError::Invalid { .. }), "{e}");
+        let e = out.emit_iter("t", std::iter::repeat_n("x", 2)).unwrap_err();
+        assert!(e.to_string().contains("expected 3"), "{e}");
+        assert_eq!(out.pending(), before);
     }
 
     #[test]

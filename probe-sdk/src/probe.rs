@@ -299,6 +299,16 @@ impl Probe {
         self.out.emit(table, values)
     }
 
+    /// Writes the record `|table|v1|...|` from any iterable of displayable values, each
+    /// written straight into the output buffer (see [`crate::Output::emit_iter`]).
+    pub fn emit_iter<I>(&mut self, table: &str, values: I) -> Result<(), EmitError>
+    where
+        I: IntoIterator,
+        I::Item: Display,
+    {
+        self.out.emit_iter(table, values)
+    }
+
     /// Writes an event line.
     pub fn event(&mut self, event: &Event<'_>) -> Result<(), EmitError> {
         self.out.event(event)

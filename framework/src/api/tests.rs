@@ -218,7 +218,7 @@ fn seed_document_examples_are_accepted() {
             "tcp_rate"
         ]
     );
-    assert_eq!(out.settings.params.l7_probe_proto_flags, 1);
+    assert_eq!(out.settings.params.l7_protocol, 1);
     assert_eq!(out.settings.subitem_mask(&kind("tcp")), 0x3f);
 }
 
@@ -277,7 +277,7 @@ fn spec_examples() {
         r#"{"params":{"metrics_type":["raw"],"report_period":10}}"#,
     )
     .unwrap();
-    assert_eq!(out.settings.params.period, 10);
+    assert_eq!(out.settings.params.report_period, 10);
     // JsonCpp accepted comments.
     assert!(put("virt", "{/* start */ \"state\": \"running\" // now\n}").is_ok());
 }
@@ -649,7 +649,10 @@ fn sections_merge_or_replace_as_documented() {
     let s2 = put_on("tcp", &s1, r#"{"params":{"sample_period":300}}"#, false)
         .unwrap()
         .settings;
-    assert_eq!((s2.params.period, s2.params.sample_period), (30, 300));
+    assert_eq!(
+        (s2.params.report_period, s2.params.sample_period),
+        (30, 300)
+    );
     assert_eq!(s2.subitems, ["tcp_rtt"]);
     assert_eq!(s2.snoopers.proc_id, [1]);
     assert_eq!(s2.custom_labels.len(), 1);

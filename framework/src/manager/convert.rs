@@ -9,7 +9,7 @@ use gala_ipc_proto::v1::{
 
 use crate::api::{ProbeSettings, SnooperMode};
 use crate::probes::catalogue::ProbeKind;
-use crate::probes::params::{Params, L7_PROTOCOLS};
+use crate::probes::params::{l7_protocol_names, Params};
 use crate::snooper::Snooped;
 
 /// The control message for `kind` with `settings` and the resolved `objects` (sequence number
@@ -47,43 +47,72 @@ pub fn probe_config(
     }
 }
 
+/// The wire record: the same names, so the mapping is one to one; destructuring `p` and
+/// naming every wire field make the compiler catch a parameter added on one side only.
 fn params(p: &Params) -> WireParams {
+    let Params {
+        report_period,
+        sample_period,
+        latency_thr,
+        offline_thr,
+        drops_thr,
+        kafka_port,
+        report_event,
+        ringbuf_map_size,
+        report_cport,
+        support_ssl,
+        res_upper_thr,
+        res_lower_thr,
+        continuous_sampling,
+        multi_instance,
+        native_stack,
+        cluster_ip_backend,
+        dev_name,
+        elf_path,
+        l7_protocol,
+        svg_period,
+        perf_sample_period,
+        pyroscope_server,
+        output_dir,
+        flame_dir,
+        cadvisor_port,
+        profiling_channel,
+        min_exec_dur,
+        min_aggr_dur,
+    } = p.clone();
     WireParams {
-        report_period: p.period,
-        sample_period: p.sample_period,
-        latency_thr: p.latency_thr,
-        offline_thr: p.offline_thr,
-        drops_thr: p.drops_count_thr,
-        kafka_port: p.kafka_port,
-        report_event: p.logs != 0,
-        ringbuf_map_size: u32::from(p.ringbuf_map_size),
-        report_cport: p.report_cport != 0,
-        metrics_flags: u32::from(p.metrics_flags),
-        env_flags: u32::from(p.env_flags),
-        support_ssl: p.support_ssl != 0,
-        res_upper_thr: u32::from(p.res_percent_upper),
-        res_lower_thr: u32::from(p.res_percent_lower),
-        continuous_sampling: p.continuous_sampling_flag != 0,
-        multi_instance: p.multi_instance_flag != 0,
-        native_stack: p.native_stack_flag != 0,
-        cluster_ip_backend: u32::from(p.cluster_ip_backend),
-        dev_name: p.target_dev.clone(),
-        elf_path: p.elf_path.clone(),
-        l7_probe_proto_flags: p.l7_probe_proto_flags,
-        l7_protocols: L7_PROTOCOLS
-            .iter()
-            .filter(|(_, bit)| p.l7_probe_proto_flags & bit != 0)
-            .map(|(name, _)| name.to_string())
-            .collect(),
-        svg_period: p.svg_period,
-        perf_sample_period: p.perf_sample_period,
-        pyroscope_server: p.pyroscope_server.clone(),
-        output_dir: p.output_dir.clone(),
-        flame_dir: p.flame_dir.clone(),
-        cadvisor_port: p.cadvisor_port,
-        profiling_channel: p.profiling_chan.name().to_string(),
-        min_exec_dur: p.min_exec_dur,
-        min_aggr_dur: p.min_aggr_dur,
+        report_period,
+        sample_period,
+        latency_thr,
+        offline_thr,
+        drops_thr,
+        kafka_port,
+        report_event,
+        ringbuf_map_size,
+        report_cport,
+        // Not settable over REST (docs/reference/ipc-and-lifecycle.md §6.4).
+        metrics_flags: 0,
+        env_flags: 0,
+        support_ssl,
+        res_upper_thr,
+        res_lower_thr,
+        continuous_sampling,
+        multi_instance,
+        native_stack,
+        cluster_ip_backend,
+        dev_name,
+        elf_path,
+        l7_probe_proto_flags: l7_protocol,
+        l7_protocol: l7_protocol_names(l7_protocol).map(str::to_owned).collect(),
+        svg_period,
+        perf_sample_period,
+        pyroscope_server,
+        output_dir,
+        flame_dir,
+        cadvisor_port,
+        profiling_channel: profiling_channel.name().to_owned(),
+        min_exec_dur,
+        min_aggr_dur,
     }
 }
 
@@ -107,5 +136,32 @@ fn object(o: &Snooped) -> SnooperObject {
     };
     SnooperObject {
         object: Some(object),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probes::params::ProfilingChannel;
+
+    #[test]
+    fn parameters_go_out_under_the_same_names() {
+        let p = Params {
+            report_period: 30,
+            report_event: true,
+            dev_name: "eth0".into(),
+            l7_protocol: 0x1 | 0x200,
+            profiling_channel: ProfilingChannel::Kafka,
+            ..Params::default()
+        };
+        let wire = params(&p);
+        assert_eq!(wire.report_period, 30);
+        assert!(wire.report_event && !wire.support_ssl);
+        assert_eq!(wire.dev_name, "eth0");
+        assert_eq!(wire.l7_probe_proto_flags, 0x201);
+        assert_eq!(wire.l7_protocol, ["http", "crpc"]);
+        assert_eq!(wire.profiling_channel, "kafka");
+        assert_eq!((wire.metrics_flags, wire.env_flags), (0, 0));
+        assert_eq!(wire.flame_dir, "/var/log/gala-gopher/flamegraph");
     }
 }

@@ -99,7 +99,7 @@ impl ProbeManager {
         let snoopers_changed = outcome.snoopers_changed;
         let params_changed = outcome.params_changed;
         entry.series_hold_ms.store(
-            series_hold_ms(outcome.settings.params.period),
+            series_hold_ms(outcome.settings.params.report_period),
             Ordering::Relaxed,
         );
         entry.settings = Some(outcome.settings);

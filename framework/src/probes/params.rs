@@ -1,5 +1,12 @@
-//! Probe parameters: the record every probe receives (docs/reference/ipc-and-lifecycle.md §6.4) and the one
-//! table of REST `params` keys (docs/reference/rest-api.md §8) that parses, validates and renders them.
+//! Probe parameters: the record every probe receives (docs/reference/ipc-and-lifecycle.md
+//! §6.4) and the one table of REST `params` keys (docs/reference/rest-api.md §8) that parses,
+//! validates and renders them.
+//!
+//! One vocabulary: a field of [`Params`] is named after its REST key, and so is the field of
+//! the control message (`control.proto`) and the name every SDK reads it by. Keys that only
+//! take 0 or 1 are `bool`s. The few wire fields without a REST key of their own are listed in
+//! [`WIRE_ONLY_PARAMS`]. A test (`framework/tests/param_vocabulary.rs`) holds the REST table,
+//! the proto, the Python SDK and the C SDK to the same list.
 //!
 //! Fixes over the original, on purpose:
 //! - a number beyond the 32-bit range is a range error, not a daemon abort;
@@ -14,107 +21,106 @@ use serde_json::{Map, Value};
 
 use crate::textcheck::has_unsafe_chars;
 
-/// The parameter record of docs/reference/ipc-and-lifecycle.md §6.4, with the original's defaults.
+/// The parameter record, with the spec's defaults; each field is named after its REST key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Params {
-    /// `report_period`, seconds.
-    pub period: u32,
-    /// `sample_period`, milliseconds.
+    /// Report interval, seconds.
+    pub report_period: u32,
+    /// Sampling interval, milliseconds.
     pub sample_period: u32,
-    /// `latency_thr`, milliseconds; 0 = off.
+    /// Latency threshold, milliseconds; 0 = off.
     pub latency_thr: u32,
-    /// `offline_thr`, milliseconds; 0 = off.
+    /// Offline threshold, milliseconds; 0 = off.
     pub offline_thr: u32,
-    /// `drops_thr`; 0 = off.
-    pub drops_count_thr: u32,
-    /// `kafka_port`.
+    /// Drop-count threshold; 0 = off.
+    pub drops_thr: u32,
+    /// Kafka broker port the kafka probe observes.
     pub kafka_port: u32,
-    /// `report_event` (0/1).
-    pub logs: u8,
-    /// `ringbuf_map_size`, MB (power of two).
-    pub ringbuf_map_size: u8,
-    /// `report_cport` (0/1).
-    pub report_cport: u8,
-    /// Raw 0x1 / telemetry 0x2 metrics; not settable over REST.
-    pub metrics_flags: u8,
-    /// Node 0x1 / container 0x2 / k8s 0x4; not settable over REST.
-    pub env_flags: u8,
-    /// `support_ssl` (0/1).
-    pub support_ssl: u8,
-    /// `res_upper_thr`, percent.
-    pub res_percent_upper: u8,
-    /// `res_lower_thr`, percent.
-    pub res_percent_lower: u8,
-    /// `continuous_sampling` (0/1).
-    pub continuous_sampling_flag: u8,
-    /// `multi_instance` (0/1).
-    pub multi_instance_flag: u8,
-    /// `native_stack` (0/1).
-    pub native_stack_flag: u8,
-    /// `cluster_ip_backend` (0–2).
-    pub cluster_ip_backend: u8,
-    /// `dev_name`, at most 31 bytes.
-    pub target_dev: String,
-    /// `elf_path`, canonical, at most 511 bytes.
+    /// Report abnormal events.
+    pub report_event: bool,
+    /// eBPF ring buffer size, MB (power of two).
+    pub ringbuf_map_size: u32,
+    /// Report the client port of TCP connections.
+    pub report_cport: bool,
+    /// Observe TLS traffic.
+    pub support_ssl: bool,
+    /// Resource upper threshold, percent.
+    pub res_upper_thr: u32,
+    /// Resource lower threshold, percent.
+    pub res_lower_thr: u32,
+    /// Sample continuously (ksli).
+    pub continuous_sampling: bool,
+    /// One flame graph per process (flamegraph).
+    pub multi_instance: bool,
+    /// Unwind native stacks (flamegraph).
+    pub native_stack: bool,
+    /// How cluster-IP connections map to backends (0–2).
+    pub cluster_ip_backend: u32,
+    /// Network or block device to observe, at most 31 bytes.
+    pub dev_name: String,
+    /// ELF file to attach to, canonical, at most 511 bytes.
     pub elf_path: String,
-    /// `l7_protocol` as bits (see [`L7_PROTOCOLS`]).
-    pub l7_probe_proto_flags: u32,
-    /// `svg_period`, seconds.
+    /// L7 protocols to observe, as the bits of [`L7_PROTOCOLS`].
+    pub l7_protocol: u32,
+    /// Flame graph SVG interval, seconds.
     pub svg_period: u32,
-    /// `perf_sample_period`, milliseconds.
+    /// perf sampling interval, milliseconds.
     pub perf_sample_period: u32,
-    /// `pyroscope_server`, at most 63 bytes.
+    /// `host:port` of the Pyroscope server, at most 63 bytes.
     pub pyroscope_server: String,
-    /// `output_dir`, canonical, at most 255 bytes.
+    /// Output directory, canonical, at most 255 bytes.
     pub output_dir: String,
-    /// `flame_dir`, canonical, at most 255 bytes.
+    /// Flame graph directory, canonical, at most 255 bytes.
     pub flame_dir: String,
-    /// `cadvisor_port`.
+    /// cAdvisor port the container probe observes.
     pub cadvisor_port: u32,
-    /// `profiling_channel`.
-    pub profiling_chan: ProfilingChannel,
-    /// `min_exec_dur`, microseconds.
+    /// Where tprofiling/flamegraph send their profiles.
+    pub profiling_channel: ProfilingChannel,
+    /// Minimum execution duration, microseconds.
     pub min_exec_dur: u32,
-    /// `min_aggr_dur`, milliseconds.
+    /// Minimum aggregation duration, milliseconds.
     pub min_aggr_dur: u32,
 }
 
 impl Default for Params {
     fn default() -> Self {
         Params {
-            period: 60,
+            report_period: 60,
             sample_period: 5000,
             latency_thr: 0,
             offline_thr: 0,
-            drops_count_thr: 0,
+            drops_thr: 0,
             kafka_port: 9092,
-            logs: 0,
+            report_event: false,
             ringbuf_map_size: 1,
-            report_cport: 0,
-            metrics_flags: 0,
-            env_flags: 0,
-            support_ssl: 0,
-            res_percent_upper: 0,
-            res_percent_lower: 0,
-            continuous_sampling_flag: 0,
-            multi_instance_flag: 0,
-            native_stack_flag: 0,
+            report_cport: false,
+            support_ssl: false,
+            res_upper_thr: 0,
+            res_lower_thr: 0,
+            continuous_sampling: false,
+            multi_instance: false,
+            native_stack: false,
             cluster_ip_backend: 0,
-            target_dev: String::new(),
+            dev_name: String::new(),
             elf_path: String::new(),
-            l7_probe_proto_flags: 0,
+            l7_protocol: 0,
             svg_period: 180,
             perf_sample_period: 10,
             pyroscope_server: "localhost:4040".into(),
             output_dir: String::new(),
             flame_dir: "/var/log/gala-gopher/flamegraph".into(),
             cadvisor_port: 8083,
-            profiling_chan: ProfilingChannel::Local,
+            profiling_channel: ProfilingChannel::Local,
             min_exec_dur: 1,
             min_aggr_dur: 100,
         }
     }
 }
+
+/// Fields of the control message's `Params` that have no REST key of their own; they keep
+/// the original record's names. `metrics_flags` and `env_flags` are not settable (always 0);
+/// `l7_probe_proto_flags` carries [`Params::l7_protocol`] as bits beside the names.
+pub const WIRE_ONLY_PARAMS: [&str; 3] = ["metrics_flags", "env_flags", "l7_probe_proto_flags"];
 
 /// Where tprofiling/flamegraph send their profiles (`profiling_channel`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -157,90 +163,100 @@ pub const L7_PROTOCOLS: &[(&str, u32)] = &[
     ("crpc", 0x200),
 ];
 
+/// The names of the protocols set in `bits`, in bit order (how REST shows them and how the
+/// control message lists them).
+pub fn l7_protocol_names(bits: u32) -> impl Iterator<Item = &'static str> {
+    L7_PROTOCOLS
+        .iter()
+        .filter(move |(_, bit)| bits & bit != 0)
+        .map(|(name, _)| *name)
+}
+
 /// `custom_param` values of a custom probe: declared label → value (1–64 bytes).
 pub type CustomParamValues = BTreeMap<String, String>;
 
 /// Longest `custom_param` value in bytes.
 pub const MAX_CUSTOM_PARAM_VALUE: usize = 64;
 
-/// A REST `params` key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ParamKey {
-    /// `sample_period`
-    SamplePeriod,
-    /// `report_period`
-    ReportPeriod,
-    /// `latency_thr`
-    LatencyThr,
-    /// `offline_thr`
-    OfflineThr,
-    /// `drops_thr`
-    DropsThr,
-    /// `res_lower_thr`
-    ResLowerThr,
-    /// `res_upper_thr`
-    ResUpperThr,
-    /// `report_event`
-    ReportEvent,
-    /// `ringbuf_map_size`
-    RingbufMapSize,
-    /// `report_cport`
-    ReportCport,
-    /// `l7_protocol`
-    L7Protocol,
-    /// `support_ssl`
-    SupportSsl,
-    /// `cluster_ip_backend`
-    ClusterIpBackend,
-    /// `pyroscope_server`
-    PyroscopeServer,
-    /// `svg_period`
-    SvgPeriod,
-    /// `perf_sample_period`
-    PerfSamplePeriod,
-    /// `multi_instance`
-    MultiInstance,
-    /// `native_stack`
-    NativeStack,
-    /// `output_dir`
-    OutputDir,
-    /// `flame_dir`
-    FlameDir,
-    /// `dev_name`
-    DevName,
-    /// `continuous_sampling`
-    ContinuousSampling,
-    /// `elf_path`
-    ElfPath,
-    /// `kafka_port`
-    KafkaPort,
-    /// `cadvisor_port`
-    CadvisorPort,
-    /// `profiling_channel`
-    ProfilingChannel,
-    /// `min_exec_dur`
-    MinExecDur,
-    /// `min_aggr_dur`
-    MinAggrDur,
-    /// `custom_param` (custom probes only)
-    CustomParam,
+/// Declares [`ParamKey`] with each key's REST name written once, beside its variant.
+macro_rules! param_keys {
+    ($($variant:ident = $name:literal,)*) => {
+        /// A REST `params` key; its identity is its REST name ([`ParamKey::name`]).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum ParamKey {
+            $(#[doc = concat!("`", $name, "`")] $variant,)*
+        }
+
+        impl ParamKey {
+            /// Every key, in the order of [`PARAM_TABLE`].
+            pub const ALL: [ParamKey; [$($name),*].len()] = [$(ParamKey::$variant),*];
+
+            /// The REST spelling.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(ParamKey::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+param_keys! {
+    SamplePeriod = "sample_period",
+    ReportPeriod = "report_period",
+    LatencyThr = "latency_thr",
+    OfflineThr = "offline_thr",
+    DropsThr = "drops_thr",
+    ResLowerThr = "res_lower_thr",
+    ResUpperThr = "res_upper_thr",
+    ReportEvent = "report_event",
+    RingbufMapSize = "ringbuf_map_size",
+    ReportCport = "report_cport",
+    L7Protocol = "l7_protocol",
+    SupportSsl = "support_ssl",
+    ClusterIpBackend = "cluster_ip_backend",
+    PyroscopeServer = "pyroscope_server",
+    SvgPeriod = "svg_period",
+    PerfSamplePeriod = "perf_sample_period",
+    MultiInstance = "multi_instance",
+    NativeStack = "native_stack",
+    OutputDir = "output_dir",
+    FlameDir = "flame_dir",
+    DevName = "dev_name",
+    ContinuousSampling = "continuous_sampling",
+    ElfPath = "elf_path",
+    KafkaPort = "kafka_port",
+    CadvisorPort = "cadvisor_port",
+    ProfilingChannel = "profiling_channel",
+    MinExecDur = "min_exec_dur",
+    MinAggrDur = "min_aggr_dur",
+    CustomParam = "custom_param",
 }
 
 impl ParamKey {
-    /// The table row of this key.
+    /// The table row of this key: row `i` is the row of the `i`-th key (checked when the crate
+    /// is compiled), so the lookup cannot miss.
     pub fn spec(self) -> &'static ParamSpec {
-        // Every key has exactly one row (checked by a test), so the fallback is never taken.
-        PARAM_TABLE
-            .iter()
-            .find(|s| s.key == self)
-            .unwrap_or(&PARAM_TABLE[0])
+        &PARAM_TABLE[self as usize]
     }
 
-    /// The REST spelling.
-    pub fn name(self) -> &'static str {
-        self.spec().name
+    /// The key spelt `name` in REST, if there is one.
+    pub fn from_name(name: &str) -> Option<ParamKey> {
+        ParamKey::ALL.into_iter().find(|k| k.name() == name)
     }
 }
+
+// The table has one row per key, in key order: what `ParamKey::spec` relies on.
+const _: () = {
+    let mut i = 0;
+    while i < PARAM_TABLE.len() {
+        assert!(
+            PARAM_TABLE[i].key as usize == i,
+            "PARAM_TABLE is not in ParamKey order"
+        );
+        i += 1;
+    }
+};
 
 /// When GET shows a key (docs/reference/rest-api.md §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -318,7 +334,7 @@ pub enum Rule {
 pub struct ParamSpec {
     /// The key.
     pub key: ParamKey,
-    /// Its REST spelling.
+    /// Its REST spelling (`key.name()`).
     pub name: &'static str,
     /// How it is parsed and stored.
     pub rule: Rule,
@@ -326,15 +342,9 @@ pub struct ParamSpec {
     pub visibility: Visibility,
 }
 
-/// Narrows a validated value into a one-byte field; every such field's range ends below 256.
-fn byte(v: u32) -> u8 {
-    u8::try_from(v).unwrap_or(u8::MAX)
-}
-
 #[allow(clippy::too_many_arguments)]
 const fn number(
     key: ParamKey,
-    name: &'static str,
     min: u32,
     max: u32,
     zero: Zero,
@@ -344,7 +354,7 @@ const fn number(
 ) -> ParamSpec {
     ParamSpec {
         key,
-        name,
+        name: key.name(),
         rule: Rule::Number(NumberRule {
             min,
             max,
@@ -360,7 +370,6 @@ const fn number(
 
 const fn text(
     key: ParamKey,
-    name: &'static str,
     len_below: usize,
     path: bool,
     get: fn(&Params) -> &str,
@@ -368,7 +377,7 @@ const fn text(
 ) -> ParamSpec {
     ParamSpec {
         key,
-        name,
+        name: key.name(),
         rule: Rule::Text(TextRule {
             len_below,
             path,
@@ -379,41 +388,52 @@ const fn text(
     }
 }
 
+const fn special(key: ParamKey, rule: Rule, visibility: Visibility) -> ParamSpec {
+    ParamSpec {
+        key,
+        name: key.name(),
+        rule,
+        visibility,
+    }
+}
+
 use ParamKey as K;
 use Visibility::{Always, Never, PerProbe, WhenNonZero};
 
-/// The REST params, in the order of docs/reference/rest-api.md §8 (also the order keys are checked in).
+/// The REST params, in the order of docs/reference/rest-api.md §8 (also the order keys are
+/// checked in), one row per [`ParamKey`] in its order. A 0/1 key is a number in REST and a
+/// `bool` in [`Params`].
 #[rustfmt::skip]
-pub const PARAM_TABLE: &[ParamSpec] = &[
-    number(K::SamplePeriod, "sample_period", 100, 10_000, Zero::InRange, PerProbe, |p| p.sample_period, |p, v| p.sample_period = v),
-    number(K::ReportPeriod, "report_period", 5, 600, Zero::InRange, Always, |p| p.period, |p, v| p.period = v),
-    number(K::LatencyThr, "latency_thr", 10, 100_000, Zero::SwitchesOff, WhenNonZero, |p| p.latency_thr, |p, v| p.latency_thr = v),
-    number(K::OfflineThr, "offline_thr", 10, 100_000, Zero::SwitchesOff, WhenNonZero, |p| p.offline_thr, |p, v| p.offline_thr = v),
-    number(K::DropsThr, "drops_thr", 10, 100_000, Zero::SwitchesOff, WhenNonZero, |p| p.drops_count_thr, |p, v| p.drops_count_thr = v),
-    number(K::ResLowerThr, "res_lower_thr", 0, 100, Zero::InRange, Always, |p| p.res_percent_lower.into(), |p, v| p.res_percent_lower = byte(v)),
-    number(K::ResUpperThr, "res_upper_thr", 0, 100, Zero::InRange, Always, |p| p.res_percent_upper.into(), |p, v| p.res_percent_upper = byte(v)),
-    number(K::ReportEvent, "report_event", 0, 1, Zero::InRange, Always, |p| p.logs.into(), |p, v| p.logs = byte(v)),
-    ParamSpec { key: K::RingbufMapSize, name: "ringbuf_map_size", rule: Rule::Number(NumberRule { min: 1, max: 32, zero: Zero::InRange, power_of_two: true, only_while_stopped: true, get: |p| p.ringbuf_map_size.into(), set: |p, v| p.ringbuf_map_size = byte(v) }), visibility: PerProbe },
-    number(K::ReportCport, "report_cport", 0, 1, Zero::InRange, PerProbe, |p| p.report_cport.into(), |p, v| p.report_cport = byte(v)),
-    ParamSpec { key: K::L7Protocol, name: "l7_protocol", rule: Rule::L7Protocols, visibility: PerProbe },
-    number(K::SupportSsl, "support_ssl", 0, 1, Zero::InRange, PerProbe, |p| p.support_ssl.into(), |p, v| p.support_ssl = byte(v)),
-    number(K::ClusterIpBackend, "cluster_ip_backend", 0, 2, Zero::InRange, PerProbe, |p| p.cluster_ip_backend.into(), |p, v| p.cluster_ip_backend = byte(v)),
-    text(K::PyroscopeServer, "pyroscope_server", 64, false, |p| &p.pyroscope_server, |p, v| p.pyroscope_server = v),
-    number(K::SvgPeriod, "svg_period", 30, 600, Zero::MeansDefault(180), PerProbe, |p| p.svg_period, |p, v| p.svg_period = v),
-    number(K::PerfSamplePeriod, "perf_sample_period", 10, 1000, Zero::MeansDefault(10), PerProbe, |p| p.perf_sample_period, |p, v| p.perf_sample_period = v),
-    number(K::MultiInstance, "multi_instance", 0, 1, Zero::InRange, PerProbe, |p| p.multi_instance_flag.into(), |p, v| p.multi_instance_flag = byte(v)),
-    number(K::NativeStack, "native_stack", 0, 1, Zero::InRange, PerProbe, |p| p.native_stack_flag.into(), |p, v| p.native_stack_flag = byte(v)),
-    text(K::OutputDir, "output_dir", 256, true, |p| &p.output_dir, |p, v| p.output_dir = v),
-    text(K::FlameDir, "flame_dir", 256, true, |p| &p.flame_dir, |p, v| p.flame_dir = v),
-    text(K::DevName, "dev_name", 32, false, |p| &p.target_dev, |p, v| p.target_dev = v),
-    number(K::ContinuousSampling, "continuous_sampling", 0, 1, Zero::InRange, PerProbe, |p| p.continuous_sampling_flag.into(), |p, v| p.continuous_sampling_flag = byte(v)),
-    text(K::ElfPath, "elf_path", 512, true, |p| &p.elf_path, |p, v| p.elf_path = v),
-    number(K::KafkaPort, "kafka_port", 1, 65_535, Zero::InRange, PerProbe, |p| p.kafka_port, |p, v| p.kafka_port = v),
-    number(K::CadvisorPort, "cadvisor_port", 1, 65_535, Zero::InRange, PerProbe, |p| p.cadvisor_port, |p, v| p.cadvisor_port = v),
-    ParamSpec { key: K::ProfilingChannel, name: "profiling_channel", rule: Rule::ProfilingChannel, visibility: Never },
-    number(K::MinExecDur, "min_exec_dur", 0, 1_000_000, Zero::InRange, Never, |p| p.min_exec_dur, |p, v| p.min_exec_dur = v),
-    number(K::MinAggrDur, "min_aggr_dur", 10, 10_000, Zero::InRange, Never, |p| p.min_aggr_dur, |p, v| p.min_aggr_dur = v),
-    ParamSpec { key: K::CustomParam, name: "custom_param", rule: Rule::CustomParam, visibility: PerProbe },
+pub const PARAM_TABLE: &[ParamSpec; ParamKey::ALL.len()] = &[
+    number(K::SamplePeriod, 100, 10_000, Zero::InRange, PerProbe, |p| p.sample_period, |p, v| p.sample_period = v),
+    number(K::ReportPeriod, 5, 600, Zero::InRange, Always, |p| p.report_period, |p, v| p.report_period = v),
+    number(K::LatencyThr, 10, 100_000, Zero::SwitchesOff, WhenNonZero, |p| p.latency_thr, |p, v| p.latency_thr = v),
+    number(K::OfflineThr, 10, 100_000, Zero::SwitchesOff, WhenNonZero, |p| p.offline_thr, |p, v| p.offline_thr = v),
+    number(K::DropsThr, 10, 100_000, Zero::SwitchesOff, WhenNonZero, |p| p.drops_thr, |p, v| p.drops_thr = v),
+    number(K::ResLowerThr, 0, 100, Zero::InRange, Always, |p| p.res_lower_thr, |p, v| p.res_lower_thr = v),
+    number(K::ResUpperThr, 0, 100, Zero::InRange, Always, |p| p.res_upper_thr, |p, v| p.res_upper_thr = v),
+    number(K::ReportEvent, 0, 1, Zero::InRange, Always, |p| p.report_event.into(), |p, v| p.report_event = v != 0),
+    special(K::RingbufMapSize, Rule::Number(NumberRule { min: 1, max: 32, zero: Zero::InRange, power_of_two: true, only_while_stopped: true, get: |p| p.ringbuf_map_size, set: |p, v| p.ringbuf_map_size = v }), PerProbe),
+    number(K::ReportCport, 0, 1, Zero::InRange, PerProbe, |p| p.report_cport.into(), |p, v| p.report_cport = v != 0),
+    special(K::L7Protocol, Rule::L7Protocols, PerProbe),
+    number(K::SupportSsl, 0, 1, Zero::InRange, PerProbe, |p| p.support_ssl.into(), |p, v| p.support_ssl = v != 0),
+    number(K::ClusterIpBackend, 0, 2, Zero::InRange, PerProbe, |p| p.cluster_ip_backend, |p, v| p.cluster_ip_backend = v),
+    text(K::PyroscopeServer, 64, false, |p| &p.pyroscope_server, |p, v| p.pyroscope_server = v),
+    number(K::SvgPeriod, 30, 600, Zero::MeansDefault(180), PerProbe, |p| p.svg_period, |p, v| p.svg_period = v),
+    number(K::PerfSamplePeriod, 10, 1000, Zero::MeansDefault(10), PerProbe, |p| p.perf_sample_period, |p, v| p.perf_sample_period = v),
+    number(K::MultiInstance, 0, 1, Zero::InRange, PerProbe, |p| p.multi_instance.into(), |p, v| p.multi_instance = v != 0),
+    number(K::NativeStack, 0, 1, Zero::InRange, PerProbe, |p| p.native_stack.into(), |p, v| p.native_stack = v != 0),
+    text(K::OutputDir, 256, true, |p| &p.output_dir, |p, v| p.output_dir = v),
+    text(K::FlameDir, 256, true, |p| &p.flame_dir, |p, v| p.flame_dir = v),
+    text(K::DevName, 32, false, |p| &p.dev_name, |p, v| p.dev_name = v),
+    number(K::ContinuousSampling, 0, 1, Zero::InRange, PerProbe, |p| p.continuous_sampling.into(), |p, v| p.continuous_sampling = v != 0),
+    text(K::ElfPath, 512, true, |p| &p.elf_path, |p, v| p.elf_path = v),
+    number(K::KafkaPort, 1, 65_535, Zero::InRange, PerProbe, |p| p.kafka_port, |p, v| p.kafka_port = v),
+    number(K::CadvisorPort, 1, 65_535, Zero::InRange, PerProbe, |p| p.cadvisor_port, |p, v| p.cadvisor_port = v),
+    special(K::ProfilingChannel, Rule::ProfilingChannel, Never),
+    number(K::MinExecDur, 0, 1_000_000, Zero::InRange, Never, |p| p.min_exec_dur, |p, v| p.min_exec_dur = v),
+    number(K::MinAggrDur, 10, 10_000, Zero::InRange, Never, |p| p.min_aggr_dur, |p, v| p.min_aggr_dur = v),
+    special(K::CustomParam, Rule::CustomParam, PerProbe),
 ];
 
 /// Why a `params` section was refused; the display text is the original's message.
@@ -559,10 +579,10 @@ fn apply_one(
             }
             (rule.set)(params, stored);
         }
-        Rule::L7Protocols => params.l7_probe_proto_flags = parse_l7_protocols(key, value)?,
+        Rule::L7Protocols => params.l7_protocol = parse_l7_protocols(key, value)?,
         Rule::ProfilingChannel => {
             let s = value.as_str().ok_or(ParamError::InvalidDataType { key })?;
-            params.profiling_chan = match s {
+            params.profiling_channel = match s {
                 "local" => ProfilingChannel::Local,
                 "kafka" => ProfilingChannel::Kafka,
                 other => {
@@ -789,12 +809,10 @@ fn param_value(
     Some(match &spec.rule {
         Rule::Number(rule) => Value::from((rule.get)(params)),
         Rule::Text(rule) => Value::from((rule.get)(params)),
-        Rule::L7Protocols => L7_PROTOCOLS
-            .iter()
-            .filter(|(_, bit)| params.l7_probe_proto_flags & bit != 0)
-            .map(|(name, _)| Value::from(*name))
+        Rule::L7Protocols => l7_protocol_names(params.l7_protocol)
+            .map(Value::from)
             .collect(),
-        Rule::ProfilingChannel => Value::from(params.profiling_chan.name()),
+        Rule::ProfilingChannel => Value::from(params.profiling_channel.name()),
         Rule::CustomParam => {
             let (declared, values) = custom?;
             declared
@@ -835,42 +853,14 @@ mod tests {
 
     #[test]
     fn every_key_has_one_row_and_fits_its_field() {
-        let all = [
-            K::SamplePeriod,
-            K::ReportPeriod,
-            K::LatencyThr,
-            K::OfflineThr,
-            K::DropsThr,
-            K::ResLowerThr,
-            K::ResUpperThr,
-            K::ReportEvent,
-            K::RingbufMapSize,
-            K::ReportCport,
-            K::L7Protocol,
-            K::SupportSsl,
-            K::ClusterIpBackend,
-            K::PyroscopeServer,
-            K::SvgPeriod,
-            K::PerfSamplePeriod,
-            K::MultiInstance,
-            K::NativeStack,
-            K::OutputDir,
-            K::FlameDir,
-            K::DevName,
-            K::ContinuousSampling,
-            K::ElfPath,
-            K::KafkaPort,
-            K::CadvisorPort,
-            K::ProfilingChannel,
-            K::MinExecDur,
-            K::MinAggrDur,
-            K::CustomParam,
-        ];
-        assert_eq!(PARAM_TABLE.len(), all.len());
-        for key in all {
-            assert_eq!(PARAM_TABLE.iter().filter(|s| s.key == key).count(), 1);
+        let mut names = std::collections::BTreeSet::new();
+        for key in ParamKey::ALL {
             assert_eq!(key.spec().key, key);
+            assert_eq!(key.spec().name, key.name());
+            assert_eq!(ParamKey::from_name(key.name()), Some(key));
+            assert!(names.insert(key.name()), "{} twice", key.name());
         }
+        assert_eq!(ParamKey::from_name("metrics_type"), None);
         // Each number field holds its maximum and reads back what was written.
         for spec in PARAM_TABLE {
             if let Rule::Number(rule) = spec.rule {
@@ -886,7 +876,10 @@ mod tests {
     #[test]
     fn defaults_are_the_spec_defaults() {
         let p = Params::default();
-        assert_eq!((p.period, p.sample_period, p.kafka_port), (60, 5000, 9092));
+        assert_eq!(
+            (p.report_period, p.sample_period, p.kafka_port),
+            (60, 5000, 9092)
+        );
         assert_eq!(
             (p.ringbuf_map_size, p.svg_period, p.perf_sample_period),
             (1, 180, 10)
@@ -897,7 +890,7 @@ mod tests {
             (p.cadvisor_port, p.min_exec_dur, p.min_aggr_dur),
             (8083, 1, 100)
         );
-        assert_eq!(p.profiling_chan.wire_value(), 0);
+        assert_eq!(p.profiling_channel.wire_value(), 0);
     }
 
     #[test]
@@ -909,8 +902,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            (p.period, p.logs, p.sample_period, p.res_percent_upper),
-            (30, 1, 150, 0)
+            (
+                p.report_period,
+                p.report_event,
+                p.sample_period,
+                p.res_upper_thr
+            ),
+            (30, true, 150, 0)
         );
     }
 
@@ -1012,11 +1010,7 @@ mod tests {
             json!({"latency_thr": 50, "offline_thr": 10, "drops_thr": 100000, "svg_period": 60, "perf_sample_period": 20}),
         );
         assert_eq!(
-            (
-                params.latency_thr,
-                params.offline_thr,
-                params.drops_count_thr
-            ),
+            (params.latency_thr, params.offline_thr, params.drops_thr),
             (50, 10, 100000)
         );
         set(
@@ -1025,11 +1019,7 @@ mod tests {
             json!({"latency_thr": 0, "offline_thr": 0, "drops_thr": 0.4, "svg_period": 0, "perf_sample_period": false}),
         );
         assert_eq!(
-            (
-                params.latency_thr,
-                params.offline_thr,
-                params.drops_count_thr
-            ),
+            (params.latency_thr, params.offline_thr, params.drops_thr),
             (0, 0, 0)
         );
         assert_eq!((params.svg_period, params.perf_sample_period), (180, 10));
@@ -1066,9 +1056,9 @@ mod tests {
             BUILTIN,
         )
         .unwrap();
-        assert_eq!(p.l7_probe_proto_flags, 0x1 | 0x2 | 0x200);
+        assert_eq!(p.l7_protocol, 0x1 | 0x2 | 0x200);
         let (p, _) = apply(json!({"l7_protocol": []}), BUILTIN).unwrap();
-        assert_eq!(p.l7_probe_proto_flags, 0);
+        assert_eq!(p.l7_protocol, 0);
         assert_eq!(
             err(json!({"l7_protocol": ["http", "cql"]})),
             "params.l7_protocol invalid value: cql"
@@ -1084,7 +1074,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            (p.target_dev.as_str(), p.pyroscope_server.as_str()),
+            (p.dev_name.as_str(), p.pyroscope_server.as_str()),
             ("eth0", "10.0.0.1:4040")
         );
         assert!(apply(json!({"dev_name": "x".repeat(31)}), BUILTIN).is_ok());
@@ -1142,7 +1132,7 @@ mod tests {
     #[test]
     fn profiling_channel_is_local_or_kafka_exactly() {
         let (p, _) = apply(json!({"profiling_channel": "kafka"}), BUILTIN).unwrap();
-        assert_eq!(p.profiling_chan, ProfilingChannel::Kafka);
+        assert_eq!(p.profiling_channel, ProfilingChannel::Kafka);
         assert_eq!(err(json!({"profiling_channel": "Kafka"})), "Bad request");
     }
 
@@ -1223,7 +1213,7 @@ mod tests {
             ]
         );
         p.latency_thr = 20;
-        p.l7_probe_proto_flags = 0x200 | 0x1;
+        p.l7_protocol = 0x200 | 0x1;
         let shown = render_params(
             &p,
             &[K::L7Protocol, K::ProfilingChannel, K::MinExecDur],

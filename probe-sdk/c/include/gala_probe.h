@@ -109,7 +109,8 @@ int gala_probe_running(const gala_probe *p);
 /**
  * Reads one configuration value by path, as text: probe_name, seq, change_flags, subitems
  * and pids (space-separated), subitem_mask, snooper_mode (whitelist/blacklist),
- * params.<name> (every field of the proto Params, booleans true/false),
+ * params.<name> (every field of the proto Params, named after its REST key; booleans
+ * true/false),
  * custom.subitems (space-separated), custom.params.<label>, custom_labels.<key> (the last
  * three are empty when unset).
  *

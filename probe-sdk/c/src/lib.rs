@@ -350,8 +350,7 @@ pub unsafe extern "C" fn gala_probe_emit(
             // SAFETY: each pointer is NULL or NUL-terminated by the contract.
             .map(|(i, &v)| unsafe { text(v, &format!("value {} of {table:?}", i + 1)) })
             .collect::<Outcome<Vec<&str>>>()?;
-        let shown: Vec<&dyn Display> = texts.iter().map(|t| t as &dyn Display).collect();
-        h.probe.emit(table, &shown)?;
+        h.probe.emit_iter(table, &texts)?;
         Ok(0)
     })
 }

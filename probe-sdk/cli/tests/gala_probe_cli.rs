@@ -14,7 +14,10 @@ use gala_ipc_proto::v1::{
 };
 use gala_ipc_proto::{encode, Encoding};
 
-const META: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/probes/sdk_echo.meta");
+const META: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../tests/probes/sdk_echo.meta"
+);
 
 /// The daemon's end of one probe's channel, and a state directory of its own.
 struct Channel {

@@ -20,9 +20,7 @@ use nix::fcntl::{Flock, FlockArg};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{recv, MsgFlags};
 
-use crate::config::Config;
-use crate::error::ConfigError;
-use crate::probe::{probe_name, FIRST_CONFIG_TIMEOUT};
+use gala_probe_sdk::{probe_name, Config, ConfigError, FIRST_CONFIG_TIMEOUT};
 
 /// The helper's name and version in `Hello`.
 pub const SH_SDK_VERSION: &str = concat!("sh-", env!("CARGO_PKG_VERSION"));

@@ -9,8 +9,11 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use gala_ipc_proto::v1::status;
 use gala_meta::{classify, parse_event, Line};
-use gala_probe_sdk::shell::ShellChannel;
 use gala_probe_sdk::{Event, Output, Schema, Severity};
+
+use shell::ShellChannel;
+
+mod shell;
 
 /// Helper for gala-gopher probes written in shell.
 #[derive(Parser)]
@@ -128,9 +131,7 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
             values,
         } => {
             let mut out = Output::stdout(schema(&meta)?);
-            let values: Vec<&dyn std::fmt::Display> =
-                values.iter().map(|v| v as &dyn std::fmt::Display).collect();
-            out.emit(&table, &values)?;
+            out.emit_iter(&table, &values)?;
             out.flush()?;
         }
         Command::Event {
