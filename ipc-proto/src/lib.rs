@@ -49,7 +49,7 @@ pub use encoding::Encoding;
 pub use env::{from_env, ENV_IPC_ENCODING, ENV_IPC_FD, ENV_META, ENV_PROBE_NAME, IPC_FD};
 pub use error::{DecodeError, EncodeError, EnvError, ParseEncodingError, ReadError, WriteError};
 pub use frame::{encode, FrameDecoder, MAX_FRAME_LEN};
-pub use strict::check_probe_config_json;
+pub use strict::{check_probe_config_json, StrictJsonError};
 
 /// Types generated from `gala_gopher/ipc/v1/control.proto` (prost for protobuf, pbjson for the
 /// proto3 JSON mapping).
