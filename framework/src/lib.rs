@@ -1,5 +1,6 @@
 //! The gala-gopher daemon as a library: configuration, ingress, imdb, egress, probe
-//! supervision and control, the HTTP(S) listeners and the local control socket of `gopher-ctl`.
+//! supervision and control, the HTTP(S) listeners and the daemon's end of the local control
+//! socket of `gopher-ctl` (whose protocol and client are the `gopher-ctl` package).
 pub mod api;
 pub mod clock;
 pub mod config;

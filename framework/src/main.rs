@@ -14,6 +14,7 @@ use clap::{ArgAction, Parser};
 use gala_gopher::config::{
     probes_init_override, Config, EventChannel, Loaded, MetricChannel, DEFAULT_CONFIG_PATH,
 };
+use gala_gopher::ctl::CtlApi;
 use gala_gopher::egress::event::{EventLogConfig, EventLogWriter, EventSink};
 use gala_gopher::egress::http::{self, MetricsEndpoint};
 use gala_gopher::egress::kafka::KafkaProducer;
@@ -25,7 +26,7 @@ use gala_gopher::identity::HostIdentity;
 use gala_gopher::imdb::{Imdb, ImdbLimits};
 use gala_gopher::manager::{ManagerContext, ProbeManager};
 use gala_gopher::probes::{self, init_file, Catalogue, CustomProbe};
-use gala_gopher::rest::{CtlApi, RestApi};
+use gala_gopher::rest::RestApi;
 use gala_gopher::snooper::ScanRoots;
 use gala_gopher::supervisor::{reserve_ipc_fd, SupervisorContext};
 use gala_gopher::{clock, logging, selfmetrics};

@@ -1,7 +1,8 @@
-//! The operator entry points over the [`ProbeManager`]: the REST API (`rest_api_server`:
-//! `PUT /<probe>` with a `json=` body and `GET /<probe>`, with the original's status codes and
-//! texts, plus the fixes: other methods get 405, an oversized body 413, and nothing a client
-//! sends can take the daemon down) and the same requests from `gopher-ctl`.
+//! The REST transport over the [`ProbeManager`] (`rest_api_server`): `PUT /<probe>` with a
+//! `json=` body and `GET /<probe>`, with the original's status codes and texts, plus the fixes:
+//! other methods get 405, an oversized body 413, and nothing a client sends can take the daemon
+//! down. The HTTP(S) accept loop is [`crate::server`]; the answers come from [`crate::api`],
+//! as those of `gopher-ctl` ([`crate::ctl`]).
 
 use std::sync::Arc;
 
@@ -12,8 +13,6 @@ use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 
 use crate::api::{self, ApiError};
-use crate::ctl::{CtlHandler, CtlRequest};
-use crate::egress::http::MetricsEndpoint;
 use crate::manager::ProbeManager;
 use crate::server::Handler;
 
@@ -79,48 +78,5 @@ impl Handler for RestApi {
                 .insert(ALLOW, HeaderValue::from_static("GET, PUT"));
         }
         resp
-    }
-}
-
-/// Answers `gopher-ctl`: probe get/set exactly as REST GET/PUT (same bodies, same texts), and
-/// the metrics text (non-destructive, as a scrape).
-pub struct CtlApi {
-    manager: Arc<ProbeManager>,
-    metrics: Option<Arc<MetricsEndpoint>>,
-}
-
-impl CtlApi {
-    /// The gopher-ctl API of `manager`; `metrics` renders `gopher-ctl metric` when the metrics
-    /// go to the web server.
-    pub fn new(manager: Arc<ProbeManager>, metrics: Option<Arc<MetricsEndpoint>>) -> Self {
-        CtlApi { manager, metrics }
-    }
-}
-
-impl CtlHandler for CtlApi {
-    async fn handle(self: Arc<Self>, req: CtlRequest) -> String {
-        let answer = match req {
-            // The original's text for any failed get.
-            CtlRequest::ProbeGet { name } => self
-                .manager
-                .get(&name)
-                .await
-                .map_err(|_| ApiError::bad_request_with("Failed to get probe config")),
-            CtlRequest::ProbeSet { name, json } => self
-                .manager
-                .put(&name, json.as_bytes())
-                .await
-                .map(|()| api::SUCCESS_BODY.to_string()),
-            CtlRequest::Metrics => {
-                let Some(metrics) = self.metrics.clone() else {
-                    return String::new();
-                };
-                let text = tokio::task::spawn_blocking(move || metrics.scrape()).await;
-                return text
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
-                    .unwrap_or_default();
-            }
-        };
-        answer.unwrap_or_else(|e| e.body())
     }
 }

@@ -53,7 +53,7 @@ pub use frame::{encode, FrameDecoder, MAX_FRAME_LEN};
 /// The reflection library of [`descriptor_pool`], for callers that read messages by field name.
 pub use prost_reflect;
 pub use schema::{descriptor_pool, message_descriptor};
-pub use strict::check_probe_config_json;
+pub use strict::{check_probe_config_json, StrictJsonError};
 
 /// Types generated from `gala_gopher/ipc/v1/control.proto` (prost for protobuf, pbjson for the
 /// proto3 JSON mapping).

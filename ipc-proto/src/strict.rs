@@ -3,21 +3,36 @@
 //! for a newer daemon; in hand-written text an unknown field is a typo (`"processes"` for
 //! `"snoopers"`) that would otherwise be ignored silently.
 
-use prost_reflect::{DescriptorPool, DynamicMessage};
+use prost_reflect::{DescriptorError, DescriptorPool, DynamicMessage};
 
 /// The compiled schema, written by the build script.
 const DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/control.fds"));
 
+/// Why a hand-written `ProbeConfig` was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum StrictJsonError {
+    /// The text is not JSON, names a field the schema does not have, or gives a field a value
+    /// of the wrong type; the message names the field and its line and column.
+    #[error("{0}")]
+    Json(serde_json::Error),
+    /// The compiled schema cannot be read back (a broken build).
+    #[error("the compiled schema is unreadable: {0}")]
+    Schema(DescriptorError),
+    /// The compiled schema has no `ProbeConfig` (a broken build).
+    #[error("ProbeConfig is not in the schema")]
+    NoProbeConfig,
+}
+
 /// Checks that `text` is a proto3-JSON `ProbeConfig` naming only fields of the schema; the
 /// error names the field and its line and column.
-pub fn check_probe_config_json(text: &str) -> Result<(), String> {
-    let pool = DescriptorPool::decode(DESCRIPTORS).map_err(|e| e.to_string())?;
+pub fn check_probe_config_json(text: &str) -> Result<(), StrictJsonError> {
+    let pool = DescriptorPool::decode(DESCRIPTORS).map_err(StrictJsonError::Schema)?;
     let message = pool
         .get_message_by_name("gala_gopher.ipc.v1.ProbeConfig")
-        .ok_or("ProbeConfig is not in the schema")?;
+        .ok_or(StrictJsonError::NoProbeConfig)?;
     let mut de = serde_json::Deserializer::from_str(text);
-    DynamicMessage::deserialize(message, &mut de).map_err(|e| e.to_string())?;
-    de.end().map_err(|e| e.to_string())
+    DynamicMessage::deserialize(message, &mut de).map_err(StrictJsonError::Json)?;
+    de.end().map_err(StrictJsonError::Json)
 }
 
 #[cfg(test)]
@@ -30,23 +45,32 @@ mod tests {
             "params":{"report_period":5,"samplePeriod":100,"dev_name":"sda"},
             "snoopers":[{"process":{"pid":1}},{"container":{"id":"abc","libc_path":"/x"}}],
             "custom_labels":{"k":"v"},"custom":{"params":{"p":"1"}}}"#;
-        assert_eq!(check_probe_config_json(text), Ok(()));
-        assert_eq!(check_probe_config_json("{}"), Ok(()));
+        check_probe_config_json(text).unwrap();
+        check_probe_config_json("{}").unwrap();
     }
 
     #[test]
     fn unknown_fields_are_named_with_their_place() {
-        let err = check_probe_config_json("{\n \"processes\": [{\"pid\": 1}]\n}").unwrap_err();
-        assert!(err.contains("processes") && err.contains("line 2"), "{err}");
-        let err = check_probe_config_json(r#"{"params":{"report_periode":5}}"#).unwrap_err();
-        assert!(err.contains("report_periode"), "{err}");
-        let err = check_probe_config_json(r#"{"snoopers":[{"process":{"tgid":1}}]}"#).unwrap_err();
-        assert!(err.contains("tgid"), "{err}");
+        let err = |text| match check_probe_config_json(text) {
+            Err(StrictJsonError::Json(e)) => e,
+            other => panic!("{text}: {other:?}"),
+        };
+        let e = err("{\n \"processes\": [{\"pid\": 1}]\n}");
+        assert!(e.to_string().contains("processes"), "{e}");
+        assert_eq!(e.line(), 2, "{e}");
+        let e = err(r#"{"params":{"report_periode":5}}"#);
+        assert!(e.to_string().contains("report_periode"), "{e}");
+        let e = err(r#"{"snoopers":[{"process":{"tgid":1}}]}"#);
+        assert!(e.to_string().contains("tgid"), "{e}");
     }
 
     #[test]
     fn wrong_types_and_trailing_text_are_errors() {
-        assert!(check_probe_config_json(r#"{"params":{"report_period":"x"}}"#).is_err());
-        assert!(check_probe_config_json("{} {}").is_err());
+        for text in [r#"{"params":{"report_period":"x"}}"#, "{} {}"] {
+            assert!(
+                matches!(check_probe_config_json(text), Err(StrictJsonError::Json(_))),
+                "{text}"
+            );
+        }
     }
 }

@@ -60,7 +60,8 @@ impl Config {
             None => (ProbeConfig::default(), serde_json::Value::Null),
             Some(text) => {
                 // A person wrote it: a misspelt field is an error, not ignored as on the wire.
-                gala_ipc_proto::check_probe_config_json(text).map_err(ConfigError::Json)?;
+                gala_ipc_proto::check_probe_config_json(text)
+                    .map_err(|e| ConfigError::Json(e.to_string()))?;
                 let value: serde_json::Value =
                     serde_json::from_str(text).map_err(|e| ConfigError::Json(e.to_string()))?;
                 let raw: ProbeConfig = serde_json::from_value(value.clone())

@@ -65,7 +65,7 @@ mod tests {
     /// Applies `body` to a fresh probe, saves it, and applies the saved body to another fresh
     /// probe: both must end up configured alike.
     fn round_trip(probe: &str, body: &str) {
-        let catalogue = Catalogue::new(std::path::Path::new("/opt/gala-gopher/extend_probes"), &[]);
+        let catalogue = Catalogue::builtins(std::path::Path::new("/opt/gala-gopher/extend_probes"));
         let kind = catalogue.lookup(probe).expect("probe");
         let ctx = PutContext { running: false };
         let first =

@@ -8,7 +8,6 @@ use nix::sys::signal::Signal;
 
 use gala_ipc_proto::Encoding;
 
-use super::custom::CustomProbe;
 use super::params::ParamKey;
 
 /// Which resolved snooper objects a probe receives (the "snoop" column of docs/reference/rest-api.md §3).
@@ -385,10 +384,6 @@ const fn names_and_bins() -> [(&'static str, &'static str); BUILTIN_PROBES.len()
 /// Type number of the first custom probe minus one: custom probes are `100 + position`.
 pub const CUSTOM_TYPE_BASE: u32 = 100;
 
-/// Params GET shows for a custom probe beyond those shown for every probe (docs/reference/rest-api.md §7).
-const CUSTOM_SHOWN_PARAMS: &[ParamKey] =
-    &[K::SamplePeriod, K::DevName, K::CadvisorPort, K::CustomParam];
-
 /// One `cmd.probe` sub-item and its bit in the sub-item mask.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubItem {
@@ -462,37 +457,6 @@ impl ProbeKind {
         }
     }
 
-    /// The catalogue entry of the custom probe at 1-based `position` of the custom-probe file.
-    ///
-    /// Custom probes take process and container snoopers (the original read an undefined
-    /// catalogue slot here) but do not require them, sub-item `i` has bit `1 << i`, and they
-    /// stop with SIGINT like every other extend probe.
-    pub fn custom(probe: &CustomProbe, position: u32) -> Self {
-        ProbeKind {
-            name: probe.name.clone(),
-            type_number: CUSTOM_TYPE_BASE + position,
-            bin: probe.bin.clone(),
-            subitems: probe
-                .subprobes
-                .iter()
-                .enumerate()
-                .map(|(i, name)| SubItem {
-                    name: name.clone(),
-                    bit: 1u32.checked_shl(i as u32).unwrap_or(0),
-                })
-                .collect(),
-            snoop: SnoopKinds::BOTH,
-            requires_snoopers: false,
-            shown_params: CUSTOM_SHOWN_PARAMS.to_vec(),
-            stop_signal: Signal::SIGINT,
-            origin: ProbeOrigin::Custom {
-                position,
-                params: probe.params.clone(),
-            },
-            encoding: probe.ipc_encoding,
-        }
-    }
-
     /// Whether the probe was declared in the custom-probe file.
     pub fn is_custom(&self) -> bool {
         matches!(self.origin, ProbeOrigin::Custom { .. })
@@ -528,6 +492,13 @@ impl ProbeKind {
     }
 }
 
+/// A probe declared outside the built-in table: the custom probes of
+/// `gala-gopher-custom.json` (`probes::custom`, which depends on this module, not the reverse).
+pub trait DeclaredProbe {
+    /// Its entry at 1-based `position` among the declared probes.
+    fn kind(&self, position: u32) -> ProbeKind;
+}
+
 /// All probes the daemon can run: the built-ins, then the custom probes in file order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Catalogue {
@@ -535,16 +506,22 @@ pub struct Catalogue {
 }
 
 impl Catalogue {
-    /// Builds the catalogue; built-in binaries live in `extend_probe_dir`.
-    pub fn new(extend_probe_dir: &Path, custom: &[CustomProbe]) -> Self {
+    /// Builds the catalogue; built-in binaries live in `extend_probe_dir`, the `custom` probes
+    /// follow in their order.
+    pub fn new<D: DeclaredProbe>(extend_probe_dir: &Path, custom: &[D]) -> Self {
+        let customs = (1u32..).zip(custom).map(|(position, c)| c.kind(position));
+        let mut catalogue = Self::builtins(extend_probe_dir);
+        catalogue.probes.extend(customs);
+        catalogue
+    }
+
+    /// The catalogue of the built-in probes alone.
+    pub fn builtins(extend_probe_dir: &Path) -> Self {
         let builtins = BUILTIN_PROBES
             .iter()
             .map(|p| ProbeKind::builtin(p, extend_probe_dir));
-        let customs = (1u32..)
-            .zip(custom)
-            .map(|(position, c)| ProbeKind::custom(c, position));
         Catalogue {
-            probes: builtins.chain(customs).collect(),
+            probes: builtins.collect(),
         }
     }
 
@@ -589,111 +566,9 @@ impl<'a> IntoIterator for &'a Catalogue {
     }
 }
 
-/// A probe name resolved to the program that runs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProbeBinary {
-    /// The canonical probe name (built-in names in lower case).
-    pub name: String,
-    /// The program to execute.
-    pub bin: PathBuf,
-}
-
-/// Why a probe name cannot be started.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ResolveError {
-    /// Neither a built-in nor a custom probe has this name.
-    #[error("invalid probe name {0}")]
-    UnknownProbe(String),
-    /// The probe exists but its binary is not installed.
-    #[error("probe {name}: binary {} is not installed", bin.display())]
-    NotInstalled {
-        /// The probe.
-        name: String,
-        /// Where its binary should be.
-        bin: PathBuf,
-    },
-}
-
-/// Finds the binary of `name`: built-in names match case-insensitively (as the original),
-/// custom names exactly. The binary must exist.
-pub fn resolve(
-    name: &str,
-    extend_probe_dir: &Path,
-    custom: &[CustomProbe],
-) -> Result<ProbeBinary, ResolveError> {
-    let found = BUILTIN_PROBES
-        .iter()
-        .find(|p| p.name.eq_ignore_ascii_case(name))
-        .map(|p| ProbeBinary {
-            name: p.name.to_string(),
-            bin: extend_probe_dir.join(p.bin),
-        })
-        .or_else(|| {
-            custom.iter().find(|c| c.name == name).map(|c| ProbeBinary {
-                name: c.name.clone(),
-                bin: c.bin.clone(),
-            })
-        })
-        .ok_or_else(|| ResolveError::UnknownProbe(name.to_string()))?;
-    if !found.bin.is_file() {
-        return Err(ResolveError::NotInstalled {
-            name: found.name,
-            bin: found.bin,
-        });
-    }
-    Ok(found)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn custom_probe(name: &str, bin: &Path) -> CustomProbe {
-        CustomProbe {
-            name: name.into(),
-            bin: bin.into(),
-            subprobes: vec!["a".into(), "b".into(), "c".into()],
-            params: vec!["p1".into(), "p2".into()],
-            ipc_encoding: gala_ipc_proto::Encoding::Json,
-        }
-    }
-
-    #[test]
-    fn builtin_names_are_case_insensitive_and_need_their_binary() {
-        let dir = tempfile::tempdir().unwrap();
-        let err = resolve("TCP", dir.path(), &[]).unwrap_err();
-        assert_eq!(
-            err,
-            ResolveError::NotInstalled {
-                name: "tcp".into(),
-                bin: dir.path().join("tcpprobe")
-            }
-        );
-        std::fs::write(dir.path().join("tcpprobe"), "").unwrap();
-        assert_eq!(resolve("Tcp", dir.path(), &[]).unwrap().name, "tcp");
-    }
-
-    #[test]
-    fn unknown_names_are_refused() {
-        let err = resolve("dnsmasq", Path::new("/nonexistent"), &[]).unwrap_err();
-        assert_eq!(err.to_string(), "invalid probe name dnsmasq");
-    }
-
-    #[test]
-    fn custom_names_are_exact() {
-        let dir = tempfile::tempdir().unwrap();
-        let bin = dir.path().join("my.sh");
-        std::fs::write(&bin, "").unwrap();
-        let custom = [CustomProbe {
-            name: "Mine".into(),
-            bin: bin.clone(),
-            subprobes: vec![],
-            params: vec![],
-            ipc_encoding: gala_ipc_proto::Encoding::Json,
-        }];
-        assert_eq!(resolve("Mine", dir.path(), &custom).unwrap().bin, bin);
-        assert!(resolve("mine", dir.path(), &custom).is_err());
-    }
 
     #[test]
     fn the_table_is_consistent() {
@@ -726,15 +601,9 @@ mod tests {
     }
 
     #[test]
-    fn catalogue_joins_custom_probes_after_the_builtins() {
-        let cat = Catalogue::new(
-            Path::new("/opt/gala-gopher/extend_probes"),
-            &[
-                custom_probe("First", Path::new("/opt/first")),
-                custom_probe("second", Path::new("/opt/second")),
-            ],
-        );
-        assert_eq!(cat.len(), 23);
+    fn catalogue_finds_builtins_case_insensitively() {
+        let cat = Catalogue::builtins(Path::new("/opt/gala-gopher/extend_probes"));
+        assert_eq!(cat.len(), 21);
         let tcp = cat.lookup("TcP").unwrap();
         assert_eq!(tcp.type_number, 5);
         assert_eq!(
@@ -746,19 +615,7 @@ mod tests {
         assert!(tcp.requires_snoopers);
         assert!(!cat.lookup("io").unwrap().requires_snoopers);
         assert!(!cat.lookup("baseinfo").unwrap().requires_snoopers);
-
-        let first = cat.lookup("First").unwrap();
-        assert!(cat.lookup("first").is_none(), "custom names are exact");
-        assert_eq!(first.type_number, 101);
-        assert_eq!(cat.by_type_number(102).unwrap().name, "second");
-        assert_eq!(first.bin, Path::new("/opt/first"));
-        assert_eq!(first.subitem_mask(&["a", "c"]), 0b101);
-        assert!(first.subitem("A").is_none(), "custom sub-items are exact");
-        assert_eq!(first.snoop, SnoopKinds::BOTH);
-        assert!(!first.requires_snoopers);
-        assert_eq!(first.custom_params().unwrap(), ["p1", "p2"]);
-        assert!(tcp.custom_params().is_none());
-        assert_eq!(cat.iter().filter(|p| p.is_custom()).count(), 2);
+        assert_eq!(cat.by_type_number(5), Some(tcp));
         assert!(cat.lookup("dnsmasq").is_none());
     }
 }

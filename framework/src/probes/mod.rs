@@ -7,8 +7,8 @@ pub mod init_file;
 pub mod params;
 
 pub use catalogue::{
-    resolve, BuiltinProbe, Catalogue, ProbeBinary, ProbeKind, ProbeOrigin, ResolveError,
-    SnoopKinds, SubItem, BUILTIN, BUILTIN_PROBES,
+    BuiltinProbe, Catalogue, DeclaredProbe, ProbeKind, ProbeOrigin, SnoopKinds, SubItem, BUILTIN,
+    BUILTIN_PROBES,
 };
 pub use custom::{CustomProbe, CustomProbeError};
 pub use init_file::{InitEntry, InitFileError};

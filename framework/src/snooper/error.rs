@@ -90,6 +90,14 @@ pub enum RuntimeError {
         /// The program.
         program: PathBuf,
         /// What is wrong with it.
-        reason: String,
+        reason: ListingError,
     },
+}
+
+/// A runtime CLI's listing that cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ListingError {
+    /// `crictl ps -o json` printed something else than its JSON (an error text, an old version).
+    #[error("not crictl JSON: {0}")]
+    NotCrictlJson(serde_json::Error),
 }

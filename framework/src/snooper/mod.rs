@@ -34,7 +34,7 @@ mod resolve;
 pub mod runtime;
 
 pub use cgroup::{parse_cgroup, CgroupIdentity, CpuCgroupDir};
-pub use error::{QueryError, Result, RuntimeError, SnooperError};
+pub use error::{ListingError, QueryError, Result, RuntimeError, SnooperError};
 pub use ids::{is_full_container_id, normalise_container_id_prefix, normalise_pod_id};
 pub use proc::{
     normalise_cmdline, parse_comm, parse_stat_ppid, ContainerInfo, ProcSnapshot, ProcessInfo,

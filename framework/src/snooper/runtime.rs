@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::error::RuntimeError;
+use super::error::{ListingError, RuntimeError};
 use super::ids::{is_full_container_id, normalise_pod_id};
 
 /// Most bytes of stdout accepted from a CLI (about 20 000 containers of docker output).
@@ -64,7 +64,7 @@ impl RuntimeKind {
     }
 
     /// Parses the output of [`list_args`](Self::list_args).
-    pub fn parse_listing(self, output: &str) -> Result<Listing, String> {
+    pub fn parse_listing(self, output: &str) -> Result<Listing, ListingError> {
         match self {
             RuntimeKind::Docker | RuntimeKind::Isula => Ok(parse_columns(output)),
             RuntimeKind::Crictl => parse_crictl_json(output),
@@ -210,14 +210,13 @@ fn parse_columns(output: &str) -> Listing {
 }
 
 /// Parses `crictl ps -o json`: `{"containers": [{"id", "metadata": {"name"}, "labels": {...}}]}`.
-fn parse_crictl_json(output: &str) -> Result<Listing, String> {
+fn parse_crictl_json(output: &str) -> Result<Listing, ListingError> {
     #[derive(serde::Deserialize)]
     struct Response {
         #[serde(default)]
         containers: Vec<serde_json::Value>,
     }
-    let response: Response =
-        serde_json::from_str(output).map_err(|e| format!("not crictl JSON: {e}"))?;
+    let response: Response = serde_json::from_str(output).map_err(ListingError::NotCrictlJson)?;
     let mut listing = Listing::default();
     for c in &response.containers {
         let id = c.get("id").and_then(serde_json::Value::as_str);
@@ -432,7 +431,11 @@ mod tests {
         let err = RuntimeKind::Crictl
             .parse_listing("FATA[0000] connect: no such file")
             .unwrap_err();
-        assert!(err.contains("not crictl JSON"), "{err}");
+        assert!(
+            matches!(err, ListingError::NotCrictlJson(_))
+                && err.to_string().starts_with("not crictl JSON: "),
+            "{err}"
+        );
     }
 
     #[test]
@@ -517,8 +520,8 @@ mod tests {
             skipped: 2,
         };
         let down = RuntimeError::BadOutput {
-            program: PathBuf::from("/usr/bin/isula"),
-            reason: "x".into(),
+            program: PathBuf::from("/usr/bin/crictl"),
+            reason: RuntimeKind::Crictl.parse_listing("x").unwrap_err(),
         };
         let inventory = RuntimeInventory::from_listings([Ok(docker), Err(down), Ok(crictl)]);
         assert_eq!(

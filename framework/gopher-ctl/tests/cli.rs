@@ -1,11 +1,13 @@
-//! The built `gopher-ctl` binary against a control socket served by `ctl::serve`: what it
-//! prints and its exit status (0 whenever the daemon answered, 255 otherwise).
+//! The built `gopher-ctl` binary against a control socket served by the daemon's listener
+//! (`gala_gopher::ctl::serve`): what it prints and its exit status (0 whenever the daemon
+//! answered, 255 otherwise).
 
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;
 
-use gala_gopher::ctl::{self, CtlHandler, CtlRequest};
+use gala_gopher::ctl::{self, CtlHandler};
+use gopher_ctl::CtlRequest;
 use tokio::sync::watch;
 
 /// Answers the way the probe manager will: JSON results, even for refusals.

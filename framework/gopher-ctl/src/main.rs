@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use gala_gopher::ctl::{self, CtlRequest, DEFAULT_SOCKET, IO_TIMEOUT};
+use gopher_ctl::{CtlRequest, DEFAULT_SOCKET, IO_TIMEOUT};
 
 /// Exit status of usage and transport errors.
 const FAILURE: u8 = 255;
@@ -75,7 +75,7 @@ fn main() -> ExitCode {
         } => CtlRequest::ProbeSet { name, json },
         Command::Metric => CtlRequest::Metrics,
     };
-    let answer = match ctl::request(&cli.socket, &request, IO_TIMEOUT) {
+    let answer = match gopher_ctl::request(&cli.socket, &request, IO_TIMEOUT) {
         Ok(answer) => answer,
         Err(e) => {
             eprintln!("gopher-ctl: {e}");
