@@ -335,7 +335,8 @@ fn label(subitem: &str) -> &str {
 }
 
 /// Checks a sub-item table against the programs of an opened (not loaded) BPF object:
-/// every program a variant names must exist and sit in the ELF section of its hook. One
+/// every program a variant names must exist and sit in the ELF section of its hook, and
+/// every program of the object must be named by some variant (else it never loads). One
 /// line per mismatch; empty when the table and the object agree. Each probe runs this in a
 /// unit test (opening an object needs no privileges).
 pub fn check_programs(subitems: &[Subitem], object: &OpenObject) -> Vec<String> {
@@ -357,7 +358,9 @@ pub fn check_programs(subitems: &[Subitem], object: &OpenObject) -> Vec<String> 
                 .iter()
                 .flat_map(move |v| v.iter().map(move |p| (s, p)))
         });
+    let mut named = BTreeSet::new();
     for (item, prog) in progs {
+        named.insert(prog.name);
         match sections.get(prog.name) {
             None => problems.push(format!(
                 "{}: program {} is not in the object",
@@ -372,6 +375,11 @@ pub fn check_programs(subitems: &[Subitem], object: &OpenObject) -> Vec<String> 
             )),
             Some(_) => {}
         }
+    }
+    for name in sections.keys().filter(|n| !named.contains(n.as_str())) {
+        problems.push(format!(
+            "program {name} is in no sub-item, so it never loads"
+        ));
     }
     problems.sort();
     problems.dedup();
@@ -506,6 +514,34 @@ mod tests {
             .notes
             .iter()
             .any(|n| n.contains("rtt: the kernel refused")));
+    }
+
+    #[test]
+    fn sections_name_their_hooks() {
+        assert!(Hook::TpBtf("sched_switch").matches_section("tp_btf/sched_switch"));
+        assert!(!Hook::TpBtf("sched_switch").matches_section("tp_btf/sched_switched"));
+        assert!(!Hook::TpBtf("sched_switch").matches_section("raw_tp/sched_switch"));
+        assert!(Hook::RawTp("sys_enter").matches_section("raw_tracepoint/sys_enter"));
+        assert!(Hook::Tracepoint("syscalls", "sys_enter_read")
+            .matches_section("tracepoint/syscalls/sys_enter_read"));
+        assert!(Hook::Kprobe("tcp_sendmsg").matches_section("kretprobe/tcp_sendmsg"));
+        for section in [
+            "uprobe",
+            "uretprobe",
+            "usdt",
+            "uprobe/libc.so.6:getaddrinfo",
+        ] {
+            assert!(Hook::Uprobe.matches_section(section), "{section}");
+        }
+        assert!(!Hook::Uprobe.matches_section("uprobes"));
+        assert!(Hook::Iter("task_file").matches_section("iter/task_file"));
+        assert!(Hook::Cgroup("sock_create").matches_section("cgroup/sock_create"));
+        assert_eq!(
+            Prog::tracepoint("p", "sched", "sched_switch")
+                .hook
+                .to_string(),
+            "tracepoint/sched/sched_switch"
+        );
     }
 
     #[test]

@@ -587,11 +587,31 @@ fn lost_text(latency: u64, errors: u64) -> String {
 mod tests {
     use super::*;
     use gala_ebpf::Hook;
+    use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 
     #[test]
     fn every_planned_program_is_in_the_object_on_its_hook() {
         let problems = gala_ebpf::check_skeleton(IoSkelBuilder::default(), SUBITEMS);
         assert!(problems.is_empty(), "{problems:#?}");
+    }
+
+    #[test]
+    fn a_planned_program_missing_from_the_object_is_an_error() {
+        const TYPO: &[Subitem] = &[Subitem {
+            name: "io_trace",
+            needs: &[Need {
+                what: "request issue",
+                variants: &[&[Prog::tp_btf("io_isue", "block_rq_issue")]],
+            }],
+        }];
+        let plan = Plan::choose(TYPO, |_| true, |_| true);
+        let mut slot = std::mem::MaybeUninit::uninit();
+        let mut open = IoSkelBuilder::default().open(&mut slot).unwrap();
+        let err = plan.apply(open.open_object_mut()).unwrap_err();
+        assert!(
+            matches!(&err, gala_ebpf::Error::NoSuchProgram(n) if n == "io_isue"),
+            "{err}"
+        );
     }
 
     #[test]
