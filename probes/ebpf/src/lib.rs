@@ -48,6 +48,9 @@ pub enum Error {
     /// A program the probe names (in its plan, or to attach itself) is not in the object.
     #[error("BPF object has no program {0:?}")]
     NoSuchProgram(String),
+    /// A struct `gala.bpf.h` defines is not laid out as the helpers expect.
+    #[error("{0}")]
+    Layout(String),
     /// A map the probe names (a ring buffer to size or read) is not in the object.
     #[error("BPF object has no map {0:?}")]
     NoSuchMap(String),

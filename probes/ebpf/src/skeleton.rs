@@ -200,14 +200,21 @@ impl<S> DerefMut for Skeleton<S> {
 }
 
 /// Opens the object of `builder` (no privileges needed, nothing is loaded) and checks
-/// `subitems` against it with [`crate::plan::check_programs`]: for each probe's unit test.
+/// `subitems` against it with [`crate::plan::check_programs`], and that the snooper
+/// control block can be written ([`crate::snoop::ctl_value`]): for each probe's unit test.
 pub fn check_skeleton<B>(builder: B, subitems: &[crate::plan::Subitem]) -> Vec<String>
 where
     for<'obj> B: SkelBuilder<'obj>,
 {
     let mut slot = MaybeUninit::uninit();
     let problems = match builder.open(&mut slot) {
-        Ok(open) => crate::plan::check_programs(subitems, open.open_object()),
+        Ok(open) => {
+            let mut problems = crate::plan::check_programs(subitems, open.open_object());
+            if let Err(e) = crate::snoop::ctl_value(open.open_object(), 1, 2) {
+                problems.push(e.to_string());
+            }
+            problems
+        }
         Err(e) => vec![format!("opening the BPF object: {e}")],
     };
     problems

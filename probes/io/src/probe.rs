@@ -344,6 +344,9 @@ unsafe impl gala_ebpf::Pod for types::io_bytes {}
 unsafe impl gala_ebpf::Pod for types::page_counts {}
 // SAFETY: integers only, the padding spelled out.
 unsafe impl gala_ebpf::Pod for types::io_cfg {}
+// SAFETY: two u32.
+#[cfg(test)]
+unsafe impl gala_ebpf::Pod for types::gala_ctl {}
 
 impl Default for IoProbe {
     fn default() -> Self {
@@ -593,6 +596,18 @@ mod tests {
     fn every_planned_program_is_in_the_object_on_its_hook() {
         let problems = gala_ebpf::check_skeleton(IoSkelBuilder::default(), SUBITEMS);
         assert!(problems.is_empty(), "{problems:#?}");
+    }
+
+    #[test]
+    fn the_snooper_control_block_is_laid_out_from_btf() {
+        let mut slot = std::mem::MaybeUninit::uninit();
+        let open = IoSkelBuilder::default().open(&mut slot).unwrap();
+        let value = gala_ebpf::snoop::ctl_value(open.open_object(), 1, 4242).unwrap();
+        let want = types::gala_ctl {
+            mode: 1,
+            self_tgid: 4242,
+        };
+        assert_eq!(value, gala_ebpf::bytes_of(&want));
     }
 
     #[test]
