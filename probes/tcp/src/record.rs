@@ -1,7 +1,8 @@
 //! What the BPF side (`src/bpf/tcp.bpf.c`) hands to user space: the `links` map values and
 //! the three ring buffer records, as the types libbpf-cargo generated from the object's BTF
-//! (no hand copies: a field moved in C moves here too), and their decoding. A record that is too short or of an unknown type decodes to `None` (counted
-//! by the caller, never a crash).
+//! (no hand copies: a field moved in C moves here too), and their decoding. A record that
+//! is too short or of an unknown type decodes to `None` (counted by the caller, never a
+//! crash).
 
 use gala_ebpf::{read_pod, Pod};
 

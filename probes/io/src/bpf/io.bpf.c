@@ -1,7 +1,7 @@
 /* ioprobe: block-layer latency per stage, I/O errors, bytes per disk, page-cache activity.
  *
  * Every program is autoload-off unless its sub-item's plan chooses it (see SUBITEMS in
- * src/main.rs). What the kernel side keeps:
+ * src/probe.rs). What the kernel side keeps:
  *  - io_trace:   one entry per sampled request in flight (LRU: a request that never
  *                completes, e.g. one merged into another, ages out); on completion one
  *                `io_lat_rec` goes to the `io_events` ring buffer with the three stage deltas.
