@@ -32,7 +32,8 @@ impl Kernel {
             kprobes: Path::new("/sys/bus/event_source/devices/kprobe/type").exists(),
             cgroup2: cgroup2_root(),
         };
-        kernel.fentry = kernel.probe_fentry();
+        // A refused probe load is the expected answer on a lockdown kernel, not news.
+        kernel.fentry = crate::print::quiet(|| kernel.probe_fentry());
         kernel
     }
 
@@ -45,6 +46,20 @@ impl Kernel {
     pub fn has_tracepoint(&self, name: &str) -> bool {
         self.find(&format!("btf_trace_{name}"), BTF_KIND_TYPEDEF)
             .is_some()
+    }
+
+    /// Whether classic tracepoint `<category>/<name>` exists in tracefs (usable as
+    /// `tracepoint/<category>/<name>`).
+    pub fn has_trace_event(&self, category: &str, name: &str) -> bool {
+        ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
+            .iter()
+            .any(|root| {
+                Path::new(root)
+                    .join("events")
+                    .join(category)
+                    .join(name)
+                    .exists()
+            })
     }
 
     /// Whether kernel function `name` is in BTF (a candidate for fentry/fexit/kprobe).

@@ -5,6 +5,9 @@
 //!   fentry/fexit and kprobes load), detected at run time;
 //! - [`plan`]: per sub-item, which BPF programs to load — the first hook variant the kernel
 //!   supports, autoload off for everything else — and loading that degrades per sub-item;
+//! - [`skeleton`]: one skeleton's lifecycle (open, plan, ring sizing, load, attach, ring
+//!   reader) and the storage it is opened into;
+//! - [`print`]: libbpf's messages in the probe's log (debug), silenced while probing;
 //! - [`snoop`]: the snooped (or, in blacklist mode, excluded) tgids in the `gala_snoop` map
 //!   that `gala.bpf.h`'s `gala_snooped()` checks, kept in step with the configuration;
 //! - [`cost`]: the run time and run count of the loaded programs (`bpf_enable_stats`),
@@ -20,17 +23,20 @@ pub mod cost;
 pub mod hist;
 pub mod kernel;
 pub mod plan;
+pub mod print;
 pub mod procnet;
 pub mod ring;
 pub mod runner;
+pub mod skeleton;
 pub mod snoop;
 
 pub use cost::{CostReport, ProgCost, StatsMode, COST_META};
 pub use hist::Histogram;
 pub use kernel::Kernel;
-pub use plan::{load, Hook, Need, Plan, Prog, Subitem};
-pub use ring::{read_pod, ring_bytes, Pod, RingReader};
-pub use runner::{attach_named, log, run, BpfProbe};
+pub use plan::{check_programs, load, Hook, Need, Plan, Prog, Subitem};
+pub use ring::{bytes_of, char_bytes, read_pod, ring_bytes, Pod, RingReader};
+pub use runner::{attach_named, debug, log, run, BpfProbe};
+pub use skeleton::{check_skeleton, Setup, Skeleton};
 pub use snoop::SnoopMap;
 
 /// Errors of the shared eBPF helpers.
@@ -39,6 +45,15 @@ pub enum Error {
     /// A map the helpers rely on is not in the BPF object (it does not include `gala.bpf.h`).
     #[error("BPF object has no map {0:?} (does the program include gala.bpf.h?)")]
     MissingMap(&'static str),
+    /// A program the probe names (in its plan, or to attach itself) is not in the object.
+    #[error("BPF object has no program {0:?}")]
+    NoSuchProgram(String),
+    /// A struct `gala.bpf.h` defines is not laid out as the helpers expect.
+    #[error("{0}")]
+    Layout(String),
+    /// A map the probe names (a ring buffer to size or read) is not in the object.
+    #[error("BPF object has no map {0:?}")]
+    NoSuchMap(String),
     /// A libbpf call failed.
     #[error("{what}: {source}")]
     Bpf {
@@ -51,7 +66,8 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn bpf(what: impl Into<String>) -> impl FnOnce(libbpf_rs::Error) -> Error {
+    /// Wraps a libbpf error with what was being done, for `map_err`.
+    pub fn bpf(what: impl Into<String>) -> impl FnOnce(libbpf_rs::Error) -> Error {
         let what = what.into();
         move |source| Error::Bpf { what, source }
     }

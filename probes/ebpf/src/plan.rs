@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use libbpf_rs::OpenObject;
 
 use crate::kernel::Kernel;
+use crate::Error;
 
 /// Where a program attaches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +18,8 @@ pub enum Hook {
     TpBtf(&'static str),
     /// `raw_tp/<tracepoint>`.
     RawTp(&'static str),
+    /// `tracepoint/<category>/<name>`: a classic tracefs tracepoint.
+    Tracepoint(&'static str, &'static str),
     /// `fentry/<function>`.
     Fentry(&'static str),
     /// `fexit/<function>`.
@@ -38,6 +41,7 @@ impl Hook {
         match *self {
             Hook::TpBtf(tp) => kernel.has_btf() && kernel.has_tracepoint(tp),
             Hook::RawTp(tp) => kernel.has_tracepoint(tp),
+            Hook::Tracepoint(category, name) => kernel.has_trace_event(category, name),
             Hook::Fentry(f) | Hook::Fexit(f) => kernel.fentry() && kernel.has_function(f),
             Hook::Kprobe(f) => kernel.kprobes() && kernel.has_function(f),
             Hook::Uprobe => true,
@@ -49,11 +53,40 @@ impl Hook {
     }
 }
 
+impl Hook {
+    /// Whether a program in ELF section `section` attaches here: the section libbpf reads
+    /// the program type and the attach target from must name this hook.
+    pub fn matches_section(&self, section: &str) -> bool {
+        let target = |prefixes: &[&str], want: &str| {
+            prefixes.iter().any(|p| {
+                section
+                    .strip_prefix(p)
+                    .and_then(|rest| rest.strip_prefix('/'))
+                    .is_some_and(|t| t == want)
+            })
+        };
+        match *self {
+            Hook::TpBtf(t) => target(&["tp_btf"], t),
+            Hook::RawTp(t) => target(&["raw_tp", "raw_tracepoint"], t),
+            Hook::Tracepoint(c, t) => target(&["tracepoint", "tp"], &format!("{c}/{t}")),
+            Hook::Fentry(f) => target(&["fentry"], f),
+            Hook::Fexit(f) => target(&["fexit"], f),
+            Hook::Kprobe(f) => target(&["kprobe", "kretprobe"], f),
+            Hook::Uprobe => ["uprobe", "uretprobe", "usdt"]
+                .iter()
+                .any(|p| section == *p || section.starts_with(&format!("{p}/"))),
+            Hook::Iter(t) => target(&["iter"], t),
+            Hook::Cgroup(t) => target(&["cgroup"], t),
+        }
+    }
+}
+
 impl std::fmt::Display for Hook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Hook::TpBtf(t) => write!(f, "tp_btf/{t}"),
             Hook::RawTp(t) => write!(f, "raw_tp/{t}"),
+            Hook::Tracepoint(c, t) => write!(f, "tracepoint/{c}/{t}"),
             Hook::Fentry(t) => write!(f, "fentry/{t}"),
             Hook::Fexit(t) => write!(f, "fexit/{t}"),
             Hook::Kprobe(t) => write!(f, "kprobe/{t}"),
@@ -71,6 +104,76 @@ pub struct Prog {
     pub name: &'static str,
     /// Where it attaches.
     pub hook: Hook,
+}
+
+impl Prog {
+    /// A program on typed raw tracepoint `tp_btf/<tracepoint>`.
+    pub const fn tp_btf(name: &'static str, tracepoint: &'static str) -> Prog {
+        Prog {
+            name,
+            hook: Hook::TpBtf(tracepoint),
+        }
+    }
+
+    /// A program on raw tracepoint `raw_tp/<tracepoint>`.
+    pub const fn raw_tp(name: &'static str, tracepoint: &'static str) -> Prog {
+        Prog {
+            name,
+            hook: Hook::RawTp(tracepoint),
+        }
+    }
+
+    /// A program on classic tracepoint `tracepoint/<category>/<event>`.
+    pub const fn tracepoint(
+        name: &'static str,
+        category: &'static str,
+        event: &'static str,
+    ) -> Prog {
+        Prog {
+            name,
+            hook: Hook::Tracepoint(category, event),
+        }
+    }
+
+    /// A uprobe, uretprobe or USDT program the probe attaches itself.
+    pub const fn uprobe(name: &'static str) -> Prog {
+        Prog {
+            name,
+            hook: Hook::Uprobe,
+        }
+    }
+
+    /// A program on `fentry/<function>`.
+    pub const fn fentry(name: &'static str, function: &'static str) -> Prog {
+        Prog {
+            name,
+            hook: Hook::Fentry(function),
+        }
+    }
+
+    /// A program on `fexit/<function>`.
+    pub const fn fexit(name: &'static str, function: &'static str) -> Prog {
+        Prog {
+            name,
+            hook: Hook::Fexit(function),
+        }
+    }
+
+    /// A BPF iterator program on `iter/<target>`.
+    pub const fn iter(name: &'static str, target: &'static str) -> Prog {
+        Prog {
+            name,
+            hook: Hook::Iter(target),
+        }
+    }
+
+    /// A cgroup program on `cgroup/<hook>`.
+    pub const fn cgroup(name: &'static str, hook: &'static str) -> Prog {
+        Prog {
+            name,
+            hook: Hook::Cgroup(hook),
+        }
+    }
 }
 
 /// Something a sub-item needs, with the alternatives that provide it, best first; each
@@ -185,10 +288,23 @@ impl Plan {
     }
 
     /// Sets autoload on every program of `object`: on for the chosen ones, off otherwise.
-    pub fn apply(&self, object: &mut OpenObject) {
+    /// A chosen program the object does not have is an error (a typo in the sub-item
+    /// table would otherwise leave its sub-item silently without data).
+    pub fn apply(&self, object: &mut OpenObject) -> Result<(), Error> {
+        let mut found = BTreeSet::new();
         for mut prog in object.progs_mut() {
-            let on = prog.name().to_str().is_some_and(|n| self.has(n));
-            prog.set_autoload(on);
+            let name = prog
+                .name()
+                .to_str()
+                .and_then(|n| self.progs.get(n).copied());
+            if let Some(name) = name {
+                found.insert(name);
+            }
+            prog.set_autoload(name.is_some());
+        }
+        match self.progs.difference(&found).next() {
+            Some(missing) => Err(Error::NoSuchProgram((*missing).to_owned())),
+            None => Ok(()),
         }
     }
 
@@ -218,10 +334,63 @@ fn label(subitem: &str) -> &str {
     }
 }
 
+/// Checks a sub-item table against the programs of an opened (not loaded) BPF object:
+/// every program a variant names must exist and sit in the ELF section of its hook, and
+/// every program of the object must be named by some variant (else it never loads). One
+/// line per mismatch; empty when the table and the object agree. Each probe runs this in a
+/// unit test (opening an object needs no privileges).
+pub fn check_programs(subitems: &[Subitem], object: &OpenObject) -> Vec<String> {
+    let sections: std::collections::BTreeMap<String, String> = object
+        .progs()
+        .map(|p| {
+            (
+                p.name().to_string_lossy().into_owned(),
+                p.section().to_string_lossy().into_owned(),
+            )
+        })
+        .collect();
+    let mut problems = Vec::new();
+    let progs = subitems
+        .iter()
+        .flat_map(|s| s.needs.iter().map(move |n| (s, n)))
+        .flat_map(|(s, n)| {
+            n.variants
+                .iter()
+                .flat_map(move |v| v.iter().map(move |p| (s, p)))
+        });
+    let mut named = BTreeSet::new();
+    for (item, prog) in progs {
+        named.insert(prog.name);
+        match sections.get(prog.name) {
+            None => problems.push(format!(
+                "{}: program {} is not in the object",
+                label(item.name),
+                prog.name
+            )),
+            Some(section) if !prog.hook.matches_section(section) => problems.push(format!(
+                "{}: program {} is in section {section}, its hook is {}",
+                label(item.name),
+                prog.name,
+                prog.hook
+            )),
+            Some(_) => {}
+        }
+    }
+    for name in sections.keys().filter(|n| !named.contains(n.as_str())) {
+        problems.push(format!(
+            "program {name} is in no sub-item, so it never loads"
+        ));
+    }
+    problems.sort();
+    problems.dedup();
+    problems
+}
+
 /// Loads with `plan` through `attempt` (which opens the object, calls [`Plan::apply`],
 /// loads and attaches). When that fails, each enabled sub-item is tried on its own with the
-/// core to find the ones the kernel refuses; they are dropped with a note and the rest is
-/// loaded. Fails only when the core itself does not load.
+/// core to find the ones the kernel refuses (libbpf's printer silenced meanwhile); they are
+/// dropped with a note and the rest is loaded. Fails only when the core itself does not
+/// load.
 pub fn load<T, E: std::fmt::Display>(
     subitems: &[Subitem],
     plan: Plan,
@@ -240,7 +409,9 @@ pub fn load<T, E: std::fmt::Display>(
                 .iter()
                 .fold(plan.clone(), |p, s| p.without(subitems, s))
         };
-        if let Err(e) = attempt(&alone) {
+        // These attempts only find the culprit: libbpf's messages (verifier logs) would
+        // repeat the first attempt's.
+        if let Err(e) = crate::print::quiet(|| attempt(&alone)) {
             let mut reduced = plan.without(subitems, item);
             reduced.notes.push(format!(
                 "{item}: the kernel refused its programs ({e}); it is off"
@@ -343,6 +514,34 @@ mod tests {
             .notes
             .iter()
             .any(|n| n.contains("rtt: the kernel refused")));
+    }
+
+    #[test]
+    fn sections_name_their_hooks() {
+        assert!(Hook::TpBtf("sched_switch").matches_section("tp_btf/sched_switch"));
+        assert!(!Hook::TpBtf("sched_switch").matches_section("tp_btf/sched_switched"));
+        assert!(!Hook::TpBtf("sched_switch").matches_section("raw_tp/sched_switch"));
+        assert!(Hook::RawTp("sys_enter").matches_section("raw_tracepoint/sys_enter"));
+        assert!(Hook::Tracepoint("syscalls", "sys_enter_read")
+            .matches_section("tracepoint/syscalls/sys_enter_read"));
+        assert!(Hook::Kprobe("tcp_sendmsg").matches_section("kretprobe/tcp_sendmsg"));
+        for section in [
+            "uprobe",
+            "uretprobe",
+            "usdt",
+            "uprobe/libc.so.6:getaddrinfo",
+        ] {
+            assert!(Hook::Uprobe.matches_section(section), "{section}");
+        }
+        assert!(!Hook::Uprobe.matches_section("uprobes"));
+        assert!(Hook::Iter("task_file").matches_section("iter/task_file"));
+        assert!(Hook::Cgroup("sock_create").matches_section("cgroup/sock_create"));
+        assert_eq!(
+            Prog::tracepoint("p", "sched", "sched_switch")
+                .hook
+                .to_string(),
+            "tracepoint/sched/sched_switch"
+        );
     }
 
     #[test]

@@ -57,12 +57,40 @@ impl RingReader {
     }
 }
 
-/// A `#[repr(C)]` struct shared with the BPF side, made only of integers and arrays of
-/// integers.
+/// A `#[repr(C)]` type shared with the BPF side — in the probes, a type libbpf-cargo
+/// generated from the object's BTF (`skel::types`) — made only of integers and arrays of
+/// integers. (The `plain` crate's `Plain` says the first half of this; the second half is
+/// what [`bytes_of`] needs, for map keys and values.)
 ///
 /// # Safety
-/// Every bit pattern must be a valid value of the type (no `bool`, enum, reference).
+/// Every bit pattern must be a valid value of the type (no `bool`, Rust enum, reference,
+/// pointer), and the type must have no implicit padding (C structs that spell theirs out).
 pub unsafe trait Pod: Copy {}
+
+// SAFETY: integers: any bit pattern, no padding.
+unsafe impl Pod for u8 {}
+// SAFETY: as above.
+unsafe impl Pod for u32 {}
+// SAFETY: as above.
+unsafe impl Pod for u64 {}
+// SAFETY: as above.
+unsafe impl Pod for i32 {}
+// SAFETY: as above.
+unsafe impl Pod for i64 {}
+// SAFETY: arrays of a Pod have no padding between elements.
+unsafe impl<T: Pod, const N: usize> Pod for [T; N] {}
+
+/// The bytes of a [`Pod`] value, for a map key or value.
+pub fn bytes_of<T: Pod>(v: &T) -> &[u8] {
+    // SAFETY: a Pod has no padding, so every byte is initialised; the slice borrows `v`.
+    unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>()) }
+}
+
+/// A C `char` array as the skeleton types it (`i8`) viewed as bytes.
+pub fn char_bytes(chars: &[i8]) -> &[u8] {
+    // SAFETY: i8 and u8 have the same size and alignment; every bit pattern is a u8.
+    unsafe { std::slice::from_raw_parts(chars.as_ptr().cast::<u8>(), chars.len()) }
+}
 
 /// Reads a [`Pod`] `T` from the front of `data`; `None` when `data` is shorter than `T`.
 pub fn read_pod<T: Pod>(data: &[u8]) -> Option<T> {

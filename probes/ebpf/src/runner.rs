@@ -21,6 +21,7 @@ use crate::cost::{CostReport, StatsMode, COST_META};
 use crate::kernel::Kernel;
 use crate::plan::{load, Plan, Subitem};
 use crate::snoop::SnoopMap;
+use crate::Error;
 
 /// What a probe provides to [`run`].
 pub trait BpfProbe {
@@ -30,10 +31,10 @@ pub trait BpfProbe {
     /// The probe's sub-items and the hooks each needs (name `""`: the core, always loaded).
     fn subitems(&self) -> &'static [Subitem];
 
-    /// Opens the BPF object, calls [`Plan::apply`], sets what must be set before load
-    /// (map sizes from `config`), loads and attaches; keeps the result. Any previous object
-    /// is already unloaded.
-    fn load(&mut self, plan: &Plan, config: &Config) -> Result<(), libbpf_rs::Error>;
+    /// Loads the BPF object for `plan` (with [`crate::Skeleton::load`]: open, plan, ring
+    /// sizes from `config`, load, attach) and keeps it. Any previous object is already
+    /// unloaded.
+    fn load(&mut self, plan: &Plan, config: &Config) -> Result<(), Error>;
 
     /// Drops the loaded object (and its ring buffer readers first).
     fn unload(&mut self);
@@ -66,6 +67,7 @@ pub fn run<P: BpfProbe>(
     metas: &[(&str, &str)],
 ) -> Result<(), Box<dyn std::error::Error>> {
     crate::raise_memlock();
+    crate::print::route_to_log(P::NAME);
     let kernel = Kernel::detect();
     let mut cost = CostReport::new(StatsMode::from_env());
     let mut builder = Probe::builder().meta_str(COST_META.0, COST_META.1);
@@ -166,6 +168,11 @@ pub fn attach_named(object: &Object, names: &[&str], probe: &str) -> Vec<libbpf_
         }
     }
     links
+}
+
+/// One debug line on stdout: without a level tag, which the daemon logs at debug level.
+pub fn debug(probe: &str, text: &str) {
+    println!("{probe}: {text}");
 }
 
 /// One log line on stdout, which the daemon copies to its log.

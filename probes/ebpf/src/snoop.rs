@@ -6,7 +6,9 @@
 use std::collections::BTreeSet;
 
 use gala_probe_sdk::{Config, SnooperMode};
-use libbpf_rs::{MapCore, MapFlags, Object};
+use libbpf_rs::btf::types::{MemberAttr, Struct};
+use libbpf_rs::btf::{Btf, HasSize};
+use libbpf_rs::{AsRawLibbpf, MapCore, MapFlags, Object};
 
 use crate::Error;
 
@@ -65,9 +67,7 @@ impl SnoopMap {
         self.pids = want;
         if self.mode != Some(mode) {
             let ctl = find_map(object, "gala_ctl")?;
-            let mut value = [0u8; 8];
-            value[..4].copy_from_slice(&mode.to_ne_bytes());
-            value[4..].copy_from_slice(&std::process::id().to_ne_bytes());
+            let value = ctl_value(object, mode, std::process::id())?;
             ctl.update(&0u32.to_ne_bytes(), &value, MapFlags::ANY)
                 .map_err(Error::bpf("writing gala_ctl"))?;
             self.mode = Some(mode);
@@ -75,6 +75,43 @@ impl SnoopMap {
         }
         Ok(changed)
     }
+}
+
+/// `struct gala_ctl` with `mode` and `self_tgid`, laid out as the object's BTF says (it is
+/// defined once, in `gala.bpf.h`; a field this function does not know is an error, so a
+/// change there cannot be written wrong here). `object` is an open or loaded object.
+pub fn ctl_value<O>(object: &O, mode: u32, self_tgid: u32) -> Result<Vec<u8>, Error>
+where
+    O: AsRawLibbpf<LibbpfType = libbpf_sys::bpf_object>,
+{
+    let layout = |why: &str| Error::Layout(format!("struct gala_ctl: {why}"));
+    // SAFETY: the object outlives this call and so the reference; libbpf only reads it.
+    let raw = unsafe { object.as_libbpf_object().as_ref() };
+    let btf = Btf::from_bpf_object(raw)
+        .ok()
+        .flatten()
+        .ok_or_else(|| layout("the object has no BTF"))?;
+    let ctl: Struct<'_> = btf
+        .type_by_name("gala_ctl")
+        .ok_or_else(|| layout("not in the object's BTF"))?;
+    let mut value = vec![0u8; ctl.size()];
+    for member in ctl.iter() {
+        let name = member.name.and_then(|n| n.to_str()).unwrap_or("");
+        let field = match name {
+            "mode" => mode,
+            "self_tgid" => self_tgid,
+            _ => return Err(layout(&format!("unknown field {name:?}"))),
+        };
+        let MemberAttr::Normal { offset } = member.attr else {
+            return Err(layout(&format!("{name} is a bit field")));
+        };
+        let at = offset as usize / 8;
+        value
+            .get_mut(at..at + 4)
+            .ok_or_else(|| layout(&format!("{name} is outside the struct")))?
+            .copy_from_slice(&field.to_ne_bytes());
+    }
+    Ok(value)
 }
 
 /// The map named `name` in `object`.

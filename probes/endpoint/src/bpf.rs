@@ -1,40 +1,97 @@
-//! The records and map entries shared with `bpf/endpoint.bpf.c` (same layout, `#[repr(C)]`),
-//! the counter slots, and the sub-items with the hooks each needs.
+//! The records and map entries shared with `bpf/endpoint.bpf.c` — Rust-side types read from
+//! and written as the skeleton's generated `types` (by field name, never by hand-copied
+//! layout) —, the counter slots and roles (C enums, through BTF), and the sub-items with the
+//! hooks each needs.
 
-use gala_ebpf::{Hook, Need, Pod, Prog, Subitem};
+use gala_ebpf::{read_pod, Need, Pod, Prog, Subitem};
+
+use crate::skel::types;
 
 /// `role` of a server endpoint (a listener).
-pub const ROLE_SERVER: u8 = 1;
+pub const ROLE_SERVER: u8 = types::ep_role::ROLE_SERVER.0 as u8;
 /// `role` of a client endpoint (connect).
-pub const ROLE_CLIENT: u8 = 2;
+pub const ROLE_CLIENT: u8 = types::ep_role::ROLE_CLIENT.0 as u8;
 
+/// The counter slots of [`TcpVal`] (`enum ep_counter`).
+const fn slot(c: types::ep_counter) -> usize {
+    c.0 as usize
+}
 /// Number of counter slots in [`TcpVal`].
-pub const C_NUM: usize = 16;
+pub const C_NUM: usize = slot(types::ep_counter::C_NUM);
 /// Drops with the listener as receiving socket (any reason).
-pub const C_LISTEN_DROP: usize = 0;
+pub const C_LISTEN_DROP: usize = slot(types::ep_counter::C_LISTEN_DROP);
 /// `TCP_LISTEN_OVERFLOW`: the handshake's ACK dropped, accept queue full.
-pub const C_ACCEPT_OVERFLOW: usize = 1;
+pub const C_ACCEPT_OVERFLOW: usize = slot(types::ep_counter::C_ACCEPT_OVERFLOW);
 /// Passive opens (`SYN_RECV → ESTABLISHED`).
-pub const C_PASSIVE_OPEN: usize = 3;
+pub const C_PASSIVE_OPEN: usize = slot(types::ep_counter::C_PASSIVE_OPEN);
 /// Failed passive opens (`SYN_RECV →` anything else).
-pub const C_PASSIVE_FAIL: usize = 4;
+pub const C_PASSIVE_FAIL: usize = slot(types::ep_counter::C_PASSIVE_FAIL);
 /// SYN-ACK retransmissions of the listener.
-pub const C_RETRAN_SYNACK: usize = 5;
+pub const C_RETRAN_SYNACK: usize = slot(types::ep_counter::C_RETRAN_SYNACK);
 /// SYN retransmissions of a connect.
-pub const C_RETRAN_SYN: usize = 6;
+pub const C_RETRAN_SYN: usize = slot(types::ep_counter::C_RETRAN_SYN);
 /// `TCP_RESET` on the listener: a pending request reset by the peer.
-pub const C_REQ_DROP: usize = 7;
+pub const C_REQ_DROP: usize = slot(types::ep_counter::C_REQ_DROP);
 /// Active opens (`SYN_SENT → ESTABLISHED`).
-pub const C_ACTIVE_OPEN: usize = 8;
+pub const C_ACTIVE_OPEN: usize = slot(types::ep_counter::C_ACTIVE_OPEN);
 /// Failed active opens (`SYN_SENT → CLOSE`).
-pub const C_ACTIVE_FAIL: usize = 9;
+pub const C_ACTIVE_FAIL: usize = slot(types::ep_counter::C_ACTIVE_FAIL);
 /// SYNs sent (`CLOSE → SYN_SENT`).
-pub const C_SYN_SENT: usize = 10;
+pub const C_SYN_SENT: usize = slot(types::ep_counter::C_SYN_SENT);
 /// SYNs dropped on their way out.
-pub const C_SYN_DROP: usize = 11;
+pub const C_SYN_DROP: usize = slot(types::ep_counter::C_SYN_DROP);
 
-/// Key of one TCP endpoint (`struct tcp_key`).
-#[repr(C)]
+/// A map key or value, or a ring buffer record, read from its twin in the skeleton's
+/// `types` (generated from the object's BTF), field by field by name: a field moved in C
+/// cannot be misread, and a field added in C breaks the build here (the patterns are
+/// exhaustive).
+pub trait FromBpf: Sized {
+    /// The generated type.
+    type Raw: Pod;
+    /// The Rust-side value of `raw`.
+    fn from_bpf(raw: &Self::Raw) -> Self;
+}
+
+/// A map key or value written to the BPF side as its twin in the skeleton's `types`
+/// (a struct literal naming every field: a field added in C breaks the build here).
+pub trait ToBpf {
+    /// The generated type.
+    type Raw: Pod;
+    /// The BPF-side value.
+    fn to_bpf(&self) -> Self::Raw;
+}
+
+/// Reads a [`FromBpf`] value from the front of `data`; `None` when it is too short.
+pub fn decode<T: FromBpf>(data: &[u8]) -> Option<T> {
+    read_pod::<T::Raw>(data).map(|raw| T::from_bpf(&raw))
+}
+
+/// The bytes of `v` as the BPF side lays it out, for map keys and values.
+pub fn bytes<T: ToBpf>(v: &T) -> Vec<u8> {
+    gala_ebpf::bytes_of(&v.to_bpf()).to_vec()
+}
+
+// SAFETY (all below): generated from the object's BTF: integers and arrays of integers
+// only, the padding spelled out in C.
+unsafe impl Pod for types::ep_tcp_key {}
+// SAFETY: as above.
+unsafe impl Pod for types::ep_tcp_val {}
+// SAFETY: as above.
+unsafe impl Pod for types::ep_listen_key {}
+// SAFETY: as above.
+unsafe impl Pod for types::ep_listen_val {}
+// SAFETY: as above.
+unsafe impl Pod for types::ep_udp_key {}
+// SAFETY: as above.
+unsafe impl Pod for types::ep_udp_val {}
+// SAFETY: as above.
+unsafe impl Pod for types::ep_udp_unowned_val {}
+// SAFETY: as above.
+unsafe impl Pod for types::ep_estab_rec {}
+// SAFETY: as above.
+unsafe impl Pod for types::ep_addr16 {}
+
+/// Key of one TCP endpoint (`struct ep_tcp_key`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct TcpKey {
     /// Owner: the connecting process, or the listener's owner.
@@ -45,7 +102,7 @@ pub struct TcpKey {
     pub port: u16,
     /// [`ROLE_SERVER`] or [`ROLE_CLIENT`].
     pub role: u8,
-    /// Padding.
+    /// Padding (kept, so that a key read from a map deletes that entry).
     pub pad: [u8; 7],
     /// Client address (zero for a server endpoint).
     pub client: [u8; 16],
@@ -53,16 +110,61 @@ pub struct TcpKey {
     pub server: [u8; 16],
 }
 
-/// Cumulative counters of one TCP endpoint (`struct tcp_val`).
-#[repr(C)]
+impl FromBpf for TcpKey {
+    type Raw = types::ep_tcp_key;
+    fn from_bpf(raw: &types::ep_tcp_key) -> Self {
+        let types::ep_tcp_key {
+            tgid,
+            family,
+            port,
+            role,
+            pad,
+            client,
+            server,
+        } = *raw;
+        TcpKey {
+            tgid,
+            family,
+            port,
+            role,
+            pad,
+            client: client.b,
+            server: server.b,
+        }
+    }
+}
+
+impl ToBpf for TcpKey {
+    type Raw = types::ep_tcp_key;
+    fn to_bpf(&self) -> types::ep_tcp_key {
+        types::ep_tcp_key {
+            tgid: self.tgid,
+            family: self.family,
+            port: self.port,
+            role: self.role,
+            pad: self.pad,
+            client: types::ep_addr16 { b: self.client },
+            server: types::ep_addr16 { b: self.server },
+        }
+    }
+}
+
+/// Cumulative counters of one TCP endpoint (`struct ep_tcp_val`), by slot (`C_*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TcpVal {
     /// By slot (`C_*`).
     pub c: [u64; C_NUM],
 }
 
-/// Listener lookup key (`struct listen_key`): address normalised to IPv6.
-#[repr(C)]
+impl FromBpf for TcpVal {
+    type Raw = types::ep_tcp_val;
+    fn from_bpf(raw: &types::ep_tcp_val) -> Self {
+        let types::ep_tcp_val { c } = *raw;
+        TcpVal { c }
+    }
+}
+
+/// Listener lookup key (`struct ep_listen_key`): address normalised to IPv6.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct ListenKey {
     /// Network namespace inode.
@@ -75,8 +177,37 @@ pub struct ListenKey {
     pub addr: [u8; 16],
 }
 
-/// The watched listener (`struct listen_val`).
-#[repr(C)]
+impl FromBpf for ListenKey {
+    type Raw = types::ep_listen_key;
+    fn from_bpf(raw: &types::ep_listen_key) -> Self {
+        let types::ep_listen_key {
+            netns,
+            port,
+            pad,
+            addr,
+        } = *raw;
+        ListenKey {
+            netns,
+            port,
+            pad,
+            addr: addr.b,
+        }
+    }
+}
+
+impl ToBpf for ListenKey {
+    type Raw = types::ep_listen_key;
+    fn to_bpf(&self) -> types::ep_listen_key {
+        types::ep_listen_key {
+            netns: self.netns,
+            port: self.port,
+            pad: self.pad,
+            addr: types::ep_addr16 { b: self.addr },
+        }
+    }
+}
+
+/// The watched listener (`struct ep_listen_val`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ListenVal {
     /// Owner.
@@ -91,8 +222,40 @@ pub struct ListenVal {
     pub ino: u64,
 }
 
-/// Key of one UDP endpoint (`struct udp_key`).
-#[repr(C)]
+impl FromBpf for ListenVal {
+    type Raw = types::ep_listen_val;
+    fn from_bpf(raw: &types::ep_listen_val) -> Self {
+        let types::ep_listen_val {
+            tgid,
+            family,
+            pad,
+            addr,
+            ino,
+        } = *raw;
+        ListenVal {
+            tgid,
+            family,
+            pad,
+            addr: addr.b,
+            ino,
+        }
+    }
+}
+
+impl ToBpf for ListenVal {
+    type Raw = types::ep_listen_val;
+    fn to_bpf(&self) -> types::ep_listen_val {
+        types::ep_listen_val {
+            tgid: self.tgid,
+            family: self.family,
+            pad: self.pad,
+            addr: types::ep_addr16 { b: self.addr },
+            ino: self.ino,
+        }
+    }
+}
+
+/// Key of one UDP endpoint (`struct ep_udp_key`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct UdpKey {
     /// Owner.
@@ -111,8 +274,46 @@ pub struct UdpKey {
     pub raddr: [u8; 16],
 }
 
-/// Cumulative counters of one UDP endpoint (`struct udp_val`).
-#[repr(C)]
+impl FromBpf for UdpKey {
+    type Raw = types::ep_udp_key;
+    fn from_bpf(raw: &types::ep_udp_key) -> Self {
+        let types::ep_udp_key {
+            tgid,
+            family,
+            lport,
+            rport,
+            pad,
+            laddr,
+            raddr,
+        } = *raw;
+        UdpKey {
+            tgid,
+            family,
+            lport,
+            rport,
+            pad,
+            laddr: laddr.b,
+            raddr: raddr.b,
+        }
+    }
+}
+
+impl ToBpf for UdpKey {
+    type Raw = types::ep_udp_key;
+    fn to_bpf(&self) -> types::ep_udp_key {
+        types::ep_udp_key {
+            tgid: self.tgid,
+            family: self.family,
+            lport: self.lport,
+            rport: self.rport,
+            pad: self.pad,
+            laddr: types::ep_addr16 { b: self.laddr },
+            raddr: types::ep_addr16 { b: self.raddr },
+        }
+    }
+}
+
+/// Cumulative counters of one UDP endpoint (`struct ep_udp_val`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct UdpVal {
     /// Datagrams the receive queue refused.
@@ -123,8 +324,15 @@ pub struct UdpVal {
     pub rcvs: u64,
 }
 
-/// A UDP drop on a socket whose owner BPF did not know (`struct udp_unowned`).
-#[repr(C)]
+impl FromBpf for UdpVal {
+    type Raw = types::ep_udp_val;
+    fn from_bpf(raw: &types::ep_udp_val) -> Self {
+        let types::ep_udp_val { drops, sends, rcvs } = *raw;
+        UdpVal { drops, sends, rcvs }
+    }
+}
+
+/// A UDP drop on a socket whose owner BPF did not know (`struct ep_udp_unowned_val`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct UdpUnowned {
     /// The endpoint, `tgid` 0.
@@ -133,8 +341,18 @@ pub struct UdpUnowned {
     pub drops: u64,
 }
 
-/// Ring buffer record: one connection established (`struct estab_rec`).
-#[repr(C)]
+impl FromBpf for UdpUnowned {
+    type Raw = types::ep_udp_unowned_val;
+    fn from_bpf(raw: &types::ep_udp_unowned_val) -> Self {
+        let types::ep_udp_unowned_val { key, drops } = *raw;
+        UdpUnowned {
+            key: UdpKey::from_bpf(&key),
+            drops,
+        }
+    }
+}
+
+/// Ring buffer record: one connection established (`struct ep_estab_rec`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct EstabRec {
     /// The endpoint.
@@ -143,47 +361,50 @@ pub struct EstabRec {
     pub latency_ns: u64,
 }
 
+impl FromBpf for EstabRec {
+    type Raw = types::ep_estab_rec;
+    fn from_bpf(raw: &types::ep_estab_rec) -> Self {
+        let types::ep_estab_rec { key, latency_ns } = *raw;
+        EstabRec {
+            key: TcpKey::from_bpf(&key),
+            latency_ns,
+        }
+    }
+}
+
 /// A socket inode as a map key (`__u64`).
-#[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Inode(pub u64);
 
+impl FromBpf for Inode {
+    type Raw = u64;
+    fn from_bpf(raw: &u64) -> Self {
+        Inode(*raw)
+    }
+}
+
+impl ToBpf for Inode {
+    type Raw = u64;
+    fn to_bpf(&self) -> u64 {
+        self.0
+    }
+}
+
 /// A tgid as a map value (`__u32`).
-#[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Tgid(pub u32);
 
-// SAFETY: integers and arrays of integers only.
-unsafe impl Pod for Inode {}
-// SAFETY: as above.
-unsafe impl Pod for Tgid {}
-// SAFETY: as above.
-unsafe impl Pod for TcpKey {}
-// SAFETY: as above.
-unsafe impl Pod for TcpVal {}
-// SAFETY: as above.
-unsafe impl Pod for ListenKey {}
-// SAFETY: as above.
-unsafe impl Pod for ListenVal {}
-// SAFETY: as above.
-unsafe impl Pod for UdpKey {}
-// SAFETY: as above.
-unsafe impl Pod for UdpVal {}
-// SAFETY: as above.
-unsafe impl Pod for UdpUnowned {}
-// SAFETY: as above.
-unsafe impl Pod for EstabRec {}
-
-/// The bytes of a [`Pod`] value, for map keys and values.
-pub fn bytes<T: Pod>(v: &T) -> &[u8] {
-    // SAFETY: a Pod is plain bytes; the slice lives as long as the borrow.
-    unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>()) }
+impl FromBpf for Tgid {
+    type Raw = u32;
+    fn from_bpf(raw: &u32) -> Self {
+        Tgid(*raw)
+    }
 }
 
-const fn tp(name: &'static str, hook: &'static str) -> Prog {
-    Prog {
-        name,
-        hook: Hook::TpBtf(hook),
+impl ToBpf for Tgid {
+    type Raw = u32;
+    fn to_bpf(&self) -> u32 {
+        self.0
     }
 }
 
@@ -205,19 +426,19 @@ pub const SUBITEMS: &[Subitem] = &[
         needs: &[
             Need {
                 what: "TCP state changes",
-                variants: &[&[tp("ep_state", "inet_sock_set_state")]],
+                variants: &[&[Prog::tp_btf("ep_state", "inet_sock_set_state")]],
             },
             Need {
                 what: "SYN-ACK retransmits",
-                variants: &[&[tp("ep_synack_retrans", "tcp_retransmit_synack")]],
+                variants: &[&[Prog::tp_btf("ep_synack_retrans", "tcp_retransmit_synack")]],
             },
             Need {
                 what: "SYN retransmits",
-                variants: &[&[tp("ep_retrans", "tcp_retransmit_skb")]],
+                variants: &[&[Prog::tp_btf("ep_retrans", "tcp_retransmit_skb")]],
             },
             Need {
                 what: "listener drop reasons",
-                variants: &[&[tp("ep_drop", "kfree_skb")]],
+                variants: &[&[Prog::tp_btf("ep_drop", "kfree_skb")]],
             },
         ],
     },
@@ -227,30 +448,24 @@ pub const SUBITEMS: &[Subitem] = &[
             Need {
                 what: "UDP bytes",
                 variants: &[&[
-                    tp("ep_udp_send", "sock_send_length"),
-                    tp("ep_udp_recv", "sock_recv_length"),
+                    Prog::tp_btf("ep_udp_send", "sock_send_length"),
+                    Prog::tp_btf("ep_udp_recv", "sock_recv_length"),
                 ]],
             },
             // Optional (the empty variant): without cgroup v2 a new UDP socket is seen
             // by the next refresh instead.
             Need {
                 what: "UDP socket creation",
-                variants: &[
-                    &[Prog {
-                        name: UDP_CREATE,
-                        hook: Hook::Cgroup("sock_create"),
-                    }],
-                    &[],
-                ],
+                variants: &[&[Prog::cgroup(UDP_CREATE, "sock_create")], &[]],
             },
             Need {
                 what: "UDP receive drops",
                 variants: &[
-                    &[tp("ep_udp_drop", "udp_fail_queue_rcv_skb")],
-                    &[Prog {
-                        name: "ep_udp_drop_fexit",
-                        hook: Hook::Fexit("__udp_enqueue_schedule_skb"),
-                    }],
+                    &[Prog::tp_btf("ep_udp_drop", "udp_fail_queue_rcv_skb")],
+                    &[Prog::fexit(
+                        "ep_udp_drop_fexit",
+                        "__udp_enqueue_schedule_skb",
+                    )],
                 ],
             },
         ],
@@ -260,29 +475,27 @@ pub const SUBITEMS: &[Subitem] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::mem::size_of;
 
     #[test]
-    fn layouts_match_the_bpf_side() {
-        assert_eq!(size_of::<TcpKey>(), 48);
-        assert_eq!(size_of::<TcpVal>(), 128);
-        assert_eq!(size_of::<ListenKey>(), 24);
-        assert_eq!(size_of::<ListenVal>(), 32);
-        assert_eq!(size_of::<UdpKey>(), 48);
-        assert_eq!(size_of::<UdpVal>(), 24);
-        assert_eq!(size_of::<UdpUnowned>(), 56);
-        assert_eq!(size_of::<EstabRec>(), 56);
-    }
-
-    #[test]
-    fn bytes_round_trip() {
+    fn keys_round_trip_through_the_bpf_layout() {
         let k = TcpKey {
             tgid: 7,
             port: 80,
             role: ROLE_SERVER,
+            client: [1; 16],
+            server: [2; 16],
             ..Default::default()
         };
-        let back: TcpKey = gala_ebpf::read_pod(bytes(&k)).unwrap();
+        let back: TcpKey = decode(&bytes(&k)).unwrap();
         assert_eq!(back, k);
+        let u = UdpKey {
+            tgid: 3,
+            lport: 53,
+            rport: 4000,
+            laddr: [9; 16],
+            ..Default::default()
+        };
+        assert_eq!(decode::<UdpKey>(&bytes(&u)), Some(u));
+        assert_eq!(decode::<TcpKey>(&bytes(&k)[..10]), None);
     }
 }

@@ -1,23 +1,14 @@
-//! `endpoint`: the socket probe of gala-gopher — listen, connect and UDP endpoint health
-//! per process (not per connection), from tracepoints (see README.md).
-
-mod bpf;
-mod diag;
-mod probe;
-mod procfs;
-mod report;
-mod scan;
+//! `endpoint`: runs the socket probe (`gala_endpoint`) under the shared eBPF runner.
 
 use std::process::ExitCode;
 
-/// The probe's meta file.
-const META: (&str, &str) = ("endpoint.meta", include_str!("../endpoint.meta"));
+use gala_endpoint::{Endpoint, META, NAME};
 
 fn main() -> ExitCode {
-    match gala_ebpf::run(probe::Endpoint::new(), &[META]) {
+    match gala_ebpf::run(Endpoint::new(), &[META]) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            gala_ebpf::log(gala_probe_sdk::Level::Error, probe::NAME, &e.to_string());
+            gala_ebpf::log(gala_probe_sdk::Level::Error, NAME, &e.to_string());
             ExitCode::FAILURE
         }
     }

@@ -5,12 +5,10 @@
 //! `endpoint_tcp` and `endpoint_udp`.
 
 use std::collections::{BTreeSet, HashMap};
-use std::mem::MaybeUninit;
 use std::time::Instant;
 
-use gala_ebpf::{log, read_pod, BpfProbe, Histogram, Plan, Pod, RingReader, Subitem};
+use gala_ebpf::{log, BpfProbe, Histogram, Plan, Setup, Skeleton, Subitem};
 use gala_probe_sdk::{Config, EmitError, Event, Level, Probe, Severity, SnooperMode};
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags, Object};
 
 use crate::bpf::*;
@@ -19,11 +17,7 @@ use crate::procfs::Procfs;
 use crate::report::{self, Deltas, Listener, Names, ESTAB_BOUNDS};
 use crate::scan::{self, Scan};
 
-mod skel {
-    #![allow(clippy::all, missing_docs, unused_imports)]
-    include!(concat!(env!("OUT_DIR"), "/endpoint.skel.rs"));
-}
-use skel::{EndpointSkel, EndpointSkelBuilder};
+use crate::skel::{EndpointSkel, EndpointSkelBuilder};
 
 /// The probe's name in the catalogue.
 pub const NAME: &str = "socket";
@@ -31,8 +25,7 @@ pub const NAME: &str = "socket";
 struct Loaded {
     // Dropped before the skeleton that owns their programs and maps.
     udp_io: UdpIo,
-    ring: RingReader,
-    skel: EndpointSkel<'static>,
+    skel: Skeleton<EndpointSkel<'static>>,
 }
 
 /// The UDP send/recv programs run on every send and receive of the host, TCP included, so
@@ -196,7 +189,7 @@ impl Endpoint {
         let mut present: HashMap<ListenKey, ListenVal> = entries(&maps.ep_listen).collect();
         for (k, v) in &present {
             if !self.scope.contains(v.tgid) {
-                let _ = maps.ep_listen.delete(bytes(k));
+                let _ = maps.ep_listen.delete(&bytes(k));
             }
         }
         present.retain(|_, v| self.scope.contains(v.tgid));
@@ -215,7 +208,7 @@ impl Endpoint {
             .copied()
             .collect();
         for k in missing.intersection(&self.listen_missing) {
-            let _ = maps.ep_listen.delete(bytes(k));
+            let _ = maps.ep_listen.delete(&bytes(k));
             present.remove(k);
         }
         self.listen_missing = missing;
@@ -236,7 +229,7 @@ impl Endpoint {
             };
             if maps
                 .ep_listen
-                .update(bytes(&key), bytes(&val), MapFlags::ANY)
+                .update(&bytes(&key), &bytes(&val), MapFlags::ANY)
                 .is_ok()
             {
                 present.insert(key, val);
@@ -256,7 +249,7 @@ impl Endpoint {
         let owners: HashMap<Inode, Tgid> = entries(&maps.ep_udp_owner).collect();
         for (ino, tgid) in &owners {
             if !self.scope.contains(tgid.0) {
-                let _ = maps.ep_udp_owner.delete(bytes(ino));
+                let _ = maps.ep_udp_owner.delete(&bytes(ino));
             }
         }
         for (&ino, &tgid) in &self.scan.udp_owner {
@@ -264,7 +257,7 @@ impl Endpoint {
             if owners.get(&ino) != Some(&tgid) {
                 let _ = maps
                     .ep_udp_owner
-                    .update(bytes(&ino), bytes(&tgid), MapFlags::ANY);
+                    .update(&bytes(&ino), &bytes(&tgid), MapFlags::ANY);
             }
         }
     }
@@ -280,7 +273,7 @@ impl Endpoint {
         let current = entries::<TcpKey, TcpVal>(&maps.ep_tcp_stats).map(|(k, v)| (k, v.c));
         let update = self.tcp.update(now, current);
         for k in &update.idle {
-            let _ = maps.ep_tcp_stats.delete(bytes(k));
+            let _ = maps.ep_tcp_stats.delete(&bytes(k));
         }
         let diag = self.listen_drops();
         let listeners: Vec<Listener> = self
@@ -342,11 +335,11 @@ impl Endpoint {
         // Drops on sockets BPF did not know an owner for: resolve by inode.
         let unowned: Vec<(Inode, UdpUnowned)> = entries(&maps.ep_udp_unowned).collect();
         for (ino, u) in unowned {
-            let _ = maps.ep_udp_unowned.delete(bytes(&ino));
+            let _ = maps.ep_udp_unowned.delete(&bytes(&ino));
             if let Some(&tgid) = self.scan.udp_owner.get(&ino.0) {
                 let _ = maps
                     .ep_udp_owner
-                    .update(bytes(&ino), bytes(&Tgid(tgid)), MapFlags::ANY);
+                    .update(&bytes(&ino), &bytes(&Tgid(tgid)), MapFlags::ANY);
                 let key = UdpKey { tgid, ..u.key };
                 *self.udp_extra.entry(key).or_default() += u.drops;
             }
@@ -355,7 +348,7 @@ impl Endpoint {
             .map(|(k, v)| (k, report::udp_counters(&v)));
         let update = self.udp.update(now, current);
         for k in &update.idle {
-            let _ = maps.ep_udp_stats.delete(bytes(k));
+            let _ = maps.ep_udp_stats.delete(&bytes(k));
         }
         let mut deltas = update.deltas;
         for (key, drops) in self.udp_extra.drain() {
@@ -372,22 +365,19 @@ impl Endpoint {
     }
 }
 
-/// Every entry of a map whose key and value are [`Pod`]s (malformed entries skipped).
-fn entries<'m, K: Pod + 'm, V: Pod + 'm>(
+/// Every entry of a map, key and value read as their generated types (malformed entries
+/// skipped).
+fn entries<'m, K: FromBpf + 'm, V: FromBpf + 'm>(
     map: &'m dyn MapCore,
 ) -> impl Iterator<Item = (K, V)> + 'm {
     map.keys().filter_map(move |k| {
         let v = map.lookup(&k, MapFlags::ANY).ok()??;
-        Some((read_pod(&k)?, read_pod(&v)?))
+        Some((decode(&k)?, decode(&v)?))
     })
 }
 
 fn display(values: &[String]) -> Vec<&dyn std::fmt::Display> {
     values.iter().map(|v| v as &dyn std::fmt::Display).collect()
-}
-
-fn other(e: impl std::fmt::Display) -> libbpf_rs::Error {
-    libbpf_rs::Error::from(std::io::Error::other(e.to_string()))
 }
 
 impl BpfProbe for Endpoint {
@@ -397,18 +387,13 @@ impl BpfProbe for Endpoint {
         SUBITEMS
     }
 
-    fn load(&mut self, plan: &Plan, config: &Config) -> Result<(), libbpf_rs::Error> {
-        let storage = Box::leak(Box::new(MaybeUninit::uninit()));
-        let mut open = EndpointSkelBuilder::default().open(storage)?;
-        plan.apply(open.open_object_mut());
-        open.maps
-            .ep_events
-            .set_max_entries(gala_ebpf::ring_bytes(config.params().ringbuf_map_size))?;
+    fn load(&mut self, plan: &Plan, config: &Config) -> Result<(), gala_ebpf::Error> {
         // The UDP send/recv programs wait for a UDP socket in scope (refresh, poll).
-        open.progs.ep_udp_send.set_autoattach(false);
-        open.progs.ep_udp_recv.set_autoattach(false);
-        let mut skel = open.load()?;
-        skel.attach()?;
+        let setup = Setup::new(plan)
+            .rings(&["ep_events"])
+            .ring_mb(config.params().ringbuf_map_size)
+            .manual(UDP_IO);
+        let skel = Skeleton::load(EndpointSkelBuilder::default(), &setup, |_| Ok(()))?;
         let udp_io = UdpIo {
             planned: plan.has(UDP_IO[0]),
             links: Vec::new(),
@@ -419,8 +404,7 @@ impl BpfProbe for Endpoint {
                 .then(|| attach_sock_create(&skel))
                 .flatten(),
         };
-        let ring = RingReader::new(&[&skel.maps.ep_events]).map_err(other)?;
-        self.loaded = Some(Loaded { udp_io, ring, skel });
+        self.loaded = Some(Loaded { udp_io, skel });
         self.tcp.clear();
         self.udp.clear();
         self.estab.clear();
@@ -458,7 +442,10 @@ impl BpfProbe for Endpoint {
         }
         let estab = &mut self.estab;
         let bad = &mut self.bad_records;
-        l.ring.drain(|data| match read_pod::<EstabRec>(data) {
+        let Some(ring) = l.skel.ring() else {
+            return;
+        };
+        ring.drain(|data| match decode::<EstabRec>(data) {
             Some(r) => estab
                 .entry(r.key)
                 .or_insert_with(|| Histogram::new(ESTAB_BOUNDS))
@@ -504,5 +491,16 @@ impl BpfProbe for Endpoint {
             self.bad_records = 0;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_planned_program_is_in_the_object_on_its_hook() {
+        let problems = gala_ebpf::check_skeleton(EndpointSkelBuilder::default(), SUBITEMS);
+        assert!(problems.is_empty(), "{problems:#?}");
     }
 }

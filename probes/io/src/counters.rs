@@ -3,22 +3,24 @@
 
 use std::collections::HashMap;
 
+use gala_ebpf::{read_pod, Pod};
+
 /// The previous reading of each key of one counter map, with `N` counters per key.
 #[derive(Debug, Default)]
 pub struct CounterDeltas<const N: usize> {
     last: HashMap<u32, [u64; N]>,
 }
 
-/// Sums per-CPU values of `N` native-endian u64 counters each; a short CPU value counts 0.
-pub fn sum_cpus<const N: usize>(per_cpu: &[Vec<u8>]) -> [u64; N] {
+/// Sums per-CPU values, each a `T` read as `N` counters by `counters`; a short CPU value
+/// counts 0.
+pub fn sum_cpus<T: Pod + Default, const N: usize>(
+    per_cpu: &[Vec<u8>],
+    counters: impl Fn(&T) -> [u64; N],
+) -> [u64; N] {
     let mut out = [0u64; N];
-    for value in per_cpu {
-        for (i, slot) in out.iter_mut().enumerate() {
-            if let Some(b) = value.get(i * 8..i * 8 + 8) {
-                let mut a = [0u8; 8];
-                a.copy_from_slice(b);
-                *slot = slot.wrapping_add(u64::from_ne_bytes(a));
-            }
+    for value in per_cpu.iter().filter_map(|v| read_pod::<T>(v)) {
+        for (slot, v) in out.iter_mut().zip(counters(&value)) {
+            *slot = slot.wrapping_add(v);
         }
     }
     out
@@ -67,7 +69,8 @@ mod tests {
     fn per_cpu_sum() {
         let cpu = |a: u64, b: u64| [a.to_ne_bytes(), b.to_ne_bytes()].concat();
         let v = vec![cpu(1, 2), cpu(10, 20), vec![1, 2, 3]];
-        assert_eq!(sum_cpus::<2>(&v), [11, 22]);
-        assert_eq!(sum_cpus::<2>(&[]), [0, 0]);
+        let both = |c: &[u64; 2]| *c;
+        assert_eq!(sum_cpus(&v, both), [11, 22]);
+        assert_eq!(sum_cpus(&[], both), [0, 0]);
     }
 }

@@ -1,22 +1,14 @@
-//! `ioprobe`, the `io` probe of gala-gopher: block-layer latency per stage (request, driver,
-//! device), I/O errors (as events and the `io_err` table), bytes read and written, and
-//! page-cache activity, per disk. It watches the whole host (no snoopers). Stage definitions,
-//! units and what differs from the original are in `probes/io/README.md`.
-
-mod blockdev;
-mod counters;
-mod errtext;
-mod latency;
-mod probe;
-mod records;
+//! `ioprobe`: runs the `io` probe (`gala_ioprobe`) under the shared eBPF runner.
 
 use std::process::ExitCode;
 
+use gala_ioprobe::{IoProbe, META, NAME};
+
 fn main() -> ExitCode {
-    match gala_ebpf::run(probe::IoProbe::new(), &[probe::META]) {
+    match gala_ebpf::run(IoProbe::new(), &[META]) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            gala_ebpf::log(gala_probe_sdk::Level::Error, "io", &e.to_string());
+            gala_ebpf::log(gala_probe_sdk::Level::Error, NAME, &e.to_string());
             ExitCode::FAILURE
         }
     }

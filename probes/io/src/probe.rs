@@ -3,13 +3,11 @@
 //! records and events.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::mem::MaybeUninit;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use gala_ebpf::{BpfProbe, Hook, Need, Plan, Prog, RingReader, Subitem};
+use gala_ebpf::{BpfProbe, Need, Plan, Prog, Setup, Skeleton, Subitem};
 use gala_probe_sdk::{Config, EmitError, Event, Level, Probe, Severity};
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags, Object};
 
 use crate::blockdev::{dev_filter, BlockDevs, Disk};
@@ -18,39 +16,27 @@ use crate::errtext::{error_text, op_text};
 use crate::latency::{over_threshold, DiskLatency, StageStats};
 use crate::records::{comm_text, parse, ErrorRecord, LatencyRecord, Record};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/io.skel.rs"));
-}
-use skel::{IoSkel, IoSkelBuilder};
+use crate::skel::{types, IoSkel, IoSkelBuilder};
 
 /// The probe's meta file, for the SDK.
 pub const META: (&str, &str) = ("io.meta", include_str!("../io.meta"));
 
-const NAME: &str = "io";
+/// The probe's name in the catalogue.
+pub const NAME: &str = "io";
 const ENTITY: &str = "block";
 
-const fn tp(name: &'static str, tracepoint: &'static str) -> Prog {
-    Prog {
-        name,
-        hook: Hook::TpBtf(tracepoint),
-    }
-}
-
-const IO_START: Prog = tp("io_start", "block_io_start");
-const IO_ISSUE: Prog = tp("io_issue", "block_rq_issue");
-const IO_COMPLETE: Prog = tp("io_complete", "block_rq_complete");
-const IO_ERROR: Prog = tp("io_error", "block_rq_error");
-const IO_ERROR_COMPLETE: Prog = tp("io_error_complete", "block_rq_complete");
-const BIO_QUEUE: Prog = tp("io_bio_queue", "block_bio_queue");
-const PC_GET_PAGES: Prog = tp("pc_get_pages", "mm_filemap_get_pages");
-const PC_FAULT: Prog = tp("pc_fault", "mm_filemap_fault");
-const PC_MARK_ACCESSED: Prog = Prog {
-    name: "pc_mark_accessed",
-    hook: Hook::Fentry("folio_mark_accessed"),
-};
-const PC_DIRTY_BUFFER: Prog = tp("pc_dirty_buffer", "block_dirty_buffer");
-const PC_ADD: Prog = tp("pc_add", "mm_filemap_add_to_page_cache");
-const PC_DIRTY_FOLIO: Prog = tp("pc_dirty_folio", "writeback_dirty_folio");
+const IO_START: Prog = Prog::tp_btf("io_start", "block_io_start");
+const IO_ISSUE: Prog = Prog::tp_btf("io_issue", "block_rq_issue");
+const IO_COMPLETE: Prog = Prog::tp_btf("io_complete", "block_rq_complete");
+const IO_ERROR: Prog = Prog::tp_btf("io_error", "block_rq_error");
+const IO_ERROR_COMPLETE: Prog = Prog::tp_btf("io_error_complete", "block_rq_complete");
+const BIO_QUEUE: Prog = Prog::tp_btf("io_bio_queue", "block_bio_queue");
+const PC_GET_PAGES: Prog = Prog::tp_btf("pc_get_pages", "mm_filemap_get_pages");
+const PC_FAULT: Prog = Prog::tp_btf("pc_fault", "mm_filemap_fault");
+const PC_MARK_ACCESSED: Prog = Prog::fentry("pc_mark_accessed", "folio_mark_accessed");
+const PC_DIRTY_BUFFER: Prog = Prog::tp_btf("pc_dirty_buffer", "block_dirty_buffer");
+const PC_ADD: Prog = Prog::tp_btf("pc_add", "mm_filemap_add_to_page_cache");
+const PC_DIRTY_FOLIO: Prog = Prog::tp_btf("pc_dirty_folio", "writeback_dirty_folio");
 
 /// Need names of `page_cache`, one per `io_pagecache` field.
 const NEED_ACCESS: &str = "page-cache lookups";
@@ -129,8 +115,7 @@ struct PendingEvent {
 
 /// The `io` probe's state.
 pub struct IoProbe {
-    skel: Option<IoSkel<'static>>,
-    ring: Option<RingReader>,
+    skel: Option<Skeleton<IoSkel<'static>>>,
     sys: PathBuf,
     devs: BlockDevs,
     scanned: Option<Instant>,
@@ -161,7 +146,6 @@ impl IoProbe {
             scanned: Some(Instant::now()),
             sys,
             skel: None,
-            ring: None,
             filter: None,
             dev_name: String::new(),
             sample_ns: 0,
@@ -311,28 +295,63 @@ impl IoProbe {
     }
 }
 
-/// Every key of a per-CPU map of `N` u64 counters, with the CPUs summed.
-fn read_counters<const N: usize>(map: &dyn MapCore) -> Vec<(u32, [u64; N])> {
+/// Every key of a per-CPU counter map whose values are `T`, as `N` counters (`counters`
+/// names them), with the CPUs summed.
+fn read_counters<T: gala_ebpf::Pod + Default, const N: usize>(
+    map: &dyn MapCore,
+    counters: impl Fn(&T) -> [u64; N],
+) -> Vec<(u32, [u64; N])> {
     let mut out = Vec::new();
     for key in map.keys() {
         let Ok(k) = <[u8; 4]>::try_from(key.as_slice()) else {
             continue;
         };
         if let Ok(Some(values)) = map.lookup_percpu(&key, MapFlags::ANY) {
-            out.push((u32::from_ne_bytes(k), sum_cpus::<N>(&values)));
+            out.push((u32::from_ne_bytes(k), sum_cpus(&values, &counters)));
         }
     }
     out
 }
 
+/// `struct io_bytes` as counters: read, write.
+fn io_bytes(v: &types::io_bytes) -> [u64; 2] {
+    let types::io_bytes {
+        read_bytes,
+        write_bytes,
+    } = *v;
+    [read_bytes, write_bytes]
+}
+
+/// `struct page_counts` as counters, in `io_pagecache` field order.
+fn page_counts(v: &types::page_counts) -> [u64; 4] {
+    let types::page_counts {
+        access_pagecache,
+        mark_buffer_dirty,
+        load_page_cache,
+        mark_page_dirty,
+    } = *v;
+    [
+        access_pagecache,
+        mark_buffer_dirty,
+        load_page_cache,
+        mark_page_dirty,
+    ]
+}
+
+// SAFETY: generated from the object's BTF: u64 fields only.
+unsafe impl gala_ebpf::Pod for types::io_bytes {}
+// SAFETY: as above.
+unsafe impl gala_ebpf::Pod for types::page_counts {}
+// SAFETY: integers only, the padding spelled out.
+unsafe impl gala_ebpf::Pod for types::io_cfg {}
+// SAFETY: two u32.
+#[cfg(test)]
+unsafe impl gala_ebpf::Pod for types::gala_ctl {}
+
 impl Default for IoProbe {
     fn default() -> Self {
         Self::new()
     }
-}
-
-fn other(e: impl std::fmt::Display) -> libbpf_rs::Error {
-    libbpf_rs::Error::from(std::io::Error::other(e.to_string()))
 }
 
 fn stage_values(s: &StageStats) -> [String; 5] {
@@ -352,25 +371,21 @@ impl BpfProbe for IoProbe {
         SUBITEMS
     }
 
-    fn load(&mut self, plan: &Plan, config: &Config) -> Result<(), libbpf_rs::Error> {
-        let storage = Box::leak(Box::new(MaybeUninit::uninit()));
-        let mut open = IoSkelBuilder::default().open(storage)?;
-        plan.apply(open.open_object_mut());
-        open.maps
-            .io_events
-            .set_max_entries(gala_ebpf::ring_bytes(config.params().ringbuf_map_size))?;
-        let mut skel = open.load()?;
-        skel.attach()?;
-        let ring = RingReader::new(&[&skel.maps.io_events]).map_err(other)?;
-        self.ring = Some(ring);
-        self.skel = Some(skel);
+    fn load(&mut self, plan: &Plan, config: &Config) -> Result<(), gala_ebpf::Error> {
+        let setup = Setup::new(plan)
+            .rings(&["io_events"])
+            .ring_mb(config.params().ringbuf_map_size);
+        self.skel = Some(Skeleton::load(
+            IoSkelBuilder::default(),
+            &setup,
+            |_| Ok(()),
+        )?);
         self.start_at_issue = !plan.has(IO_START.name);
         self.write_cfg();
         Ok(())
     }
 
     fn unload(&mut self) {
-        self.ring = None;
         self.skel = None;
         self.bytes.reset();
         self.pages.reset();
@@ -405,7 +420,7 @@ impl BpfProbe for IoProbe {
     }
 
     fn poll(&mut self) {
-        let Some(ring) = self.ring.as_mut() else {
+        let Some(ring) = self.skel.as_mut().and_then(|s| s.ring()) else {
             return;
         };
         let mut records = Vec::new();
@@ -427,8 +442,8 @@ impl BpfProbe for IoProbe {
         self.rescan();
         let (raw_bytes, raw_pages) = match &self.skel {
             Some(skel) => (
-                read_counters::<2>(&skel.maps.io_count),
-                read_counters::<4>(&skel.maps.page_cache),
+                read_counters(&skel.maps.io_count, io_bytes),
+                read_counters(&skel.maps.page_cache, page_counts),
             ),
             None => (Vec::new(), Vec::new()),
         };
@@ -551,10 +566,13 @@ impl IoProbe {
     fn write_cfg(&self) {
         let Some(skel) = &self.skel else { return };
         let key = 0u32.to_ne_bytes();
-        let mut value = [0u8; 16];
-        value[..8].copy_from_slice(&self.sample_ns.to_ne_bytes());
-        value[8..12].copy_from_slice(&u32::from(self.start_at_issue).to_ne_bytes());
-        if let Err(e) = skel.maps.io_cfg.update(&key, &value, MapFlags::ANY) {
+        let value = types::io_cfg {
+            sample_ns: self.sample_ns,
+            start_at_issue: self.start_at_issue.into(),
+            pad: 0,
+        };
+        let value = gala_ebpf::bytes_of(&value);
+        if let Err(e) = skel.maps.io_cfg.update(&key, value, MapFlags::ANY) {
             gala_ebpf::log(Level::Warn, NAME, &format!("writing io_cfg: {e}"));
         }
     }
@@ -571,6 +589,45 @@ fn lost_text(latency: u64, errors: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gala_ebpf::Hook;
+    use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+
+    #[test]
+    fn every_planned_program_is_in_the_object_on_its_hook() {
+        let problems = gala_ebpf::check_skeleton(IoSkelBuilder::default(), SUBITEMS);
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
+
+    #[test]
+    fn the_snooper_control_block_is_laid_out_from_btf() {
+        let mut slot = std::mem::MaybeUninit::uninit();
+        let open = IoSkelBuilder::default().open(&mut slot).unwrap();
+        let value = gala_ebpf::snoop::ctl_value(open.open_object(), 1, 4242).unwrap();
+        let want = types::gala_ctl {
+            mode: 1,
+            self_tgid: 4242,
+        };
+        assert_eq!(value, gala_ebpf::bytes_of(&want));
+    }
+
+    #[test]
+    fn a_planned_program_missing_from_the_object_is_an_error() {
+        const TYPO: &[Subitem] = &[Subitem {
+            name: "io_trace",
+            needs: &[Need {
+                what: "request issue",
+                variants: &[&[Prog::tp_btf("io_isue", "block_rq_issue")]],
+            }],
+        }];
+        let plan = Plan::choose(TYPO, |_| true, |_| true);
+        let mut slot = std::mem::MaybeUninit::uninit();
+        let mut open = IoSkelBuilder::default().open(&mut slot).unwrap();
+        let err = plan.apply(open.open_object_mut()).unwrap_err();
+        assert!(
+            matches!(&err, gala_ebpf::Error::NoSuchProgram(n) if n == "io_isue"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn lost_records_say_what_is_missing_and_what_to_change() {

@@ -2,68 +2,30 @@
 
 use gala_ebpf::{read_pod, Pod};
 
-/// `kind` of a completed sampled request.
-const REC_LATENCY: u32 = 1;
-/// `kind` of a failed request.
-const REC_ERROR: u32 = 2;
+use crate::skel::types;
 
-/// `struct io_lat_rec`.
-#[repr(C)]
-#[derive(Debug, Clone, Copy)]
-pub struct LatencyRecord {
-    /// Always [`REC_LATENCY`].
-    pub kind: u32,
-    /// The disk (kernel `dev_t` of major, first_minor).
-    pub dev: u32,
-    /// Request stage, ns.
-    pub req_ns: u64,
-    /// Driver stage, ns.
-    pub driver_ns: u64,
-    /// Device stage, ns.
-    pub device_ns: u64,
-    /// Process that started the request (0: a kernel thread).
-    pub pid: u32,
-    /// Bytes of the request.
-    pub len: u32,
-    /// The request's `cmd_flags`.
-    pub op: u32,
-    /// Padding.
-    pub pad: u32,
-    /// Command name of that process.
-    pub comm: [u8; 16],
-}
+/// `struct io_lat_rec`: a completed sampled request (kind `REC_LATENCY`): the disk
+/// (`dev`, the kernel `dev_t` of major, first_minor), the three stages in ns, the process
+/// that started it (`pid` 0: a kernel thread) and its `comm`, `len` bytes, the request's
+/// `cmd_flags` (`op`).
+pub type LatencyRecord = types::io_lat_rec;
 
-/// `struct io_err_rec`.
-#[repr(C)]
-#[derive(Debug, Clone, Copy)]
-pub struct ErrorRecord {
-    /// Always [`REC_ERROR`].
-    pub kind: u32,
-    /// The disk.
-    pub dev: u32,
-    /// `blk_status_t` of the failure.
-    pub status: i32,
-    /// The submitting process when `submitter` is 1 (the request was sampled), else the
-    /// task the completion ran in (a kernel worker, an interrupted task).
-    pub pid: u32,
-    /// Bytes the completion covered.
-    pub len: u32,
-    /// The request's `cmd_flags`.
-    pub op: u32,
-    /// 1 when `pid`/`comm` are the submitter's.
-    pub submitter: u32,
-    /// Padding.
-    pub pad: u32,
-    /// First sector of the request.
-    pub sector: u64,
-    /// Command name of that process.
-    pub comm: [u8; 16],
-}
+/// `struct io_err_rec`: a failed request (kind `REC_ERROR`): `status` is the
+/// `blk_status_t`; `pid`/`comm` are the submitter's when `submitter` is 1 (the request was
+/// sampled), else the task the completion ran in (a kernel worker, an interrupted task).
+pub type ErrorRecord = types::io_err_rec;
 
-// SAFETY: integers and byte arrays only.
+// SAFETY: generated from the object's BTF: integers and byte arrays only, no implicit
+// padding (the C structs spell out theirs).
 unsafe impl Pod for LatencyRecord {}
-// SAFETY: integers and byte arrays only.
+// SAFETY: as above.
 unsafe impl Pod for ErrorRecord {}
+
+/// The kind tag every record starts with: [`parse`] reads it before it knows the record.
+const _: () = assert!(
+    std::mem::offset_of!(types::io_lat_rec, kind) == 0
+        && std::mem::offset_of!(types::io_err_rec, kind) == 0
+);
 
 /// One ring buffer record.
 #[derive(Debug, Clone, Copy)]
@@ -76,17 +38,18 @@ pub enum Record {
 
 /// Decodes one record; `None` for a short or unknown one (counted by the caller).
 pub fn parse(data: &[u8]) -> Option<Record> {
-    let kind = u32::from_ne_bytes(data.get(..4)?.try_into().ok()?);
+    let kind = types::io_rec_kind(u32::from_ne_bytes(data.get(..4)?.try_into().ok()?));
     match kind {
-        REC_LATENCY => read_pod(data).map(Record::Latency),
-        REC_ERROR => read_pod(data).map(Record::Error),
+        types::io_rec_kind::REC_LATENCY => read_pod(data).map(Record::Latency),
+        types::io_rec_kind::REC_ERROR => read_pod(data).map(Record::Error),
         _ => None,
     }
 }
 
 /// A NUL-terminated command name as text (lossy; `|` would be refused by the SDK, so it
 /// becomes `/`).
-pub fn comm_text(comm: &[u8; 16]) -> String {
+pub fn comm_text(comm: &[i8; 16]) -> String {
+    let comm = gala_ebpf::char_bytes(comm);
     let end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
     String::from_utf8_lossy(&comm[..end]).replace(['|', '\n', '\r'], "/")
 }
@@ -95,30 +58,29 @@ pub fn comm_text(comm: &[u8; 16]) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn layouts_match_the_bpf_structs() {
-        assert_eq!(std::mem::size_of::<LatencyRecord>(), 64);
-        assert_eq!(std::mem::size_of::<ErrorRecord>(), 56);
+    /// `text` as a C `char[16]`.
+    fn comm(text: &[u8]) -> [i8; 16] {
+        let mut out = [0i8; 16];
+        for (o, b) in out.iter_mut().zip(text) {
+            *o = *b as i8;
+        }
+        out
     }
 
     #[test]
     fn parses_and_rejects() {
         let mut rec = LatencyRecord {
-            kind: REC_LATENCY,
+            kind: types::io_rec_kind::REC_LATENCY.0,
             dev: 7 << 20 | 3,
             req_ns: 30,
             driver_ns: 10,
             device_ns: 20,
             pid: 1,
             len: 4096,
-            op: 1,
-            pad: 0,
-            comm: *b"dd\0\0\0\0\0\0\0\0\0\0\0\0\0\0",
+            comm: comm(b"dd"),
+            ..Default::default()
         };
-        // SAFETY: viewing a Pod as bytes.
-        let bytes = |r: &LatencyRecord| unsafe {
-            std::slice::from_raw_parts((r as *const LatencyRecord).cast::<u8>(), 64).to_vec()
-        };
+        let bytes = |r: &LatencyRecord| gala_ebpf::bytes_of(r).to_vec();
         match parse(&bytes(&rec)) {
             Some(Record::Latency(r)) => {
                 assert_eq!(r.req_ns, 30);
@@ -130,6 +92,6 @@ mod tests {
         rec.kind = 99;
         assert!(parse(&bytes(&rec)).is_none());
         assert!(parse(&[1, 0]).is_none());
-        assert_eq!(comm_text(b"a|b\0xxxxxxxxxxxx"), "a/b");
+        assert_eq!(comm_text(&comm(b"a|b\0xxxxxxxxxxxx")), "a/b");
     }
 }

@@ -7,27 +7,17 @@ use std::collections::BTreeMap;
 
 use gala_ebpf::Pod;
 
-/// Longest name kept (the BPF buffer, NUL included).
-pub const DOMAIN_LEN: usize = 256;
+use crate::skel::types;
 
 /// Most (tgid, name) pairs kept per period; more are dropped and counted.
 pub const MAX_ENTRIES: usize = 4096;
 
-/// `struct dns_event` of `taskprobe.bpf.c`.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct DnsRecord {
-    /// Process.
-    pub tgid: u32,
-    /// Non-zero when the call failed.
-    pub error: u32,
-    /// Entry to return, ns.
-    pub duration_ns: u64,
-    /// The name, NUL-terminated.
-    pub domain: [u8; DOMAIN_LEN],
-}
+/// `struct dns_event` of `taskprobe.bpf.c`, as the skeleton generated it: the process
+/// (`tgid`), `error` (non-zero when the call failed), `duration_ns` from entry to return
+/// and the NUL-terminated `domain`.
+pub type DnsRecord = types::dns_event;
 
-// SAFETY: integers and a byte array only.
+// SAFETY: generated from the object's BTF: integers and a char array only, no padding.
 unsafe impl Pod for DnsRecord {}
 
 /// The name of a record as a label value: up to the NUL, invalid UTF-8 replaced, and the
@@ -82,7 +72,7 @@ impl DnsStats {
     /// Counts one ring buffer record; a short one is dropped and counted.
     pub fn add_raw(&mut self, data: &[u8]) {
         match gala_ebpf::read_pod::<DnsRecord>(data) {
-            Some(r) => match domain_text(&r.domain) {
+            Some(r) => match domain_text(gala_ebpf::char_bytes(&r.domain)) {
                 Some(domain) => self.add(r.tgid, domain, r.error != 0, r.duration_ns),
                 None => self.dropped += 1,
             },
@@ -144,17 +134,12 @@ mod tests {
             tgid,
             error,
             duration_ns: ns,
-            domain: [0; DOMAIN_LEN],
+            ..Default::default()
         };
-        r.domain[..name.len()].copy_from_slice(name);
-        // SAFETY: DnsRecord is plain old data.
-        let bytes = unsafe {
-            std::slice::from_raw_parts(
-                (&r as *const DnsRecord).cast::<u8>(),
-                std::mem::size_of::<DnsRecord>(),
-            )
-        };
-        bytes.to_vec()
+        for (c, b) in r.domain.iter_mut().zip(name) {
+            *c = *b as i8;
+        }
+        gala_ebpf::bytes_of(&r).to_vec()
     }
 
     #[test]

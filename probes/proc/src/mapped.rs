@@ -13,6 +13,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use gala_probe_sdk::Level;
+
 /// A file, by device and inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FileId {
@@ -196,14 +198,15 @@ impl<L> MappedProbes<L> {
 
     /// Attaches at every site of `wanted` not yet probed (with `attach`, given the file and
     /// the pid) and drops the links of the sites no longer wanted. A file whose attach
-    /// failed is not tried again, for any pid, while it stays wanted. Returns one log line
-    /// per change or failure.
-    pub fn sync(
+    /// failed is not tried again, for any pid, while it stays wanted. Returns every change,
+    /// for the log.
+    pub fn sync<E>(
         &mut self,
         wanted: &BTreeMap<Site, PathBuf>,
-        mut attach: impl FnMut(&Path, Option<u32>) -> Result<Vec<L>, String>,
-    ) -> Vec<String> {
-        let mut notes = Vec::new();
+        mut attach: impl FnMut(&Path, Option<u32>) -> Result<Vec<L>, E>,
+    ) -> Vec<Change<E>> {
+        let mut changes = Vec::new();
+        let subitem = self.target.subitem;
         self.failed
             .retain(|file| wanted.keys().any(|site| site.file == *file));
         let gone: Vec<Site> = self
@@ -214,12 +217,11 @@ impl<L> MappedProbes<L> {
             .collect();
         for site in gone {
             if let Some((path, _links)) = self.attached.remove(&site) {
-                notes.push(format!(
-                    "{}: detached from {}{}",
-                    self.target.subitem,
-                    path.display(),
-                    for_pid(site.pid)
-                ));
+                changes.push(Change::Detached {
+                    subitem,
+                    path,
+                    pid: site.pid,
+                });
             }
         }
         for (site, path) in wanted {
@@ -228,26 +230,25 @@ impl<L> MappedProbes<L> {
             }
             match attach(path, site.pid) {
                 Ok(links) => {
-                    notes.push(format!(
-                        "{}: {} uprobes on {}{}",
-                        self.target.subitem,
-                        links.len(),
-                        path.display(),
-                        for_pid(site.pid)
-                    ));
+                    changes.push(Change::Attached {
+                        subitem,
+                        path: path.clone(),
+                        pid: site.pid,
+                        links: links.len(),
+                    });
                     self.attached.insert(*site, (path.clone(), links));
                 }
-                Err(e) => {
-                    notes.push(format!(
-                        "{}: cannot probe {}: {e}",
-                        self.target.subitem,
-                        path.display()
-                    ));
+                Err(error) => {
+                    changes.push(Change::Failed {
+                        subitem,
+                        path: path.clone(),
+                        error,
+                    });
                     self.failed.insert(site.file);
                 }
             }
         }
-        notes
+        changes
     }
 
     /// Drops every link (before the BPF object goes).
@@ -255,6 +256,79 @@ impl<L> MappedProbes<L> {
         self.attached.clear();
         self.failed.clear();
         self.by_pid.clear();
+    }
+}
+
+/// What [`MappedProbes::sync`] did at one site, for the log; `E` is the attach error.
+#[derive(Debug)]
+pub enum Change<E> {
+    /// Uprobes were attached.
+    Attached {
+        /// The sub-item they serve.
+        subitem: &'static str,
+        /// The file probed.
+        path: PathBuf,
+        /// Only in this process (`None`: in every process).
+        pid: Option<u32>,
+        /// How many links.
+        links: usize,
+    },
+    /// The file is no longer wanted: its uprobes are gone.
+    Detached {
+        /// The sub-item they served.
+        subitem: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The process they were for (`None`: every process).
+        pid: Option<u32>,
+    },
+    /// Attaching failed; the file is not retried while it stays wanted.
+    Failed {
+        /// The sub-item.
+        subitem: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: E,
+    },
+}
+
+impl<E> Change<E> {
+    /// The log level of the change: a failure degrades the sub-item, the rest is progress.
+    pub fn level(&self) -> Level {
+        match self {
+            Change::Failed { .. } => Level::Warn,
+            Change::Attached { .. } | Change::Detached { .. } => Level::Info,
+        }
+    }
+}
+
+impl<E: std::fmt::Display> std::fmt::Display for Change<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Change::Attached {
+                subitem,
+                path,
+                pid,
+                links,
+            } => write!(
+                f,
+                "{subitem}: {links} uprobes on {}{}",
+                path.display(),
+                for_pid(*pid)
+            ),
+            Change::Detached { subitem, path, pid } => write!(
+                f,
+                "{subitem}: detached from {}{}",
+                path.display(),
+                for_pid(*pid)
+            ),
+            Change::Failed {
+                subitem,
+                path,
+                error,
+            } => write!(f, "{subitem}: cannot probe {}: {error}", path.display()),
+        }
     }
 }
 
@@ -266,6 +340,14 @@ fn for_pid(pid: Option<u32>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The attach error of the tests.
+    type E = &'static str;
+
+    /// The changes as log lines.
+    fn lines(changes: Vec<Change<E>>) -> Vec<String> {
+        changes.iter().map(ToString::to_string).collect()
+    }
 
     /// A scratch directory removed on drop.
     struct Scratch(PathBuf);
@@ -395,13 +477,13 @@ mod tests {
         let (proc_root, libc) = fixture(&dir);
         let mut probes = MappedProbes::<u8>::new(LIBC);
         let mut attaches = Vec::new();
-        let mut attach = |_: &Path, pid: Option<u32>| {
+        let mut attach = |_: &Path, pid: Option<u32>| -> Result<Vec<u8>, E> {
             attaches.push(pid);
             Ok(vec![1u8, 2])
         };
         let wanted = probes.wanted(&proc_root, &BTreeSet::from([1, 2, 3]), &[], false);
         assert_eq!(wanted.len(), 1);
-        let notes = probes.sync(&wanted, &mut attach);
+        let notes = lines(probes.sync(&wanted, &mut attach));
         assert_eq!(notes.len(), 1, "{notes:?}");
         // The container path of the same file adds nothing.
         let wanted = probes.wanted(
@@ -412,7 +494,7 @@ mod tests {
         );
         assert!(probes.sync(&wanted, &mut attach).is_empty());
         let wanted = probes.wanted(&proc_root, &BTreeSet::from([3]), &[], false);
-        let notes = probes.sync(&wanted, &mut attach);
+        let notes = lines(probes.sync(&wanted, &mut attach));
         assert!(notes[0].starts_with("proc_dns: detached"), "{notes:?}");
         assert_eq!(probes.attached().count(), 0);
         assert_eq!(attaches, [None]);
@@ -424,17 +506,17 @@ mod tests {
         let (proc_root, libc) = fixture(&dir);
         let mut probes = MappedProbes::<u8>::new(LIBC);
         let mut attaches = Vec::new();
-        let mut attach = |_: &Path, pid: Option<u32>| {
+        let mut attach = |_: &Path, pid: Option<u32>| -> Result<Vec<u8>, E> {
             attaches.push(pid);
             Ok(vec![1u8])
         };
         let wanted = probes.wanted(&proc_root, &BTreeSet::from([1, 2, 3]), &[], true);
-        let notes = probes.sync(&wanted, &mut attach);
+        let notes = lines(probes.sync(&wanted, &mut attach));
         assert_eq!(notes.len(), 2, "{notes:?}");
         assert!(notes[0].ends_with(" for pid 1"), "{notes:?}");
         // Pid 1 leaves; a container's copy of the file is probed for every process.
         let wanted = probes.wanted(&proc_root, &BTreeSet::from([2]), &[libc], true);
-        let notes = probes.sync(&wanted, &mut attach);
+        let notes = lines(probes.sync(&wanted, &mut attach));
         assert_eq!(notes.len(), 2, "{notes:?}");
         assert!(notes[0].contains("detached") && notes[0].ends_with(" for pid 1"));
         assert_eq!(attaches, [Some(1), Some(2), None]);
@@ -455,17 +537,21 @@ mod tests {
         let mut probes = MappedProbes::<u8>::new(LIBC);
         let mut tries = 0;
         for _ in 0..3 {
-            probes.sync(&wanted, |_, _| {
+            let changes = probes.sync(&wanted, |_, _| -> Result<Vec<u8>, E> {
                 tries += 1;
-                Err("no symbol".into())
+                Err("no symbol")
             });
+            assert!(changes.iter().all(|c| c.level() == Level::Warn));
         }
         assert_eq!(tries, 1, "not for the other pid either");
-        probes.sync(&BTreeMap::new(), |_, _| Ok(vec![]));
-        probes.sync(&wanted, |_, _| {
+        probes.sync(&BTreeMap::new(), |_, _| -> Result<Vec<u8>, E> {
+            Ok(vec![])
+        });
+        let changes = probes.sync(&wanted, |_, _| -> Result<Vec<u8>, E> {
             tries += 1;
             Ok(vec![])
         });
+        assert!(changes.iter().all(|c| c.level() == Level::Info));
         assert_eq!(tries, 3);
     }
 }

@@ -3,42 +3,26 @@
 //! the report of each period (records, then events).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::mem::MaybeUninit;
 use std::path::{Path, PathBuf};
 
-use gala_ebpf::{log, BpfProbe, Hook, Need, Plan, Prog, RingReader, Subitem};
+use gala_ebpf::{log, BpfProbe, Need, Plan, Prog, Setup, Skeleton, Subitem};
 use gala_probe_sdk::{Config, EmitError, Event, Level, Probe, Severity, SnooperMode};
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, Object, UprobeOpts, UsdtOpts};
 
 use crate::dns::DnsStats;
 use crate::events::events;
-use crate::mapped::{MappedProbes, LIBC, PYTHON};
-use crate::skel::{TaskprobeSkel, TaskprobeSkelBuilder};
+use crate::mapped::{Change, MappedProbes, LIBC, PYTHON};
+use crate::skel::{types, TaskprobeSkel, TaskprobeSkelBuilder};
 use crate::stats::{Periods, ProcStats};
 use crate::syscalls::{class_table, Group};
 use crate::tables::{rows, Enabled};
 
-/// `enabled` bits of the BPF object (`SUB_*` in `taskprobe.bpf.c`).
-const SUB_SYSCALL: u32 = 1 << 0;
-const SUB_FS: u32 = 1 << 1;
+/// `enabled` bits of the BPF object (`enum sub_bit` in `taskprobe.bpf.c`).
+const SUB_SYSCALL: u32 = types::sub_bit::SUB_SYSCALL.0;
+const SUB_FS: u32 = types::sub_bit::SUB_FS.0;
 
-const fn tp(name: &'static str, tracepoint: &'static str) -> Prog {
-    Prog {
-        name,
-        hook: Hook::TpBtf(tracepoint),
-    }
-}
-
-const fn uprobe(name: &'static str) -> Prog {
-    Prog {
-        name,
-        hook: Hook::Uprobe,
-    }
-}
-
-const SYS_ENTER: Prog = tp("taskprobe_sys_enter", "sys_enter");
-const SYS_EXIT: Prog = tp("taskprobe_sys_exit", "sys_exit");
+const SYS_ENTER: Prog = Prog::tp_btf("taskprobe_sys_enter", "sys_enter");
+const SYS_EXIT: Prog = Prog::tp_btf("taskprobe_sys_exit", "sys_exit");
 
 /// Need names used by the report to leave fields empty.
 const NEED_SYSCALLS: &str = "syscall entry and exit";
@@ -78,14 +62,14 @@ pub const SUBITEMS: &[Subitem] = &[
             Need {
                 what: NEED_BIO,
                 variants: &[&[
-                    tp("taskprobe_bio_queue", "block_bio_queue"),
-                    tp("taskprobe_rq_complete", "block_rq_complete"),
-                    tp("taskprobe_bio_complete", "block_bio_complete"),
+                    Prog::tp_btf("taskprobe_bio_queue", "block_bio_queue"),
+                    Prog::tp_btf("taskprobe_rq_complete", "block_rq_complete"),
+                    Prog::tp_btf("taskprobe_bio_complete", "block_bio_complete"),
                 ]],
             },
             Need {
                 what: NEED_HANG,
-                variants: &[&[tp("taskprobe_hang", "sched_process_hang")]],
+                variants: &[&[Prog::tp_btf("taskprobe_hang", "sched_process_hang")]],
             },
         ],
     },
@@ -94,10 +78,10 @@ pub const SUBITEMS: &[Subitem] = &[
         needs: &[Need {
             what: "libc resolver calls",
             variants: &[&[
-                uprobe("taskprobe_getaddrinfo"),
-                uprobe("taskprobe_getaddrinfo_ret"),
-                uprobe("taskprobe_gethostbyname"),
-                uprobe("taskprobe_gethostbyname_ret"),
+                Prog::uprobe("taskprobe_getaddrinfo"),
+                Prog::uprobe("taskprobe_getaddrinfo_ret"),
+                Prog::uprobe("taskprobe_gethostbyname"),
+                Prog::uprobe("taskprobe_gethostbyname_ret"),
             ]],
         }],
     },
@@ -107,31 +91,34 @@ pub const SUBITEMS: &[Subitem] = &[
             Need {
                 what: NEED_RECLAIM,
                 variants: &[&[
-                    tp("taskprobe_reclaim_begin", "mm_vmscan_direct_reclaim_begin"),
-                    tp("taskprobe_reclaim_end", "mm_vmscan_direct_reclaim_end"),
+                    Prog::tp_btf("taskprobe_reclaim_begin", "mm_vmscan_direct_reclaim_begin"),
+                    Prog::tp_btf("taskprobe_reclaim_end", "mm_vmscan_direct_reclaim_end"),
                 ]],
             },
             Need {
                 what: NEED_LOOKUPS,
                 variants: &[&[
-                    tp("taskprobe_filemap_get_pages", "mm_filemap_get_pages"),
-                    tp("taskprobe_filemap_fault", "mm_filemap_fault"),
+                    Prog::tp_btf("taskprobe_filemap_get_pages", "mm_filemap_get_pages"),
+                    Prog::tp_btf("taskprobe_filemap_fault", "mm_filemap_fault"),
                 ]],
             },
             Need {
                 what: NEED_DIRTY_BUFFERS,
-                variants: &[&[tp("taskprobe_dirty_buffer", "block_dirty_buffer")]],
+                variants: &[&[Prog::tp_btf("taskprobe_dirty_buffer", "block_dirty_buffer")]],
             },
             Need {
                 what: NEED_PAGE_ADDS,
-                variants: &[&[tp(
+                variants: &[&[Prog::tp_btf(
                     "taskprobe_add_to_page_cache",
                     "mm_filemap_add_to_page_cache",
                 )]],
             },
             Need {
                 what: NEED_DIRTY_PAGES,
-                variants: &[&[tp("taskprobe_dirty_folio", "writeback_dirty_folio")]],
+                variants: &[&[Prog::tp_btf(
+                    "taskprobe_dirty_folio",
+                    "writeback_dirty_folio",
+                )]],
             },
         ],
     },
@@ -143,7 +130,7 @@ pub const SUBITEMS: &[Subitem] = &[
         name: "proc_offcpu",
         needs: &[Need {
             what: "context switches",
-            variants: &[&[tp("taskprobe_sched_switch", "sched_switch")]],
+            variants: &[&[Prog::tp_btf("taskprobe_sched_switch", "sched_switch")]],
         }],
     },
     Subitem {
@@ -154,7 +141,10 @@ pub const SUBITEMS: &[Subitem] = &[
         name: "proc_pygc",
         needs: &[Need {
             what: "CPython garbage collections",
-            variants: &[&[uprobe("taskprobe_gc_start"), uprobe("taskprobe_gc_done")]],
+            variants: &[&[
+                Prog::uprobe("taskprobe_gc_start"),
+                Prog::uprobe("taskprobe_gc_done"),
+            ]],
         }],
     },
 ];
@@ -195,9 +185,7 @@ fn groups(on: &Enabled) -> Vec<Group> {
 
 /// The loaded state.
 struct Loaded {
-    // Field order is drop order: readers and links before the object.
-    ring: Option<RingReader>,
-    skel: TaskprobeSkel<'static>,
+    skel: Skeleton<TaskprobeSkel<'static>>,
 }
 
 /// The `proc` probe.
@@ -257,7 +245,7 @@ impl TaskProbe {
     }
 
     /// The libc files to probe for `config`.
-    fn wanted_libcs(&mut self, config: &Config, pids: &BTreeSet<u32>) -> Vec<String> {
+    fn wanted_libcs(&mut self, config: &Config, pids: &BTreeSet<u32>) -> Vec<Change<AttachError>> {
         let proc_root = Path::new("/proc");
         let containers: Vec<PathBuf> = config
             .containers()
@@ -283,7 +271,11 @@ impl TaskProbe {
     /// The CPython interpreters to probe for `config`: those of the snooped processes, or
     /// in blacklist mode those of every process now running (a probe on a file covers the
     /// processes that start from it later too).
-    fn wanted_pythons(&mut self, config: &Config, pids: &BTreeSet<u32>) -> Vec<String> {
+    fn wanted_pythons(
+        &mut self,
+        config: &Config,
+        pids: &BTreeSet<u32>,
+    ) -> Vec<Change<AttachError>> {
         let proc_root = Path::new("/proc");
         let listed = config.snooper_mode() != SnooperMode::Blacklist;
         let processes = if listed {
@@ -311,6 +303,29 @@ fn all_pids(proc_root: &Path) -> impl Iterator<Item = u32> {
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
 }
 
+/// Why the uprobes of one file could not be attached.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    /// A CPython USDT probe (`python:gc__start`, `python:gc__done`).
+    #[error("python:{probe}: {source}")]
+    Usdt {
+        /// The probe's name.
+        probe: &'static str,
+        /// libbpf's error.
+        #[source]
+        source: libbpf_rs::Error,
+    },
+    /// The uprobe on a required libc function (getaddrinfo).
+    #[error("{function}: {source}")]
+    Uprobe {
+        /// The function.
+        function: &'static str,
+        /// libbpf's error.
+        #[source]
+        source: libbpf_rs::Error,
+    },
+}
+
 /// The pid argument of libbpf's attach calls: one process, or -1 for all.
 fn attach_pid(pid: Option<u32>) -> i32 {
     pid.map_or(-1, |p| p as i32)
@@ -323,7 +338,7 @@ fn attach_gc(
     skel: &TaskprobeSkel<'static>,
     path: &Path,
     pid: Option<u32>,
-) -> Result<Vec<Link>, String> {
+) -> Result<Vec<Link>, AttachError> {
     let p = &skel.progs;
     [
         ("gc__start", &p.taskprobe_gc_start),
@@ -332,7 +347,10 @@ fn attach_gc(
     .into_iter()
     .map(|(name, prog)| {
         prog.attach_usdt_with_opts(attach_pid(pid), path, "python", name, UsdtOpts::default())
-            .map_err(|e| format!("python:{name}: {e}"))
+            .map_err(|source| AttachError::Usdt {
+                probe: name,
+                source,
+            })
     })
     .collect()
 }
@@ -344,7 +362,7 @@ fn attach_resolver(
     skel: &TaskprobeSkel<'static>,
     path: &Path,
     pid: Option<u32>,
-) -> Result<Vec<Link>, String> {
+) -> Result<Vec<Link>, AttachError> {
     let attach = |prog: &libbpf_rs::ProgramMut<'_>, func: &str, ret: bool| {
         prog.attach_uprobe_with_opts(
             attach_pid(pid),
@@ -381,7 +399,12 @@ fn attach_resolver(
     ] {
         match attach(entry, func, false).and_then(|a| Ok((a, attach(exit, func, true)?))) {
             Ok((a, b)) => links.extend([a, b]),
-            Err(e) if required => return Err(format!("{func}: {e}")),
+            Err(source) if required => {
+                return Err(AttachError::Uprobe {
+                    function: func,
+                    source,
+                })
+            }
             Err(_) => {}
         }
     }
@@ -395,35 +418,31 @@ fn comm_of(tgid: u32) -> String {
         .unwrap_or_default()
 }
 
+/// The probe's name in the catalogue.
+pub const NAME: &str = "proc";
+
 impl BpfProbe for TaskProbe {
-    const NAME: &'static str = "proc";
+    const NAME: &'static str = NAME;
 
     fn subitems(&self) -> &'static [Subitem] {
         SUBITEMS
     }
 
-    fn load(&mut self, plan: &Plan, _config: &Config) -> Result<(), libbpf_rs::Error> {
+    fn load(&mut self, plan: &Plan, _config: &Config) -> Result<(), gala_ebpf::Error> {
         let on = enabled(plan);
-        let storage: &'static mut MaybeUninit<libbpf_rs::OpenObject> =
-            Box::leak(Box::new(MaybeUninit::uninit()));
-        let mut open = TaskprobeSkelBuilder::default().open(storage)?;
-        plan.apply(open.open_object_mut());
-        if let Some(ro) = open.maps.rodata_data.as_deref_mut() {
-            ro.enabled = if on.syscall { SUB_SYSCALL } else { 0 } | if on.fs { SUB_FS } else { 0 };
-            ro.syscall_class = class_table(&groups(&on));
-        }
-        let mut skel = open.load()?;
-        skel.attach()?;
         let dns_on = plan.active("proc_dns");
-        let ring = if dns_on {
-            Some(
-                RingReader::new(&[&skel.maps.dns_events])
-                    .map_err(|e| libbpf_rs::Error::from(std::io::Error::other(e.to_string())))?,
-            )
-        } else {
-            None
-        };
-        self.loaded = Some(Loaded { ring, skel });
+        // The DNS ring buffer keeps the object's own size; it is read only with proc_dns.
+        let rings: &[&str] = if dns_on { &["dns_events"] } else { &[] };
+        let setup = Setup::new(plan).rings(rings);
+        let skel = Skeleton::load(TaskprobeSkelBuilder::default(), &setup, |open| {
+            if let Some(ro) = open.maps.rodata_data.as_deref_mut() {
+                ro.enabled =
+                    if on.syscall { SUB_SYSCALL } else { 0 } | if on.fs { SUB_FS } else { 0 };
+                ro.syscall_class = class_table(&groups(&on));
+            }
+            Ok(())
+        })?;
+        self.loaded = Some(Loaded { skel });
         self.on = on;
         self.dns_on = dns_on;
         self.periods = Periods::default();
@@ -444,26 +463,21 @@ impl BpfProbe for TaskProbe {
     }
 
     fn configure(&mut self, config: &Config, pids: &BTreeSet<u32>) {
-        let mut notes = Vec::new();
+        let mut changes = Vec::new();
         if self.dns_on {
-            notes.extend(self.wanted_libcs(config, pids));
+            changes.extend(self.wanted_libcs(config, pids));
         }
         if self.on.pygc {
-            notes.extend(self.wanted_pythons(config, pids));
+            changes.extend(self.wanted_pythons(config, pids));
         }
-        for note in notes {
-            let level = if note.contains("cannot") {
-                Level::Warn
-            } else {
-                Level::Info
-            };
-            log(level, Self::NAME, &note);
+        for change in changes {
+            log(change.level(), Self::NAME, &change.to_string());
         }
     }
 
     fn poll(&mut self) {
         let dns = &mut self.dns;
-        if let Some(ring) = self.loaded.as_mut().and_then(|l| l.ring.as_mut()) {
+        if let Some(ring) = self.loaded.as_mut().and_then(|l| l.skel.ring()) {
             ring.drain(|data| dns.add_raw(data));
         }
     }
@@ -547,6 +561,13 @@ impl BpfProbe for TaskProbe {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gala_ebpf::Hook;
+
+    #[test]
+    fn every_planned_program_is_in_the_object_on_its_hook() {
+        let problems = gala_ebpf::check_skeleton(TaskprobeSkelBuilder::default(), SUBITEMS);
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
 
     #[test]
     fn every_subitem_of_the_catalogue_is_planned() {

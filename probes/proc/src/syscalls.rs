@@ -1,53 +1,63 @@
 //! Which system calls the probe times and under which field: the class table written into
 //! the BPF object's `syscall_class` (indexed by syscall number) before it is loaded.
 
-/// A timed syscall class; the value is the slot in the BPF record's `ns[]` (keep in step
-/// with `CLS_*` in `taskprobe.bpf.c`).
+use crate::skel::types;
+
+/// A class-table value of the BPF side's enums (they fit a byte).
+macro_rules! cls {
+    ($v:expr) => {
+        $v.0 as u8
+    };
+}
+
+/// A timed syscall class; the value is the slot in the BPF record's `ns[]`, taken from
+/// `enum syscall_class` of `taskprobe.bpf.c` through the skeleton.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 #[repr(u8)]
 pub enum Class {
     /// mount(2).
-    Mount = 1,
+    Mount = cls!(types::syscall_class::CLS_MOUNT),
     /// umount2(2).
-    Umount = 2,
+    Umount = cls!(types::syscall_class::CLS_UMOUNT),
     /// read and its positional / vectored variants.
-    Read = 3,
+    Read = cls!(types::syscall_class::CLS_READ),
     /// write and its positional / vectored variants.
-    Write = 4,
+    Write = cls!(types::syscall_class::CLS_WRITE),
     /// fsync, fdatasync.
-    Fsync = 5,
+    Fsync = cls!(types::syscall_class::CLS_FSYNC),
     /// sendmsg(2).
-    Sendmsg = 6,
+    Sendmsg = cls!(types::syscall_class::CLS_SENDMSG),
     /// recvmsg(2).
-    Recvmsg = 7,
+    Recvmsg = cls!(types::syscall_class::CLS_RECVMSG),
     /// sched_yield(2).
-    SchedYield = 8,
+    SchedYield = cls!(types::syscall_class::CLS_SCHED_YIELD),
     /// futex(2).
-    Futex = 9,
+    Futex = cls!(types::syscall_class::CLS_FUTEX),
     /// epoll_wait(2).
-    EpollWait = 10,
+    EpollWait = cls!(types::syscall_class::CLS_EPOLL_WAIT),
     /// epoll_pwait, epoll_pwait2.
-    EpollPwait = 11,
+    EpollPwait = cls!(types::syscall_class::CLS_EPOLL_PWAIT),
     /// fork(2).
-    Fork = 12,
+    Fork = cls!(types::syscall_class::CLS_FORK),
     /// vfork(2).
-    Vfork = 13,
+    Vfork = cls!(types::syscall_class::CLS_VFORK),
     /// clone, clone3.
-    Clone = 14,
+    Clone = cls!(types::syscall_class::CLS_CLONE),
     /// ioctl(2).
-    Ioctl = 15,
+    Ioctl = cls!(types::syscall_class::CLS_IOCTL),
     /// open, openat, openat2, creat (timed for proc_fs only).
-    Open = 16,
+    Open = cls!(types::syscall_class::CLS_OPEN),
 }
 
 /// Number of `ns[]` slots in the BPF record (the largest class + 1).
-pub const SLOTS: usize = 17;
+#[cfg(test)]
+pub const SLOTS: usize = types::syscall_class::CLS_SLOTS.0 as usize;
 
 /// Size of the BPF class table (syscall numbers above it are never timed).
 pub const TABLE_SIZE: usize = 512;
 
 /// Flag in the class table: the syscall's return value is not an error code.
-pub const NOFAIL: u8 = 0x80;
+pub const NOFAIL: u8 = cls!(types::syscall_class_flag::CLS_NOFAIL);
 
 /// The sub-item groups a class belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,13 +6,11 @@
 
 use std::collections::BTreeSet;
 use std::io::Read;
-use std::mem::MaybeUninit;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use gala_ebpf::{log, BpfProbe, Plan, RingReader, Subitem};
+use gala_ebpf::{log, BpfProbe, Plan, Setup, Skeleton, Subitem};
 use gala_probe_sdk::{Config, EmitError, Event, Level, Probe, Severity, SnooperMode};
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags, Object};
 
 use crate::events::{check, Thresholds};
@@ -33,8 +31,7 @@ const BATCH: u32 = 256;
 struct Loaded {
     // Dropped before the skeleton (field order): they use its programs and maps.
     delay_links: Vec<libbpf_rs::Link>,
-    ring: RingReader,
-    skel: TcpSkel<'static>,
+    skel: Skeleton<TcpSkel<'static>>,
     /// The planned tcp_delay programs.
     delay_progs: Vec<&'static str>,
 }
@@ -166,7 +163,10 @@ impl TcpProbe {
             self.epoch,
             &mut self.bad_records,
         );
-        loaded.ring.drain(|data| match decode(data) {
+        let Some(ring) = loaded.skel.ring() else {
+            return;
+        };
+        ring.drain(|data| match decode(data) {
             None => *bad += 1,
             Some(Record::Sample(s)) if scope.contains(s.ident.tgid) => agg.sample(&s, now_s),
             Some(Record::Close(l)) if scope.contains(l.ident.tgid) => agg.close(&l, epoch, now_s),
@@ -303,37 +303,26 @@ impl BpfProbe for TcpProbe {
         SUBITEMS
     }
 
-    fn load(&mut self, plan: &Plan, config: &Config) -> Result<(), libbpf_rs::Error> {
-        let storage = Box::leak(Box::new(MaybeUninit::uninit()));
-        let mut open = TcpSkelBuilder::default().open(storage)?;
-        plan.apply(open.open_object_mut());
+    fn load(&mut self, plan: &Plan, config: &Config) -> Result<(), gala_ebpf::Error> {
         let g = groups(plan);
-        if let Some(ro) = open.maps.rodata_data.as_deref_mut() {
-            ro.en_stats = g.stats.into();
-            ro.en_abn = g.abn.into();
-            ro.en_win = g.windows.into();
-            ro.en_rtt = g.rtt.into();
-            ro.en_srtt = g.srtt.into();
-            ro.en_rate = g.rate.into();
-            ro.en_sockbuf = g.sockbuf.into();
-            ro.en_delay = g.delay.into();
-        }
-        open.maps
-            .events
-            .set_max_entries(gala_ebpf::ring_bytes(config.params().ringbuf_map_size))?;
         // The tcp_delay programs run only inside the window (`open_window`).
-        for prog in [
-            &mut open.progs.tcp_send_len,
-            &mut open.progs.tcp_recv_len,
-            &mut open.progs.tcp_sendmsg_exit,
-            &mut open.progs.tcp_recvmsg_exit,
-            &mut open.progs.tcp_ack,
-            &mut open.progs.tcp_data_ready,
-        ] {
-            prog.set_autoattach(false);
-        }
-        let mut skel = open.load()?;
-        skel.attach()?;
+        let setup = Setup::new(plan)
+            .rings(&["events"])
+            .ring_mb(config.params().ringbuf_map_size)
+            .manual(DELAY_PROGS);
+        let skel = Skeleton::load(TcpSkelBuilder::default(), &setup, |open| {
+            if let Some(ro) = open.maps.rodata_data.as_deref_mut() {
+                ro.en_stats = g.stats.into();
+                ro.en_abn = g.abn.into();
+                ro.en_win = g.windows.into();
+                ro.en_rtt = g.rtt.into();
+                ro.en_srtt = g.srtt.into();
+                ro.en_rate = g.rate.into();
+                ro.en_sockbuf = g.sockbuf.into();
+                ro.en_delay = g.delay.into();
+            }
+            Ok(())
+        })?;
         let delay_progs = DELAY_PROGS
             .iter()
             .copied()
@@ -346,12 +335,9 @@ impl BpfProbe for TcpProbe {
                 .listen_ports
                 .update(&key, &n.to_ne_bytes(), MapFlags::NO_EXIST);
         }
-        let ring = RingReader::new(&[&skel.maps.events])
-            .map_err(|e| libbpf_rs::Error::from(std::io::Error::other(e.to_string())))?;
         self.groups = g;
         self.loaded = Some(Loaded {
             delay_links: Vec::new(),
-            ring,
             skel,
             delay_progs,
         });

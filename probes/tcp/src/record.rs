@@ -1,182 +1,51 @@
 //! What the BPF side (`src/bpf/tcp.bpf.c`) hands to user space: the `links` map values and
-//! the three ring buffer records, as `#[repr(C)]` mirrors of the C structs, and their
-//! decoding. A record that is too short or of an unknown type decodes to `None` (counted
-//! by the caller, never a crash).
+//! the three ring buffer records, as the types libbpf-cargo generated from the object's BTF
+//! (no hand copies: a field moved in C moves here too), and their decoding. A record that
+//! is too short or of an unknown type decodes to `None` (counted by the caller, never a
+//! crash).
 
 use gala_ebpf::{read_pod, Pod};
 
+use crate::skel::types;
+
 /// `ROLE_CLIENT`: the process connected.
-pub const ROLE_CLIENT: u8 = 1;
+pub const ROLE_CLIENT: u8 = types::link_role::ROLE_CLIENT.0 as u8;
 /// `ROLE_SERVER`: the process accepted.
 #[cfg_attr(not(test), allow(dead_code))]
-pub const ROLE_SERVER: u8 = 2;
+pub const ROLE_SERVER: u8 = types::link_role::ROLE_SERVER.0 as u8;
 
-const REC_SAMPLE: u32 = 1;
-const REC_CLOSE: u32 = 2;
-const REC_DELAY: u32 = 3;
+/// `struct link_ident`: who a link is — `id` (unique for the probe's lifetime), the owning
+/// `tgid`, the `role` ([`ROLE_CLIENT`] or [`ROLE_SERVER`]), the address `family` (2, 10),
+/// client and server ports and addresses (network order, IPv4 in the first 4 bytes) and
+/// the owner's `comm` when the link was made.
+pub type LinkIdent = types::link_ident;
 
-/// `DELAY_TX` (otherwise a receive delay).
-const DELAY_TX: u32 = 1;
+/// `struct link`: the `links` map value — identity, cumulative counters, the `tcp_sock`
+/// counters as last read and as read when the link was made, high-water marks, gates.
+pub type Link = types::link;
 
-/// `struct link_ident`: who a link is.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LinkIdent {
-    /// Unique for the probe's lifetime.
-    pub id: u64,
-    /// Owning process.
-    pub tgid: u32,
-    /// [`ROLE_CLIENT`] or [`ROLE_SERVER`].
-    pub role: u8,
-    /// Address family (2, 10).
-    pub family: u8,
-    /// Client port.
-    pub cport: u16,
-    /// Server port.
-    pub sport: u16,
-    _pad0: u16,
-    _pad1: u32,
-    /// Client address, network order (IPv4 in the first 4 bytes).
-    pub cip: [u8; 16],
-    /// Server address.
-    pub sip: [u8; 16],
-    /// The owner's comm when the link was made, NUL-padded.
-    pub comm: [u8; 16],
-}
+/// `struct rec_sample`: the sampled state of one socket (times in µs, windows and buffers
+/// in bytes, `snd_cwnd` and `reordering` in segments).
+pub type Sample = types::rec_sample;
 
-/// `struct link`: the `links` map value.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Link {
-    /// Identity.
-    pub ident: LinkIdent,
-    /// Bytes sent and acknowledged by the peer (cumulative, without SYN and FIN).
-    pub tx_bytes: u64,
-    /// Bytes received in order (cumulative, without SYN and FIN).
-    pub rx_bytes: u64,
-    /// Segments retransmitted (cumulative).
-    pub retran_packets: u64,
-    /// Drops with reason SOCKET_BACKLOG.
-    pub backlog_drops: u32,
-    /// Drops with reason SOCKET_FILTER.
-    pub filter_drops: u32,
-    /// Errors reported with ETIMEDOUT.
-    pub tmout_count: u32,
-    /// `sock_exceed_buf_limit` for sending.
-    pub snd_buf_limit_count: u32,
-    /// `sock_exceed_buf_limit` for receiving.
-    pub rmem_scheduls: u32,
-    /// Drops with reason PROTO_MEM.
-    pub tcp_oom: u32,
-    /// Resets sent.
-    pub send_rsts: u32,
-    /// Resets received.
-    pub receive_rsts: u32,
-    /// Passes that found our receive window 0.
-    pub zero_rcv_wnd: u32,
-    /// Passes that found the peer's window 0.
-    pub zero_snd_wnd: u32,
-    /// Passes that read the link (the zero-window ratios' denominator).
-    pub win_events: u32,
-    _pad2: u32,
-    /// `tcp_sock.segs_in` as last read.
-    pub segs_in: u32,
-    /// `tcp_sock.segs_out` as last read.
-    pub segs_out: u32,
-    /// `sock.sk_drops` as last read.
-    pub sk_drops: u32,
-    _pad3: u32,
-    /// `segs_in` when the link was made.
-    pub segs_in0: u32,
-    /// `segs_out` when the link was made.
-    pub segs_out0: u32,
-    /// `sk_drops` when the link was made.
-    pub sk_drops0: u32,
-    /// Handshake srtt of a server link, µs (0: none).
-    pub syn_srtt: u32,
-    /// The epoch `lost_out_hw`/`sacked_out_hw` belong to.
-    pub hw_epoch: u32,
-    /// Highest `lost_out` seen in that epoch.
-    pub lost_out_hw: u32,
-    /// Highest `sacked_out` seen in that epoch.
-    pub sacked_out_hw: u32,
-    _pad4: u32,
-    next_sample_j: u64,
-    rx_ready_ns: u64,
-    rx_next_j: u64,
-    tx_send_ns: u64,
-    tx_next_j: u64,
-    tx_seq: u32,
-    /// Whether the handshake completed (client links exist from SYN_SENT on).
-    pub established: u32,
-    acked0: u64,
-    received0: u64,
-    fin_seq: u32,
-    fin_sent: u32,
-    pass: u32,
-    sample_segs: u32,
-}
-
-/// `struct rec_sample`: the sampled state of one socket.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Sample {
-    kind: u32,
-    _pad: u32,
-    /// The link.
-    pub ident: LinkIdent,
-    /// µs.
-    pub srtt: u32,
-    /// µs.
-    pub rcv_rtt: u32,
-    /// Segments.
-    pub snd_cwnd: u32,
-    /// Bytes.
-    pub notsent_bytes: u32,
-    /// Bytes.
-    pub notack_bytes: u32,
-    /// Segments.
-    pub reordering: u32,
-    /// Bytes.
-    pub snd_wnd: u32,
-    /// Bytes.
-    pub rcv_wnd: u32,
-    /// Bytes.
-    pub avl_snd_wnd: u32,
-    /// µs.
-    pub rto: u32,
-    /// µs.
-    pub ato: u32,
-    /// Bytes.
-    pub sk_rcvbuf: u32,
-    /// Bytes.
-    pub sk_sndbuf: u32,
-    _pad2: u32,
-}
-
-#[repr(C)]
-#[derive(Debug, Clone, Copy)]
-struct CloseRec {
-    kind: u32,
-    _pad: u32,
-    link: Link,
-}
-
-#[repr(C)]
-#[derive(Debug, Clone, Copy)]
-struct DelayRec {
-    kind: u32,
-    dir: u32,
-    ident: LinkIdent,
-    delay_ns: u64,
-}
-
-// SAFETY: all of these are integers and arrays of integers only.
+// SAFETY: generated from the object's BTF: integers and arrays of integers only, with the
+// padding spelled out in C.
 unsafe impl Pod for LinkIdent {}
+// SAFETY: as above.
 unsafe impl Pod for Link {}
+// SAFETY: as above.
 unsafe impl Pod for Sample {}
-unsafe impl Pod for CloseRec {}
-unsafe impl Pod for DelayRec {}
+// SAFETY: as above.
+unsafe impl Pod for types::rec_close {}
+// SAFETY: as above.
+unsafe impl Pod for types::rec_delay {}
+
+/// The kind tag every record starts with: [`decode`] reads it before it knows the record.
+const _: () = assert!(
+    std::mem::offset_of!(types::rec_sample, r#type) == 0
+        && std::mem::offset_of!(types::rec_close, r#type) == 0
+        && std::mem::offset_of!(types::rec_delay, r#type) == 0
+);
 
 /// Which way a delay was measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,7 +57,7 @@ pub enum Direction {
 }
 
 /// One ring buffer record.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Record {
     /// Sampled socket state.
     Sample(Sample),
@@ -200,12 +69,14 @@ pub enum Record {
 
 /// Decodes one ring buffer record; `None` for a malformed one.
 pub fn decode(data: &[u8]) -> Option<Record> {
-    let kind = u32::from_ne_bytes(data.get(..4)?.try_into().ok()?);
+    let kind = types::rec_kind(u32::from_ne_bytes(data.get(..4)?.try_into().ok()?));
     match kind {
-        REC_SAMPLE => read_pod::<Sample>(data).map(Record::Sample),
-        REC_CLOSE => read_pod::<CloseRec>(data).map(|r| Record::Close(r.link)),
-        REC_DELAY => read_pod::<DelayRec>(data).map(|r| {
-            let dir = if r.dir == DELAY_TX {
+        types::rec_kind::REC_SAMPLE => read_pod::<Sample>(data).map(Record::Sample),
+        types::rec_kind::REC_CLOSE => {
+            read_pod::<types::rec_close>(data).map(|r| Record::Close(r.link))
+        }
+        types::rec_kind::REC_DELAY => read_pod::<types::rec_delay>(data).map(|r| {
+            let dir = if r.dir == types::delay_dir::DELAY_TX.0 {
                 Direction::Tx
             } else {
                 Direction::Rx
@@ -224,8 +95,9 @@ pub fn decode_link(data: &[u8]) -> Option<Link> {
 impl LinkIdent {
     /// The comm as text (up to the first NUL, `|` and control characters replaced).
     pub fn comm_text(&self) -> String {
-        let end = self.comm.iter().position(|&b| b == 0).unwrap_or(16);
-        String::from_utf8_lossy(&self.comm[..end])
+        let comm = gala_ebpf::char_bytes(&self.comm);
+        let end = comm.iter().position(|&b| b == 0).unwrap_or(16);
+        String::from_utf8_lossy(&comm[..end])
             .chars()
             .map(|c| if c == '|' || c.is_control() { '_' } else { c })
             .collect()
@@ -236,12 +108,8 @@ impl LinkIdent {
 pub mod tests {
     use super::*;
 
-    fn bytes<T: Copy>(v: &T) -> Vec<u8> {
-        // SAFETY: reading the bytes of a repr(C) Copy value.
-        unsafe {
-            std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>())
-        }
-        .to_vec()
+    fn bytes<T: Pod>(v: &T) -> Vec<u8> {
+        gala_ebpf::bytes_of(v).to_vec()
     }
 
     /// A link of `tgid` as the BPF side would make it.
@@ -255,53 +123,43 @@ pub mod tests {
         l.ident.sport = sport;
         l.ident.cip[..4].copy_from_slice(&[127, 0, 0, 1]);
         l.ident.sip[..4].copy_from_slice(&[127, 0, 0, 2]);
-        l.ident.comm[..4].copy_from_slice(b"curl");
+        for (c, b) in l.ident.comm.iter_mut().zip(b"curl") {
+            *c = *b as i8;
+        }
         l
-    }
-
-    #[test]
-    fn layouts_match_the_c_structs() {
-        assert_eq!(std::mem::size_of::<LinkIdent>(), 72);
-        assert_eq!(std::mem::size_of::<Link>(), 272);
-        assert_eq!(std::mem::size_of::<Sample>(), 136);
-        assert_eq!(
-            std::mem::size_of::<Link>(),
-            std::mem::size_of::<crate::skel::types::link>()
-        );
-        assert_eq!(
-            std::mem::size_of::<LinkIdent>(),
-            std::mem::size_of::<crate::skel::types::link_ident>()
-        );
     }
 
     #[test]
     fn records_decode_and_malformed_ones_do_not() {
         let l = link(7, 42, ROLE_SERVER, 5555, 80);
-        let close = CloseRec {
-            kind: REC_CLOSE,
-            _pad: 0,
+        let close = types::rec_close {
+            r#type: types::rec_kind::REC_CLOSE.0,
             link: l,
+            ..Default::default()
         };
-        assert_eq!(decode(&bytes(&close)), Some(Record::Close(l)));
-        let delay = DelayRec {
-            kind: REC_DELAY,
-            dir: DELAY_TX,
+        assert!(matches!(
+            decode(&bytes(&close)),
+            Some(Record::Close(c)) if bytes(&c) == bytes(&l)
+        ));
+        let delay = types::rec_delay {
+            r#type: types::rec_kind::REC_DELAY.0,
+            dir: types::delay_dir::DELAY_TX.0,
             ident: l.ident,
             delay_ns: 1234,
         };
-        assert_eq!(
+        assert!(matches!(
             decode(&bytes(&delay)),
-            Some(Record::Delay(l.ident, Direction::Tx, 1234))
-        );
+            Some(Record::Delay(id, Direction::Tx, 1234)) if id.id == 7 && id.tgid == 42
+        ));
         let s = Sample {
-            kind: REC_SAMPLE,
+            r#type: types::rec_kind::REC_SAMPLE.0,
             srtt: 99,
             ..Default::default()
         };
         assert!(matches!(decode(&bytes(&s)), Some(Record::Sample(x)) if x.srtt == 99));
-        assert_eq!(decode(&bytes(&close)[..100]), None);
-        assert_eq!(decode(&[9, 0, 0, 0, 1, 2]), None);
-        assert_eq!(decode(&[1, 0]), None);
+        assert!(decode(&bytes(&close)[..100]).is_none());
+        assert!(decode(&[9, 0, 0, 0, 1, 2]).is_none());
+        assert!(decode(&[1, 0]).is_none());
         assert_eq!(l.ident.comm_text(), "curl");
     }
 }

@@ -5,68 +5,23 @@
 //! variants are fallbacks for kernels that have them and lack the tracepoint; on the
 //! target kernel they never load.
 
-use gala_ebpf::{Hook, Need, Prog, Subitem};
+use gala_ebpf::{Need, Prog, Subitem};
 
-const STATE: Prog = Prog {
-    name: "tcp_state",
-    hook: Hook::TpBtf("inet_sock_set_state"),
-};
-const DESTROY: Prog = Prog {
-    name: "tcp_destroy",
-    hook: Hook::TpBtf("tcp_destroy_sock"),
-};
-const PASS: Prog = Prog {
-    name: "tcp_pass",
-    hook: Hook::Iter("task_file"),
-};
-const SEND_TP: Prog = Prog {
-    name: "tcp_send_len",
-    hook: Hook::TpBtf("sock_send_length"),
-};
-const RECV_TP: Prog = Prog {
-    name: "tcp_recv_len",
-    hook: Hook::TpBtf("sock_recv_length"),
-};
-const SEND_FEXIT: Prog = Prog {
-    name: "tcp_sendmsg_exit",
-    hook: Hook::Fexit("tcp_sendmsg"),
-};
-const RECV_FEXIT: Prog = Prog {
-    name: "tcp_recvmsg_exit",
-    hook: Hook::Fexit("tcp_recvmsg"),
-};
-const ACK: Prog = Prog {
-    name: "tcp_ack",
-    hook: Hook::TpBtf("tcp_probe"),
-};
-const RETRANS: Prog = Prog {
-    name: "tcp_retrans",
-    hook: Hook::TpBtf("tcp_retransmit_skb"),
-};
-const SEND_RST: Prog = Prog {
-    name: "tcp_send_rst",
-    hook: Hook::TpBtf("tcp_send_reset"),
-};
-const RECV_RST: Prog = Prog {
-    name: "tcp_recv_rst",
-    hook: Hook::TpBtf("tcp_receive_reset"),
-};
-const DROP: Prog = Prog {
-    name: "tcp_drop",
-    hook: Hook::TpBtf("kfree_skb"),
-};
-const ERR: Prog = Prog {
-    name: "tcp_err_report",
-    hook: Hook::TpBtf("inet_sk_error_report"),
-};
-const BUF_LIMIT: Prog = Prog {
-    name: "tcp_buf_limit",
-    hook: Hook::TpBtf("sock_exceed_buf_limit"),
-};
-const DATA_READY: Prog = Prog {
-    name: "tcp_data_ready",
-    hook: Hook::TpBtf("sk_data_ready"),
-};
+const STATE: Prog = Prog::tp_btf("tcp_state", "inet_sock_set_state");
+const DESTROY: Prog = Prog::tp_btf("tcp_destroy", "tcp_destroy_sock");
+const PASS: Prog = Prog::iter("tcp_pass", "task_file");
+const SEND_TP: Prog = Prog::tp_btf("tcp_send_len", "sock_send_length");
+const RECV_TP: Prog = Prog::tp_btf("tcp_recv_len", "sock_recv_length");
+const SEND_FEXIT: Prog = Prog::fexit("tcp_sendmsg_exit", "tcp_sendmsg");
+const RECV_FEXIT: Prog = Prog::fexit("tcp_recvmsg_exit", "tcp_recvmsg");
+const ACK: Prog = Prog::tp_btf("tcp_ack", "tcp_probe");
+const RETRANS: Prog = Prog::tp_btf("tcp_retrans", "tcp_retransmit_skb");
+const SEND_RST: Prog = Prog::tp_btf("tcp_send_rst", "tcp_send_reset");
+const RECV_RST: Prog = Prog::tp_btf("tcp_recv_rst", "tcp_receive_reset");
+const DROP: Prog = Prog::tp_btf("tcp_drop", "kfree_skb");
+const ERR: Prog = Prog::tp_btf("tcp_err_report", "inet_sk_error_report");
+const BUF_LIMIT: Prog = Prog::tp_btf("tcp_buf_limit", "sock_exceed_buf_limit");
+const DATA_READY: Prog = Prog::tp_btf("tcp_data_ready", "sk_data_ready");
 
 /// Need names of `tcp_abnormal`, each printing its own fields.
 pub mod abn {
@@ -190,7 +145,14 @@ pub const SUBITEMS: &[Subitem] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gala_ebpf::Plan;
+    use gala_ebpf::{Hook, Plan};
+
+    #[test]
+    fn every_planned_program_is_in_the_object_on_its_hook() {
+        let builder = crate::skel::TcpSkelBuilder::default();
+        let problems = gala_ebpf::check_skeleton(builder, SUBITEMS);
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
 
     #[test]
     fn tracepoints_first_and_fentry_only_as_fallback() {

@@ -763,9 +763,11 @@ mod tests {
         l.retran_packets = 5;
         a.observe(&l, 3, 0);
         a.observe(&l, 3, 0);
-        let mut s = Sample::default();
-        s.ident = l.ident;
-        s.srtt = 120;
+        let s = Sample {
+            ident: l.ident,
+            srtt: 120,
+            ..Default::default()
+        };
         a.sample(&s, 0);
         let (_, t) = a.active()[0];
         let p = &t.period;

@@ -23,23 +23,31 @@
 #define ST_CLOSE 7
 #define ST_LISTEN 10
 
-#define ROLE_SERVER 1
-#define ROLE_CLIENT 2
+/* Enums rather than #defines so that they reach the object's BTF: user space takes them
+ * from the skeleton (`types::ep_role`, `types::ep_counter`), as it takes the structs. */
 
-/* Counter slots of `struct ep_tcp_val` (mirrored in src/bpf.rs). */
-#define C_LISTEN_DROP 0     /* any drop with the listener as receiving socket */
-#define C_ACCEPT_OVERFLOW 1 /* TCP_LISTEN_OVERFLOW: handshake ACK dropped, accept queue full */
-#define C_SYN_OVERFLOW 2    /* no hook on 6.18: stays 0 */
-#define C_PASSIVE_OPEN 3
-#define C_PASSIVE_FAIL 4
-#define C_RETRAN_SYNACK 5
-#define C_RETRAN_SYN 6
-#define C_REQ_DROP 7 /* TCP_RESET on the listener: a pending request reset by the peer */
-#define C_ACTIVE_OPEN 8
-#define C_ACTIVE_FAIL 9
-#define C_SYN_SENT 10
-#define C_SYN_DROP 11 /* the SYN skb dropped on its way out (neighbour, qdisc, netfilter) */
-#define C_NUM 16
+/* `ep_tcp_key.role`. */
+enum ep_role {
+    ROLE_SERVER = 1,
+    ROLE_CLIENT = 2,
+};
+
+/* Counter slots of `struct ep_tcp_val`. */
+enum ep_counter {
+    C_LISTEN_DROP = 0,     /* any drop with the listener as receiving socket */
+    C_ACCEPT_OVERFLOW = 1, /* TCP_LISTEN_OVERFLOW: handshake ACK dropped, accept queue full */
+    C_SYN_OVERFLOW = 2,    /* no hook on 6.18: stays 0 */
+    C_PASSIVE_OPEN = 3,
+    C_PASSIVE_FAIL = 4,
+    C_RETRAN_SYNACK = 5,
+    C_RETRAN_SYN = 6,
+    C_REQ_DROP = 7, /* TCP_RESET on the listener: a pending request reset by the peer */
+    C_ACTIVE_OPEN = 8,
+    C_ACTIVE_FAIL = 9,
+    C_SYN_SENT = 10,
+    C_SYN_DROP = 11, /* the SYN skb dropped on its way out (neighbour, qdisc, netfilter) */
+    C_NUM = 16,
+};
 
 #define MAX_ENDPOINTS 10240
 #define MAX_LISTEN 4096
@@ -114,6 +122,16 @@ struct ep_estab_rec {
     struct ep_tcp_key key;
     __u64 latency_ns;
 };
+
+/* Never touched by the programs: keeps the ring buffer record and the enums above in the
+ * object's BTF (by value: a pointer would keep only a forward declaration), where the
+ * skeleton's `types` module (src/bpf.rs) takes them from. */
+struct ep_user_types {
+    struct ep_estab_rec estab;
+    enum ep_role role;
+    enum ep_counter counter;
+};
+struct ep_user_types gala_user_types;
 
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);

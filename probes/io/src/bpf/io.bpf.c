@@ -1,7 +1,7 @@
 /* ioprobe: block-layer latency per stage, I/O errors, bytes per disk, page-cache activity.
  *
  * Every program is autoload-off unless its sub-item's plan chooses it (see SUBITEMS in
- * src/main.rs). What the kernel side keeps:
+ * src/probe.rs). What the kernel side keeps:
  *  - io_trace:   one entry per sampled request in flight (LRU: a request that never
  *                completes, e.g. one merged into another, ages out); on completion one
  *                `io_lat_rec` goes to the `io_events` ring buffer with the three stage deltas.
@@ -22,8 +22,11 @@
 #define S_IFMT 00170000
 #define S_IFBLK 0060000
 
-#define REC_LATENCY 1
-#define REC_ERROR 2
+/* Record kinds of the `io_events` ring buffer (user space: `types::io_rec_kind`). */
+enum io_rec_kind {
+    REC_LATENCY = 1,
+    REC_ERROR = 2,
+};
 
 /* Written by user space: the request sampling interval (sample_period), 0 = every request;
  * whether block_rq_issue starts requests (only when block_io_start is not loaded: otherwise
@@ -101,6 +104,16 @@ struct {
     __uint(type, BPF_MAP_TYPE_RINGBUF);
     __uint(max_entries, 1024 * 1024);
 } io_events SEC(".maps");
+
+/* Never touched by the programs: keeps the ring buffer records and their kinds in the
+ * object's BTF (by value: a pointer would keep only a forward declaration), where the
+ * skeleton's `types` module (src/records.rs) takes them from. */
+struct io_user_types {
+    struct io_lat_rec latency;
+    struct io_err_rec error;
+    enum io_rec_kind kind;
+};
+struct io_user_types gala_user_types;
 
 /* Records that found the ring buffer full (user space reports the increase each period). */
 __u64 lost_latency = 0;
@@ -323,10 +336,13 @@ int BPF_PROG(io_bio_queue, struct bio *bio)
 
 /* ---- page_cache -------------------------------------------------------------------- */
 
-#define PC_ACCESS 0
-#define PC_BUFFER_DIRTY 1
-#define PC_LOAD 2
-#define PC_PAGE_DIRTY 3
+/* Which `struct page_counts` field a page-cache event counts in. */
+enum page_count_slot {
+    PC_ACCESS = 0,
+    PC_BUFFER_DIRTY = 1,
+    PC_LOAD = 2,
+    PC_PAGE_DIRTY = 3,
+};
 
 static __always_inline void page_count(__u32 dev, int which, __u64 n)
 {

@@ -15,37 +15,67 @@
 #include "gala.bpf.h"
 #include <bpf/usdt.bpf.h>
 
-/* Sub-item bits of `enabled` (user space: `probe.rs`, `SUB_*`). */
-#define SUB_SYSCALL (1u << 0)
-#define SUB_FS (1u << 1)
-#define SUB_IO (1u << 2)
-#define SUB_OFFCPU (1u << 3)
-#define SUB_PAGE (1u << 4)
+/* Enums rather than #defines so that they reach the object's BTF: user space takes them
+ * from the skeleton (`types::sub_bit`, `types::syscall_class` ...), as it takes the
+ * structs. */
 
-/* Syscall classes (user space: `syscalls.rs`, `Class`); the value of `syscall_class[nr]`. */
-#define CLS_NONE 0
-#define CLS_READ 3
-#define CLS_WRITE 4
-#define CLS_FSYNC 5
-#define CLS_IOCTL 15
-#define CLS_OPEN 16
-#define CLS_SLOTS 17
-#define CLS_MASK 0x1f
-/* The syscall's return value is not an error code (rt_sigreturn): never a failure. */
-#define CLS_NOFAIL 0x80
+/* Sub-item bits of `enabled`. */
+enum sub_bit {
+    SUB_SYSCALL = 1 << 0,
+    SUB_FS = 1 << 1,
+    SUB_IO = 1 << 2,
+    SUB_OFFCPU = 1 << 3,
+    SUB_PAGE = 1 << 4,
+};
+
+/* Syscall classes: the value of `syscall_class[nr]` (with the flags below) and the slot in
+ * `proc_stats.ns[]`. User space (`syscalls.rs`, `Class`) fills the table. */
+enum syscall_class {
+    CLS_NONE = 0,
+    CLS_MOUNT = 1,
+    CLS_UMOUNT = 2,
+    CLS_READ = 3,
+    CLS_WRITE = 4,
+    CLS_FSYNC = 5,
+    CLS_SENDMSG = 6,
+    CLS_RECVMSG = 7,
+    CLS_SCHED_YIELD = 8,
+    CLS_FUTEX = 9,
+    CLS_EPOLL_WAIT = 10,
+    CLS_EPOLL_PWAIT = 11,
+    CLS_FORK = 12,
+    CLS_VFORK = 13,
+    CLS_CLONE = 14,
+    CLS_IOCTL = 15,
+    CLS_OPEN = 16,
+    CLS_SLOTS = 17,
+};
+
+/* Flags of a `syscall_class[nr]` entry. */
+enum syscall_class_flag {
+    CLS_MASK = 0x1f,
+    /* The syscall's return value is not an error code (rt_sigreturn): never a failure. */
+    CLS_NOFAIL = 0x80,
+};
 
 #define SYSCALL_SLOTS 512
 #define MAX_ERRNO 4095
 
-/* File systems of proc_fs and their operations. */
-#define FS_NONE 0
-#define FS_EXT4 1
-#define FS_OVERLAY 2
-#define FS_TMPFS 3
-#define FS_OP_READ 0
-#define FS_OP_WRITE 1
-#define FS_OP_OPEN 2
-#define FS_OP_FLUSH 3
+/* File systems of proc_fs (the row of `proc_stats.fs_ns`) and their operations (the
+ * column). */
+enum fs_kind {
+    FS_NONE = 0,
+    FS_EXT4 = 1,
+    FS_OVERLAY = 2,
+    FS_TMPFS = 3,
+};
+
+enum fs_op {
+    FS_OP_READ = 0,
+    FS_OP_WRITE = 1,
+    FS_OP_OPEN = 2,
+    FS_OP_FLUSH = 3,
+};
 
 #define EXT4_SUPER_MAGIC 0xEF53
 #define OVERLAYFS_SUPER_MAGIC 0x794c7630
@@ -63,7 +93,8 @@
 const volatile __u32 enabled = 0;
 const volatile __u8 syscall_class[SYSCALL_SLOTS] = {};
 
-/* One process's figures for the current period (user space: `stats.rs`, `ProcStats`). */
+/* One process's figures for the current period (user space: the skeleton's
+ * `types::proc_stats`, `stats.rs`). */
 struct proc_stats {
     __u64 syscall_failed;
     __s64 last_failed_nr;
@@ -162,7 +193,7 @@ struct {
     __type(value, struct dns_start);
 } dns_start SEC(".maps");
 
-/* One finished DNS lookup (user space: `dns.rs`, `DnsRecord`). */
+/* One finished DNS lookup (user space: the skeleton's `types::dns_event`, `dns.rs`). */
 struct dns_event {
     __u32 tgid;
     __u32 error;
@@ -174,6 +205,20 @@ struct {
     __uint(type, BPF_MAP_TYPE_RINGBUF);
     __uint(max_entries, 256 * 1024);
 } dns_events SEC(".maps");
+
+/* Never read by the programs: keeps the ring buffer record and the enums above in the
+ * object's BTF (by value: a pointer would keep only a forward declaration), where the
+ * skeleton's `types` module takes them from. Read-only data, as the
+ * object has no writable globals. */
+struct taskprobe_user_types {
+    struct dns_event dns;
+    enum sub_bit sub;
+    enum syscall_class cls;
+    enum syscall_class_flag cls_flag;
+    enum fs_kind fs;
+    enum fs_op fs_op;
+};
+const volatile struct taskprobe_user_types gala_user_types = {};
 
 /* A zero record to insert (too large for the BPF stack). */
 static const struct proc_stats zero_stats = {};

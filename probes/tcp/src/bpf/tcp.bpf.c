@@ -30,15 +30,27 @@
  * `en_*` read-only flags say which sub-items are on (set before load). */
 #include "gala.bpf.h"
 
-#define ROLE_CLIENT 1
-#define ROLE_SERVER 2
+/* Enums rather than #defines so that they reach the object's BTF: user space takes them
+ * from the skeleton (`types::link_role` ...), as it takes the structs below. */
 
-#define REC_SAMPLE 1
-#define REC_CLOSE 2
-#define REC_DELAY 3
+/* `link_ident.role`. */
+enum link_role {
+    ROLE_CLIENT = 1,
+    ROLE_SERVER = 2,
+};
 
-#define DELAY_RX 0
-#define DELAY_TX 1
+/* The `type` every ring buffer record starts with. */
+enum rec_kind {
+    REC_SAMPLE = 1,
+    REC_CLOSE = 2,
+    REC_DELAY = 3,
+};
+
+/* `rec_delay.dir`. */
+enum delay_dir {
+    DELAY_RX = 0,
+    DELAY_TX = 1,
+};
 
 #define SK_MEM_SEND 0
 #define SK_MEM_RECV 1
@@ -66,8 +78,8 @@ struct link_ident {
     char comm[16];
 };
 
-/* One link: identity, cumulative counters, tcp_sock snapshots, gates. Mirrored in
- * src/record.rs (`Link`). */
+/* One link: identity, cumulative counters, tcp_sock snapshots, gates. User space reads it
+ * as the skeleton's `types::link` (src/record.rs). */
 struct link {
     struct link_ident ident;
     __u64 tx_bytes;
@@ -151,6 +163,19 @@ struct rec_delay {
     struct link_ident ident;
     __u64 delay_ns;
 };
+
+/* Never touched by the programs: keeps the ring buffer records and the enums above in the
+ * object's BTF (by value: a pointer would keep only a forward declaration), where the
+ * skeleton's `types` module (src/record.rs) takes them from. */
+struct tcp_user_types {
+    struct rec_sample sample;
+    struct rec_close close;
+    struct rec_delay delay;
+    enum rec_kind kind;
+    enum link_role role;
+    enum delay_dir dir;
+};
+struct tcp_user_types gala_user_types;
 
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
