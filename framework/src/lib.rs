@@ -8,6 +8,7 @@ pub mod egress;
 pub mod identity;
 pub mod imdb;
 pub mod ingress;
+pub mod logfile;
 pub mod logging;
 pub mod manager;
 pub mod probes;

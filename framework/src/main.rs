@@ -466,7 +466,7 @@ async fn housekeeping(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let expired = metrics::counter!("gala_gopher_daemon_imdb_series_expired_total");
+    let expired = selfmetrics::imdb_series_expired();
     loop {
         tokio::select! {
             _ = tick.tick() => {}

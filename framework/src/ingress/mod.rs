@@ -30,6 +30,7 @@ use crate::egress::event::EventSink;
 use crate::egress::kafka_records::KafkaOutputs;
 use crate::imdb::{Imdb, Stamp};
 use crate::ratelimit::{RateLimiter, Verdict};
+use crate::selfmetrics;
 
 pub use batch::Batch;
 pub use lines::LineSplitter;
@@ -129,13 +130,7 @@ impl DropLog {
     fn new(probe: &Arc<str>) -> Self {
         let counters = DropReason::ALL
             .iter()
-            .map(|r| {
-                metrics::counter!(
-                    "gala_gopher_daemon_records_dropped_total",
-                    "probe" => probe.to_string(),
-                    "reason" => r.as_str()
-                )
-            })
+            .map(|r| selfmetrics::records_dropped(probe, r.as_str()))
             .collect();
         DropLog {
             probe: probe.clone(),
@@ -177,14 +172,6 @@ impl DropLog {
     fn pending(&self, reason: DropReason) -> u64 {
         self.counts[reason.index()]
     }
-}
-
-/// Counter of the records of one probe stored in the imdb.
-fn received_counter(probe: &str) -> Counter {
-    metrics::counter!(
-        "gala_gopher_daemon_records_received_total",
-        "probe" => probe.to_string()
-    )
 }
 
 /// Reads `reader` to its end, validating its lines on this task and storing them in `imdb`

@@ -7,10 +7,11 @@ use metrics::Counter;
 
 use gala_meta::record::check_values;
 
-use super::{received_counter, Batch, DropLog, DropReason};
+use super::{Batch, DropLog, DropReason};
 use crate::clock;
 use crate::egress::kafka_records::MetricKafka;
 use crate::imdb::{push_key, Imdb, Pending, Stamp};
+use crate::selfmetrics;
 
 /// Stores one probe's validated records; counts them and the ones a full table refuses.
 pub struct BatchWriter {
@@ -35,7 +36,7 @@ impl BatchWriter {
         BatchWriter {
             imdb,
             drops: DropLog::new(&probe.into()),
-            received: received_counter(probe),
+            received: selfmetrics::records_received(probe),
             stored: 0,
             keys: Vec::with_capacity(64 * 1024),
             run: Vec::new(),

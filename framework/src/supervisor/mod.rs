@@ -22,6 +22,7 @@ use crate::config::SupervisorConfig;
 use crate::egress::event::EventSink;
 use crate::egress::kafka_records::KafkaOutputs;
 use crate::imdb::Imdb;
+use crate::selfmetrics;
 
 /// Where a probe is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,8 +118,8 @@ impl Supervisor {
             ctx,
             on_spawn,
             state: state_tx,
-            restarts: metrics::counter!("gala_gopher_daemon_probe_restarts_total", "probe" => name.to_string()),
-            up: metrics::gauge!("gala_gopher_daemon_probe_up", "probe" => name.to_string()),
+            restarts: selfmetrics::probe_restarts(name),
+            up: selfmetrics::probe_up(name),
         };
         tokio::spawn(task.run(rx));
         Supervisor { tx, state }
