@@ -17,12 +17,14 @@ use gala_gopher::config::{
 use gala_gopher::egress::event::{EventLogConfig, EventLogWriter, EventSink};
 use gala_gopher::egress::http::{self, MetricsEndpoint};
 use gala_gopher::egress::kafka::KafkaProducer;
-use gala_gopher::egress::kafka_records::{EventKafka, KafkaOutputs, MetricKafka};
+use gala_gopher::egress::kafka_records::{EventKafka, MetricKafka};
 use gala_gopher::egress::metadata::{self, KafkaMetaOutput, MetaLogFile, MetadataPublisher};
 use gala_gopher::egress::metric_log::{MetricLogFormat, MetricLogWriter};
+use gala_gopher::egress::outputs::Channels;
 use gala_gopher::egress::prometheus::ScrapeRenderer;
 use gala_gopher::identity::HostIdentity;
 use gala_gopher::imdb::{Imdb, ImdbLimits};
+use gala_gopher::ingress::Pipeline;
 use gala_gopher::manager::{ManagerContext, ProbeManager};
 use gala_gopher::probes::{self, init_file, Catalogue, CustomProbe};
 use gala_gopher::rest::{CtlApi, RestApi};
@@ -129,7 +131,7 @@ async fn run(loaded: Loaded, check_only: bool) -> Result<()> {
     let (shutdown_tx, shutdown) = watch::channel(false);
     let legacy = config.web_server.legacy_histogram;
     let mut metrics_endpoint = None;
-    let mut kafka = KafkaOutputs::default();
+    let mut channels = Channels::default();
     match config.metric.out_channel {
         // With Kafka the endpoint still serves the daemon's self-metrics (Kafka delivery
         // counters among them) and the latest series; the original had no endpoint then.
@@ -178,7 +180,7 @@ async fn run(loaded: Loaded, check_only: bool) -> Result<()> {
             "metrics to Kafka topic {topic} at {}",
             config.kafka.kafka_broker
         );
-        kafka.metrics = Some(Arc::new(MetricKafka::new(
+        channels.metric_kafka = Some(Arc::new(MetricKafka::new(
             Arc::new(producer),
             identity.system_uuid.clone(),
         )));
@@ -190,7 +192,7 @@ async fn run(loaded: Loaded, check_only: bool) -> Result<()> {
             "events to Kafka topic {topic} at {}",
             config.kafka.kafka_broker
         );
-        kafka.events = Some(Arc::new(EventKafka::new(
+        channels.event_kafka = Some(Arc::new(EventKafka::new(
             Arc::new(producer),
             identity.clone(),
             config.event.timeout,
@@ -198,18 +200,29 @@ async fn run(loaded: Loaded, check_only: bool) -> Result<()> {
     }
 
     let (event_sink, event_writer) = start_event_log(&config, &machine_id)?;
+    channels.event_log = event_sink;
     let metadata = start_metadata(&config, &registry)?;
+    let producers: Vec<_> = [
+        channels.metric_kafka.as_ref().map(|m| m.producer().clone()),
+        channels.event_kafka.as_ref().map(|e| e.producer().clone()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let max_line_len = config.ingress.max_line_len;
+    let pipeline = Arc::new(Pipeline::new(
+        imdb.clone(),
+        Box::new(channels),
+        max_line_len,
+    ));
 
     let catalogue = Catalogue::new(&config.paths.extend_probe_dir, &custom);
     let manager = ProbeManager::new(
         catalogue,
         ManagerContext {
             supervisor: Arc::new(SupervisorContext {
-                imdb: imdb.clone(),
-                events: event_sink,
-                kafka: kafka.clone(),
+                pipeline,
                 config: config.supervisor.clone(),
-                max_line_len: config.ingress.max_line_len,
             }),
             roots: ScanRoots::under_host_root(&host_root),
         },
@@ -280,13 +293,6 @@ async fn run(loaded: Loaded, check_only: bool) -> Result<()> {
         let _ = tokio::task::spawn_blocking(move || writer.finish()).await;
     }
     // Delivers what the probes reported up to their end, waiting at most KAFKA_FLUSH_TIMEOUT.
-    let producers: Vec<_> = [
-        kafka.metrics.as_ref().map(|m| m.producer().clone()),
-        kafka.events.as_ref().map(|e| e.producer().clone()),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
     if !producers.is_empty() {
         let _ = tokio::task::spawn_blocking(move || {
             for p in producers {

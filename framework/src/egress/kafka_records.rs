@@ -196,15 +196,6 @@ impl ProbeKafkaEvents {
     }
 }
 
-/// The Kafka channels a probe's output goes to; the default is none.
-#[derive(Debug, Clone, Default)]
-pub struct KafkaOutputs {
-    /// Metric records (`metric.out_channel = "kafka"`).
-    pub metrics: Option<Arc<MetricKafka>>,
-    /// Events and log lines (`event.out_channel = "kafka"`).
-    pub events: Option<Arc<EventKafka>>,
-}
-
 /// Converts `|log|<Timestamp>|"<SeverityText>"|<SeverityNumber>|<Resource>|<Attributes>|"<Body>"|`
 /// into `{"Timestamp":..,"SeverityText":..,"SeverityNumber":..,"Resource":{..,"host.id":"<uuid>",
 /// "host.name":"<hostname>","host.ip":"<ip>"},"Attributes":{..},"Body":..}` appended to `out`.

@@ -6,4 +6,5 @@ pub mod kafka;
 pub mod kafka_records;
 pub mod metadata;
 pub mod metric_log;
+pub mod outputs;
 pub mod prometheus;
