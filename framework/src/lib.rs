@@ -4,6 +4,7 @@ pub mod api;
 pub mod clock;
 pub mod config;
 pub mod ctl;
+pub mod daemon;
 pub mod egress;
 pub mod identity;
 pub mod imdb;
