@@ -27,7 +27,7 @@ use tracing_subscriber::layer::{Layer, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use crate::egress::logfile::{LogFileError, RotatingFile};
+use crate::logfile::{LogFileError, RotatingFile};
 
 /// Most bytes of the debug log file and of its `.1` backup, each.
 pub const DEBUG_FILE_MAX_BYTES: u64 = 100 * 1024 * 1024;

@@ -34,9 +34,6 @@ pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time a client gets to send a complete request head (slow-loris guard).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Name of the failure counter.
-const FAILURES: &str = "gala_gopher_daemon_http_connection_failures_total";
-
 /// Connection failures logged at warn level per window; the rest go to debug and are counted.
 const LOGGED_FAILURES: u32 = 10;
 const FAILURE_WINDOW: Duration = Duration::from_secs(60);
@@ -82,10 +79,6 @@ async fn serve_with<H: Handler>(
     handler: Arc<H>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    metrics::describe_counter!(
-        FAILURES,
-        "Connections of an HTTP(S) listener that failed, by server and stage (accept, tls)"
-    );
     let failures = Arc::new(FailureLog::new(name));
     loop {
         let (stream, peer) = tokio::select! {
@@ -171,7 +164,7 @@ impl FailureLog {
     }
 
     fn report(&self, stage: &'static str, what: impl Display) {
-        metrics::counter!(FAILURES, "server" => self.name, "stage" => stage).increment(1);
+        crate::selfmetrics::http_connection_failures(self.name, stage).increment(1);
         let verdict = self.limiter.lock().check(Instant::now());
         match verdict {
             Verdict::Log { suppressed: 0 } => tracing::warn!("{}: {what}", self.name),

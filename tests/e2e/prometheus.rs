@@ -87,6 +87,70 @@ fn scrape_has_names_labels_values_help_and_type() {
     assert!(text.contains("gala_gopher_daemon_records_received_total{probe=\"demo\"}"));
 }
 
+/// Every `gala_gopher_daemon_*` family on `/metrics` has its `# HELP` and `# TYPE` (the
+/// names and texts all come from `selfmetrics.rs`); a running probe makes the ingress,
+/// supervisor and event families exist.
+#[test]
+fn every_self_metric_family_has_help_and_type() {
+    let mut sandbox = Sandbox::new();
+    let daemon = demo_daemon(&mut sandbox);
+    // The scrape histogram is recorded after a response is rendered: wait for the second.
+    daemon.wait_for(Duration::from_secs(10), "ingress counters", |s| {
+        !s.find("gala_gopher_daemon_records_received_total", &[])
+            .is_empty()
+            && !s
+                .find("gala_gopher_daemon_scrape_duration_seconds_count", &[])
+                .is_empty()
+    });
+    let text = daemon.scrape();
+    let typed = |family: &str| {
+        text.lines().any(|l| {
+            l.strip_prefix("# TYPE ")
+                .and_then(|t| t.strip_prefix(family))
+                .is_some_and(|kind| kind.starts_with(' '))
+        })
+    };
+    let mut families: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("gala_gopher_daemon_"))
+        .map(|l| {
+            let name = &l[..l.find(['{', ' ']).unwrap_or(l.len())];
+            // A histogram's samples carry suffixes; its family is the name without them.
+            ["_bucket", "_sum", "_count"]
+                .iter()
+                .filter_map(|suffix| name.strip_suffix(suffix))
+                .find(|family| typed(family))
+                .unwrap_or(name)
+        })
+        .collect();
+    families.sort_unstable();
+    families.dedup();
+    for family in &families {
+        let help = format!("# HELP {family} ");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&help) && l.len() > help.len()),
+            "no HELP for {family}:\n{text}"
+        );
+        assert!(typed(family), "no TYPE for {family}:\n{text}");
+    }
+    // Those a daemon running a probe with the default channels always has.
+    for family in [
+        "gala_gopher_daemon_records_received_total",
+        "gala_gopher_daemon_records_dropped_total",
+        "gala_gopher_daemon_imdb_series",
+        "gala_gopher_daemon_imdb_series_expired_total",
+        "gala_gopher_daemon_scrape_duration_seconds",
+        "gala_gopher_daemon_probe_restarts_total",
+        "gala_gopher_daemon_probe_up",
+        "gala_gopher_daemon_events_total",
+        "gala_gopher_daemon_events_dropped_total",
+        "gala_gopher_daemon_metadata_messages_total",
+    ] {
+        assert!(families.contains(&family), "{family} missing:\n{text}");
+    }
+}
+
 #[test]
 fn promtool_finds_no_parse_error() {
     let mut sandbox = Sandbox::new();

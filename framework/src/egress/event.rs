@@ -31,8 +31,9 @@ use parking_lot::Mutex;
 
 use crate::clock;
 use crate::egress::json::push_str;
-use crate::egress::logfile::{LogFileError, RotatingFile};
+use crate::logfile::{LogFileError, RotatingFile};
 use crate::ratelimit::{RateLimiter, Verdict};
+use crate::selfmetrics;
 
 /// Prefix of the event files; the suffix is the decimal file number.
 pub const FILE_PREFIX: &str = "gopher_event_";
@@ -46,11 +47,6 @@ pub const DEDUP_CAPACITY: usize = 1000;
 pub const MAX_ENTITY_ID_LEN: usize = 255;
 /// Longest `Resource.metric` accepted, in bytes (the original's 64-byte buffer with its NUL).
 pub const MAX_METRIC_LEN: usize = 63;
-
-/// What happened to events, per probe and outcome.
-const EVENTS_TOTAL: &str = "gala_gopher_daemon_events_total";
-/// Why events were dropped, per probe and reason.
-const EVENTS_DROPPED_TOTAL: &str = "gala_gopher_daemon_events_dropped_total";
 
 /// Why an event line cannot become an event (counted by ingress as `bad_event`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -304,8 +300,8 @@ struct EventCounters {
 
 impl EventCounters {
     fn new(probe: &str) -> Self {
-        let outcome = |o: &'static str| metrics::counter!(EVENTS_TOTAL, "probe" => probe.to_string(), "outcome" => o);
-        let reason = |r: &'static str| metrics::counter!(EVENTS_DROPPED_TOTAL, "probe" => probe.to_string(), "reason" => r);
+        let outcome = |o| selfmetrics::events(probe, o);
+        let reason = |r| selfmetrics::events_dropped(probe, r);
         EventCounters {
             written: outcome("written"),
             suppressed: outcome("suppressed"),

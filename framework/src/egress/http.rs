@@ -18,7 +18,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::clock;
 use crate::egress::prometheus::ScrapeRenderer;
 use crate::imdb::Imdb;
-use crate::selfmetrics::SCRAPE_DURATION;
+use crate::selfmetrics;
 use crate::server::{self, Handler};
 
 /// Content type of text exposition format 0.0.4.
@@ -84,11 +84,11 @@ impl MetricsEndpoint {
         self.renderer
             .lock()
             .render(&self.imdb, clock::now_ms(), &mut out);
-        metrics::gauge!("gala_gopher_daemon_imdb_series").set(self.imdb.series() as f64);
+        selfmetrics::imdb_series().set(self.imdb.series() as f64);
         if let Some(h) = &self.self_metrics {
             out.extend_from_slice(h.render().as_bytes());
         }
-        metrics::histogram!(SCRAPE_DURATION).record(start.elapsed().as_secs_f64());
+        selfmetrics::scrape_duration().record(start.elapsed().as_secs_f64());
         Bytes::from_owner(PooledBuffer {
             buf: out,
             pool: self.pool.clone(),

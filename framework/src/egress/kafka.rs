@@ -29,6 +29,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 
 use crate::config::KafkaConfig;
 use crate::ratelimit::{RateLimiter, Verdict};
+use crate::selfmetrics;
 
 /// How long a message may wait for the broker (`message.timeout.ms`): long enough that a broker
 /// restart or a short network outage loses nothing, short enough that the queue limits, not
@@ -38,13 +39,6 @@ pub const MESSAGE_TIMEOUT: Duration = Duration::from_secs(300);
 /// needs broker support for idempotent producers (`InitProducerId`); off so that the daemon
 /// works with every broker, which makes delivery at-least-once.
 pub const ENABLE_IDEMPOTENCE: bool = false;
-
-/// What happened to messages, per channel and outcome.
-const MESSAGES_TOTAL: &str = "gala_gopher_daemon_kafka_messages_total";
-/// Why messages were dropped, per channel and reason.
-const DROPPED_TOTAL: &str = "gala_gopher_daemon_kafka_dropped_total";
-/// Messages handed to librdkafka and not yet delivered or dropped, per channel.
-const QUEUE_DEPTH: &str = "gala_gopher_daemon_kafka_queue_depth";
 
 /// Why the producer could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -135,15 +129,13 @@ struct Counters {
 
 impl Counters {
     fn new(channel: &'static str) -> Self {
-        let outcome = |o: &'static str| metrics::counter!(MESSAGES_TOTAL, "channel" => channel, "outcome" => o);
+        let outcome = |o| selfmetrics::kafka_messages(channel, o);
         Counters {
             queued: outcome("queued"),
             delivered: outcome("delivered"),
             dropped: outcome("dropped"),
-            reasons: DropReason::ALL.map(
-                |r| metrics::counter!(DROPPED_TOTAL, "channel" => channel, "reason" => r.as_str()),
-            ),
-            depth: metrics::gauge!(QUEUE_DEPTH, "channel" => channel),
+            reasons: DropReason::ALL.map(|r| selfmetrics::kafka_dropped(channel, r.as_str())),
+            depth: selfmetrics::kafka_queue_depth(channel),
         }
     }
 

@@ -26,6 +26,7 @@ use crate::egress::event::{self, Dedup, EventError, DEDUP_CAPACITY};
 use crate::egress::json::push_str;
 use crate::egress::kafka::KafkaProducer;
 use crate::identity::HostIdentity;
+use crate::selfmetrics;
 
 /// Why a `|log|` line cannot be forwarded (counted by ingress as `bad_event`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -136,7 +137,7 @@ impl EventKafka {
 
     /// The submitter of probe `probe`'s events.
     pub fn for_probe(self: &Arc<Self>, probe: &str) -> ProbeKafkaEvents {
-        let outcome = |o: &'static str| metrics::counter!("gala_gopher_daemon_events_total", "probe" => probe.to_string(), "outcome" => o);
+        let outcome = |o| selfmetrics::events(probe, o);
         ProbeKafkaEvents {
             sink: self.clone(),
             written: outcome("written"),
@@ -193,15 +194,6 @@ impl ProbeKafkaEvents {
         }
         Ok(())
     }
-}
-
-/// The Kafka channels a probe's output goes to; the default is none.
-#[derive(Debug, Clone, Default)]
-pub struct KafkaOutputs {
-    /// Metric records (`metric.out_channel = "kafka"`).
-    pub metrics: Option<Arc<MetricKafka>>,
-    /// Events and log lines (`event.out_channel = "kafka"`).
-    pub events: Option<Arc<EventKafka>>,
 }
 
 /// Converts `|log|<Timestamp>|"<SeverityText>"|<SeverityNumber>|<Resource>|<Attributes>|"<Body>"|`

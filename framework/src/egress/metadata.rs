@@ -27,8 +27,9 @@ use gala_meta::{FieldType, Registry, TableMeta};
 use crate::clock;
 use crate::egress::json::push_str;
 use crate::egress::kafka::KafkaProducer;
-use crate::egress::logfile::{LogFileError, RotatingFile};
+use crate::logfile::{LogFileError, RotatingFile};
 use crate::ratelimit::{RateLimiter, Verdict};
+use crate::selfmetrics;
 
 /// How often the metadata is published again (the original's 600 s).
 pub const PERIOD: Duration = Duration::from_secs(600);
@@ -39,9 +40,6 @@ pub const MAX_FILE_BYTES: u64 = 100 * 1024 * 1024;
 
 /// How long the publisher waits at shutdown for queued Kafka messages to be delivered.
 pub const KAFKA_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Messages published, per channel and outcome.
-pub const MESSAGES_TOTAL: &str = "gala_gopher_daemon_metadata_messages_total";
 
 /// Labels added to every process-level table (a key or label field named `tgid`).
 const TGID_LABELS: [&str; 7] = [
@@ -246,10 +244,6 @@ impl MetadataPublisher {
         output: Box<dyn MetadataOutput>,
         period: Duration,
     ) -> Result<Self, MetadataError> {
-        metrics::describe_counter!(
-            MESSAGES_TOTAL,
-            "Metadata messages (entity descriptions) published, by channel and outcome"
-        );
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("metadata".into())
@@ -281,9 +275,8 @@ fn run(
     rx: &Receiver<Command>,
 ) {
     let channel = output.channel();
-    let written = metrics::counter!(MESSAGES_TOTAL, "channel" => channel, "outcome" => "written");
-    let failed =
-        metrics::counter!(MESSAGES_TOTAL, "channel" => channel, "outcome" => "write_error");
+    let written = selfmetrics::metadata_messages(channel, "written");
+    let failed = selfmetrics::metadata_messages(channel, "write_error");
     let mut error_log = RateLimiter::new(Duration::from_secs(60), 1);
     loop {
         let now = clock::wall_ms();

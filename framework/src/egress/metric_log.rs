@@ -23,18 +23,14 @@ use tokio::sync::watch;
 
 use crate::clock;
 use crate::egress::json;
-use crate::egress::logfile::{self, LogFileError};
 use crate::egress::prometheus::{escape_label_value, write_labels, write_sample};
 use crate::imdb::{Imdb, Record};
+use crate::logfile::{self, LogFileError};
 use crate::ratelimit::{RateLimiter, Verdict};
+use crate::selfmetrics;
 
 /// Prefix of the metric log files; the suffix is the decimal file number.
 pub const FILE_PREFIX: &str = "gopher_metrics_";
-
-/// Errors counted by the writer task.
-const ERRORS_TOTAL: &str = "gala_gopher_daemon_metric_log_errors_total";
-/// Records written by the writer task.
-const RECORDS_TOTAL: &str = "gala_gopher_daemon_metric_log_records_total";
 
 /// How records are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,9 +236,9 @@ impl MetricLogWriter {
                 }
             };
             match result {
-                Ok(n) => metrics::counter!(RECORDS_TOTAL).increment(n as u64),
+                Ok(n) => selfmetrics::metric_log_records().increment(n as u64),
                 Err(e) => {
-                    metrics::counter!(ERRORS_TOTAL).increment(1);
+                    selfmetrics::metric_log_errors().increment(1);
                     if let Verdict::Log { suppressed } = error_log.check(Instant::now()) {
                         tracing::warn!(suppressed, "metric log: {e}");
                     }
@@ -250,7 +246,7 @@ impl MetricLogWriter {
             }
             if self.oversized > oversized {
                 let n = self.oversized - std::mem::replace(&mut oversized, self.oversized);
-                metrics::counter!(ERRORS_TOTAL).increment(n);
+                selfmetrics::metric_log_errors().increment(n);
                 if let Verdict::Log { suppressed } = error_log.check(Instant::now()) {
                     tracing::warn!(
                         suppressed,

@@ -4,7 +4,7 @@ pub mod http;
 pub mod json;
 pub mod kafka;
 pub mod kafka_records;
-pub mod logfile;
 pub mod metadata;
 pub mod metric_log;
+pub mod outputs;
 pub mod prometheus;

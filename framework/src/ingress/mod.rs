@@ -1,5 +1,5 @@
-//! Ingress: reads a probe's stdout, splits it into lines and stores valid records in the imdb
-//! (and hands events to the event log, when there is one).
+//! Ingress: reads a probe's stdout, splits it into lines and stores valid records in the imdb;
+//! records, events and `|log|` lines also go to the [`Outputs`] egress provides.
 //!
 //! Every line is validated against the meta registry. A bad line is dropped, counted under
 //! its probe and reason (`gala_gopher_daemon_records_dropped_total`), and logged
@@ -10,9 +10,13 @@
 //! Each probe's output runs through two stages on two threads: the reader task splits lines
 //! and records into a [`Batch`] ([`LineValidator`]), and a writer thread checks the value
 //! types and stores the batch in the imdb ([`BatchWriter`]), so the work overlaps.
+//!
+//! The rest of the daemon sees one [`Pipeline`]: the imdb, the [`Outputs`] and the line limit,
+//! which [`Pipeline::spawn`]s a reader per probe run and can wait for them all at shutdown.
 
 mod batch;
 mod lines;
+mod output;
 mod validate;
 mod writer;
 
@@ -23,17 +27,17 @@ use std::time::{Duration, Instant};
 use gala_meta::record::RecordError;
 use metrics::Counter;
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::clock;
-use crate::egress::event::EventSink;
-use crate::egress::kafka_records::KafkaOutputs;
 use crate::imdb::{Imdb, Stamp};
 use crate::ratelimit::{RateLimiter, Verdict};
+use crate::selfmetrics;
 
 pub use batch::Batch;
 pub use lines::LineSplitter;
-pub use validate::LineValidator;
+pub use output::{EventOutput, ImdbOnly, Outputs, RecordOutput, Refused};
+pub use validate::{LineValidator, NO_LOG_OUTPUT};
 pub use writer::BatchWriter;
 
 /// Batches in flight between a probe's validator and its writer.
@@ -129,13 +133,7 @@ impl DropLog {
     fn new(probe: &Arc<str>) -> Self {
         let counters = DropReason::ALL
             .iter()
-            .map(|r| {
-                metrics::counter!(
-                    "gala_gopher_daemon_records_dropped_total",
-                    "probe" => probe.to_string(),
-                    "reason" => r.as_str()
-                )
-            })
+            .map(|r| selfmetrics::records_dropped(probe, r.as_str()))
             .collect();
         DropLog {
             probe: probe.clone(),
@@ -179,83 +177,137 @@ impl DropLog {
     }
 }
 
-/// Counter of the records of one probe stored in the imdb.
-fn received_counter(probe: &str) -> Counter {
-    metrics::counter!(
-        "gala_gopher_daemon_records_received_total",
-        "probe" => probe.to_string()
-    )
+/// The ingress of the whole daemon, shared by every probe's supervisor, which holds it
+/// without looking inside: where records are stored, where they and the events also go, and
+/// the longest line accepted.
+pub struct Pipeline {
+    imdb: Arc<Imdb>,
+    outputs: Box<dyn Outputs>,
+    max_line_len: usize,
+    /// Readers spawned and not yet ended.
+    readers: watch::Sender<usize>,
 }
 
-/// Reads `reader` to its end, validating its lines on this task and storing them in `imdb`
-/// on a writer thread; returns once every record read is stored. `hold_ms` is the least
-/// lifetime of the probe's series ([`Stamp::hold_ms`]), read for every batch. Events go to
-/// `events` (without one they are counted as `no_route`); records, events and log lines also
-/// go to the Kafka channels of `kafka`.
-pub async fn read_probe_output<R: AsyncRead + Unpin>(
-    mut reader: R,
-    probe: &str,
-    imdb: Arc<Imdb>,
-    hold_ms: Arc<AtomicU64>,
-    events: Option<&EventSink>,
-    kafka: &KafkaOutputs,
-    max_line_len: usize,
-) -> std::io::Result<()> {
-    let (full_tx, mut full_rx) = mpsc::channel::<Batch>(PIPELINE_DEPTH);
-    let (empty_tx, mut empty_rx) = mpsc::channel::<Batch>(PIPELINE_DEPTH + 1);
-    let mut writer = BatchWriter::new(probe, imdb.clone());
-    if let Some(metrics) = &kafka.metrics {
-        writer = writer.with_kafka(metrics.clone());
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("max_line_len", &self.max_line_len)
+            .field("readers", &*self.readers.borrow())
+            .finish_non_exhaustive()
     }
-    let thread = std::thread::Builder::new()
-        .name(format!("ingest-{probe}"))
-        .spawn(move || {
-            while let Some(mut batch) = full_rx.blocking_recv() {
-                writer.write(&mut batch);
-                writer.flush();
-                batch.clear();
-                // The validator may be gone already; then the batch is simply freed.
-                let _ = empty_tx.try_send(batch);
+}
+
+/// Counts a reader until it ends (or its task is dropped).
+struct ReaderGuard(Arc<Pipeline>);
+
+impl Drop for ReaderGuard {
+    fn drop(&mut self) {
+        self.0.readers.send_modify(|n| *n -= 1);
+    }
+}
+
+impl Pipeline {
+    /// Records go to `imdb` and, with events and log lines, to `outputs`; lines longer than
+    /// `max_line_len` (`ingress.max_line_len`) are dropped.
+    pub fn new(imdb: Arc<Imdb>, outputs: Box<dyn Outputs>, max_line_len: usize) -> Self {
+        Pipeline {
+            imdb,
+            outputs,
+            max_line_len,
+            readers: watch::Sender::new(0),
+        }
+    }
+
+    /// Reads `reader` (probe `probe`'s stdout) to its end on a task of its own (see
+    /// [`Pipeline::read`]); a read error is logged. Must be called inside the runtime.
+    pub fn spawn<R>(self: &Arc<Self>, reader: R, probe: &str, hold_ms: Arc<AtomicU64>)
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+    {
+        // Counted before the task runs, so a drain that follows finds it.
+        self.readers.send_modify(|n| *n += 1);
+        let guard = ReaderGuard(self.clone());
+        let probe = probe.to_owned();
+        tokio::spawn(async move {
+            if let Err(e) = guard.0.read(reader, &probe, hold_ms).await {
+                tracing::warn!(probe, "reading stdout failed: {e}");
             }
-        })?;
-    let mut validator = LineValidator::new(probe, imdb.registry().clone());
-    if let Some(sink) = events {
-        validator = validator.with_events(sink.for_probe(probe));
-    }
-    if let Some(events) = &kafka.events {
-        validator = validator.with_kafka_events(events.for_probe(probe));
-    }
-    let mut splitter = LineSplitter::new(max_line_len);
-    let result = loop {
-        let n = match reader.read(splitter.spare()).await {
-            Ok(n) => n,
-            Err(e) => break Err(e),
-        };
-        let eof = n == 0;
-        let mut batch = empty_rx.try_recv().unwrap_or_default();
-        batch.at = Stamp {
-            now_ms: clock::now_ms(),
-            hold_ms: hold_ms.load(Ordering::Relaxed),
-        };
-        splitter.filled(n, eof, |item| match item {
-            Ok(line) => validator.line(line, &mut batch),
-            Err(head) => validator.too_long(head),
+            drop(guard);
         });
-        validator.flush();
-        if !batch.is_empty() && full_tx.send(batch).await.is_err() {
-            break Err(std::io::Error::other("ingest writer thread ended"));
-        }
-        if eof {
-            break Ok(());
-        }
-    };
-    drop(full_tx);
-    // The writer finishes the batches in flight, then ends.
-    let joined = tokio::task::spawn_blocking(move || thread.join()).await;
-    if !matches!(joined, Ok(Ok(()))) {
-        return Err(std::io::Error::other("ingest writer thread panicked"));
     }
-    result
+
+    /// Waits until every reader [`Pipeline::spawn`]ed has ended (its probe closed its stdout
+    /// and every record read is stored), for at most `timeout`; whether they all ended.
+    pub async fn drain(&self, timeout: Duration) -> bool {
+        let mut readers = self.readers.subscribe();
+        let ended = tokio::time::timeout(timeout, readers.wait_for(|&n| n == 0)).await;
+        ended.is_ok()
+    }
+
+    /// Reads `reader` to its end, validating its lines on this task and storing them in the
+    /// imdb on a writer thread; returns once every record read is stored. `hold_ms` is the
+    /// least lifetime of the probe's series ([`Stamp::hold_ms`]), read for every batch.
+    /// Records, events and log lines also go to the probe's [`Outputs`]; without an event
+    /// output, events and log lines are counted as `no_route`.
+    pub async fn read<R: AsyncRead + Unpin>(
+        &self,
+        mut reader: R,
+        probe: &str,
+        hold_ms: Arc<AtomicU64>,
+    ) -> std::io::Result<()> {
+        let (full_tx, mut full_rx) = mpsc::channel::<Batch>(PIPELINE_DEPTH);
+        let (empty_tx, mut empty_rx) = mpsc::channel::<Batch>(PIPELINE_DEPTH + 1);
+        let mut writer = BatchWriter::new(probe, self.imdb.clone());
+        if let Some(output) = self.outputs.records(probe) {
+            writer = writer.with_output(output);
+        }
+        let thread = std::thread::Builder::new()
+            .name(format!("ingest-{probe}"))
+            .spawn(move || {
+                while let Some(mut batch) = full_rx.blocking_recv() {
+                    writer.write(&mut batch);
+                    writer.flush();
+                    batch.clear();
+                    // The validator may be gone already; then the batch is simply freed.
+                    let _ = empty_tx.try_send(batch);
+                }
+            })?;
+        let mut validator = LineValidator::new(probe, self.imdb.registry().clone());
+        if let Some(output) = self.outputs.events(probe) {
+            validator = validator.with_events(output);
+        }
+        let mut splitter = LineSplitter::new(self.max_line_len);
+        let result = loop {
+            let n = match reader.read(splitter.spare()).await {
+                Ok(n) => n,
+                Err(e) => break Err(e),
+            };
+            let eof = n == 0;
+            let mut batch = empty_rx.try_recv().unwrap_or_default();
+            batch.at = Stamp {
+                now_ms: clock::now_ms(),
+                hold_ms: hold_ms.load(Ordering::Relaxed),
+            };
+            splitter.filled(n, eof, |item| match item {
+                Ok(line) => validator.line(line, &mut batch),
+                Err(head) => validator.too_long(head),
+            });
+            validator.flush();
+            if !batch.is_empty() && full_tx.send(batch).await.is_err() {
+                break Err(std::io::Error::other("ingest writer thread ended"));
+            }
+            if eof {
+                break Ok(());
+            }
+        };
+        drop(full_tx);
+        // The writer finishes the batches in flight, then ends.
+        let joined = tokio::task::spawn_blocking(move || thread.join()).await;
+        if !matches!(joined, Ok(Ok(()))) {
+            return Err(std::io::Error::other("ingest writer thread panicked"));
+        }
+        result
+    }
 }
 
 /// Empties a vector of slices and hands back its allocation under another lifetime

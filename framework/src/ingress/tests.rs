@@ -62,38 +62,6 @@ fn a_full_table_refuses_new_series_in_the_writer() {
 }
 
 #[test]
-fn events_go_to_the_event_log_when_there_is_one() {
-    use crate::egress::event::{EventLogConfig, EventSink};
-    let imdb = demo_imdb(2, 60_000);
-    let tmp = tempfile::tempdir().unwrap();
-    let config = EventLogConfig::new(tmp.path().into(), "m-1".into(), Duration::from_secs(600));
-    let (sink, writer) = EventSink::start(config).unwrap();
-    let mut with =
-        LineValidator::new("demo", imdb.registry().clone()).with_events(sink.for_probe("demo"));
-    let mut without = LineValidator::new("demo", imdb.registry().clone());
-    let mut batch = Batch::default();
-    let ev = br#"|event|proc|1|cpu|||||||WARN|13|a "b" \ c|"#;
-    with.line(ev, &mut batch);
-    without.line(ev, &mut batch);
-    let long = format!("|event|proc|{}|cpu|||||||||x|", "i".repeat(300));
-    with.line(long.as_bytes(), &mut batch);
-    with.line(br#"|log|1|"WARN"|13|{}|{}|"x"|"#, &mut batch);
-    assert!(batch.is_empty());
-    assert_eq!(with.pending(DropReason::BadEvent), 1, "EID too long");
-    assert_eq!(with.pending(DropReason::NoRoute), 1, "the log line");
-    assert_eq!(without.pending(DropReason::NoRoute), 1, "no event log");
-    writer.finish();
-    let text = std::fs::read_to_string(tmp.path().join("gopher_event_0")).unwrap();
-    let lines: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(lines.len(), 1, "{text}");
-    assert_eq!(lines[0]["Body"], r#"a "b" \ c"#);
-    assert_eq!(lines[0]["Attributes"]["entity_id"], "m-1_proc_1");
-}
-
-#[test]
 fn level_prefixes_are_recognised() {
     assert_eq!(
         split_level(b"[WARN] x"),
@@ -110,18 +78,47 @@ fn level_prefixes_are_recognised() {
 async fn reads_a_stream_to_its_end_with_a_final_unterminated_line() {
     let imdb = demo_imdb(10, 60_000);
     let input: &[u8] = b"|demo_conn|a|1|1|\n|demo_conn|b|1|1|\n|demo_conn|c|1|1|";
-    read_probe_output(
-        input,
-        "demo",
-        imdb.clone(),
-        Default::default(),
-        None,
-        &Default::default(),
-        1024,
-    )
-    .await
-    .unwrap();
+    let pipeline = Pipeline::new(imdb.clone(), Box::new(ImdbOnly), 1024);
+    pipeline
+        .read(input, "demo", Default::default())
+        .await
+        .unwrap();
     assert_eq!(imdb.series(), 3);
+}
+
+#[test]
+fn without_an_event_output_events_and_log_lines_have_no_route() {
+    let imdb = demo_imdb(2, 60_000);
+    let mut v = LineValidator::new("demo", imdb.registry().clone());
+    let mut batch = Batch::default();
+    v.line(br#"|event|proc|1|cpu|||||||WARN|13|x|"#, &mut batch);
+    v.line(br#"|log|1|"WARN"|13|{}|{}|"x"|"#, &mut batch);
+    assert!(batch.is_empty());
+    assert_eq!(v.pending(DropReason::NoRoute), 2);
+}
+
+/// A drain waits for the readers spawned, and only for as long as it is allowed to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_waits_for_every_reader_to_store_its_records() {
+    use tokio::io::AsyncWriteExt;
+    let imdb = demo_imdb(10, 60_000);
+    let pipeline = Arc::new(Pipeline::new(imdb.clone(), Box::new(ImdbOnly), 1024));
+    assert!(pipeline.drain(Duration::ZERO).await, "no reader yet");
+    let (mut probe, stdout) = tokio::io::duplex(1024);
+    pipeline.spawn(stdout, "demo", Default::default());
+    probe.write_all(b"|demo_conn|a|1|1|\n").await.unwrap();
+    assert!(
+        !pipeline.drain(Duration::from_millis(100)).await,
+        "the probe's stdout is still open"
+    );
+    probe.write_all(b"|demo_conn|b|1|1|").await.unwrap();
+    drop(probe);
+    assert!(pipeline.drain(Duration::from_secs(10)).await);
+    assert_eq!(
+        imdb.series(),
+        2,
+        "both records stored when the drain returns"
+    );
 }
 
 proptest::proptest! {
@@ -141,37 +138,4 @@ proptest::proptest! {
         w.write(&mut batch);
         proptest::prop_assert!(imdb.series() <= 8);
     }
-}
-
-#[test]
-fn events_and_log_lines_go_to_kafka_when_the_event_channel_is_kafka() {
-    use crate::config::KafkaConfig;
-    use crate::egress::kafka::KafkaProducer;
-    use crate::egress::kafka_records::EventKafka;
-    use crate::identity::HostIdentity;
-    let imdb = demo_imdb(2, 60_000);
-    // No broker: messages only queue, which is all this test needs.
-    let config = KafkaConfig {
-        kafka_broker: "127.0.0.1:1".into(),
-        ..KafkaConfig::default()
-    };
-    let producer = Arc::new(KafkaProducer::new(&config, "t", "event").unwrap());
-    let host = HostIdentity {
-        system_uuid: "u".into(),
-        ip: "10.0.0.1".into(),
-        hostname: "h".into(),
-    };
-    let sink = Arc::new(EventKafka::new(producer.clone(), host, Duration::ZERO));
-    let mut v = LineValidator::new("demo", imdb.registry().clone())
-        .with_kafka_events(sink.for_probe("demo"));
-    let mut batch = Batch::default();
-    v.line(b"|event|proc|1|cpu|||||||WARN|13|x|", &mut batch);
-    v.line(br#"|log|1|"WARN"|13|{}|{}|"x"|"#, &mut batch);
-    v.line(br#"|log|1|WARN|13|{}|{}|"x"|"#, &mut batch);
-    assert!(batch.is_empty());
-    assert_eq!(v.pending(DropReason::NoRoute), 0);
-    assert_eq!(v.pending(DropReason::BadEvent), 1, "the malformed log line");
-    // librdkafka's out-queue also holds its own requests (metadata, connects), so only a
-    // lower bound is exact here; tests/e2e/kafka.rs checks what a broker receives.
-    assert!(producer.in_flight() >= 2, "{}", producer.in_flight());
 }

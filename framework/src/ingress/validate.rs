@@ -6,20 +6,22 @@ use std::time::{Duration, Instant};
 use gala_meta::record::{classify, parse_event, Line};
 use gala_meta::{Registry, TableId};
 
+use super::output::{EventOutput, Refused};
 use super::{recycle, split_level, Batch, DropLog, DropReason};
-use crate::egress::event::ProbeEvents;
-use crate::egress::kafka_records::ProbeKafkaEvents;
 use crate::ratelimit::{RateLimiter, Verdict};
 
-/// Splits one probe's lines: records with the right fields go into a [`Batch`], events to
-/// the event log (when there is one), bad lines are counted.
+/// Why an event has nowhere to go.
+const NO_EVENT_OUTPUT: &str = "no event output (event.out_channel is \"\")";
+/// Why a log line has nowhere to go (only the Kafka event channel takes them).
+pub const NO_LOG_OUTPUT: &str = "log lines need a Kafka event channel";
+
+/// Splits one probe's lines: records with the right fields go into a [`Batch`], events and
+/// log lines to its [`EventOutput`] (when there is one), bad lines are counted.
 pub struct LineValidator {
     probe: Arc<str>,
     registry: Arc<Registry>,
-    /// Where events go; `None`: no event output (`event.out_channel` is not `logs`).
-    events: Option<ProbeEvents>,
-    /// Where events and log lines go with `event.out_channel = "kafka"`.
-    kafka_events: Option<ProbeKafkaEvents>,
+    /// Where events and log lines go; `None`: they are `no_route`.
+    events: Option<Box<dyn EventOutput>>,
     drops: DropLog,
     text_log: RateLimiter,
     last_table: Option<(Vec<u8>, TableId)>,
@@ -36,23 +38,16 @@ impl LineValidator {
             probe,
             registry,
             events: None,
-            kafka_events: None,
             text_log: RateLimiter::new(Duration::from_secs(1), 100),
             last_table: None,
             values: Vec::with_capacity(64),
         }
     }
 
-    /// Sends this probe's events to `events` (the event log) instead of counting them as
+    /// Sends this probe's events and `|log|` lines to `events` instead of counting them as
     /// `no_route`.
-    pub fn with_events(mut self, events: ProbeEvents) -> Self {
+    pub fn with_events(mut self, events: Box<dyn EventOutput>) -> Self {
         self.events = Some(events);
-        self
-    }
-
-    /// Sends this probe's events and `|log|` lines to the Kafka event topic.
-    pub fn with_kafka_events(mut self, events: ProbeKafkaEvents) -> Self {
-        self.kafka_events = Some(events);
         self
     }
 
@@ -108,42 +103,45 @@ impl LineValidator {
 
     /// Drops counted under `reason` and not yet published.
     #[cfg(test)]
-    pub(super) fn pending(&self, reason: DropReason) -> u64 {
+    pub(crate) fn pending(&self, reason: DropReason) -> u64 {
         self.drops.pending(reason)
     }
 
-    /// Hands an `|event|` line to the event log; de-duplication and queue drops are counted
-    /// there, malformed events here (`bad_event`).
+    /// Hands an `|event|` line to the event output; de-duplication and queue drops are
+    /// counted there, malformed and unroutable events here.
     fn event(&mut self, line: &[u8], ev: &[u8]) {
         let ev = match parse_event(ev) {
             Ok(ev) => ev,
             Err(e) => return self.drops.drop(DropReason::BadEvent, line, &e),
         };
-        if let Some(kafka) = &mut self.kafka_events {
-            if let Err(e) = kafka.submit(&ev) {
-                self.drops.drop(DropReason::BadEvent, line, &e);
-            }
-            return;
-        }
-        let Some(events) = &mut self.events else {
-            let why = &"no event output (event.out_channel is \"\")";
-            return self.drops.drop(DropReason::NoRoute, line, why);
+        let result = match &mut self.events {
+            Some(out) => out.event(&ev),
+            None => Err(Refused::NoRoute(NO_EVENT_OUTPUT)),
         };
-        if let Err(e) = events.submit(&ev) {
-            self.drops.drop(DropReason::BadEvent, line, &e);
+        if let Err(refused) = result {
+            self.refused(line, &refused);
         }
     }
 
-    /// Hands a `|log|` line to the Kafka event topic; without one it is `no_route` (as the
-    /// original, which forwards them only to Kafka).
+    /// Hands a `|log|` line to the event output; only the Kafka one takes them (as the
+    /// original, which forwards them only to Kafka), others refuse them as `no_route`.
     fn log(&mut self, line: &[u8], log: &[u8]) {
-        let Some(kafka) = &mut self.kafka_events else {
-            let why = &"log lines need a Kafka event channel";
-            return self.drops.drop(DropReason::NoRoute, line, why);
+        let result = match &mut self.events {
+            Some(out) => out.log(log),
+            None => Err(Refused::NoRoute(NO_LOG_OUTPUT)),
         };
-        if let Err(e) = kafka.submit_log(log) {
-            self.drops.drop(DropReason::BadEvent, line, &e);
+        if let Err(refused) = result {
+            self.refused(line, &refused);
         }
+    }
+
+    /// Counts a line the event output refused.
+    fn refused(&mut self, line: &[u8], refused: &Refused) {
+        let reason = match refused {
+            Refused::NoRoute(_) => DropReason::NoRoute,
+            Refused::Malformed(_) => DropReason::BadEvent,
+        };
+        self.drops.drop(reason, line, refused);
     }
 
     /// Logs a line that is not a record, at the level of its `[INFO]`/`[WARN]`/`[ERROR]` prefix.

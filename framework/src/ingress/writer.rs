@@ -7,10 +7,11 @@ use metrics::Counter;
 
 use gala_meta::record::check_values;
 
-use super::{received_counter, Batch, DropLog, DropReason};
+use super::output::RecordOutput;
+use super::{Batch, DropLog, DropReason};
 use crate::clock;
-use crate::egress::kafka_records::MetricKafka;
 use crate::imdb::{push_key, Imdb, Pending, Stamp};
+use crate::selfmetrics;
 
 /// Stores one probe's validated records; counts them and the ones a full table refuses.
 pub struct BatchWriter {
@@ -24,9 +25,7 @@ pub struct BatchWriter {
     /// Allocation reused for each run (always empty between runs).
     run: Vec<Pending<'static>>,
     /// Where each valid record also goes, as it arrives (`metric.out_channel = "kafka"`).
-    kafka: Option<Arc<MetricKafka>>,
-    /// The Kafka message being rendered (reused).
-    message: Vec<u8>,
+    output: Option<Box<dyn RecordOutput>>,
 }
 
 impl BatchWriter {
@@ -35,18 +34,17 @@ impl BatchWriter {
         BatchWriter {
             imdb,
             drops: DropLog::new(&probe.into()),
-            received: received_counter(probe),
+            received: selfmetrics::records_received(probe),
             stored: 0,
             keys: Vec::with_capacity(64 * 1024),
             run: Vec::new(),
-            kafka: None,
-            message: Vec::new(),
+            output: None,
         }
     }
 
-    /// Also sends every valid record to Kafka, whether or not its imdb table has room.
-    pub fn with_kafka(mut self, kafka: Arc<MetricKafka>) -> Self {
-        self.kafka = Some(kafka);
+    /// Also hands every valid record to `output`, whether or not its imdb table has room.
+    pub fn with_output(mut self, output: Box<dyn RecordOutput>) -> Self {
+        self.output = Some(output);
         self
     }
 
@@ -58,8 +56,7 @@ impl BatchWriter {
             drops,
             stored,
             keys,
-            kafka,
-            message,
+            output,
             ..
         } = self;
         let registry = imdb.registry().clone();
@@ -67,14 +64,18 @@ impl BatchWriter {
         let mut run_table: Option<TableId> = None;
         *stored = 0;
         let at = batch.at;
-        let wall_ms = if kafka.is_some() { clock::wall_ms() } else { 0 };
+        let wall_ms = if output.is_some() {
+            clock::wall_ms()
+        } else {
+            0
+        };
         batch.for_each(&mut Vec::new(), |id, line, values| {
             let meta = registry.table(id);
             if let Err(e) = check_values(meta, values) {
                 return drops.drop(DropReason::from_record_error(&e), line, &e);
             }
-            if let Some(kafka) = kafka {
-                kafka.send_record(meta, values, wall_ms, message);
+            if let Some(output) = output {
+                output.record(meta, values, wall_ms);
             }
             if run_table.is_some_and(|t| t != id) {
                 *stored += store_run(imdb, drops, run_table.unwrap_or(id), &mut run, keys, at);
@@ -102,7 +103,7 @@ impl BatchWriter {
 
     /// Drops counted under `reason` and not yet published.
     #[cfg(test)]
-    pub(super) fn pending(&self, reason: DropReason) -> u64 {
+    pub(crate) fn pending(&self, reason: DropReason) -> u64 {
         self.drops.pending(reason)
     }
 

@@ -1,5 +1,5 @@
 //! One run of a probe: the child process in its own process group, its stdout piped into
-//! ingress, its stderr into the daemon log, and the control socket at fd 3.
+//! the ingress [`Pipeline`], its stderr into the daemon log, and the control socket at fd 3.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream as StdUnixStream;
@@ -17,10 +17,7 @@ use tokio::process::Command;
 
 use gala_ipc_proto::{Encoding, ENV_IPC_ENCODING, ENV_IPC_FD, ENV_META, ENV_PROBE_NAME, IPC_FD};
 
-use crate::egress::event::EventSink;
-use crate::egress::kafka_records::KafkaOutputs;
-use crate::imdb::Imdb;
-use crate::ingress::read_probe_output;
+use crate::ingress::Pipeline;
 use crate::ratelimit::{RateLimiter, Verdict};
 
 /// Pipe capacity asked for a probe's stdout, so a burst does not block the probe.
@@ -64,17 +61,12 @@ pub struct ProbeChild {
 }
 
 impl ProbeChild {
-    /// Starts `spec`, storing its records in `imdb` and its events in `events` (if any), and
-    /// sending them to the Kafka channels of `kafka`;
-    /// returns the child and the daemon's end of its control socket. Must run on a runtime
-    /// worker thread: the child dies with the daemon (`PR_SET_PDEATHSIG`), and that signal
-    /// follows the thread that forked it.
+    /// Starts `spec`, its stdout read by `pipeline`; returns the child and the daemon's end of
+    /// its control socket. Must run on a runtime worker thread: the child dies with the daemon
+    /// (`PR_SET_PDEATHSIG`), and that signal follows the thread that forked it.
     pub fn spawn(
         spec: &LaunchSpec,
-        imdb: Arc<Imdb>,
-        events: Option<EventSink>,
-        kafka: KafkaOutputs,
-        max_line_len: usize,
+        pipeline: &Arc<Pipeline>,
     ) -> std::io::Result<(Self, UnixStream)> {
         let (ours, theirs) = StdUnixStream::pair()?;
         let theirs = OwnedFd::from(theirs);
@@ -114,16 +106,7 @@ impl ProbeChild {
                 out.as_raw_fd(),
                 nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE),
             );
-            let name = spec.name.clone();
-            let hold = spec.series_hold_ms.clone();
-            tokio::spawn(async move {
-                let events = events.as_ref();
-                if let Err(e) =
-                    read_probe_output(out, &name, imdb, hold, events, &kafka, max_line_len).await
-                {
-                    tracing::warn!(probe = name, "reading stdout failed: {e}");
-                }
-            });
+            pipeline.spawn(out, &spec.name, spec.series_hold_ms.clone());
         }
         if let Some(err) = child.stderr.take() {
             tokio::spawn(log_stderr(spec.name.clone(), err));

@@ -19,9 +19,8 @@ pub use child::{describe, reserve_ipc_fd, LaunchSpec, ProbeChild};
 pub use policy::{Decision, RestartPolicy};
 
 use crate::config::SupervisorConfig;
-use crate::egress::event::EventSink;
-use crate::egress::kafka_records::KafkaOutputs;
-use crate::imdb::Imdb;
+use crate::ingress::Pipeline;
+use crate::selfmetrics;
 
 /// Where a probe is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,17 +73,10 @@ pub struct RuntimeState {
 
 /// Shared by all supervisors.
 pub struct SupervisorContext {
-    /// Where probe records go.
-    pub imdb: Arc<Imdb>,
-    /// Where probe events go (`event.out_channel = "logs"`); `None`: they are counted as
-    /// `no_route`.
-    pub events: Option<EventSink>,
-    /// The Kafka channels records, events and log lines also go to.
-    pub kafka: KafkaOutputs,
+    /// Where every probe's stdout goes.
+    pub pipeline: Arc<Pipeline>,
     /// Grace period, backoff and failure limits.
     pub config: SupervisorConfig,
-    /// `ingress.max_line_len`.
-    pub max_line_len: usize,
 }
 
 /// Called with the daemon's end of each new process's control socket and the process's pid.
@@ -117,8 +109,8 @@ impl Supervisor {
             ctx,
             on_spawn,
             state: state_tx,
-            restarts: metrics::counter!("gala_gopher_daemon_probe_restarts_total", "probe" => name.to_string()),
-            up: metrics::gauge!("gala_gopher_daemon_probe_up", "probe" => name.to_string()),
+            restarts: selfmetrics::probe_restarts(name),
+            up: selfmetrics::probe_up(name),
         };
         tokio::spawn(task.run(rx));
         Supervisor { tx, state }
@@ -221,9 +213,7 @@ impl Task {
     /// holds when to try again, if at all.
     fn launch(&mut self, spec: &LaunchSpec) -> (Option<ProbeChild>, Option<Instant>) {
         self.set_status(Status::Starting, None);
-        let (imdb, events) = (self.ctx.imdb.clone(), self.ctx.events.clone());
-        let kafka = self.ctx.kafka.clone();
-        match ProbeChild::spawn(spec, imdb, events, kafka, self.ctx.max_line_len) {
+        match ProbeChild::spawn(spec, &self.ctx.pipeline) {
             Ok((child, socket)) => {
                 let pid = child.pid();
                 tracing::info!(probe = self.name, pid, "started {}", spec.bin.display());

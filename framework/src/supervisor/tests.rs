@@ -5,6 +5,7 @@ use std::sync::Mutex;
 use tokio::io::AsyncReadExt;
 
 use super::*;
+use crate::ingress::ImdbOnly;
 use crate::testutil::demo_imdb;
 
 fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
@@ -15,10 +16,9 @@ fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
 }
 
 fn context(failed_after: u32, grace_ms: u64) -> Arc<SupervisorContext> {
+    let pipeline = Pipeline::new(demo_imdb(100, 60_000), Box::new(ImdbOnly), 4096);
     Arc::new(SupervisorContext {
-        imdb: demo_imdb(100, 60_000),
-        events: None,
-        kafka: Default::default(),
+        pipeline: Arc::new(pipeline),
         config: SupervisorConfig {
             stop_grace: Duration::from_millis(grace_ms),
             restart_backoff_max: Duration::from_secs(2),
@@ -26,7 +26,6 @@ fn context(failed_after: u32, grace_ms: u64) -> Arc<SupervisorContext> {
             stable_run: Duration::from_secs(30),
             snooper_period: Duration::from_secs(1),
         },
-        max_line_len: 4096,
     })
 }
 

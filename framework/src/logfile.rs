@@ -1,9 +1,10 @@
 //! A size-bounded log file: `<dir>/<name>` plus one backup `<dir>/<name>.1`.
 //!
-//! Used by the debug log (100 MB per file) and the other local logs of
-//! docs/reference/config-and-egress.md §9. When a write would push the current file past its limit, the file
-//! is renamed to `<name>.1` (replacing the previous backup) and a fresh file is started, so the
-//! pair never holds more than twice the limit. Nothing but the own backup is ever deleted.
+//! Shared by the daemon's debug log ([`crate::logging`], 100 MB per file) and egress's event
+//! and meta logs (docs/reference/config-and-egress.md §9), so it belongs to neither. When a
+//! write would push the current file past its limit, the file is renamed to `<name>.1`
+//! (replacing the previous backup) and a fresh file is started, so the pair never holds more
+//! than twice the limit. Nothing but the own backup is ever deleted.
 
 use std::fs::{DirBuilder, File, OpenOptions, Permissions};
 use std::io::{self, Write};
