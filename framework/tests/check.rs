@@ -1,5 +1,6 @@
 //! `gala-gopher --check` on a custom-probe file: a misspelt key fails the check with a message
 //! that names the file and the key; the same file spelt right passes.
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

@@ -115,6 +115,7 @@ fn fs_magic(dir: &str) -> i64 {
     // SAFETY: statfs writes the struct we pass.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     assert_eq!(
+        // SAFETY: `path` is NUL-terminated; statfs writes the struct we pass.
         unsafe { libc::statfs(path.as_ptr(), &mut st) },
         0,
         "statfs {dir}"

@@ -1,6 +1,7 @@
 //! The built `gopher-ctl` binary against a control socket served by the daemon's listener
 //! (`gala_gopher::ctl::serve`): what it prints and its exit status (0 whenever the daemon
 //! answered, 255 otherwise).
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 use std::path::Path;
 use std::process::{Command, Output};

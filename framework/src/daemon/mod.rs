@@ -36,6 +36,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, ServerConfig};
+use crate::ctl::CtlApi;
 use crate::egress::event::EventLogWriter;
 use crate::egress::kafka::KafkaProducer;
 use crate::egress::metadata::MetadataPublisher;
@@ -44,7 +45,6 @@ use crate::imdb::{Imdb, ImdbLimits};
 use crate::ingress::Pipeline;
 use crate::manager::{ManagerContext, ProbeManager};
 use crate::probes::{self, Catalogue, CustomProbe};
-use crate::ctl::CtlApi;
 use crate::rest::RestApi;
 use crate::snooper::ScanRoots;
 use crate::supervisor::SupervisorContext;

@@ -197,6 +197,7 @@ impl CostReport {
 fn enable_stats() -> Option<OwnedFd> {
     // SAFETY: plain syscall wrapper; a non-negative result is an fd we now own.
     let fd = unsafe { libbpf_sys::bpf_enable_stats(libbpf_sys::BPF_STATS_RUN_TIME) };
+    // SAFETY: a non-negative result is a new fd that nothing else owns.
     (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
 }
 

@@ -71,8 +71,8 @@ pub fn bytes<T: ToBpf>(v: &T) -> Vec<u8> {
     gala_ebpf::bytes_of(&v.to_bpf()).to_vec()
 }
 
-// SAFETY (all below): generated from the object's BTF: integers and arrays of integers
-// only, the padding spelled out in C.
+// SAFETY: generated from the object's BTF: integers and arrays of integers only, the
+// padding spelled out in C (the same holds for every impl below).
 unsafe impl Pod for types::ep_tcp_key {}
 // SAFETY: as above.
 unsafe impl Pod for types::ep_tcp_val {}

@@ -15,6 +15,8 @@ mod scan;
     dead_code,
     clippy::all,
     clippy::pedantic,
+    clippy::undocumented_unsafe_blocks,
+    clippy::unwrap_used,
     missing_docs,
     non_camel_case_types,
     unused_imports

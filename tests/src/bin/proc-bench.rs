@@ -196,8 +196,10 @@ fn io(dir: &str, n: u64, size: usize) -> String {
         // SAFETY: buffers are valid for `size` bytes; fd is open.
         let (_, ns) = timed(|| unsafe { libc::pwrite(fd, data.as_ptr().cast(), size, off) });
         w.add(ns);
+        // SAFETY: the buffers and the message are valid for the call; the fds are open.
         let (_, ns) = timed(|| unsafe { libc::fsync(fd) });
         s.add(ns);
+        // SAFETY: the buffers and the message are valid for the call; the fds are open.
         let (_, ns) = timed(|| unsafe { libc::pread(fd, back.as_mut_ptr().cast(), size, off) });
         r.add(ns);
     }
@@ -230,7 +232,9 @@ fn dns(mode: &str, name: &str) -> String {
                 rc != 0
             }
         }
+        // SAFETY: `cname` is a NUL-terminated string that outlives the call.
         "ghbn" => unsafe { gethostbyname(cname.as_ptr()).is_null() },
+        // SAFETY: `cname` is a NUL-terminated string that outlives the call.
         "ghbn2" => unsafe { gethostbyname2(cname.as_ptr(), libc::AF_INET).is_null() },
         _ => true,
     });
@@ -283,8 +287,10 @@ fn net(n: u64) -> String {
         let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
         msg.msg_iov = &mut iov;
         msg.msg_iovlen = 1;
+        // SAFETY: the buffers and the message are valid for the call; the fds are open.
         let (_, ns) = timed(|| unsafe { libc::sendmsg(sv[0], &msg, 0) });
         s.add(ns);
+        // SAFETY: the buffers and the message are valid for the call; the fds are open.
         let (_, ns) = timed(|| unsafe { libc::recvmsg(sv[1], &mut msg, 0) });
         r.add(ns);
     }
