@@ -3,10 +3,9 @@
 //! for a newer daemon; in hand-written text an unknown field is a typo (`"processes"` for
 //! `"snoopers"`) that would otherwise be ignored silently.
 
-use prost_reflect::{DescriptorError, DescriptorPool, DynamicMessage};
+use prost_reflect::DynamicMessage;
 
-/// The compiled schema, written by the build script.
-const DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/control.fds"));
+use crate::schema::message_descriptor;
 
 /// Why a hand-written `ProbeConfig` was refused.
 #[derive(Debug, thiserror::Error)]
@@ -15,9 +14,6 @@ pub enum StrictJsonError {
     /// of the wrong type; the message names the field and its line and column.
     #[error("{0}")]
     Json(serde_json::Error),
-    /// The compiled schema cannot be read back (a broken build).
-    #[error("the compiled schema is unreadable: {0}")]
-    Schema(DescriptorError),
     /// The compiled schema has no `ProbeConfig` (a broken build).
     #[error("ProbeConfig is not in the schema")]
     NoProbeConfig,
@@ -26,10 +22,7 @@ pub enum StrictJsonError {
 /// Checks that `text` is a proto3-JSON `ProbeConfig` naming only fields of the schema; the
 /// error names the field and its line and column.
 pub fn check_probe_config_json(text: &str) -> Result<(), StrictJsonError> {
-    let pool = DescriptorPool::decode(DESCRIPTORS).map_err(StrictJsonError::Schema)?;
-    let message = pool
-        .get_message_by_name("gala_gopher.ipc.v1.ProbeConfig")
-        .ok_or(StrictJsonError::NoProbeConfig)?;
+    let message = message_descriptor("ProbeConfig").ok_or(StrictJsonError::NoProbeConfig)?;
     let mut de = serde_json::Deserializer::from_str(text);
     DynamicMessage::deserialize(message, &mut de).map_err(StrictJsonError::Json)?;
     de.end().map_err(StrictJsonError::Json)
