@@ -1,9 +1,13 @@
 //! Helpers shared by the end-to-end tests: a sandbox directory holding a complete daemon
 //! installation (config, meta files, custom probes, run and log dirs), the real daemon
-//! process started in it, and a small HTTP client and exposition parser.
+//! process started in it, and a small HTTP client and exposition parser; the gate between
+//! the tests of one binary ([`gate`]) and what a test does when the machine lacks something
+//! it needs ([`require`]). `docs/testing.md` describes how the suites are organised.
 
 pub mod bench;
 pub mod ebpf;
+pub mod gate;
+pub mod require;
 pub mod sdk;
 pub mod tansu;
 pub mod workload;
@@ -157,7 +161,8 @@ pub fn free_port() -> u16 {
     panic!("no free port in {FIRST}..{}", FIRST + SPAN)
 }
 
-/// A temp directory laid out like an installation; no root needed.
+/// A temp directory laid out like an installation; no root needed. It holds the shared side
+/// of the binary's [`gate`] while it lives.
 pub struct Sandbox {
     dir: tempfile::TempDir,
     /// Port of the metrics server.
@@ -170,6 +175,8 @@ pub struct Sandbox {
     /// The same keys for the `rest_api_server` section; default `ssl_auth = "off";`.
     pub rest_api_tls: String,
     custom: serde_json::Map<String, serde_json::Value>,
+    /// Released last, once the directory is gone.
+    _gate: gate::Guard,
 }
 
 impl Default for Sandbox {
@@ -181,6 +188,8 @@ impl Default for Sandbox {
 impl Sandbox {
     /// A fresh sandbox with empty meta and probe dirs.
     pub fn new() -> Self {
+        // First: a test that must run alone may be running.
+        let gate = gate::shared();
         // No leading '.': the daemon refuses paths containing "/." (the original's rule).
         let dir = tempfile::Builder::new()
             .prefix("gala-e2e-")
@@ -205,6 +214,7 @@ impl Sandbox {
             web_server_tls: r#"ssl_auth = "off";"#.to_owned(),
             rest_api_tls: r#"ssl_auth = "off";"#.to_owned(),
             custom: serde_json::Map::new(),
+            _gate: gate,
         }
     }
 
@@ -376,6 +386,7 @@ paths = {{
             child,
             port: self.metrics_port,
             rest_port: self.rest_port,
+            _gate: gate::shared(),
         }
     }
 
@@ -396,11 +407,12 @@ paths = {{
     }
 }
 
-/// A running daemon; killed when dropped.
+/// A running daemon; killed when dropped. Like its sandbox, it holds the [`gate`] shared.
 pub struct Daemon {
     child: Child,
     port: u16,
     rest_port: u16,
+    _gate: gate::Guard,
 }
 
 impl Daemon {
