@@ -447,18 +447,29 @@ impl Daemon {
 
     /// `PUT /<probe>` with body `json=<json>`; returns status and body.
     pub fn put(&self, probe: &str, json: &str) -> (u16, String) {
-        http_request(
-            self.rest_port,
-            "PUT",
-            &format!("/{probe}"),
-            format!("json={json}").as_bytes(),
-        )
-        .expect("PUT")
+        self.rest("PUT", probe, format!("json={json}").as_bytes())
     }
 
     /// `GET /<probe>` from the REST server; returns status and body.
     pub fn get(&self, probe: &str) -> (u16, String) {
-        http_request(self.rest_port, "GET", &format!("/{probe}"), b"").expect("GET")
+        self.rest("GET", probe, b"")
+    }
+
+    /// A request to the REST server. The daemon opens its REST port after the metrics port
+    /// that [`Sandbox::start`] waits for, so a refused connection is retried for a while.
+    fn rest(&self, method: &str, probe: &str, body: &[u8]) -> (u16, String) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match http_request(self.rest_port, method, &format!("/{probe}"), body) {
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::ConnectionRefused
+                        && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                result => return result.unwrap_or_else(|e| panic!("{method} /{probe}: {e}")),
+            }
+        }
     }
 
     /// `GET /<probe>` parsed as JSON; panics unless the answer is 200 with JSON.
