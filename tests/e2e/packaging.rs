@@ -168,15 +168,24 @@ fn build_rpm() -> Result<Built, String> {
     let log = top.join("rpmbuild.log");
     let log_file = fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
     let started = Instant::now();
-    let status = Command::new("unshare")
+    let mut rpmbuild = Command::new("unshare");
+    rpmbuild
         .args(["-n", "rpmbuild", "-bb", "--nodeps", "--define"])
         .arg(format!("_topdir {}", top.display()))
         .arg(repo().join("gala-gopher.spec"))
-        // The spec chooses its own target dir; nothing of this build's environment leaks in.
+        // The spec chooses its own target dir; nothing of this build's environment leaks in
+        // (nor the profile settings `./dev.sh test` makes for CI's debug build).
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("CARGO_BUILD_TARGET_DIR")
         .env_remove("MAKEFLAGS")
         .env_remove("CARGO_MAKEFLAGS")
+        .env_remove("CARGO_INCREMENTAL");
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("CARGO_PROFILE_") {
+            rpmbuild.env_remove(name);
+        }
+    }
+    let status = rpmbuild
         .stdin(Stdio::null())
         .stdout(log_file.try_clone().map_err(|e| e.to_string())?)
         .stderr(log_file)

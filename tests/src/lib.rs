@@ -743,3 +743,62 @@ measurements:
 /// Default `imdb` section body for tests.
 pub const IMDB_DEFAULT: &str =
     "max_tables_num = 1024; max_records_num = 1024; max_metrics_num = 64; record_timeout = 60;";
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    /// The `.rs` files of `dir`, by file stem.
+    fn rust_files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+            .filter_map(|p| Some(p.file_stem()?.to_str()?.to_owned()))
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Every file of `e2e/` is a module of exactly one suite, and every suite of `suites/` is
+    /// a test target: no end-to-end test is left out of `cargo test` (a file that is no
+    /// module would not even be compiled).
+    #[test]
+    fn every_e2e_file_is_in_one_suite_and_every_suite_is_a_test_target() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut suite_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let suites = rust_files(&root.join("suites"));
+        for suite in &suites {
+            let text = std::fs::read_to_string(root.join("suites").join(format!("{suite}.rs")))
+                .expect("suite file");
+            for line in text.lines() {
+                if let Some(module) = line
+                    .trim()
+                    .strip_prefix("#[path = \"../e2e/")
+                    .and_then(|l| l.strip_suffix(".rs\"]"))
+                {
+                    suite_of
+                        .entry(module.to_owned())
+                        .or_default()
+                        .push(suite.clone());
+                }
+            }
+        }
+        for file in rust_files(&root.join("e2e")) {
+            match suite_of.get(&file).map(Vec::as_slice) {
+                Some([_]) => {}
+                Some(more) => panic!("e2e/{file}.rs is a module of several suites: {more:?}"),
+                None => panic!("e2e/{file}.rs is in no suite: add it to one of suites/*.rs"),
+            }
+        }
+        let manifest = std::fs::read_to_string(root.join("Cargo.toml")).expect("Cargo.toml");
+        for suite in &suites {
+            assert!(
+                manifest.contains(&format!("path = \"suites/{suite}.rs\"")),
+                "suites/{suite}.rs is no [[test]] of tests/Cargo.toml"
+            );
+        }
+    }
+}
