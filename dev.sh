@@ -134,19 +134,27 @@ in_ci() {
     esac
 }
 
-# Runs one step of `./dev.sh test` ($1 names it) and records its wall time.
+# Runs one step of `./dev.sh test` ($1 names it) and records its wall time. The command runs
+# as a plain command, so that `set -e` holds inside shell functions too; a step that fails
+# ends the script, and the EXIT trap records it.
 STEP_TIMES=()
+CURRENT_STEP=""
 step() {
-    local name=$1 start=$SECONDS
+    CURRENT_STEP=$1
+    CURRENT_START=$SECONDS
     shift
-    log "$name"
+    log "$CURRENT_STEP"
     "$@"
-    STEP_TIMES+=("$(printf '%5d s  %s' $((SECONDS - start)) "$name")")
+    STEP_TIMES+=("$(printf '%5d s  %s' $((SECONDS - CURRENT_START)) "$CURRENT_STEP")")
+    CURRENT_STEP=""
 }
 
 # The wall time of each step that ran, and the total (also after a failure).
 print_step_times() {
     local status=$?
+    if [ -n "$CURRENT_STEP" ]; then
+        STEP_TIMES+=("$(printf '%5d s  %s: FAILED' $((SECONDS - CURRENT_START)) "$CURRENT_STEP")")
+    fi
     log "wall time per step:"
     [ ${#STEP_TIMES[@]} -eq 0 ] || printf '    %s\n' "${STEP_TIMES[@]}" >&2
     log "total: $((SECONDS - TEST_START)) s"
