@@ -144,6 +144,8 @@ fn within(what: &str, ours: f64, (lo, hi): (f64, f64), slack: f64) {
 
 #[test]
 fn collectors_agree_with_node_exporter() {
+    // No sandbox holds the gate here, and the load below must not meet a test running alone.
+    let _gate = gala_e2e::gate::shared();
     let (_ne, port) = start_node_exporter().expect(
         "node_exporter not installed: apt-get install prometheus-node-exporter (dev.sh test does)",
     );
