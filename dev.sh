@@ -68,6 +68,8 @@ install_test_deps() {
     pkg_install "postgresql python3-psycopg2" "postgresql-server python3-psycopg2"
     # rpmbuild, rpmlint and systemd-analyze for the packaging test (tests/e2e/packaging.rs).
     pkg_install "rpm rpmlint systemd" "rpm-build rpmlint systemd"
+    # The scripts' linter for the packaging suite, which fails without it in CI.
+    pkg_install "shellcheck" "ShellCheck" || log "shellcheck not installed: the packaging suite checks the scripts with bash -n only"
     # Real traffic and faults for the eBPF probes' tests and benchmarks: nginx and wrk on
     # loopback, nft drop rules for retransmissions, iproute2 (ss), fio/util-linux for I/O on
     # loop devices.
@@ -123,25 +125,73 @@ cmd_run() {
     PATH="$dest/usr/bin:$PATH" exec "$dest/usr/bin/gala-gopher" -c "$dest/etc/gala-gopher/gala-gopher.conf"
 }
 
+# Whether this is a CI run: CI set to anything but empty, 0, false or no (the rule of
+# tests/src/require.rs, under which a test that cannot run fails instead of being skipped).
+in_ci() {
+    case "$(printf '%s' "${CI:-}" | tr '[:upper:]' '[:lower:]')" in
+        "" | 0 | false | no) return 1 ;;
+        *) return 0 ;;
+    esac
+}
+
+# Runs one step of `./dev.sh test` ($1 names it) and records its wall time. The command runs
+# as a plain command, so that `set -e` holds inside shell functions too; a step that fails
+# ends the script, and the EXIT trap records it.
+STEP_TIMES=()
+CURRENT_STEP=""
+step() {
+    CURRENT_STEP=$1
+    CURRENT_START=$SECONDS
+    shift
+    log "$CURRENT_STEP"
+    "$@"
+    STEP_TIMES+=("$(printf '%5d s  %s' $((SECONDS - CURRENT_START)) "$CURRENT_STEP")")
+    CURRENT_STEP=""
+}
+
+# The wall time of each step that ran, and the total (also after a failure).
+print_step_times() {
+    local status=$?
+    if [ -n "$CURRENT_STEP" ]; then
+        STEP_TIMES+=("$(printf '%5d s  %s: FAILED' $((SECONDS - CURRENT_START)) "$CURRENT_STEP")")
+    fi
+    log "wall time per step:"
+    [ ${#STEP_TIMES[@]} -eq 0 ] || printf '    %s\n' "${STEP_TIMES[@]}" >&2
+    log "total: $((SECONDS - TEST_START)) s"
+    return $status
+}
+
+# The whole suite (docs/testing.md says how it is organised and how long each step takes).
 cmd_test() {
-    install_test_deps
-    log "cargo fmt --check"
-    cargo fmt --all -- --check
-    log "cargo clippy"
-    cargo clippy --workspace --all-targets -- -D warnings
-    log "cargo build (binaries and the C SDK library the end-to-end tests run)"
-    cargo build --workspace --lib --bins
-    log "cargo test"
-    cargo test --workspace
-    log "python SDK tests"
-    python3 -m unittest discover -s probe-sdk/python -v
+    TEST_START=$SECONDS
+    trap print_step_times EXIT
+    if in_ci; then
+        # CI builds in a fresh clone: incremental caches are written and never read, and
+        # nobody attaches a debugger (backtraces keep file and line).
+        export CARGO_INCREMENTAL=0 CARGO_PROFILE_DEV_DEBUG=line-tables-only
+    fi
+    step "install the test dependencies" install_test_deps
+    step "cargo fmt --check" cargo fmt --all -- --check
+    step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
+    step "cargo build (binaries and the C SDK library the end-to-end tests run)" \
+        cargo build --workspace --lib --bins
+    step "compile the tests" cargo test --workspace --no-run
+    step "cargo test: every crate but the end-to-end suites" \
+        cargo test --workspace --exclude gala-e2e
+    step "cargo test: the end-to-end harness" cargo test -p gala-e2e --lib
+    # One step per suite (tests/suites/*.rs, each a test target of tests/Cargo.toml).
+    local suite
+    for suite in tests/suites/*.rs; do
+        suite=$(basename "$suite" .rs)
+        step "cargo test: end-to-end suite $suite" cargo test -p gala-e2e --test "$suite"
+    done
+    step "python SDK tests" python3 -m unittest discover -s probe-sdk/python -v
     # The smoke runs only show that each benchmark works, so they use the debug binaries
     # built above; the release build is exercised by the packaging test (rpmbuild), and the
     # figures come from `./dev.sh bench*` (release).
-    log "benchmark smoke run (debug build)"
     local b
     for b in gopher-bench baseinfo-bench kafka-bench net-bench io-bench proc-bench; do
-        "target/debug/$b" --quick
+        step "benchmark smoke run: $b (debug build)" "target/debug/$b" --quick
     done
 }
 

@@ -8,6 +8,8 @@ use gala_e2e::{free_port, http_get, workspace_bin, Samples};
 
 #[test]
 fn the_shipped_config_exports_example_probe_data() {
+    // A daemon started without a Sandbox: hold the gate as a Sandbox would.
+    let _gate = gala_e2e::gate::shared();
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let dest = tempfile::Builder::new()
         .prefix("gala-stage-")

@@ -425,22 +425,22 @@ fn scope_follows_the_snoopers() {
     });
 }
 
-/// The distribution's CPython, whose `python:gc__*` USDT probes proc_pygc uses; `None` (the
-/// test is skipped) where it was built without them (`--with-dtrace`). Debian's has them in
-/// the executable, Fedora-style builds in libpython.
-fn python_with_gc_probes() -> Option<&'static str> {
+/// The distribution's CPython, whose `python:gc__*` USDT probes proc_pygc uses, or why it
+/// cannot serve (then the test fails in CI and is skipped elsewhere): it was built without
+/// them (`--with-dtrace`). Debian's has them in the executable; Fedora-style builds have them
+/// in libpython, which this test does not look into.
+fn python_with_gc_probes() -> Result<&'static str, String> {
     let exe = "/usr/bin/python3";
-    let real = std::fs::canonicalize(exe).ok()?;
-    let bytes = std::fs::read(&real).ok()?;
+    let real = std::fs::canonicalize(exe).map_err(|e| format!("{exe}: {e}"))?;
+    let bytes = std::fs::read(&real).map_err(|e| format!("{}: {e}", real.display()))?;
     let has = |b: &[u8], what: &[u8]| b.windows(what.len()).any(|w| w == what);
     if has(&bytes, b"stapsdt") && has(&bytes, b"gc__done") {
-        return Some(exe);
+        return Ok(exe);
     }
-    eprintln!(
-        "skipped: {} has no python:gc__done USDT probe",
+    Err(format!(
+        "{} has no python:gc__done USDT probe",
         real.display()
-    );
-    None
+    ))
 }
 
 /// CPython garbage collections (proc_pygc, through the interpreter's USDT probes): with
@@ -449,9 +449,7 @@ fn python_with_gc_probes() -> Option<&'static str> {
 #[test]
 fn python_garbage_collections_are_counted_and_timed() {
     gala_e2e::require_bpf!();
-    let Some(python) = python_with_gc_probes() else {
-        return;
-    };
+    let python = gala_e2e::require!(python_with_gc_probes());
     // A heap of 300 000 tracked objects makes each collection take milliseconds.
     let script = r#"
 import gc, sys, time

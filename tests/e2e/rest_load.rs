@@ -2,6 +2,8 @@
 //! `GOPHER_LOAD_SECS` to change it) get only documented answers, and the daemon's memory stays
 //! flat. One probe runs and never reads its control channel while its params keep changing,
 //! which must not make the daemon queue messages. Prints the figures of docs/benchmarks.md.
+//! The test runs alone (`gate::exclusive`): its clients load both cores, which would take the
+//! margins of the timing checks running beside it and skew its own figures.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -51,6 +53,7 @@ fn request(client: usize, i: usize) -> (&'static str, String, String, &'static [
 
 #[test]
 fn fifty_clients_for_thirty_seconds() {
+    let _alone = gala_e2e::gate::exclusive();
     let secs: u64 = std::env::var("GOPHER_LOAD_SECS")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -1,7 +1,7 @@
 //! The probe SDKs under the real daemon: for Rust, Python and shell, a conformance probe
 //! (`tests/probes/sdk_echo.*`) receives its configuration and a live change, and its records
 //! and events reach `/metrics` and the event log (see `gala_e2e::sdk`). The C SDK has its own
-//! test binary (`sdk_c`), which compiles its probe first. Also: a probe written for the
+//! module (`sdk_c`), which compiles its probe first. Also: a probe written for the
 //! original, which prints lines and never touches fd 3, works unchanged.
 
 use std::time::Duration;

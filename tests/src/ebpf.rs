@@ -1,6 +1,7 @@
-//! What the eBPF probes' end-to-end tests share: whether BPF may run here (the tests report
-//! themselves skipped with the reason where it may not), a sandbox with a built-in
-//! eBPF probe installed, and a probe run offline (no daemon) with its stdout collected.
+//! What the eBPF probes' end-to-end tests share: whether BPF may run here (a test that
+//! cannot load BPF fails in CI and is skipped elsewhere, see [`crate::require`]), a sandbox
+//! with a built-in eBPF probe installed, and a probe run offline (no daemon) with its stdout
+//! collected.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -8,33 +9,72 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::{workspace_bin, Daemon, KillOnDrop, Sandbox};
+use crate::{gate, workspace_bin, Daemon, KillOnDrop, Sandbox};
 
-/// Why eBPF probes cannot run on this machine, or `None` when they can: root, vmlinux BTF
-/// and a BPF map the kernel lets us create.
-pub fn skip_reason() -> Option<String> {
-    // SAFETY: getuid has no preconditions.
+/// `Ok` when eBPF probes can run on this machine — root, vmlinux BTF with tracepoints, and a
+/// BPF map the kernel lets this process create — or why they cannot.
+pub fn bpf_usable() -> Result<(), String> {
+    // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        return Some("eBPF probes need root".to_owned());
+        return Err("eBPF probes need root".to_owned());
     }
     if !std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
-        return Some("the kernel has no BTF (/sys/kernel/btf/vmlinux)".to_owned());
+        return Err("the kernel has no BTF (/sys/kernel/btf/vmlinux)".to_owned());
     }
     let kernel = gala_ebpf::Kernel::detect();
     if !kernel.has_tracepoint("sched_switch") {
-        return Some(format!("BTF without tracepoints: {}", kernel.summary()));
+        return Err(format!("BTF without tracepoints: {}", kernel.summary()));
     }
-    None
+    create_map()
 }
 
-/// Returns from the test, printing why, when eBPF probes cannot run here.
+/// Creates (and closes) a one-entry BPF array map: root alone is not enough where a
+/// container, seccomp or `kernel.unprivileged_bpf_disabled` policy refuses `bpf(2)`.
+fn create_map() -> Result<(), String> {
+    /// The first fields of `union bpf_attr` for `BPF_MAP_CREATE`; the kernel takes the
+    /// rest as zero.
+    #[repr(C)]
+    struct MapCreate {
+        map_type: u32,
+        key_size: u32,
+        value_size: u32,
+        max_entries: u32,
+    }
+    const BPF_MAP_CREATE: libc::c_long = 0;
+    const BPF_MAP_TYPE_ARRAY: u32 = 2;
+    let attr = MapCreate {
+        map_type: BPF_MAP_TYPE_ARRAY,
+        key_size: 4,
+        value_size: 8,
+        max_entries: 1,
+    };
+    // SAFETY: bpf(2) reads `size_of::<MapCreate>()` bytes of `attr`, which lives across the
+    // call; the descriptor it returns is ours and closed below.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_MAP_CREATE,
+            &attr as *const MapCreate,
+            std::mem::size_of::<MapCreate>(),
+        )
+    };
+    if fd < 0 {
+        return Err(format!(
+            "the kernel refuses to create a BPF map: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: `fd` is the map descriptor bpf(2) just returned to us.
+    unsafe { libc::close(fd as libc::c_int) };
+    Ok(())
+}
+
+/// Fails the test in CI, or returns from it printing why elsewhere, when eBPF probes cannot
+/// run here ([`bpf_usable`]).
 #[macro_export]
 macro_rules! require_bpf {
     () => {
-        if let Some(reason) = $crate::ebpf::skip_reason() {
-            eprintln!("skipped: {reason}");
-            return;
-        }
+        $crate::require!($crate::ebpf::bpf_usable())
     };
 }
 
@@ -75,12 +115,13 @@ pub const LOADED: &str = "loaded; active sub-items";
 
 /// A workspace probe binary run offline (no daemon, no IPC fd): its configuration from
 /// `GALA_GOPHER_CONFIG` (proto3 JSON), every stdout line collected by a thread. Killed
-/// (SIGKILL) if dropped without [`OfflineProbe::stop`].
+/// (SIGKILL) if dropped without [`OfflineProbe::stop`]. Holds the [`gate`] shared.
 pub struct OfflineProbe {
     bin: String,
     child: KillOnDrop,
     lines: Arc<Mutex<Vec<String>>>,
     reader: Option<JoinHandle<()>>,
+    _gate: gate::Guard,
 }
 
 impl OfflineProbe {
@@ -89,6 +130,7 @@ impl OfflineProbe {
 
     /// Starts the workspace binary `bin` with `config` and waits until it logs [`LOADED`].
     pub fn start(bin: &str, config: &str) -> OfflineProbe {
+        let gate = gate::shared();
         let mut child = Command::new(workspace_bin(bin))
             .env("GALA_GOPHER_CONFIG", config)
             .env_remove("GALA_GOPHER_IPC_FD")
@@ -110,6 +152,7 @@ impl OfflineProbe {
             child: KillOnDrop(child),
             lines,
             reader: Some(reader),
+            _gate: gate,
         };
         probe.wait_for_line(Self::LOAD_TIMEOUT, |l| l.contains(LOADED));
         probe

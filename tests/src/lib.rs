@@ -1,9 +1,13 @@
 //! Helpers shared by the end-to-end tests: a sandbox directory holding a complete daemon
 //! installation (config, meta files, custom probes, run and log dirs), the real daemon
-//! process started in it, and a small HTTP client and exposition parser.
+//! process started in it, and a small HTTP client and exposition parser; the gate between
+//! the tests of one binary ([`gate`]) and what a test does when the machine lacks something
+//! it needs ([`require`]). `docs/testing.md` describes how the suites are organised.
 
 pub mod bench;
 pub mod ebpf;
+pub mod gate;
+pub mod require;
 pub mod sdk;
 pub mod tansu;
 pub mod workload;
@@ -157,7 +161,8 @@ pub fn free_port() -> u16 {
     panic!("no free port in {FIRST}..{}", FIRST + SPAN)
 }
 
-/// A temp directory laid out like an installation; no root needed.
+/// A temp directory laid out like an installation; no root needed. It holds the shared side
+/// of the binary's [`gate`] while it lives.
 pub struct Sandbox {
     dir: tempfile::TempDir,
     /// Port of the metrics server.
@@ -170,6 +175,8 @@ pub struct Sandbox {
     /// The same keys for the `rest_api_server` section; default `ssl_auth = "off";`.
     pub rest_api_tls: String,
     custom: serde_json::Map<String, serde_json::Value>,
+    /// Released last, once the directory is gone.
+    _gate: gate::Guard,
 }
 
 impl Default for Sandbox {
@@ -181,6 +188,8 @@ impl Default for Sandbox {
 impl Sandbox {
     /// A fresh sandbox with empty meta and probe dirs.
     pub fn new() -> Self {
+        // First: a test that must run alone may be running.
+        let gate = gate::shared();
         // No leading '.': the daemon refuses paths containing "/." (the original's rule).
         let dir = tempfile::Builder::new()
             .prefix("gala-e2e-")
@@ -205,6 +214,7 @@ impl Sandbox {
             web_server_tls: r#"ssl_auth = "off";"#.to_owned(),
             rest_api_tls: r#"ssl_auth = "off";"#.to_owned(),
             custom: serde_json::Map::new(),
+            _gate: gate,
         }
     }
 
@@ -376,6 +386,7 @@ paths = {{
             child,
             port: self.metrics_port,
             rest_port: self.rest_port,
+            _gate: gate::shared(),
         }
     }
 
@@ -396,11 +407,12 @@ paths = {{
     }
 }
 
-/// A running daemon; killed when dropped.
+/// A running daemon; killed when dropped. Like its sandbox, it holds the [`gate`] shared.
 pub struct Daemon {
     child: Child,
     port: u16,
     rest_port: u16,
+    _gate: gate::Guard,
 }
 
 impl Daemon {
@@ -435,18 +447,29 @@ impl Daemon {
 
     /// `PUT /<probe>` with body `json=<json>`; returns status and body.
     pub fn put(&self, probe: &str, json: &str) -> (u16, String) {
-        http_request(
-            self.rest_port,
-            "PUT",
-            &format!("/{probe}"),
-            format!("json={json}").as_bytes(),
-        )
-        .expect("PUT")
+        self.rest("PUT", probe, format!("json={json}").as_bytes())
     }
 
     /// `GET /<probe>` from the REST server; returns status and body.
     pub fn get(&self, probe: &str) -> (u16, String) {
-        http_request(self.rest_port, "GET", &format!("/{probe}"), b"").expect("GET")
+        self.rest("GET", probe, b"")
+    }
+
+    /// A request to the REST server. The daemon opens its REST port after the metrics port
+    /// that [`Sandbox::start`] waits for, so a refused connection is retried for a while.
+    fn rest(&self, method: &str, probe: &str, body: &[u8]) -> (u16, String) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match http_request(self.rest_port, method, &format!("/{probe}"), body) {
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::ConnectionRefused
+                        && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                result => return result.unwrap_or_else(|e| panic!("{method} /{probe}: {e}")),
+            }
+        }
     }
 
     /// `GET /<probe>` parsed as JSON; panics unless the answer is 200 with JSON.
@@ -720,3 +743,62 @@ measurements:
 /// Default `imdb` section body for tests.
 pub const IMDB_DEFAULT: &str =
     "max_tables_num = 1024; max_records_num = 1024; max_metrics_num = 64; record_timeout = 60;";
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    /// The `.rs` files of `dir`, by file stem.
+    fn rust_files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+            .filter_map(|p| Some(p.file_stem()?.to_str()?.to_owned()))
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Every file of `e2e/` is a module of exactly one suite, and every suite of `suites/` is
+    /// a test target: no end-to-end test is left out of `cargo test` (a file that is no
+    /// module would not even be compiled).
+    #[test]
+    fn every_e2e_file_is_in_one_suite_and_every_suite_is_a_test_target() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut suite_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let suites = rust_files(&root.join("suites"));
+        for suite in &suites {
+            let text = std::fs::read_to_string(root.join("suites").join(format!("{suite}.rs")))
+                .expect("suite file");
+            for line in text.lines() {
+                if let Some(module) = line
+                    .trim()
+                    .strip_prefix("#[path = \"../e2e/")
+                    .and_then(|l| l.strip_suffix(".rs\"]"))
+                {
+                    suite_of
+                        .entry(module.to_owned())
+                        .or_default()
+                        .push(suite.clone());
+                }
+            }
+        }
+        for file in rust_files(&root.join("e2e")) {
+            match suite_of.get(&file).map(Vec::as_slice) {
+                Some([_]) => {}
+                Some(more) => panic!("e2e/{file}.rs is a module of several suites: {more:?}"),
+                None => panic!("e2e/{file}.rs is in no suite: add it to one of suites/*.rs"),
+            }
+        }
+        let manifest = std::fs::read_to_string(root.join("Cargo.toml")).expect("Cargo.toml");
+        for suite in &suites {
+            assert!(
+                manifest.contains(&format!("path = \"suites/{suite}.rs\"")),
+                "suites/{suite}.rs is no [[test]] of tests/Cargo.toml"
+            );
+        }
+    }
+}

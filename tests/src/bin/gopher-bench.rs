@@ -27,7 +27,7 @@ struct Args {
     /// Records per ingest run.
     #[arg(long, default_value_t = 20_000_000)]
     records: u64,
-    /// A fast smoke run (CI): few records, one run.
+    /// A fast smoke run (CI): every measurement once, on few records, two scrapes each.
     #[arg(long)]
     quick: bool,
 }
@@ -58,7 +58,7 @@ fn main() {
         return;
     }
     let (runs, records) = if args.quick {
-        (1, 500_000)
+        (1, 200_000)
     } else {
         (args.runs, args.records)
     };
@@ -92,7 +92,7 @@ fn main() {
     rows.push(row("ingest / ceiling, %", &ratio, 1));
     rows.push(row("daemon CPU during ingest, % of one core", &cpu, 0));
     for series in [10_000u64, 100_000] {
-        let (lat, rss) = scrape_latency(series, if args.quick { 5 } else { 30 });
+        let (lat, rss) = scrape_latency(series, if args.quick { 2 } else { 30 });
         rows.push(row(
             &format!("scrape latency at {series} series, ms"),
             &lat,

@@ -228,8 +228,9 @@ fn main() {
         args.runs = 1;
         args.seconds = 3;
     }
-    if let Some(reason) = gala_e2e::ebpf::skip_reason() {
-        println!("skipped: {reason}");
+    // In CI (the smoke run of ./dev.sh test) a machine without BPF fails the run.
+    if let Err(reason) = gala_e2e::ebpf::bpf_usable() {
+        gala_e2e::require::unavailable(&reason);
         return;
     }
     let sb = Sandbox::new();

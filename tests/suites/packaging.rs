@@ -1,0 +1,9 @@
+//! The packaging suite: the repository as a packager and an operator meet it — the RPM
+//! built offline from the source tarballs (a release build of the whole tree, several
+//! minutes), rpmlint, `install.sh`, the systemd unit, the container environment and the
+//! scripts.
+//!
+//! One module per file of `tests/e2e/`; `docs/testing.md` says how the suites are organised.
+
+#[path = "../e2e/packaging.rs"]
+mod packaging;
