@@ -37,7 +37,7 @@ pub use plan::{check_programs, load, Hook, Need, Plan, Prog, Subitem};
 pub use ring::{bytes_of, char_bytes, read_pod, ring_bytes, Pod, RingReader};
 pub use runner::{attach_named, debug, log, run, BpfProbe};
 pub use skeleton::{check_skeleton, Setup, Skeleton};
-pub use snoop::SnoopMap;
+pub use snoop::{Scope, SnoopMap};
 
 /// Declares the probe's `mod skel`: the skeleton libbpf-cargo generated from
 /// `src/bpf/<stem>.bpf.c` into the probe's `OUT_DIR` (by `gala-ebpf-build`), with the lints
