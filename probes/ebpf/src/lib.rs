@@ -35,7 +35,7 @@ pub use hist::Histogram;
 pub use kernel::Kernel;
 pub use plan::{check_programs, load, Hook, Need, Plan, Prog, Subitem};
 pub use ring::{bytes_of, char_bytes, read_pod, ring_bytes, Pod, RingReader};
-pub use runner::{attach_named, debug, log, run, BpfProbe};
+pub use runner::{attach_named, debug, log, run, run_main, BpfProbe};
 pub use skeleton::{check_skeleton, Setup, Skeleton};
 pub use snoop::{Scope, SnoopMap};
 
