@@ -1,6 +1,7 @@
 //! The daemon's own metrics (`gala_gopher_daemon_*`), served beside the probe data: every
 //! family's name, type, labels and HELP text in [`FAMILIES`], and one typed function per family
-//! that returns its handle. No other module names a self-metric.
+//! that returns its handle, both declared by one table row (`families!`). No other module names
+//! a self-metric.
 //!
 //! The functions return [`Counter`]/[`Gauge`]/[`Histogram`] handles rather than recording a
 //! value: a hot path (ingress, Kafka delivery) registers its handles once and then only
@@ -44,139 +45,145 @@ pub struct Family {
     pub help: &'static str,
 }
 
-/// Records of a probe stored in the imdb.
-pub const RECORDS_RECEIVED: Family = Family {
-    name: "gala_gopher_daemon_records_received_total",
-    kind: Kind::Counter,
-    labels: &["probe"],
-    help: "Records from a probe stored in the in-memory DB",
-};
-/// Lines of a probe dropped by ingress.
-pub const RECORDS_DROPPED: Family = Family {
-    name: "gala_gopher_daemon_records_dropped_total",
-    kind: Kind::Counter,
-    labels: &["probe", "reason"],
-    help: "Lines from a probe dropped, by reason",
-};
-/// Series in the imdb (set at each scrape).
-pub const IMDB_SERIES: Family = Family {
-    name: "gala_gopher_daemon_imdb_series",
-    kind: Kind::Gauge,
-    labels: &[],
-    help: "Series held in the in-memory DB",
-};
-/// Series aged out of the imdb.
-pub const IMDB_SERIES_EXPIRED: Family = Family {
-    name: "gala_gopher_daemon_imdb_series_expired_total",
-    kind: Kind::Counter,
-    labels: &[],
-    help: "Series removed because they were not reported within imdb.record_timeout",
-};
-/// Time to render `/metrics`.
-pub const SCRAPE_DURATION: Family = Family {
-    name: "gala_gopher_daemon_scrape_duration_seconds",
-    kind: Kind::Histogram,
-    labels: &[],
-    help: "Time to render one /metrics response",
-};
-/// Records written to the metric log.
-pub const METRIC_LOG_RECORDS: Family = Family {
-    name: "gala_gopher_daemon_metric_log_records_total",
-    kind: Kind::Counter,
-    labels: &[],
-    help: "Records written to the metric log files (metric.out_channel logs/json)",
-};
-/// Failed writes of the metric log.
-pub const METRIC_LOG_ERRORS: Family = Family {
-    name: "gala_gopher_daemon_metric_log_errors_total",
-    kind: Kind::Counter,
-    labels: &[],
-    help: "Failed writes of the metric log files",
-};
-/// Automatic restarts of a probe.
-pub const PROBE_RESTARTS: Family = Family {
-    name: "gala_gopher_daemon_probe_restarts_total",
-    kind: Kind::Counter,
-    labels: &["probe"],
-    help: "Automatic restarts of a probe after it exited on its own",
-};
-/// Whether a probe's process runs.
-pub const PROBE_UP: Family = Family {
-    name: "gala_gopher_daemon_probe_up",
-    kind: Kind::Gauge,
-    labels: &["probe"],
-    help: "Whether the probe's process runs (1) or not (0)",
-};
-/// Failed connections of the HTTP(S) listeners.
-pub const HTTP_CONNECTION_FAILURES: Family = Family {
-    name: "gala_gopher_daemon_http_connection_failures_total",
-    kind: Kind::Counter,
-    labels: &["server", "stage"],
-    help: "Connections of an HTTP(S) listener that failed, by server and stage (accept, tls)",
-};
-/// Metadata messages published.
-pub const METADATA_MESSAGES: Family = Family {
-    name: "gala_gopher_daemon_metadata_messages_total",
-    kind: Kind::Counter,
-    labels: &["channel", "outcome"],
-    help: "Metadata messages (entity descriptions) published, by channel and outcome",
-};
-/// What happened to a probe's events.
-pub const EVENTS: Family = Family {
-    name: "gala_gopher_daemon_events_total",
-    kind: Kind::Counter,
-    labels: &["probe", "outcome"],
-    help: "Events of a probe, by outcome (written, suppressed, dropped)",
-};
-/// Why a probe's events were dropped (event log only).
-pub const EVENTS_DROPPED: Family = Family {
-    name: "gala_gopher_daemon_events_dropped_total",
-    kind: Kind::Counter,
-    labels: &["probe", "reason"],
-    help: "Events of a probe dropped by the event log, by reason (queue_full, write_error, closed)",
-};
-/// What happened to Kafka messages.
-pub const KAFKA_MESSAGES: Family = Family {
-    name: "gala_gopher_daemon_kafka_messages_total",
-    kind: Kind::Counter,
-    labels: &["channel", "outcome"],
-    help: "Kafka messages, by channel and outcome (queued, delivered, dropped)",
-};
-/// Why Kafka messages were dropped.
-pub const KAFKA_DROPPED: Family = Family {
-    name: "gala_gopher_daemon_kafka_dropped_total",
-    kind: Kind::Counter,
-    labels: &["channel", "reason"],
-    help: "Kafka messages dropped, by channel and reason",
-};
-/// Kafka messages waiting for delivery.
-pub const KAFKA_QUEUE_DEPTH: Family = Family {
-    name: "gala_gopher_daemon_kafka_queue_depth",
-    kind: Kind::Gauge,
-    labels: &["channel"],
-    help: "Kafka messages handed to librdkafka and not yet delivered or dropped, by channel",
-};
+/// Declares the families from one table: per family its constant (name, type, HELP; the
+/// labels are the parameter names of its function) and its typed function, which returns the
+/// handle with those labels; then [`FAMILIES`], in table order. A `&str` label value is
+/// copied, a `&'static str` one is not.
+macro_rules! families {
+    (@handle Counter, $($key:tt)*) => { metrics::counter!($($key)*) };
+    (@handle Gauge, $($key:tt)*) => { metrics::gauge!($($key)*) };
+    (@handle Histogram, $($key:tt)*) => { metrics::histogram!($($key)*) };
+    (@value $arg:ident) => { $arg.to_owned() };
+    (@value $arg:ident $lt:lifetime) => { $arg };
+    ($(
+        $(#[$const_doc:meta])*
+        const $family:ident: $kind:ident = $name:literal, $help:literal;
+        $(#[$fn_doc:meta])*
+        fn $function:ident($($arg:ident: &$($lt:lifetime)? str),*);
+    )*) => {
+        $(
+            $(#[$const_doc])*
+            pub const $family: Family = Family {
+                name: $name,
+                kind: Kind::$kind,
+                labels: &[$(stringify!($arg)),*],
+                help: $help,
+            };
 
-/// Every family, each once.
-pub const FAMILIES: [Family; 16] = [
-    RECORDS_RECEIVED,
-    RECORDS_DROPPED,
-    IMDB_SERIES,
-    IMDB_SERIES_EXPIRED,
-    SCRAPE_DURATION,
-    METRIC_LOG_RECORDS,
-    METRIC_LOG_ERRORS,
-    PROBE_RESTARTS,
-    PROBE_UP,
-    HTTP_CONNECTION_FAILURES,
-    METADATA_MESSAGES,
-    EVENTS,
-    EVENTS_DROPPED,
-    KAFKA_MESSAGES,
-    KAFKA_DROPPED,
-    KAFKA_QUEUE_DEPTH,
-];
+            $(#[$fn_doc])*
+            pub fn $function($($arg: &$($lt)? str),*) -> $kind {
+                families!(
+                    @handle $kind,
+                    $family.name $(, stringify!($arg) => families!(@value $arg $($lt)?))*
+                )
+            }
+        )*
 
+        /// Every family, each once.
+        pub const FAMILIES: [Family; [$($name),*].len()] = [$($family),*];
+    };
+}
+
+families! {
+    /// Records of a probe stored in the imdb.
+    const RECORDS_RECEIVED: Counter = "gala_gopher_daemon_records_received_total",
+        "Records from a probe stored in the in-memory DB";
+    /// [`RECORDS_RECEIVED`] of `probe`.
+    fn records_received(probe: &str);
+
+    /// Lines of a probe dropped by ingress.
+    const RECORDS_DROPPED: Counter = "gala_gopher_daemon_records_dropped_total",
+        "Lines from a probe dropped, by reason";
+    /// [`RECORDS_DROPPED`] of `probe` for `reason` (an ingress `DropReason` label).
+    fn records_dropped(probe: &str, reason: &'static str);
+
+    /// Series in the imdb (set at each scrape).
+    const IMDB_SERIES: Gauge = "gala_gopher_daemon_imdb_series",
+        "Series held in the in-memory DB";
+    /// [`IMDB_SERIES`].
+    fn imdb_series();
+
+    /// Series aged out of the imdb.
+    const IMDB_SERIES_EXPIRED: Counter = "gala_gopher_daemon_imdb_series_expired_total",
+        "Series removed because they were not reported within imdb.record_timeout";
+    /// [`IMDB_SERIES_EXPIRED`].
+    fn imdb_series_expired();
+
+    /// Time to render `/metrics`.
+    const SCRAPE_DURATION: Histogram = "gala_gopher_daemon_scrape_duration_seconds",
+        "Time to render one /metrics response";
+    /// [`SCRAPE_DURATION`], recorded in seconds.
+    fn scrape_duration();
+
+    /// Records written to the metric log.
+    const METRIC_LOG_RECORDS: Counter = "gala_gopher_daemon_metric_log_records_total",
+        "Records written to the metric log files (metric.out_channel logs/json)";
+    /// [`METRIC_LOG_RECORDS`].
+    fn metric_log_records();
+
+    /// Failed writes of the metric log.
+    const METRIC_LOG_ERRORS: Counter = "gala_gopher_daemon_metric_log_errors_total",
+        "Failed writes of the metric log files";
+    /// [`METRIC_LOG_ERRORS`].
+    fn metric_log_errors();
+
+    /// Automatic restarts of a probe.
+    const PROBE_RESTARTS: Counter = "gala_gopher_daemon_probe_restarts_total",
+        "Automatic restarts of a probe after it exited on its own";
+    /// [`PROBE_RESTARTS`] of `probe`.
+    fn probe_restarts(probe: &str);
+
+    /// Whether a probe's process runs.
+    const PROBE_UP: Gauge = "gala_gopher_daemon_probe_up",
+        "Whether the probe's process runs (1) or not (0)";
+    /// [`PROBE_UP`] of `probe`.
+    fn probe_up(probe: &str);
+
+    /// Failed connections of the HTTP(S) listeners.
+    const HTTP_CONNECTION_FAILURES: Counter = "gala_gopher_daemon_http_connection_failures_total",
+        "Connections of an HTTP(S) listener that failed, by server and stage (accept, tls)";
+    /// [`HTTP_CONNECTION_FAILURES`] of listener `server` ("metrics server", "REST server") at
+    /// `stage` (`accept`, `tls`).
+    fn http_connection_failures(server: &'static str, stage: &'static str);
+
+    /// Metadata messages published.
+    const METADATA_MESSAGES: Counter = "gala_gopher_daemon_metadata_messages_total",
+        "Metadata messages (entity descriptions) published, by channel and outcome";
+    /// [`METADATA_MESSAGES`] of `channel` (`logs`, `kafka`) with `outcome` (`written`,
+    /// `write_error`).
+    fn metadata_messages(channel: &'static str, outcome: &'static str);
+
+    /// What happened to a probe's events.
+    const EVENTS: Counter = "gala_gopher_daemon_events_total",
+        "Events of a probe, by outcome (written, suppressed, dropped)";
+    /// [`EVENTS`] of `probe` with `outcome` (`written`, `suppressed`, `dropped`).
+    fn events(probe: &str, outcome: &'static str);
+
+    /// Why a probe's events were dropped (event log only).
+    const EVENTS_DROPPED: Counter = "gala_gopher_daemon_events_dropped_total",
+        "Events of a probe dropped by the event log, by reason (queue_full, write_error, closed)";
+    /// [`EVENTS_DROPPED`] of `probe` for `reason` (`queue_full`, `write_error`, `closed`).
+    fn events_dropped(probe: &str, reason: &'static str);
+
+    /// What happened to Kafka messages.
+    const KAFKA_MESSAGES: Counter = "gala_gopher_daemon_kafka_messages_total",
+        "Kafka messages, by channel and outcome (queued, delivered, dropped)";
+    /// [`KAFKA_MESSAGES`] of `channel` (`metric`, `event`, `meta`) with `outcome` (`queued`,
+    /// `delivered`, `dropped`).
+    fn kafka_messages(channel: &'static str, outcome: &'static str);
+
+    /// Why Kafka messages were dropped.
+    const KAFKA_DROPPED: Counter = "gala_gopher_daemon_kafka_dropped_total",
+        "Kafka messages dropped, by channel and reason";
+    /// [`KAFKA_DROPPED`] of `channel` for `reason` (a Kafka `DropReason` label).
+    fn kafka_dropped(channel: &'static str, reason: &'static str);
+
+    /// Kafka messages waiting for delivery.
+    const KAFKA_QUEUE_DEPTH: Gauge = "gala_gopher_daemon_kafka_queue_depth",
+        "Kafka messages handed to librdkafka and not yet delivered or dropped, by channel";
+    /// [`KAFKA_QUEUE_DEPTH`] of `channel`.
+    fn kafka_queue_depth(channel: &'static str);
+}
 /// Buckets of [`SCRAPE_DURATION`], seconds.
 const SCRAPE_BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
 
@@ -211,89 +218,6 @@ fn describe() {
             Kind::Histogram => metrics::describe_histogram!(f.name, f.help),
         }
     }
-}
-
-/// [`RECORDS_RECEIVED`] of `probe`.
-pub fn records_received(probe: &str) -> Counter {
-    metrics::counter!(RECORDS_RECEIVED.name, "probe" => probe.to_owned())
-}
-
-/// [`RECORDS_DROPPED`] of `probe` for `reason` (an ingress `DropReason` label).
-pub fn records_dropped(probe: &str, reason: &'static str) -> Counter {
-    metrics::counter!(RECORDS_DROPPED.name, "probe" => probe.to_owned(), "reason" => reason)
-}
-
-/// [`IMDB_SERIES`].
-pub fn imdb_series() -> Gauge {
-    metrics::gauge!(IMDB_SERIES.name)
-}
-
-/// [`IMDB_SERIES_EXPIRED`].
-pub fn imdb_series_expired() -> Counter {
-    metrics::counter!(IMDB_SERIES_EXPIRED.name)
-}
-
-/// [`SCRAPE_DURATION`], recorded in seconds.
-pub fn scrape_duration() -> Histogram {
-    metrics::histogram!(SCRAPE_DURATION.name)
-}
-
-/// [`METRIC_LOG_RECORDS`].
-pub fn metric_log_records() -> Counter {
-    metrics::counter!(METRIC_LOG_RECORDS.name)
-}
-
-/// [`METRIC_LOG_ERRORS`].
-pub fn metric_log_errors() -> Counter {
-    metrics::counter!(METRIC_LOG_ERRORS.name)
-}
-
-/// [`PROBE_RESTARTS`] of `probe`.
-pub fn probe_restarts(probe: &str) -> Counter {
-    metrics::counter!(PROBE_RESTARTS.name, "probe" => probe.to_owned())
-}
-
-/// [`PROBE_UP`] of `probe`.
-pub fn probe_up(probe: &str) -> Gauge {
-    metrics::gauge!(PROBE_UP.name, "probe" => probe.to_owned())
-}
-
-/// [`HTTP_CONNECTION_FAILURES`] of listener `server` ("metrics server", "REST server") at
-/// `stage` (`accept`, `tls`).
-pub fn http_connection_failures(server: &'static str, stage: &'static str) -> Counter {
-    metrics::counter!(HTTP_CONNECTION_FAILURES.name, "server" => server, "stage" => stage)
-}
-
-/// [`METADATA_MESSAGES`] of `channel` (`logs`, `kafka`) with `outcome` (`written`,
-/// `write_error`).
-pub fn metadata_messages(channel: &'static str, outcome: &'static str) -> Counter {
-    metrics::counter!(METADATA_MESSAGES.name, "channel" => channel, "outcome" => outcome)
-}
-
-/// [`EVENTS`] of `probe` with `outcome` (`written`, `suppressed`, `dropped`).
-pub fn events(probe: &str, outcome: &'static str) -> Counter {
-    metrics::counter!(EVENTS.name, "probe" => probe.to_owned(), "outcome" => outcome)
-}
-
-/// [`EVENTS_DROPPED`] of `probe` for `reason` (`queue_full`, `write_error`, `closed`).
-pub fn events_dropped(probe: &str, reason: &'static str) -> Counter {
-    metrics::counter!(EVENTS_DROPPED.name, "probe" => probe.to_owned(), "reason" => reason)
-}
-
-/// [`KAFKA_MESSAGES`] of `channel` (`metric`, `event`, `meta`) with `outcome` (`queued`,
-/// `delivered`, `dropped`).
-pub fn kafka_messages(channel: &'static str, outcome: &'static str) -> Counter {
-    metrics::counter!(KAFKA_MESSAGES.name, "channel" => channel, "outcome" => outcome)
-}
-
-/// [`KAFKA_DROPPED`] of `channel` for `reason` (a Kafka `DropReason` label).
-pub fn kafka_dropped(channel: &'static str, reason: &'static str) -> Counter {
-    metrics::counter!(KAFKA_DROPPED.name, "channel" => channel, "reason" => reason)
-}
-
-/// [`KAFKA_QUEUE_DEPTH`] of `channel`.
-pub fn kafka_queue_depth(channel: &'static str) -> Gauge {
-    metrics::gauge!(KAFKA_QUEUE_DEPTH.name, "channel" => channel)
 }
 
 #[cfg(test)]

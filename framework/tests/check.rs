@@ -7,21 +7,9 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 /// A custom probe's meta file: one table.
-const META: &str = r#"
-version = "1.0.0";
-measurements:
-(
-    {
-        table_name: "check_demo";
-        entity_name: "check_demo";
-        fields:
-        (
-            { description: "id"; type: "key"; name: "id"; },
-            { description: "value"; type: "gauge"; name: "value"; },
-        );
-    },
-);
-"#;
+const META: &str = "version = \"1.0.0\";\nmeasurements: ({ table_name: \"check_demo\"; \
+    entity_name: \"check_demo\"; fields: ({ description: \"id\"; type: \"key\"; name: \"id\"; }, \
+    { description: \"value\"; type: \"gauge\"; name: \"value\"; }); });\n";
 
 /// Writes a configuration whose paths all lie in `dir` and a custom probe `demo` with `key`
 /// (`ipc_encoding`, or a misspelling of it) set to "proto"; returns the configuration's path.

@@ -88,6 +88,17 @@ pub struct Field {
     pub ty: FieldType,
 }
 
+impl Field {
+    /// A field without description (tables built in code rather than read from a meta file).
+    pub fn new(name: impl Into<String>, ty: FieldType) -> Self {
+        Field {
+            name: name.into(),
+            description: String::new(),
+            ty,
+        }
+    }
+}
+
 /// One measurement (table) of a meta file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableMeta {
@@ -108,6 +119,34 @@ pub struct TableMeta {
 }
 
 impl TableMeta {
+    /// The table of `fields`, with [`key_idx`](Self::key_idx) derived from their types (the
+    /// only place that derives it). A meta file's table needs at least one key; that check is
+    /// the parser's.
+    pub fn new(
+        name: impl Into<String>,
+        entity: impl Into<String>,
+        version: impl Into<String>,
+        fields: Vec<Field>,
+        source: impl Into<PathBuf>,
+        line: u32,
+    ) -> Self {
+        let key_idx = fields
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.ty == FieldType::Key)
+            .map(|(i, _)| i)
+            .collect();
+        TableMeta {
+            name: name.into(),
+            entity: entity.into(),
+            version: version.into(),
+            fields,
+            source: source.into(),
+            line,
+            key_idx,
+        }
+    }
+
     /// True when a key or label field is named `tgid` (any case): the table describes processes.
     pub fn is_process_level(&self) -> bool {
         self.fields
@@ -315,27 +354,14 @@ fn parse_table(
         }
         fields.push(field);
     }
-    let key_idx: Vec<usize> = fields
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| f.ty == FieldType::Key)
-        .map(|(i, _)| i)
-        .collect();
-    if key_idx.is_empty() {
+    let table = TableMeta::new(name, entity, version, fields, path, node.line);
+    if table.key_idx.is_empty() {
         return Err(cx.invalid(
             node.line,
             "no field of type \"key\" (at least one is required)",
         ));
     }
-    Ok(TableMeta {
-        name: name.to_owned(),
-        entity: entity.to_owned(),
-        version: version.to_owned(),
-        fields,
-        source: path.to_owned(),
-        line: node.line,
-        key_idx,
-    })
+    Ok(table)
 }
 
 fn parse_field(cx: &Cx<'_>, node: &Node) -> Result<Field, MetaError> {

@@ -299,30 +299,12 @@ mod tests {
     use proptest::prelude::*;
 
     fn table(types: &[FieldType]) -> TableMeta {
-        let fields: Vec<Field> = types
+        let fields = types
             .iter()
             .enumerate()
-            .map(|(i, &ty)| Field {
-                name: format!("f{i}"),
-                description: String::new(),
-                ty,
-            })
+            .map(|(i, &ty)| Field::new(format!("f{i}"), ty))
             .collect();
-        let key_idx = fields
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| f.ty == FieldType::Key)
-            .map(|(i, _)| i)
-            .collect();
-        TableMeta {
-            name: "t".into(),
-            entity: "e".into(),
-            version: "1".into(),
-            fields,
-            source: "t.meta".into(),
-            line: 1,
-            key_idx,
-        }
+        TableMeta::new("t", "e", "1", fields, "t.meta", 1)
     }
 
     fn tcp() -> TableMeta {

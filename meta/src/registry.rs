@@ -250,29 +250,8 @@ mod tests {
     }
 
     fn table(name: &str, entity: &str, fields: &[(&str, FieldType)]) -> TableMeta {
-        let fields: Vec<Field> = fields
-            .iter()
-            .map(|(n, ty)| Field {
-                name: (*n).to_owned(),
-                description: String::new(),
-                ty: *ty,
-            })
-            .collect();
-        let key_idx = fields
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| f.ty == FieldType::Key)
-            .map(|(i, _)| i)
-            .collect();
-        TableMeta {
-            name: name.into(),
-            entity: entity.into(),
-            version: "1".into(),
-            fields,
-            source: format!("{name}.meta").into(),
-            line: 3,
-            key_idx,
-        }
+        let fields = fields.iter().map(|&(n, ty)| Field::new(n, ty)).collect();
+        TableMeta::new(name, entity, "1", fields, format!("{name}.meta"), 3)
     }
 
     #[test]

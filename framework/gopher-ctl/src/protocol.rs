@@ -63,6 +63,21 @@ pub enum CtlRequest {
     Metrics,
 }
 
+impl CtlRequest {
+    /// [`CtlRequest::ProbeGet`] of probe `name`.
+    pub fn probe_get(name: impl Into<String>) -> Self {
+        CtlRequest::ProbeGet { name: name.into() }
+    }
+
+    /// [`CtlRequest::ProbeSet`] of probe `name` to `json`.
+    pub fn probe_set(name: impl Into<String>, json: impl Into<String>) -> Self {
+        CtlRequest::ProbeSet {
+            name: name.into(),
+            json: json.into(),
+        }
+    }
+}
+
 /// The answer to one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CtlReply {

@@ -12,17 +12,6 @@ use tokio::task::JoinHandle;
 
 use super::listener::{serve, CtlHandler, CtlListener, CtlServerError};
 
-fn get(name: &str) -> CtlRequest {
-    CtlRequest::ProbeGet { name: name.into() }
-}
-
-fn set(name: &str, json: &str) -> CtlRequest {
-    CtlRequest::ProbeSet {
-        name: name.into(),
-        json: json.into(),
-    }
-}
-
 /// Answers with what it was asked; requests for probe "slow" wait until two of them are in
 /// flight, which only works if connections are served concurrently.
 struct Answers {
@@ -86,11 +75,17 @@ async fn serves_every_request_kind_with_the_documented_modes() {
     let run_dir = dir.path().join("run/gala_gopher");
     let path = run_dir.join("gala_gopher_cmd.sock");
     let server = start(&path);
-    assert_eq!(ask(&path, get("tcp")).await.unwrap(), "{\"probe\":\"tcp\"}");
     assert_eq!(
-        ask(&path, set("tcp", "{\"state\": \"running\"}"))
-            .await
-            .unwrap(),
+        ask(&path, CtlRequest::probe_get("tcp")).await.unwrap(),
+        "{\"probe\":\"tcp\"}"
+    );
+    assert_eq!(
+        ask(
+            &path,
+            CtlRequest::probe_set("tcp", "{\"state\": \"running\"}")
+        )
+        .await
+        .unwrap(),
         "set tcp to {\"state\": \"running\"}"
     );
     assert_eq!(
@@ -98,7 +93,9 @@ async fn serves_every_request_kind_with_the_documented_modes() {
         "gala_gopher_x 1\n"
     );
     let big = format!("\"{}\"", "j".repeat(MAX_CONFIG - 2));
-    let answer = ask(&path, set("tcp", &big)).await.unwrap();
+    let answer = ask(&path, CtlRequest::probe_set("tcp", &big))
+        .await
+        .unwrap();
     assert_eq!(answer.len(), "set tcp to ".len() + MAX_CONFIG);
     assert_eq!(mode(&run_dir), 0o750);
     assert_eq!(mode(&path), 0o660);
@@ -111,7 +108,10 @@ async fn connections_are_served_concurrently() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ctl.sock");
     let server = start(&path);
-    let (a, b) = tokio::join!(ask(&path, get("slow")), ask(&path, get("slow")));
+    let (a, b) = tokio::join!(
+        ask(&path, CtlRequest::probe_get("slow")),
+        ask(&path, CtlRequest::probe_get("slow"))
+    );
     assert_eq!(a.unwrap(), "slow done");
     assert_eq!(b.unwrap(), "slow done");
     server.shutdown().await;
@@ -125,7 +125,10 @@ async fn stale_socket_is_replaced() {
     drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
     assert!(path.exists());
     let server = start(&path);
-    assert_eq!(ask(&path, get("io")).await.unwrap(), "{\"probe\":\"io\"}");
+    assert_eq!(
+        ask(&path, CtlRequest::probe_get("io")).await.unwrap(),
+        "{\"probe\":\"io\"}"
+    );
     assert_eq!(mode(&path), 0o660);
     server.shutdown().await;
 }
@@ -203,6 +206,9 @@ async fn malformed_request_gets_an_error_reply_and_the_server_goes_on() {
             "connection closed before the end of the message".into()
         )))
     );
-    assert_eq!(ask(&path, get("tcp")).await.unwrap(), "{\"probe\":\"tcp\"}");
+    assert_eq!(
+        ask(&path, CtlRequest::probe_get("tcp")).await.unwrap(),
+        "{\"probe\":\"tcp\"}"
+    );
     server.shutdown().await;
 }

@@ -149,27 +149,8 @@ mod tests {
     use serde_json::{json, Value};
 
     fn meta(fields: &[(&str, FieldType)]) -> TableMeta {
-        TableMeta {
-            name: "tcp_link".into(),
-            entity: "tcp".into(),
-            version: "1.0.0".into(),
-            fields: fields
-                .iter()
-                .map(|(n, t)| Field {
-                    name: (*n).into(),
-                    description: String::new(),
-                    ty: *t,
-                })
-                .collect(),
-            source: "test.meta".into(),
-            line: 1,
-            key_idx: fields
-                .iter()
-                .enumerate()
-                .filter(|(_, (_, t))| *t == FieldType::Key)
-                .map(|(i, _)| i)
-                .collect(),
-        }
+        let fields = fields.iter().map(|&(n, ty)| Field::new(n, ty)).collect();
+        TableMeta::new("tcp_link", "tcp", "1.0.0", fields, "test.meta", 1)
     }
 
     fn render(meta: &TableMeta, values: &[&[u8]], machine_id: &str) -> (String, Value) {

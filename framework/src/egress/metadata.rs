@@ -304,29 +304,10 @@ mod tests {
     use super::*;
     use gala_meta::{Field, MetaLimits};
     use parking_lot::Mutex;
-    use std::path::PathBuf;
 
     fn table(name: &str, entity: &str, version: &str, fields: &[(&str, FieldType)]) -> TableMeta {
-        let fields: Vec<Field> = fields
-            .iter()
-            .map(|&(n, ty)| Field {
-                name: n.into(),
-                description: String::new(),
-                ty,
-            })
-            .collect();
-        let key_idx = (0..fields.len())
-            .filter(|&i| fields[i].ty == FieldType::Key)
-            .collect();
-        TableMeta {
-            name: name.into(),
-            entity: entity.into(),
-            version: version.into(),
-            fields,
-            source: PathBuf::from("t.meta"),
-            line: 1,
-            key_idx,
-        }
+        let fields = fields.iter().map(|&(n, ty)| Field::new(n, ty)).collect();
+        TableMeta::new(name, entity, version, fields, "t.meta", 1)
     }
 
     fn text(t: &TableMeta) -> String {

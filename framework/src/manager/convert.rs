@@ -47,10 +47,17 @@ pub fn probe_config(
     }
 }
 
-/// The wire record: the same names, so the mapping is one to one; destructuring `p` and
-/// naming every wire field make the compiler catch a parameter added on one side only.
+/// The wire record: the same names, so the mapping is one to one. The macro destructures
+/// `p` without `..` and builds the wire record without `..`, so the compiler catches a
+/// parameter added on one side only; each name is listed once.
 fn params(p: &Params) -> WireParams {
-    let Params {
+    macro_rules! one_to_one {
+        ($($same:ident),* ; $($differ:ident),* ; $($wire:ident: $value:expr),* $(,)?) => {{
+            let Params { $($same,)* $($differ,)* } = p.clone();
+            WireParams { $($same,)* $($wire: $value,)* }
+        }};
+    }
+    one_to_one!(
         report_period,
         sample_period,
         latency_thr,
@@ -69,51 +76,23 @@ fn params(p: &Params) -> WireParams {
         cluster_ip_backend,
         dev_name,
         elf_path,
-        l7_protocol,
         svg_period,
         perf_sample_period,
         pyroscope_server,
         output_dir,
         flame_dir,
         cadvisor_port,
-        profiling_channel,
         min_exec_dur,
-        min_aggr_dur,
-    } = p.clone();
-    WireParams {
-        report_period,
-        sample_period,
-        latency_thr,
-        offline_thr,
-        drops_thr,
-        kafka_port,
-        report_event,
-        ringbuf_map_size,
-        report_cport,
+        min_aggr_dur;
+        // Named differently or converted on the wire:
+        l7_protocol, profiling_channel;
         // Not settable over REST (docs/reference/ipc-and-lifecycle.md §6.4).
         metrics_flags: 0,
         env_flags: 0,
-        support_ssl,
-        res_upper_thr,
-        res_lower_thr,
-        continuous_sampling,
-        multi_instance,
-        native_stack,
-        cluster_ip_backend,
-        dev_name,
-        elf_path,
         l7_probe_proto_flags: l7_protocol,
         l7_protocol: l7_protocol_names(l7_protocol).map(str::to_owned).collect(),
-        svg_period,
-        perf_sample_period,
-        pyroscope_server,
-        output_dir,
-        flame_dir,
-        cadvisor_port,
         profiling_channel: profiling_channel.name().to_owned(),
-        min_exec_dur,
-        min_aggr_dur,
-    }
+    )
 }
 
 fn object(o: &Snooped) -> SnooperObject {

@@ -8,21 +8,10 @@ fn table() -> TableMeta {
     let fields = FieldType::ALL
         .iter()
         .enumerate()
-        .map(|(i, &ty)| Field {
-            name: format!("f{i}"),
-            description: String::new(),
-            ty,
-        })
+        .map(|(i, &ty)| Field::new(format!("f{i}"), ty))
         .collect();
-    TableMeta {
-        name: "t".into(),
-        entity: "e".into(),
-        version: "1".into(),
-        fields,
-        source: "fuzz.meta".into(),
-        line: 1,
-        key_idx: vec![0],
-    }
+    // `FieldType::ALL` has one key, the first field.
+    TableMeta::new("t", "e", "1", fields, "fuzz.meta", 1)
 }
 
 fuzz_target!(|data: &[u8]| {

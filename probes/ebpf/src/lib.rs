@@ -35,9 +35,40 @@ pub use hist::Histogram;
 pub use kernel::Kernel;
 pub use plan::{check_programs, load, Hook, Need, Plan, Prog, Subitem};
 pub use ring::{bytes_of, char_bytes, read_pod, ring_bytes, Pod, RingReader};
-pub use runner::{attach_named, debug, log, run, BpfProbe};
+pub use runner::{attach_named, debug, log, run, run_main, BpfProbe};
 pub use skeleton::{check_skeleton, Setup, Skeleton};
-pub use snoop::SnoopMap;
+pub use snoop::{Scope, SnoopMap};
+
+/// Declares the probe's `mod skel`: the skeleton libbpf-cargo generated from
+/// `src/bpf/<stem>.bpf.c` into the probe's `OUT_DIR` (by `gala-ebpf-build`), with the lints
+/// generated code does not meet allowed. Attributes before the stem (the module's doc
+/// comment) go on the module. One line per probe, so the allow list lives here only:
+///
+/// ```ignore
+/// gala_ebpf::skel_module!(
+///     /// The BPF skeleton generated from `src/bpf/tcp.bpf.c`.
+///     "tcp"
+/// );
+/// ```
+#[macro_export]
+macro_rules! skel_module {
+    ($(#[$attr:meta])* $stem:literal) => {
+        $(#[$attr])*
+        #[allow(
+            dead_code,
+            clippy::all,
+            clippy::pedantic,
+            clippy::undocumented_unsafe_blocks,
+            clippy::unwrap_used,
+            missing_docs,
+            non_camel_case_types,
+            unused_imports
+        )]
+        mod skel {
+            include!(concat!(env!("OUT_DIR"), "/", $stem, ".skel.rs"));
+        }
+    };
+}
 
 /// Errors of the shared eBPF helpers.
 #[derive(Debug, thiserror::Error)]

@@ -60,6 +60,18 @@ pub trait BpfProbe {
     }
 }
 
+/// The whole `main` of a probe binary: [`run`], and on error the error in the probe's log
+/// and exit status 1.
+pub fn run_main<P: BpfProbe>(p: P, metas: &[(&str, &str)]) -> std::process::ExitCode {
+    match run(p, metas) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            log(Level::Error, P::NAME, &e.to_string());
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Runs `p` under the daemon (or offline, see the SDK) until it is told to stop.
 /// `metas` are the probe's meta files (`ebpf_prog.meta` is added).
 pub fn run<P: BpfProbe>(

@@ -15,6 +15,54 @@ use crate::Error;
 /// The `gala_snoop` map's capacity (`GALA_MAX_SNOOP` in `gala.bpf.h`).
 pub const MAX_SNOOP: usize = 8192;
 
+/// The snooper scope as the probe's user space checks it: the same rule as `gala_snooped()`
+/// of `gala.bpf.h` (listed tgids, or in blacklist mode the unlisted ones; never tgid 0 nor the
+/// probe itself), for records and map entries read back from the kernel and for /proc scans.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Scope {
+    blacklist: bool,
+    pids: BTreeSet<u32>,
+}
+
+impl Scope {
+    /// The scope of `pids` (the configuration's tgids) in `mode`.
+    pub fn new(mode: SnooperMode, pids: BTreeSet<u32>) -> Self {
+        Scope {
+            blacklist: mode == SnooperMode::Blacklist,
+            pids,
+        }
+    }
+
+    /// Whether `tgid` is in scope.
+    pub fn contains(&self, tgid: u32) -> bool {
+        tgid != 0 && tgid != std::process::id() && self.pids.contains(&tgid) != self.blacklist
+    }
+
+    /// Whether the listed tgids are the excluded ones.
+    pub fn is_blacklist(&self) -> bool {
+        self.blacklist
+    }
+
+    /// The listed tgids.
+    pub fn pids(&self) -> &BTreeSet<u32> {
+        &self.pids
+    }
+
+    /// The processes in scope: the listed ones, or in blacklist mode those of `running()`
+    /// (every process now running) that are in scope.
+    pub fn members(&self, running: impl FnOnce() -> Vec<u32>) -> Vec<u32> {
+        let candidates = if self.blacklist {
+            running()
+        } else {
+            self.pids.iter().copied().collect()
+        };
+        candidates
+            .into_iter()
+            .filter(|&p| self.contains(p))
+            .collect()
+    }
+}
+
 /// What the BPF maps hold, as last written.
 #[derive(Debug, Default)]
 pub struct SnoopMap {
@@ -120,4 +168,21 @@ pub fn find_map<'o>(object: &'o Object, name: &'static str) -> Result<libbpf_rs:
         .maps()
         .find(|m| m.name() == name)
         .ok_or(Error::MissingMap(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_in_both_modes_never_holds_tgid_0_nor_the_probe() {
+        let me = std::process::id();
+        let white = Scope::new(SnooperMode::Whitelist, [5, me].into());
+        assert!(white.contains(5) && !white.contains(6) && !white.contains(me));
+        assert_eq!(white.members(|| unreachable!()), vec![5]);
+        let black = Scope::new(SnooperMode::Blacklist, [5].into());
+        assert!(!black.contains(5) && black.contains(6));
+        assert!(!black.contains(0) && !black.contains(me));
+        assert_eq!(black.members(|| vec![0, 5, 6, me]), vec![6]);
+    }
 }

@@ -9,21 +9,11 @@ mod procfs;
 mod report;
 mod scan;
 
-/// The BPF skeleton generated from `src/bpf/endpoint.bpf.c`; its `types` are the record
-/// layouts.
-#[allow(
-    dead_code,
-    clippy::all,
-    clippy::pedantic,
-    clippy::undocumented_unsafe_blocks,
-    clippy::unwrap_used,
-    missing_docs,
-    non_camel_case_types,
-    unused_imports
-)]
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/endpoint.skel.rs"));
-}
+gala_ebpf::skel_module!(
+    /// The BPF skeleton generated from `src/bpf/endpoint.bpf.c`; its `types` are the record
+    /// layouts.
+    "endpoint"
+);
 
 pub use bpf::SUBITEMS;
 pub use probe::{Endpoint, NAME};

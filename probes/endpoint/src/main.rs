@@ -2,14 +2,8 @@
 
 use std::process::ExitCode;
 
-use gala_endpoint::{Endpoint, META, NAME};
+use gala_endpoint::{Endpoint, META};
 
 fn main() -> ExitCode {
-    match gala_ebpf::run(Endpoint::new(), &[META]) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            gala_ebpf::log(gala_probe_sdk::Level::Error, NAME, &e.to_string());
-            ExitCode::FAILURE
-        }
-    }
+    gala_ebpf::run_main(Endpoint::new(), &[META])
 }

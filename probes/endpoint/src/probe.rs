@@ -7,8 +7,8 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
-use gala_ebpf::{log, BpfProbe, Histogram, Plan, Setup, Skeleton, Subitem};
-use gala_probe_sdk::{Config, EmitError, Event, Level, Probe, Severity, SnooperMode};
+use gala_ebpf::{log, BpfProbe, Histogram, Plan, Scope, Setup, Skeleton, Subitem};
+use gala_probe_sdk::{Config, EmitError, Event, Level, Probe, Severity};
 use libbpf_rs::{MapCore, MapFlags, Object};
 
 use crate::bpf::*;
@@ -92,35 +92,6 @@ fn attach_sock_create(skel: &EndpointSkel<'_>) -> Option<libbpf_rs::Link> {
     }
 }
 
-/// Which processes are in scope.
-#[derive(Debug, Default)]
-struct Scope {
-    blacklist: bool,
-    pids: BTreeSet<u32>,
-}
-
-impl Scope {
-    fn contains(&self, tgid: u32) -> bool {
-        tgid != 0 && tgid != std::process::id() && self.pids.contains(&tgid) != self.blacklist
-    }
-
-    /// The processes to scan: the listed ones, or every process not listed.
-    fn members(&self, proc: &Procfs) -> Vec<u32> {
-        if self.blacklist {
-            proc.pids()
-                .into_iter()
-                .filter(|p| self.contains(*p))
-                .collect()
-        } else {
-            self.pids
-                .iter()
-                .copied()
-                .filter(|p| self.contains(*p))
-                .collect()
-        }
-    }
-}
-
 /// tgid → printed tgid and comm, cached for one report.
 struct ProcNames<'a> {
     proc: &'a Procfs,
@@ -179,7 +150,7 @@ impl Endpoint {
 
     /// Reads `/proc` for the processes in scope and brings the owner maps in line.
     fn refresh(&mut self) {
-        let members = self.scope.members(&self.proc);
+        let members = self.scope.members(|| self.proc.pids());
         self.scan = scan::scan(&self.proc, &members);
         let Some(l) = &self.loaded else {
             return;
@@ -424,10 +395,7 @@ impl BpfProbe for Endpoint {
     }
 
     fn configure(&mut self, config: &Config, pids: &BTreeSet<u32>) {
-        self.scope = Scope {
-            blacklist: config.snooper_mode() == SnooperMode::Blacklist,
-            pids: pids.clone(),
-        };
+        self.scope = Scope::new(config.snooper_mode(), pids.clone());
         self.refresh();
     }
 

@@ -11,19 +11,9 @@ mod latency;
 mod probe;
 mod records;
 
-/// The BPF skeleton generated from `src/bpf/io.bpf.c`; its `types` are the record layouts.
-#[allow(
-    dead_code,
-    clippy::all,
-    clippy::pedantic,
-    clippy::undocumented_unsafe_blocks,
-    clippy::unwrap_used,
-    missing_docs,
-    non_camel_case_types,
-    unused_imports
-)]
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/io.skel.rs"));
-}
+gala_ebpf::skel_module!(
+    /// The BPF skeleton generated from `src/bpf/io.bpf.c`; its `types` are the record layouts.
+    "io"
+);
 
 pub use probe::{IoProbe, META, NAME, SUBITEMS};

@@ -13,21 +13,11 @@ mod stats;
 mod syscalls;
 mod tables;
 
-/// The BPF skeleton generated from `src/bpf/taskprobe.bpf.c`; its `types` are the record
-/// layouts and the class, sub-item and file-system numbers.
-#[allow(
-    dead_code,
-    clippy::all,
-    clippy::pedantic,
-    clippy::undocumented_unsafe_blocks,
-    clippy::unwrap_used,
-    missing_docs,
-    non_camel_case_types,
-    unused_imports
-)]
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/taskprobe.skel.rs"));
-}
+gala_ebpf::skel_module!(
+    /// The BPF skeleton generated from `src/bpf/taskprobe.bpf.c`; its `types` are the record
+    /// layouts and the class, sub-item and file-system numbers.
+    "taskprobe"
+);
 
 pub use probe::{AttachError, TaskProbe, NAME, SUBITEMS};
 

@@ -2,14 +2,8 @@
 
 use std::process::ExitCode;
 
-use gala_taskprobe::{TaskProbe, METAS, NAME};
+use gala_taskprobe::{TaskProbe, METAS};
 
 fn main() -> ExitCode {
-    match gala_ebpf::run(TaskProbe::default(), &METAS) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            gala_ebpf::log(gala_probe_sdk::Level::Error, NAME, &e.to_string());
-            ExitCode::FAILURE
-        }
-    }
+    gala_ebpf::run_main(TaskProbe::default(), &METAS)
 }

@@ -10,20 +10,10 @@ mod record;
 mod subitems;
 mod tracker;
 
-/// The BPF skeleton generated from `src/bpf/tcp.bpf.c`; its `types` are the record layouts.
-#[allow(
-    dead_code,
-    clippy::all,
-    clippy::pedantic,
-    clippy::undocumented_unsafe_blocks,
-    clippy::unwrap_used,
-    missing_docs,
-    non_camel_case_types,
-    unused_imports
-)]
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/tcp.skel.rs"));
-}
+gala_ebpf::skel_module!(
+    /// The BPF skeleton generated from `src/bpf/tcp.bpf.c`; its `types` are the record layouts.
+    "tcp"
+);
 
 pub use probe::{TcpProbe, NAME};
 pub use subitems::SUBITEMS;

@@ -9,8 +9,8 @@ use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use gala_ebpf::{log, BpfProbe, Plan, Setup, Skeleton, Subitem};
-use gala_probe_sdk::{Config, EmitError, Event, Level, Probe, Severity, SnooperMode};
+use gala_ebpf::{log, BpfProbe, Plan, Scope, Setup, Skeleton, Subitem};
+use gala_probe_sdk::{Config, EmitError, Event, Level, Probe, Severity};
 use libbpf_rs::{MapCore, MapFlags, Object};
 
 use crate::events::{check, Thresholds};
@@ -41,19 +41,6 @@ struct Loaded {
 fn delay_window(sample_period: Duration) -> Option<Duration> {
     let w = (sample_period / 20).max(Duration::from_millis(100));
     (w < sample_period).then_some(w)
-}
-
-/// Which tgids are in scope (the runner's snooper map, mirrored).
-#[derive(Debug, Default)]
-struct Scope {
-    blacklist: bool,
-    pids: BTreeSet<u32>,
-}
-
-impl Scope {
-    fn contains(&self, tgid: u32) -> bool {
-        self.pids.contains(&tgid) != self.blacklist
-    }
 }
 
 /// The tcp probe.
@@ -369,17 +356,18 @@ impl BpfProbe for TcpProbe {
     }
 
     fn configure(&mut self, config: &Config, pids: &BTreeSet<u32>) {
-        let scope = Scope {
-            blacklist: config.snooper_mode() == SnooperMode::Blacklist,
-            pids: pids.clone(),
-        };
-        let changed = scope.blacklist != self.scope.blacklist || scope.pids != self.scope.pids;
+        let scope = Scope::new(config.snooper_mode(), pids.clone());
+        let changed = scope != self.scope;
         if changed {
-            let mode = if scope.blacklist { "all but" } else { "only" };
+            let mode = if scope.is_blacklist() {
+                "all but"
+            } else {
+                "only"
+            };
             log(
                 Level::Info,
                 NAME,
-                &format!("scope: {mode} {} tgids", scope.pids.len()),
+                &format!("scope: {mode} {} tgids", scope.pids().len()),
             );
         }
         self.scope = scope;
@@ -467,21 +455,6 @@ impl BpfProbe for TcpProbe {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn scope_in_both_modes() {
-        let pids: BTreeSet<u32> = [5].into();
-        let white = Scope {
-            blacklist: false,
-            pids: pids.clone(),
-        };
-        assert!(white.contains(5) && !white.contains(6));
-        let black = Scope {
-            blacklist: true,
-            pids,
-        };
-        assert!(!black.contains(5) && black.contains(6));
-    }
 
     #[test]
     fn the_delay_window_is_a_twentieth_of_the_period_at_least_100_ms() {

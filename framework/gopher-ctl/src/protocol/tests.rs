@@ -1,28 +1,18 @@
 use proptest::prelude::*;
 
 use super::*;
-fn get(name: &str) -> CtlRequest {
-    CtlRequest::ProbeGet { name: name.into() }
-}
-
-fn set(name: &str, json: &str) -> CtlRequest {
-    CtlRequest::ProbeSet {
-        name: name.into(),
-        json: json.into(),
-    }
-}
 
 // --- codec ----------------------------------------------------------------------------------
 
 #[test]
 fn requests_round_trip() {
     for req in [
-        get("tcp"),
-        set(
+        CtlRequest::probe_get("tcp"),
+        CtlRequest::probe_set(
             "baseinfo",
             "{\"cmd\": {\"probe\": [\"cpu\"]},\n \"state\": \"running\"}",
         ),
-        set("custom probe ünï", ""),
+        CtlRequest::probe_set("custom probe ünï", ""),
         CtlRequest::Metrics,
     ] {
         let bytes = req.encode().unwrap();
@@ -40,11 +30,11 @@ fn requests_round_trip() {
 #[test]
 fn wire_form_is_the_documented_one() {
     assert_eq!(
-        set("tcp", "{}").encode().unwrap(),
+        CtlRequest::probe_set("tcp", "{}").encode().unwrap(),
         b"GCTL1 probe-set 3 2\ntcp{}".to_vec()
     );
     assert_eq!(
-        get("io").encode().unwrap(),
+        CtlRequest::probe_get("io").encode().unwrap(),
         b"GCTL1 probe-get 2 0\nio".to_vec()
     );
     assert_eq!(
@@ -57,20 +47,31 @@ fn wire_form_is_the_documented_one() {
 
 #[test]
 fn encode_refuses_what_the_daemon_would() {
-    assert_eq!(get("").encode(), Err(ProtocolError::EmptyName));
-    assert_eq!(get(&"n".repeat(MAX_NAME)).encode().map(|_| ()), Ok(()));
     assert_eq!(
-        get(&"n".repeat(MAX_NAME + 1)).encode(),
+        CtlRequest::probe_get("").encode(),
+        Err(ProtocolError::EmptyName)
+    );
+    assert_eq!(
+        CtlRequest::probe_get("n".repeat(MAX_NAME))
+            .encode()
+            .map(|_| ()),
+        Ok(())
+    );
+    assert_eq!(
+        CtlRequest::probe_get("n".repeat(MAX_NAME + 1)).encode(),
         Err(ProtocolError::TooLarge {
             field: "probe name",
             len: MAX_NAME + 1,
             max: MAX_NAME
         })
     );
-    assert_eq!(get("a\nb").encode(), Err(ProtocolError::NameHasControl));
+    assert_eq!(
+        CtlRequest::probe_get("a\nb").encode(),
+        Err(ProtocolError::NameHasControl)
+    );
     let big = "x".repeat(MAX_CONFIG + 1);
     assert_eq!(
-        set("tcp", &big).encode(),
+        CtlRequest::probe_set("tcp", &big).encode(),
         Err(ProtocolError::TooLarge {
             field: "probe configuration",
             len: MAX_CONFIG + 1,
@@ -78,7 +79,7 @@ fn encode_refuses_what_the_daemon_would() {
         })
     );
     assert!(
-        set("tcp", &big[1..]).encode().is_ok(),
+        CtlRequest::probe_set("tcp", &big[1..]).encode().is_ok(),
         "exactly 1 MiB is fine"
     );
 }
@@ -234,7 +235,7 @@ proptest! {
     #[test]
     fn any_valid_request_round_trips(name in "[^\\p{Cc}]{1,16}", json in any::<String>()) {
         prop_assume!(name.len() <= MAX_NAME);
-        for req in [get(&name), set(&name, &json)] {
+        for req in [CtlRequest::probe_get(&name), CtlRequest::probe_set(&name, &json)] {
             let bytes = req.encode().unwrap();
             prop_assert_eq!(decode_request(&bytes), Ok(Some(req)));
         }
