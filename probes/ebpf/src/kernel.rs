@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 const BTF_KIND_TYPEDEF: u32 = 8;
 const BTF_KIND_FUNC: u32 = 12;
+const BTF_KIND_ENUM: u32 = 6;
+const BTF_KIND_ENUM64: u32 = 19;
 
 /// The kernel's BPF capabilities.
 pub struct Kernel {
@@ -65,6 +67,44 @@ impl Kernel {
     /// Whether kernel function `name` is in BTF (a candidate for fentry/fexit/kprobe).
     pub fn has_function(&self, name: &str) -> bool {
         self.find(name, BTF_KIND_FUNC).is_some()
+    }
+
+    /// Whether an enumerator called `name` is in one of the kernel's BTF enums: how a
+    /// probe asks for a BPF helper (`BPF_FUNC_sock_from_file`) or map type
+    /// (`BPF_MAP_TYPE_TASK_STORAGE`) without loading a program. The UAPI enums only grow,
+    /// so a known enumerator means a kernel that has the feature.
+    pub fn has_enumerator(&self, name: &str) -> bool {
+        if self.btf.is_null() {
+            return false;
+        }
+        // SAFETY: `btf` is a valid handle; ids below `btf__type_cnt` are valid; an enum's
+        // `vlen` entries (`btf_enum` or `btf_enum64`, both starting with `name_off`) follow
+        // its `btf_type` in the same buffer; names come back NUL-terminated or NULL.
+        unsafe {
+            let count = libbpf_sys::btf__type_cnt(self.btf);
+            for id in 1..count {
+                let t = libbpf_sys::btf__type_by_id(self.btf, id);
+                if t.is_null() {
+                    continue;
+                }
+                let info = (*t).info;
+                let kind = (info >> 24) & 0x1f;
+                let stride = match kind {
+                    BTF_KIND_ENUM => std::mem::size_of::<libbpf_sys::btf_enum>(),
+                    BTF_KIND_ENUM64 => std::mem::size_of::<libbpf_sys::btf_enum64>(),
+                    _ => continue,
+                };
+                let first = t.add(1).cast::<u8>();
+                for i in 0..(info & 0xffff) as usize {
+                    let name_off = first.add(i * stride).cast::<u32>().read_unaligned();
+                    let s = libbpf_sys::btf__name_by_offset(self.btf, name_off);
+                    if !s.is_null() && std::ffi::CStr::from_ptr(s).to_bytes() == name.as_bytes() {
+                        return true;
+                    }
+                }
+            }
+        }
+        false
     }
 
     /// Whether fentry/fexit programs load and attach on this kernel.
@@ -218,5 +258,9 @@ mod tests {
         assert!(k.has_function("tcp_sendmsg"));
         assert!(!k.has_tracepoint("no_such_tracepoint_gala"));
         assert!(!k.has_function("no_such_function_gala"));
+        // In every kernel with BPF (3.18+) and with ring buffers (5.8+, which we need).
+        assert!(k.has_enumerator("BPF_FUNC_map_lookup_elem"));
+        assert!(k.has_enumerator("BPF_MAP_TYPE_RINGBUF"));
+        assert!(!k.has_enumerator("BPF_FUNC_no_such_helper_gala"));
     }
 }

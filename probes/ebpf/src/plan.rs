@@ -97,13 +97,18 @@ impl std::fmt::Display for Hook {
     }
 }
 
-/// One BPF program: its function name in the `.bpf.c` file and its hook.
+/// One BPF program: its function name in the `.bpf.c` file, its hook, and the kernel
+/// features it uses beyond the hook itself.
 #[derive(Debug, Clone, Copy)]
 pub struct Prog {
     /// Function name in the BPF object.
     pub name: &'static str,
     /// Where it attaches.
     pub hook: Hook,
+    /// Enumerators of the kernel's BPF UAPI enums (`BPF_FUNC_*` helpers, `BPF_MAP_TYPE_*`
+    /// map types) the program needs: the kernel's BTF must know each (see
+    /// [`Kernel::has_enumerator`]), or the variant holding the program is not chosen.
+    pub requires: &'static [&'static str],
 }
 
 impl Prog {
@@ -112,6 +117,7 @@ impl Prog {
         Prog {
             name,
             hook: Hook::TpBtf(tracepoint),
+            requires: &[],
         }
     }
 
@@ -120,6 +126,7 @@ impl Prog {
         Prog {
             name,
             hook: Hook::RawTp(tracepoint),
+            requires: &[],
         }
     }
 
@@ -132,6 +139,7 @@ impl Prog {
         Prog {
             name,
             hook: Hook::Tracepoint(category, event),
+            requires: &[],
         }
     }
 
@@ -140,6 +148,7 @@ impl Prog {
         Prog {
             name,
             hook: Hook::Uprobe,
+            requires: &[],
         }
     }
 
@@ -148,6 +157,7 @@ impl Prog {
         Prog {
             name,
             hook: Hook::Fentry(function),
+            requires: &[],
         }
     }
 
@@ -156,6 +166,7 @@ impl Prog {
         Prog {
             name,
             hook: Hook::Fexit(function),
+            requires: &[],
         }
     }
 
@@ -164,6 +175,31 @@ impl Prog {
         Prog {
             name,
             hook: Hook::Iter(target),
+            requires: &[],
+        }
+    }
+
+    /// A program on `kprobe/<function>` (entry).
+    pub const fn kprobe(name: &'static str, function: &'static str) -> Prog {
+        Prog {
+            name,
+            hook: Hook::Kprobe(function),
+            requires: &[],
+        }
+    }
+
+    /// A program on `kretprobe/<function>` (return); the same hook as [`Prog::kprobe`]
+    /// for availability.
+    pub const fn kretprobe(name: &'static str, function: &'static str) -> Prog {
+        Self::kprobe(name, function)
+    }
+
+    /// The same program, needing kernel `features` (see [`Prog::requires`]):
+    /// `Prog::tp_btf("x", "sys_enter").requiring(&["BPF_MAP_TYPE_TASK_STORAGE"])`.
+    pub const fn requiring(self, features: &'static [&'static str]) -> Prog {
+        Prog {
+            requires: features,
+            ..self
         }
     }
 
@@ -172,6 +208,7 @@ impl Prog {
         Prog {
             name,
             hook: Hook::Cgroup(hook),
+            requires: &[],
         }
     }
 }
@@ -210,7 +247,9 @@ impl Plan {
     /// Chooses, for every enabled sub-item (and the core), the first supported variant of
     /// each need.
     pub fn new(kernel: &Kernel, subitems: &[Subitem], enabled: impl Fn(&str) -> bool) -> Plan {
-        Self::choose(subitems, enabled, |hook| hook.available(kernel))
+        Self::choose_progs(subitems, enabled, |prog| {
+            prog.hook.available(kernel) && prog.requires.iter().all(|f| kernel.has_enumerator(f))
+        })
     }
 
     /// [`Plan::new`] with the hook check given: the pure part, for tests.
@@ -219,6 +258,15 @@ impl Plan {
         enabled: impl Fn(&str) -> bool,
         available: impl Fn(&Hook) -> bool,
     ) -> Plan {
+        Self::choose_progs(subitems, enabled, |prog| available(&prog.hook))
+    }
+
+    /// [`Plan::choose`] with the check per program (hook and required features).
+    pub fn choose_progs(
+        subitems: &[Subitem],
+        enabled: impl Fn(&str) -> bool,
+        available: impl Fn(&Prog) -> bool,
+    ) -> Plan {
         let mut plan = Plan::default();
         for item in subitems
             .iter()
@@ -226,11 +274,7 @@ impl Plan {
         {
             let mut complete = true;
             for need in item.needs {
-                match need
-                    .variants
-                    .iter()
-                    .find(|v| v.iter().all(|p| available(&p.hook)))
-                {
+                match need.variants.iter().find(|v| v.iter().all(&available)) {
                     Some(variant) => {
                         plan.needs.insert((item.name, need.what));
                         for p in variant.iter() {
@@ -316,10 +360,10 @@ impl Plan {
             .copied()
             .filter(|s| *s != subitem)
             .collect();
-        let mut plan = Plan::choose(
+        let mut plan = Plan::choose_progs(
             subitems,
             |s| kept.contains(s),
-            |hook| self.hooks.iter().any(|(_, h)| h == hook),
+            |p| self.progs.contains(p.name),
         );
         plan.notes = self.notes.clone();
         plan
@@ -430,22 +474,10 @@ pub fn load<T, E: std::fmt::Display>(
 mod tests {
     use super::*;
 
-    const SEND_TP: Prog = Prog {
-        name: "tp_send",
-        hook: Hook::TpBtf("sock_send_length"),
-    };
-    const SEND_FENTRY: Prog = Prog {
-        name: "fentry_send",
-        hook: Hook::Fentry("tcp_sendmsg"),
-    };
-    const STATE: Prog = Prog {
-        name: "tp_state",
-        hook: Hook::TpBtf("inet_sock_set_state"),
-    };
-    const PROBE: Prog = Prog {
-        name: "tp_probe",
-        hook: Hook::TpBtf("tcp_probe"),
-    };
+    const SEND_TP: Prog = Prog::tp_btf("tp_send", "sock_send_length");
+    const SEND_FENTRY: Prog = Prog::fentry("fentry_send", "tcp_sendmsg");
+    const STATE: Prog = Prog::tp_btf("tp_state", "inet_sock_set_state");
+    const PROBE: Prog = Prog::tp_btf("tp_probe", "tcp_probe");
     const ITEMS: &[Subitem] = &[
         Subitem {
             name: "",
@@ -469,6 +501,35 @@ mod tests {
             }],
         },
     ];
+
+    #[test]
+    fn a_variant_whose_feature_is_missing_is_passed_over() {
+        const STORE: Prog =
+            Prog::tp_btf("enter_store", "sys_enter").requiring(&["BPF_MAP_TYPE_TASK_STORAGE"]);
+        const HASH: Prog = Prog::tp_btf("enter_hash", "sys_enter");
+        const KPROBE: Prog = Prog::kprobe("enter_kprobe", "do_syscall_64");
+        const WITH_FEATURE: &[Subitem] = &[Subitem {
+            name: "",
+            needs: &[Need {
+                what: "syscall entry",
+                variants: &[&[STORE], &[HASH], &[KPROBE]],
+            }],
+        }];
+        let new = Plan::choose_progs(WITH_FEATURE, |_| true, |_| true);
+        assert!(new.has("enter_store") && !new.has("enter_hash"));
+        let old = Plan::choose_progs(WITH_FEATURE, |_| true, |p| p.requires.is_empty());
+        assert!(old.has("enter_hash") && !old.has("enter_store"));
+        let kprobes_only = Plan::choose_progs(
+            WITH_FEATURE,
+            |_| true,
+            |p| matches!(p.hook, Hook::Kprobe(_)),
+        );
+        assert!(kprobes_only.has("enter_kprobe"));
+        assert!(KPROBE.hook.matches_section("kprobe/do_syscall_64"));
+        assert!(Prog::kretprobe("x", "f")
+            .hook
+            .matches_section("kretprobe/f"));
+    }
 
     #[test]
     fn first_available_variant_wins_and_others_stay_off() {
