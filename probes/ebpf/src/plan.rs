@@ -38,17 +38,36 @@ pub enum Hook {
 impl Hook {
     /// Whether this kernel can run a program on this hook.
     pub fn available(&self, kernel: &Kernel) -> bool {
+        self.unavailable(kernel).is_none()
+    }
+
+    /// Why this kernel cannot run a program on this hook (`None`: it can), for the plan's
+    /// notes and the `--plan` report.
+    pub fn unavailable(&self, kernel: &Kernel) -> Option<String> {
+        let no_btf = || "no kernel BTF".to_owned();
         match *self {
-            Hook::TpBtf(tp) => kernel.has_btf() && kernel.has_tracepoint(tp),
-            Hook::RawTp(tp) => kernel.has_tracepoint(tp),
-            Hook::Tracepoint(category, name) => kernel.has_trace_event(category, name),
-            Hook::Fentry(f) | Hook::Fexit(f) => kernel.fentry() && kernel.has_function(f),
-            Hook::Kprobe(f) => kernel.kprobes() && kernel.has_function(f),
-            Hook::Uprobe => true,
-            Hook::Iter(target) => {
-                kernel.has_btf() && kernel.has_function(&format!("bpf_iter_{target}"))
+            Hook::TpBtf(_) if !kernel.has_btf() => Some(no_btf()),
+            Hook::TpBtf(tp) | Hook::RawTp(tp) => {
+                (!kernel.has_tracepoint(tp)).then(|| format!("no tracepoint {tp}"))
             }
-            Hook::Cgroup(_) => kernel.cgroup2().is_some(),
+            Hook::Tracepoint(category, name) => (!kernel.has_trace_event(category, name))
+                .then(|| format!("no tracefs event {category}/{name}")),
+            Hook::Fentry(_) | Hook::Fexit(_) if !kernel.fentry() => {
+                Some("fentry/fexit refused".to_owned())
+            }
+            Hook::Fentry(f) | Hook::Fexit(f) => {
+                (!kernel.has_function(f)).then(|| format!("no function {f}"))
+            }
+            Hook::Kprobe(_) if !kernel.kprobes() => Some("no kprobes".to_owned()),
+            Hook::Kprobe(f) => (!kernel.has_kprobe_function(f)).then(|| format!("no function {f}")),
+            Hook::Uprobe => None,
+            Hook::Iter(_) if !kernel.has_btf() => Some(no_btf()),
+            Hook::Iter(target) => (!kernel.has_function(&format!("bpf_iter_{target}")))
+                .then(|| format!("no iterator {target}")),
+            Hook::Cgroup(_) => kernel
+                .cgroup2()
+                .is_none()
+                .then(|| "no cgroup v2 mount".to_owned()),
         }
     }
 }
