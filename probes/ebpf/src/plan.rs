@@ -128,6 +128,9 @@ pub struct Prog {
     /// map types) the program needs: the kernel's BTF must know each (see
     /// [`Kernel::has_enumerator`]), or the variant holding the program is not chosen.
     pub requires: &'static [&'static str],
+    /// A `kretprobe` rather than a `kprobe` (the same [`Hook::Kprobe`] for availability,
+    /// another ELF section).
+    pub ret: bool,
 }
 
 impl Prog {
@@ -137,6 +140,7 @@ impl Prog {
             name,
             hook: Hook::TpBtf(tracepoint),
             requires: &[],
+            ret: false,
         }
     }
 
@@ -146,6 +150,7 @@ impl Prog {
             name,
             hook: Hook::RawTp(tracepoint),
             requires: &[],
+            ret: false,
         }
     }
 
@@ -159,6 +164,7 @@ impl Prog {
             name,
             hook: Hook::Tracepoint(category, event),
             requires: &[],
+            ret: false,
         }
     }
 
@@ -168,6 +174,7 @@ impl Prog {
             name,
             hook: Hook::Uprobe,
             requires: &[],
+            ret: false,
         }
     }
 
@@ -177,6 +184,7 @@ impl Prog {
             name,
             hook: Hook::Fentry(function),
             requires: &[],
+            ret: false,
         }
     }
 
@@ -186,6 +194,7 @@ impl Prog {
             name,
             hook: Hook::Fexit(function),
             requires: &[],
+            ret: false,
         }
     }
 
@@ -195,6 +204,7 @@ impl Prog {
             name,
             hook: Hook::Iter(target),
             requires: &[],
+            ret: false,
         }
     }
 
@@ -204,13 +214,17 @@ impl Prog {
             name,
             hook: Hook::Kprobe(function),
             requires: &[],
+            ret: false,
         }
     }
 
     /// A program on `kretprobe/<function>` (return); the same hook as [`Prog::kprobe`]
     /// for availability.
     pub const fn kretprobe(name: &'static str, function: &'static str) -> Prog {
-        Self::kprobe(name, function)
+        Prog {
+            ret: true,
+            ..Self::kprobe(name, function)
+        }
     }
 
     /// The same program, needing kernel `features` (see [`Prog::requires`]):
@@ -222,12 +236,43 @@ impl Prog {
         }
     }
 
+    /// The ELF section the program is in: its hook, `kretprobe/<function>` for a return
+    /// probe.
+    pub fn section(&self) -> String {
+        match self.hook {
+            Hook::Kprobe(f) if self.ret => format!("kretprobe/{f}"),
+            hook => hook.to_string(),
+        }
+    }
+
+    /// Whether the program belongs in ELF section `section`: its hook's, and for a kprobe
+    /// the right one of `kprobe/` and `kretprobe/` (else it would run at the other end).
+    pub fn matches_section(&self, section: &str) -> bool {
+        self.hook.matches_section(section)
+            && match self.hook {
+                Hook::Kprobe(_) => section.starts_with("kretprobe") == self.ret,
+                _ => true,
+            }
+    }
+
+    /// Why this kernel cannot run the program (its hook, or a feature it requires is
+    /// missing); `None`: it can.
+    pub fn unavailable(&self, kernel: &Kernel) -> Option<String> {
+        self.hook.unavailable(kernel).or_else(|| {
+            self.requires
+                .iter()
+                .find(|f| !kernel.has_enumerator(f))
+                .map(|f| format!("no {f}"))
+        })
+    }
+
     /// A cgroup program on `cgroup/<hook>`.
     pub const fn cgroup(name: &'static str, hook: &'static str) -> Prog {
         Prog {
             name,
             hook: Hook::Cgroup(hook),
             requires: &[],
+            ret: false,
         }
     }
 }
@@ -251,13 +296,38 @@ pub struct Subitem {
     pub needs: &'static [Need],
 }
 
+/// How one need of one enabled sub-item is met: the variant chosen, why the variants
+/// before it (all of them, when none was chosen) were passed over, and whether the kernel
+/// then refused it. The `--plan` report prints one line per choice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Choice {
+    /// The sub-item (`""`: the core).
+    pub subitem: &'static str,
+    /// The need ([`Need::what`]).
+    pub need: &'static str,
+    /// Index of the chosen variant in [`Need::variants`]; `None`: no variant is usable here.
+    pub variant: Option<usize>,
+    /// The chosen variant's programs.
+    pub progs: Vec<&'static str>,
+    /// The ELF sections of the chosen variant's programs ([`Prog::section`]).
+    pub sections: Vec<String>,
+    /// One entry per variant passed over: its sections and why this kernel cannot run it
+    /// (`fentry/tcp_sendmsg: fentry/fexit refused`).
+    pub passed_over: Vec<String>,
+    /// Why the chosen variant is not loaded after all: the kernel refused a program of it
+    /// (the error and libbpf's line for that program), or another need of the sub-item.
+    pub failed: Option<String>,
+}
+
 /// The programs to load and what was left out.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
     progs: BTreeSet<&'static str>,
     hooks: Vec<(&'static str, Hook)>,
     needs: BTreeSet<(&'static str, &'static str)>,
+    enabled: BTreeSet<&'static str>,
     active: BTreeSet<&'static str>,
+    choices: Vec<Choice>,
     /// One line per degraded need or refused sub-item, for the probe's log.
     pub notes: Vec<String>,
 }
@@ -266,9 +336,7 @@ impl Plan {
     /// Chooses, for every enabled sub-item (and the core), the first supported variant of
     /// each need.
     pub fn new(kernel: &Kernel, subitems: &[Subitem], enabled: impl Fn(&str) -> bool) -> Plan {
-        Self::choose_progs(subitems, enabled, |prog| {
-            prog.hook.available(kernel) && prog.requires.iter().all(|f| kernel.has_enumerator(f))
-        })
+        Self::choose_why(subitems, enabled, |prog| prog.unavailable(kernel))
     }
 
     /// [`Plan::new`] with the hook check given: the pure part, for tests.
@@ -286,14 +354,56 @@ impl Plan {
         enabled: impl Fn(&str) -> bool,
         available: impl Fn(&Prog) -> bool,
     ) -> Plan {
+        Self::choose_why(subitems, enabled, |prog| {
+            (!available(prog)).then(|| "unavailable".to_owned())
+        })
+    }
+
+    /// [`Plan::choose_progs`] with the reason a program cannot run (`None`: it can), which
+    /// the notes and [`Plan::choices`] keep.
+    pub fn choose_why(
+        subitems: &[Subitem],
+        enabled: impl Fn(&str) -> bool,
+        why_not: impl Fn(&Prog) -> Option<String>,
+    ) -> Plan {
         let mut plan = Plan::default();
         for item in subitems
             .iter()
             .filter(|s| s.name.is_empty() || enabled(s.name))
         {
+            plan.enabled.insert(item.name);
             let mut complete = true;
             for need in item.needs {
-                match need.variants.iter().find(|v| v.iter().all(&available)) {
+                let mut choice = Choice {
+                    subitem: item.name,
+                    need: need.what,
+                    variant: None,
+                    progs: Vec::new(),
+                    sections: Vec::new(),
+                    passed_over: Vec::new(),
+                    failed: None,
+                };
+                for (i, variant) in need.variants.iter().enumerate() {
+                    let mut reasons: Vec<String> = Vec::new();
+                    for reason in variant.iter().filter_map(&why_not) {
+                        if !reasons.contains(&reason) {
+                            reasons.push(reason);
+                        }
+                    }
+                    if reasons.is_empty() {
+                        choice.variant = Some(i);
+                        choice.progs = variant.iter().map(|p| p.name).collect();
+                        choice.sections = variant.iter().map(Prog::section).collect();
+                        break;
+                    }
+                    let sections: Vec<String> = variant.iter().map(Prog::section).collect();
+                    choice.passed_over.push(format!(
+                        "{}: {}",
+                        sections.join(","),
+                        reasons.join(", ")
+                    ));
+                }
+                match choice.variant.map(|i| need.variants[i]) {
                     Some(variant) => {
                         plan.needs.insert((item.name, need.what));
                         for p in variant.iter() {
@@ -304,19 +414,15 @@ impl Plan {
                     }
                     None => {
                         complete = false;
-                        let tried: Vec<String> = need
-                            .variants
-                            .iter()
-                            .flat_map(|v| v.iter().map(|p| p.hook.to_string()))
-                            .collect();
                         plan.notes.push(format!(
                             "{}: no hook on this kernel for {} (tried {}); its fields stay empty",
                             label(item.name),
                             need.what,
-                            tried.join(", ")
+                            choice.passed_over.join("; ")
                         ));
                     }
                 }
+                plan.choices.push(choice);
             }
             if complete {
                 plan.active.insert(item.name);
@@ -350,6 +456,12 @@ impl Plan {
         self.active.iter().copied().filter(|s| !s.is_empty())
     }
 
+    /// How each need of each enabled sub-item was met, in table order (kept across the
+    /// reductions of [`load`], which records refusals in [`Choice::failed`]).
+    pub fn choices(&self) -> &[Choice] {
+        &self.choices
+    }
+
     /// Sets autoload on every program of `object`: on for the chosen ones, off otherwise.
     /// A chosen program the object does not have is an error (a typo in the sub-item
     /// table would otherwise leave its sub-item silently without data).
@@ -371,21 +483,58 @@ impl Plan {
         }
     }
 
-    /// The same plan without `subitem` (its programs dropped unless another keeps them).
-    fn without(&self, subitems: &[Subitem], subitem: &str) -> Plan {
-        let kept: BTreeSet<&str> = self
-            .active
-            .iter()
-            .copied()
-            .filter(|s| *s != subitem)
-            .collect();
+    /// The same plan with only the core and the sub-items `keep` of this plan's enabled
+    /// ones, on this plan's programs; the choices and notes are kept as they are.
+    fn only(&self, subitems: &[Subitem], keep: impl Fn(&str) -> bool) -> Plan {
         let mut plan = Plan::choose_progs(
             subitems,
-            |s| kept.contains(s),
+            |s| self.enabled.contains(s) && keep(s),
             |p| self.progs.contains(p.name),
         );
         plan.notes = self.notes.clone();
+        plan.choices = self.choices.clone();
         plan
+    }
+
+    /// The same plan without `subitem` (its programs dropped unless another keeps them).
+    fn without(&self, subitems: &[Subitem], subitem: &str) -> Plan {
+        self.only(subitems, |s| s != subitem)
+    }
+
+    /// Records that the kernel refused `subitem` (every enabled one when `None`) with
+    /// `error`: the needs whose programs libbpf named in `messages` get the error and
+    /// libbpf's line, the other needs of the sub-item say which need took them down.
+    fn refuse(&mut self, subitem: Option<&str>, error: &str, messages: &[String]) {
+        let failed = crate::print::failed_programs(messages);
+        let hit = |c: &Choice| subitem.is_none_or(|s| s == c.subitem) && c.failed.is_none();
+        let culprits: Vec<String> = self
+            .choices
+            .iter()
+            .filter(|c| hit(c) && c.progs.iter().any(|p| failed.contains_key(*p)))
+            .map(|c| format!("{} ({})", c.need, label(c.subitem)))
+            .collect();
+        for choice in self.choices.iter_mut() {
+            if !hit(choice) || choice.variant.is_none() {
+                continue;
+            }
+            let own: Vec<&str> = choice
+                .progs
+                .iter()
+                .filter_map(|p| failed.get(*p).map(String::as_str))
+                .collect();
+            choice.failed = Some(if !own.is_empty() {
+                format!("{error}: {}", own.join("; "))
+            } else if !culprits.is_empty() {
+                format!("not loaded: the kernel refused {}", culprits.join(", "))
+            } else {
+                let general = crate::print::failure_lines(messages);
+                if general.is_empty() {
+                    error.to_owned()
+                } else {
+                    format!("{error}: {}", general.join("; "))
+                }
+            });
+        }
     }
 }
 
@@ -430,11 +579,11 @@ pub fn check_programs(subitems: &[Subitem], object: &OpenObject) -> Vec<String> 
                 label(item.name),
                 prog.name
             )),
-            Some(section) if !prog.hook.matches_section(section) => problems.push(format!(
+            Some(section) if !prog.matches_section(section) => problems.push(format!(
                 "{}: program {} is in section {section}, its hook is {}",
                 label(item.name),
                 prog.name,
-                prog.hook
+                prog.section()
             )),
             Some(_) => {}
         }
@@ -450,32 +599,59 @@ pub fn check_programs(subitems: &[Subitem], object: &OpenObject) -> Vec<String> 
 }
 
 /// Loads with `plan` through `attempt` (which opens the object, calls [`Plan::apply`],
-/// loads and attaches). When that fails, each enabled sub-item is tried on its own with the
-/// core to find the ones the kernel refuses (libbpf's printer silenced meanwhile); they are
-/// dropped with a note and the rest is loaded. Fails only when the core itself does not
-/// load.
+/// loads and attaches). When that fails, the core is tried alone, then each enabled
+/// sub-item on its own with the core, to find the ones the kernel refuses (libbpf's printer
+/// silenced meanwhile); they are dropped with a note and the rest is loaded. Fails only when
+/// the core itself does not load, or the rest fails together.
 pub fn load<T, E: std::fmt::Display>(
     subitems: &[Subitem],
     plan: Plan,
-    mut attempt: impl FnMut(&Plan) -> Result<T, E>,
+    attempt: impl FnMut(&Plan) -> Result<T, E>,
 ) -> Result<(T, Plan), E> {
+    let (result, plan) = load_attributed(subitems, plan, attempt);
+    result.map(|t| (t, plan))
+}
+
+/// [`load`], returning the final plan whatever happened: every need the kernel refused has
+/// its [`Choice::failed`] set, attributed to the needs holding the programs libbpf names in
+/// its messages (for the `--plan` report).
+pub fn load_attributed<T, E: std::fmt::Display>(
+    subitems: &[Subitem],
+    plan: Plan,
+    mut attempt: impl FnMut(&Plan) -> Result<T, E>,
+) -> (Result<T, E>, Plan) {
     let first_error = match attempt(&plan) {
-        Ok(t) => return Ok((t, plan)),
+        Ok(t) => return (Ok(t), plan),
         Err(e) => e,
     };
     let mut plan = plan;
-    let items: Vec<&'static str> = plan.active_subitems().collect();
+    // These attempts only find the culprit: libbpf's messages (verifier logs) would
+    // repeat the first attempt's; they are kept to name the refused programs.
+    let mut quiet_attempt = |p: &Plan| crate::print::quiet(|| crate::print::capture(|| attempt(p)));
+    let core = plan.only(subitems, |_| false);
+    if let (Err(e), messages) = quiet_attempt(&core) {
+        plan.refuse(Some(""), &e.to_string(), &messages);
+        let cause = "not loaded: the core was refused";
+        for choice in plan.choices.iter_mut() {
+            if choice.variant.is_some() && choice.failed.is_none() {
+                choice.failed = Some(cause.to_owned());
+            }
+        }
+        plan.notes
+            .push(format!("core: the kernel refused its programs ({e})"));
+        return (Err(e), plan);
+    }
+    let items: Vec<&'static str> = plan
+        .enabled
+        .iter()
+        .copied()
+        .filter(|s| !s.is_empty())
+        .collect();
     for item in items {
-        let alone = {
-            let others: Vec<&str> = plan.active_subitems().filter(|s| *s != item).collect();
-            others
-                .iter()
-                .fold(plan.clone(), |p, s| p.without(subitems, s))
-        };
-        // These attempts only find the culprit: libbpf's messages (verifier logs) would
-        // repeat the first attempt's.
-        if let Err(e) = crate::print::quiet(|| attempt(&alone)) {
+        let alone = plan.only(subitems, |s| s == item);
+        if let (Err(e), messages) = quiet_attempt(&alone) {
             let mut reduced = plan.without(subitems, item);
+            reduced.refuse(Some(item), &e.to_string(), &messages);
             reduced.notes.push(format!(
                 "{item}: the kernel refused its programs ({e}); it is off"
             ));
@@ -483,9 +659,11 @@ pub fn load<T, E: std::fmt::Display>(
         }
     }
     match attempt(&plan) {
-        Ok(t) => Ok((t, plan)),
-        Err(e) if plan.active_subitems().next().is_none() => Err(e),
-        Err(_) => Err(first_error),
+        Ok(t) => (Ok(t), plan),
+        Err(e) => {
+            plan.refuse(None, &e.to_string(), &[]);
+            (Err(first_error), plan)
+        }
     }
 }
 
@@ -622,6 +800,79 @@ mod tests {
                 .to_string(),
             "tracepoint/sched/sched_switch"
         );
+    }
+
+    #[test]
+    fn a_refusal_is_pinned_on_the_need_holding_the_program_libbpf_names() {
+        let mut plan = Plan::choose(ITEMS, |_| true, |_| true);
+        let messages = ["libbpf: prog 'tp_probe': failed to attach: Invalid argument\n".to_owned()];
+        plan.refuse(
+            Some("rtt"),
+            "attaching the BPF programs: Invalid argument",
+            &messages,
+        );
+        let rtt = plan.choices().iter().find(|c| c.subitem == "rtt").unwrap();
+        assert_eq!(
+            rtt.failed.as_deref(),
+            Some(
+                "attaching the BPF programs: Invalid argument: \
+                 prog 'tp_probe': failed to attach: Invalid argument"
+            )
+        );
+        assert!(plan
+            .choices()
+            .iter()
+            .filter(|c| c.subitem != "rtt")
+            .all(|c| c.failed.is_none()));
+
+        const TWO: &[Subitem] = &[Subitem {
+            name: "abn",
+            needs: &[
+                Need {
+                    what: "drops",
+                    variants: &[&[Prog::tp_btf("tp_drop", "kfree_skb")]],
+                },
+                Need {
+                    what: "errors",
+                    variants: &[&[Prog::tp_btf("tp_err", "inet_sk_error_report")]],
+                },
+            ],
+        }];
+        let mut plan = Plan::choose(TWO, |_| true, |_| true);
+        let messages =
+            ["libbpf: prog 'tp_err': BPF program load failed: Permission denied\n".to_owned()];
+        plan.refuse(Some("abn"), "loading: EPERM", &messages);
+        let failed: Vec<_> = plan
+            .choices()
+            .iter()
+            .map(|c| c.failed.clone().unwrap())
+            .collect();
+        assert_eq!(failed[0], "not loaded: the kernel refused errors (abn)");
+        assert!(failed[1].ends_with("prog 'tp_err': BPF program load failed: Permission denied"));
+    }
+
+    #[test]
+    fn choices_record_the_variant_and_why_others_were_passed_over() {
+        let plan = Plan::choose_why(
+            ITEMS,
+            |_| true,
+            |p| (p.name == "tp_send").then(|| "no tracepoint sock_send_length".to_owned()),
+        );
+        let stats = plan
+            .choices()
+            .iter()
+            .find(|c| c.subitem == "stats")
+            .unwrap();
+        assert_eq!(stats.variant, Some(1));
+        assert_eq!(stats.sections, ["fentry/tcp_sendmsg"]);
+        assert_eq!(
+            stats.passed_over,
+            ["tp_btf/sock_send_length: no tracepoint sock_send_length"]
+        );
+        assert_eq!(Prog::kretprobe("r", "f").section(), "kretprobe/f");
+        assert!(!Prog::kretprobe("r", "f").matches_section("kprobe/f"));
+        assert!(!Prog::kprobe("k", "f").matches_section("kretprobe/f"));
+        assert!(Prog::kprobe("k", "f").matches_section("kprobe/f"));
     }
 
     #[test]
