@@ -328,6 +328,9 @@ pub struct Plan {
     enabled: BTreeSet<&'static str>,
     active: BTreeSet<&'static str>,
     choices: Vec<Choice>,
+    /// `BPF_MAP_TYPE_*` features some program of the table requires and no chosen program
+    /// does: maps of these types are not created ([`Plan::apply`]).
+    unused_map_types: BTreeSet<&'static str>,
     /// One line per degraded need or refused sub-item, for the probe's log.
     pub notes: Vec<String>,
 }
@@ -428,6 +431,7 @@ impl Plan {
                 plan.active.insert(item.name);
             }
         }
+        plan.unused_map_types = unused_map_types(subitems, &plan.progs);
         plan
     }
 
@@ -462,9 +466,18 @@ impl Plan {
         &self.choices
     }
 
-    /// Sets autoload on every program of `object`: on for the chosen ones, off otherwise.
-    /// A chosen program the object does not have is an error (a typo in the sub-item
-    /// table would otherwise leave its sub-item silently without data).
+    /// The map types ([`Prog::requires`] `BPF_MAP_TYPE_*` features) whose maps are not
+    /// created: some program of the table requires the type, no chosen program does.
+    pub fn unused_map_types(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.unused_map_types.iter().copied()
+    }
+
+    /// Sets autoload on every program of `object`: on for the chosen ones, off otherwise;
+    /// and switches off the creation of the maps of [`Plan::unused_map_types`] (libbpf
+    /// creates every map of an object, and an older kernel refuses a map type it lacks even
+    /// when no loaded program uses it). A chosen program the object does not have is an
+    /// error (a typo in the sub-item table would otherwise leave its sub-item silently
+    /// without data).
     pub fn apply(&self, object: &mut OpenObject) -> Result<(), Error> {
         let mut found = BTreeSet::new();
         for mut prog in object.progs_mut() {
@@ -477,10 +490,19 @@ impl Plan {
             }
             prog.set_autoload(name.is_some());
         }
-        match self.progs.difference(&found).next() {
-            Some(missing) => Err(Error::NoSuchProgram((*missing).to_owned())),
-            None => Ok(()),
+        if let Some(missing) = self.progs.difference(&found).next() {
+            return Err(Error::NoSuchProgram((*missing).to_owned()));
         }
+        for mut map in object.maps_mut() {
+            let unused = map_type_feature(map.map_type().into())
+                .is_some_and(|f| self.unused_map_types.contains(f.as_str()));
+            if unused {
+                let name = map.name().to_string_lossy().into_owned();
+                map.set_autocreate(false)
+                    .map_err(Error::bpf(format!("not creating map {name}")))?;
+            }
+        }
+        Ok(())
     }
 
     /// The same plan with only the core and the sub-items `keep` of this plan's enabled
@@ -536,6 +558,45 @@ impl Plan {
             });
         }
     }
+}
+
+/// The `BPF_MAP_TYPE_*` features programs of `subitems` require that no program in
+/// `chosen` requires.
+fn unused_map_types(
+    subitems: &[Subitem],
+    chosen: &BTreeSet<&'static str>,
+) -> BTreeSet<&'static str> {
+    let all = subitems
+        .iter()
+        .flat_map(|s| s.needs)
+        .flat_map(|n| n.variants.iter().copied())
+        .flatten();
+    let mut declared = BTreeSet::new();
+    let mut used = BTreeSet::new();
+    for prog in all {
+        for feature in prog.requires.iter().filter(|f| f.starts_with(MAP_TYPE)) {
+            declared.insert(*feature);
+            if chosen.contains(prog.name) {
+                used.insert(*feature);
+            }
+        }
+    }
+    declared.difference(&used).copied().collect()
+}
+
+const MAP_TYPE: &str = "BPF_MAP_TYPE_";
+
+/// The UAPI enumerator of map type `map_type` (`BPF_MAP_TYPE_TASK_STORAGE`), from libbpf's
+/// own name of it (`task_storage`); `None` for a type this libbpf does not know.
+pub fn map_type_feature(map_type: u32) -> Option<String> {
+    // SAFETY: libbpf returns a static NUL-terminated string or NULL for unknown types.
+    let name = unsafe { libbpf_sys::libbpf_bpf_map_type_str(map_type) };
+    if name.is_null() {
+        return None;
+    }
+    // SAFETY: non-NULL, NUL-terminated, static.
+    let name = unsafe { std::ffi::CStr::from_ptr(name) }.to_str().ok()?;
+    Some(format!("{MAP_TYPE}{}", name.to_ascii_uppercase()))
 }
 
 fn label(subitem: &str) -> &str {
@@ -849,6 +910,44 @@ mod tests {
             .collect();
         assert_eq!(failed[0], "not loaded: the kernel refused errors (abn)");
         assert!(failed[1].ends_with("prog 'tp_err': BPF program load failed: Permission denied"));
+    }
+
+    #[test]
+    fn maps_only_unchosen_programs_need_are_not_created() {
+        const STORE: Prog =
+            Prog::tp_btf("enter_store", "sys_enter").requiring(&["BPF_MAP_TYPE_TASK_STORAGE"]);
+        const HASH: Prog = Prog::tp_btf("enter_hash", "sys_enter");
+        const HELPER: Prog =
+            Prog::tp_btf("enter_helper", "sys_exit").requiring(&["BPF_FUNC_get_current_task_btf"]);
+        const ITEMS: &[Subitem] = &[Subitem {
+            name: "",
+            needs: &[
+                Need {
+                    what: "syscall entry",
+                    variants: &[&[STORE], &[HASH]],
+                },
+                Need {
+                    what: "syscall exit",
+                    variants: &[&[HELPER]],
+                },
+            ],
+        }];
+        let new = Plan::choose_progs(ITEMS, |_| true, |_| true);
+        assert_eq!(new.unused_map_types().count(), 0);
+        let old = Plan::choose_progs(ITEMS, |_| true, |p| p.requires.is_empty());
+        assert_eq!(
+            old.unused_map_types().collect::<Vec<_>>(),
+            ["BPF_MAP_TYPE_TASK_STORAGE"]
+        );
+        assert_eq!(
+            map_type_feature(libbpf_sys::BPF_MAP_TYPE_TASK_STORAGE).as_deref(),
+            Some("BPF_MAP_TYPE_TASK_STORAGE")
+        );
+        assert_eq!(
+            map_type_feature(libbpf_sys::BPF_MAP_TYPE_LRU_PERCPU_HASH).as_deref(),
+            Some("BPF_MAP_TYPE_LRU_PERCPU_HASH")
+        );
+        assert_eq!(map_type_feature(100_000), None);
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! One skeleton's lifecycle, the same for every probe: open (with the BTF file for this
-//! kernel when it has none of its own, see [`crate::kernel::custom_btf`]) → plan → ring
-//! sizing → the probe's own settings → load → attach → ring reader, in [`Skeleton::load`];
-//! and the storage libbpf-rs opens the object into, owned by the [`Skeleton`] and freed with
-//! it, so a reload (a sub-item change) leaks nothing.
+//! kernel when it has none of its own, see [`crate::kernel::custom_btf`]) → plan (autoload,
+//! maps left uncreated) → ring sizing → the probe's own settings → load → attach → ring
+//! reader, in [`Skeleton::load`]; and the storage libbpf-rs opens the object into, owned by
+//! the [`Skeleton`] and freed with it, so a reload (a sub-item change) leaks nothing.
 
 use std::ffi::{CString, OsStr};
 use std::mem::MaybeUninit;
