@@ -8,7 +8,8 @@
 //! - with the kernel's own BTF hidden (a private mount namespace with a tmpfs over
 //!   `/sys/kernel/btf`) and a BTF file for the kernel in `GALA_BTF_DIR`, the probes say they
 //!   use that file, choose no hook that needs the kernel's own BTF, and still load what
-//!   CO-RE relocates against the file (nothing fails).
+//!   CO-RE relocates against the file (nothing fails); tcp is left out of this one (see the
+//!   test).
 //!
 //! The kernel matrix (`tests/kernels`) runs these in its guests too; there the BTF file can
 //! come from `GALA_BTF_DIR` (`<dir>/<uname -r>.btf`) instead of a copy of the kernel's own.
@@ -271,7 +272,10 @@ fn a_btf_file_stands_in_for_the_kernels_own() {
     let dir = btf_dir(tmp.path());
     let release = gala_ebpf::kernel::kernel_release().expect("uname");
     let file = dir.join(format!("{release}.btf"));
-    for (bin, probe, subitems, core) in PROBES {
+    // tcp is not among them yet: its iterator's `bpf_core_cast` declares the kfunc
+    // `bpf_rdonly_cast` (a typed `__ksym`), for which libbpf needs the kernel's own BTF
+    // whatever programs load, so its object cannot load at all without it.
+    for (bin, probe, subitems, core) in PROBES.iter().filter(|p| p.1 != "tcp") {
         let (lines, stderr) = plan(bin, probe, |cmd| {
             cmd.env("GALA_BTF_DIR", &dir);
             hide_kernel_btf(cmd);

@@ -328,6 +328,8 @@ pub struct Plan {
     enabled: BTreeSet<&'static str>,
     active: BTreeSet<&'static str>,
     choices: Vec<Choice>,
+    /// Why the core did not load (then nothing did), set by [`load_attributed`].
+    core_refused: Option<String>,
     /// `BPF_MAP_TYPE_*` features some program of the table requires and no chosen program
     /// does: maps of these types are not created ([`Plan::apply`]).
     unused_map_types: BTreeSet<&'static str>,
@@ -464,6 +466,12 @@ impl Plan {
     /// reductions of [`load`], which records refusals in [`Choice::failed`]).
     pub fn choices(&self) -> &[Choice] {
         &self.choices
+    }
+
+    /// Why the kernel refused the core, so that nothing loaded (the error and libbpf's
+    /// lines), if it did.
+    pub fn core_refused(&self) -> Option<&str> {
+        self.core_refused.as_deref()
     }
 
     /// The map types ([`Prog::requires`] `BPF_MAP_TYPE_*` features) whose maps are not
@@ -692,12 +700,17 @@ pub fn load_attributed<T, E: std::fmt::Display>(
     let core = plan.only(subitems, |_| false);
     if let (Err(e), messages) = quiet_attempt(&core) {
         plan.refuse(Some(""), &e.to_string(), &messages);
-        let cause = "not loaded: the core was refused";
+        let mut why = vec![e.to_string()];
+        why.extend(crate::print::failed_programs(&messages).into_values());
+        why.extend(crate::print::failure_lines(&messages));
+        let why = why.join(": ");
+        let cause = format!("not loaded: the core was refused ({why})");
         for choice in plan.choices.iter_mut() {
             if choice.variant.is_some() && choice.failed.is_none() {
-                choice.failed = Some(cause.to_owned());
+                choice.failed = Some(cause.clone());
             }
         }
+        plan.core_refused = Some(why);
         plan.notes
             .push(format!("core: the kernel refused its programs ({e})"));
         return (Err(e), plan);
@@ -723,6 +736,7 @@ pub fn load_attributed<T, E: std::fmt::Display>(
         Ok(t) => (Ok(t), plan),
         Err(e) => {
             plan.refuse(None, &e.to_string(), &[]);
+            plan.core_refused = Some(e.to_string());
             (Err(first_error), plan)
         }
     }

@@ -69,6 +69,8 @@ fn tee(level: PrintLevel, message: String) {
 fn forward(_level: PrintLevel, message: String) {
     let probe = PROBE.get().copied().unwrap_or("ebpf");
     for line in message.lines().filter(|l| !l.trim().is_empty()) {
+        // libbpf's own lines start with "libbpf: " already; verifier log lines do not.
+        let line = line.strip_prefix("libbpf: ").unwrap_or(line);
         crate::runner::debug(probe, &format!("libbpf: {line}"));
     }
 }

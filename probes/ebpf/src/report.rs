@@ -9,8 +9,9 @@
 //! why the ones before it were passed over), `skipped` (no variant this kernel can run;
 //! `detail` says which hooks were tried and why not) or `failed` (chosen, but the kernel
 //! refused to load or attach it; `detail` has the error). `hook` is the chosen variant's
-//! ELF sections, comma-separated. Sub-item `""` is the core; a sub-item without needs of
-//! its own gets one line with need `""` that follows the core.
+//! ELF sections, comma-separated (each once). Sub-item `""` is the core; a sub-item without
+//! needs of its own gets one line with need `""` (the core's says `loaded`, the others
+//! follow the core).
 
 use crate::plan::{Choice, Plan, Subitem};
 
@@ -82,7 +83,6 @@ pub fn lines(probe: &str, subitems: &[Subitem], plan: &Plan) -> Vec<Line> {
         hook,
         detail,
     };
-    let core = || plan.choices().iter().filter(|c| c.subitem.is_empty());
     let mut out = Vec::new();
     for item in subitems {
         let choices: Vec<&Choice> = plan
@@ -90,31 +90,34 @@ pub fn lines(probe: &str, subitems: &[Subitem], plan: &Plan) -> Vec<Line> {
             .iter()
             .filter(|c| c.subitem == item.name)
             .collect();
-        if item.needs.is_empty() && !item.name.is_empty() {
-            let (result, detail) = if core().any(|c| c.failed.is_some()) {
-                (
+        if item.needs.is_empty() {
+            let (result, detail) = match (item.name.is_empty(), plan.core_refused()) {
+                (true, Some(why)) => (Outcome::Failed, why.to_owned()),
+                (true, None) => (Outcome::Loaded, "no programs of its own".to_owned()),
+                (false, Some(why)) => (
                     Outcome::Failed,
-                    "runs on the core's programs: the core was refused",
-                )
-            } else if plan.active("") {
-                (Outcome::Loaded, "runs on the core's programs")
-            } else {
-                (
+                    format!("runs on the core's programs: the core was refused ({why})"),
+                ),
+                (false, None) if plan.active("") => {
+                    (Outcome::Loaded, "runs on the core's programs".to_owned())
+                }
+                (false, None) => (
                     Outcome::Skipped,
-                    "runs on the core's programs: the core has no hook here",
-                )
+                    "runs on the core's programs: the core has no hook here".to_owned(),
+                ),
             };
-            out.push(line(
-                item.name,
-                "",
-                result,
-                String::new(),
-                detail.to_owned(),
-            ));
+            out.push(line(item.name, "", result, String::new(), detail));
             continue;
         }
         for choice in choices {
-            let hook = choice.sections.join(",");
+            // Several uprobes of one variant are all `uprobe`: named once.
+            let mut sections: Vec<&str> = Vec::new();
+            for section in &choice.sections {
+                if !sections.contains(&section.as_str()) {
+                    sections.push(section);
+                }
+            }
+            let hook = sections.join(",");
             let (result, detail) = match (&choice.failed, choice.variant) {
                 (Some(error), _) => (Outcome::Failed, error.clone()),
                 (None, None) => (
@@ -320,7 +323,44 @@ mod tests {
             "{lines:?}"
         );
         assert!(lines[0].detail.contains("EPERM"));
-        assert_eq!(lines[2].detail, "not loaded: the core was refused");
+        assert_eq!(
+            lines[2].detail,
+            "not loaded: the core was refused (loading the BPF programs: EPERM)"
+        );
+        assert!(lines[1]
+            .detail
+            .ends_with("the core was refused (loading the BPF programs: EPERM)"));
+    }
+
+    #[test]
+    fn a_core_without_needs_and_repeated_uprobes_get_one_entry() {
+        const UPROBES: &[Subitem] = &[
+            Subitem {
+                name: "",
+                needs: &[],
+            },
+            Subitem {
+                name: "dns",
+                needs: &[Need {
+                    what: "resolver calls",
+                    variants: &[&[Prog::uprobe("a"), Prog::uprobe("a_ret")]],
+                }],
+            },
+        ];
+        let plan = Plan::choose_why(UPROBES, |_| true, |_| None);
+        let lines = lines("proc", UPROBES, &plan);
+        assert_eq!(
+            results(&lines),
+            [
+                (String::new(), String::new(), "loaded", String::new()),
+                (
+                    "dns".to_owned(),
+                    "resolver calls".to_owned(),
+                    "loaded",
+                    "uprobe".to_owned()
+                ),
+            ]
+        );
     }
 
     #[test]
