@@ -127,6 +127,9 @@ pub struct Prog {
     /// Enumerators of the kernel's BPF UAPI enums (`BPF_FUNC_*` helpers, `BPF_MAP_TYPE_*`
     /// map types) the program needs: the kernel's BTF must know each (see
     /// [`Kernel::has_enumerator`]), or the variant holding the program is not chosen.
+    /// A `BPF_MAP_TYPE_*` here also says the program uses the object's maps of that type:
+    /// when no chosen program requires the type, those maps are not created
+    /// ([`Plan::apply`]), so every program that uses such a map must declare it.
     pub requires: &'static [&'static str],
     /// A `kretprobe` rather than a `kprobe` (the same [`Hook::Kprobe`] for availability,
     /// another ELF section).
