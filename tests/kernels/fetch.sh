@@ -64,8 +64,8 @@ deb=$(newest "${pkg}_*_$ARCH.deb")
 dpkg-deb -x "$deb" "$DEST.tmp/x"
 release=$(ls "$DEST.tmp/x/lib/modules")
 image=$(ls "$DEST.tmp/x/boot/vmlinuz-$release")
-if [ "$ARCH" = arm64 ]; then
-    # qemu-system-aarch64 boots the raw Image; Debian ships it gzip'd.
+if [ "$ARCH" = arm64 ] && gzip -t "$image" 2>/dev/null; then
+    # qemu-system-aarch64 boots the raw Image, not a gzip'd one.
     gzip -dc "$image" >"$DEST.tmp/vmlinuz"
 else
     cp "$image" "$DEST.tmp/vmlinuz"
