@@ -703,10 +703,15 @@ pub fn load_attributed<T, E: std::fmt::Display>(
     let core = plan.only(subitems, |_| false);
     if let (Err(e), messages) = quiet_attempt(&core) {
         plan.refuse(Some(""), &e.to_string(), &messages);
-        let mut why = vec![e.to_string()];
-        why.extend(crate::print::failed_programs(&messages).into_values());
-        why.extend(crate::print::failure_lines(&messages));
-        let why = why.join(": ");
+        let mut lines: Vec<String> = crate::print::failed_programs(&messages)
+            .into_values()
+            .collect();
+        lines.extend(crate::print::failure_lines(&messages));
+        let why = if lines.is_empty() {
+            e.to_string()
+        } else {
+            format!("{e}: {}", lines.join("; "))
+        };
         let cause = format!("not loaded: the core was refused ({why})");
         for choice in plan.choices.iter_mut() {
             if choice.variant.is_some() && choice.failed.is_none() {
