@@ -471,6 +471,28 @@ impl Plan {
         &self.choices
     }
 
+    /// One line per need met by a later variant than the first, for the probe's log: which
+    /// hooks it uses and why the better ones were passed over.
+    pub fn fallback_notes(&self) -> Vec<String> {
+        self.choices
+            .iter()
+            .filter(|c| c.variant.is_some_and(|i| i > 0) && c.failed.is_none())
+            .map(|c| {
+                format!(
+                    "{}: {} falls back to {} (passed over {})",
+                    label(c.subitem),
+                    c.need,
+                    if c.sections.is_empty() {
+                        "nothing".to_owned()
+                    } else {
+                        c.sections.join(",")
+                    },
+                    c.passed_over.join("; ")
+                )
+            })
+            .collect()
+    }
+
     /// Why the kernel refused the core, so that nothing loaded (the error and libbpf's
     /// lines), if it did.
     pub fn core_refused(&self) -> Option<&str> {
@@ -989,6 +1011,11 @@ mod tests {
         assert_eq!(
             stats.passed_over,
             ["tp_btf/sock_send_length: no tracepoint sock_send_length"]
+        );
+        assert_eq!(
+            plan.fallback_notes(),
+            ["stats: tx bytes falls back to fentry/tcp_sendmsg \
+              (passed over tp_btf/sock_send_length: no tracepoint sock_send_length)"]
         );
         assert_eq!(Prog::kretprobe("r", "f").section(), "kretprobe/f");
         assert!(!Prog::kretprobe("r", "f").matches_section("kprobe/f"));

@@ -4,7 +4,7 @@
 //! 1. detect the kernel, switch BPF statistics on, connect to the daemon;
 //! 2. on the first configuration and whenever the enabled sub-items change: plan the
 //!    programs ([`Plan`]), load them through [`load`] (which degrades per sub-item), log
-//!    every note;
+//!    every note and every fallback hook;
 //! 3. on every configuration: write the snooper scope into the BPF maps ([`SnoopMap`]),
 //!    tell the probe the new pids and params;
 //! 4. every [`BpfProbe::tick`]: drain the ring buffers; every `report_period`: report the
@@ -136,6 +136,9 @@ pub fn run<P: BpfProbe>(
                     log(Level::Warn, P::NAME, note);
                     probe.status(Level::Warn, note);
                 }
+                for note in plan.fallback_notes() {
+                    log(Level::Info, P::NAME, &note);
+                }
                 let on: Vec<&str> = plan.active_subitems().collect();
                 log(
                     Level::Info,
@@ -203,6 +206,9 @@ pub fn run_plan<P: BpfProbe>(mut p: P) -> Result<(), Box<dyn std::error::Error>>
     let (result, plan) = load_attributed(subitems, plan, |plan| p.load(plan, &config));
     for note in &plan.notes {
         log(Level::Warn, P::NAME, note);
+    }
+    for note in plan.fallback_notes() {
+        log(Level::Info, P::NAME, &note);
     }
     if let Err(e) = &result {
         log(
