@@ -516,6 +516,18 @@ mod tests {
             Hook::TpBtf("sched_switch").unavailable(&k).as_deref(),
             Some("no kernel BTF")
         );
+        // A kfunc resolves against the kernel's own BTF only; helpers are enumerators.
+        let raw = crate::plan::Prog::raw_tp("p", "sched_switch");
+        assert_eq!(
+            raw.requiring(&["bpf_rdonly_cast"])
+                .unavailable(&k)
+                .as_deref(),
+            Some("no bpf_rdonly_cast")
+        );
+        assert_eq!(
+            raw.requiring(&["BPF_FUNC_map_lookup_elem"]).unavailable(&k),
+            None
+        );
 
         let none = Kernel::detect_with(&missing, Some((&dir, "other")));
         assert_eq!(none.btf_source(), &BtfSource::None);

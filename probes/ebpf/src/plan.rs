@@ -125,8 +125,10 @@ pub struct Prog {
     /// Where it attaches.
     pub hook: Hook,
     /// Enumerators of the kernel's BPF UAPI enums (`BPF_FUNC_*` helpers, `BPF_MAP_TYPE_*`
-    /// map types) the program needs: the kernel's BTF must know each (see
-    /// [`Kernel::has_enumerator`]), or the variant holding the program is not chosen.
+    /// map types) or kfuncs (`bpf_rdonly_cast`) the program needs: the kernel's BTF must
+    /// know each (see [`Kernel::has_enumerator`], [`Kernel::has_function`]; a kfunc only in
+    /// the kernel's own BTF, which libbpf resolves it against), or the variant holding the
+    /// program is not chosen.
     /// A `BPF_MAP_TYPE_*` here also says the program uses the object's maps of that type:
     /// when no chosen program requires the type, those maps are not created
     /// ([`Plan::apply`]), so every program that uses such a map must declare it.
@@ -264,7 +266,11 @@ impl Prog {
         self.hook.unavailable(kernel).or_else(|| {
             self.requires
                 .iter()
-                .find(|f| !kernel.has_enumerator(f))
+                .find(|f| {
+                    let known =
+                        kernel.has_enumerator(f) || (kernel.has_btf() && kernel.has_function(f));
+                    !known
+                })
                 .map(|f| format!("no {f}"))
         })
     }
