@@ -746,9 +746,9 @@ pub fn load_attributed<T, E: std::fmt::Display>(
                 choice.failed = Some(cause.clone());
             }
         }
-        plan.core_refused = Some(why);
         plan.notes
-            .push(format!("core: the kernel refused its programs ({e})"));
+            .push(format!("core: the kernel refused its programs ({why})"));
+        plan.core_refused = Some(why);
         return (Err(e), plan);
     }
     let items: Vec<&'static str> = plan
@@ -762,8 +762,16 @@ pub fn load_attributed<T, E: std::fmt::Display>(
         if let (Err(e), messages) = quiet_attempt(&alone) {
             let mut reduced = plan.without(subitems, item);
             reduced.refuse(Some(item), &e.to_string(), &messages);
+            let culprits: Vec<String> = crate::print::failed_programs(&messages)
+                .into_values()
+                .collect();
+            let why = if culprits.is_empty() {
+                e.to_string()
+            } else {
+                format!("{e}: {}", culprits.join("; "))
+            };
             reduced.notes.push(format!(
-                "{item}: the kernel refused its programs ({e}); it is off"
+                "{item}: the kernel refused its programs ({why}); it is off"
             ));
             plan = reduced;
         }
