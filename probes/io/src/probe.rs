@@ -34,9 +34,13 @@ const BIO_QUEUE: Prog = Prog::tp_btf("io_bio_queue", "block_bio_queue");
 const PC_GET_PAGES: Prog = Prog::tp_btf("pc_get_pages", "mm_filemap_get_pages");
 const PC_FAULT: Prog = Prog::tp_btf("pc_fault", "mm_filemap_fault");
 const PC_MARK_ACCESSED: Prog = Prog::fentry("pc_mark_accessed", "folio_mark_accessed");
+const PC_PAGE_ACCESSED: Prog = Prog::fentry("pc_page_accessed", "mark_page_accessed");
+const PC_MARK_ACCESSED_KP: Prog = Prog::kprobe("pc_mark_accessed_kp", "folio_mark_accessed");
+const PC_PAGE_ACCESSED_KP: Prog = Prog::kprobe("pc_page_accessed_kp", "mark_page_accessed");
 const PC_DIRTY_BUFFER: Prog = Prog::tp_btf("pc_dirty_buffer", "block_dirty_buffer");
 const PC_ADD: Prog = Prog::tp_btf("pc_add", "mm_filemap_add_to_page_cache");
 const PC_DIRTY_FOLIO: Prog = Prog::tp_btf("pc_dirty_folio", "writeback_dirty_folio");
+const PC_DIRTY_PAGE: Prog = Prog::tp_btf("pc_dirty_page", "writeback_dirty_page");
 
 /// Need names of `page_cache`, one per `io_pagecache` field.
 const NEED_ACCESS: &str = "page-cache lookups";
@@ -44,7 +48,8 @@ const NEED_BUFFER_DIRTY: &str = "dirtied buffers";
 const NEED_LOAD: &str = "page-cache additions";
 const NEED_PAGE_DIRTY: &str = "dirtied pages";
 
-/// The sub-items and their hooks, best first.
+/// The sub-items and their hooks, best first: typed tracepoints (all there on 6.18), then
+/// what older kernels have (5.10, 6.1: see README.md).
 pub static SUBITEMS: &[Subitem] = &[
     Subitem {
         name: "io_trace",
@@ -84,7 +89,13 @@ pub static SUBITEMS: &[Subitem] = &[
         needs: &[
             Need {
                 what: NEED_ACCESS,
-                variants: &[&[PC_GET_PAGES, PC_FAULT], &[PC_MARK_ACCESSED]],
+                variants: &[
+                    &[PC_GET_PAGES, PC_FAULT],
+                    &[PC_MARK_ACCESSED],
+                    &[PC_PAGE_ACCESSED],
+                    &[PC_MARK_ACCESSED_KP],
+                    &[PC_PAGE_ACCESSED_KP],
+                ],
             },
             Need {
                 what: NEED_BUFFER_DIRTY,
@@ -96,7 +107,7 @@ pub static SUBITEMS: &[Subitem] = &[
             },
             Need {
                 what: NEED_PAGE_DIRTY,
-                variants: &[&[PC_DIRTY_FOLIO]],
+                variants: &[&[PC_DIRTY_FOLIO], &[PC_DIRTY_PAGE]],
             },
         ],
     },
