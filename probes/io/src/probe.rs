@@ -687,4 +687,131 @@ mod tests {
         assert!(plan.has("pc_add") && !plan.has("pc_fault"));
         assert_eq!(plan.notes.len(), 1);
     }
+
+    /// A kernel as the plan sees it, for the hooks this probe uses (each list checked
+    /// against that kernel's BTF: Debian's 5.10.223 and 6.1.176, and this 6.18).
+    struct Model {
+        missing_tracepoints: &'static [&'static str],
+        functions: &'static [&'static str],
+        fentry: bool,
+        kprobes: bool,
+    }
+
+    const K5_10: Model = Model {
+        missing_tracepoints: &[
+            "block_io_start",
+            "block_rq_error",
+            "mm_filemap_get_pages",
+            "mm_filemap_fault",
+            "writeback_dirty_folio",
+        ],
+        functions: &["mark_page_accessed"],
+        fentry: true,
+        kprobes: true,
+    };
+
+    const K6_1: Model = Model {
+        missing_tracepoints: &[
+            "block_io_start",
+            "mm_filemap_get_pages",
+            "mm_filemap_fault",
+            "writeback_dirty_page",
+        ],
+        functions: &["folio_mark_accessed", "mark_page_accessed"],
+        fentry: true,
+        kprobes: true,
+    };
+
+    const K6_18: Model = Model {
+        missing_tracepoints: &["writeback_dirty_page"],
+        functions: &["folio_mark_accessed", "mark_page_accessed"],
+        fentry: false,
+        kprobes: false,
+    };
+
+    fn plan_on(k: &Model) -> Plan {
+        Plan::choose(
+            SUBITEMS,
+            |_| true,
+            |h| match *h {
+                Hook::TpBtf(t) => !k.missing_tracepoints.contains(&t),
+                Hook::Fentry(f) => k.fentry && k.functions.contains(&f),
+                Hook::Kprobe(f) => k.kprobes && k.functions.contains(&f),
+                _ => false,
+            },
+        )
+    }
+
+    #[test]
+    fn every_field_has_a_hook_on_5_10_6_1_and_6_18() {
+        for k in [&K5_10, &K6_1, &K6_18] {
+            let plan = plan_on(k);
+            assert!(plan.notes.is_empty(), "{:?}", plan.notes);
+            for item in ["io_trace", "io_err", "io_count", "page_cache"] {
+                assert!(plan.active(item), "{item}");
+            }
+        }
+    }
+
+    #[test]
+    fn each_kernel_gets_its_own_hooks() {
+        let on = |k: &Model| {
+            let plan = plan_on(k);
+            let mut progs: Vec<&str> = plan.hooks().iter().map(|(p, _)| *p).collect();
+            progs.sort_unstable();
+            progs
+        };
+        assert_eq!(
+            on(&K6_18),
+            [
+                "io_bio_queue",
+                "io_complete",
+                "io_error",
+                "io_issue",
+                "io_start",
+                "pc_add",
+                "pc_dirty_buffer",
+                "pc_dirty_folio",
+                "pc_fault",
+                "pc_get_pages"
+            ]
+        );
+        assert_eq!(
+            on(&K6_1),
+            [
+                "io_bio_queue",
+                "io_complete",
+                "io_error",
+                "io_issue",
+                "pc_add",
+                "pc_dirty_buffer",
+                "pc_dirty_folio",
+                "pc_mark_accessed"
+            ]
+        );
+        assert_eq!(
+            on(&K5_10),
+            [
+                "io_bio_queue",
+                "io_complete",
+                "io_error_complete",
+                "io_issue",
+                "pc_add",
+                "pc_dirty_buffer",
+                "pc_dirty_page",
+                "pc_page_accessed"
+            ]
+        );
+        // fentry refused: kprobes.
+        let plan = plan_on(&Model {
+            fentry: false,
+            ..K5_10
+        });
+        assert!(plan.has("pc_page_accessed_kp") && !plan.has("pc_page_accessed"));
+        let plan = plan_on(&Model {
+            fentry: false,
+            ..K6_1
+        });
+        assert!(plan.has("pc_mark_accessed_kp") && !plan.has("pc_page_accessed_kp"));
+    }
 }
