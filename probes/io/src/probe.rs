@@ -12,7 +12,7 @@ use libbpf_rs::{MapCore, MapFlags, Object};
 
 use crate::blockdev::{dev_filter, BlockDevs, Disk};
 use crate::counters::{sum_cpus, CounterDeltas};
-use crate::errtext::{error_text, op_text};
+use crate::errtext::{block_status, error_text, op_text};
 use crate::latency::{over_threshold, DiskLatency, StageStats};
 use crate::records::{comm_text, parse, ErrorRecord, LatencyRecord, Record};
 
@@ -238,7 +238,8 @@ impl IoProbe {
         let Some(disk) = self.disk(r.dev) else { return };
         let key = disk.dev();
         self.seen.insert(key);
-        self.last_error.insert(key, r.status);
+        let status = block_status(r.status);
+        self.last_error.insert(key, status);
         if self.report_event {
             let comm = comm_text(&r.comm);
             let (pid, who) = if r.submitter == 1 {
@@ -256,8 +257,8 @@ impl IoProbe {
                 op_text(r.op),
                 r.len,
                 r.sector,
-                r.status,
-                error_text(r.status)
+                status,
+                error_text(status)
             );
             let comm = if pid == 0 { String::new() } else { comm };
             self.queue_event(disk, "err_code", message, pid, comm);
