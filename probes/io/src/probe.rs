@@ -144,8 +144,8 @@ pub struct IoProbe {
     bytes: CounterDeltas<2>,
     pages: CounterDeltas<4>,
     bad_records: u64,
-    /// `lost_latency`, `lost_errors` of the BPF object (key 0).
-    lost: CounterDeltas<2>,
+    /// `lost_latency`, `lost_errors`, `lost_starts` of the BPF object (key 0).
+    lost: CounterDeltas<3>,
 }
 
 impl IoProbe {
@@ -174,11 +174,42 @@ impl IoProbe {
         }
     }
 
-    /// The records lost to a full ring buffer since the last report, as a log line.
-    fn lost_records(&mut self) -> Option<String> {
-        let bss = self.skel.as_ref()?.maps.bss_data.as_deref()?;
-        let [latency, errors] = self.lost.delta(0, [bss.lost_latency, bss.lost_errors]);
-        (latency + errors > 0).then(|| lost_text(latency, errors))
+    /// The records lost to a full ring buffer and the sampled requests lost to a full
+    /// `io_trace` since the last report, as log lines.
+    fn lost_records(&mut self) -> Vec<String> {
+        let Some(bss) = self.skel.as_ref().and_then(|s| s.maps.bss_data.as_deref()) else {
+            return Vec::new();
+        };
+        let [latency, errors, starts] = self
+            .lost
+            .delta(0, [bss.lost_latency, bss.lost_errors, bss.lost_starts]);
+        let mut lines = Vec::new();
+        if latency + errors > 0 {
+            lines.push(lost_text(latency, errors));
+        }
+        if starts > 0 {
+            lines.push(no_room_text(starts));
+        }
+        lines
+    }
+
+    /// Deletes the `io_trace` entries of requests that started over [`STALE_NS`] ago: they
+    /// never completed (merged into another request after their start), and a plain hash
+    /// keeps them until deleted. Returns how many went.
+    fn drop_stale_requests(&self) -> usize {
+        let Some(skel) = &self.skel else { return 0 };
+        let map = &skel.maps.io_trace;
+        let entries = map.keys().filter_map(|key| {
+            let value = map.lookup(&key, MapFlags::ANY).ok().flatten()?;
+            // `start_ns` is the first field of `struct io_trace`.
+            let start = u64::from_ne_bytes(value.get(..8)?.try_into().ok()?);
+            Some((key, start))
+        });
+        let stale = stale_keys(entries, monotonic_ns(), STALE_NS);
+        for key in &stale {
+            let _ = map.delete(key);
+        }
+        stale.len()
     }
 
     fn rescan(&mut self) {
@@ -556,8 +587,16 @@ impl BpfProbe for IoProbe {
                 gala_ebpf::log(Level::Warn, NAME, &format!("an event was refused: {err}"));
             }
         }
-        if let Some(text) = self.lost_records() {
+        for text in self.lost_records() {
             gala_ebpf::log(Level::Warn, NAME, &text);
+        }
+        let stale = self.drop_stale_requests();
+        if stale > 0 {
+            gala_ebpf::log(
+                Level::Info,
+                NAME,
+                &format!("{stale} sampled requests never completed (merged); dropped"),
+            );
         }
         if self.bad_records > 0 {
             gala_ebpf::log(
@@ -588,6 +627,40 @@ impl IoProbe {
             gala_ebpf::log(Level::Warn, NAME, &format!("writing io_cfg: {e}"));
         }
     }
+}
+
+/// How old an `io_trace` entry gets before it counts as a request that never completes.
+const STALE_NS: u64 = 60_000_000_000;
+
+/// The keys of `entries` (key, start time) that started more than `max_age` ns before `now`.
+fn stale_keys(
+    entries: impl Iterator<Item = (Vec<u8>, u64)>,
+    now: u64,
+    max_age: u64,
+) -> Vec<Vec<u8>> {
+    entries
+        .filter(|(_, start)| now.saturating_sub(*start) > max_age)
+        .map(|(key, _)| key)
+        .collect()
+}
+
+/// CLOCK_MONOTONIC in ns, the clock of `bpf_ktime_get_ns`.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the struct we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The log line for sampled requests the table of requests in flight had no room for.
+fn no_room_text(starts: u64) -> String {
+    format!(
+        "io_trace full: {starts} sampled requests not traced in this period \
+         (io_latency misses them; raise sample_period)"
+    )
 }
 
 /// The log line for records the ring buffer had no room for.
@@ -646,6 +719,24 @@ mod tests {
         let t = lost_text(12, 1);
         assert!(t.contains("12 latency and 1 error records lost"), "{t}");
         assert!(t.contains("ringbuf_map_size"), "{t}");
+        let t = no_room_text(3);
+        assert!(t.contains("io_trace full: 3 sampled requests"), "{t}");
+    }
+
+    #[test]
+    fn only_requests_older_than_the_limit_are_stale() {
+        let entries = vec![
+            (vec![1], 1_000),
+            (vec![2], 50_000),
+            (vec![3], 90_000),
+            // Started after `now` was read: not stale.
+            (vec![4], 200_000),
+        ];
+        assert_eq!(
+            stale_keys(entries.into_iter(), 100_000, 40_000),
+            [vec![1], vec![2]]
+        );
+        assert!(monotonic_ns() > 0);
     }
 
     /// Tracepoints available, fentry/kprobes not (this machine), minus `missing`.

@@ -2,9 +2,13 @@
  *
  * Every program is autoload-off unless its sub-item's plan chooses it (see SUBITEMS in
  * src/probe.rs). What the kernel side keeps:
- *  - io_trace:   one entry per sampled request in flight (LRU: a request that never
- *                completes, e.g. one merged into another, ages out); on completion one
- *                `io_lat_rec` goes to the `io_events` ring buffer with the three stage deltas.
+ *  - io_trace:   one entry per sampled request in flight; on completion one `io_lat_rec`
+ *                goes to the `io_events` ring buffer with the three stage deltas. A plain
+ *                hash: an LRU map evicts entries of requests still in flight before it is
+ *                full (its free nodes sit in per-CPU lists), which lost their records
+ *                silently. A sampled request that finds no room is counted
+ *                (`lost_starts`); user space drops entries of requests that never completed
+ *                (merged into another after their start) once they are a minute old.
  *  - io_err:     one `io_err_rec` per failed request on the ring buffer.
  *  - io_count:   per-CPU cumulative read/write bytes per disk (user space takes deltas).
  *  - page_cache: per-CPU cumulative page-cache counters per device number (the file system's
@@ -64,7 +68,7 @@ struct io_trace {
 };
 
 struct {
-    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(type, BPF_MAP_TYPE_HASH);
     __uint(max_entries, 8192);
     __type(key, __u64);
     __type(value, struct io_trace);
@@ -115,9 +119,11 @@ struct io_user_types {
 };
 struct io_user_types gala_user_types;
 
-/* Records that found the ring buffer full (user space reports the increase each period). */
+/* Records that found the ring buffer full, and sampled requests that found `io_trace`
+ * full (user space reports the increase each period). */
 __u64 lost_latency = 0;
 __u64 lost_errors = 0;
+__u64 lost_starts = 0;
 
 struct io_bytes {
     __u64 read_bytes;
@@ -202,7 +208,8 @@ static __always_inline void trace_start(struct request *rq, __u64 start)
     t.len = BPF_CORE_READ(rq, __data_len);
     t.op = BPF_CORE_READ(rq, cmd_flags);
     bpf_get_current_comm(t.comm, sizeof(t.comm));
-    bpf_map_update_elem(&io_trace, &key, &t, BPF_ANY);
+    if (bpf_map_update_elem(&io_trace, &key, &t, BPF_ANY) != 0)
+        __sync_fetch_and_add(&lost_starts, 1);
 }
 
 /* The request leaves the bio → request conversion: the start of the request stage. */
