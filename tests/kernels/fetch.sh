@@ -30,7 +30,7 @@ case $VERSION in
 esac
 case $ARCH in amd64 | arm64) ;; *) die "architecture $ARCH: amd64 or arm64" ;; esac
 
-[ -s "$DEST/release" ] && [ -s "$DEST/btf" ] && [ -x "$DEST/busybox" ] && exit 0
+[ -s "$DEST/release" ] && [ -s "$DEST/lib/modules/$(cat "$DEST/release")/config" ] && [ -x "$DEST/busybox" ] && exit 0
 
 APT=$TOP/apt
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
@@ -74,6 +74,8 @@ mkdir -p "$DEST.tmp/lib/modules"
 mv "$DEST.tmp/x/lib/modules/$release" "$DEST.tmp/lib/modules/"
 depmod -b "$DEST.tmp" "$release"
 cp "$DEST.tmp/x/boot/config-$release" "$DEST.tmp/config"
+# Also beside the modules, which the guest mounts: its /boot/config-<release>, as on a host.
+cp "$DEST.tmp/config" "$DEST.tmp/lib/modules/$release/config"
 dpkg-deb -x "$(newest "busybox-static_*_$ARCH.deb")" "$DEST.tmp/bb"
 mv "$DEST.tmp/bb/bin/busybox" "$DEST.tmp/busybox"
 python3 tests/kernels/btf-cut.py "$DEST.tmp/x/boot/vmlinuz-$release" "$DEST.tmp/btf" ||
