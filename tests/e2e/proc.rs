@@ -10,10 +10,12 @@
 //! its effect lands whole in the next period. Build first:
 //! `cargo build -p gala-gopher -p gala-taskprobe -p gala-e2e --bins`.
 
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use gala_e2e::workload::Workload;
-use gala_e2e::{workspace_bin, Daemon, Samples, Sandbox};
+use gala_e2e::{repo_root, workspace_bin, Daemon, Samples, Sandbox};
 
 const PROC_META: &str = include_str!("../../probes/proc/taskprobe.meta");
 const DNS_META: &str = include_str!("../../probes/proc/taskprobe_dns.meta");
@@ -126,6 +128,67 @@ fn fs_magic(dir: &str) -> i64 {
 const EXT4_MAGIC: i64 = 0xEF53;
 const TMPFS_MAGIC: i64 = 0x0102_1994;
 
+fn run(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A 64 MiB ext4 on a loop device (backing file under `target/`), mounted at a temporary
+/// directory: for machines whose `/var/tmp` is no ext4 (the kernel guests' root is an
+/// overlay). Unmounted and detached when dropped.
+struct LoopExt4 {
+    dir: tempfile::TempDir,
+    dev: String,
+}
+
+impl LoopExt4 {
+    fn new() -> Self {
+        let base = repo_root().join("target/e2e-proc");
+        std::fs::create_dir_all(&base).expect("mkdir target/e2e-proc");
+        let dir = tempfile::tempdir_in(&base).expect("tempdir");
+        let file = dir.path().join("disk");
+        std::fs::File::create(&file)
+            .and_then(|f| f.set_len(64 << 20))
+            .expect("backing file");
+        let file = file.display().to_string();
+        run("mkfs.ext4", &["-q", "-F", &file]);
+        let dev = run("losetup", &["-f", "--show", &file]);
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir_all(&mnt).expect("mkdir mount point");
+        run("mount", &["-t", "ext4", &dev, &mnt.display().to_string()]);
+        LoopExt4 { dir, dev }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("mnt")
+    }
+}
+
+impl Drop for LoopExt4 {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.path()).status();
+        let _ = Command::new("losetup").arg("-d").arg(&self.dev).status();
+    }
+}
+
+/// An ext4 directory: `/var/tmp` where it is one (this machine), else a loop-mounted one.
+fn ext4_dir() -> (PathBuf, Option<LoopExt4>) {
+    let var_tmp = Path::new("/var/tmp");
+    if fs_magic("/var/tmp") == EXT4_MAGIC {
+        return (var_tmp.to_path_buf(), None);
+    }
+    let fs = LoopExt4::new();
+    (fs.path(), Some(fs))
+}
+
 /// What one `io` command measured: open, and (min, max) of read, write, fsync.
 struct IoTimes {
     open: u64,
@@ -161,13 +224,10 @@ fn assert_max_within(what: &str, reported: Option<u64>, measured_max: u64) {
 #[test]
 fn io_latency_maxima_lie_within_the_measured_durations() {
     gala_e2e::require_bpf!();
-    let disk = "/var/tmp";
+    let (disk, _loop_fs) = ext4_dir();
+    let disk = disk.to_str().expect("utf-8 path");
     let shm = "/dev/shm";
-    assert_eq!(
-        fs_magic(disk),
-        EXT4_MAGIC,
-        "{disk} is expected on ext4 here"
-    );
+    assert_eq!(fs_magic(disk), EXT4_MAGIC, "{disk} is expected on ext4");
     assert_eq!(
         fs_magic(shm),
         TMPFS_MAGIC,

@@ -118,6 +118,20 @@ pub fn error_text(code: i32) -> &'static str {
     found.map_or("I/O error", |s| s.text)
 }
 
+/// `code` as a `blk_status_t`: itself when positive (or 0), the status of a negative errno
+/// (what `block_rq_complete` passes on kernels before `blk_status_t` reached it, 5.10),
+/// so that `err_code` means the same on every kernel. Unknown errnos are I/O errors, as
+/// the kernel's own `errno_to_blk_status`.
+pub fn block_status(code: i32) -> i32 {
+    if code >= 0 {
+        return code;
+    }
+    STATUSES
+        .iter()
+        .find(|s| s.errno == -code)
+        .map_or(10, |s| s.status)
+}
+
 /// The operation of a request's `cmd_flags`, as blktrace's rwbs letter: R, W, D (discard),
 /// E (secure erase), F (flush), Z (write zeroes), N (other).
 pub fn op_text(cmd_flags: u32) -> &'static str {
@@ -147,6 +161,16 @@ mod tests {
         assert_eq!(error_text(0), "OK");
         assert_eq!(error_text(200), "I/O error");
         assert_eq!(error_text(-9999), "I/O error");
+    }
+
+    #[test]
+    fn negative_errnos_become_block_statuses() {
+        assert_eq!(block_status(-libc::EIO), 10);
+        assert_eq!(block_status(-libc::ENOSPC), 3);
+        assert_eq!(block_status(-libc::EOPNOTSUPP), 1);
+        assert_eq!(block_status(-9999), 10);
+        assert_eq!(block_status(3), 3);
+        assert_eq!(block_status(0), 0);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use libbpf_rs::{MapCore, MapFlags, Object};
 
 use crate::blockdev::{dev_filter, BlockDevs, Disk};
 use crate::counters::{sum_cpus, CounterDeltas};
-use crate::errtext::{error_text, op_text};
+use crate::errtext::{block_status, error_text, op_text};
 use crate::latency::{over_threshold, DiskLatency, StageStats};
 use crate::records::{comm_text, parse, ErrorRecord, LatencyRecord, Record};
 
@@ -34,9 +34,13 @@ const BIO_QUEUE: Prog = Prog::tp_btf("io_bio_queue", "block_bio_queue");
 const PC_GET_PAGES: Prog = Prog::tp_btf("pc_get_pages", "mm_filemap_get_pages");
 const PC_FAULT: Prog = Prog::tp_btf("pc_fault", "mm_filemap_fault");
 const PC_MARK_ACCESSED: Prog = Prog::fentry("pc_mark_accessed", "folio_mark_accessed");
+const PC_PAGE_ACCESSED: Prog = Prog::fentry("pc_page_accessed", "mark_page_accessed");
+const PC_MARK_ACCESSED_KP: Prog = Prog::kprobe("pc_mark_accessed_kp", "folio_mark_accessed");
+const PC_PAGE_ACCESSED_KP: Prog = Prog::kprobe("pc_page_accessed_kp", "mark_page_accessed");
 const PC_DIRTY_BUFFER: Prog = Prog::tp_btf("pc_dirty_buffer", "block_dirty_buffer");
 const PC_ADD: Prog = Prog::tp_btf("pc_add", "mm_filemap_add_to_page_cache");
 const PC_DIRTY_FOLIO: Prog = Prog::tp_btf("pc_dirty_folio", "writeback_dirty_folio");
+const PC_DIRTY_PAGE: Prog = Prog::tp_btf("pc_dirty_page", "writeback_dirty_page");
 
 /// Need names of `page_cache`, one per `io_pagecache` field.
 const NEED_ACCESS: &str = "page-cache lookups";
@@ -44,7 +48,8 @@ const NEED_BUFFER_DIRTY: &str = "dirtied buffers";
 const NEED_LOAD: &str = "page-cache additions";
 const NEED_PAGE_DIRTY: &str = "dirtied pages";
 
-/// The sub-items and their hooks, best first.
+/// The sub-items and their hooks, best first: typed tracepoints (all there on 6.18), then
+/// what older kernels have (5.10, 6.1: see README.md).
 pub static SUBITEMS: &[Subitem] = &[
     Subitem {
         name: "io_trace",
@@ -84,7 +89,13 @@ pub static SUBITEMS: &[Subitem] = &[
         needs: &[
             Need {
                 what: NEED_ACCESS,
-                variants: &[&[PC_GET_PAGES, PC_FAULT], &[PC_MARK_ACCESSED]],
+                variants: &[
+                    &[PC_GET_PAGES, PC_FAULT],
+                    &[PC_MARK_ACCESSED],
+                    &[PC_PAGE_ACCESSED],
+                    &[PC_MARK_ACCESSED_KP],
+                    &[PC_PAGE_ACCESSED_KP],
+                ],
             },
             Need {
                 what: NEED_BUFFER_DIRTY,
@@ -96,7 +107,7 @@ pub static SUBITEMS: &[Subitem] = &[
             },
             Need {
                 what: NEED_PAGE_DIRTY,
-                variants: &[&[PC_DIRTY_FOLIO]],
+                variants: &[&[PC_DIRTY_FOLIO], &[PC_DIRTY_PAGE]],
             },
         ],
     },
@@ -133,8 +144,8 @@ pub struct IoProbe {
     bytes: CounterDeltas<2>,
     pages: CounterDeltas<4>,
     bad_records: u64,
-    /// `lost_latency`, `lost_errors` of the BPF object (key 0).
-    lost: CounterDeltas<2>,
+    /// `lost_latency`, `lost_errors`, `lost_starts` of the BPF object (key 0).
+    lost: CounterDeltas<3>,
 }
 
 impl IoProbe {
@@ -163,11 +174,42 @@ impl IoProbe {
         }
     }
 
-    /// The records lost to a full ring buffer since the last report, as a log line.
-    fn lost_records(&mut self) -> Option<String> {
-        let bss = self.skel.as_ref()?.maps.bss_data.as_deref()?;
-        let [latency, errors] = self.lost.delta(0, [bss.lost_latency, bss.lost_errors]);
-        (latency + errors > 0).then(|| lost_text(latency, errors))
+    /// The records lost to a full ring buffer and the sampled requests lost to a full
+    /// `io_trace` since the last report, as log lines.
+    fn lost_records(&mut self) -> Vec<String> {
+        let Some(bss) = self.skel.as_ref().and_then(|s| s.maps.bss_data.as_deref()) else {
+            return Vec::new();
+        };
+        let [latency, errors, starts] = self
+            .lost
+            .delta(0, [bss.lost_latency, bss.lost_errors, bss.lost_starts]);
+        let mut lines = Vec::new();
+        if latency + errors > 0 {
+            lines.push(lost_text(latency, errors));
+        }
+        if starts > 0 {
+            lines.push(no_room_text(starts));
+        }
+        lines
+    }
+
+    /// Deletes the `io_trace` entries of requests that started over [`STALE_NS`] ago: they
+    /// never completed (merged into another request after their start), and a plain hash
+    /// keeps them until deleted. Returns how many went.
+    fn drop_stale_requests(&self) -> usize {
+        let Some(skel) = &self.skel else { return 0 };
+        let map = &skel.maps.io_trace;
+        let entries = map.keys().filter_map(|key| {
+            let value = map.lookup(&key, MapFlags::ANY).ok().flatten()?;
+            // `start_ns` is the first field of `struct io_trace`.
+            let start = u64::from_ne_bytes(value.get(..8)?.try_into().ok()?);
+            Some((key, start))
+        });
+        let stale = stale_keys(entries, monotonic_ns(), STALE_NS);
+        for key in &stale {
+            let _ = map.delete(key);
+        }
+        stale.len()
     }
 
     fn rescan(&mut self) {
@@ -227,7 +269,8 @@ impl IoProbe {
         let Some(disk) = self.disk(r.dev) else { return };
         let key = disk.dev();
         self.seen.insert(key);
-        self.last_error.insert(key, r.status);
+        let status = block_status(r.status);
+        self.last_error.insert(key, status);
         if self.report_event {
             let comm = comm_text(&r.comm);
             let (pid, who) = if r.submitter == 1 {
@@ -245,8 +288,8 @@ impl IoProbe {
                 op_text(r.op),
                 r.len,
                 r.sector,
-                r.status,
-                error_text(r.status)
+                status,
+                error_text(status)
             );
             let comm = if pid == 0 { String::new() } else { comm };
             self.queue_event(disk, "err_code", message, pid, comm);
@@ -544,8 +587,16 @@ impl BpfProbe for IoProbe {
                 gala_ebpf::log(Level::Warn, NAME, &format!("an event was refused: {err}"));
             }
         }
-        if let Some(text) = self.lost_records() {
+        for text in self.lost_records() {
             gala_ebpf::log(Level::Warn, NAME, &text);
+        }
+        let stale = self.drop_stale_requests();
+        if stale > 0 {
+            gala_ebpf::log(
+                Level::Info,
+                NAME,
+                &format!("{stale} sampled requests never completed (merged); dropped"),
+            );
         }
         if self.bad_records > 0 {
             gala_ebpf::log(
@@ -576,6 +627,40 @@ impl IoProbe {
             gala_ebpf::log(Level::Warn, NAME, &format!("writing io_cfg: {e}"));
         }
     }
+}
+
+/// How old an `io_trace` entry gets before it counts as a request that never completes.
+const STALE_NS: u64 = 60_000_000_000;
+
+/// The keys of `entries` (key, start time) that started more than `max_age` ns before `now`.
+fn stale_keys(
+    entries: impl Iterator<Item = (Vec<u8>, u64)>,
+    now: u64,
+    max_age: u64,
+) -> Vec<Vec<u8>> {
+    entries
+        .filter(|(_, start)| now.saturating_sub(*start) > max_age)
+        .map(|(key, _)| key)
+        .collect()
+}
+
+/// CLOCK_MONOTONIC in ns, the clock of `bpf_ktime_get_ns`.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the struct we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The log line for sampled requests the table of requests in flight had no room for.
+fn no_room_text(starts: u64) -> String {
+    format!(
+        "io_trace full: {starts} sampled requests not traced in this period \
+         (io_latency misses them; raise sample_period)"
+    )
 }
 
 /// The log line for records the ring buffer had no room for.
@@ -634,6 +719,24 @@ mod tests {
         let t = lost_text(12, 1);
         assert!(t.contains("12 latency and 1 error records lost"), "{t}");
         assert!(t.contains("ringbuf_map_size"), "{t}");
+        let t = no_room_text(3);
+        assert!(t.contains("io_trace full: 3 sampled requests"), "{t}");
+    }
+
+    #[test]
+    fn only_requests_older_than_the_limit_are_stale() {
+        let entries = vec![
+            (vec![1], 1_000),
+            (vec![2], 50_000),
+            (vec![3], 90_000),
+            // Started after `now` was read: not stale.
+            (vec![4], 200_000),
+        ];
+        assert_eq!(
+            stale_keys(entries.into_iter(), 100_000, 40_000),
+            [vec![1], vec![2]]
+        );
+        assert!(monotonic_ns() > 0);
     }
 
     /// Tracepoints available, fentry/kprobes not (this machine), minus `missing`.
@@ -675,5 +778,132 @@ mod tests {
         }
         assert!(plan.has("pc_add") && !plan.has("pc_fault"));
         assert_eq!(plan.notes.len(), 1);
+    }
+
+    /// A kernel as the plan sees it, for the hooks this probe uses (each list checked
+    /// against that kernel's BTF: Debian's 5.10.223 and 6.1.176, and this 6.18).
+    struct Model {
+        missing_tracepoints: &'static [&'static str],
+        functions: &'static [&'static str],
+        fentry: bool,
+        kprobes: bool,
+    }
+
+    const K5_10: Model = Model {
+        missing_tracepoints: &[
+            "block_io_start",
+            "block_rq_error",
+            "mm_filemap_get_pages",
+            "mm_filemap_fault",
+            "writeback_dirty_folio",
+        ],
+        functions: &["mark_page_accessed"],
+        fentry: true,
+        kprobes: true,
+    };
+
+    const K6_1: Model = Model {
+        missing_tracepoints: &[
+            "block_io_start",
+            "mm_filemap_get_pages",
+            "mm_filemap_fault",
+            "writeback_dirty_page",
+        ],
+        functions: &["folio_mark_accessed", "mark_page_accessed"],
+        fentry: true,
+        kprobes: true,
+    };
+
+    const K6_18: Model = Model {
+        missing_tracepoints: &["writeback_dirty_page"],
+        functions: &["folio_mark_accessed", "mark_page_accessed"],
+        fentry: false,
+        kprobes: false,
+    };
+
+    fn plan_on(k: &Model) -> Plan {
+        Plan::choose(
+            SUBITEMS,
+            |_| true,
+            |h| match *h {
+                Hook::TpBtf(t) => !k.missing_tracepoints.contains(&t),
+                Hook::Fentry(f) => k.fentry && k.functions.contains(&f),
+                Hook::Kprobe(f) => k.kprobes && k.functions.contains(&f),
+                _ => false,
+            },
+        )
+    }
+
+    #[test]
+    fn every_field_has_a_hook_on_5_10_6_1_and_6_18() {
+        for k in [&K5_10, &K6_1, &K6_18] {
+            let plan = plan_on(k);
+            assert!(plan.notes.is_empty(), "{:?}", plan.notes);
+            for item in ["io_trace", "io_err", "io_count", "page_cache"] {
+                assert!(plan.active(item), "{item}");
+            }
+        }
+    }
+
+    #[test]
+    fn each_kernel_gets_its_own_hooks() {
+        let on = |k: &Model| {
+            let plan = plan_on(k);
+            let mut progs: Vec<&str> = plan.hooks().iter().map(|(p, _)| *p).collect();
+            progs.sort_unstable();
+            progs
+        };
+        assert_eq!(
+            on(&K6_18),
+            [
+                "io_bio_queue",
+                "io_complete",
+                "io_error",
+                "io_issue",
+                "io_start",
+                "pc_add",
+                "pc_dirty_buffer",
+                "pc_dirty_folio",
+                "pc_fault",
+                "pc_get_pages"
+            ]
+        );
+        assert_eq!(
+            on(&K6_1),
+            [
+                "io_bio_queue",
+                "io_complete",
+                "io_error",
+                "io_issue",
+                "pc_add",
+                "pc_dirty_buffer",
+                "pc_dirty_folio",
+                "pc_mark_accessed"
+            ]
+        );
+        assert_eq!(
+            on(&K5_10),
+            [
+                "io_bio_queue",
+                "io_complete",
+                "io_error_complete",
+                "io_issue",
+                "pc_add",
+                "pc_dirty_buffer",
+                "pc_dirty_page",
+                "pc_page_accessed"
+            ]
+        );
+        // fentry refused: kprobes.
+        let plan = plan_on(&Model {
+            fentry: false,
+            ..K5_10
+        });
+        assert!(plan.has("pc_page_accessed_kp") && !plan.has("pc_page_accessed"));
+        let plan = plan_on(&Model {
+            fentry: false,
+            ..K6_1
+        });
+        assert!(plan.has("pc_mark_accessed_kp") && !plan.has("pc_page_accessed_kp"));
     }
 }

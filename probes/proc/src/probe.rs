@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use gala_ebpf::{log, BpfProbe, Need, Plan, Prog, Setup, Skeleton, Subitem};
 use gala_probe_sdk::{Config, EmitError, Event, Level, Probe, Severity, SnooperMode};
+use libbpf_rs::skel::OpenSkel;
 use libbpf_rs::{Link, MapCore, MapFlags, Object, UprobeOpts, UsdtOpts};
 
 use crate::dns::DnsStats;
@@ -21,8 +22,30 @@ use crate::tables::{rows, Enabled};
 const SUB_SYSCALL: u32 = types::sub_bit::SUB_SYSCALL.0;
 const SUB_FS: u32 = types::sub_bit::SUB_FS.0;
 
-const SYS_ENTER: Prog = Prog::tp_btf("taskprobe_sys_enter", "sys_enter");
-const SYS_EXIT: Prog = Prog::tp_btf("taskprobe_sys_exit", "sys_exit");
+/// What the task-storage programs need beyond their hooks (both 5.11+).
+const TASK_STORAGE: &[&str] = &["BPF_MAP_TYPE_TASK_STORAGE", "BPF_FUNC_get_current_task_btf"];
+
+const SYS_ENTER: Prog = Prog::tp_btf("taskprobe_sys_enter", "sys_enter").requiring(TASK_STORAGE);
+const SYS_EXIT: Prog = Prog::tp_btf("taskprobe_sys_exit", "sys_exit").requiring(TASK_STORAGE);
+const SYS_ENTER_HASH: Prog = Prog::tp_btf("taskprobe_sys_enter_hash", "sys_enter");
+const SYS_EXIT_HASH: Prog = Prog::tp_btf("taskprobe_sys_exit_hash", "sys_exit");
+const THREAD_EXIT_HASH: Prog = Prog::tp_btf("taskprobe_thread_exit_hash", "sched_process_exit");
+const SCHED_SWITCH: Prog =
+    Prog::tp_btf("taskprobe_sched_switch", "sched_switch").requiring(TASK_STORAGE);
+const SCHED_SWITCH_HASH: Prog = Prog::tp_btf("taskprobe_sched_switch_hash", "sched_switch");
+
+/// The maps of the per-thread state, each with the programs that use it: user space creates
+/// a map only when one of them is chosen (a task-storage map cannot be created on 5.10, and
+/// the hash maps are not needed on newer kernels).
+const THREAD_MAPS: &[(&str, &[Prog])] = &[
+    ("syscall_start", &[SYS_ENTER, SYS_EXIT]),
+    (
+        "syscall_start_h",
+        &[SYS_ENTER_HASH, SYS_EXIT_HASH, THREAD_EXIT_HASH],
+    ),
+    ("offcpu_start", &[SCHED_SWITCH]),
+    ("offcpu_start_h", &[SCHED_SWITCH_HASH]),
+];
 
 /// Need names used by the report to leave fields empty.
 const NEED_SYSCALLS: &str = "syscall entry and exit";
@@ -34,14 +57,19 @@ const NEED_DIRTY_BUFFERS: &str = "dirty buffers";
 const NEED_PAGE_ADDS: &str = "page-cache additions";
 const NEED_DIRTY_PAGES: &str = "dirty pages";
 
+/// Syscall entry and exit: per-thread state in task storage (5.11+), else in a hash map
+/// emptied when threads exit (5.10).
 const SYSCALLS: Need = Need {
     what: NEED_SYSCALLS,
-    variants: &[&[SYS_ENTER, SYS_EXIT]],
+    variants: &[
+        &[SYS_ENTER, SYS_EXIT],
+        &[SYS_ENTER_HASH, SYS_EXIT_HASH, THREAD_EXIT_HASH],
+    ],
 };
 
-/// The sub-items of `proc` (catalogue names) and their hooks. Every hook is a typed
-/// tracepoint, a uprobe or a USDT probe: the kprobe/fentry hooks of the original are not
-/// needed (see README.md).
+/// The sub-items of `proc` (catalogue names) and their hooks, best first. Every first
+/// choice is a typed tracepoint, a uprobe or a USDT probe (all there on 6.18); the later
+/// variants are for older kernels (5.10, 6.1: see README.md).
 pub const SUBITEMS: &[Subitem] = &[
     Subitem {
         name: "",
@@ -97,10 +125,28 @@ pub const SUBITEMS: &[Subitem] = &[
             },
             Need {
                 what: NEED_LOOKUPS,
-                variants: &[&[
-                    Prog::tp_btf("taskprobe_filemap_get_pages", "mm_filemap_get_pages"),
-                    Prog::tp_btf("taskprobe_filemap_fault", "mm_filemap_fault"),
-                ]],
+                variants: &[
+                    &[
+                        Prog::tp_btf("taskprobe_filemap_get_pages", "mm_filemap_get_pages"),
+                        Prog::tp_btf("taskprobe_filemap_fault", "mm_filemap_fault"),
+                    ],
+                    &[Prog::fentry(
+                        "taskprobe_folio_accessed",
+                        "folio_mark_accessed",
+                    )],
+                    &[Prog::fentry(
+                        "taskprobe_page_accessed",
+                        "mark_page_accessed",
+                    )],
+                    &[Prog::kprobe(
+                        "taskprobe_folio_accessed_kp",
+                        "folio_mark_accessed",
+                    )],
+                    &[Prog::kprobe(
+                        "taskprobe_page_accessed_kp",
+                        "mark_page_accessed",
+                    )],
+                ],
             },
             Need {
                 what: NEED_DIRTY_BUFFERS,
@@ -115,10 +161,13 @@ pub const SUBITEMS: &[Subitem] = &[
             },
             Need {
                 what: NEED_DIRTY_PAGES,
-                variants: &[&[Prog::tp_btf(
-                    "taskprobe_dirty_folio",
-                    "writeback_dirty_folio",
-                )]],
+                variants: &[
+                    &[Prog::tp_btf(
+                        "taskprobe_dirty_folio",
+                        "writeback_dirty_folio",
+                    )],
+                    &[Prog::tp_btf("taskprobe_dirty_page", "writeback_dirty_page")],
+                ],
             },
         ],
     },
@@ -130,7 +179,7 @@ pub const SUBITEMS: &[Subitem] = &[
         name: "proc_offcpu",
         needs: &[Need {
             what: "context switches",
-            variants: &[&[Prog::tp_btf("taskprobe_sched_switch", "sched_switch")]],
+            variants: &[&[SCHED_SWITCH], &[SCHED_SWITCH_HASH]],
         }],
     },
     Subitem {
@@ -167,6 +216,13 @@ pub fn enabled(plan: &Plan) -> Enabled {
         dirty_pages: plan.has_need("proc_pagecache", NEED_DIRTY_PAGES),
         pygc: plan.active("proc_pygc"),
     }
+}
+
+/// Whether per-thread map `name` is to be created under `plan` (`None`: not such a map,
+/// always created).
+fn map_needed(plan: &Plan, name: &str) -> Option<bool> {
+    let (_, progs) = THREAD_MAPS.iter().find(|(map, _)| *map == name)?;
+    Some(progs.iter().any(|p| plan.has(p.name)))
 }
 
 /// The syscall groups timed for `on`.
@@ -435,6 +491,15 @@ impl BpfProbe for TaskProbe {
         let rings: &[&str] = if dns_on { &["dns_events"] } else { &[] };
         let setup = Setup::new(plan).rings(rings);
         let skel = Skeleton::load(TaskprobeSkelBuilder::default(), &setup, |open| {
+            for mut map in open.open_object_mut().maps_mut() {
+                let Some(name) = map.name().to_str().map(str::to_owned) else {
+                    continue;
+                };
+                if let Some(create) = map_needed(plan, &name) {
+                    map.set_autocreate(create)
+                        .map_err(gala_ebpf::Error::bpf(format!("not creating map {name}")))?;
+                }
+            }
             if let Some(ro) = open.maps.rodata_data.as_deref_mut() {
                 ro.enabled =
                     if on.syscall { SUB_SYSCALL } else { 0 } | if on.fs { SUB_FS } else { 0 };
@@ -621,5 +686,178 @@ mod tests {
             }
         );
         assert!(groups(&on).is_empty());
+    }
+
+    /// A kernel as the plan sees it, for the hooks and features this probe uses (each list
+    /// checked against that kernel's BTF: Debian's 5.10.223 and 6.1.176, and this 6.18).
+    struct Model {
+        missing_tracepoints: &'static [&'static str],
+        functions: &'static [&'static str],
+        fentry: bool,
+        kprobes: bool,
+        features: &'static [&'static str],
+    }
+
+    const TASK_STORAGE_FEATURES: &[&str] =
+        &["BPF_MAP_TYPE_TASK_STORAGE", "BPF_FUNC_get_current_task_btf"];
+
+    /// Debian bullseye's 5.10: no task storage, no folios, older tracepoints.
+    const K5_10: Model = Model {
+        missing_tracepoints: &[
+            "mm_filemap_get_pages",
+            "mm_filemap_fault",
+            "writeback_dirty_folio",
+        ],
+        functions: &["mark_page_accessed"],
+        fentry: true,
+        kprobes: true,
+        features: &[],
+    };
+
+    /// Debian bookworm's 6.1.
+    const K6_1: Model = Model {
+        missing_tracepoints: &[
+            "mm_filemap_get_pages",
+            "mm_filemap_fault",
+            "writeback_dirty_page",
+        ],
+        functions: &["folio_mark_accessed", "mark_page_accessed"],
+        fentry: true,
+        kprobes: true,
+        features: TASK_STORAGE_FEATURES,
+    };
+
+    /// This machine's 6.18: no kprobes, fentry refused.
+    const K6_18: Model = Model {
+        missing_tracepoints: &["writeback_dirty_page"],
+        functions: &["folio_mark_accessed", "mark_page_accessed"],
+        fentry: false,
+        kprobes: false,
+        features: TASK_STORAGE_FEATURES,
+    };
+
+    fn plan_on(k: &Model) -> Plan {
+        Plan::choose_progs(
+            SUBITEMS,
+            |_| true,
+            |p| {
+                let hook = match p.hook {
+                    Hook::TpBtf(t) => !k.missing_tracepoints.contains(&t),
+                    Hook::Fentry(f) => k.fentry && k.functions.contains(&f),
+                    Hook::Kprobe(f) => k.kprobes && k.functions.contains(&f),
+                    Hook::Uprobe => true,
+                    _ => false,
+                };
+                hook && p.requires.iter().all(|f| k.features.contains(f))
+            },
+        )
+    }
+
+    #[test]
+    fn every_subitem_loads_on_5_10_6_1_and_6_18() {
+        for k in [&K5_10, &K6_1, &K6_18] {
+            let plan = plan_on(k);
+            assert!(plan.notes.is_empty(), "{:?}", plan.notes);
+            for s in SUBITEMS {
+                assert!(plan.active(s.name), "{}", s.name);
+            }
+        }
+    }
+
+    #[test]
+    fn this_kernel_keeps_task_storage_and_the_tracepoints() {
+        let plan = plan_on(&K6_18);
+        for p in [
+            "taskprobe_sys_enter",
+            "taskprobe_sys_exit",
+            "taskprobe_sched_switch",
+            "taskprobe_filemap_get_pages",
+            "taskprobe_filemap_fault",
+            "taskprobe_dirty_folio",
+        ] {
+            assert!(plan.has(p), "{p}");
+        }
+        for p in [
+            "taskprobe_sys_enter_hash",
+            "taskprobe_thread_exit_hash",
+            "taskprobe_sched_switch_hash",
+            "taskprobe_folio_accessed",
+            "taskprobe_dirty_page",
+        ] {
+            assert!(!plan.has(p), "{p}");
+        }
+        assert_eq!(map_needed(&plan, "syscall_start"), Some(true));
+        assert_eq!(map_needed(&plan, "offcpu_start"), Some(true));
+        assert_eq!(map_needed(&plan, "syscall_start_h"), Some(false));
+        assert_eq!(map_needed(&plan, "offcpu_start_h"), Some(false));
+        assert_eq!(map_needed(&plan, "proc_stats"), None);
+    }
+
+    #[test]
+    fn without_task_storage_hash_maps_carry_the_thread_state() {
+        let plan = plan_on(&K5_10);
+        for p in [
+            "taskprobe_sys_enter_hash",
+            "taskprobe_sys_exit_hash",
+            "taskprobe_thread_exit_hash",
+            "taskprobe_sched_switch_hash",
+        ] {
+            assert!(plan.has(p), "{p}");
+        }
+        assert!(!plan.has("taskprobe_sys_enter") && !plan.has("taskprobe_sched_switch"));
+        // A task-storage map cannot be created on 5.10: it must be left out.
+        assert_eq!(map_needed(&plan, "syscall_start"), Some(false));
+        assert_eq!(map_needed(&plan, "offcpu_start"), Some(false));
+        assert_eq!(map_needed(&plan, "syscall_start_h"), Some(true));
+        assert_eq!(map_needed(&plan, "offcpu_start_h"), Some(true));
+        // Only the subitems that need them create them.
+        let plan = Plan::choose_progs(SUBITEMS, |s| s == "proc_offcpu", |p| p.requires.is_empty());
+        assert_eq!(map_needed(&plan, "syscall_start_h"), Some(false));
+        assert_eq!(map_needed(&plan, "offcpu_start_h"), Some(true));
+    }
+
+    #[test]
+    fn page_cache_falls_back_to_older_hooks() {
+        let plan = plan_on(&K5_10);
+        assert!(plan.has("taskprobe_page_accessed") && plan.has("taskprobe_dirty_page"));
+        assert!(!plan.has("taskprobe_folio_accessed") && !plan.has("taskprobe_dirty_folio"));
+        let plan = plan_on(&K6_1);
+        assert!(plan.has("taskprobe_folio_accessed") && plan.has("taskprobe_dirty_folio"));
+        assert!(!plan.has("taskprobe_page_accessed") && !plan.has("taskprobe_dirty_page"));
+        // fentry refused (lockdown): kprobes.
+        let plan = plan_on(&Model {
+            fentry: false,
+            ..K6_1
+        });
+        assert!(plan.has("taskprobe_folio_accessed_kp"));
+        let plan = plan_on(&Model {
+            fentry: false,
+            ..K5_10
+        });
+        assert!(plan.has("taskprobe_page_accessed_kp"));
+        // Neither: only access_pagecache stays empty.
+        let plan = plan_on(&Model {
+            fentry: false,
+            kprobes: false,
+            ..K5_10
+        });
+        assert!(!plan.has_need("proc_pagecache", NEED_LOOKUPS));
+        assert!(plan.has_need("proc_pagecache", NEED_DIRTY_PAGES));
+        assert_eq!(plan.notes.len(), 1, "{:?}", plan.notes);
+    }
+
+    #[test]
+    fn the_thread_maps_are_maps_of_the_object() {
+        use libbpf_rs::skel::SkelBuilder;
+        let mut slot = std::mem::MaybeUninit::uninit();
+        let open = TaskprobeSkelBuilder::default().open(&mut slot).unwrap();
+        let maps: Vec<String> = open
+            .open_object()
+            .maps()
+            .map(|m| m.name().to_string_lossy().into_owned())
+            .collect();
+        for (name, _) in THREAD_MAPS {
+            assert!(maps.iter().any(|m| m == name), "{name} not in {maps:?}");
+        }
     }
 }

@@ -2,9 +2,13 @@
  *
  * Every program is autoload-off unless its sub-item's plan chooses it (see SUBITEMS in
  * src/probe.rs). What the kernel side keeps:
- *  - io_trace:   one entry per sampled request in flight (LRU: a request that never
- *                completes, e.g. one merged into another, ages out); on completion one
- *                `io_lat_rec` goes to the `io_events` ring buffer with the three stage deltas.
+ *  - io_trace:   one entry per sampled request in flight; on completion one `io_lat_rec`
+ *                goes to the `io_events` ring buffer with the three stage deltas. A plain
+ *                hash: an LRU map evicts entries of requests still in flight before it is
+ *                full (its free nodes sit in per-CPU lists), which lost their records
+ *                silently. A sampled request that finds no room is counted
+ *                (`lost_starts`); user space drops entries of requests that never completed
+ *                (merged into another after their start) once they are a minute old.
  *  - io_err:     one `io_err_rec` per failed request on the ring buffer.
  *  - io_count:   per-CPU cumulative read/write bytes per disk (user space takes deltas).
  *  - page_cache: per-CPU cumulative page-cache counters per device number (the file system's
@@ -64,7 +68,7 @@ struct io_trace {
 };
 
 struct {
-    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(type, BPF_MAP_TYPE_HASH);
     __uint(max_entries, 8192);
     __type(key, __u64);
     __type(value, struct io_trace);
@@ -115,9 +119,11 @@ struct io_user_types {
 };
 struct io_user_types gala_user_types;
 
-/* Records that found the ring buffer full (user space reports the increase each period). */
+/* Records that found the ring buffer full, and sampled requests that found `io_trace`
+ * full (user space reports the increase each period). */
 __u64 lost_latency = 0;
 __u64 lost_errors = 0;
+__u64 lost_starts = 0;
 
 struct io_bytes {
     __u64 read_bytes;
@@ -147,9 +153,24 @@ struct {
 
 /* ---- io_trace ---------------------------------------------------------------------- */
 
+/* Fields of kernels before 5.12 (5.10): the request's and the bio's own disk pointers,
+ * where newer kernels go through the queue (request_queue->disk) and the block device
+ * (bio->bi_bdev). */
+struct request___old {
+    struct gendisk *rq_disk;
+} __attribute__((preserve_access_index));
+
+struct bio___old {
+    struct gendisk *bi_disk;
+} __attribute__((preserve_access_index));
+
 static __always_inline __u32 rq_dev(struct request *rq)
 {
-    struct gendisk *disk = BPF_CORE_READ(rq, q, disk);
+    struct gendisk *disk;
+    if (bpf_core_field_exists(((struct request___old *)rq)->rq_disk))
+        disk = BPF_CORE_READ((struct request___old *)rq, rq_disk);
+    else
+        disk = BPF_CORE_READ(rq, q, disk);
     if (!disk)
         return 0;
     return GALA_DEV(BPF_CORE_READ(disk, major), BPF_CORE_READ(disk, first_minor));
@@ -187,7 +208,8 @@ static __always_inline void trace_start(struct request *rq, __u64 start)
     t.len = BPF_CORE_READ(rq, __data_len);
     t.op = BPF_CORE_READ(rq, cmd_flags);
     bpf_get_current_comm(t.comm, sizeof(t.comm));
-    bpf_map_update_elem(&io_trace, &key, &t, BPF_ANY);
+    if (bpf_map_update_elem(&io_trace, &key, &t, BPF_ANY) != 0)
+        __sync_fetch_and_add(&lost_starts, 1);
 }
 
 /* The request leaves the bio → request conversion: the start of the request stage. */
@@ -222,9 +244,11 @@ int BPF_PROG(io_issue, struct request *rq)
 }
 
 /* blk_update_request (or the batched completion): the driver reports `nr_bytes` done.
- * The request is complete when nothing is left (the kernel subtracts after the trace). */
+ * The request is complete when nothing is left (the kernel subtracts after the trace).
+ * `error` is a blk_status_t (6.1), a negative errno on older kernels (5.10): an int reads
+ * both, and user space names both. */
 SEC("tp_btf/block_rq_complete")
-int BPF_PROG(io_complete, struct request *rq, blk_status_t error, unsigned int nr_bytes)
+int BPF_PROG(io_complete, struct request *rq, int error, unsigned int nr_bytes)
 {
     __u64 key = (__u64)rq;
     struct io_trace *t = bpf_map_lookup_elem(&io_trace, &key);
@@ -260,7 +284,7 @@ int BPF_PROG(io_complete, struct request *rq, blk_status_t error, unsigned int n
 /* The submitter is known when the request was sampled by io_trace (`submitter` = 1);
  * otherwise the record names the task the completion ran in (an interrupt's victim, a
  * kworker). */
-static __always_inline void report_error(struct request *rq, blk_status_t error, unsigned int nr_bytes)
+static __always_inline void report_error(struct request *rq, int error, unsigned int nr_bytes)
 {
     struct io_err_rec *r = bpf_ringbuf_reserve(&io_events, sizeof(*r), 0);
     if (!r) {
@@ -289,7 +313,7 @@ static __always_inline void report_error(struct request *rq, blk_status_t error,
 
 /* A request failed (not for quiet or passthrough requests, as the kernel's error log). */
 SEC("tp_btf/block_rq_error")
-int BPF_PROG(io_error, struct request *rq, blk_status_t error, unsigned int nr_bytes)
+int BPF_PROG(io_error, struct request *rq, int error, unsigned int nr_bytes)
 {
     report_error(rq, error, nr_bytes);
     return 0;
@@ -297,7 +321,7 @@ int BPF_PROG(io_error, struct request *rq, blk_status_t error, unsigned int nr_b
 
 /* Fallback for kernels without block_rq_error: any completion with an error. */
 SEC("tp_btf/block_rq_complete")
-int BPF_PROG(io_error_complete, struct request *rq, blk_status_t error, unsigned int nr_bytes)
+int BPF_PROG(io_error_complete, struct request *rq, int error, unsigned int nr_bytes)
 {
     if (error != 0)
         report_error(rq, error, nr_bytes);
@@ -306,12 +330,36 @@ int BPF_PROG(io_error_complete, struct request *rq, blk_status_t error, unsigned
 
 /* ---- io_count ---------------------------------------------------------------------- */
 
+/* The bio of block_bio_queue: its only argument since 5.11, the second one before (after
+ * the request queue; that form had its own raw event struct, which is how CO-RE tells). */
+struct trace_event_raw_block_bio_queue___old {
+    int unused;
+};
+
+static __always_inline struct bio *bio_queue_arg(unsigned long long *ctx)
+{
+    struct bio *bio;
+    if (bpf_core_type_exists(struct trace_event_raw_block_bio_queue___old)) {
+        bio = (struct bio *)ctx[1];
+        barrier_var(bio);
+    } else {
+        bio = (struct bio *)ctx[0];
+        barrier_var(bio);
+    }
+    return bio;
+}
+
 /* A bio enters the block layer (submit_bio, once per bio: remapped bios are not counted
  * twice; a stacked device's clone counts on the lower disk too). */
 SEC("tp_btf/block_bio_queue")
-int BPF_PROG(io_bio_queue, struct bio *bio)
+int io_bio_queue(unsigned long long *ctx)
 {
-    struct gendisk *disk = BPF_CORE_READ(bio, bi_bdev, bd_disk);
+    struct bio *bio = bio_queue_arg(ctx);
+    struct gendisk *disk;
+    if (bpf_core_field_exists(bio->bi_bdev))
+        disk = BPF_CORE_READ(bio, bi_bdev, bd_disk);
+    else
+        disk = BPF_CORE_READ((struct bio___old *)bio, bi_disk);
     if (!disk)
         return 0;
     __u32 op = BPF_CORE_READ(bio, bi_opf) & REQ_OP_MASK;
@@ -392,11 +440,14 @@ struct folio___old {
     unsigned int _folio_nr_pages;
 } __attribute__((preserve_access_index));
 
-/* folio_nr_pages(): 1 unless the folio is large (PG_head), then _nr_pages. */
+/* folio_nr_pages(): 1 unless the folio is large (PG_head), then `_nr_pages` (6.9+) or
+ * `_folio_nr_pages` (5.16+). A struct page pointer (the tracepoints of kernels before
+ * folios) is read the same way: `flags` is the first word of both, and without struct
+ * folio in the kernel every page counts 1. */
 static __always_inline __u64 folio_pages(struct folio *folio)
 {
     unsigned long flags = 0;
-    bpf_core_read(&flags, sizeof(flags), &folio->flags);
+    bpf_probe_read_kernel(&flags, sizeof(flags), folio);
     int head = bpf_core_enum_value(enum pageflags, PG_head);
     if (!(flags & (1UL << (head & 63))))
         return 1;
@@ -424,12 +475,48 @@ int BPF_PROG(pc_fault, struct address_space *mapping, unsigned long index)
     return 0;
 }
 
-/* Fallback where fentry loads: every folio_mark_accessed call (the original's count). */
+/* The page cache `page` (or folio) belongs to: its `mapping`, at the same place in both
+ * (read through struct page, which every kernel has); NULL for anonymous memory (the low
+ * bits tag anon_vma and movable pointers). */
+static __always_inline struct address_space *page_mapping_of(struct page *page)
+{
+    struct address_space *mapping = BPF_CORE_READ(page, mapping);
+    if ((unsigned long)mapping & 3)
+        return NULL;
+    return mapping;
+}
+
+/* Fallbacks where the lookup tracepoints are missing (5.10 and 6.1 have neither): every
+ * page marked accessed (the original's count), by fentry where it loads, else by kprobe;
+ * folio_mark_accessed since 5.16, mark_page_accessed (a wrapper of it since) before. */
+static __always_inline int mark_accessed(void *page)
+{
+    page_count(mapping_dev(page_mapping_of(page)), PC_ACCESS, 1);
+    return 0;
+}
+
 SEC("fentry/folio_mark_accessed")
 int BPF_PROG(pc_mark_accessed, struct folio *folio)
 {
-    page_count(mapping_dev(BPF_CORE_READ(folio, mapping)), PC_ACCESS, 1);
-    return 0;
+    return mark_accessed(folio);
+}
+
+SEC("fentry/mark_page_accessed")
+int BPF_PROG(pc_page_accessed, struct page *page)
+{
+    return mark_accessed(page);
+}
+
+SEC("kprobe/folio_mark_accessed")
+int BPF_KPROBE(pc_mark_accessed_kp, struct folio *folio)
+{
+    return mark_accessed(folio);
+}
+
+SEC("kprobe/mark_page_accessed")
+int BPF_KPROBE(pc_page_accessed_kp, struct page *page)
+{
+    return mark_accessed(page);
 }
 
 SEC("tp_btf/block_dirty_buffer")
@@ -439,11 +526,11 @@ int BPF_PROG(pc_dirty_buffer, struct buffer_head *bh)
     return 0;
 }
 
-/* A folio enters the page cache: counted in pages. */
+/* A folio (a page on 5.10) enters the page cache: counted in pages. */
 SEC("tp_btf/mm_filemap_add_to_page_cache")
 int BPF_PROG(pc_add, struct folio *folio)
 {
-    page_count(mapping_dev(BPF_CORE_READ(folio, mapping)), PC_LOAD, folio_pages(folio));
+    page_count(mapping_dev(page_mapping_of((struct page *)folio)), PC_LOAD, folio_pages(folio));
     return 0;
 }
 
@@ -453,5 +540,13 @@ SEC("tp_btf/writeback_dirty_folio")
 int BPF_PROG(pc_dirty_folio, struct folio *folio, struct address_space *mapping)
 {
     page_count(mapping_dev(mapping), PC_PAGE_DIRTY, folio_pages(folio));
+    return 0;
+}
+
+/* Kernels before folios (5.10): the same accounting, per page. */
+SEC("tp_btf/writeback_dirty_page")
+int BPF_PROG(pc_dirty_page, struct page *page, struct address_space *mapping)
+{
+    page_count(mapping_dev(mapping), PC_PAGE_DIRTY, 1);
     return 0;
 }

@@ -11,7 +11,15 @@
  * (off-CPU and iowait time), tp_btf/block_bio_queue + block_bio_complete (bio sizes, latency,
  * errors), tp_btf/sched_process_hang, the vmscan/filemap/writeback/block tracepoints (page
  * cache), uprobes on getaddrinfo/gethostbyname/gethostbyname2, and CPython's USDT probes
- * python:gc__start / gc__done (garbage collections). */
+ * python:gc__start / gc__done (garbage collections).
+ *
+ * One object for every kernel from 5.10 on: the per-thread state of the syscall and
+ * context-switch programs comes in two forms (task-local storage, 5.11+, or hash maps keyed
+ * by thread id), each program using one; older tracepoints (writeback_dirty_page) and
+ * functions (mark_page_accessed, by fentry or kprobe) have programs of their own; arguments
+ * and fields that changed between kernels are read through CO-RE checks. User space picks
+ * the programs (src/probe.rs, SUBITEMS) and leaves the maps only unchosen programs use
+ * uncreated. */
 #include "gala.bpf.h"
 #include <bpf/usdt.bpf.h>
 
@@ -139,13 +147,26 @@ struct syscall_start {
     __u8 fs;
 };
 
-/* Per-thread (task-local storage: no hash lookup on the syscall path); `ts` 0 = none. */
+/* Per-thread state of the two hot paths, in one of two forms. Task-local storage (5.11+):
+ * no hash lookup on the syscall path, freed with the task. Hash maps keyed by thread id
+ * (5.10): an entry stays while its thread lives (`ts` 0 = nothing in progress) and is
+ * deleted when the thread exits (sched_process_exit for syscalls, the thread's last switch
+ * out for off-CPU). A program uses one form only (a compile-time argument of the inline
+ * functions below), so the maps of the other form are not referenced and user space does
+ * not create them. */
 struct {
     __uint(type, BPF_MAP_TYPE_TASK_STORAGE);
     __uint(map_flags, BPF_F_NO_PREALLOC);
     __type(key, int);
     __type(value, struct syscall_start);
 } syscall_start SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, MAX_THREADS);
+    __type(key, __u32);
+    __type(value, struct syscall_start);
+} syscall_start_h SEC(".maps");
 
 struct offcpu_start {
     __u64 ts;
@@ -159,6 +180,13 @@ struct {
     __type(key, int);
     __type(value, struct offcpu_start);
 } offcpu_start SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, MAX_THREADS);
+    __type(key, __u32);
+    __type(value, struct offcpu_start);
+} offcpu_start_h SEC(".maps");
 
 struct bio_start {
     __u64 ts;
@@ -307,19 +335,33 @@ static __always_inline int fs_op_of(__u8 cls)
     }
 }
 
+/* The current thread's syscall record in the form `ts` (task storage) or not (hash), made
+ * when `create`; NULL when there is none (or no room). */
+static __always_inline struct syscall_start *syscall_start_of(bool ts, bool create, __u32 tid)
+{
+    if (ts)
+        return bpf_task_storage_get(&syscall_start, bpf_get_current_task_btf(), 0,
+                                    create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+    struct syscall_start *s = bpf_map_lookup_elem(&syscall_start_h, &tid);
+    if (s || !create)
+        return s;
+    struct syscall_start zero = {};
+    bpf_map_update_elem(&syscall_start_h, &tid, &zero, BPF_NOEXIST);
+    return bpf_map_lookup_elem(&syscall_start_h, &tid);
+}
+
 /* Both syscall programs run for every syscall on the host, so each first rules out what it
  * has nothing to do for with a read of the class table, before the scope check (a hash
  * lookup): an untimed syscall that succeeds costs no lookup, snooped or not. */
-SEC("tp_btf/sys_enter")
-int BPF_PROG(taskprobe_sys_enter, struct pt_regs *regs, long id)
+static __always_inline int sys_enter(struct pt_regs *regs, long id, bool ts)
 {
     __u8 cls = class_of(id) & CLS_MASK;
     if (cls == CLS_NONE)
         return 0;
-    if (!gala_snooped(bpf_get_current_pid_tgid() >> 32))
+    __u64 pid_tgid = bpf_get_current_pid_tgid();
+    if (!gala_snooped(pid_tgid >> 32))
         return 0;
-    struct syscall_start *start = bpf_task_storage_get(&syscall_start, bpf_get_current_task_btf(),
-                                                       0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+    struct syscall_start *start = syscall_start_of(ts, true, (__u32)pid_tgid);
     if (!start)
         return 0;
     start->nr = id;
@@ -334,9 +376,9 @@ int BPF_PROG(taskprobe_sys_enter, struct pt_regs *regs, long id)
 }
 
 /* A timed call has a start record only if sys_enter found its process in scope, so its end
- * needs no scope check: a task-storage lookup (no record: nothing to do) stands for it. */
-SEC("tp_btf/sys_exit")
-int BPF_PROG(taskprobe_sys_exit, struct pt_regs *regs, long ret)
+ * needs no scope check: a lookup of the thread's record (none: nothing to do) stands for
+ * it. */
+static __always_inline int sys_exit(struct pt_regs *regs, long ret, bool ts)
 {
     long nr = syscall_nr(regs);
     __u8 raw = class_of(nr);
@@ -345,7 +387,8 @@ int BPF_PROG(taskprobe_sys_exit, struct pt_regs *regs, long ret)
         (enabled & SUB_SYSCALL) && ret < 0 && ret >= -MAX_ERRNO && !(raw & CLS_NOFAIL);
     if (!failed && cls == CLS_NONE)
         return 0;
-    __u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    __u64 pid_tgid = bpf_get_current_pid_tgid();
+    __u32 tgid = pid_tgid >> 32;
     struct proc_stats *st = NULL;
     if (failed && gala_snooped(tgid)) {
         st = stats_of(tgid);
@@ -357,20 +400,19 @@ int BPF_PROG(taskprobe_sys_exit, struct pt_regs *regs, long ret)
     }
     if (cls == CLS_NONE)
         return 0;
-    struct syscall_start *start =
-        bpf_task_storage_get(&syscall_start, bpf_get_current_task_btf(), 0, 0);
+    struct syscall_start *start = syscall_start_of(ts, false, (__u32)pid_tgid);
     if (!start || start->ts == 0)
         return 0;
     __u64 now = bpf_ktime_get_ns();
-    __u64 ts = start->ts;
+    __u64 ts0 = start->ts;
     long start_nr = start->nr;
     long fd = start->fd;
     __u64 arg1 = start->arg1;
     __u8 fs = start->fs;
     start->ts = 0;
-    if (start_nr != nr || now < ts)
+    if (start_nr != nr || now < ts0)
         return 0;
-    __u64 dur = now - ts;
+    __u64 dur = now - ts0;
     if (!st)
         st = stats_of(tgid);
     if (!st)
@@ -392,42 +434,133 @@ int BPF_PROG(taskprobe_sys_exit, struct pt_regs *regs, long ret)
     return 0;
 }
 
-SEC("tp_btf/sched_switch")
-int BPF_PROG(taskprobe_sched_switch, bool preempt, struct task_struct *prev,
-             struct task_struct *next, unsigned int prev_state)
+SEC("tp_btf/sys_enter")
+int BPF_PROG(taskprobe_sys_enter, struct pt_regs *regs, long id)
+{
+    return sys_enter(regs, id, true);
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(taskprobe_sys_exit, struct pt_regs *regs, long ret)
+{
+    return sys_exit(regs, ret, true);
+}
+
+/* The same on kernels without task storage (5.10). */
+SEC("tp_btf/sys_enter")
+int BPF_PROG(taskprobe_sys_enter_hash, struct pt_regs *regs, long id)
+{
+    return sys_enter(regs, id, false);
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(taskprobe_sys_exit_hash, struct pt_regs *regs, long ret)
+{
+    return sys_exit(regs, ret, false);
+}
+
+/* A thread that dies inside a timed syscall (killed in a futex wait, say) never reaches
+ * sys_exit: its hash entry goes here. */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(taskprobe_thread_exit_hash, struct task_struct *task)
+{
+    __u32 tid = (__u32)bpf_get_current_pid_tgid();
+    bpf_map_delete_elem(&syscall_start_h, &tid);
+    return 0;
+}
+
+/* The off-CPU record of `task` in the form `ts` (task storage) or not (hash), made when
+ * `create`. */
+static __always_inline struct offcpu_start *offcpu_start_of(struct task_struct *task, bool ts,
+                                                            bool create)
+{
+    if (ts)
+        return bpf_task_storage_get(&offcpu_start, task, 0,
+                                    create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+    __u32 tid = task->pid;
+    struct offcpu_start *s = bpf_map_lookup_elem(&offcpu_start_h, &tid);
+    if (s || !create)
+        return s;
+    struct offcpu_start zero = {};
+    bpf_map_update_elem(&offcpu_start_h, &tid, &zero, BPF_NOEXIST);
+    return bpf_map_lookup_elem(&offcpu_start_h, &tid);
+}
+
+/* `prev_state` (5.18+) is not declared: the program reads the first three arguments only,
+ * which every kernel has. */
+static __always_inline int sched_switch(struct task_struct *prev, struct task_struct *next,
+                                        bool ts)
 {
     __u64 now = bpf_ktime_get_ns();
     __u32 prev_tgid = prev->tgid;
-    if (gala_snooped(prev_tgid)) {
-        struct offcpu_start *s =
-            bpf_task_storage_get(&offcpu_start, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+    if (!ts && prev->exit_state) {
+        /* Its last switch out: a dead thread's hash entry would never be read again. */
+        __u32 tid = prev->pid;
+        bpf_map_delete_elem(&offcpu_start_h, &tid);
+    } else if (gala_snooped(prev_tgid)) {
+        struct offcpu_start *s = offcpu_start_of(prev, ts, true);
         if (s) {
             s->ts = now;
             s->iowait = BPF_CORE_READ_BITFIELD_PROBED(prev, in_iowait);
             s->tgid = prev_tgid;
         }
     }
-    struct offcpu_start *s = bpf_task_storage_get(&offcpu_start, next, 0, 0);
+    struct offcpu_start *s = offcpu_start_of(next, ts, false);
     if (!s || s->ts == 0)
         return 0;
-    __u64 ts = s->ts;
+    __u64 ts0 = s->ts;
     __u32 iowait = s->iowait;
     __u32 tgid = s->tgid;
     s->ts = 0;
-    if (now < ts)
+    if (now < ts0)
         return 0;
     struct proc_stats *st = stats_of(tgid);
     if (!st)
         return 0;
-    __sync_fetch_and_add(&st->offcpu_ns, now - ts);
+    __sync_fetch_and_add(&st->offcpu_ns, now - ts0);
     if (iowait)
-        __sync_fetch_and_add(&st->iowait_ns, now - ts);
+        __sync_fetch_and_add(&st->iowait_ns, now - ts0);
     return 0;
 }
 
-SEC("tp_btf/block_bio_queue")
-int BPF_PROG(taskprobe_bio_queue, struct bio *bio)
+SEC("tp_btf/sched_switch")
+int BPF_PROG(taskprobe_sched_switch, bool preempt, struct task_struct *prev,
+             struct task_struct *next)
 {
+    return sched_switch(prev, next, true);
+}
+
+/* The same on kernels without task storage (5.10). */
+SEC("tp_btf/sched_switch")
+int BPF_PROG(taskprobe_sched_switch_hash, bool preempt, struct task_struct *prev,
+             struct task_struct *next)
+{
+    return sched_switch(prev, next, false);
+}
+
+/* The bio of block_bio_queue: its only argument since 5.11, the second one before (after
+ * the request queue; that form had its own raw event struct, which is how CO-RE tells). */
+struct trace_event_raw_block_bio_queue___old {
+    int unused;
+};
+
+static __always_inline struct bio *bio_queue_arg(unsigned long long *ctx)
+{
+    struct bio *bio;
+    if (bpf_core_type_exists(struct trace_event_raw_block_bio_queue___old)) {
+        bio = (struct bio *)ctx[1];
+        barrier_var(bio);
+    } else {
+        bio = (struct bio *)ctx[0];
+        barrier_var(bio);
+    }
+    return bio;
+}
+
+SEC("tp_btf/block_bio_queue")
+int taskprobe_bio_queue(unsigned long long *ctx)
+{
+    struct bio *bio = bio_queue_arg(ctx);
     __u32 tgid = gala_tgid();
     if (!gala_snooped(tgid))
         return 0;
@@ -484,9 +617,10 @@ int BPF_PROG(taskprobe_bio_complete, struct request_queue *q, struct bio *bio)
 
 #define RQ_MAX_BIOS 16
 
-/* blk-mq drivers: the request completes with its (merged) bios; the first 16 are looked at. */
+/* blk-mq drivers: the request completes with its (merged) bios; the first 16 are looked at.
+ * `error` is a blk_status_t (6.1), a negative errno on older kernels (5.10): an int reads both. */
 SEC("tp_btf/block_rq_complete")
-int BPF_PROG(taskprobe_rq_complete, struct request *rq, blk_status_t error, unsigned int nr_bytes)
+int BPF_PROG(taskprobe_rq_complete, struct request *rq, int error, unsigned int nr_bytes)
 {
     __u64 now = bpf_ktime_get_ns();
     struct bio *bio = BPF_CORE_READ(rq, bio);
@@ -565,20 +699,62 @@ int BPF_PROG(taskprobe_filemap_fault, struct address_space *mapping, unsigned lo
     return 0;
 }
 
-/* Pages in `folio`: 1, or 2^order for a large folio (PG_head set, order in the low byte of
- * `_flags_1`). `flags` is the first word of the folio whether it is an unsigned long or, since
- * 6.17, a memdesc_flags_t. */
+/* Kernels without the two tracepoints above (5.10 and 6.1 have neither): every page marked
+ * accessed (the original's count), by fentry where it loads, else by kprobe;
+ * folio_mark_accessed since 5.16, mark_page_accessed (a wrapper of it since) before. */
+static __always_inline int mark_accessed(void)
+{
+    struct proc_stats *st = current_stats();
+    if (st)
+        __sync_fetch_and_add(&st->access_pagecache, 1);
+    return 0;
+}
+
+SEC("fentry/folio_mark_accessed")
+int BPF_PROG(taskprobe_folio_accessed, struct folio *folio)
+{
+    return mark_accessed();
+}
+
+SEC("fentry/mark_page_accessed")
+int BPF_PROG(taskprobe_page_accessed, struct page *page)
+{
+    return mark_accessed();
+}
+
+SEC("kprobe/folio_mark_accessed")
+int BPF_KPROBE(taskprobe_folio_accessed_kp)
+{
+    return mark_accessed();
+}
+
+SEC("kprobe/mark_page_accessed")
+int BPF_KPROBE(taskprobe_page_accessed_kp)
+{
+    return mark_accessed();
+}
+
+struct folio___old {
+    unsigned int _folio_nr_pages;
+} __attribute__((preserve_access_index));
+
+/* Pages in `folio` (folio_nr_pages()): 1 unless the folio is large (PG_head), then
+ * `_nr_pages` (6.9+) or `_folio_nr_pages` (5.16+). A struct page pointer (the tracepoints
+ * of kernels before folios) is read the same way: `flags` is the first word of both, and
+ * without struct folio in the kernel every page counts 1. */
 static __always_inline __u64 folio_pages(struct folio *folio)
 {
     unsigned long flags = 0;
-    if (!bpf_core_field_exists(folio->_flags_1))
-        return 1;
     bpf_probe_read_kernel(&flags, sizeof(flags), folio);
     int head = bpf_core_enum_value(enum pageflags, PG_head);
     if (head < 0 || head > 63 || !(flags & (1UL << head)))
         return 1;
-    unsigned long f1 = BPF_CORE_READ(folio, _flags_1);
-    return 1UL << (f1 & 0x1f);
+    __u64 n = 0;
+    if (bpf_core_field_exists(folio->_nr_pages))
+        n = BPF_CORE_READ(folio, _nr_pages);
+    else if (bpf_core_field_exists(((struct folio___old *)folio)->_folio_nr_pages))
+        n = BPF_CORE_READ((struct folio___old *)folio, _folio_nr_pages);
+    return n ? n : 1;
 }
 
 SEC("tp_btf/block_dirty_buffer")
@@ -605,6 +781,16 @@ int BPF_PROG(taskprobe_dirty_folio, struct folio *folio, struct address_space *m
     struct proc_stats *st = current_stats();
     if (st)
         __sync_fetch_and_add(&st->mark_page_dirty, folio_pages(folio));
+    return 0;
+}
+
+/* Kernels before folios (5.10): the same accounting, per page. */
+SEC("tp_btf/writeback_dirty_page")
+int BPF_PROG(taskprobe_dirty_page, struct page *page, struct address_space *mapping)
+{
+    struct proc_stats *st = current_stats();
+    if (st)
+        __sync_fetch_and_add(&st->mark_page_dirty, 1);
     return 0;
 }
 
