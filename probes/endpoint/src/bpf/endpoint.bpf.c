@@ -743,12 +743,16 @@ static __always_inline void udp_call_exit(int ret, bool send)
         udp_account(sk, ret, send, id >> 32);
 }
 
-/* recvmsg's flags: 5.19 dropped the `noblock` argument before them. */
+/* recvmsg's flags: 5.19 dropped the `noblock` argument before them. Both registers are read
+ * as they are (the barriers keep the compiler from choosing the context offset instead, a
+ * modified context pointer the verifier refuses). */
 static __always_inline __u32 recv_peek(struct pt_regs *ctx)
 {
-    unsigned long flags = LINUX_KERNEL_VERSION >= KERNEL_VERSION(5, 19, 0)
-                              ? PT_REGS_PARM4(ctx)
-                              : PT_REGS_PARM5(ctx);
+    unsigned long p4 = PT_REGS_PARM4(ctx);
+    unsigned long p5 = PT_REGS_PARM5(ctx);
+    barrier_var(p4);
+    barrier_var(p5);
+    unsigned long flags = LINUX_KERNEL_VERSION >= KERNEL_VERSION(5, 19, 0) ? p4 : p5;
     return (flags & MSG_PEEK_) != 0;
 }
 
