@@ -442,6 +442,9 @@ pub const UDP_CREATE: &str = "ep_udp_create";
 
 /// `kprobe/tcp_conn_request`: `syn_overflow` and the TOA address of a SYN.
 pub const CONN_REQUEST: Prog = Prog::kprobe("ep_conn_request", "tcp_conn_request");
+/// `kprobe/tcp_retransmit_skb`: SYN retransmits, failed ones included, on kernels whose
+/// tracepoint sees the successful ones only.
+pub const RETRANS_KPROBE: Prog = Prog::kprobe("ep_retrans_kp", "tcp_retransmit_skb");
 /// `kprobe/tcp_v4_send_synack`, `kprobe/tcp_v6_send_synack`: `synack_sent`.
 pub const SYNACK: [Prog; 2] = [
     Prog::kprobe("ep_synack_v4", "tcp_v4_send_synack"),
@@ -484,6 +487,12 @@ pub const SUBITEMS: &[Subitem] = &[
             Need {
                 what: "SYN retransmits",
                 variants: &[&[Prog::tp_btf("ep_retrans", "tcp_retransmit_skb")]],
+            },
+            // Before the tracepoint passed `err` it fired for successful retransmits only:
+            // the kprobe counts the failed ones too there (and returns at once elsewhere).
+            Need {
+                what: "failed SYN retransmits",
+                variants: &[&[RETRANS_KPROBE], &[]],
             },
             // One program for every kernel: it reads `reason` (5.17+) and `rx_sk` (6.11+)
             // only where the tracepoint passes them (CO-RE checks in the C).

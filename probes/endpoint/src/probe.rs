@@ -368,7 +368,13 @@ impl BpfProbe for Endpoint {
             .rings(&["ep_events"])
             .ring_mb(config.params().ringbuf_map_size)
             .manual(UDP_IO);
-        let skel = Skeleton::load(EndpointSkelBuilder::default(), &setup, |_| Ok(()))?;
+        let retrans_kprobe = plan.has(RETRANS_KPROBE.name);
+        let skel = Skeleton::load(EndpointSkelBuilder::default(), &setup, |open| {
+            if let Some(ro) = open.maps.rodata_data.as_deref_mut() {
+                ro.retrans_kprobe = retrans_kprobe;
+            }
+            Ok(())
+        })?;
         let udp_io = UdpIo {
             planned: UDP_IO.iter().copied().filter(|p| plan.has(p)).collect(),
             links: Vec::new(),

@@ -510,15 +510,31 @@ int BPF_PROG(ep_synack_retrans, const struct sock *sk, const struct request_sock
     return 0;
 }
 
-SEC("tp_btf/tcp_retransmit_skb")
-int BPF_PROG(ep_retrans, const struct sock *sk, const struct sk_buff *skb)
+/* Set by user space before load: `ep_retrans_kp` is loaded (kprobes). */
+const volatile bool retrans_kprobe = false;
+
+/* Whether the tcp_retransmit_skb tracepoint fires for failed retransmits too: it gained
+ * their `err` (6.x; before, it fired after a successful send only, so a SYN dropped on its
+ * way out was never seen there). */
+#define RETRANS_TP_SEES_FAILURES bpf_core_field_exists(struct trace_event_raw_tcp_retransmit_skb, err)
+
+static __always_inline void syn_retransmit(const struct sock *sk)
 {
     if (BPF_CORE_READ(sk, __sk_common.skc_state) != ST_SYN_SENT)
-        return 0;
+        return;
     __u64 skp = (__u64)sk;
     struct ep_conn_val *c = bpf_map_lookup_elem(&ep_conn, &skp);
     if (c)
         tcp_count(&c->key, C_RETRAN_SYN);
+}
+
+SEC("tp_btf/tcp_retransmit_skb")
+int BPF_PROG(ep_retrans, const struct sock *sk, const struct sk_buff *skb)
+{
+    /* Where the tracepoint sees successes only, the kprobe (if loaded) counts every try. */
+    if (retrans_kprobe && !RETRANS_TP_SEES_FAILURES)
+        return 0;
+    syn_retransmit(sk);
     return 0;
 }
 
@@ -955,5 +971,16 @@ int BPF_KPROBE(ep_syn_recv_v6, const struct sock *sk, struct sk_buff *skb)
 {
     if (BPF_CORE_READ(skb, protocol) == bpf_htons(ETH_P_IPV6_))
         syn_recv_sock(sk);
+    return 0;
+}
+
+/* Every retransmit try, failed ones included, on kernels whose tracepoint sees only the
+ * successful ones (see RETRANS_TP_SEES_FAILURES); elsewhere it returns at once. */
+SEC("kprobe/tcp_retransmit_skb")
+int BPF_KPROBE(ep_retrans_kp, struct sock *sk)
+{
+    if (RETRANS_TP_SEES_FAILURES)
+        return 0;
+    syn_retransmit(sk);
     return 0;
 }
