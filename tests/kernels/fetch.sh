@@ -30,7 +30,7 @@ case $VERSION in
 esac
 case $ARCH in amd64 | arm64) ;; *) die "architecture $ARCH: amd64 or arm64" ;; esac
 
-[ -s "$DEST/release" ] && [ -s "$DEST/btf" ] && [ -x "$DEST/busybox" ] && exit 0
+[ -s "$DEST/release" ] && [ -s "$DEST/lib/modules/$(cat "$DEST/release")/config" ] && [ -x "$DEST/busybox" ] && exit 0
 
 APT=$TOP/apt
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
@@ -64,8 +64,8 @@ deb=$(newest "${pkg}_*_$ARCH.deb")
 dpkg-deb -x "$deb" "$DEST.tmp/x"
 release=$(ls "$DEST.tmp/x/lib/modules")
 image=$(ls "$DEST.tmp/x/boot/vmlinuz-$release")
-if [ "$ARCH" = arm64 ]; then
-    # qemu-system-aarch64 boots the raw Image; Debian ships it gzip'd.
+if [ "$ARCH" = arm64 ] && gzip -t "$image" 2>/dev/null; then
+    # qemu-system-aarch64 boots the raw Image, not a gzip'd one.
     gzip -dc "$image" >"$DEST.tmp/vmlinuz"
 else
     cp "$image" "$DEST.tmp/vmlinuz"
@@ -74,6 +74,8 @@ mkdir -p "$DEST.tmp/lib/modules"
 mv "$DEST.tmp/x/lib/modules/$release" "$DEST.tmp/lib/modules/"
 depmod -b "$DEST.tmp" "$release"
 cp "$DEST.tmp/x/boot/config-$release" "$DEST.tmp/config"
+# Also beside the modules, which the guest mounts: its /boot/config-<release>, as on a host.
+cp "$DEST.tmp/config" "$DEST.tmp/lib/modules/$release/config"
 dpkg-deb -x "$(newest "busybox-static_*_$ARCH.deb")" "$DEST.tmp/bb"
 mv "$DEST.tmp/bb/bin/busybox" "$DEST.tmp/busybox"
 python3 tests/kernels/btf-cut.py "$DEST.tmp/x/boot/vmlinuz-$release" "$DEST.tmp/btf" ||

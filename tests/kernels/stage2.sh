@@ -22,6 +22,9 @@ mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 ip link set lo up
+# /boot/config-<release> as the kernel's package installs it (libbpf's __kconfig reads it).
+mkdir -p /boot
+cp "/lib/modules/$(uname -r)/config" "/boot/config-$(uname -r)" 2>/dev/null
 hostname "guest-$(uname -r)"
 ulimit -l unlimited
 echo "guest: kernel $(uname -r) $(uname -m), $(nproc) CPUs, up $(cut -d' ' -f1 /proc/uptime) s"

@@ -78,6 +78,28 @@ macro_rules! require_bpf {
     };
 }
 
+/// `Ok` when eBPF probes can run here ([`bpf_usable`]) and the kernel has kprobes, or why
+/// not. No kernel we build on has kprobes; the guests of `./dev.sh test-kernels` do.
+pub fn kprobes_usable() -> Result<(), String> {
+    bpf_usable()?;
+    let kernel = gala_ebpf::Kernel::detect();
+    if !kernel.kprobes() {
+        return Err(format!("the kernel has no kprobes: {}", kernel.summary()));
+    }
+    Ok(())
+}
+
+/// Fails the test when kprobes are not usable here ([`kprobes_usable`]), whether in CI or
+/// not: the tests that use it run only where kprobes exist (the guest suite).
+#[macro_export]
+macro_rules! require_kprobes {
+    () => {
+        if let Err(reason) = $crate::ebpf::kprobes_usable() {
+            panic!("{reason} (this test runs inside the guests of ./dev.sh test-kernels)");
+        }
+    };
+}
+
 /// Installs the workspace binary `bin` as a built-in probe of `sb` (extend probe dir) and
 /// writes its meta files and `ebpf_prog.meta` into the sandbox's meta dir.
 pub fn install_builtin(sb: &Sandbox, bin: &str, metas: &[(&str, &str)]) {

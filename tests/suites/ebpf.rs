@@ -11,6 +11,8 @@
 mod endpoint;
 #[path = "../e2e/io.rs"]
 mod io;
+#[path = "../e2e/plan_report.rs"]
+mod plan_report;
 #[path = "../e2e/proc.rs"]
 mod proc;
 #[path = "../e2e/tcp.rs"]

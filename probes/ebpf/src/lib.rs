@@ -5,6 +5,7 @@
 //!   fentry/fexit and kprobes load), detected at run time;
 //! - [`plan`]: per sub-item, which BPF programs to load — the first hook variant the kernel
 //!   supports, autoload off for everything else — and loading that degrades per sub-item;
+//! - [`report`]: the `--plan` report of a probe binary, one JSON line per (sub-item, need);
 //! - [`skeleton`]: one skeleton's lifecycle (open, plan, ring sizing, load, attach, ring
 //!   reader) and the storage it is opened into;
 //! - [`print`]: libbpf's messages in the probe's log (debug), silenced while probing;
@@ -25,6 +26,7 @@ pub mod kernel;
 pub mod plan;
 pub mod print;
 pub mod procnet;
+pub mod report;
 pub mod ring;
 pub mod runner;
 pub mod skeleton;
@@ -33,9 +35,9 @@ pub mod snoop;
 pub use cost::{CostReport, ProgCost, StatsMode, COST_META};
 pub use hist::Histogram;
 pub use kernel::Kernel;
-pub use plan::{check_programs, load, Hook, Need, Plan, Prog, Subitem};
+pub use plan::{check_programs, load, load_attributed, Choice, Hook, Need, Plan, Prog, Subitem};
 pub use ring::{bytes_of, char_bytes, read_pod, ring_bytes, Pod, RingReader};
-pub use runner::{attach_named, debug, log, run, run_main, BpfProbe};
+pub use runner::{attach_named, debug, log, run, run_main, run_plan, BpfProbe, PLAN_ARG};
 pub use skeleton::{check_skeleton, Setup, Skeleton};
 pub use snoop::{Scope, SnoopMap};
 

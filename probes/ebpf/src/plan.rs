@@ -38,17 +38,36 @@ pub enum Hook {
 impl Hook {
     /// Whether this kernel can run a program on this hook.
     pub fn available(&self, kernel: &Kernel) -> bool {
+        self.unavailable(kernel).is_none()
+    }
+
+    /// Why this kernel cannot run a program on this hook (`None`: it can), for the plan's
+    /// notes and the `--plan` report.
+    pub fn unavailable(&self, kernel: &Kernel) -> Option<String> {
+        let no_btf = || "no kernel BTF".to_owned();
         match *self {
-            Hook::TpBtf(tp) => kernel.has_btf() && kernel.has_tracepoint(tp),
-            Hook::RawTp(tp) => kernel.has_tracepoint(tp),
-            Hook::Tracepoint(category, name) => kernel.has_trace_event(category, name),
-            Hook::Fentry(f) | Hook::Fexit(f) => kernel.fentry() && kernel.has_function(f),
-            Hook::Kprobe(f) => kernel.kprobes() && kernel.has_function(f),
-            Hook::Uprobe => true,
-            Hook::Iter(target) => {
-                kernel.has_btf() && kernel.has_function(&format!("bpf_iter_{target}"))
+            Hook::TpBtf(_) if !kernel.has_btf() => Some(no_btf()),
+            Hook::TpBtf(tp) | Hook::RawTp(tp) => {
+                (!kernel.has_tracepoint(tp)).then(|| format!("no tracepoint {tp}"))
             }
-            Hook::Cgroup(_) => kernel.cgroup2().is_some(),
+            Hook::Tracepoint(category, name) => (!kernel.has_trace_event(category, name))
+                .then(|| format!("no tracefs event {category}/{name}")),
+            Hook::Fentry(_) | Hook::Fexit(_) if !kernel.fentry() => {
+                Some("fentry/fexit refused".to_owned())
+            }
+            Hook::Fentry(f) | Hook::Fexit(f) => {
+                (!kernel.has_function(f)).then(|| format!("no function {f}"))
+            }
+            Hook::Kprobe(_) if !kernel.kprobes() => Some("no kprobes".to_owned()),
+            Hook::Kprobe(f) => (!kernel.has_kprobe_function(f)).then(|| format!("no function {f}")),
+            Hook::Uprobe => None,
+            Hook::Iter(_) if !kernel.has_btf() => Some(no_btf()),
+            Hook::Iter(target) => (!kernel.has_function(&format!("bpf_iter_{target}")))
+                .then(|| format!("no iterator {target}")),
+            Hook::Cgroup(_) => kernel
+                .cgroup2()
+                .is_none()
+                .then(|| "no cgroup v2 mount".to_owned()),
         }
     }
 }
@@ -106,9 +125,17 @@ pub struct Prog {
     /// Where it attaches.
     pub hook: Hook,
     /// Enumerators of the kernel's BPF UAPI enums (`BPF_FUNC_*` helpers, `BPF_MAP_TYPE_*`
-    /// map types) the program needs: the kernel's BTF must know each (see
-    /// [`Kernel::has_enumerator`]), or the variant holding the program is not chosen.
+    /// map types) or kfuncs (`bpf_rdonly_cast`) the program needs: the kernel's BTF must
+    /// know each (see [`Kernel::has_enumerator`], [`Kernel::has_function`]; a kfunc only in
+    /// the kernel's own BTF, which libbpf resolves it against), or the variant holding the
+    /// program is not chosen.
+    /// A `BPF_MAP_TYPE_*` here also says the program uses the object's maps of that type:
+    /// when no chosen program requires the type, those maps are not created
+    /// ([`Plan::apply`]), so every program that uses such a map must declare it.
     pub requires: &'static [&'static str],
+    /// A `kretprobe` rather than a `kprobe` (the same [`Hook::Kprobe`] for availability,
+    /// another ELF section).
+    pub ret: bool,
 }
 
 impl Prog {
@@ -118,6 +145,7 @@ impl Prog {
             name,
             hook: Hook::TpBtf(tracepoint),
             requires: &[],
+            ret: false,
         }
     }
 
@@ -127,6 +155,7 @@ impl Prog {
             name,
             hook: Hook::RawTp(tracepoint),
             requires: &[],
+            ret: false,
         }
     }
 
@@ -140,6 +169,7 @@ impl Prog {
             name,
             hook: Hook::Tracepoint(category, event),
             requires: &[],
+            ret: false,
         }
     }
 
@@ -149,6 +179,7 @@ impl Prog {
             name,
             hook: Hook::Uprobe,
             requires: &[],
+            ret: false,
         }
     }
 
@@ -158,6 +189,7 @@ impl Prog {
             name,
             hook: Hook::Fentry(function),
             requires: &[],
+            ret: false,
         }
     }
 
@@ -167,6 +199,7 @@ impl Prog {
             name,
             hook: Hook::Fexit(function),
             requires: &[],
+            ret: false,
         }
     }
 
@@ -176,6 +209,7 @@ impl Prog {
             name,
             hook: Hook::Iter(target),
             requires: &[],
+            ret: false,
         }
     }
 
@@ -185,13 +219,17 @@ impl Prog {
             name,
             hook: Hook::Kprobe(function),
             requires: &[],
+            ret: false,
         }
     }
 
     /// A program on `kretprobe/<function>` (return); the same hook as [`Prog::kprobe`]
     /// for availability.
     pub const fn kretprobe(name: &'static str, function: &'static str) -> Prog {
-        Self::kprobe(name, function)
+        Prog {
+            ret: true,
+            ..Self::kprobe(name, function)
+        }
     }
 
     /// The same program, needing kernel `features` (see [`Prog::requires`]):
@@ -203,12 +241,47 @@ impl Prog {
         }
     }
 
+    /// The ELF section the program is in: its hook, `kretprobe/<function>` for a return
+    /// probe.
+    pub fn section(&self) -> String {
+        match self.hook {
+            Hook::Kprobe(f) if self.ret => format!("kretprobe/{f}"),
+            hook => hook.to_string(),
+        }
+    }
+
+    /// Whether the program belongs in ELF section `section`: its hook's, and for a kprobe
+    /// the right one of `kprobe/` and `kretprobe/` (else it would run at the other end).
+    pub fn matches_section(&self, section: &str) -> bool {
+        self.hook.matches_section(section)
+            && match self.hook {
+                Hook::Kprobe(_) => section.starts_with("kretprobe") == self.ret,
+                _ => true,
+            }
+    }
+
+    /// Why this kernel cannot run the program (its hook, or a feature it requires is
+    /// missing); `None`: it can.
+    pub fn unavailable(&self, kernel: &Kernel) -> Option<String> {
+        self.hook.unavailable(kernel).or_else(|| {
+            self.requires
+                .iter()
+                .find(|f| {
+                    let known =
+                        kernel.has_enumerator(f) || (kernel.has_btf() && kernel.has_function(f));
+                    !known
+                })
+                .map(|f| format!("no {f}"))
+        })
+    }
+
     /// A cgroup program on `cgroup/<hook>`.
     pub const fn cgroup(name: &'static str, hook: &'static str) -> Prog {
         Prog {
             name,
             hook: Hook::Cgroup(hook),
             requires: &[],
+            ret: false,
         }
     }
 }
@@ -232,13 +305,43 @@ pub struct Subitem {
     pub needs: &'static [Need],
 }
 
+/// How one need of one enabled sub-item is met: the variant chosen, why the variants
+/// before it (all of them, when none was chosen) were passed over, and whether the kernel
+/// then refused it. The `--plan` report prints one line per choice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Choice {
+    /// The sub-item (`""`: the core).
+    pub subitem: &'static str,
+    /// The need ([`Need::what`]).
+    pub need: &'static str,
+    /// Index of the chosen variant in [`Need::variants`]; `None`: no variant is usable here.
+    pub variant: Option<usize>,
+    /// The chosen variant's programs.
+    pub progs: Vec<&'static str>,
+    /// The ELF sections of the chosen variant's programs ([`Prog::section`]).
+    pub sections: Vec<String>,
+    /// One entry per variant passed over: its sections and why this kernel cannot run it
+    /// (`fentry/tcp_sendmsg: fentry/fexit refused`).
+    pub passed_over: Vec<String>,
+    /// Why the chosen variant is not loaded after all: the kernel refused a program of it
+    /// (the error and libbpf's line for that program), or another need of the sub-item.
+    pub failed: Option<String>,
+}
+
 /// The programs to load and what was left out.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
     progs: BTreeSet<&'static str>,
     hooks: Vec<(&'static str, Hook)>,
     needs: BTreeSet<(&'static str, &'static str)>,
+    enabled: BTreeSet<&'static str>,
     active: BTreeSet<&'static str>,
+    choices: Vec<Choice>,
+    /// Why the core did not load (then nothing did), set by [`load_attributed`].
+    core_refused: Option<String>,
+    /// `BPF_MAP_TYPE_*` features some program of the table requires and no chosen program
+    /// does: maps of these types are not created ([`Plan::apply`]).
+    unused_map_types: BTreeSet<&'static str>,
     /// One line per degraded need or refused sub-item, for the probe's log.
     pub notes: Vec<String>,
 }
@@ -247,9 +350,7 @@ impl Plan {
     /// Chooses, for every enabled sub-item (and the core), the first supported variant of
     /// each need.
     pub fn new(kernel: &Kernel, subitems: &[Subitem], enabled: impl Fn(&str) -> bool) -> Plan {
-        Self::choose_progs(subitems, enabled, |prog| {
-            prog.hook.available(kernel) && prog.requires.iter().all(|f| kernel.has_enumerator(f))
-        })
+        Self::choose_why(subitems, enabled, |prog| prog.unavailable(kernel))
     }
 
     /// [`Plan::new`] with the hook check given: the pure part, for tests.
@@ -267,14 +368,56 @@ impl Plan {
         enabled: impl Fn(&str) -> bool,
         available: impl Fn(&Prog) -> bool,
     ) -> Plan {
+        Self::choose_why(subitems, enabled, |prog| {
+            (!available(prog)).then(|| "unavailable".to_owned())
+        })
+    }
+
+    /// [`Plan::choose_progs`] with the reason a program cannot run (`None`: it can), which
+    /// the notes and [`Plan::choices`] keep.
+    pub fn choose_why(
+        subitems: &[Subitem],
+        enabled: impl Fn(&str) -> bool,
+        why_not: impl Fn(&Prog) -> Option<String>,
+    ) -> Plan {
         let mut plan = Plan::default();
         for item in subitems
             .iter()
             .filter(|s| s.name.is_empty() || enabled(s.name))
         {
+            plan.enabled.insert(item.name);
             let mut complete = true;
             for need in item.needs {
-                match need.variants.iter().find(|v| v.iter().all(&available)) {
+                let mut choice = Choice {
+                    subitem: item.name,
+                    need: need.what,
+                    variant: None,
+                    progs: Vec::new(),
+                    sections: Vec::new(),
+                    passed_over: Vec::new(),
+                    failed: None,
+                };
+                for (i, variant) in need.variants.iter().enumerate() {
+                    let mut reasons: Vec<String> = Vec::new();
+                    for reason in variant.iter().filter_map(&why_not) {
+                        if !reasons.contains(&reason) {
+                            reasons.push(reason);
+                        }
+                    }
+                    if reasons.is_empty() {
+                        choice.variant = Some(i);
+                        choice.progs = variant.iter().map(|p| p.name).collect();
+                        choice.sections = variant.iter().map(Prog::section).collect();
+                        break;
+                    }
+                    let sections: Vec<String> = variant.iter().map(Prog::section).collect();
+                    choice.passed_over.push(format!(
+                        "{}: {}",
+                        sections.join(","),
+                        reasons.join(", ")
+                    ));
+                }
+                match choice.variant.map(|i| need.variants[i]) {
                     Some(variant) => {
                         plan.needs.insert((item.name, need.what));
                         for p in variant.iter() {
@@ -285,24 +428,21 @@ impl Plan {
                     }
                     None => {
                         complete = false;
-                        let tried: Vec<String> = need
-                            .variants
-                            .iter()
-                            .flat_map(|v| v.iter().map(|p| p.hook.to_string()))
-                            .collect();
                         plan.notes.push(format!(
                             "{}: no hook on this kernel for {} (tried {}); its fields stay empty",
                             label(item.name),
                             need.what,
-                            tried.join(", ")
+                            choice.passed_over.join("; ")
                         ));
                     }
                 }
+                plan.choices.push(choice);
             }
             if complete {
                 plan.active.insert(item.name);
             }
         }
+        plan.unused_map_types = unused_map_types(subitems, &plan.progs);
         plan
     }
 
@@ -331,9 +471,52 @@ impl Plan {
         self.active.iter().copied().filter(|s| !s.is_empty())
     }
 
-    /// Sets autoload on every program of `object`: on for the chosen ones, off otherwise.
-    /// A chosen program the object does not have is an error (a typo in the sub-item
-    /// table would otherwise leave its sub-item silently without data).
+    /// How each need of each enabled sub-item was met, in table order (kept across the
+    /// reductions of [`load`], which records refusals in [`Choice::failed`]).
+    pub fn choices(&self) -> &[Choice] {
+        &self.choices
+    }
+
+    /// One line per need met by a later variant than the first, for the probe's log: which
+    /// hooks it uses and why the better ones were passed over.
+    pub fn fallback_notes(&self) -> Vec<String> {
+        self.choices
+            .iter()
+            .filter(|c| c.variant.is_some_and(|i| i > 0) && c.failed.is_none())
+            .map(|c| {
+                format!(
+                    "{}: {} falls back to {} (passed over {})",
+                    label(c.subitem),
+                    c.need,
+                    if c.sections.is_empty() {
+                        "nothing".to_owned()
+                    } else {
+                        c.sections.join(",")
+                    },
+                    c.passed_over.join("; ")
+                )
+            })
+            .collect()
+    }
+
+    /// Why the kernel refused the core, so that nothing loaded (the error and libbpf's
+    /// lines), if it did.
+    pub fn core_refused(&self) -> Option<&str> {
+        self.core_refused.as_deref()
+    }
+
+    /// The map types ([`Prog::requires`] `BPF_MAP_TYPE_*` features) whose maps are not
+    /// created: some program of the table requires the type, no chosen program does.
+    pub fn unused_map_types(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.unused_map_types.iter().copied()
+    }
+
+    /// Sets autoload on every program of `object`: on for the chosen ones, off otherwise;
+    /// and switches off the creation of the maps of [`Plan::unused_map_types`] (libbpf
+    /// creates every map of an object, and an older kernel refuses a map type it lacks even
+    /// when no loaded program uses it). A chosen program the object does not have is an
+    /// error (a typo in the sub-item table would otherwise leave its sub-item silently
+    /// without data).
     pub fn apply(&self, object: &mut OpenObject) -> Result<(), Error> {
         let mut found = BTreeSet::new();
         for mut prog in object.progs_mut() {
@@ -346,28 +529,113 @@ impl Plan {
             }
             prog.set_autoload(name.is_some());
         }
-        match self.progs.difference(&found).next() {
-            Some(missing) => Err(Error::NoSuchProgram((*missing).to_owned())),
-            None => Ok(()),
+        if let Some(missing) = self.progs.difference(&found).next() {
+            return Err(Error::NoSuchProgram((*missing).to_owned()));
         }
+        for mut map in object.maps_mut() {
+            let unused = map_type_feature(map.map_type().into())
+                .is_some_and(|f| self.unused_map_types.contains(f.as_str()));
+            if unused {
+                let name = map.name().to_string_lossy().into_owned();
+                map.set_autocreate(false)
+                    .map_err(Error::bpf(format!("not creating map {name}")))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The same plan with only the core and the sub-items `keep` of this plan's enabled
+    /// ones, on this plan's programs; the choices and notes are kept as they are.
+    fn only(&self, subitems: &[Subitem], keep: impl Fn(&str) -> bool) -> Plan {
+        let mut plan = Plan::choose_progs(
+            subitems,
+            |s| self.enabled.contains(s) && keep(s),
+            |p| self.progs.contains(p.name),
+        );
+        plan.notes = self.notes.clone();
+        plan.choices = self.choices.clone();
+        plan
     }
 
     /// The same plan without `subitem` (its programs dropped unless another keeps them).
     fn without(&self, subitems: &[Subitem], subitem: &str) -> Plan {
-        let kept: BTreeSet<&str> = self
-            .active
-            .iter()
-            .copied()
-            .filter(|s| *s != subitem)
-            .collect();
-        let mut plan = Plan::choose_progs(
-            subitems,
-            |s| kept.contains(s),
-            |p| self.progs.contains(p.name),
-        );
-        plan.notes = self.notes.clone();
-        plan
+        self.only(subitems, |s| s != subitem)
     }
+
+    /// Records that the kernel refused `subitem` (every enabled one when `None`) with
+    /// `error`: the needs whose programs libbpf named in `messages` get the error and
+    /// libbpf's line, the other needs of the sub-item say which need took them down.
+    fn refuse(&mut self, subitem: Option<&str>, error: &str, messages: &[String]) {
+        let failed = crate::print::failed_programs(messages);
+        let hit = |c: &Choice| subitem.is_none_or(|s| s == c.subitem) && c.failed.is_none();
+        let culprits: Vec<String> = self
+            .choices
+            .iter()
+            .filter(|c| hit(c) && c.progs.iter().any(|p| failed.contains_key(*p)))
+            .map(|c| format!("{} ({})", c.need, label(c.subitem)))
+            .collect();
+        for choice in self.choices.iter_mut() {
+            if !hit(choice) || choice.variant.is_none() {
+                continue;
+            }
+            let own: Vec<&str> = choice
+                .progs
+                .iter()
+                .filter_map(|p| failed.get(*p).map(String::as_str))
+                .collect();
+            choice.failed = Some(if !own.is_empty() {
+                format!("{error}: {}", own.join("; "))
+            } else if !culprits.is_empty() {
+                format!("not loaded: the kernel refused {}", culprits.join(", "))
+            } else {
+                let general = crate::print::failure_lines(messages);
+                if general.is_empty() {
+                    error.to_owned()
+                } else {
+                    format!("{error}: {}", general.join("; "))
+                }
+            });
+        }
+    }
+}
+
+/// The `BPF_MAP_TYPE_*` features programs of `subitems` require that no program in
+/// `chosen` requires.
+fn unused_map_types(
+    subitems: &[Subitem],
+    chosen: &BTreeSet<&'static str>,
+) -> BTreeSet<&'static str> {
+    let all = subitems
+        .iter()
+        .flat_map(|s| s.needs)
+        .flat_map(|n| n.variants.iter().copied())
+        .flatten();
+    let mut declared = BTreeSet::new();
+    let mut used = BTreeSet::new();
+    for prog in all {
+        for feature in prog.requires.iter().filter(|f| f.starts_with(MAP_TYPE)) {
+            declared.insert(*feature);
+            if chosen.contains(prog.name) {
+                used.insert(*feature);
+            }
+        }
+    }
+    declared.difference(&used).copied().collect()
+}
+
+const MAP_TYPE: &str = "BPF_MAP_TYPE_";
+
+/// The UAPI enumerator of map type `map_type` (`BPF_MAP_TYPE_TASK_STORAGE`), from libbpf's
+/// own name of it (`task_storage`); `None` for a type this libbpf does not know.
+pub fn map_type_feature(map_type: u32) -> Option<String> {
+    // SAFETY: libbpf returns a static NUL-terminated string or NULL for unknown types.
+    let name = unsafe { libbpf_sys::libbpf_bpf_map_type_str(map_type) };
+    if name.is_null() {
+        return None;
+    }
+    // SAFETY: non-NULL, NUL-terminated, static.
+    let name = unsafe { std::ffi::CStr::from_ptr(name) }.to_str().ok()?;
+    Some(format!("{MAP_TYPE}{}", name.to_ascii_uppercase()))
 }
 
 fn label(subitem: &str) -> &str {
@@ -411,11 +679,11 @@ pub fn check_programs(subitems: &[Subitem], object: &OpenObject) -> Vec<String> 
                 label(item.name),
                 prog.name
             )),
-            Some(section) if !prog.hook.matches_section(section) => problems.push(format!(
+            Some(section) if !prog.matches_section(section) => problems.push(format!(
                 "{}: program {} is in section {section}, its hook is {}",
                 label(item.name),
                 prog.name,
-                prog.hook
+                prog.section()
             )),
             Some(_) => {}
         }
@@ -431,42 +699,90 @@ pub fn check_programs(subitems: &[Subitem], object: &OpenObject) -> Vec<String> 
 }
 
 /// Loads with `plan` through `attempt` (which opens the object, calls [`Plan::apply`],
-/// loads and attaches). When that fails, each enabled sub-item is tried on its own with the
-/// core to find the ones the kernel refuses (libbpf's printer silenced meanwhile); they are
-/// dropped with a note and the rest is loaded. Fails only when the core itself does not
-/// load.
+/// loads and attaches). When that fails, the core is tried alone, then each enabled
+/// sub-item on its own with the core, to find the ones the kernel refuses (libbpf's printer
+/// silenced meanwhile); they are dropped with a note and the rest is loaded. Fails only when
+/// the core itself does not load, or the rest fails together.
 pub fn load<T, E: std::fmt::Display>(
     subitems: &[Subitem],
     plan: Plan,
-    mut attempt: impl FnMut(&Plan) -> Result<T, E>,
+    attempt: impl FnMut(&Plan) -> Result<T, E>,
 ) -> Result<(T, Plan), E> {
+    let (result, plan) = load_attributed(subitems, plan, attempt);
+    result.map(|t| (t, plan))
+}
+
+/// [`load`], returning the final plan whatever happened: every need the kernel refused has
+/// its [`Choice::failed`] set, attributed to the needs holding the programs libbpf names in
+/// its messages (for the `--plan` report).
+pub fn load_attributed<T, E: std::fmt::Display>(
+    subitems: &[Subitem],
+    plan: Plan,
+    mut attempt: impl FnMut(&Plan) -> Result<T, E>,
+) -> (Result<T, E>, Plan) {
     let first_error = match attempt(&plan) {
-        Ok(t) => return Ok((t, plan)),
+        Ok(t) => return (Ok(t), plan),
         Err(e) => e,
     };
     let mut plan = plan;
-    let items: Vec<&'static str> = plan.active_subitems().collect();
-    for item in items {
-        let alone = {
-            let others: Vec<&str> = plan.active_subitems().filter(|s| *s != item).collect();
-            others
-                .iter()
-                .fold(plan.clone(), |p, s| p.without(subitems, s))
+    // These attempts only find the culprit: libbpf's messages (verifier logs) would
+    // repeat the first attempt's; they are kept to name the refused programs.
+    let mut quiet_attempt = |p: &Plan| crate::print::quiet(|| crate::print::capture(|| attempt(p)));
+    let core = plan.only(subitems, |_| false);
+    if let (Err(e), messages) = quiet_attempt(&core) {
+        plan.refuse(Some(""), &e.to_string(), &messages);
+        let mut lines: Vec<String> = crate::print::failed_programs(&messages)
+            .into_values()
+            .collect();
+        lines.extend(crate::print::failure_lines(&messages));
+        let why = if lines.is_empty() {
+            e.to_string()
+        } else {
+            format!("{e}: {}", lines.join("; "))
         };
-        // These attempts only find the culprit: libbpf's messages (verifier logs) would
-        // repeat the first attempt's.
-        if let Err(e) = crate::print::quiet(|| attempt(&alone)) {
+        let cause = format!("not loaded: the core was refused ({why})");
+        for choice in plan.choices.iter_mut() {
+            if choice.variant.is_some() && choice.failed.is_none() {
+                choice.failed = Some(cause.clone());
+            }
+        }
+        plan.notes
+            .push(format!("core: the kernel refused its programs ({why})"));
+        plan.core_refused = Some(why);
+        return (Err(e), plan);
+    }
+    let items: Vec<&'static str> = plan
+        .enabled
+        .iter()
+        .copied()
+        .filter(|s| !s.is_empty())
+        .collect();
+    for item in items {
+        let alone = plan.only(subitems, |s| s == item);
+        if let (Err(e), messages) = quiet_attempt(&alone) {
             let mut reduced = plan.without(subitems, item);
+            reduced.refuse(Some(item), &e.to_string(), &messages);
+            let culprits: Vec<String> = crate::print::failed_programs(&messages)
+                .into_values()
+                .collect();
+            let why = if culprits.is_empty() {
+                e.to_string()
+            } else {
+                format!("{e}: {}", culprits.join("; "))
+            };
             reduced.notes.push(format!(
-                "{item}: the kernel refused its programs ({e}); it is off"
+                "{item}: the kernel refused its programs ({why}); it is off"
             ));
             plan = reduced;
         }
     }
     match attempt(&plan) {
-        Ok(t) => Ok((t, plan)),
-        Err(e) if plan.active_subitems().next().is_none() => Err(e),
-        Err(_) => Err(first_error),
+        Ok(t) => (Ok(t), plan),
+        Err(e) => {
+            plan.refuse(None, &e.to_string(), &[]);
+            plan.core_refused = Some(e.to_string());
+            (Err(first_error), plan)
+        }
     }
 }
 
@@ -603,6 +919,122 @@ mod tests {
                 .to_string(),
             "tracepoint/sched/sched_switch"
         );
+    }
+
+    #[test]
+    fn a_refusal_is_pinned_on_the_need_holding_the_program_libbpf_names() {
+        let mut plan = Plan::choose(ITEMS, |_| true, |_| true);
+        let messages = ["libbpf: prog 'tp_probe': failed to attach: Invalid argument\n".to_owned()];
+        plan.refuse(
+            Some("rtt"),
+            "attaching the BPF programs: Invalid argument",
+            &messages,
+        );
+        let rtt = plan.choices().iter().find(|c| c.subitem == "rtt").unwrap();
+        assert_eq!(
+            rtt.failed.as_deref(),
+            Some(
+                "attaching the BPF programs: Invalid argument: \
+                 prog 'tp_probe': failed to attach: Invalid argument"
+            )
+        );
+        assert!(plan
+            .choices()
+            .iter()
+            .filter(|c| c.subitem != "rtt")
+            .all(|c| c.failed.is_none()));
+
+        const TWO: &[Subitem] = &[Subitem {
+            name: "abn",
+            needs: &[
+                Need {
+                    what: "drops",
+                    variants: &[&[Prog::tp_btf("tp_drop", "kfree_skb")]],
+                },
+                Need {
+                    what: "errors",
+                    variants: &[&[Prog::tp_btf("tp_err", "inet_sk_error_report")]],
+                },
+            ],
+        }];
+        let mut plan = Plan::choose(TWO, |_| true, |_| true);
+        let messages =
+            ["libbpf: prog 'tp_err': BPF program load failed: Permission denied\n".to_owned()];
+        plan.refuse(Some("abn"), "loading: EPERM", &messages);
+        let failed: Vec<_> = plan
+            .choices()
+            .iter()
+            .map(|c| c.failed.clone().unwrap())
+            .collect();
+        assert_eq!(failed[0], "not loaded: the kernel refused errors (abn)");
+        assert!(failed[1].ends_with("prog 'tp_err': BPF program load failed: Permission denied"));
+    }
+
+    #[test]
+    fn maps_only_unchosen_programs_need_are_not_created() {
+        const STORE: Prog =
+            Prog::tp_btf("enter_store", "sys_enter").requiring(&["BPF_MAP_TYPE_TASK_STORAGE"]);
+        const HASH: Prog = Prog::tp_btf("enter_hash", "sys_enter");
+        const HELPER: Prog =
+            Prog::tp_btf("enter_helper", "sys_exit").requiring(&["BPF_FUNC_get_current_task_btf"]);
+        const ITEMS: &[Subitem] = &[Subitem {
+            name: "",
+            needs: &[
+                Need {
+                    what: "syscall entry",
+                    variants: &[&[STORE], &[HASH]],
+                },
+                Need {
+                    what: "syscall exit",
+                    variants: &[&[HELPER]],
+                },
+            ],
+        }];
+        let new = Plan::choose_progs(ITEMS, |_| true, |_| true);
+        assert_eq!(new.unused_map_types().count(), 0);
+        let old = Plan::choose_progs(ITEMS, |_| true, |p| p.requires.is_empty());
+        assert_eq!(
+            old.unused_map_types().collect::<Vec<_>>(),
+            ["BPF_MAP_TYPE_TASK_STORAGE"]
+        );
+        assert_eq!(
+            map_type_feature(libbpf_sys::BPF_MAP_TYPE_TASK_STORAGE).as_deref(),
+            Some("BPF_MAP_TYPE_TASK_STORAGE")
+        );
+        assert_eq!(
+            map_type_feature(libbpf_sys::BPF_MAP_TYPE_LRU_PERCPU_HASH).as_deref(),
+            Some("BPF_MAP_TYPE_LRU_PERCPU_HASH")
+        );
+        assert_eq!(map_type_feature(100_000), None);
+    }
+
+    #[test]
+    fn choices_record_the_variant_and_why_others_were_passed_over() {
+        let plan = Plan::choose_why(
+            ITEMS,
+            |_| true,
+            |p| (p.name == "tp_send").then(|| "no tracepoint sock_send_length".to_owned()),
+        );
+        let stats = plan
+            .choices()
+            .iter()
+            .find(|c| c.subitem == "stats")
+            .unwrap();
+        assert_eq!(stats.variant, Some(1));
+        assert_eq!(stats.sections, ["fentry/tcp_sendmsg"]);
+        assert_eq!(
+            stats.passed_over,
+            ["tp_btf/sock_send_length: no tracepoint sock_send_length"]
+        );
+        assert_eq!(
+            plan.fallback_notes(),
+            ["stats: tx bytes falls back to fentry/tcp_sendmsg \
+              (passed over tp_btf/sock_send_length: no tracepoint sock_send_length)"]
+        );
+        assert_eq!(Prog::kretprobe("r", "f").section(), "kretprobe/f");
+        assert!(!Prog::kretprobe("r", "f").matches_section("kprobe/f"));
+        assert!(!Prog::kprobe("k", "f").matches_section("kretprobe/f"));
+        assert!(Prog::kprobe("k", "f").matches_section("kprobe/f"));
     }
 
     #[test]

@@ -4,14 +4,20 @@
 //! 1. detect the kernel, switch BPF statistics on, connect to the daemon;
 //! 2. on the first configuration and whenever the enabled sub-items change: plan the
 //!    programs ([`Plan`]), load them through [`load`] (which degrades per sub-item), log
-//!    every note;
+//!    every note and every fallback hook;
 //! 3. on every configuration: write the snooper scope into the BPF maps ([`SnoopMap`]),
 //!    tell the probe the new pids and params;
 //! 4. every [`BpfProbe::tick`]: drain the ring buffers; every `report_period`: report the
 //!    tables and the programs' cost (`ebpf_prog`, statistics sampled, see [`crate::cost`]);
 //! 5. on stop: a last report, then exit.
+//!
+//! `<binary> --plan` ([`run_plan`]) instead plans every sub-item, loads and attaches them
+//! through the same [`BpfProbe::load`], prints the [`crate::report`] on stdout (the log on
+//! stderr) and exits; no daemon is involved.
 
 use std::collections::BTreeSet;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use gala_probe_sdk::{Config, EmitError, Level, Probe, Wake};
@@ -19,7 +25,7 @@ use libbpf_rs::Object;
 
 use crate::cost::{CostReport, StatsMode, COST_META};
 use crate::kernel::Kernel;
-use crate::plan::{load, Plan, Subitem};
+use crate::plan::{load, load_attributed, Plan, Subitem};
 use crate::snoop::SnoopMap;
 use crate::Error;
 
@@ -60,10 +66,21 @@ pub trait BpfProbe {
     }
 }
 
-/// The whole `main` of a probe binary: [`run`], and on error the error in the probe's log
-/// and exit status 1.
+/// The argument that makes a probe binary print its [`run_plan`] report instead of running.
+pub const PLAN_ARG: &str = "--plan";
+
+/// Whether the log goes to stderr ([`run_plan`]: stdout carries the report).
+static LOG_TO_STDERR: AtomicBool = AtomicBool::new(false);
+
+/// The whole `main` of a probe binary: [`run`] (or [`run_plan`] when the first argument is
+/// [`PLAN_ARG`]), and on error the error in the probe's log and exit status 1.
 pub fn run_main<P: BpfProbe>(p: P, metas: &[(&str, &str)]) -> std::process::ExitCode {
-    match run(p, metas) {
+    let result = if std::env::args().nth(1).as_deref() == Some(PLAN_ARG) {
+        run_plan(p)
+    } else {
+        run(p, metas)
+    };
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             log(Level::Error, P::NAME, &e.to_string());
@@ -119,6 +136,9 @@ pub fn run<P: BpfProbe>(
                     log(Level::Warn, P::NAME, note);
                     probe.status(Level::Warn, note);
                 }
+                for note in plan.fallback_notes() {
+                    log(Level::Info, P::NAME, &note);
+                }
                 let on: Vec<&str> = plan.active_subitems().collect();
                 log(
                     Level::Info,
@@ -162,6 +182,50 @@ pub fn run<P: BpfProbe>(
     }
 }
 
+/// The `--plan` report: detects the kernel, plans every sub-item, loads and attaches them as
+/// [`run`] does (degrading per sub-item), prints one [`crate::report`] line per (sub-item,
+/// need) on stdout and unloads. The log (the kernel summary, notes, libbpf's messages) goes
+/// to stderr. The configuration is the offline one (`GALA_GOPHER_CONFIG`, see the SDK)
+/// with every sub-item enabled. Fails only when the report cannot be written or the
+/// offline configuration is invalid: a refused program is a `failed` line.
+pub fn run_plan<P: BpfProbe>(mut p: P) -> Result<(), Box<dyn std::error::Error>> {
+    LOG_TO_STDERR.store(true, Ordering::Relaxed);
+    crate::raise_memlock();
+    crate::print::route_to_log(P::NAME);
+    let kernel = Kernel::detect();
+    log(Level::Info, P::NAME, &kernel.summary());
+    let subitems = p.subitems();
+    let mut raw = Config::offline(P::NAME)?.raw().clone();
+    raw.subitems = subitems
+        .iter()
+        .filter(|s| !s.name.is_empty())
+        .map(|s| s.name.to_owned())
+        .collect();
+    let config = Config::from_proto(raw);
+    let plan = Plan::new(&kernel, subitems, |_| true);
+    let (result, plan) = load_attributed(subitems, plan, |plan| p.load(plan, &config));
+    for note in &plan.notes {
+        log(Level::Warn, P::NAME, note);
+    }
+    for note in plan.fallback_notes() {
+        log(Level::Info, P::NAME, &note);
+    }
+    if let Err(e) = &result {
+        log(
+            Level::Error,
+            P::NAME,
+            &format!("loading the BPF programs failed: {e}"),
+        );
+    }
+    let mut out = std::io::stdout().lock();
+    for line in crate::report::lines(P::NAME, subitems, &plan) {
+        writeln!(out, "{}", line.to_json())?;
+    }
+    out.flush()?;
+    p.unload();
+    Ok(())
+}
+
 /// Attaches the loaded programs of `object` named in `names` (those a probe built with
 /// auto-attach off, to attach only when needed); a program that fails is logged and
 /// skipped. Dropping the links detaches them.
@@ -182,17 +246,26 @@ pub fn attach_named(object: &Object, names: &[&str], probe: &str) -> Vec<libbpf_
     links
 }
 
-/// One debug line on stdout: without a level tag, which the daemon logs at debug level.
+/// One debug line on stdout (stderr under `--plan`): without a level tag, which the daemon
+/// logs at debug level.
 pub fn debug(probe: &str, text: &str) {
-    println!("{probe}: {text}");
+    emit(&format!("{probe}: {text}"));
 }
 
-/// One log line on stdout, which the daemon copies to its log.
+/// One log line on stdout (stderr under `--plan`), which the daemon copies to its log.
 pub fn log(level: Level, probe: &str, text: &str) {
     let tag = match level {
         Level::Info => "INFO",
         Level::Warn => "WARN",
         Level::Error => "ERROR",
     };
-    println!("[{tag}] {probe}: {text}");
+    emit(&format!("[{tag}] {probe}: {text}"));
+}
+
+fn emit(line: &str) {
+    if LOG_TO_STDERR.load(Ordering::Relaxed) {
+        eprintln!("{line}");
+    } else {
+        println!("{line}");
+    }
 }

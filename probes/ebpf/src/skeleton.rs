@@ -1,9 +1,10 @@
-//! One skeleton's lifecycle, the same for every probe: open → plan → ring sizing → the
-//! probe's own settings → load → attach → ring reader, in [`Skeleton::load`]; and the
-//! storage libbpf-rs opens the object into, owned by the [`Skeleton`] and freed with it, so
-//! a reload (a sub-item change) leaks nothing.
+//! One skeleton's lifecycle, the same for every probe: open (with the BTF file for this
+//! kernel when it has none of its own, see [`crate::kernel::custom_btf`]) → plan (autoload,
+//! maps left uncreated) → ring sizing → the probe's own settings → load → attach → ring
+//! reader, in [`Skeleton::load`]; and the storage libbpf-rs opens the object into, owned by
+//! the [`Skeleton`] and freed with it, so a reload (a sub-item change) leaks nothing.
 
-use std::ffi::OsStr;
+use std::ffi::{CString, OsStr};
 use std::mem::MaybeUninit;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
@@ -117,9 +118,22 @@ impl<S: Skel<'static>> Skeleton<S> {
         // SAFETY: the only borrow; it ends up in `skel`, which is dropped before
         // `storage` (here by declaration order, in `Skeleton` by field order).
         let slot = unsafe { storage.slot() };
-        let mut open = builder
-            .open(slot)
-            .map_err(Error::bpf("opening the BPF object"))?;
+        // On a kernel without BTF of its own, CO-RE relocates against the BTF file for it.
+        let btf_path = crate::kernel::custom_btf()
+            .and_then(|p| CString::new(p.into_os_string().into_encoded_bytes()).ok());
+        let mut open = match &btf_path {
+            None => builder.open(slot),
+            Some(path) => {
+                let opts = libbpf_sys::bpf_object_open_opts {
+                    sz: std::mem::size_of::<libbpf_sys::bpf_object_open_opts>() as _,
+                    btf_custom_path: path.as_ptr(),
+                    ..Default::default()
+                };
+                // libbpf copies the path; `path` outlives the call anyway.
+                builder.open_opts(opts, slot)
+            }
+        }
+        .map_err(Error::bpf("opening the BPF object"))?;
         let object = open.open_object_mut();
         setup.plan.apply(object)?;
         for name in setup.manual {
