@@ -583,3 +583,227 @@ fn dropped_syns_and_handshake_acks_count_syn_drop_and_synack_retransmits() {
     });
     drop(served);
 }
+
+/// Whether this kernel has kprobes, which `syn_overflow`, `synack_sent` and TOA need (the
+/// probe's own check, `gala_ebpf::Kernel::kprobes`); without them those fields are empty.
+fn kprobes() -> bool {
+    std::path::Path::new("/sys/bus/event_source/devices/kprobe/type").exists()
+}
+
+/// A TCP socket bound to a free port of 127.0.0.1, not connected yet: the fd and the port.
+fn bound_tcp_socket() -> (std::os::fd::OwnedFd, u16) {
+    use std::os::fd::FromRawFd;
+    let closed = std::mem::ManuallyDrop::new(ClosedPort::new());
+    // SAFETY: the socket of `closed`, which is never dropped, so it is handed over once.
+    (
+        unsafe { std::os::fd::OwnedFd::from_raw_fd(closed.0) },
+        closed.1,
+    )
+}
+
+/// Connects the bound socket `fd` to 127.0.0.1:`port` (blocking).
+fn connect_from(fd: &std::os::fd::OwnedFd, port: u16) {
+    // SAFETY: connect on a socket we own with an address struct we own.
+    unsafe {
+        let mut a: libc::sockaddr_in = std::mem::zeroed();
+        a.sin_family = libc::AF_INET as libc::sa_family_t;
+        a.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+        a.sin_port = port.to_be();
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        assert_eq!(
+            libc::connect(fd.as_raw_fd(), (&a as *const libc::sockaddr_in).cast(), len),
+            0,
+            "connect: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// Without kprobes `syn_overflow` and `synack_sent` are empty (no series), everywhere
+/// else they count: the check of both contracts, on the kernel the test runs on.
+fn kprobe_fields_are_empty(t: &Tally, server: &[(&str, &str)]) -> bool {
+    !t.seen("endpoint_tcp_syn_overflow", server) && !t.seen("endpoint_tcp_synack_sent", server)
+}
+
+/// A backlog-1 listener that never accepts: client A's handshake ACK is dropped (nft), so its
+/// request stays in the SYN queue; B1 and B2 then find the SYN queue full (the kernel answers
+/// them with syncookies and they fill the accept queue); A's first data segment completes its
+/// handshake into the full accept queue and is dropped. `accept_overflow` counts that on every
+/// kernel (drop reason on 6.11+, `kprobe/tcp_v4_syn_recv_sock` before); `syn_overflow`
+/// (`kprobe/tcp_conn_request`) and `synack_sent` (`kprobe/tcp_v4_send_synack`) count where
+/// kprobes exist (the 5.10 and 6.1 guests) and are empty where they do not (this 6.18 host).
+#[test]
+fn unanswered_handshakes_fill_the_syn_queue_then_the_accept_queue() {
+    gala_e2e::require_bpf!();
+    let l = listener(1);
+    let port = l.local_addr().unwrap().port();
+    let (a, a_port) = bound_tcp_socket();
+    let nft = NftTable::new("endpoint_synq");
+    nft.chain("in", "input").rule(
+        "in",
+        &format!(
+            "tcp sport {a_port} tcp dport {port} tcp flags & (syn|ack|fin|rst|psh) == ack drop"
+        ),
+    );
+    let (_sb, d) = daemon();
+    put_socket(&d, &[std::process::id()], false);
+    let me = me();
+    let p = port.to_string();
+    let server = [
+        ("tgid", me.as_str()),
+        ("role", "server"),
+        ("server_port", p.as_str()),
+        ("toa_client_ip", "0.0.0.0"),
+    ];
+    let mut t = Tally::default();
+    t.until(&d, Duration::from_secs(30), "the preloaded listener", |t| {
+        t.seen("endpoint_tcp_passive_open", &server)
+    });
+    connect_from(&a, port);
+    let b: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(5)))
+        .collect::<Result<_, _>>()
+        .expect("B1 and B2 connect (syncookies)");
+    // SAFETY: write on a socket we own from a buffer we own.
+    let n = unsafe { libc::write(a.as_raw_fd(), b"x".as_ptr().cast(), 1) };
+    assert_eq!(n, 1, "A's first data segment");
+    let hooked = kprobes();
+    t.until(&d, Duration::from_secs(30), "the overflows", |t| {
+        t.sum("endpoint_tcp_accept_overflow", &server) >= 1.0
+            && t.sum("endpoint_tcp_passive_open", &server) >= 2.0
+            && (!hooked
+                || (t.sum("endpoint_tcp_syn_overflow", &server) >= 2.0
+                    && t.sum("endpoint_tcp_synack_sent", &server) >= 3.0))
+    });
+    if hooked {
+        // A's SYN found the queue empty: B1 and B2 only (A's SYN-ACK retransmits are sends).
+        assert_eq!(t.sum("endpoint_tcp_syn_overflow", &server), 2.0);
+    } else {
+        // One more report period: the fields stay empty.
+        std::thread::sleep(Duration::from_secs(6));
+        t.scrape(&d);
+        assert!(
+            kprobe_fields_are_empty(&t, &server),
+            "kprobe fields without kprobes"
+        );
+    }
+    drop((b, a, nft, l));
+}
+
+/// One SYN from 127.0.0.1:`sport` to 127.0.0.1:`dport` over a raw socket, carrying the TOA
+/// option (kind 254, length 8: `toa_port`, then `toa_ip`), as a load balancer in front of the
+/// server would send it.
+fn raw_syn_with_toa(sport: u16, dport: u16, toa_ip: std::net::Ipv4Addr, toa_port: u16) {
+    let mut seg = [0u8; 28];
+    seg[0..2].copy_from_slice(&sport.to_be_bytes());
+    seg[2..4].copy_from_slice(&dport.to_be_bytes());
+    seg[4..8].copy_from_slice(&0x1000_0000u32.to_be_bytes()); // sequence number
+    seg[12] = 7 << 4; // data offset: 20 bytes of header, 8 of options
+    seg[13] = 0x02; // SYN
+    seg[14..16].copy_from_slice(&65535u16.to_be_bytes());
+    seg[20] = 254;
+    seg[21] = 8;
+    seg[22..24].copy_from_slice(&toa_port.to_be_bytes());
+    seg[24..28].copy_from_slice(&toa_ip.octets());
+    // The checksum over the IPv4 pseudo header (127.0.0.1 → 127.0.0.1, TCP, length).
+    let mut pseudo = Vec::with_capacity(12 + seg.len());
+    pseudo.extend_from_slice(&[127, 0, 0, 1, 127, 0, 0, 1, 0, 6]);
+    pseudo.extend_from_slice(&(seg.len() as u16).to_be_bytes());
+    pseudo.extend_from_slice(&seg);
+    let mut sum: u32 = pseudo
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    seg[16..18].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    // SAFETY: plain syscalls on a socket we own, with buffers and an address struct we own.
+    unsafe {
+        let fd = libc::socket(
+            libc::AF_INET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::IPPROTO_TCP,
+        );
+        assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+        let mut a: libc::sockaddr_in = std::mem::zeroed();
+        a.sin_family = libc::AF_INET as libc::sa_family_t;
+        a.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        let sent = libc::sendto(
+            fd,
+            seg.as_ptr().cast(),
+            seg.len(),
+            0,
+            (&a as *const libc::sockaddr_in).cast(),
+            len,
+        );
+        let err = std::io::Error::last_os_error();
+        libc::close(fd);
+        assert_eq!(sent, seg.len() as isize, "raw SYN: {err}");
+    }
+}
+
+/// A SYN carrying a TOA address (the real client behind a load balancer): where kprobes
+/// exist (`kprobe/tcp_conn_request` parses the option) the listener's SYN-ACK for it counts
+/// on the listener's TOA endpoint — `toa_client_ip` the TOA address; without kprobes there is
+/// no such endpoint and `synack_sent` is empty. The source port is bound and not listening,
+/// so the SYN-ACK is answered with a reset.
+#[test]
+fn a_syn_carrying_a_toa_address_counts_on_its_toa_endpoint() {
+    gala_e2e::require_bpf!();
+    let l = listener(16);
+    let port = l.local_addr().unwrap().port();
+    let src = ClosedPort::new();
+    let (_sb, d) = daemon();
+    put_socket(&d, &[std::process::id()], false);
+    let me = me();
+    let p = port.to_string();
+    let toa_ip = std::net::Ipv4Addr::new(203, 0, 113, 7);
+    let toa_text = toa_ip.to_string();
+    let listener_row = [
+        ("tgid", me.as_str()),
+        ("role", "server"),
+        ("server_port", p.as_str()),
+        ("toa_client_ip", "0.0.0.0"),
+    ];
+    let toa_row = [
+        ("tgid", me.as_str()),
+        ("role", "server"),
+        ("server_port", p.as_str()),
+        ("client_ip", "0.0.0.0"),
+        ("server_ip", "127.0.0.1"),
+        ("toa_client_ip", toa_text.as_str()),
+    ];
+    let mut t = Tally::default();
+    t.until(&d, Duration::from_secs(30), "the preloaded listener", |t| {
+        t.seen("endpoint_tcp_passive_open", &listener_row)
+    });
+    raw_syn_with_toa(src.1, port, toa_ip, 40_000);
+    if kprobes() {
+        t.until(&d, Duration::from_secs(30), "the TOA endpoint", |t| {
+            t.sum("endpoint_tcp_synack_sent", &toa_row) >= 1.0
+        });
+        assert_eq!(
+            t.sum("endpoint_tcp_synack_sent", &listener_row),
+            0.0,
+            "the SYN-ACK counted on the listener's own row"
+        );
+    } else {
+        // Two report periods.
+        let end = Instant::now() + Duration::from_secs(11);
+        while Instant::now() < end {
+            t.scrape(&d);
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        assert!(
+            !t.any_endpoint("toa_client_ip", &toa_text),
+            "a TOA endpoint without kprobes"
+        );
+        assert!(
+            kprobe_fields_are_empty(&t, &listener_row),
+            "kprobe fields without kprobes"
+        );
+    }
+    drop((src, l));
+}

@@ -22,6 +22,8 @@ pub const C_NUM: usize = slot(types::ep_counter::C_NUM);
 pub const C_LISTEN_DROP: usize = slot(types::ep_counter::C_LISTEN_DROP);
 /// `TCP_LISTEN_OVERFLOW`: the handshake's ACK dropped, accept queue full.
 pub const C_ACCEPT_OVERFLOW: usize = slot(types::ep_counter::C_ACCEPT_OVERFLOW);
+/// SYNs that found the SYN queue full (`tcp_conn_request`).
+pub const C_SYN_OVERFLOW: usize = slot(types::ep_counter::C_SYN_OVERFLOW);
 /// Passive opens (`SYN_RECV → ESTABLISHED`).
 pub const C_PASSIVE_OPEN: usize = slot(types::ep_counter::C_PASSIVE_OPEN);
 /// Failed passive opens (`SYN_RECV →` anything else).
@@ -40,6 +42,8 @@ pub const C_ACTIVE_FAIL: usize = slot(types::ep_counter::C_ACTIVE_FAIL);
 pub const C_SYN_SENT: usize = slot(types::ep_counter::C_SYN_SENT);
 /// SYNs dropped on their way out.
 pub const C_SYN_DROP: usize = slot(types::ep_counter::C_SYN_DROP);
+/// SYN-ACKs sent (`tcp_v4/v6_send_synack`).
+pub const C_SYNACK_SENT: usize = slot(types::ep_counter::C_SYNACK_SENT);
 
 /// A map key or value, or a ring buffer record, read from its twin in the skeleton's
 /// `types` (generated from the object's BTF), field by field by name: a field moved in C
@@ -90,6 +94,10 @@ unsafe impl Pod for types::ep_udp_unowned_val {}
 unsafe impl Pod for types::ep_estab_rec {}
 // SAFETY: as above.
 unsafe impl Pod for types::ep_addr16 {}
+// SAFETY: as above.
+unsafe impl Pod for types::ep_toa_key {}
+// SAFETY: as above.
+unsafe impl Pod for types::ep_toa_val {}
 
 /// Key of one TCP endpoint (`struct ep_tcp_key`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -102,9 +110,12 @@ pub struct TcpKey {
     pub port: u16,
     /// [`ROLE_SERVER`] or [`ROLE_CLIENT`].
     pub role: u8,
+    /// A server endpoint's connections whose SYN carried a TOA address: that address's
+    /// family (`AF_INET`), the address in `client`; else 0.
+    pub toa: u8,
     /// Padding (kept, so that a key read from a map deletes that entry).
-    pub pad: [u8; 7],
-    /// Client address (zero for a server endpoint).
+    pub pad: [u8; 6],
+    /// Client address (zero for a server endpoint, the TOA address for its TOA entries).
     pub client: [u8; 16],
     /// Server address (the listen address for a server endpoint).
     pub server: [u8; 16],
@@ -118,6 +129,7 @@ impl FromBpf for TcpKey {
             family,
             port,
             role,
+            toa,
             pad,
             client,
             server,
@@ -127,6 +139,7 @@ impl FromBpf for TcpKey {
             family,
             port,
             role,
+            toa,
             pad,
             client: client.b,
             server: server.b,
@@ -142,6 +155,7 @@ impl ToBpf for TcpKey {
             family: self.family,
             port: self.port,
             role: self.role,
+            toa: self.toa,
             pad: self.pad,
             client: types::ep_addr16 { b: self.client },
             server: types::ep_addr16 { b: self.server },
@@ -408,14 +422,52 @@ impl ToBpf for Tgid {
     }
 }
 
-/// The UDP send/recv programs, attached only while a process in scope has a UDP socket.
-pub const UDP_IO: &[&str] = &["ep_udp_send", "ep_udp_recv"];
+/// The UDP send/recv programs, attached only while a process in scope has a UDP socket:
+/// the tracepoints (6.3+), or the kprobe pairs on kernels without them.
+pub const UDP_IO: &[&str] = &[
+    UDP_SEND.name,
+    UDP_RECV.name,
+    UDP_KPROBES[0].name,
+    UDP_KPROBES[1].name,
+    UDP_KPROBES[2].name,
+    UDP_KPROBES[3].name,
+    UDP_KPROBES[4].name,
+    UDP_KPROBES[5].name,
+    UDP_KPROBES[6].name,
+    UDP_KPROBES[7].name,
+];
 
 /// The `cgroup/sock_create` program that sees UDP sockets made in scope.
 pub const UDP_CREATE: &str = "ep_udp_create";
 
-/// The sub-items and their hooks, best first (fexit variants are fallbacks for kernels
-/// where fentry/fexit load).
+/// `kprobe/tcp_conn_request`: `syn_overflow` and the TOA address of a SYN.
+pub const CONN_REQUEST: Prog = Prog::kprobe("ep_conn_request", "tcp_conn_request");
+/// `kprobe/tcp_retransmit_skb`: SYN retransmits, failed ones included, on kernels whose
+/// tracepoint sees the successful ones only.
+pub const RETRANS_KPROBE: Prog = Prog::kprobe("ep_retrans_kp", "tcp_retransmit_skb");
+/// `kprobe/tcp_v4_send_synack`, `kprobe/tcp_v6_send_synack`: `synack_sent`.
+pub const SYNACK: [Prog; 2] = [
+    Prog::kprobe("ep_synack_v4", "tcp_v4_send_synack"),
+    Prog::kprobe("ep_synack_v6", "tcp_v6_send_synack"),
+];
+
+const UDP_SEND: Prog = Prog::tp_btf("ep_udp_send", "sock_send_length");
+const UDP_RECV: Prog = Prog::tp_btf("ep_udp_recv", "sock_recv_length");
+const UDP_KPROBES: [Prog; 8] = [
+    Prog::kprobe("ep_udp_send_kp", "udp_sendmsg"),
+    Prog::kretprobe("ep_udp_send_kret", "udp_sendmsg"),
+    Prog::kprobe("ep_udp6_send_kp", "udpv6_sendmsg"),
+    Prog::kretprobe("ep_udp6_send_kret", "udpv6_sendmsg"),
+    Prog::kprobe("ep_udp_recv_kp", "udp_recvmsg"),
+    Prog::kretprobe("ep_udp_recv_kret", "udp_recvmsg"),
+    Prog::kprobe("ep_udp6_recv_kp", "udpv6_recvmsg"),
+    Prog::kretprobe("ep_udp6_recv_kret", "udpv6_recvmsg"),
+];
+
+/// The sub-items and their hooks, best first. Every hook of the 6.18 target is a
+/// tracepoint; the kprobe variants serve kernels without those tracepoints (5.10, 6.1), and
+/// the kprobe-only needs end in an empty variant (optional: their fields stay empty where
+/// there are no kprobes). The fexit variant is a fallback for kernels where fexit loads.
 pub const SUBITEMS: &[Subitem] = &[
     Subitem {
         name: "",
@@ -436,9 +488,37 @@ pub const SUBITEMS: &[Subitem] = &[
                 what: "SYN retransmits",
                 variants: &[&[Prog::tp_btf("ep_retrans", "tcp_retransmit_skb")]],
             },
+            // Before the tracepoint passed `err` it fired for successful retransmits only:
+            // the kprobe counts the failed ones too there (and returns at once elsewhere).
+            Need {
+                what: "failed SYN retransmits",
+                variants: &[&[RETRANS_KPROBE], &[]],
+            },
+            // One program for every kernel: it reads `reason` (5.17+) and `rx_sk` (6.11+)
+            // only where the tracepoint passes them (CO-RE checks in the C).
             Need {
                 what: "listener drop reasons",
                 variants: &[&[Prog::tp_btf("ep_drop", "kfree_skb")]],
+            },
+            Need {
+                what: "SYN queue overflows and TOA",
+                variants: &[&[CONN_REQUEST], &[]],
+            },
+            Need {
+                what: "SYN-ACKs sent",
+                variants: &[&SYNACK, &[]],
+            },
+            // Kernels before 6.11 (no listener in kfree_skb): the handshake ACK dropped for
+            // a full accept queue. On 6.11+ kernels with kprobes the program returns at once.
+            Need {
+                what: "accept queue overflows without rx_sk",
+                variants: &[
+                    &[
+                        Prog::kprobe("ep_syn_recv_v4", "tcp_v4_syn_recv_sock"),
+                        Prog::kprobe("ep_syn_recv_v6", "tcp_v6_syn_recv_sock"),
+                    ],
+                    &[],
+                ],
             },
         ],
     },
@@ -447,10 +527,7 @@ pub const SUBITEMS: &[Subitem] = &[
         needs: &[
             Need {
                 what: "UDP bytes",
-                variants: &[&[
-                    Prog::tp_btf("ep_udp_send", "sock_send_length"),
-                    Prog::tp_btf("ep_udp_recv", "sock_recv_length"),
-                ]],
+                variants: &[&[UDP_SEND, UDP_RECV], &UDP_KPROBES],
             },
             // Optional (the empty variant): without cgroup v2 a new UDP socket is seen
             // by the next refresh instead.

@@ -23,6 +23,8 @@ use crate::skel::{EndpointSkel, EndpointSkelBuilder};
 pub const NAME: &str = "socket";
 
 struct Loaded {
+    /// The kprobe-only fields that have their hook.
+    sources: report::Sources,
     // Dropped before the skeleton that owns their programs and maps.
     udp_io: UdpIo,
     skel: Skeleton<EndpointSkel<'static>>,
@@ -33,8 +35,8 @@ struct Loaded {
 /// found in `/proc`, or one the `cgroup/sock_create` program saw made since. They are
 /// detached after two refreshes in a row without either.
 struct UdpIo {
-    /// The programs are planned (`udp_socket` on, its hooks present).
-    planned: bool,
+    /// The planned ones of [`UDP_IO`] (none: `udp_socket` off or without hooks).
+    planned: Vec<&'static str>,
     links: Vec<libbpf_rs::Link>,
     /// `udp_created` as last read.
     created: u64,
@@ -49,10 +51,10 @@ impl UdpIo {
     /// Attaches the programs if they are planned and not attached.
     fn want(&mut self, object: &Object) {
         self.idle = 0;
-        if !self.planned || !self.links.is_empty() {
+        if self.planned.is_empty() || !self.links.is_empty() {
             return;
         }
-        self.links = gala_ebpf::attach_named(object, UDP_IO, NAME);
+        self.links = gala_ebpf::attach_named(object, &self.planned, NAME);
     }
 
     /// One refresh without a UDP socket in scope.
@@ -240,6 +242,7 @@ impl Endpoint {
         let Some(l) = &self.loaded else {
             return Vec::new();
         };
+        let sources = l.sources;
         let maps = &l.skel.maps;
         let current = entries::<TcpKey, TcpVal>(&maps.ep_tcp_stats).map(|(k, v)| (k, v.c));
         let update = self.tcp.update(now, current);
@@ -273,6 +276,7 @@ impl Endpoint {
             &self.estab,
             |t| scope.contains(t),
             &mut names,
+            sources,
         )
     }
 
@@ -364,9 +368,15 @@ impl BpfProbe for Endpoint {
             .rings(&["ep_events"])
             .ring_mb(config.params().ringbuf_map_size)
             .manual(UDP_IO);
-        let skel = Skeleton::load(EndpointSkelBuilder::default(), &setup, |_| Ok(()))?;
+        let retrans_kprobe = plan.has(RETRANS_KPROBE.name);
+        let skel = Skeleton::load(EndpointSkelBuilder::default(), &setup, |open| {
+            if let Some(ro) = open.maps.rodata_data.as_deref_mut() {
+                ro.retrans_kprobe = retrans_kprobe;
+            }
+            Ok(())
+        })?;
         let udp_io = UdpIo {
-            planned: plan.has(UDP_IO[0]),
+            planned: UDP_IO.iter().copied().filter(|p| plan.has(p)).collect(),
             links: Vec::new(),
             created: 0,
             idle: 0,
@@ -375,7 +385,15 @@ impl BpfProbe for Endpoint {
                 .then(|| attach_sock_create(&skel))
                 .flatten(),
         };
-        self.loaded = Some(Loaded { udp_io, skel });
+        let sources = report::Sources {
+            syn_overflow: plan.has(CONN_REQUEST.name),
+            synack_sent: plan.has(SYNACK[0].name),
+        };
+        self.loaded = Some(Loaded {
+            sources,
+            udp_io,
+            skel,
+        });
         self.tcp.clear();
         self.udp.clear();
         self.estab.clear();

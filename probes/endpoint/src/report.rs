@@ -136,9 +136,31 @@ fn opt(v: Option<u64>) -> String {
     v.map(|v| v.to_string()).unwrap_or_default()
 }
 
-/// The fields of one `endpoint_tcp` record (pure). A server endpoint's `client_ip` and
-/// `toa_client_ip` are the wildcard of its family; fields of the other role are empty, and
-/// so are `syn_overflow` and `synack_sent` (no hook on this kernel).
+/// Which server fields have a hook on this kernel beyond the tracepoints (kprobes): the
+/// others are printed empty.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sources {
+    /// `syn_overflow` (`kprobe/tcp_conn_request`).
+    pub syn_overflow: bool,
+    /// `synack_sent` (`kprobe/tcp_v4_send_synack`, `tcp_v6_send_synack`).
+    pub synack_sent: bool,
+}
+
+/// The `toa_client_ip` of a key: the TOA address of a server endpoint's TOA entry, else
+/// `client_ip`.
+pub fn toa_text(key: &TcpKey, client_ip: &str) -> String {
+    if key.role == ROLE_SERVER && key.toa != 0 {
+        ip_text(u16::from(key.toa), &key.client)
+    } else {
+        client_ip.to_owned()
+    }
+}
+
+/// The fields of one `endpoint_tcp` record (pure). A server endpoint's `client_ip` is the
+/// wildcard of its family and its `toa_client_ip` too, but for the connections whose SYN
+/// carried a TOA address (their own entry); fields of the other role are empty, and so are
+/// `syn_overflow` and `synack_sent` where `src` says no hook gives them.
+#[allow(clippy::too_many_arguments)]
 pub fn tcp_row(
     key: &TcpKey,
     tgid: u32,
@@ -147,6 +169,7 @@ pub fn tcp_row(
     d: &[u64; C_NUM],
     listendrop: Option<u64>,
     estab: &Histogram,
+    src: Sources,
 ) -> TcpRow {
     let server = key.role == ROLE_SERVER;
     let client_ip = if server {
@@ -154,14 +177,16 @@ pub fn tcp_row(
     } else {
         ip_text(key.family, &key.client)
     };
+    let toa_ip = toa_text(key, &client_ip);
     let s = |slot: usize| if server { Some(d[slot]) } else { None };
+    let k = |slot: usize, hooked: bool| if hooked { s(slot) } else { None };
     let c = |slot: usize| if server { None } else { Some(d[slot]) };
     let values = vec![
         tgid.to_string(),
         comm.to_owned(),
         role_text(key.role).to_owned(),
-        client_ip.clone(),
         client_ip,
+        toa_ip,
         ip_text(key.family, &key.server),
         key.port.to_string(),
         family_text(key.family).to_owned(),
@@ -172,7 +197,7 @@ pub fn tcp_row(
             None
         }),
         opt(s(C_ACCEPT_OVERFLOW)),
-        String::new(), // syn_overflow
+        opt(k(C_SYN_OVERFLOW, src.syn_overflow)),
         opt(s(C_PASSIVE_OPEN)),
         opt(s(C_PASSIVE_FAIL)),
         opt(s(C_RETRAN_SYNACK)),
@@ -182,7 +207,7 @@ pub fn tcp_row(
         opt(c(C_ACTIVE_FAIL)),
         opt(c(C_SYN_SENT)),
         opt(c(C_SYN_DROP)),
-        String::new(), // synack_sent
+        opt(k(C_SYNACK_SENT, src.synack_sent)),
         estab.encode(),
     ];
     TcpRow {
@@ -224,13 +249,15 @@ pub fn tcp_events(row: &TcpRow) -> Vec<(&'static str, String, String)> {
 }
 
 /// Builds the `endpoint_tcp` records of a period: every listener, then every other endpoint
-/// with a delta, both only for owners `in_scope`.
+/// with a delta (a listener's TOA entries shared like the listener), both only for owners
+/// `in_scope`.
 pub fn tcp_rows(
     listeners: &[Listener],
     deltas: &HashMap<TcpKey, [u64; C_NUM]>,
     estab: &HashMap<TcpKey, Histogram>,
     in_scope: impl Fn(u32) -> bool,
     names: &mut impl Names,
+    src: Sources,
 ) -> Vec<TcpRow> {
     let empty = Histogram::new(ESTAB_BOUNDS);
     let zero = [0u64; C_NUM];
@@ -243,7 +270,16 @@ pub fn tcp_rows(
         let (tgid, comm) = names.name(l.key.tgid, l.multi);
         let d = deltas.get(&l.key).unwrap_or(&zero);
         let h = estab.get(&l.key).unwrap_or(&empty);
-        rows.push(tcp_row(&l.key, tgid, &comm, l.multi, d, l.listendrop, h));
+        rows.push(tcp_row(
+            &l.key,
+            tgid,
+            &comm,
+            l.multi,
+            d,
+            l.listendrop,
+            h,
+            src,
+        ));
     }
     let mut rest: Vec<_> = deltas
         .iter()
@@ -251,9 +287,15 @@ pub fn tcp_rows(
         .collect();
     rest.sort_by_key(|(k, _)| (k.tgid, k.role, k.port, k.client, k.server));
     for (key, d) in rest {
-        let (tgid, comm) = names.name(key.tgid, false);
+        let listener = TcpKey {
+            toa: 0,
+            client: WILDCARD,
+            ..*key
+        };
+        let multi = key.toa != 0 && listeners.iter().any(|l| l.multi && l.key == listener);
+        let (tgid, comm) = names.name(key.tgid, multi);
         let h = estab.get(key).unwrap_or(&empty);
-        rows.push(tcp_row(key, tgid, &comm, false, d, None, h));
+        rows.push(tcp_row(key, tgid, &comm, multi, d, None, h, src));
     }
     rows
 }
@@ -407,7 +449,7 @@ mod tests {
         d[C_ACTIVE_OPEN] = 99; // not a server field
         let mut h = Histogram::new(ESTAB_BOUNDS);
         h.record(1_000_000);
-        let row = tcp_row(&key, 100, "srv", false, &d, Some(7), &h);
+        let row = tcp_row(&key, 100, "srv", false, &d, Some(7), &h, Sources::default());
         let v = &row.values;
         assert_eq!(v.len(), 23);
         assert_eq!(
@@ -421,7 +463,7 @@ mod tests {
         assert_eq!(v[17], "", "active_open is a client field");
         assert!(v[22].starts_with("8 3000000 1 "));
         let six = server_key(1, AF_INET6, &[0; 16], 443);
-        let row = tcp_row(&six, 1, "x", false, &d, None, &h);
+        let row = tcp_row(&six, 1, "x", false, &d, None, &h, Sources::default());
         assert_eq!(row.values[3], "::");
         assert_eq!(row.values[9], "1", "no sock_diag: the BPF count");
     }
@@ -432,7 +474,11 @@ mod tests {
         d[C_ACTIVE_FAIL] = 4;
         d[C_SYN_SENT] = 5;
         let h = Histogram::new(ESTAB_BOUNDS);
-        let row = tcp_row(&client_key(), 42, "cli", false, &d, None, &h);
+        let all = Sources {
+            syn_overflow: true,
+            synack_sent: true,
+        };
+        let row = tcp_row(&client_key(), 42, "cli", false, &d, None, &h, all);
         let v = &row.values;
         assert_eq!(
             &v[2..8],
@@ -440,13 +486,14 @@ mod tests {
         );
         assert_eq!((v[18].as_str(), v[19].as_str()), ("4", "5"));
         assert_eq!(v[9], "");
+        assert_eq!((v[11].as_str(), v[21].as_str()), ("", ""), "server fields");
         assert!(tcp_events(&row).is_empty(), "client fields raise no event");
 
         let key = server_key(100, AF_INET, &v4([0, 0, 0, 0]), 80);
         let mut d = [0u64; C_NUM];
         d[C_ACCEPT_OVERFLOW] = 2;
         d[C_RETRAN_SYNACK] = 1;
-        let row = tcp_row(&key, 100, "srv", false, &d, Some(0), &h);
+        let row = tcp_row(&key, 100, "srv", false, &d, Some(0), &h, Sources::default());
         let ev = tcp_events(&row);
         let metrics: Vec<&str> = ev.iter().map(|e| e.0).collect();
         assert_eq!(metrics, ["accept_overflow", "retran_synacks"]);
@@ -467,8 +514,19 @@ mod tests {
         let mut other = client_key();
         other.tgid = 7; // out of scope
         deltas.insert(other, [1; C_NUM]);
-        let rows = tcp_rows(&listeners, &deltas, &HashMap::new(), |t| t != 7, &mut Fixed);
-        assert_eq!(rows.len(), 2);
+        let mut toa = lkey;
+        toa.toa = AF_INET as u8;
+        toa.client = v4([203, 0, 113, 9]);
+        deltas.insert(toa, [2; C_NUM]);
+        let rows = tcp_rows(
+            &listeners,
+            &deltas,
+            &HashMap::new(),
+            |t| t != 7,
+            &mut Fixed,
+            Sources::default(),
+        );
+        assert_eq!(rows.len(), 3);
         assert_eq!(rows[0].values[0], "10", "multi: the process group");
         assert_eq!(rows[0].values[1], "leader");
         assert_eq!(rows[0].values[8], "1");
@@ -476,7 +534,59 @@ mod tests {
             rows[0].values[12], "0",
             "a quiet listener is reported with zeros"
         );
-        assert_eq!(rows[1].values[0], "42");
+        assert_eq!(rows[2].values[0], "42");
+        let toa_row = &rows[1].values;
+        assert_eq!(
+            &toa_row[..9],
+            &[
+                "10",
+                "leader",
+                "server",
+                "0.0.0.0",
+                "203.0.113.9",
+                "0.0.0.0",
+                "80",
+                "2",
+                "1"
+            ],
+            "a TOA entry: the listener's row with the TOA address, shared like it"
+        );
+        assert_eq!(toa_row[12], "2");
+    }
+
+    #[test]
+    fn kprobe_fields_are_empty_without_their_hooks() {
+        let key = server_key(100, AF_INET6, &[0; 16], 80);
+        let mut d = [0u64; C_NUM];
+        d[C_SYN_OVERFLOW] = 3;
+        d[C_SYNACK_SENT] = 4;
+        let h = Histogram::new(ESTAB_BOUNDS);
+        let none = tcp_row(&key, 1, "s", false, &d, None, &h, Sources::default());
+        assert_eq!(
+            (none.values[11].as_str(), none.values[21].as_str()),
+            ("", "")
+        );
+        let src = Sources {
+            syn_overflow: true,
+            synack_sent: true,
+        };
+        let row = tcp_row(&key, 1, "s", false, &d, None, &h, src);
+        assert_eq!(
+            (row.values[11].as_str(), row.values[21].as_str()),
+            ("3", "4")
+        );
+        assert_eq!(row.values[4], "::", "no TOA: the wildcard");
+        let ev: Vec<&str> = tcp_events(&row).iter().map(|e| e.0).collect();
+        assert_eq!(ev, ["syn_overflow"]);
+        let mut toa = key;
+        toa.toa = AF_INET as u8;
+        toa.client = v4([198, 51, 100, 7]);
+        let row = tcp_row(&toa, 1, "s", false, &d, None, &h, src);
+        assert_eq!(
+            (row.values[3].as_str(), row.values[4].as_str()),
+            ("::", "198.51.100.7"),
+            "an IPv4 TOA address on an IPv6 listener"
+        );
     }
 
     #[test]
