@@ -106,8 +106,9 @@ pub struct Prog {
     /// Where it attaches.
     pub hook: Hook,
     /// Enumerators of the kernel's BPF UAPI enums (`BPF_FUNC_*` helpers, `BPF_MAP_TYPE_*`
-    /// map types) the program needs: the kernel's BTF must know each (see
-    /// [`Kernel::has_enumerator`]), or the variant holding the program is not chosen.
+    /// map types) or kfuncs (`bpf_rdonly_cast`) the program needs: the kernel's BTF must
+    /// know each (see [`Kernel::has_enumerator`], [`Kernel::has_function`]), or the variant
+    /// holding the program is not chosen.
     pub requires: &'static [&'static str],
 }
 
@@ -248,7 +249,11 @@ impl Plan {
     /// each need.
     pub fn new(kernel: &Kernel, subitems: &[Subitem], enabled: impl Fn(&str) -> bool) -> Plan {
         Self::choose_progs(subitems, enabled, |prog| {
-            prog.hook.available(kernel) && prog.requires.iter().all(|f| kernel.has_enumerator(f))
+            prog.hook.available(kernel)
+                && prog
+                    .requires
+                    .iter()
+                    .all(|f| kernel.has_enumerator(f) || kernel.has_function(f))
         })
     }
 

@@ -13,10 +13,11 @@ use gala_ebpf::{log, BpfProbe, Plan, Scope, Setup, Skeleton, Subitem};
 use gala_probe_sdk::{Config, EmitError, Event, Level, Probe, Severity};
 use libbpf_rs::{MapCore, MapFlags, Object};
 
+use crate::cluster_ip::Backends;
 use crate::events::{check, Thresholds};
 use crate::record::{decode, decode_link, Record};
 use crate::skel::{TcpSkel, TcpSkelBuilder};
-use crate::subitems::{abn, DELAY_PROGS, SUBITEMS};
+use crate::subitems::{abn, DELAY_PROGS, SUBITEMS, TOA_PROGS};
 use crate::tracker::{flow_row, metric_row, Aggregator, Groups};
 
 /// The probe's name in the catalogue.
@@ -34,6 +35,13 @@ struct Loaded {
     skel: Skeleton<TcpSkel<'static>>,
     /// The planned tcp_delay programs.
     delay_progs: Vec<&'static str>,
+}
+
+/// A record's link identity, its server side translated when `backends` is on.
+fn translate(backends: &mut Option<&mut Backends>, id: &mut crate::record::LinkIdent) {
+    if let Some(b) = backends.as_deref_mut() {
+        b.translate(id);
+    }
 }
 
 /// How long the tcp_delay programs stay attached at the start of each sample period:
@@ -59,6 +67,10 @@ pub struct TcpProbe {
     next_pass: Instant,
     window_end: Option<Instant>,
     pass_id: u32,
+    /// `cluster_ip_backend` as configured: 1 looks client links' backends up in
+    /// conntrack.
+    cluster_ip: u32,
+    backends: Backends,
 }
 
 impl TcpProbe {
@@ -79,6 +91,8 @@ impl TcpProbe {
             next_pass: Instant::now(),
             window_end: None,
             pass_id: 0,
+            cluster_ip: 0,
+            backends: Backends::default(),
         }
     }
 
@@ -92,7 +106,9 @@ impl TcpProbe {
         if let Some(bss) = loaded.skel.maps.bss_data.as_deref_mut() {
             bss.pass_id = self.pass_id;
         }
-        let Some(link) = loaded.skel.links.tcp_pass.as_ref() else {
+        // The plan chose one of the two pass programs (`subitems::PASS*`).
+        let links = &loaded.skel.links;
+        let Some(link) = links.tcp_pass.as_ref().or(links.tcp_pass_compat.as_ref()) else {
             return;
         };
         let run = libbpf_rs::Iter::new(link).and_then(|mut iter| {
@@ -150,15 +166,26 @@ impl TcpProbe {
             self.epoch,
             &mut self.bad_records,
         );
+        let mut backends = (self.cluster_ip == 1).then_some(&mut self.backends);
         let Some(ring) = loaded.skel.ring() else {
             return;
         };
         ring.drain(|data| match decode(data) {
             None => *bad += 1,
-            Some(Record::Sample(s)) if scope.contains(s.ident.tgid) => agg.sample(&s, now_s),
-            Some(Record::Close(l)) if scope.contains(l.ident.tgid) => agg.close(&l, epoch, now_s),
+            Some(Record::Sample(mut s)) if scope.contains(s.ident.tgid) => {
+                translate(&mut backends, &mut s.ident);
+                agg.sample(&s, now_s)
+            }
+            Some(Record::Close(mut l)) if scope.contains(l.ident.tgid) => {
+                translate(&mut backends, &mut l.ident);
+                agg.close(&l, epoch, now_s);
+                if let Some(b) = backends.as_deref_mut() {
+                    b.forget(l.ident.id);
+                }
+            }
             Some(Record::Close(l)) => agg.forget(l.ident.id),
-            Some(Record::Delay(id, dir, ns)) if scope.contains(id.tgid) => {
+            Some(Record::Delay(mut id, dir, ns)) if scope.contains(id.tgid) => {
+                translate(&mut backends, &mut id);
                 agg.delay(&id, dir, ns, now_s)
             }
             Some(_) => {}
@@ -176,11 +203,14 @@ impl TcpProbe {
         match map.lookup_batch(BATCH, MapFlags::ANY, MapFlags::ANY) {
             Ok(iter) => {
                 for (key, value) in iter {
-                    let Some(link) = decode_link(&value) else {
+                    let Some(mut link) = decode_link(&value) else {
                         self.bad_records += 1;
                         continue;
                     };
                     if self.scope.contains(link.ident.tgid) {
+                        if self.cluster_ip == 1 {
+                            self.backends.translate(&mut link.ident);
+                        }
                         self.agg.observe(&link, self.epoch, now_s);
                     } else {
                         gone.push((key, link.ident.id));
@@ -193,8 +223,27 @@ impl TcpProbe {
             // Already deleted by the BPF side (socket destroyed meanwhile) is fine.
             let _ = map.delete(&key);
             self.agg.forget(id);
+            self.backends.forget(id);
         }
         self.agg.end_sweep();
+    }
+
+    /// Applies `cluster_ip_backend`: 1 is conntrack; 2 (flowtracer) is said to be missing
+    /// from this build and works as 0.
+    fn set_cluster_ip(&mut self, value: u32) {
+        if value == self.cluster_ip {
+            return;
+        }
+        self.cluster_ip = value;
+        self.backends = Backends::default();
+        if value == 2 {
+            log(
+                Level::Warn,
+                NAME,
+                "cluster_ip_backend 2 reads the flowtracer's map, and this build has no \
+                 flowtracer: addresses are printed as the sockets have them",
+            );
+        }
     }
 
     /// Logs what the BPF side could not keep since the last report.
@@ -307,6 +356,7 @@ impl BpfProbe for TcpProbe {
                 ro.en_rate = g.rate.into();
                 ro.en_sockbuf = g.sockbuf.into();
                 ro.en_delay = g.delay.into();
+                ro.en_toa = TOA_PROGS.iter().any(|p| plan.has(p)).into();
             }
             Ok(())
         })?;
@@ -380,6 +430,7 @@ impl BpfProbe for TcpProbe {
             res_upper: p.res_upper_thr.into(),
         };
         self.set_sample_period(p.sample_period);
+        self.set_cluster_ip(p.cluster_ip_backend);
         // The snooper map is in step now: a pass binds the sockets the processes in scope
         // already have (older than the probe, or than their entry into the scope).
         if changed || self.pass_id == 0 {
@@ -410,6 +461,9 @@ impl BpfProbe for TcpProbe {
         self.sweep();
         self.next_epoch();
         self.report_losses();
+        if let Some(e) = self.backends.take_failure() {
+            log(Level::Warn, NAME, &format!("{e}; server addresses stay untranslated"));
+        }
         let g = self.groups;
         for (k, t) in self.agg.active() {
             let row = metric_row(k, t, &g);
