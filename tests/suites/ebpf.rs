@@ -15,3 +15,5 @@ mod io;
 mod proc;
 #[path = "../e2e/tcp.rs"]
 mod tcp;
+#[path = "../e2e/tcp_kprobe.rs"]
+mod tcp_kprobe;

@@ -197,10 +197,7 @@ mod tests {
         let e = parse_entry(DNAT).unwrap();
         assert_eq!(e.orig.dst, "10.96.0.10".parse::<IpAddr>().unwrap());
         assert_eq!(e.orig.sport, 41234);
-        assert_eq!(
-            e.dnat_backend(),
-            Some(("10.0.0.2".parse().unwrap(), 8080))
-        );
+        assert_eq!(e.dnat_backend(), Some(("10.0.0.2".parse().unwrap(), 8080)));
         let plain = "tcp      6 117 TIME_WAIT src=127.0.0.1 dst=127.0.0.1 sport=5000 dport=80 src=127.0.0.1 dst=127.0.0.1 sport=80 dport=5000 [ASSURED] mark=0 use=1";
         assert_eq!(parse_entry(plain).unwrap().dnat_backend(), None);
         let v6 = "tcp      6 300 ESTABLISHED src=fd00::1 dst=fd00:96::a sport=5000 dport=443 src=fd00::2 dst=fd00::1 sport=8443 dport=5000 [ASSURED] mark=0 use=1";

@@ -9,7 +9,7 @@ use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use gala_ebpf::{log, BpfProbe, Plan, Scope, Setup, Skeleton, Subitem};
+use gala_ebpf::{log, BpfProbe, Hook, Plan, Scope, Setup, Skeleton, Subitem};
 use gala_probe_sdk::{Config, EmitError, Event, Level, Probe, Severity};
 use libbpf_rs::{MapCore, MapFlags, Object};
 
@@ -32,9 +32,22 @@ const BATCH: u32 = 256;
 struct Loaded {
     // Dropped before the skeleton (field order): they use its programs and maps.
     delay_links: Vec<libbpf_rs::Link>,
+    /// The fentry/fexit tcp_delay programs, attached once for good: a kernel before 6.0
+    /// refuses to attach such a program a second time (ENOENT), so the window is their
+    /// `delay_open` flag only.
+    _sticky_links: Vec<libbpf_rs::Link>,
     skel: Skeleton<TcpSkel<'static>>,
-    /// The planned tcp_delay programs.
+    /// The planned tcp_delay programs attached only in the window.
     delay_progs: Vec<&'static str>,
+}
+
+impl Loaded {
+    /// Opens or closes the window for the programs that stay attached.
+    fn set_window(&mut self, open: bool) {
+        if let Some(bss) = self.skel.maps.bss_data.as_deref_mut() {
+            bss.delay_open = open.into();
+        }
+    }
 }
 
 /// A record's link identity, its server side translated when `backends` is on.
@@ -42,6 +55,21 @@ fn translate(backends: &mut Option<&mut Backends>, id: &mut crate::record::LinkI
     if let Some(b) = backends.as_deref_mut() {
         b.translate(id);
     }
+}
+
+/// The kernel's `CONFIG_HZ`: one jiffy is the resolution of the coarse clocks (their
+/// resolution is the tick). `None` if the clock does not answer.
+fn kernel_hz() -> Option<u32> {
+    let mut res = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_getres writes one timespec through a valid pointer.
+    if unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC_COARSE, &mut res) } != 0 {
+        return None;
+    }
+    let ns = u64::try_from(res.tv_sec).ok()? * 1_000_000_000 + u64::try_from(res.tv_nsec).ok()?;
+    (ns > 0).then(|| u32::try_from((1_000_000_000 + ns / 2) / ns).ok())?
 }
 
 /// How long the tcp_delay programs stay attached at the start of each sample period:
@@ -128,6 +156,7 @@ impl TcpProbe {
             return;
         };
         self.window_end = delay_window(self.sample_period).map(|w| now + w);
+        loaded.set_window(true);
         if !loaded.delay_links.is_empty() {
             return;
         }
@@ -146,6 +175,7 @@ impl TcpProbe {
         if self.window_end.is_some_and(|end| now >= end) {
             self.window_end = None;
             if let Some(loaded) = self.loaded.as_mut() {
+                loaded.set_window(false);
                 loaded.delay_links.clear();
             }
         }
@@ -357,14 +387,18 @@ impl BpfProbe for TcpProbe {
                 ro.en_sockbuf = g.sockbuf.into();
                 ro.en_delay = g.delay.into();
                 ro.en_toa = TOA_PROGS.iter().any(|p| plan.has(p)).into();
+                ro.kernel_hz = kernel_hz().unwrap_or(0);
             }
             Ok(())
         })?;
-        let delay_progs = DELAY_PROGS
+        let (sticky, windowed): (Vec<_>, Vec<_>) = plan
+            .hooks()
             .iter()
-            .copied()
-            .filter(|p| plan.has(p))
-            .collect();
+            .filter(|(name, _)| DELAY_PROGS.contains(name))
+            .partition(|(_, hook)| matches!(hook, Hook::Fentry(_) | Hook::Fexit(_)));
+        let sticky: Vec<&'static str> = sticky.iter().map(|&&(name, _)| name).collect();
+        let delay_progs = windowed.iter().map(|&&(name, _)| name).collect();
+        let sticky_links = gala_ebpf::attach_named(skel.object(), &sticky, NAME);
         for (port, n) in crate::procnet::host_listen_ports(Path::new("/proc")) {
             let key = u32::from(port).to_ne_bytes();
             let _ = skel
@@ -375,6 +409,7 @@ impl BpfProbe for TcpProbe {
         self.groups = g;
         self.loaded = Some(Loaded {
             delay_links: Vec::new(),
+            _sticky_links: sticky_links,
             skel,
             delay_progs,
         });
@@ -462,7 +497,11 @@ impl BpfProbe for TcpProbe {
         self.next_epoch();
         self.report_losses();
         if let Some(e) = self.backends.take_failure() {
-            log(Level::Warn, NAME, &format!("{e}; server addresses stay untranslated"));
+            log(
+                Level::Warn,
+                NAME,
+                &format!("{e}; server addresses stay untranslated"),
+            );
         }
         let g = self.groups;
         for (k, t) in self.agg.active() {
@@ -509,6 +548,12 @@ impl BpfProbe for TcpProbe {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_hz_is_one_of_the_configurable_values() {
+        let hz = kernel_hz().expect("coarse clock");
+        assert!([100, 250, 300, 1000].contains(&hz), "CONFIG_HZ {hz}");
+    }
 
     #[test]
     fn the_delay_window_is_a_twentieth_of_the_period_at_least_100_ms() {

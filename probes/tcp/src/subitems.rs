@@ -12,8 +12,8 @@ const STATE: Prog = Prog::tp_btf("tcp_state", "inet_sock_set_state");
 const DESTROY: Prog = Prog::tp_btf("tcp_destroy", "tcp_destroy_sock");
 /// The socket pass with `bpf_sock_from_file()` (5.11) and direct loads through
 /// `bpf_rdonly_cast()` (6.2).
-const PASS: Prog = Prog::iter("tcp_pass", "task_file")
-    .requiring(&["BPF_FUNC_sock_from_file", "bpf_rdonly_cast"]);
+const PASS: Prog =
+    Prog::iter("tcp_pass", "task_file").requiring(&["BPF_FUNC_sock_from_file", "bpf_rdonly_cast"]);
 /// The socket pass recognising socket files by their inode, with probe reads (5.8+).
 const PASS_COMPAT: Prog = Prog::iter("tcp_pass_compat", "task_file");
 const SEND_TP: Prog = Prog::tp_btf("tcp_send_len", "sock_send_length");

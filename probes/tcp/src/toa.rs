@@ -1,8 +1,9 @@
 //! TOA ("TCP Option Address"): the TCP option a layer-4 load balancer (Huawei ELB, LVS
 //! with the TOA module) adds to the SYN it forwards, carrying the real client's address,
 //! which the server's socket only sees as the balancer's. `toa_client_ip` is that address.
-//! The BPF side (`record_toa` in `src/bpf/tcp.bpf.c`, at `tcp_conn_request`) finds the
-//! option in the SYN and hands it over as it came; this module reads the address from it.
+//! The BPF side (`record_toa` in `src/bpf/tcp.bpf.c`, at `tcp_conn_request`) hands over
+//! the SYN's TCP options when a byte of them could be a TOA kind; this module walks them
+//! and reads the address.
 //!
 //! Layouts, as the original parses them: kind 254, length 8: port (2 bytes), IPv4
 //! address (4); kind 253, length 20: port, IPv6 address (16); both in network order.
@@ -36,10 +37,15 @@ pub fn client_ip(opt: &[u8]) -> Option<IpAddr> {
     (!ip.is_unspecified()).then_some(ip)
 }
 
+/// The client address in a SYN's TCP options as the BPF side hands them over: the first
+/// `len` bytes of `options` (`len` 0: none).
+pub fn client_ip_in(options: &[u8], len: u8) -> Option<IpAddr> {
+    find_option(options.get(..usize::from(len))?).and_then(client_ip)
+}
+
 /// The TOA option in a TCP header's options (`options` as they follow the 20-byte
 /// header), walked as the kernel's `tcp_parse_options()` does: EOL ends, NOP is one byte,
-/// every other option has a length of at least 2 that fits. The same walk as `record_toa`;
-/// used by the tests to build SYNs and check them.
+/// every other option has a length of at least 2 that fits.
 pub fn find_option(options: &[u8]) -> Option<&[u8]> {
     let mut i = 0;
     while i < options.len() {
@@ -132,5 +138,21 @@ mod tests {
         let mut wrong = vec![254, 4, 0, 0];
         wrong.extend_from_slice(&toa);
         assert_eq!(find_option(&wrong), Some(&toa[..]));
+    }
+
+    #[test]
+    fn options_as_handed_over_are_cut_at_their_length() {
+        // 40 bytes, of which the SYN's options are the first 16; a 254 in the timestamp
+        // value is not an option
+        let mut block = [0u8; 40];
+        let opts = [2, 4, 0x05, 0xb4, 1, 1, 8, 10, 0xfe, 8, 1, 2, 3, 4, 0, 0];
+        block[..16].copy_from_slice(&opts);
+        assert_eq!(client_ip_in(&block, 16), None);
+        let toa = option_v4(Ipv4Addr::new(192, 0, 2, 9), 1);
+        block[16..24].copy_from_slice(&toa);
+        assert_eq!(client_ip_in(&block, 16), None, "past the options' length");
+        assert_eq!(client_ip_in(&block, 24), Some("192.0.2.9".parse().unwrap()));
+        assert_eq!(client_ip_in(&block, 0), None);
+        assert_eq!(client_ip_in(&block, 41), None);
     }
 }

@@ -225,7 +225,7 @@ impl TrackerKey {
             sip: id.sip,
             sport: id.sport,
             cport: if report_cport { id.cport } else { 0 },
-            toa: crate::toa::client_ip(&id.toa),
+            toa: crate::toa::client_ip_in(&id.toa_opts, id.toa_len),
         }
     }
 

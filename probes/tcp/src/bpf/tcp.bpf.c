@@ -62,10 +62,7 @@ enum delay_dir {
 /* TCP options carrying the client's address (Huawei TOA, as the original parses them):
  * kind 254, length 8 (port, IPv4); kind 253, length 20 (port, IPv6). */
 #define TCPOPT_TOA 254
-#define TCPOLEN_TOA 8
 #define TCPOPT_TOA_V6 253
-#define TCPOLEN_TOA_V6 20
-#define TOA_OPT_MAX 20
 #define TCP_OPTS_MAX 40
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
@@ -87,10 +84,11 @@ struct link_ident {
     __u8 cip[16];
     __u8 sip[16];
     char comm[16];
-    /* The TOA option of the SYN that opened a server link, as it came (kind, length,
-     * port, address; see toa.rs), kind 0 when there was none. */
-    __u8 toa[TOA_OPT_MAX];
-    __u32 _pad5;
+    /* The TCP options of the SYN that opened a server link when they may hold a TOA
+     * option (user space walks them: toa.rs), `toa_len` 0 otherwise. */
+    __u8 toa_opts[TCP_OPTS_MAX];
+    __u8 toa_len;
+    __u8 _pad5[7];
 };
 
 /* One link: identity, cumulative counters, tcp_sock snapshots, gates. User space reads it
@@ -241,6 +239,13 @@ struct toa_key {
     __u8 sip[16];
 };
 
+/* A SYN's TCP options (`len` bytes of `b`). */
+struct tcp_opts {
+    __u8 b[TCP_OPTS_MAX];
+    __u8 len;
+    __u8 _pad[3];
+};
+
 /* TOA options of SYNs seen at tcp_conn_request, until their connection is established
  * (SYN_RECV -> ESTABLISHED takes them into the link). LRU: SYNs that never complete are
  * pushed out. */
@@ -248,14 +253,9 @@ struct {
     __uint(type, BPF_MAP_TYPE_LRU_HASH);
     __uint(max_entries, 4096);
     __type(key, struct toa_key);
-    __type(value, __u8[TOA_OPT_MAX]);
+    __type(value, struct tcp_opts);
 } toa_syn SEC(".maps");
-
-/* Room for a SYN's TCP options, read with bounded variable offsets (a map value: older
- * verifiers refuse variable offsets into the stack). */
-struct tcp_opts {
-    __u8 b[64];
-};
+/* Where record_toa reads a SYN's options. */
 struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
     __uint(max_entries, 1);
@@ -284,13 +284,19 @@ const volatile __u8 en_delay = 0;
 /* Whether a tcp_conn_request program records TOA options (set before load). */
 const volatile __u8 en_toa = 0;
 
-extern unsigned int CONFIG_HZ __kconfig __weak;
+/* The kernel's CONFIG_HZ (jiffies per second), set by user space before load from the
+ * coarse clocks' resolution (one jiffy): a `__kconfig` extern would make libbpf refuse
+ * the object on a system without /boot/config-<release> or /proc/config.gz. */
+const volatile __u32 kernel_hz = 0;
 
 /* Written by user space at run time. */
 __u64 sample_period_ns = 5000000000ULL;
 __u32 epoch = 0;
 /* The pass user space is running (a socket shared by several files is read once). */
 __u32 pass_id = 0;
+/* Whether the delay window is open: the tcp_delay programs that stay attached (fentry and
+ * fexit, which older kernels attach only once) do nothing while it is closed. */
+__u32 delay_open = 0;
 /* Read by user space: links refused by a full map, ring buffer records lost. */
 __u64 links_full = 0;
 __u64 ring_lost = 0;
@@ -303,14 +309,14 @@ static __always_inline bool sampled_state(void)
 /* sample_period_ns in jiffies (at least 1). */
 static __always_inline __u64 period_jiffies(void)
 {
-    __u64 hz = CONFIG_HZ ? CONFIG_HZ : 1000;
+    __u64 hz = kernel_hz ? kernel_hz : 1000;
     __u64 j = sample_period_ns / (1000000000ULL / hz);
     return j ? j : 1;
 }
 
 static __always_inline __u32 jiffies_to_us(__u32 j)
 {
-    __u32 hz = CONFIG_HZ ? CONFIG_HZ : 1000;
+    __u32 hz = kernel_hz ? kernel_hz : 1000;
     return (__u32)(((__u64)j * 1000000ULL) / hz);
 }
 
@@ -451,17 +457,19 @@ static __always_inline void take_toa(struct link_ident *id)
 {
     struct toa_key k;
     toa_key_of(&k, id);
-    __u8 *opt = bpf_map_lookup_elem(&toa_syn, &k);
-    if (!opt)
+    struct tcp_opts *o = bpf_map_lookup_elem(&toa_syn, &k);
+    if (!o)
         return;
-    __builtin_memcpy(id->toa, opt, TOA_OPT_MAX);
+    __builtin_memcpy(id->toa_opts, o->b, TCP_OPTS_MAX);
+    id->toa_len = o->len;
     bpf_map_delete_elem(&toa_syn, &k);
 }
 
-/* A SYN reaching a listener (tcp_conn_request): records its TOA option, if it has one,
- * under its 4-tuple. Every field is read with CO-RE probe reads (the same code serves the
- * fentry and the kprobe program); the options are walked as the kernel's
- * tcp_parse_options() does, at most 40 bytes. */
+/* A SYN reaching a listener (tcp_conn_request): when its TCP options may hold a TOA
+ * option (a byte 254 or 253 among them), records them under the SYN's 4-tuple; user space
+ * walks them as the kernel's tcp_parse_options() does (toa.rs). The walk is not done
+ * here: a data-dependent walk of 40 bytes is beyond older verifiers. Every field is read
+ * with CO-RE probe reads (the same code serves the fentry and the kprobe program). */
 static __always_inline void record_toa(const struct sk_buff *skb)
 {
     unsigned char *head = BPF_CORE_READ(skb, head);
@@ -483,31 +491,17 @@ static __always_inline void record_toa(const struct sk_buff *skb)
     struct tcp_opts *o = bpf_map_lookup_elem(&opts_scratch, &zero);
     if (!o || bpf_probe_read_kernel(o->b, TCP_OPTS_MAX, head + th_off + sizeof(th)))
         return;
-    __u32 at = TCP_OPTS_MAX;
-    __u32 i = 0;
-    for (int n = 0; n < TCP_OPTS_MAX; n++) {
-        if (i >= optlen)
-            break;
-        __u8 kind = o->b[i & 63];
-        if (kind == 0)
-            break;
-        if (kind == 1) {
-            i++;
-            continue;
-        }
-        if (i + 1 >= optlen)
-            break;
-        __u8 len = o->b[(i + 1) & 63];
-        if (len < 2 || i + len > optlen)
-            break;
-        if ((kind == TCPOPT_TOA && len == TCPOLEN_TOA) ||
-            (kind == TCPOPT_TOA_V6 && len == TCPOLEN_TOA_V6)) {
-            at = i;
-            break;
-        }
-        i += len;
+    o->len = optlen;
+    /* Bytes past the options (payload, rare in a SYN) can only make a false candidate,
+     * which user space's walk rejects. */
+    bool candidate = false;
+#pragma unroll
+    for (int j = 0; j < TCP_OPTS_MAX; j++) {
+        __u8 c = o->b[j];
+        if (c == TCPOPT_TOA || c == TCPOPT_TOA_V6)
+            candidate = true;
     }
-    if (at >= TCP_OPTS_MAX)
+    if (!candidate)
         return;
     struct toa_key k = {};
     k.cport = ((__u16)th[0] << 8) | th[1];
@@ -525,11 +519,7 @@ static __always_inline void record_toa(const struct sk_buff *skb)
     } else {
         return;
     }
-    __u8 opt[TOA_OPT_MAX] = {};
-#pragma unroll
-    for (int j = 0; j < TOA_OPT_MAX; j++)
-        opt[j] = o->b[(at + j) & 63];
-    bpf_map_update_elem(&toa_syn, &k, opt, BPF_ANY);
+    bpf_map_update_elem(&toa_syn, &k, o, BPF_ANY);
 }
 
 SEC("fentry/tcp_conn_request")
@@ -785,7 +775,7 @@ int BPF_PROG(tcp_ack, struct sock *sk, const struct sk_buff *skb)
 {
     __u64 key = (__u64)sk;
     struct link *l = bpf_map_lookup_elem(&links, &key);
-    if (!l || !l->tx_send_ns)
+    if (!l || !l->tx_send_ns || !delay_open)
         return 0;
     const struct tcp_skb_cb *cb = (const struct tcp_skb_cb *)&skb->cb[0];
     __u32 ack = cb->ack_seq;
@@ -942,6 +932,8 @@ int BPF_PROG(tcp_buf_limit, struct sock *sk, struct proto *prot, long allocated,
 /* Data queued on the socket: the start of a receive delay. */
 static __always_inline void on_data_ready(const struct sock *sk)
 {
+    if (!delay_open)
+        return;
     struct link *l = link_of(sk);
     if (!l || l->rx_ready_ns)
         return;

@@ -240,7 +240,7 @@ static __always_inline struct link *FN(link_for_io)(const struct sock *sk)
  * or ends a receive delay started by sk_data_ready. */
 static __always_inline void FN(on_io)(struct sock *sk, int ret, int flags, bool tx)
 {
-    if (ret <= 0 || (!tx && (flags & MSG_PEEK)))
+    if (ret <= 0 || (!tx && (flags & MSG_PEEK)) || !delay_open)
         return;
     __u64 key = (__u64)sk;
     struct link *l = bpf_map_lookup_elem(&links, &key);
