@@ -26,7 +26,7 @@ const META: &str = include_str!("../../probes/tcp/tcp_link.meta");
 const ALL_SUBITEMS: &str = r#"["tcp_stats","tcp_abnormal","tcp_windows","tcp_rtt","tcp_srtt","tcp_rate","tcp_sockbuf","tcp_delay"]"#;
 
 /// A scriptable TCP peer: one command per stdin line, one answer line per command.
-const PEER: &str = r#"
+pub(crate) const PEER: &str = r#"
 import socket, struct, sys, threading, time
 conns, listeners = [], {}
 def out(s):
@@ -68,6 +68,9 @@ for line in sys.stdin:
         elif a[0] == "connect":
             conns.append(socket.create_connection(("127.0.0.1", int(a[1]))))
             out(len(conns) - 1)
+        elif a[0] == "connect_to":
+            conns.append(socket.create_connection((a[1], int(a[2]))))
+            out(len(conns) - 1)
         elif a[0] == "connect6":
             conns.append(socket.create_connection(("::1", int(a[1]))))
             out(len(conns) - 1)
@@ -100,21 +103,21 @@ for line in sys.stdin:
 "#;
 
 /// The Python peer process.
-struct Peer(Python);
+pub(crate) struct Peer(Python);
 
 impl Peer {
-    fn spawn() -> Peer {
+    pub(crate) fn spawn() -> Peer {
         let mut peer = Peer(Python::spawn(PEER));
         assert_eq!(peer.0.line(), "ready");
         peer
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.0.pid()
     }
 
     /// Runs one command; panics on an `err` answer.
-    fn cmd(&mut self, line: &str) -> String {
+    pub(crate) fn cmd(&mut self, line: &str) -> String {
         self.0.send(line);
         let answer = self.0.line();
         assert!(!answer.starts_with("err"), "peer `{line}`: {answer}");
@@ -135,25 +138,25 @@ fn fields(table: &str) -> Vec<String> {
 }
 
 /// One record line as field name → value.
-type Row = HashMap<String, String>;
+pub(crate) type Row = HashMap<String, String>;
 
 /// `tcpprobe` run offline (no daemon): its configuration from `GALA_GOPHER_CONFIG`, its
 /// records read from stdout.
-struct Offline {
+pub(crate) struct Offline {
     probe: OfflineProbe,
     /// How many of the probe's lines [`Offline::read_for`] has taken.
     read: usize,
     metric_fields: Vec<String>,
     flow_fields: Vec<String>,
     /// Every `tcp_metric` record so far.
-    metrics: Vec<Row>,
+    pub(crate) metrics: Vec<Row>,
     /// Every `proc_flow_perf` record so far.
     flows: Vec<Row>,
 }
 
 impl Offline {
     /// Starts the probe snooping `pid` and waits until its programs are attached.
-    fn start(pid: u32, params: &str) -> Offline {
+    pub(crate) fn start(pid: u32, params: &str) -> Offline {
         let config = format!(
             r#"{{"subitems":{ALL_SUBITEMS},"snoopers":[{{"process":{{"pid":{pid}}}}}],"params":{{"reportPeriod":5,{params}}}}}"#
         );
@@ -182,7 +185,7 @@ impl Offline {
     }
 
     /// Reads the records printed within `wait`.
-    fn read_for(&mut self, wait: Duration) {
+    pub(crate) fn read_for(&mut self, wait: Duration) {
         std::thread::sleep(wait);
         let lines = self.probe.lines();
         for line in &lines[self.read..] {
@@ -210,7 +213,7 @@ impl Offline {
     }
 
     /// The `tcp_metric` records of `tgid` in `role` towards server port `port`.
-    fn tracker(&self, tgid: u32, role: &str, port: u16) -> Vec<&Row> {
+    pub(crate) fn tracker(&self, tgid: u32, role: &str, port: u16) -> Vec<&Row> {
         let (tgid, port) = (tgid.to_string(), port.to_string());
         self.metrics
             .iter()
@@ -598,4 +601,70 @@ fn snoopers_added_and_removed_over_rest() {
         }
     });
     drop(stand_in);
+}
+
+/// Whether the `conntrack` tool (package `conntrack`) runs.
+fn conntrack_tool() -> Result<(), String> {
+    match Command::new("conntrack").arg("--version").output() {
+        Ok(out) if out.status.success() => Ok(()),
+        _ => Err("no `conntrack` tool (apt-get install conntrack)".to_owned()),
+    }
+}
+
+/// `cluster_ip_backend` 1: the peer connects to a "service" address that an nft DNAT rule
+/// (as kube-proxy's) translates to our listener; its client tracker shows the backend
+/// (our listener's address and port), found in conntrack, not the service address.
+#[test]
+fn cluster_ip_backend_1_reports_the_dnat_backend() {
+    gala_e2e::require_bpf!();
+    gala_e2e::require!(conntrack_tool());
+    let mut peer = Peer::spawn();
+    let pid = peer.pid();
+    let mut probe = Offline::start(pid, r#""samplePeriod":100,"clusterIpBackend":1"#);
+
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let backend = listener.local_addr().expect("addr").port();
+    let service = free_port();
+    let nat = NftTable::new("dnat");
+    gala_e2e::ebpf::nft(&[
+        "add",
+        "chain",
+        "inet",
+        nat.name(),
+        "out",
+        "{ type nat hook output priority -100; }",
+    ]);
+    nat.rule(
+        "out",
+        &format!("ip daddr 127.0.0.2 tcp dport {service} dnat ip to 127.0.0.1:{backend}"),
+    );
+    let idx = peer.cmd(&format!("connect_to 127.0.0.2 {service}"));
+    let (mut accepted, _) = listener.accept().expect("accept");
+    peer.cmd(&format!("send {idx} 5000"));
+    read_exact(&mut accepted, 5000);
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while probe.tracker(pid, "client", backend).is_empty() && Instant::now() < deadline {
+        probe.read_for(Duration::from_millis(500));
+    }
+    // One more report period: the bytes are in.
+    probe.read_for(Duration::from_secs(6));
+    let rows = probe.tracker(pid, "client", backend);
+    assert!(
+        !rows.is_empty(),
+        "no client tracker towards the backend port {backend}"
+    );
+    for r in &rows {
+        assert_eq!(r["server_ip"], "127.0.0.1", "{r:?}");
+    }
+    assert!(
+        probe.tracker(pid, "client", service).is_empty(),
+        "the service port {service} is still reported"
+    );
+    let tx: u64 = rows
+        .iter()
+        .map(|r| r["tx_bytes"].parse::<u64>().unwrap_or(0))
+        .sum();
+    assert_eq!(tx, 5000, "client tx_bytes through the service address");
+    drop(nat);
 }

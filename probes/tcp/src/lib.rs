@@ -3,11 +3,13 @@
 //! (`tp_btf`) with CO-RE reads. See `probes/tcp/README.md` for what each field means. The
 //! binary (`src/main.rs`) only runs [`TcpProbe`].
 
+mod cluster_ip;
 mod events;
 mod probe;
 mod procnet;
 mod record;
 mod subitems;
+pub mod toa;
 mod tracker;
 
 gala_ebpf::skel_module!(

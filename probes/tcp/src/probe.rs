@@ -9,14 +9,15 @@ use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use gala_ebpf::{log, BpfProbe, Plan, Scope, Setup, Skeleton, Subitem};
+use gala_ebpf::{log, BpfProbe, Hook, Plan, Scope, Setup, Skeleton, Subitem};
 use gala_probe_sdk::{Config, EmitError, Event, Level, Probe, Severity};
 use libbpf_rs::{MapCore, MapFlags, Object};
 
+use crate::cluster_ip::Backends;
 use crate::events::{check, Thresholds};
 use crate::record::{decode, decode_link, Record};
 use crate::skel::{TcpSkel, TcpSkelBuilder};
-use crate::subitems::{abn, DELAY_PROGS, SUBITEMS};
+use crate::subitems::{abn, DELAY_PROGS, SUBITEMS, TOA_PROGS};
 use crate::tracker::{flow_row, metric_row, Aggregator, Groups};
 
 /// The probe's name in the catalogue.
@@ -31,9 +32,44 @@ const BATCH: u32 = 256;
 struct Loaded {
     // Dropped before the skeleton (field order): they use its programs and maps.
     delay_links: Vec<libbpf_rs::Link>,
+    /// The fentry/fexit tcp_delay programs, attached once for good: a kernel before 6.0
+    /// refuses to attach such a program a second time (ENOENT), so the window is their
+    /// `delay_open` flag only.
+    _sticky_links: Vec<libbpf_rs::Link>,
     skel: Skeleton<TcpSkel<'static>>,
-    /// The planned tcp_delay programs.
+    /// The planned tcp_delay programs attached only in the window.
     delay_progs: Vec<&'static str>,
+}
+
+impl Loaded {
+    /// Opens or closes the window for the programs that stay attached.
+    fn set_window(&mut self, open: bool) {
+        if let Some(bss) = self.skel.maps.bss_data.as_deref_mut() {
+            bss.delay_open = open.into();
+        }
+    }
+}
+
+/// A record's link identity, its server side translated when `backends` is on.
+fn translate(backends: &mut Option<&mut Backends>, id: &mut crate::record::LinkIdent) {
+    if let Some(b) = backends.as_deref_mut() {
+        b.translate(id);
+    }
+}
+
+/// The kernel's `CONFIG_HZ`: one jiffy is the resolution of the coarse clocks (their
+/// resolution is the tick). `None` if the clock does not answer.
+fn kernel_hz() -> Option<u32> {
+    let mut res = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_getres writes one timespec through a valid pointer.
+    if unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC_COARSE, &mut res) } != 0 {
+        return None;
+    }
+    let ns = u64::try_from(res.tv_sec).ok()? * 1_000_000_000 + u64::try_from(res.tv_nsec).ok()?;
+    (ns > 0).then(|| u32::try_from((1_000_000_000 + ns / 2) / ns).ok())?
 }
 
 /// How long the tcp_delay programs stay attached at the start of each sample period:
@@ -59,6 +95,10 @@ pub struct TcpProbe {
     next_pass: Instant,
     window_end: Option<Instant>,
     pass_id: u32,
+    /// `cluster_ip_backend` as configured: 1 looks client links' backends up in
+    /// conntrack.
+    cluster_ip: u32,
+    backends: Backends,
 }
 
 impl TcpProbe {
@@ -79,6 +119,8 @@ impl TcpProbe {
             next_pass: Instant::now(),
             window_end: None,
             pass_id: 0,
+            cluster_ip: 0,
+            backends: Backends::default(),
         }
     }
 
@@ -92,7 +134,9 @@ impl TcpProbe {
         if let Some(bss) = loaded.skel.maps.bss_data.as_deref_mut() {
             bss.pass_id = self.pass_id;
         }
-        let Some(link) = loaded.skel.links.tcp_pass.as_ref() else {
+        // The plan chose one of the two pass programs (`subitems::PASS*`).
+        let links = &loaded.skel.links;
+        let Some(link) = links.tcp_pass.as_ref().or(links.tcp_pass_compat.as_ref()) else {
             return;
         };
         let run = libbpf_rs::Iter::new(link).and_then(|mut iter| {
@@ -112,6 +156,7 @@ impl TcpProbe {
             return;
         };
         self.window_end = delay_window(self.sample_period).map(|w| now + w);
+        loaded.set_window(true);
         if !loaded.delay_links.is_empty() {
             return;
         }
@@ -130,6 +175,7 @@ impl TcpProbe {
         if self.window_end.is_some_and(|end| now >= end) {
             self.window_end = None;
             if let Some(loaded) = self.loaded.as_mut() {
+                loaded.set_window(false);
                 loaded.delay_links.clear();
             }
         }
@@ -150,15 +196,26 @@ impl TcpProbe {
             self.epoch,
             &mut self.bad_records,
         );
+        let mut backends = (self.cluster_ip == 1).then_some(&mut self.backends);
         let Some(ring) = loaded.skel.ring() else {
             return;
         };
         ring.drain(|data| match decode(data) {
             None => *bad += 1,
-            Some(Record::Sample(s)) if scope.contains(s.ident.tgid) => agg.sample(&s, now_s),
-            Some(Record::Close(l)) if scope.contains(l.ident.tgid) => agg.close(&l, epoch, now_s),
+            Some(Record::Sample(mut s)) if scope.contains(s.ident.tgid) => {
+                translate(&mut backends, &mut s.ident);
+                agg.sample(&s, now_s)
+            }
+            Some(Record::Close(mut l)) if scope.contains(l.ident.tgid) => {
+                translate(&mut backends, &mut l.ident);
+                agg.close(&l, epoch, now_s);
+                if let Some(b) = backends.as_deref_mut() {
+                    b.forget(l.ident.id);
+                }
+            }
             Some(Record::Close(l)) => agg.forget(l.ident.id),
-            Some(Record::Delay(id, dir, ns)) if scope.contains(id.tgid) => {
+            Some(Record::Delay(mut id, dir, ns)) if scope.contains(id.tgid) => {
+                translate(&mut backends, &mut id);
                 agg.delay(&id, dir, ns, now_s)
             }
             Some(_) => {}
@@ -176,11 +233,14 @@ impl TcpProbe {
         match map.lookup_batch(BATCH, MapFlags::ANY, MapFlags::ANY) {
             Ok(iter) => {
                 for (key, value) in iter {
-                    let Some(link) = decode_link(&value) else {
+                    let Some(mut link) = decode_link(&value) else {
                         self.bad_records += 1;
                         continue;
                     };
                     if self.scope.contains(link.ident.tgid) {
+                        if self.cluster_ip == 1 {
+                            self.backends.translate(&mut link.ident);
+                        }
                         self.agg.observe(&link, self.epoch, now_s);
                     } else {
                         gone.push((key, link.ident.id));
@@ -193,8 +253,27 @@ impl TcpProbe {
             // Already deleted by the BPF side (socket destroyed meanwhile) is fine.
             let _ = map.delete(&key);
             self.agg.forget(id);
+            self.backends.forget(id);
         }
         self.agg.end_sweep();
+    }
+
+    /// Applies `cluster_ip_backend`: 1 is conntrack; 2 (flowtracer) is said to be missing
+    /// from this build and works as 0.
+    fn set_cluster_ip(&mut self, value: u32) {
+        if value == self.cluster_ip {
+            return;
+        }
+        self.cluster_ip = value;
+        self.backends = Backends::default();
+        if value == 2 {
+            log(
+                Level::Warn,
+                NAME,
+                "cluster_ip_backend 2 reads the flowtracer's map, and this build has no \
+                 flowtracer: addresses are printed as the sockets have them",
+            );
+        }
     }
 
     /// Logs what the BPF side could not keep since the last report.
@@ -307,14 +386,19 @@ impl BpfProbe for TcpProbe {
                 ro.en_rate = g.rate.into();
                 ro.en_sockbuf = g.sockbuf.into();
                 ro.en_delay = g.delay.into();
+                ro.en_toa = TOA_PROGS.iter().any(|p| plan.has(p)).into();
+                ro.kernel_hz = kernel_hz().unwrap_or(0);
             }
             Ok(())
         })?;
-        let delay_progs = DELAY_PROGS
+        let (sticky, windowed): (Vec<_>, Vec<_>) = plan
+            .hooks()
             .iter()
-            .copied()
-            .filter(|p| plan.has(p))
-            .collect();
+            .filter(|(name, _)| DELAY_PROGS.contains(name))
+            .partition(|(_, hook)| matches!(hook, Hook::Fentry(_) | Hook::Fexit(_)));
+        let sticky: Vec<&'static str> = sticky.iter().map(|&&(name, _)| name).collect();
+        let delay_progs = windowed.iter().map(|&&(name, _)| name).collect();
+        let sticky_links = gala_ebpf::attach_named(skel.object(), &sticky, NAME);
         for (port, n) in crate::procnet::host_listen_ports(Path::new("/proc")) {
             let key = u32::from(port).to_ne_bytes();
             let _ = skel
@@ -325,6 +409,7 @@ impl BpfProbe for TcpProbe {
         self.groups = g;
         self.loaded = Some(Loaded {
             delay_links: Vec::new(),
+            _sticky_links: sticky_links,
             skel,
             delay_progs,
         });
@@ -380,6 +465,7 @@ impl BpfProbe for TcpProbe {
             res_upper: p.res_upper_thr.into(),
         };
         self.set_sample_period(p.sample_period);
+        self.set_cluster_ip(p.cluster_ip_backend);
         // The snooper map is in step now: a pass binds the sockets the processes in scope
         // already have (older than the probe, or than their entry into the scope).
         if changed || self.pass_id == 0 {
@@ -410,6 +496,13 @@ impl BpfProbe for TcpProbe {
         self.sweep();
         self.next_epoch();
         self.report_losses();
+        if let Some(e) = self.backends.take_failure() {
+            log(
+                Level::Warn,
+                NAME,
+                &format!("{e}; server addresses stay untranslated"),
+            );
+        }
         let g = self.groups;
         for (k, t) in self.agg.active() {
             let row = metric_row(k, t, &g);
@@ -455,6 +548,12 @@ impl BpfProbe for TcpProbe {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_hz_is_one_of_the_configurable_values() {
+        let hz = kernel_hz().expect("coarse clock");
+        assert!([100, 250, 300, 1000].contains(&hz), "CONFIG_HZ {hz}");
+    }
 
     #[test]
     fn the_delay_window_is_a_twentieth_of_the_period_at_least_100_ms() {

@@ -10,6 +10,7 @@
 //! or data in the period; trackers idle for [`IDLE_AGE_S`] are forgotten.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 use gala_ebpf::addr::{family_text, ip_text};
 use gala_ebpf::Histogram;
@@ -209,6 +210,8 @@ pub struct TrackerKey {
     pub sport: u16,
     /// Client port, 0 unless `report_cport`.
     pub cport: u16,
+    /// The real client's address from the SYN's TOA option (`toa_client_ip`), if any.
+    pub toa: Option<IpAddr>,
 }
 
 impl TrackerKey {
@@ -222,6 +225,7 @@ impl TrackerKey {
             sip: id.sip,
             sport: id.sport,
             cport: if report_cport { id.cport } else { 0 },
+            toa: crate::toa::client_ip_in(&id.toa_opts, id.toa_len),
         }
     }
 
@@ -605,7 +609,7 @@ pub fn metric_row(k: &TrackerKey, t: &Tracker, g: &Groups) -> Vec<String> {
         },
         k.role_text().to_owned(),
         ip_text(family, &k.cip),
-        String::new(),
+        k.toa.map(|ip| ip.to_string()).unwrap_or_default(),
         ip_text(family, &k.sip),
         k.cport.to_string(),
         k.sport.to_string(),

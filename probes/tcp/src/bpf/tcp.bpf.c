@@ -59,6 +59,14 @@ enum delay_dir {
 #define SOCK_STREAM 1
 #define SHUTDOWN_MASK 3
 
+/* TCP options carrying the client's address (Huawei TOA, as the original parses them):
+ * kind 254, length 8 (port, IPv4); kind 253, length 20 (port, IPv6). */
+#define TCPOPT_TOA 254
+#define TCPOPT_TOA_V6 253
+#define TCP_OPTS_MAX 40
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+
 #define MAX_LINKS 16384
 #define MAX_PENDING 16384
 #define MAX_LISTEN 4096
@@ -76,6 +84,11 @@ struct link_ident {
     __u8 cip[16];
     __u8 sip[16];
     char comm[16];
+    /* The TCP options of the SYN that opened a server link when they may hold a TOA
+     * option (user space walks them: toa.rs), `toa_len` 0 otherwise. */
+    __u8 toa_opts[TCP_OPTS_MAX];
+    __u8 toa_len;
+    __u8 _pad5[7];
 };
 
 /* One link: identity, cumulative counters, tcp_sock snapshots, gates. User space reads it
@@ -214,6 +227,42 @@ struct {
     __type(value, struct link);
 } scratch SEC(".maps");
 
+/* A SYN's 4-tuple, as the server socket will have it (IPv4 in the first 4 bytes, ports
+ * in host order). */
+struct toa_key {
+    __u8 family;
+    __u8 _pad0;
+    __u16 cport;
+    __u16 sport;
+    __u16 _pad1;
+    __u8 cip[16];
+    __u8 sip[16];
+};
+
+/* A SYN's TCP options (`len` bytes of `b`). */
+struct tcp_opts {
+    __u8 b[TCP_OPTS_MAX];
+    __u8 len;
+    __u8 _pad[3];
+};
+
+/* TOA options of SYNs seen at tcp_conn_request, until their connection is established
+ * (SYN_RECV -> ESTABLISHED takes them into the link). LRU: SYNs that never complete are
+ * pushed out. */
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 4096);
+    __type(key, struct toa_key);
+    __type(value, struct tcp_opts);
+} toa_syn SEC(".maps");
+/* Where record_toa reads a SYN's options. */
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct tcp_opts);
+} opts_scratch SEC(".maps");
+
 /* Per-CPU sequence for link ids (the id is cpu+1 << 40 | sequence): no atomic with a
  * return value, which the default BPF CPU version lacks. */
 struct {
@@ -232,14 +281,22 @@ const volatile __u8 en_srtt = 0;
 const volatile __u8 en_rate = 0;
 const volatile __u8 en_sockbuf = 0;
 const volatile __u8 en_delay = 0;
+/* Whether a tcp_conn_request program records TOA options (set before load). */
+const volatile __u8 en_toa = 0;
 
-extern unsigned int CONFIG_HZ __kconfig __weak;
+/* The kernel's CONFIG_HZ (jiffies per second), set by user space before load from the
+ * coarse clocks' resolution (one jiffy): a `__kconfig` extern would make libbpf refuse
+ * the object on a system without /boot/config-<release> or /proc/config.gz. */
+const volatile __u32 kernel_hz = 0;
 
 /* Written by user space at run time. */
 __u64 sample_period_ns = 5000000000ULL;
 __u32 epoch = 0;
 /* The pass user space is running (a socket shared by several files is read once). */
 __u32 pass_id = 0;
+/* Whether the delay window is open: the tcp_delay programs that stay attached (fentry and
+ * fexit, which older kernels attach only once) do nothing while it is closed. */
+__u32 delay_open = 0;
 /* Read by user space: links refused by a full map, ring buffer records lost. */
 __u64 links_full = 0;
 __u64 ring_lost = 0;
@@ -252,119 +309,15 @@ static __always_inline bool sampled_state(void)
 /* sample_period_ns in jiffies (at least 1). */
 static __always_inline __u64 period_jiffies(void)
 {
-    __u64 hz = CONFIG_HZ ? CONFIG_HZ : 1000;
+    __u64 hz = kernel_hz ? kernel_hz : 1000;
     __u64 j = sample_period_ns / (1000000000ULL / hz);
     return j ? j : 1;
 }
 
 static __always_inline __u32 jiffies_to_us(__u32 j)
 {
-    __u32 hz = CONFIG_HZ ? CONFIG_HZ : 1000;
+    __u32 hz = kernel_hz ? kernel_hz : 1000;
     return (__u32)(((__u64)j * 1000000ULL) / hz);
-}
-
-/* The programs' socket arguments are trusted BTF pointers: fields are read with direct
- * CO-RE loads (no helper call). `struct tcp_sock` fields need the typed pointer
- * `bpf_skc_to_tcp_sock()` gives (NULL unless a full TCP stream socket). */
-static __always_inline bool inet_family(const struct sock *sk)
-{
-    __u16 family = sk->__sk_common.skc_family;
-    return family == AF_INET || family == AF_INET6;
-}
-
-/* Addresses and ports from the socket, as client/server by `role`. */
-static __always_inline void fill_tuple(struct link_ident *id, const struct sock *sk)
-{
-    __u16 family = sk->__sk_common.skc_family;
-    __u16 lport = sk->__sk_common.skc_num;
-    __u16 rport = bpf_ntohs(sk->__sk_common.skc_dport);
-    __u32 *local = (__u32 *)(id->role == ROLE_CLIENT ? id->cip : id->sip);
-    __u32 *remote = (__u32 *)(id->role == ROLE_CLIENT ? id->sip : id->cip);
-    id->family = family;
-    if (family == AF_INET) {
-        local[0] = sk->__sk_common.skc_rcv_saddr;
-        remote[0] = sk->__sk_common.skc_daddr;
-    } else {
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            local[i] = sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[i];
-            remote[i] = sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[i];
-        }
-    }
-    if (id->role == ROLE_CLIENT) {
-        id->cport = lport;
-        id->sport = rport;
-    } else {
-        id->cport = rport;
-        id->sport = lport;
-    }
-}
-
-/* The tcp_sock/sock counters into the link. Bytes are the kernel's: acknowledged by the
- * peer (tx) and received in order (rx), less our FIN once acknowledged and the peer's
- * FIN once received, so that they are the application's bytes; never decreasing (a
- * disconnect zeroes the kernel's counters). */
-static __always_inline void snapshot(struct link *l, const struct tcp_sock *tp)
-{
-    const struct sock *sk = &tp->inet_conn.icsk_inet.sk;
-    l->segs_in = tp->segs_in;
-    l->segs_out = tp->segs_out;
-    l->sk_drops = sk->sk_drops.counter;
-    __u64 acked = tp->bytes_acked;
-    __u64 received = tp->bytes_received;
-    if (l->fin_sent && (__s32)(tp->snd_una - l->fin_seq) > 0 && acked > 0)
-        acked -= 1;
-    if ((sk->__sk_common.skc_flags & (1UL << bpf_core_enum_value(enum sock_flags, SOCK_DONE))) &&
-        received > 0)
-        received -= 1;
-    if (acked > l->acked0 && acked - l->acked0 > l->tx_bytes)
-        l->tx_bytes = acked - l->acked0;
-    if (received > l->received0 && received - l->received0 > l->rx_bytes)
-        l->rx_bytes = received - l->received0;
-}
-
-/* lost_out / sacked_out high water for the current period. */
-static __always_inline void high_water(struct link *l, const struct tcp_sock *tp)
-{
-    __u32 lost = tp->lost_out;
-    __u32 sacked = tp->sacked_out;
-    __u32 e = epoch;
-    if (l->hw_epoch != e) {
-        l->hw_epoch = e;
-        l->lost_out_hw = 0;
-        l->sacked_out_hw = 0;
-    }
-    if (lost > l->lost_out_hw)
-        l->lost_out_hw = lost;
-    if (sacked > l->sacked_out_hw)
-        l->sacked_out_hw = sacked;
-}
-
-/* A link of `sk` in the per-CPU scratch value, without owner: identity, tuple, and the
- * counters as they are now as its baseline. */
-static __always_inline struct link *init_link(const struct sock *sk, const struct tcp_sock *tp,
-                                              __u8 role)
-{
-    __u32 zero = 0;
-    struct link *l = bpf_map_lookup_elem(&scratch, &zero);
-    if (!l)
-        return NULL;
-    __builtin_memset(l, 0, sizeof(*l));
-    __u64 *seq = bpf_map_lookup_elem(&id_seq, &zero);
-    if (!seq)
-        return NULL;
-    *seq += 1;
-    l->ident.id = ((__u64)(bpf_get_smp_processor_id() + 1) << 40) | *seq;
-    l->ident.role = role;
-    fill_tuple(&l->ident, sk);
-    snapshot(l, tp);
-    l->segs_in0 = l->segs_in;
-    l->segs_out0 = l->segs_out;
-    l->sk_drops0 = l->sk_drops;
-    l->acked0 = tp->bytes_acked;
-    l->received0 = tp->bytes_received;
-    l->established = 1;
-    return l;
 }
 
 /* Gives `l` its owner: `task`'s comm, or the current task's where `task` is NULL. */
@@ -398,25 +351,6 @@ static __always_inline struct link *bind_pending(__u64 key, struct link *p, __u3
     struct link *l = insert_link(key, p);
     bpf_map_delete_elem(&pending, &key);
     return l;
-}
-
-/* An established socket of process `tgid` that is not a link yet becomes one: the
- * pending server socket it is, or else a socket older than the probe (server when its
- * local port is listening), counted from now. */
-static __always_inline struct link *bind_socket(const struct sock *sk, const struct tcp_sock *tp,
-                                                __u32 tgid, const struct task_struct *task)
-{
-    __u64 key = (__u64)sk;
-    struct link *p = bpf_map_lookup_elem(&pending, &key);
-    if (p)
-        return bind_pending(key, p, tgid, task);
-    __u32 port = sk->__sk_common.skc_num;
-    __u8 role = bpf_map_lookup_elem(&listen_ports, &port) ? ROLE_SERVER : ROLE_CLIENT;
-    struct link *l = init_link(sk, tp, role);
-    if (!l)
-        return NULL;
-    set_owner(l, tgid, task);
-    return insert_link(key, l);
 }
 
 /* Binds the pending socket `key` to the current process if it is in scope. */
@@ -455,51 +389,25 @@ static __always_inline void end_delay(struct link *l, __u64 *stamp, __u64 *next_
         send_delay(l, dir, now - start);
 }
 
-/* A send/recv of `sk` that moved data, and `sk` is not a link yet: makes it one if it is
- * an established TCP socket of a snooped process. Cheapest rejections first: a
- * non-TCP socket, a state without a connection, a process out of scope. */
-static __always_inline struct link *link_for_io(const struct sock *sk)
-{
-    if (sk->sk_protocol != IPPROTO_TCP)
-        return NULL;
-    __u8 state = sk->__sk_common.skc_state;
-    if (state == TCP_LISTEN || state == TCP_CLOSE || state == TCP_SYN_SENT ||
-        state == TCP_SYN_RECV || state == TCP_NEW_SYN_RECV)
-        return NULL;
-    __u32 tgid = gala_tgid();
-    if (!gala_snooped(tgid))
-        return NULL;
-    struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
-    if (!tp || !inet_family(sk))
-        return NULL;
-    return bind_socket(sk, tp, tgid, NULL);
-}
-
-/* A send/recv inside the delay window: stamps a send (its last byte's sequence number)
- * or ends a receive delay started by sk_data_ready. */
-static __always_inline void on_io(struct sock *sk, int ret, int flags, bool tx)
-{
-    if (ret <= 0 || (!tx && (flags & MSG_PEEK)))
-        return;
-    __u64 key = (__u64)sk;
-    struct link *l = bpf_map_lookup_elem(&links, &key);
-    if (!l) {
-        l = link_for_io(sk);
-        if (!l)
-            return;
-    }
-    struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
-    if (!tp)
-        return;
-    if (tx) {
-        if (l->tx_send_ns == 0 && bpf_jiffies64() >= l->tx_next_j) {
-            l->tx_seq = tp->write_seq;
-            l->tx_send_ns = bpf_ktime_get_ns();
-        }
-    } else if (l->rx_ready_ns) {
-        end_delay(l, &l->rx_ready_ns, &l->rx_next_j, DELAY_RX);
-    }
-}
+/* The socket readers, in two flavours (see tcp_sock.bpf.h): direct loads for trusted
+ * socket pointers, CO-RE probe reads (`*_probed`) for the socket pass of kernels before
+ * 5.11 and for kprobes. `TCP_SK()`: the socket as a `struct tcp_sock`, a typed pointer for
+ * direct loads (`bpf_skc_to_tcp_sock()`, NULL unless a full TCP socket) or a plain cast
+ * for probe reads (the callers have checked protocol and type). */
+#define RD(p, field) ((p)->field)
+#define FN(name) name
+#define TCP_SK(sk) bpf_skc_to_tcp_sock((void *)(sk))
+#include "tcp_sock.bpf.h"
+#undef RD
+#undef FN
+#undef TCP_SK
+#define RD(p, field) BPF_CORE_READ(p, field)
+#define FN(name) name##_probed
+#define TCP_SK(sk) ((const struct tcp_sock *)(sk))
+#include "tcp_sock.bpf.h"
+#undef RD
+#undef FN
+#undef TCP_SK
 
 /* Drops `key` from `pending`; the lockless lookup first, since most sockets closing are
  * not there and a delete takes the bucket lock. */
@@ -517,6 +425,117 @@ static __always_inline struct link *link_of(const struct sock *sk)
     __u64 key = (__u64)sk;
     struct link *l = bpf_map_lookup_elem(&links, &key);
     return l ? l : bpf_map_lookup_elem(&pending, &key);
+}
+
+/* The toa_syn key of a link's tuple: an IPv4-mapped IPv6 address (an IPv6 socket
+ * accepting IPv4) as the IPv4 SYN had it. */
+static __always_inline void toa_key_of(struct toa_key *k, const struct link_ident *id)
+{
+    __builtin_memset(k, 0, sizeof(*k));
+    k->family = id->family;
+    k->cport = id->cport;
+    k->sport = id->sport;
+    const __u32 *c = (const __u32 *)id->cip;
+    const __u32 *s = (const __u32 *)id->sip;
+    __u32 *kc = (__u32 *)k->cip;
+    __u32 *ks = (__u32 *)k->sip;
+    if (id->family == AF_INET6 && c[0] == 0 && c[1] == 0 && c[2] == bpf_htonl(0xffff)) {
+        k->family = AF_INET;
+        kc[0] = c[3];
+        ks[0] = s[3];
+        return;
+    }
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        kc[i] = c[i];
+        ks[i] = s[i];
+    }
+}
+
+/* Moves the TOA option of the link's SYN, if one was recorded, into its identity. */
+static __always_inline void take_toa(struct link_ident *id)
+{
+    struct toa_key k;
+    toa_key_of(&k, id);
+    struct tcp_opts *o = bpf_map_lookup_elem(&toa_syn, &k);
+    if (!o)
+        return;
+    __builtin_memcpy(id->toa_opts, o->b, TCP_OPTS_MAX);
+    id->toa_len = o->len;
+    bpf_map_delete_elem(&toa_syn, &k);
+}
+
+/* A SYN reaching a listener (tcp_conn_request): when its TCP options may hold a TOA
+ * option (a byte 254 or 253 among them), records them under the SYN's 4-tuple; user space
+ * walks them as the kernel's tcp_parse_options() does (toa.rs). The walk is not done
+ * here: a data-dependent walk of 40 bytes is beyond older verifiers. Every field is read
+ * with CO-RE probe reads (the same code serves the fentry and the kprobe program). */
+static __always_inline void record_toa(const struct sk_buff *skb)
+{
+    unsigned char *head = BPF_CORE_READ(skb, head);
+    __u16 th_off = BPF_CORE_READ(skb, transport_header);
+    __u16 nh_off = BPF_CORE_READ(skb, network_header);
+    __u16 proto = bpf_ntohs(BPF_CORE_READ(skb, protocol));
+    /* Wire formats, read as bytes: ports at 0 and 2, data offset in the high nibble
+     * of byte 12; IPv4 addresses at 12 and 16, IPv6 at 8 and 24. */
+    __u8 th[20];
+    if (!head || bpf_probe_read_kernel(th, sizeof(th), head + th_off))
+        return;
+    __u32 optlen = (th[12] >> 4) * 4;
+    if (optlen <= sizeof(th))
+        return;
+    optlen -= sizeof(th);
+    if (optlen > TCP_OPTS_MAX)
+        return;
+    __u32 zero = 0;
+    struct tcp_opts *o = bpf_map_lookup_elem(&opts_scratch, &zero);
+    if (!o || bpf_probe_read_kernel(o->b, TCP_OPTS_MAX, head + th_off + sizeof(th)))
+        return;
+    o->len = optlen;
+    /* Bytes past the options (payload, rare in a SYN) can only make a false candidate,
+     * which user space's walk rejects. */
+    bool candidate = false;
+#pragma unroll
+    for (int j = 0; j < TCP_OPTS_MAX; j++) {
+        __u8 c = o->b[j];
+        if (c == TCPOPT_TOA || c == TCPOPT_TOA_V6)
+            candidate = true;
+    }
+    if (!candidate)
+        return;
+    struct toa_key k = {};
+    k.cport = ((__u16)th[0] << 8) | th[1];
+    k.sport = ((__u16)th[2] << 8) | th[3];
+    if (proto == ETH_P_IP) {
+        k.family = AF_INET;
+        if (bpf_probe_read_kernel(k.cip, 4, head + nh_off + 12) ||
+            bpf_probe_read_kernel(k.sip, 4, head + nh_off + 16))
+            return;
+    } else if (proto == ETH_P_IPV6) {
+        k.family = AF_INET6;
+        if (bpf_probe_read_kernel(k.cip, 16, head + nh_off + 8) ||
+            bpf_probe_read_kernel(k.sip, 16, head + nh_off + 24))
+            return;
+    } else {
+        return;
+    }
+    bpf_map_update_elem(&toa_syn, &k, o, BPF_ANY);
+}
+
+SEC("fentry/tcp_conn_request")
+int BPF_PROG(tcp_conn_request_entry, struct request_sock_ops *rsk_ops,
+             const struct tcp_request_sock_ops *af_ops, struct sock *sk, struct sk_buff *skb)
+{
+    record_toa(skb);
+    return 0;
+}
+
+SEC("kprobe/tcp_conn_request")
+int BPF_KPROBE(tcp_conn_request_kprobe, struct request_sock_ops *rsk_ops,
+               const struct tcp_request_sock_ops *af_ops, struct sock *sk, struct sk_buff *skb)
+{
+    record_toa(skb);
+    return 0;
 }
 
 SEC("tp_btf/inet_sock_set_state")
@@ -578,6 +597,8 @@ int BPF_PROG(tcp_state, const struct sock *sk, const int oldstate, const int new
             struct link *p = init_link(sk, tp, ROLE_SERVER);
             if (p) {
                 p->syn_srtt = tp->srtt_us >> 3;
+                if (en_toa)
+                    take_toa(&p->ident);
                 bpf_map_update_elem(&pending, &key, p, BPF_ANY);
             }
         }
@@ -638,52 +659,9 @@ int BPF_PROG(tcp_destroy, struct sock *sk)
     return 0;
 }
 
-/* The sampled state of link `l` through the ring buffer. */
-static __always_inline void send_sample(const struct link *l, const struct tcp_sock *tp)
-{
-    const struct sock *sk = &tp->inet_conn.icsk_inet.sk;
-    struct rec_sample *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
-    if (!r) {
-        __sync_fetch_and_add(&ring_lost, 1);
-        return;
-    }
-    __builtin_memset(r, 0, sizeof(*r));
-    r->type = REC_SAMPLE;
-    __builtin_memcpy(&r->ident, &l->ident, sizeof(r->ident));
-    if (en_rtt) {
-        r->srtt = tp->srtt_us >> 3;
-        r->rcv_rtt = tp->rcv_rtt_est.rtt_us >> 3;
-    }
-    if (en_win) {
-        __u32 write_seq = tp->write_seq;
-        __u32 snd_nxt = tp->snd_nxt;
-        __u32 snd_una = tp->snd_una;
-        __u32 snd_wnd = tp->snd_wnd;
-        __u32 in_flight = snd_nxt - snd_una;
-        r->snd_cwnd = tp->snd_cwnd;
-        r->notsent_bytes = write_seq - snd_nxt;
-        r->notack_bytes = in_flight;
-        r->reordering = tp->reordering;
-        r->snd_wnd = snd_wnd;
-        r->rcv_wnd = tp->rcv_wnd;
-        r->avl_snd_wnd = snd_wnd > in_flight ? snd_wnd - in_flight : 0;
-    }
-    if (en_rate) {
-        const struct inet_connection_sock *icsk = &tp->inet_conn;
-        r->rto = jiffies_to_us(icsk->icsk_rto);
-        r->ato = jiffies_to_us(BPF_CORE_READ_BITFIELD_PROBED(icsk, icsk_ack.ato));
-    }
-    if (en_sockbuf) {
-        r->sk_rcvbuf = sk->sk_rcvbuf;
-        r->sk_sndbuf = sk->sk_sndbuf;
-    }
-    bpf_ringbuf_submit(r, 0);
-}
-
-/* One pass over every file of every task (run by user space every sample_period): each
- * established TCP socket of a snooped process is bound if it is not a link yet, its
- * counters are read, its windows counted, and its state sampled if it moved segments
- * since the last pass. */
+/* The socket pass (run by user space every sample_period): every file of every task;
+ * each established TCP socket of a snooped process is handled by pass_socket(). The
+ * socket is recognised by bpf_sock_from_file() (5.11+). */
 SEC("iter/task_file")
 int tcp_pass(struct bpf_iter__task_file *ctx)
 {
@@ -695,41 +673,31 @@ int tcp_pass(struct bpf_iter__task_file *ctx)
     if (!sock)
         return 0;
     struct sock *sk = sock->sk;
-    if (!sk || sk->sk_protocol != IPPROTO_TCP || sk->sk_type != SOCK_STREAM ||
-        !inet_family(sk))
-        return 0;
-    __u8 state = sk->__sk_common.skc_state;
-    if (state == TCP_LISTEN || state == TCP_CLOSE || state == TCP_SYN_SENT ||
-        state == TCP_SYN_RECV || state == TCP_NEW_SYN_RECV)
-        return 0;
-    __u32 tgid = task->tgid;
-    if (!gala_snooped(tgid))
+    if (!sk)
         return 0;
     /* sock->sk is not a trusted pointer: a typed cast for direct loads */
-    const struct tcp_sock *tp = bpf_core_cast(sk, struct tcp_sock);
-    __u64 key = (__u64)sk;
-    struct link *l = bpf_map_lookup_elem(&links, &key);
-    if (!l)
-        l = bind_socket(sk, tp, tgid, task);
-    if (!l || l->pass == pass_id)
+    return pass_socket(task, sk, bpf_core_cast(sk, struct tcp_sock));
+}
+
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+
+/* The socket pass where bpf_sock_from_file() is missing (before 5.11): a socket file is
+ * one whose inode is a socket, and its private_data is the `struct socket` (as
+ * sock_alloc_file() sets it); every field is read with CO-RE probe reads. */
+SEC("iter/task_file")
+int tcp_pass_compat(struct bpf_iter__task_file *ctx)
+{
+    struct task_struct *task = ctx->task;
+    struct file *file = ctx->file;
+    if (!task || !file)
         return 0;
-    l->pass = pass_id;
-    snapshot(l, tp);
-    if (en_abn)
-        high_water(l, tp);
-    if (en_win) {
-        l->win_events += 1;
-        if (tp->snd_wnd == 0)
-            l->zero_snd_wnd += 1;
-        if (tp->rcv_wnd == 0)
-            l->zero_rcv_wnd += 1;
-    }
-    __u32 segs = l->segs_in + l->segs_out;
-    if (segs == l->sample_segs || !sampled_state())
+    umode_t mode = BPF_CORE_READ(file, f_inode, i_mode);
+    if ((mode & S_IFMT) != S_IFSOCK)
         return 0;
-    l->sample_segs = segs;
-    send_sample(l, tp);
-    return 0;
+    struct socket *sock = BPF_CORE_READ(file, private_data);
+    struct sock *sk = BPF_CORE_READ(sock, sk);
+    return pass_socket_probed(task, sk, (const struct tcp_sock *)sk);
 }
 
 SEC("tp_btf/sock_send_length")
@@ -745,8 +713,9 @@ int BPF_PROG(tcp_recv_len, struct sock *sk, int ret, int flags)
     on_io(sk, ret, flags, false);
     return 0;
 }
-
-/* Fallbacks for kernels without the sock_*_length tracepoints (before 6.2). */
+/* Fallbacks for kernels without the sock_*_length tracepoints (before 6.3). The receive
+ * side is tcp_cleanup_rbuf(sk, copied), called at the end of every read that copied
+ * data, with the same arguments on every kernel (tcp_recvmsg's changed in 5.19). */
 SEC("fexit/tcp_sendmsg")
 int BPF_PROG(tcp_sendmsg_exit, struct sock *sk, struct msghdr *msg, size_t size, int ret)
 {
@@ -754,11 +723,48 @@ int BPF_PROG(tcp_sendmsg_exit, struct sock *sk, struct msghdr *msg, size_t size,
     return 0;
 }
 
-SEC("fexit/tcp_recvmsg")
-int BPF_PROG(tcp_recvmsg_exit, struct sock *sk, struct msghdr *msg, size_t len, int flags,
-             int *addr_len, int ret)
+SEC("fentry/tcp_cleanup_rbuf")
+int BPF_PROG(tcp_cleanup_rbuf_entry, struct sock *sk, int copied)
 {
-    on_io(sk, ret, flags, false);
+    on_io(sk, copied, 0, false);
+    return 0;
+}
+
+/* Where fentry is refused (kprobes, or fentry on arm64 before 6.0): tcp_sendmsg's socket
+ * kept from its entry to its return, per thread. */
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 4096);
+    __type(key, __u64);
+    __type(value, __u64);
+} sendmsg_sk SEC(".maps");
+
+SEC("kprobe/tcp_sendmsg")
+int BPF_KPROBE(tcp_sendmsg_kprobe, struct sock *sk)
+{
+    __u64 id = bpf_get_current_pid_tgid();
+    __u64 s = (__u64)sk;
+    bpf_map_update_elem(&sendmsg_sk, &id, &s, BPF_ANY);
+    return 0;
+}
+
+SEC("kretprobe/tcp_sendmsg")
+int BPF_KRETPROBE(tcp_sendmsg_kretprobe, int ret)
+{
+    __u64 id = bpf_get_current_pid_tgid();
+    __u64 *s = bpf_map_lookup_elem(&sendmsg_sk, &id);
+    if (!s)
+        return 0;
+    struct sock *sk = (struct sock *)*s;
+    bpf_map_delete_elem(&sendmsg_sk, &id);
+    on_io_probed(sk, ret, 0, true);
+    return 0;
+}
+
+SEC("kprobe/tcp_cleanup_rbuf")
+int BPF_KPROBE(tcp_cleanup_rbuf_kprobe, struct sock *sk, int copied)
+{
+    on_io_probed(sk, copied, 0, false);
     return 0;
 }
 
@@ -769,7 +775,7 @@ int BPF_PROG(tcp_ack, struct sock *sk, const struct sk_buff *skb)
 {
     __u64 key = (__u64)sk;
     struct link *l = bpf_map_lookup_elem(&links, &key);
-    if (!l || !l->tx_send_ns)
+    if (!l || !l->tx_send_ns || !delay_open)
         return 0;
     const struct tcp_skb_cb *cb = (const struct tcp_skb_cb *)&skb->cb[0];
     __u32 ack = cb->ack_seq;
@@ -778,10 +784,15 @@ int BPF_PROG(tcp_ack, struct sock *sk, const struct sk_buff *skb)
     return 0;
 }
 
+/* A retransmission. The tracepoint's `err` argument exists since 6.8 (before, it fired
+ * only for a retransmission that succeeded); the CO-RE check on the tracepoint's record
+ * keeps the program loadable on both (the branch not taken is never verified). */
 SEC("tp_btf/tcp_retransmit_skb")
-int BPF_PROG(tcp_retrans, const struct sock *sk, const struct sk_buff *skb, int err)
+int tcp_retrans(__u64 *ctx)
 {
-    if (err)
+    const struct sock *sk = (const struct sock *)ctx[0];
+    const struct sk_buff *skb = (const struct sk_buff *)ctx[1];
+    if (bpf_core_field_exists(struct trace_event_raw_tcp_retransmit_skb, err) && ctx[2])
         return 0;
     struct link *l = link_of(sk);
     if (!l)
@@ -797,7 +808,7 @@ int BPF_PROG(tcp_retrans, const struct sock *sk, const struct sk_buff *skb, int 
 
 /* Resets the stack sends for a segment without a socket have sk NULL: not counted. */
 SEC("tp_btf/tcp_send_reset")
-int BPF_PROG(tcp_send_rst, const struct sock *sk, const struct sk_buff *skb, int reason)
+int BPF_PROG(tcp_send_rst, const struct sock *sk)
 {
     struct link *l = link_of(sk);
     if (l)
@@ -814,16 +825,24 @@ int BPF_PROG(tcp_recv_rst, struct sock *sk)
     return 0;
 }
 
+/* Drops with a reason (5.17+). The receiving socket is the `rx_sk` argument where the
+ * tracepoint has it (6.12+), else `skb->sk` (set by early demux for established
+ * sockets). */
 SEC("tp_btf/kfree_skb")
-int BPF_PROG(tcp_drop, struct sk_buff *skb, void *location, enum skb_drop_reason reason,
-             struct sock *rx_sk)
+int tcp_drop(__u64 *ctx)
 {
+    struct sk_buff *skb = (struct sk_buff *)ctx[0];
+    int reason = (int)ctx[2];
     int backlog = bpf_core_enum_value(enum skb_drop_reason, SKB_DROP_REASON_SOCKET_BACKLOG);
     int filter = bpf_core_enum_value(enum skb_drop_reason, SKB_DROP_REASON_SOCKET_FILTER);
     int mem = bpf_core_enum_value(enum skb_drop_reason, SKB_DROP_REASON_PROTO_MEM);
     if (reason != backlog && reason != filter && reason != mem)
         return 0;
-    struct sock *sk = rx_sk ? rx_sk : skb->sk;
+    struct sock *sk = NULL;
+    if (bpf_core_field_exists(struct trace_event_raw_kfree_skb, rx_sk))
+        sk = (struct sock *)ctx[3];
+    if (!sk)
+        sk = skb->sk;
     struct link *l = link_of(sk);
     if (!l)
         return 0;
@@ -836,11 +855,63 @@ int BPF_PROG(tcp_drop, struct sk_buff *skb, void *location, enum skb_drop_reason
     return 0;
 }
 
+/* The same three drops before drop reasons (5.10): the functions that decide them, as
+ * the original probed them. tcp_add_backlog() returns true when the segment is dropped
+ * (SOCKET_BACKLOG), tcp_filter() non-zero (SOCKET_FILTER), tcp_try_rmem_schedule()
+ * non-zero when receive memory could not be charged (PROTO_MEM). Their argument lists are
+ * those of 5.10 (tcp_add_backlog() has a third since 5.19, where kfree_skb has reasons). */
+SEC("fexit/tcp_add_backlog")
+int BPF_PROG(tcp_backlog_exit, struct sock *sk, struct sk_buff *skb, bool dropped)
+{
+    struct link *l = dropped ? link_of(sk) : NULL;
+    if (l)
+        __sync_fetch_and_add(&l->backlog_drops, 1);
+    return 0;
+}
+
+SEC("fexit/tcp_filter")
+int BPF_PROG(tcp_filter_exit, struct sock *sk, struct sk_buff *skb, int dropped)
+{
+    struct link *l = dropped ? link_of(sk) : NULL;
+    if (l)
+        __sync_fetch_and_add(&l->filter_drops, 1);
+    return 0;
+}
+
+SEC("fexit/tcp_try_rmem_schedule")
+int BPF_PROG(tcp_rmem_exit, struct sock *sk, struct sk_buff *skb, unsigned int size, int err)
+{
+    struct link *l = err ? link_of(sk) : NULL;
+    if (l)
+        __sync_fetch_and_add(&l->tcp_oom, 1);
+    return 0;
+}
+
 SEC("tp_btf/inet_sk_error_report")
 int BPF_PROG(tcp_err_report, const struct sock *sk)
 {
     struct link *l = link_of(sk);
     if (l && sk->sk_err == ETIMEDOUT)
+        __sync_fetch_and_add(&l->tmout_count, 1);
+    return 0;
+}
+
+/* Before the inet_sk_error_report tracepoint (5.15): the error report callback of TCP
+ * sockets, which the tracepoint sits in. */
+SEC("fentry/sock_def_error_report")
+int BPF_PROG(tcp_err_report_entry, struct sock *sk)
+{
+    struct link *l = link_of(sk);
+    if (l && sk->sk_err == ETIMEDOUT)
+        __sync_fetch_and_add(&l->tmout_count, 1);
+    return 0;
+}
+
+SEC("kprobe/sock_def_error_report")
+int BPF_KPROBE(tcp_err_report_kprobe, struct sock *sk)
+{
+    struct link *l = link_of(sk);
+    if (l && BPF_CORE_READ(sk, sk_err) == ETIMEDOUT)
         __sync_fetch_and_add(&l->tmout_count, 1);
     return 0;
 }
@@ -859,13 +930,36 @@ int BPF_PROG(tcp_buf_limit, struct sock *sk, struct proto *prot, long allocated,
 }
 
 /* Data queued on the socket: the start of a receive delay. */
+static __always_inline void on_data_ready(const struct sock *sk)
+{
+    if (!delay_open)
+        return;
+    struct link *l = link_of(sk);
+    if (!l || l->rx_ready_ns)
+        return;
+    if (bpf_jiffies64() >= l->rx_next_j)
+        l->rx_ready_ns = bpf_ktime_get_ns();
+}
+
 SEC("tp_btf/sk_data_ready")
 int BPF_PROG(tcp_data_ready, const struct sock *sk)
 {
-    struct link *l = link_of(sk);
-    if (!l || l->rx_ready_ns)
-        return 0;
-    if (bpf_jiffies64() >= l->rx_next_j)
-        l->rx_ready_ns = bpf_ktime_get_ns();
+    on_data_ready(sk);
+    return 0;
+}
+
+/* Before the sk_data_ready tracepoint (6.6): TCP's own data-ready step, which wakes the
+ * reader (sk->sk_data_ready) once enough data is queued. */
+SEC("fentry/tcp_data_ready")
+int BPF_PROG(tcp_data_ready_entry, struct sock *sk)
+{
+    on_data_ready(sk);
+    return 0;
+}
+
+SEC("kprobe/tcp_data_ready")
+int BPF_KPROBE(tcp_data_ready_kprobe, struct sock *sk)
+{
+    on_data_ready(sk);
     return 0;
 }
