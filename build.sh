@@ -125,8 +125,8 @@ check_cross() {
             if command -v apt-get >/dev/null; then
                 pkg_install "gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross" ""
             elif ! command -v aarch64-linux-gnu-gcc >/dev/null; then
-                # openEuler packages no aarch64 cross compiler with a target glibc: its aarch64
-                # RPMs are built natively (Kunpeng hosts, the build service).
+                # No cross compiler with an aarch64 glibc is known to be packaged for openEuler
+                # (not tried): its aarch64 RPMs are built natively (Kunpeng, the build service).
                 die "no aarch64-linux-gnu-gcc: on openEuler build natively on an aarch64 host (./build.sh --release), or install a cross toolchain with glibc (e.g. from a Linaro/Arm GNU Toolchain release) and put aarch64-linux-gnu-gcc on PATH"
             fi
             ;;

@@ -375,8 +375,8 @@ fn the_elf_ar_and_cpio_readers_read_known_files() {
     fs::write(&b, b"hello").expect("write");
     let ar = dir.path().join("x.a");
     run(
-        Command::new("ar").arg("rc").arg(&ar).arg(&a).arg(&b),
-        "ar rc",
+        Command::new("ar").arg("rcS").arg(&ar).arg(&a).arg(&b),
+        "ar rcS",
     );
     let archive = fs::read(&ar).expect("read x.a");
     let members = ar_members(&archive);
