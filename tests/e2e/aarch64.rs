@@ -297,33 +297,29 @@ fn the_probes_embed_bpf_objects_built_for_arm64() {
     let out = build_output();
     let probes = ebpf_probes();
     assert!(probes.len() >= 4, "eBPF probes: {probes:?}");
+    // Each object's BTF carries the `struct pt_regs` of the vmlinux.h it was compiled with:
+    // arm64's (a `struct user_pt_regs` inside, `syscallno`), not x86's (`orig_ax`).
     for program in &probes {
         let binary = fs::read(out.join(program)).expect(program);
         let objects = embedded_bpf_objects(&binary);
         assert!(!objects.is_empty(), "{program}: no embedded BPF object");
+        for object in objects {
+            let has = |name: &[u8]| memchr::memmem::find(object, name).is_some();
+            assert!(
+                has(b"user_pt_regs") && has(b"syscallno"),
+                "{program}: a BPF object without arm64's pt_regs"
+            );
+            assert!(!has(b"orig_ax"), "{program}: a BPF object with x86's pt_regs");
+        }
     }
-    // The proc probe reads the syscall number from the architecture's pt_regs: arm64's
-    // `syscallno`, where x86's is `orig_ax`. Its object carries the field name for CO-RE.
-    let binary = fs::read(out.join("taskprobe")).expect("taskprobe");
-    let objects = embedded_bpf_objects(&binary);
-    let has = |name: &[u8]| {
-        objects
-            .iter()
-            .any(|o| memchr::memmem::find(o, name).is_some())
-    };
-    assert!(
-        has(b"syscallno"),
-        "taskprobe's BPF object does not read arm64's pt_regs"
-    );
-    assert!(
-        !has(b"orig_ax"),
-        "taskprobe's BPF object reads x86's pt_regs"
-    );
-    // And the two vmlinux.h differ where it matters.
+    // The two headers differ where it matters.
     let arm64 = fs::read_to_string(repo().join("probes/ebpf/include/arm64/vmlinux.h"))
         .expect("arm64/vmlinux.h");
-    assert!(arm64.contains("struct user_pt_regs {"));
+    assert!(arm64.contains("struct user_pt_regs {") && arm64.contains("\ts32 syscallno;"));
     assert!(!arm64.contains("orig_ax;"));
+    let x86 = fs::read_to_string(repo().join("probes/ebpf/include/x86/vmlinux.h"))
+        .expect("x86/vmlinux.h");
+    assert!(x86.contains("orig_ax;") && !x86.contains("syscallno;"));
 }
 
 #[test]

@@ -3,13 +3,14 @@
 #
 #   probes/ebpf/include/gen-vmlinux.sh x86     x86/vmlinux.h   from this host's BTF
 #                                              (/sys/kernel/btf/vmlinux)
-#   probes/ebpf/include/gen-vmlinux.sh arm64   arm64/vmlinux.h from the BTF inside Debian
-#                                              bookworm's linux-image-6.1.0-*-arm64 kernel
+#   probes/ebpf/include/gen-vmlinux.sh arm64   arm64/vmlinux.h from the BTF inside Debian's
+#                                              newest linux-image-6.18.*-arm64 (trixie-backports;
+#                                              SUITE=... SERIES=... for another)
 #   probes/ebpf/include/gen-vmlinux.sh arm64 FILE
 #                                              ... from FILE: a raw BTF blob, a kernel Image
 #                                              (gzip'd or not) or a .deb holding one
 #
-# The arm64 kernel comes from bookworm's arm64 package index, fetched into a scratch directory
+# The arm64 kernel comes from the suite's arm64 package index, fetched into a scratch directory
 # (never the host's apt configuration): InRelease checked with the Debian archive keyring
 # (debian-archive-keyring, gpgv), Packages.xz and the .deb checked against their SHA256 sums.
 # The BTF is the kernel's `.BTF` section; an arm64 Image is a raw binary without section
@@ -24,7 +25,10 @@ cd "$(dirname "$0")"
 arch=${1:?usage: gen-vmlinux.sh x86|arm64 [FILE]}
 src=${2:-}
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
-suite=bookworm
+# The kernel series of the arm64 header: the one of x86/vmlinux.h (6.18), so that the BPF
+# sources see the same kernel types on both (CO-RE adapts them to older kernels at load time).
+suite=${SUITE:-trixie-backports}
+series=${SERIES:-6.18}
 keyring=/usr/share/keyrings/debian-archive-keyring.gpg
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -34,7 +38,8 @@ command -v bpftool >/dev/null || die "bpftool missing (Debian: apt-get install b
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-# Downloads the newest linux-image-6.1.0-*-<debian arch> of bookworm into $tmp; prints its path.
+# Downloads the newest linux-image-<SERIES>.N+debN-<debian arch> of $SUITE into $tmp; prints
+# its path.
 fetch_kernel_deb() {
     local debarch=$1 pkg filename sha
     log "$suite InRelease, checked with $keyring"
@@ -44,15 +49,18 @@ fetch_kernel_deb() {
     [ -n "$sha" ] || die "no main/binary-$debarch/Packages.xz in InRelease"
     curl -sSf -o "$tmp/Packages.xz" "$mirror/dists/$suite/main/binary-$debarch/Packages.xz"
     echo "$sha  $tmp/Packages.xz" | sha256sum -c --quiet
-    # The stanza of the newest linux-image-6.1.0-N-<arch> (unsigned meta packages excluded).
-    read -r pkg filename sha < <(xz -dc "$tmp/Packages.xz" | awk -v RS= -v a="$debarch" '
-        $0 ~ ("^Package: linux-image-6\\.1\\.0-[0-9]+-" a "\n") {
-            match($0, /\nFilename: [^\n]+/); f = substr($0, RSTART + 11, RLENGTH - 11)
-            match($0, /\nSHA256: [^\n]+/); s = substr($0, RSTART + 9, RLENGTH - 9)
+    # "version package filename sha256" of each linux-image-<series>.N+debN-<arch> (not the
+    # cloud or rt flavours), the newest version last.
+    read -r _ pkg filename sha < <(xz -dc "$tmp/Packages.xz" | awk -v RS= -v a="$debarch" -v s="$series" '
+        BEGIN { gsub(/\./, "\\.", s) }
+        $0 ~ ("^Package: linux-image-" s "\\.[0-9]+\\+deb[0-9]+-" a "\n") {
             match($0, /^Package: [^\n]+/); p = substr($0, 10, RLENGTH - 9)
-            split(p, parts, "-"); print parts[4] + 0, p, f, s
-        }' | sort -n | tail -n1 | cut -d' ' -f2-)
-    [ -n "$pkg" ] || die "no linux-image-6.1.0-*-$debarch in $suite"
+            match($0, /\nVersion: [^\n]+/); v = substr($0, RSTART + 10, RLENGTH - 10)
+            match($0, /\nFilename: [^\n]+/); f = substr($0, RSTART + 11, RLENGTH - 11)
+            match($0, /\nSHA256: [^\n]+/); h = substr($0, RSTART + 9, RLENGTH - 9)
+            print v, p, f, h
+        }' | sort -V | tail -n1)
+    [ -n "$pkg" ] || die "no linux-image-$series.*-$debarch in $suite"
     log "$pkg: $mirror/$filename"
     curl -sSf -o "$tmp/kernel.deb" "$mirror/$filename"
     echo "$sha  $tmp/kernel.deb" | sha256sum -c --quiet
