@@ -3,6 +3,9 @@
 #
 #   ./build.sh --check            install the build dependencies (dnf/yum on openEuler, apt on
 #                                 Debian); non-interactive, installs only what is missing
+#   ./build.sh --check [--target T]
+#                                 ... and what a cross build for target T needs (rustup target,
+#                                 cross gcc/g++ and libc, the tools to build libelf from source)
 #   ./build.sh --release          build the daemon, gopher-ctl, gala-probe, the C SDK and the
 #                                 probes in ${CARGO_TARGET_DIR:-target}/release (the default)
 #   ./build.sh --debug            the same with debug info and checks, in .../debug
@@ -14,6 +17,8 @@
 # Options of --release and --debug:
 #   --frozen                      build offline from Cargo.lock and vendored crates (the RPM build)
 #   --without NAMES               leave out probes of probes/packaging.list (comma- or space-separated)
+#   --target TRIPLE               cross-build for TRIPLE (aarch64-unknown-linux-gnu) into
+#                                 .../TRIPLE/release; build.sh sets the cross compilers itself
 #
 # Then ./install.sh (see its --help) installs what was built; the RPM: docs/packaging.md.
 set -euo pipefail
@@ -25,7 +30,7 @@ NAME=gala-gopher
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'build.sh: %s\n' "$*" >&2; exit 1; }
 
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
 
 # The workspace version (Cargo.toml [workspace.package]), which is the RPM's Version too.
 version() {
@@ -66,7 +71,80 @@ pkg_install() {
     fi
 }
 
+# The host's target triple (rustc's), against which --target is compared.
+host_triple() { rustc -vV | sed -n 's/^host: //p'; }
+
+# Prefix of the GNU cross tools for target triple $1 (aarch64-linux-gnu-gcc, ...).
+cross_prefix() {
+    case $1 in
+        aarch64-unknown-linux-gnu) echo aarch64-linux-gnu ;;
+        x86_64-unknown-linux-gnu) echo x86_64-linux-gnu ;;
+        *) die "no cross toolchain known for target $1 (known: aarch64-unknown-linux-gnu, x86_64-unknown-linux-gnu)" ;;
+    esac
+}
+
+# Cargo options of a cross build; set by cross_env.
+CROSS_CARGO=()
+
+# Sets up a build for target triple $1: the linker, C/C++ compilers and archiver cargo, cc-rs
+# and cmake-rs use for it (unless already set), and libelf/zlib built from source for the
+# target (gala-ebpf's `vendored`), since no -dev packages of the target are installed. Nothing
+# is set for the host's own triple, so the native build is unchanged.
+cross_env() {
+    local triple=$1 prefix var
+    [ "$triple" = "$(host_triple)" ] && return 0
+    prefix=$(cross_prefix "$triple")
+    command -v "$prefix-gcc" >/dev/null || die "$prefix-gcc missing: run ./build.sh --check --target $triple"
+    var=${triple//-/_}
+    export "CARGO_TARGET_${var^^}_LINKER=$(printenv "CARGO_TARGET_${var^^}_LINKER" || echo "$prefix-gcc")"
+    export "CC_$var=$(printenv "CC_$var" || echo "$prefix-gcc")"
+    export "CXX_$var=$(printenv "CXX_$var" || echo "$prefix-g++")"
+    export "AR_$var=$(printenv "AR_$var" || echo "$prefix-ar")"
+    CROSS_CARGO=(--features gala-ebpf/vendored)
+}
+
+# What a cross build for target triple $1 needs: the Rust standard library of the target, a
+# cross gcc/g++ with the target's libc, and the tools libbpf-sys uses to build libelf.
+check_cross() {
+    local triple=$1
+    [ "$triple" = "$(host_triple)" ] && return 0
+    cross_prefix "$triple" >/dev/null
+    if [ -d "$(rustc --print sysroot)/lib/rustlib/$triple" ]; then
+        :
+    elif command -v rustup >/dev/null; then
+        log "rustup target add $triple"
+        rustup target add "$triple"
+    else
+        die "the Rust standard library for $triple is missing and there is no rustup to add it"
+    fi
+    # libbpf-sys `vendored-libelf` runs autoreconf and configure on elfutils.
+    pkg_install "autoconf automake autopoint libtool flex bison gawk" \
+        "autoconf automake gettext-devel libtool flex bison gawk"
+    case $triple in
+        aarch64-*)
+            if command -v apt-get >/dev/null; then
+                pkg_install "gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross" ""
+            elif ! command -v aarch64-linux-gnu-gcc >/dev/null; then
+                # No cross compiler with an aarch64 glibc is known to be packaged for openEuler
+                # (not tried): its aarch64 RPMs are built natively (Kunpeng, the build service).
+                die "no aarch64-linux-gnu-gcc: on openEuler build natively on an aarch64 host (./build.sh --release), or install a cross toolchain with glibc (e.g. from a Linaro/Arm GNU Toolchain release) and put aarch64-linux-gnu-gcc on PATH"
+            fi
+            ;;
+        x86_64-*)
+            pkg_install "gcc-x86-64-linux-gnu g++-x86-64-linux-gnu libc6-dev-amd64-cross" "gcc-x86_64-linux-gnu"
+            ;;
+    esac
+    log "cross build for $triple ready ($(cross_prefix "$triple")-gcc)"
+}
+
 cmd_check() {
+    local target=""
+    while [ $# -gt 0 ]; do
+        case $1 in
+            --target) target=${2?--target needs a target triple}; shift 2 ;;
+            *) die "unknown option $1 (see --help)" ;;
+        esac
+    done
     # gcc: the C parts of crates (ring) and the C probes; make: the C probes.
     pkg_install "gcc make pkg-config ca-certificates tar gzip" "gcc make pkgconf-pkg-config ca-certificates tar gzip"
     # cmake and g++: the bundled librdkafka of the Kafka output (rdkafka-sys, cmake-build).
@@ -81,25 +159,36 @@ cmd_check() {
     version_at_least "${have%%-*}" "$need" ||
         die "rustc $have is older than the $need this workspace needs (rust-version in Cargo.toml); install a newer Rust (rustup) and run again"
     log "build dependencies present (rustc $have)"
+    [ -z "$target" ] || check_cross "$target"
 }
 
 # build PROFILE [--frozen] [--without NAMES]
 cmd_build() {
     local profile=$1; shift
-    local frozen=() without=""
+    local frozen=() without="" target=""
     while [ $# -gt 0 ]; do
         case $1 in
             --frozen) frozen=(--offline --frozen); shift ;;
+            --target) target=${2?--target needs a target triple}; shift 2 ;;
             --without) without="$without ${2?--without needs probe names}"; shift 2 ;;
             *) die "unknown option $1 (see --help)" ;;
         esac
     done
     without=" ${without//,/ } "
-    local cargo_flags=() out=$TARGET_DIR/debug cflags="-O0 -g"
+    local cargo_flags=() out=$TARGET_DIR cflags="-O0 -g" cc=()
+    if [ -n "$target" ]; then
+        cross_env "$target"
+        cargo_flags+=(--target "$target" "${CROSS_CARGO[@]}")
+        out=$out/$target
+        local var=${target//-/_}
+        [ "$target" = "$(host_triple)" ] || cc=(CC="$(printenv "CC_$var")")
+    fi
     if [ "$profile" = release ]; then
-        cargo_flags=(--release)
-        out=$TARGET_DIR/release
+        cargo_flags+=(--release)
+        out=$out/release
         cflags="-O2 -g"
+    else
+        out=$out/debug
     fi
     # Probes of the list: cargo packages to leave out, C probes to build afterwards.
     local excludes=() make_dirs=() name kind dir
@@ -119,10 +208,10 @@ cmd_build() {
     for dir in "${make_dirs[@]}"; do
         log "make -C $dir (against the C SDK of $out)"
         # CFLAGS from the environment (the RPM build's), to which the Makefile adds its own.
-        CFLAGS="${CFLAGS:-$cflags}" make -s -C "$dir" SDK_INC="$ROOT/probe-sdk/c/include" SDK_LIB="$out" \
+        CFLAGS="${CFLAGS:-$cflags}" make -s -C "$dir" "${cc[@]}" SDK_INC="$ROOT/probe-sdk/c/include" SDK_LIB="$out" \
             BUILD_DIR="$out/extend_probes"
     done
-    log "built into $out; install with ./install.sh$([ "$profile" = release ] || echo " --bin-dir $out")"
+    log "built into $out; install with ./install.sh$([ "$out" = "$TARGET_DIR/release" ] || echo " --bin-dir $out")"
 }
 
 cmd_clean() {
@@ -186,7 +275,7 @@ cmd_package() {
 }
 
 case "${1:-}" in
-    --check) cmd_check ;;
+    --check) shift; cmd_check "$@" ;;
     --release | "") shift || true; cmd_build release "$@" ;;
     --debug) shift; cmd_build debug "$@" ;;
     --clean) cmd_clean ;;

@@ -73,6 +73,9 @@ install_test_deps() {
     pkg_install "postgresql python3-psycopg2" "postgresql-server python3-psycopg2"
     # rpmbuild, rpmlint and systemd-analyze for the packaging test (tests/e2e/packaging.rs).
     pkg_install "rpm rpmlint systemd" "rpm-build rpmlint systemd"
+    # The aarch64 cross toolchain (gcc/g++/libc, the Rust target, autotools for libelf) of the
+    # packaging suite's aarch64 RPM (tests/e2e/aarch64.rs).
+    "$ROOT/build.sh" --check --target aarch64-unknown-linux-gnu
     # The scripts' linter for the packaging suite, which fails without it in CI.
     pkg_install "shellcheck" "ShellCheck" || log "shellcheck not installed: the packaging suite checks the scripts with bash -n only"
     # Real traffic and faults for the eBPF probes' tests and benchmarks: nginx and wrk on

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use gala_e2e::{free_port, http_request, poll_until, workspace_bin, Samples};
 
 /// The source tree.
-fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("tests/ is in the workspace")
@@ -51,10 +51,22 @@ const TOOLS: &[(&str, &str)] = &[
         "shellcheck",
         "the Debian package `shellcheck` (openEuler: `ShellCheck`)",
     ),
+    (
+        "rpm2cpio",
+        "the Debian package `rpm2cpio` (openEuler: `rpm`)",
+    ),
+    (
+        "aarch64-linux-gnu-gcc",
+        "the aarch64 cross toolchain: ./build.sh --check --target aarch64-unknown-linux-gnu",
+    ),
+    (
+        "aarch64-linux-gnu-g++",
+        "the aarch64 cross toolchain: ./build.sh --check --target aarch64-unknown-linux-gnu",
+    ),
 ];
 
 /// The path of `tool` on PATH, or an error naming the package that brings it.
-fn tool(name: &str) -> Result<PathBuf, String> {
+pub(crate) fn tool(name: &str) -> Result<PathBuf, String> {
     let package = TOOLS
         .iter()
         .find(|(t, _)| *t == name)
@@ -70,13 +82,13 @@ fn tool(name: &str) -> Result<PathBuf, String> {
 }
 
 /// [`tool`], panicking with its message.
-fn need(name: &str) -> PathBuf {
+pub(crate) fn need(name: &str) -> PathBuf {
     tool(name).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Runs `cmd` (stdin /dev/null) and returns its output, or an error with both streams unless
 /// it exited 0.
-fn try_run(cmd: &mut Command, what: &str) -> Result<Output, String> {
+pub(crate) fn try_run(cmd: &mut Command, what: &str) -> Result<Output, String> {
     let out = cmd
         .stdin(Stdio::null())
         .output()
@@ -94,16 +106,17 @@ fn try_run(cmd: &mut Command, what: &str) -> Result<Output, String> {
 }
 
 /// [`try_run`], panicking on failure.
-fn run(cmd: &mut Command, what: &str) -> Output {
+pub(crate) fn run(cmd: &mut Command, what: &str) -> Output {
     try_run(cmd, what).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn stdout(out: &Output) -> String {
+/// The standard output of `out` as text.
+pub(crate) fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The workspace version, which names the tarballs and is the RPM's Version.
-fn version() -> String {
+pub(crate) fn version() -> String {
     let toml = fs::read_to_string(repo().join("Cargo.toml")).expect("Cargo.toml");
     let section = toml
         .split("[workspace.package]")
@@ -117,9 +130,12 @@ fn version() -> String {
         .to_owned()
 }
 
-/// The RPM of this run.
-struct Built {
-    rpm: PathBuf,
+/// An RPM built by [`rpmbuild`].
+pub(crate) struct Built {
+    /// The package.
+    pub(crate) rpm: PathBuf,
+    /// rpmbuild's `_topdir`; `BUILD/` keeps the unpacked tree and its build output.
+    pub(crate) top: PathBuf,
 }
 
 static BUILT: OnceLock<Result<Built, String>> = OnceLock::new();
@@ -132,14 +148,20 @@ fn built() -> &'static Built {
     }
 }
 
-/// `build.sh --package`, then `rpmbuild -bb` on the two tarballs in a network namespace of its
-/// own (`unshare -n`: no network at all, so only an offline build can succeed). `--nodeps`:
-/// Debian's rpm database knows none of the BuildRequires, which dpkg installed.
+/// The RPM of this host's architecture.
 fn build_rpm() -> Result<Built, String> {
+    rpmbuild("packaging-rpmbuild", &[])
+}
+
+/// `build.sh --package`, then `rpmbuild -bb EXTRA...` on the two tarballs in a network namespace
+/// of its own (`unshare -n`: no network at all, so only an offline build can succeed), in the
+/// rpmbuild tree `dir` under the test's temporary directory. `--nodeps`: Debian's rpm
+/// database knows none of the BuildRequires, which dpkg installed.
+pub(crate) fn rpmbuild(dir: &str, extra: &[&str]) -> Result<Built, String> {
     for t in ["rpmbuild", "rpm", "unshare", "make", "cc", "tar"] {
         tool(t)?;
     }
-    let top = Path::new(env!("CARGO_TARGET_TMPDIR")).join("packaging-rpmbuild");
+    let top = Path::new(env!("CARGO_TARGET_TMPDIR")).join(dir);
     let _ = fs::remove_dir_all(&top);
     let sources = top.join("SOURCES");
     fs::create_dir_all(&sources).map_err(|e| format!("{}: {e}", sources.display()))?;
@@ -170,7 +192,9 @@ fn build_rpm() -> Result<Built, String> {
     let started = Instant::now();
     let mut rpmbuild = Command::new("unshare");
     rpmbuild
-        .args(["-n", "rpmbuild", "-bb", "--nodeps", "--define"])
+        .args(["-n", "rpmbuild", "-bb", "--nodeps"])
+        .args(extra)
+        .arg("--define")
         .arg(format!("_topdir {}", top.display()))
         .arg(repo().join("gala-gopher.spec"))
         // The spec chooses its own target dir; nothing of this build's environment leaks in
@@ -197,7 +221,7 @@ fn build_rpm() -> Result<Built, String> {
         let tail: Vec<&str> = text.lines().rev().take(60).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
         return Err(format!(
-            "rpmbuild -bb failed ({status}); the end of {}:\n{}",
+            "rpmbuild -bb {extra:?} failed ({status}); the end of {}:\n{}",
             log.display(),
             tail.join("\n")
         ));
@@ -215,11 +239,11 @@ fn build_rpm() -> Result<Built, String> {
         })
         .ok_or_else(|| format!("no gala-gopher-{v}-*.rpm under {}/RPMS", top.display()))?;
     eprintln!(
-        "packaging: build.sh --package took {:.1} s, rpmbuild -bb (offline release build) {:.1} s",
+        "packaging: build.sh --package took {:.1} s, rpmbuild -bb {extra:?} (offline release build) {:.1} s",
         package_time.as_secs_f64(),
         build_time.as_secs_f64()
     );
-    Ok(Built { rpm })
+    Ok(Built { rpm, top })
 }
 
 /// `rpm -qp --queryformat FORMAT` of the built RPM.
@@ -233,7 +257,7 @@ fn query(format: &str) -> String {
 }
 
 /// Files rpm adds by itself (build-id links into a debuginfo package), not part of our tree.
-fn rpm_generated(path: &str) -> bool {
+pub(crate) fn rpm_generated(path: &str) -> bool {
     path.starts_with("/usr/lib/.build-id")
 }
 
@@ -248,14 +272,19 @@ fn rpm_libdir() -> String {
 }
 
 /// One line of probes/packaging.list.
-struct ListedProbe {
-    name: String,
-    kind: String,
-    dir: String,
-    program: String,
+pub(crate) struct ListedProbe {
+    /// The probe's name.
+    pub(crate) name: String,
+    /// `script`, `make` or `cargo`.
+    pub(crate) kind: String,
+    /// Its source directory.
+    pub(crate) dir: String,
+    /// The file installed in /opt/gala-gopher/extend_probes/.
+    pub(crate) program: String,
 }
 
-fn packaging_list() -> Vec<ListedProbe> {
+/// The probes of probes/packaging.list.
+pub(crate) fn packaging_list() -> Vec<ListedProbe> {
     let text = fs::read_to_string(repo().join("probes/packaging.list")).expect("packaging.list");
     text.lines()
         .map(str::trim)
@@ -321,7 +350,7 @@ fn builtin_meta_file_names_are_unique() {
 }
 
 /// Every path the package (and install.sh) must lay out, directories included.
-fn expected_paths(libdir: &str) -> BTreeSet<String> {
+pub(crate) fn expected_paths(libdir: &str) -> BTreeSet<String> {
     let mut paths: BTreeSet<String> = [
         "/usr/bin/gala-gopher",
         "/usr/bin/gopher-ctl",

@@ -91,76 +91,151 @@ impl Class {
     }
 }
 
-/// x86_64 syscall numbers of every timed syscall.
-#[cfg(target_arch = "x86_64")]
-const SYSCALLS: &[(u16, Class)] = &[
-    (0, Class::Read),
-    (1, Class::Write),
-    (2, Class::Open),
-    (16, Class::Ioctl),
-    (17, Class::Read),  // pread64
-    (18, Class::Write), // pwrite64
-    (19, Class::Read),  // readv
-    (20, Class::Write), // writev
-    (24, Class::SchedYield),
-    (46, Class::Sendmsg),
-    (47, Class::Recvmsg),
-    (56, Class::Clone),
-    (57, Class::Fork),
-    (58, Class::Vfork),
-    (74, Class::Fsync),
-    (75, Class::Fsync), // fdatasync
-    (85, Class::Open),  // creat
-    (165, Class::Mount),
-    (166, Class::Umount), // umount2
-    (202, Class::Futex),
-    (232, Class::EpollWait),
-    (257, Class::Open), // openat
-    (281, Class::EpollPwait),
-    (295, Class::Read),       // preadv
-    (296, Class::Write),      // pwritev
-    (327, Class::Read),       // preadv2
-    (328, Class::Write),      // pwritev2
-    (435, Class::Clone),      // clone3
-    (437, Class::Open),       // openat2
-    (441, Class::EpollPwait), // epoll_pwait2
+/// A timed syscall: its name, its number on the target architecture (`None` where the
+/// architecture has no such call) and its class.
+#[derive(Debug, Clone, Copy)]
+struct Syscall {
+    name: &'static str,
+    nr: Option<libc::c_long>,
+    class: Class,
+}
+
+/// `timed!(SYS_read, Read)`: a syscall every Linux architecture has, numbered by the target's
+/// `libc::SYS_read`. `timed!(SYS_open, Open, legacy)`: one only the architectures with the old
+/// syscall table have (x86_64); arm64, riscv64 and loongarch64 use the generic table, which
+/// keeps only the `*at` / `p*` / `clone` forms (no open, creat, fork, vfork, epoll_wait).
+macro_rules! timed {
+    ($sys:ident, $class:ident) => {
+        Syscall {
+            name: stringify!($sys),
+            nr: Some(libc::$sys),
+            class: Class::$class,
+        }
+    };
+    ($sys:ident, $class:ident, legacy) => {
+        Syscall {
+            name: stringify!($sys),
+            nr: {
+                #[cfg(target_arch = "x86_64")]
+                const NR: Option<libc::c_long> = Some(libc::$sys);
+                #[cfg(not(target_arch = "x86_64"))]
+                const NR: Option<libc::c_long> = None;
+                NR
+            },
+            class: Class::$class,
+        }
+    };
+}
+
+/// Every timed syscall, numbered for the target architecture by `libc`.
+const SYSCALLS: &[Syscall] = &[
+    timed!(SYS_read, Read),
+    timed!(SYS_write, Write),
+    timed!(SYS_open, Open, legacy),
+    timed!(SYS_ioctl, Ioctl),
+    timed!(SYS_pread64, Read),
+    timed!(SYS_pwrite64, Write),
+    timed!(SYS_readv, Read),
+    timed!(SYS_writev, Write),
+    timed!(SYS_sched_yield, SchedYield),
+    timed!(SYS_sendmsg, Sendmsg),
+    timed!(SYS_recvmsg, Recvmsg),
+    timed!(SYS_clone, Clone),
+    timed!(SYS_fork, Fork, legacy),
+    timed!(SYS_vfork, Vfork, legacy),
+    timed!(SYS_fsync, Fsync),
+    timed!(SYS_fdatasync, Fsync),
+    timed!(SYS_creat, Open, legacy),
+    timed!(SYS_mount, Mount),
+    timed!(SYS_umount2, Umount),
+    timed!(SYS_futex, Futex),
+    timed!(SYS_epoll_wait, EpollWait, legacy),
+    timed!(SYS_openat, Open),
+    timed!(SYS_epoll_pwait, EpollPwait),
+    timed!(SYS_preadv, Read),
+    timed!(SYS_pwritev, Write),
+    timed!(SYS_preadv2, Read),
+    timed!(SYS_pwritev2, Write),
+    timed!(SYS_clone3, Clone),
+    timed!(SYS_openat2, Open),
+    timed!(SYS_epoll_pwait2, EpollPwait),
 ];
 
-/// x86_64 syscalls whose return value is not an error code.
-#[cfg(target_arch = "x86_64")]
-const NOFAIL_SYSCALLS: &[u16] = &[15]; // rt_sigreturn
+/// Syscalls whose return value is not an error code.
+const NOFAIL_SYSCALLS: &[libc::c_long] = &[libc::SYS_rt_sigreturn];
 
-// Other architectures: the BPF side reads the syscall number from x86 registers only, so
-// nothing is timed there yet (failures are still counted).
-#[cfg(not(target_arch = "x86_64"))]
-const SYSCALLS: &[(u16, Class)] = &[];
-#[cfg(not(target_arch = "x86_64"))]
-const NOFAIL_SYSCALLS: &[u16] = &[];
+// Every number indexes the BPF class table.
+const _: () = {
+    let mut i = 0;
+    while i < SYSCALLS.len() {
+        if let Some(nr) = SYSCALLS[i].nr {
+            assert!(nr >= 0 && (nr as usize) < TABLE_SIZE);
+        }
+        i += 1;
+    }
+    let mut i = 0;
+    while i < NOFAIL_SYSCALLS.len() {
+        assert!(NOFAIL_SYSCALLS[i] >= 0 && (NOFAIL_SYSCALLS[i] as usize) < TABLE_SIZE);
+        i += 1;
+    }
+};
 
 /// The class of syscall `nr` on this architecture, if it is timed at all.
 #[cfg(test)]
-pub fn class_of(nr: u16) -> Option<Class> {
-    SYSCALLS.iter().find(|(n, _)| *n == nr).map(|(_, c)| *c)
+fn class_of(nr: libc::c_long) -> Option<Class> {
+    SYSCALLS.iter().find(|s| s.nr == Some(nr)).map(|s| s.class)
 }
 
-/// The BPF class table for the enabled `groups`.
+/// The timed syscalls of the enabled `groups` that this architecture does not have.
+pub fn absent(groups: &[Group]) -> Vec<&'static str> {
+    SYSCALLS
+        .iter()
+        .filter(|s| s.nr.is_none() && groups.iter().any(|g| s.class.in_group(*g)))
+        .map(|s| s.name.trim_start_matches("SYS_"))
+        .collect()
+}
+
+/// The BPF class table for the enabled `groups`. The first time a group would time a syscall
+/// this architecture lacks, one log line names them: they are skipped, not an error.
 pub fn class_table(groups: &[Group]) -> [u8; TABLE_SIZE] {
+    static LOGGED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let absent = absent(groups);
+    if !absent.is_empty() && !LOGGED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        gala_ebpf::log(
+            gala_probe_sdk::Level::Info,
+            crate::probe::NAME,
+            &format!(
+                "not timed, {} has no such syscalls: {}",
+                std::env::consts::ARCH,
+                absent.join(", ")
+            ),
+        );
+    }
     let mut table = [0u8; TABLE_SIZE];
-    for &(nr, class) in SYSCALLS {
-        if groups.iter().any(|g| class.in_group(*g)) {
-            table[usize::from(nr)] = class as u8;
+    for s in SYSCALLS {
+        if let Some(nr) = s.nr {
+            if groups.iter().any(|g| s.class.in_group(*g)) {
+                table[nr as usize] = s.class as u8;
+            }
         }
     }
     for &nr in NOFAIL_SYSCALLS {
-        table[usize::from(nr)] |= NOFAIL;
+        table[nr as usize] |= NOFAIL;
     }
     table
 }
 
 #[cfg(test)]
-#[cfg(target_arch = "x86_64")]
 mod tests {
     use super::*;
+
+    const ALL: &[Group] = &[
+        Group::Syscall,
+        Group::Io,
+        Group::Fs,
+        Group::Net,
+        Group::Ioctl,
+    ];
 
     #[test]
     fn numbers_match_the_libc_constants() {
@@ -177,11 +252,8 @@ mod tests {
             (libc::SYS_recvmsg, Class::Recvmsg),
             (libc::SYS_sched_yield, Class::SchedYield),
             (libc::SYS_futex, Class::Futex),
-            (libc::SYS_epoll_wait, Class::EpollWait),
             (libc::SYS_epoll_pwait, Class::EpollPwait),
             (libc::SYS_epoll_pwait2, Class::EpollPwait),
-            (libc::SYS_fork, Class::Fork),
-            (libc::SYS_vfork, Class::Vfork),
             (libc::SYS_clone, Class::Clone),
             (libc::SYS_clone3, Class::Clone),
             (libc::SYS_ioctl, Class::Ioctl),
@@ -189,14 +261,20 @@ mod tests {
             (libc::SYS_openat2, Class::Open),
         ];
         for (nr, class) in expect {
-            assert_eq!(class_of(nr as u16), Some(class), "syscall {nr}");
+            assert_eq!(class_of(nr), Some(class), "syscall {nr}");
         }
-        assert_eq!(class_of(libc::SYS_close as u16), None);
-        assert_eq!(class_of(libc::SYS_getppid as u16), None);
-        assert_eq!(NOFAIL_SYSCALLS, &[libc::SYS_rt_sigreturn as u16]);
-        assert!(SYSCALLS
-            .iter()
-            .all(|(n, c)| usize::from(*n) < TABLE_SIZE && (*c as usize) < SLOTS));
+        assert_eq!(class_of(libc::SYS_close), None);
+        assert_eq!(class_of(libc::SYS_getppid), None);
+        assert_eq!(NOFAIL_SYSCALLS, &[libc::SYS_rt_sigreturn]);
+        assert!(SYSCALLS.iter().all(|s| (s.class as usize) < SLOTS));
+        // No number twice (two names for one call would hide a wrong constant).
+        let mut nrs: Vec<_> = SYSCALLS.iter().filter_map(|s| s.nr).collect();
+        nrs.sort_unstable();
+        nrs.dedup();
+        assert_eq!(
+            nrs.len(),
+            SYSCALLS.iter().filter(|s| s.nr.is_some()).count()
+        );
     }
 
     #[test]
@@ -223,5 +301,91 @@ mod tests {
             class_table(&[]).iter().filter(|v| **v != 0).count(),
             NOFAIL_SYSCALLS.len()
         );
+        let timed = SYSCALLS.iter().filter(|s| s.nr.is_some()).count();
+        let t = class_table(ALL);
+        assert_eq!(
+            t.iter().filter(|v| **v & !NOFAIL != 0).count(),
+            timed,
+            "every syscall the architecture has is in the table"
+        );
+    }
+
+    /// The kernel's x86_64 numbers (arch/x86/entry/syscalls/syscall_64.tbl), so a wrong
+    /// `libc` constant or a mix-up of architectures shows.
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn x86_64_has_every_timed_syscall_under_its_own_number() {
+        assert_eq!(absent(ALL), Vec::<&str>::new());
+        let expect = [
+            (0, Class::Read),
+            (1, Class::Write),
+            (2, Class::Open),
+            (16, Class::Ioctl),
+            (24, Class::SchedYield),
+            (46, Class::Sendmsg),
+            (47, Class::Recvmsg),
+            (56, Class::Clone),
+            (57, Class::Fork),
+            (58, Class::Vfork),
+            (74, Class::Fsync),
+            (85, Class::Open),
+            (165, Class::Mount),
+            (166, Class::Umount),
+            (202, Class::Futex),
+            (232, Class::EpollWait),
+            (257, Class::Open),
+            (281, Class::EpollPwait),
+            (435, Class::Clone),
+            (437, Class::Open),
+            (441, Class::EpollPwait),
+        ];
+        for (nr, class) in expect {
+            assert_eq!(class_of(nr), Some(class), "syscall {nr}");
+        }
+        assert_eq!(NOFAIL_SYSCALLS, &[15]);
+        let t = class_table(&[Group::Syscall]);
+        assert_eq!(t[libc::SYS_epoll_wait as usize], Class::EpollWait as u8);
+        assert_eq!(t[libc::SYS_fork as usize], Class::Fork as u8);
+    }
+
+    /// The kernel's generic numbers (include/uapi/asm-generic/unistd.h) that arm64 uses; the
+    /// old calls are absent and skipped, and the table never holds x86_64 numbers.
+    #[test]
+    #[cfg(target_arch = "aarch64")]
+    fn aarch64_times_the_generic_syscalls_and_skips_the_legacy_ones() {
+        assert_eq!(
+            absent(ALL),
+            ["open", "fork", "vfork", "creat", "epoll_wait"]
+        );
+        assert_eq!(absent(&[Group::Io, Group::Net]), Vec::<&str>::new());
+        assert_eq!(absent(&[Group::Fs]), ["open", "creat"]);
+        let expect = [
+            (22, Class::EpollPwait),
+            (29, Class::Ioctl),
+            (39, Class::Umount),
+            (40, Class::Mount),
+            (56, Class::Open),
+            (63, Class::Read),
+            (64, Class::Write),
+            (67, Class::Read),
+            (68, Class::Write),
+            (82, Class::Fsync),
+            (83, Class::Fsync),
+            (98, Class::Futex),
+            (124, Class::SchedYield),
+            (211, Class::Sendmsg),
+            (212, Class::Recvmsg),
+            (220, Class::Clone),
+            (435, Class::Clone),
+            (437, Class::Open),
+            (441, Class::EpollPwait),
+        ];
+        for (nr, class) in expect {
+            assert_eq!(class_of(nr), Some(class), "syscall {nr}");
+        }
+        assert_eq!(NOFAIL_SYSCALLS, &[139]);
+        // x86_64's read (0) and openat (257) are no timed syscalls here.
+        assert_eq!(class_of(0), None);
+        assert_eq!(class_of(257), None);
     }
 }

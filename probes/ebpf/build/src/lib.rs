@@ -4,14 +4,14 @@
 //! gala_ebpf_build::skeletons(&["tcp"]);
 //! ```
 //!
-//! which compiles `src/bpf/tcp.bpf.c` with clang (CO-RE, `-target bpf`, the workspace's one
-//! vendored `vmlinux.h` and `gala.bpf.h` on the include path) and writes the libbpf-rs
-//! skeleton `$OUT_DIR/tcp.skel.rs`, to be included with [`include_skeleton!`]-style
-//! `include!(concat!(env!("OUT_DIR"), "/tcp.skel.rs"))`.
+//! which compiles `src/bpf/tcp.bpf.c` with clang (CO-RE, `-target bpf`, `__TARGET_ARCH_<arch>`,
+//! the vendored `vmlinux.h` of the target architecture and `gala.bpf.h` on the include path)
+//! and writes the libbpf-rs skeleton `$OUT_DIR/tcp.skel.rs`, to be included with
+//! [`include_skeleton!`]-style `include!(concat!(env!("OUT_DIR"), "/tcp.skel.rs"))`.
 
 use std::path::{Path, PathBuf};
 
-/// The directory holding `vmlinux.h` and `gala.bpf.h`.
+/// The directory holding `gala.bpf.h` and, per architecture, `<arch>/vmlinux.h`.
 pub fn include_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -19,7 +19,8 @@ pub fn include_dir() -> PathBuf {
         .join("include")
 }
 
-/// Target architecture macro for `bpf_tracing.h` (`PT_REGS_*`), from cargo's target.
+/// The kernel's name of cargo's target architecture: the `__TARGET_ARCH_*` macro of
+/// `bpf_tracing.h` (`PT_REGS_*`) and the directory of its `vmlinux.h` (`include/<arch>/`).
 fn target_arch() -> &'static str {
     match std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() {
         Ok("aarch64") => "arm64",
@@ -36,13 +37,23 @@ fn target_arch() -> &'static str {
 pub fn skeletons(names: &[&str]) {
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));
     let include = include_dir();
+    let arch = target_arch();
+    // Kernel types differ per architecture (pt_regs above all), so each has its own header,
+    // generated from a kernel of that architecture (include/gen-vmlinux.sh).
+    let arch_include = include.join(arch);
+    assert!(
+        arch_include.join("vmlinux.h").is_file(),
+        "no {}/vmlinux.h: generate it with include/gen-vmlinux.sh {arch}",
+        arch_include.display()
+    );
     for name in names {
         let source = PathBuf::from(format!("src/bpf/{name}.bpf.c"));
         libbpf_cargo::SkeletonBuilder::new()
             .source(&source)
             .clang_args([
+                format!("-I{}", arch_include.display()),
                 format!("-I{}", include.display()),
-                format!("-D__TARGET_ARCH_{}", target_arch()),
+                format!("-D__TARGET_ARCH_{arch}"),
                 "-Wall".to_owned(),
                 "-Wno-unused-function".to_owned(),
             ])

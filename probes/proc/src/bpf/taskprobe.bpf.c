@@ -280,6 +280,8 @@ static __always_inline long syscall_nr(struct pt_regs *regs)
 #if defined(__TARGET_ARCH_x86)
     /* A typed tracepoint argument: a direct load, no helper call. */
     return regs->orig_ax;
+#elif defined(__TARGET_ARCH_arm64)
+    return regs->syscallno;
 #else
     return -1;
 #endif
