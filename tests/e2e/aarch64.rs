@@ -309,7 +309,10 @@ fn the_probes_embed_bpf_objects_built_for_arm64() {
                 has(b"user_pt_regs") && has(b"syscallno"),
                 "{program}: a BPF object without arm64's pt_regs"
             );
-            assert!(!has(b"orig_ax"), "{program}: a BPF object with x86's pt_regs");
+            assert!(
+                !has(b"orig_ax"),
+                "{program}: a BPF object with x86's pt_regs"
+            );
         }
     }
     // The two headers differ where it matters.
