@@ -98,7 +98,13 @@ pub fn lines(probe: &str, subitems: &[Subitem], plan: &Plan) -> Vec<Line> {
                     Outcome::Failed,
                     format!("runs on the core's programs: the core was refused ({why})"),
                 ),
-                (false, None) if plan.active("") => {
+                // Loaded when any need of the core is (TOA may be missing and the core
+                // still tracks sockets).
+                (false, None)
+                    if plan.choices().iter().any(|c| {
+                        c.subitem.is_empty() && c.variant.is_some() && c.failed.is_none()
+                    }) =>
+                {
                     (Outcome::Loaded, "runs on the core's programs".to_owned())
                 }
                 (false, None) => (
@@ -288,6 +294,42 @@ mod tests {
             "tried tp_btf/sock_send_length: no tracepoint sock_send_length; \
              kprobe/tcp_sendmsg,kretprobe/tcp_sendmsg: no kprobes"
         );
+    }
+
+    #[test]
+    fn a_subitem_on_the_core_runs_when_one_core_need_is_missing() {
+        const TOA: Prog = Prog::kprobe("k_toa", "tcp_conn_request");
+        const CORE: &[Need] = &[
+            Need {
+                what: "state changes",
+                variants: &[&[STATE]],
+            },
+            Need {
+                what: "toa",
+                variants: &[&[TOA]],
+            },
+        ];
+        let items = [
+            Subitem {
+                name: "",
+                needs: CORE,
+            },
+            ITEMS[1],
+        ];
+        let plan = Plan::choose_why(
+            &items,
+            |_| true,
+            |p| (p.name == "k_toa").then(|| "no kprobes".to_owned()),
+        );
+        let lines = lines("tcp", &items, &plan);
+        let of = |s: &str, n: &str| {
+            lines
+                .iter()
+                .find(|l| l.subitem == s && l.need == n)
+                .unwrap()
+        };
+        assert_eq!(of("", "toa").result, Outcome::Skipped);
+        assert_eq!(of("stats", "").result, Outcome::Loaded, "{lines:?}");
     }
 
     #[test]
