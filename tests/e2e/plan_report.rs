@@ -197,8 +197,22 @@ fn every_probe_reports_its_plan_for_this_kernel() {
             }
         }
         if *probe == "tcp" {
-            // The core's tracepoints and iterator are in every kernel the probes run on.
+            // The core's tracepoints and iterator are in every kernel the probes run on; its
+            // TOA parsing needs fentry or a kprobe on tcp_conn_request.
             for l in lines.iter().filter(|l| l.subitem.is_empty()) {
+                let toa = l.need == "TOA client addresses";
+                let want = match (toa, kernel.fentry(), kprobes()) {
+                    (false, ..) | (true, true, _) => "loaded",
+                    (true, false, true) => "fallback",
+                    (true, false, false) => "skipped",
+                };
+                assert_eq!(l.result, want, "{l:?}");
+            }
+            // The sub-items without needs of their own run on the core's programs.
+            for l in lines
+                .iter()
+                .filter(|l| !l.subitem.is_empty() && l.need.is_empty())
+            {
                 assert_eq!(l.result, "loaded", "{l:?}");
             }
         }

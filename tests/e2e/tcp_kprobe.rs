@@ -1,6 +1,5 @@
-//! The tcp probe's fields that need kprobes or fentry (absent on the 6.18 CI host): run in
-//! the kernel guests (`tests/kernels/guest --kernel 5.10 -- <ebpf test binary>
-//! tcp_kprobe::`), where Debian's 5.10 and 6.1 kernels have both.
+//! The tcp probe's fields that need kprobes or fentry (absent on the 6.18 CI host): part of
+//! the guest suite, run inside the kernel guests (Debian's 5.10 and 6.1 have both).
 //!
 //! - `toa_client_ip`: a SYN carrying a TOA option (kind 254: the real client's address, as
 //!   a layer-4 balancer adds it) is sent from a raw socket to a listener of the snooped
@@ -13,7 +12,7 @@ use std::time::{Duration, Instant};
 use gala_e2e::ebpf::NftTable;
 use gala_e2e::{free_port, Python};
 
-use crate::tcp::{Offline, Peer};
+use crate::tcp_peer::{Offline, Peer};
 
 /// The address the TOA option carries.
 const TOA_IP: &str = "203.0.113.7";
@@ -60,23 +59,9 @@ print(state, flush=True)
 sys.stdin.read()
 "#;
 
-/// Whether kprobes or fentry are there for the TOA hook (`tcp_conn_request`).
-fn kprobes_or_fentry() -> Result<(), String> {
-    let kernel = gala_ebpf::Kernel::detect();
-    if kernel.has_function("tcp_conn_request") && (kernel.kprobes() || kernel.fentry()) {
-        Ok(())
-    } else {
-        Err(format!(
-            "needs kprobes or fentry on tcp_conn_request ({}); run it in a kernel guest",
-            kernel.summary()
-        ))
-    }
-}
-
 #[test]
 fn toa_client_ip_comes_from_the_syn_option() {
-    gala_e2e::require_bpf!();
-    gala_e2e::require!(kprobes_or_fentry());
+    gala_e2e::require_kprobes!();
     let mut peer = Peer::spawn();
     let pid = peer.pid();
     let mut probe = Offline::start(pid, r#""samplePeriod":100"#);

@@ -4,3 +4,8 @@
 //! them ([`gala_e2e::require_kprobes`]), in CI and out.
 //!
 //! One module per file of `tests/e2e/`, as in the other suites.
+
+#[path = "../e2e/tcp_kprobe.rs"]
+mod tcp_kprobe;
+#[path = "../e2e/tcp_peer.rs"]
+mod tcp_peer;
