@@ -82,6 +82,8 @@ install_test_deps() {
     # loopback, nft drop rules for retransmissions, iproute2 (ss), fio/util-linux for I/O on
     # loop devices.
     pkg_install "nginx-light wrk nftables iproute2 util-linux fio" "nginx wrk nftables iproute util-linux fio"
+    # conntrack: the tcp probe's cluster_ip_backend test reads the NAT entry it expects.
+    pkg_install "conntrack" "conntrack-tools"
     rustup component add clippy rustfmt >/dev/null 2>&1 || true
     # qemu and the rest of what the kernel guests need (one 5.10 guest is part of the suite).
     install_kernel_test_deps

@@ -197,14 +197,21 @@ fn every_probe_reports_its_plan_for_this_kernel() {
             }
         }
         if *probe == "tcp" {
-            // The core's tracepoints and iterator are in every kernel the probes run on; its
-            // TOA parsing needs fentry or a kprobe on tcp_conn_request.
+            // The core's tracepoints and iterator are in every kernel the probes run on (the
+            // socket pass in its compatible form without bpf_sock_from_file (5.11) and
+            // bpf_rdonly_cast (6.2)); its TOA parsing needs fentry or a kprobe on
+            // tcp_conn_request.
+            let sock_from_file = kernel.has_enumerator("BPF_FUNC_sock_from_file")
+                && kernel.has_function("bpf_rdonly_cast");
             for l in lines.iter().filter(|l| l.subitem.is_empty()) {
-                let toa = l.need == "TOA client addresses";
-                let want = match (toa, kernel.fentry(), kprobes()) {
-                    (false, ..) | (true, true, _) => "loaded",
-                    (true, false, true) => "fallback",
-                    (true, false, false) => "skipped",
+                let want = match l.need.as_str() {
+                    "TOA client addresses" => match (kernel.fentry(), kprobes()) {
+                        (true, _) => "loaded",
+                        (false, true) => "fallback",
+                        (false, false) => "skipped",
+                    },
+                    "socket passes" if !sock_from_file => "fallback",
+                    _ => "loaded",
                 };
                 assert_eq!(l.result, want, "{l:?}");
             }

@@ -210,12 +210,15 @@ fn connections_older_than_the_probe_and_resets() {
     let _ = to_peer.shutdown(Shutdown::Both);
 }
 
-/// An nft table that drops about 10 % of the segments sent from local port `port` (with 30 %,
-/// retransmissions are lost in a row and RTO backoff stalls the stream for seconds).
+/// An nft table that drops about 10 % of the segments from local port `port` on their way
+/// in (with 30 %, retransmissions are lost in a row and RTO backoff stalls the stream for
+/// seconds). Dropped at the receiver, as a lossy network would: a drop in the sender's
+/// `output` hook fails the transmission itself (`-EPERM`), which kernels before 6.x leave
+/// queued for the next send instead of retransmitting.
 fn drop_from_port(port: u16) -> NftTable {
     let table = NftTable::new("tcp");
-    table.chain("out", "output").rule(
-        "out",
+    table.chain("in", "input").rule(
+        "in",
         &format!("tcp sport {port} numgen random mod 10 < 1 drop"),
     );
     table

@@ -67,6 +67,9 @@ def cell(row):
     if row.get("result") in ("skipped", "failed"):
         detail = (row.get("detail") or "").replace("|", "/")
         return f"{result}: {detail[:80]}" if detail else result
+    if row.get("result") == "fallback" and not hook:
+        # The last variant of some needs loads nothing: the fields it fills stay empty.
+        return "fallback: none (its fields stay empty)"
     return f"{result} {hook}".strip()
 
 

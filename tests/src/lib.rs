@@ -436,11 +436,21 @@ impl Daemon {
         pred: impl Fn(&Samples) -> bool,
     ) -> Samples {
         poll_until(timeout, 100, || {
-            let samples = Samples::parse(&self.scrape());
+            let body = self.scrape();
+            let samples = Samples::parse(&body);
             if pred(&samples) {
                 Ok(samples)
             } else {
-                Err(format!("timed out waiting for {what}"))
+                // The last scrape's samples (at most 200) say what was there instead.
+                let seen: Vec<&str> = body
+                    .lines()
+                    .filter(|l| !l.starts_with('#'))
+                    .take(200)
+                    .collect();
+                Err(format!(
+                    "timed out waiting for {what}; the last scrape:\n{}",
+                    seen.join("\n")
+                ))
             }
         })
     }
