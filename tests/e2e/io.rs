@@ -23,23 +23,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use gala_e2e::ebpf::OfflineProbe;
-use gala_e2e::{poll_until, repo_root, Samples, Sandbox};
+use gala_e2e::{poll_until, repo_root, run_ok, Samples, Sandbox};
 
 const META: &str = include_str!("../../probes/io/io.meta");
 const PAGE: u64 = 4096;
-
-fn run(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
 
 /// A directory on a real disk (not tmpfs) for backing files.
 fn disk_dir() -> tempfile::TempDir {
@@ -64,7 +51,7 @@ struct LoopDev {
 
 impl LoopDev {
     fn attach(file: &Path) -> Self {
-        let dev = run("losetup", &["-f", "--show", &file.display().to_string()]);
+        let dev = run_ok("losetup", &["-f", "--show", &file.display().to_string()]);
         let name = dev.trim_start_matches("/dev/").to_owned();
         LoopDev {
             dev: PathBuf::from(dev),
@@ -99,7 +86,7 @@ impl Mount {
             args.extend(["-o", options]);
         }
         args.extend([source, &d]);
-        run("mount", &args);
+        run_ok("mount", &args);
         Mount(dir.to_path_buf())
     }
 }
@@ -115,7 +102,7 @@ struct Frozen(PathBuf);
 
 impl Frozen {
     fn new(dir: &Path) -> Self {
-        run("fsfreeze", &["-f", &dir.display().to_string()]);
+        run_ok("fsfreeze", &["-f", &dir.display().to_string()]);
         Frozen(dir.to_path_buf())
     }
 }
@@ -375,7 +362,7 @@ fn slow_request_raises_the_latency_event() {
     gala_e2e::require_bpf!();
     let dir = disk_dir();
     let outer = LoopDev::attach(&sparse_file(&dir.path().join("fs.img"), 32 << 20));
-    run("mkfs.ext4", &["-q", &outer.dev.display().to_string()]);
+    run_ok("mkfs.ext4", &["-q", &outer.dev.display().to_string()]);
     let mnt = dir.path().join("fs");
     let _mnt = Mount::new(&outer.dev.display().to_string(), "ext4", "", &mnt);
     let lo = LoopDev::attach(&sparse_file(&mnt.join("disk"), 8 << 20));

@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use gala_e2e::workload::Workload;
-use gala_e2e::{repo_root, workspace_bin, Daemon, Samples, Sandbox};
+use gala_e2e::{repo_root, run_ok, workspace_bin, Daemon, Samples, Sandbox};
 
 const PROC_META: &str = include_str!("../../probes/proc/taskprobe.meta");
 const DNS_META: &str = include_str!("../../probes/proc/taskprobe_dns.meta");
@@ -128,19 +128,6 @@ fn fs_magic(dir: &str) -> i64 {
 const EXT4_MAGIC: i64 = 0xEF53;
 const TMPFS_MAGIC: i64 = 0x0102_1994;
 
-fn run(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 /// A 64 MiB ext4 on a loop device (backing file under `target/`), mounted at a temporary
 /// directory: for machines whose `/var/tmp` is no ext4 (the kernel guests' root is an
 /// overlay). Unmounted and detached when dropped.
@@ -159,11 +146,11 @@ impl LoopExt4 {
             .and_then(|f| f.set_len(64 << 20))
             .expect("backing file");
         let file = file.display().to_string();
-        run("mkfs.ext4", &["-q", "-F", &file]);
-        let dev = run("losetup", &["-f", "--show", &file]);
+        run_ok("mkfs.ext4", &["-q", "-F", &file]);
+        let dev = run_ok("losetup", &["-f", "--show", &file]);
         let mnt = dir.path().join("mnt");
         std::fs::create_dir_all(&mnt).expect("mkdir mount point");
-        run("mount", &["-t", "ext4", &dev, &mnt.display().to_string()]);
+        run_ok("mount", &["-t", "ext4", &dev, &mnt.display().to_string()]);
         LoopExt4 { dir, dev }
     }
 

@@ -4,7 +4,7 @@
 #
 #   tests/kernels/matrix.sh OUT BIN_DIR [TEST_BINARY FILTER]...
 #
-# 1. every eBPF probe of BIN_DIR with `--plan`: which hook each sub-item's needs got here
+# 1. every eBPF probe of BIN_DIR with `--plan` (run from the repository's root): which hook each sub-item's needs got here
 #    (OUT/plan.<probe>.jsonl, its log in OUT/plan.<probe>.log, exit status in .status);
 # 2. each end-to-end test binary with its FILTER ("" for all of it), one test at a time
 #    (OUT/tests.<binary>.log).
@@ -19,7 +19,10 @@ rm -f "$OUT"/plan.* "$OUT"/tests.* "$OUT/seconds"
 uname -r >"$OUT/kernel"
 uname -m >"$OUT/machine"
 
-for probe in tcpprobe endpoint ioprobe taskprobe; do
+# The eBPF probes: the cargo probes of probes/packaging.list with BPF sources (src/bpf/).
+ebpf_probes=$(awk '$2 == "cargo" {print $3, $4}' probes/packaging.list |
+    while read -r dir program; do [ -d "$dir/src/bpf" ] && echo "$program"; done)
+for probe in $ebpf_probes; do
     start=$(date +%s)
     "$BIN/$probe" --plan >"$OUT/plan.$probe.jsonl" 2>"$OUT/plan.$probe.log"
     echo $? >"$OUT/plan.$probe.status"

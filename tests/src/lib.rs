@@ -522,6 +522,21 @@ impl Drop for Daemon {
     }
 }
 
+/// Runs `cmd` with `args` and returns its standard output, trimmed; panics with its standard
+/// error when it cannot start or fails.
+pub fn run_ok(cmd: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 /// Calls `attempt` every `every_ms` until it returns `Ok`; panics with its last `Err` text
 /// once `timeout` has passed.
 pub fn poll_until<T>(

@@ -16,7 +16,8 @@
 //! - [`addr`] and [`hist`]: address text and the histogram column encoding;
 //! - [`procnet`]: the socket rows of `/proc/net/{tcp,tcp6,udp,udp6}`.
 //!
-//! The BPF side is `include/gala.bpf.h` (with the vendored `include/vmlinux.h`); the build
+//! The BPF side is `include/gala.bpf.h` (with the vendored `include/<arch>/vmlinux.h`) and
+//! `include/gala_kernel.bpf.h` (CO-RE readers of kernel objects that changed shape); the build
 //! side is the `gala-ebpf-build` crate.
 
 pub mod addr;
@@ -35,7 +36,9 @@ pub mod snoop;
 pub use cost::{CostReport, ProgCost, StatsMode, COST_META};
 pub use hist::Histogram;
 pub use kernel::Kernel;
-pub use plan::{check_programs, load, load_attributed, Choice, Hook, Need, Plan, Prog, Subitem};
+pub use plan::{
+    check_programs, load, load_attributed, Choice, Hook, KernelModel, Need, Plan, Prog, Subitem,
+};
 pub use ring::{bytes_of, char_bytes, read_pod, ring_bytes, Pod, RingReader};
 pub use runner::{attach_named, debug, log, run, run_main, run_plan, BpfProbe, PLAN_ARG};
 pub use skeleton::{check_skeleton, Setup, Skeleton};

@@ -786,6 +786,46 @@ pub fn load_attributed<T, E: std::fmt::Display>(
     }
 }
 
+/// A kernel described by what it lacks, for the probes' unit tests of their plans on the
+/// kernels of the matrix (docs/kernels.md): each list as that kernel's BTF has it.
+#[derive(Debug, Clone, Copy)]
+pub struct KernelModel {
+    /// Tracepoints (`tp_btf`) it lacks.
+    pub missing_tracepoints: &'static [&'static str],
+    /// Helpers, map types and kfuncs ([`Prog::requires`]) it lacks.
+    pub missing_features: &'static [&'static str],
+    /// The functions fentry/fexit and kprobes can attach to; `None`: every function.
+    pub functions: Option<&'static [&'static str]>,
+    /// Whether fentry/fexit programs load.
+    pub fentry: bool,
+    /// Whether kprobes exist.
+    pub kprobes: bool,
+}
+
+impl KernelModel {
+    /// Whether this kernel runs `prog`: its hook and what it requires. Uprobes, iterators
+    /// and cgroup programs count as available.
+    pub fn supports(&self, prog: &Prog) -> bool {
+        let function = |f: &str| self.functions.is_none_or(|fs| fs.contains(&f));
+        let hook = match prog.hook {
+            Hook::TpBtf(t) | Hook::RawTp(t) => !self.missing_tracepoints.contains(&t),
+            Hook::Tracepoint(_, t) => !self.missing_tracepoints.contains(&t),
+            Hook::Fentry(f) | Hook::Fexit(f) => self.fentry && function(f),
+            Hook::Kprobe(f) => self.kprobes && function(f),
+            Hook::Uprobe | Hook::Iter(_) | Hook::Cgroup(_) => true,
+        };
+        hook && prog
+            .requires
+            .iter()
+            .all(|f| !self.missing_features.contains(f))
+    }
+
+    /// The plan of `subitems`, all enabled, on this kernel.
+    pub fn plan(&self, subitems: &[Subitem]) -> Plan {
+        Plan::choose_progs(subitems, |_| true, |p| self.supports(p))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

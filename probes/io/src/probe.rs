@@ -674,7 +674,7 @@ fn lost_text(latency: u64, errors: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gala_ebpf::Hook;
+    use gala_ebpf::{Hook, KernelModel as Model};
     use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 
     #[test]
@@ -780,15 +780,8 @@ mod tests {
         assert_eq!(plan.notes.len(), 1);
     }
 
-    /// A kernel as the plan sees it, for the hooks this probe uses (each list checked
-    /// against that kernel's BTF: Debian's 5.10.223 and 6.1.176, and this 6.18).
-    struct Model {
-        missing_tracepoints: &'static [&'static str],
-        functions: &'static [&'static str],
-        fentry: bool,
-        kprobes: bool,
-    }
-
+    /// The kernels of the matrix as their BTF has them: Debian's 5.10.223 and 6.1.176, and
+    /// this host's 6.18.
     const K5_10: Model = Model {
         missing_tracepoints: &[
             "block_io_start",
@@ -797,7 +790,8 @@ mod tests {
             "mm_filemap_fault",
             "writeback_dirty_folio",
         ],
-        functions: &["mark_page_accessed"],
+        missing_features: &[],
+        functions: Some(&["mark_page_accessed"]),
         fentry: true,
         kprobes: true,
     };
@@ -809,35 +803,24 @@ mod tests {
             "mm_filemap_fault",
             "writeback_dirty_page",
         ],
-        functions: &["folio_mark_accessed", "mark_page_accessed"],
+        missing_features: &[],
+        functions: Some(&["folio_mark_accessed", "mark_page_accessed"]),
         fentry: true,
         kprobes: true,
     };
 
     const K6_18: Model = Model {
         missing_tracepoints: &["writeback_dirty_page"],
-        functions: &["folio_mark_accessed", "mark_page_accessed"],
+        missing_features: &[],
+        functions: Some(&["folio_mark_accessed", "mark_page_accessed"]),
         fentry: false,
         kprobes: false,
     };
 
-    fn plan_on(k: &Model) -> Plan {
-        Plan::choose(
-            SUBITEMS,
-            |_| true,
-            |h| match *h {
-                Hook::TpBtf(t) => !k.missing_tracepoints.contains(&t),
-                Hook::Fentry(f) => k.fentry && k.functions.contains(&f),
-                Hook::Kprobe(f) => k.kprobes && k.functions.contains(&f),
-                _ => false,
-            },
-        )
-    }
-
     #[test]
     fn every_field_has_a_hook_on_5_10_6_1_and_6_18() {
         for k in [&K5_10, &K6_1, &K6_18] {
-            let plan = plan_on(k);
+            let plan = k.plan(SUBITEMS);
             assert!(plan.notes.is_empty(), "{:?}", plan.notes);
             for item in ["io_trace", "io_err", "io_count", "page_cache"] {
                 assert!(plan.active(item), "{item}");
@@ -848,7 +831,7 @@ mod tests {
     #[test]
     fn each_kernel_gets_its_own_hooks() {
         let on = |k: &Model| {
-            let plan = plan_on(k);
+            let plan = k.plan(SUBITEMS);
             let mut progs: Vec<&str> = plan.hooks().iter().map(|(p, _)| *p).collect();
             progs.sort_unstable();
             progs
@@ -895,15 +878,17 @@ mod tests {
             ]
         );
         // fentry refused: kprobes.
-        let plan = plan_on(&Model {
+        let plan = Model {
             fentry: false,
             ..K5_10
-        });
+        }
+        .plan(SUBITEMS);
         assert!(plan.has("pc_page_accessed_kp") && !plan.has("pc_page_accessed"));
-        let plan = plan_on(&Model {
+        let plan = Model {
             fentry: false,
             ..K6_1
-        });
+        }
+        .plan(SUBITEMS);
         assert!(plan.has("pc_mark_accessed_kp") && !plan.has("pc_page_accessed_kp"));
     }
 }

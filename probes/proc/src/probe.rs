@@ -626,7 +626,7 @@ impl BpfProbe for TaskProbe {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gala_ebpf::Hook;
+    use gala_ebpf::{Hook, KernelModel as Model};
 
     #[test]
     fn every_planned_program_is_in_the_object_on_its_hook() {
@@ -688,16 +688,6 @@ mod tests {
         assert!(groups(&on).is_empty());
     }
 
-    /// A kernel as the plan sees it, for the hooks and features this probe uses (each list
-    /// checked against that kernel's BTF: Debian's 5.10.223 and 6.1.176, and this 6.18).
-    struct Model {
-        missing_tracepoints: &'static [&'static str],
-        functions: &'static [&'static str],
-        fentry: bool,
-        kprobes: bool,
-        features: &'static [&'static str],
-    }
-
     const TASK_STORAGE_FEATURES: &[&str] =
         &["BPF_MAP_TYPE_TASK_STORAGE", "BPF_FUNC_get_current_task_btf"];
 
@@ -708,10 +698,10 @@ mod tests {
             "mm_filemap_fault",
             "writeback_dirty_folio",
         ],
-        functions: &["mark_page_accessed"],
+        functions: Some(&["mark_page_accessed"]),
         fentry: true,
         kprobes: true,
-        features: &[],
+        missing_features: TASK_STORAGE_FEATURES,
     };
 
     /// Debian bookworm's 6.1.
@@ -721,42 +711,25 @@ mod tests {
             "mm_filemap_fault",
             "writeback_dirty_page",
         ],
-        functions: &["folio_mark_accessed", "mark_page_accessed"],
+        functions: Some(&["folio_mark_accessed", "mark_page_accessed"]),
         fentry: true,
         kprobes: true,
-        features: TASK_STORAGE_FEATURES,
+        missing_features: &[],
     };
 
     /// This machine's 6.18: no kprobes, fentry refused.
     const K6_18: Model = Model {
         missing_tracepoints: &["writeback_dirty_page"],
-        functions: &["folio_mark_accessed", "mark_page_accessed"],
+        functions: Some(&["folio_mark_accessed", "mark_page_accessed"]),
         fentry: false,
         kprobes: false,
-        features: TASK_STORAGE_FEATURES,
+        missing_features: &[],
     };
-
-    fn plan_on(k: &Model) -> Plan {
-        Plan::choose_progs(
-            SUBITEMS,
-            |_| true,
-            |p| {
-                let hook = match p.hook {
-                    Hook::TpBtf(t) => !k.missing_tracepoints.contains(&t),
-                    Hook::Fentry(f) => k.fentry && k.functions.contains(&f),
-                    Hook::Kprobe(f) => k.kprobes && k.functions.contains(&f),
-                    Hook::Uprobe => true,
-                    _ => false,
-                };
-                hook && p.requires.iter().all(|f| k.features.contains(f))
-            },
-        )
-    }
 
     #[test]
     fn every_subitem_loads_on_5_10_6_1_and_6_18() {
         for k in [&K5_10, &K6_1, &K6_18] {
-            let plan = plan_on(k);
+            let plan = k.plan(SUBITEMS);
             assert!(plan.notes.is_empty(), "{:?}", plan.notes);
             for s in SUBITEMS {
                 assert!(plan.active(s.name), "{}", s.name);
@@ -766,7 +739,7 @@ mod tests {
 
     #[test]
     fn this_kernel_keeps_task_storage_and_the_tracepoints() {
-        let plan = plan_on(&K6_18);
+        let plan = K6_18.plan(SUBITEMS);
         for p in [
             "taskprobe_sys_enter",
             "taskprobe_sys_exit",
@@ -795,7 +768,7 @@ mod tests {
 
     #[test]
     fn without_task_storage_hash_maps_carry_the_thread_state() {
-        let plan = plan_on(&K5_10);
+        let plan = K5_10.plan(SUBITEMS);
         for p in [
             "taskprobe_sys_enter_hash",
             "taskprobe_sys_exit_hash",
@@ -818,29 +791,32 @@ mod tests {
 
     #[test]
     fn page_cache_falls_back_to_older_hooks() {
-        let plan = plan_on(&K5_10);
+        let plan = K5_10.plan(SUBITEMS);
         assert!(plan.has("taskprobe_page_accessed") && plan.has("taskprobe_dirty_page"));
         assert!(!plan.has("taskprobe_folio_accessed") && !plan.has("taskprobe_dirty_folio"));
-        let plan = plan_on(&K6_1);
+        let plan = K6_1.plan(SUBITEMS);
         assert!(plan.has("taskprobe_folio_accessed") && plan.has("taskprobe_dirty_folio"));
         assert!(!plan.has("taskprobe_page_accessed") && !plan.has("taskprobe_dirty_page"));
         // fentry refused (lockdown): kprobes.
-        let plan = plan_on(&Model {
+        let plan = Model {
             fentry: false,
             ..K6_1
-        });
+        }
+        .plan(SUBITEMS);
         assert!(plan.has("taskprobe_folio_accessed_kp"));
-        let plan = plan_on(&Model {
+        let plan = Model {
             fentry: false,
             ..K5_10
-        });
+        }
+        .plan(SUBITEMS);
         assert!(plan.has("taskprobe_page_accessed_kp"));
         // Neither: only access_pagecache stays empty.
-        let plan = plan_on(&Model {
+        let plan = Model {
             fentry: false,
             kprobes: false,
             ..K5_10
-        });
+        }
+        .plan(SUBITEMS);
         assert!(!plan.has_need("proc_pagecache", NEED_LOOKUPS));
         assert!(plan.has_need("proc_pagecache", NEED_DIRTY_PAGES));
         assert_eq!(plan.notes.len(), 1, "{:?}", plan.notes);

@@ -187,40 +187,13 @@ pub const SUBITEMS: &[Subitem] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gala_ebpf::{Hook, Plan};
+    use gala_ebpf::{Hook, KernelModel as Model, Plan};
 
     #[test]
     fn every_planned_program_is_in_the_object_on_its_hook() {
         let builder = crate::skel::TcpSkelBuilder::default();
         let problems = gala_ebpf::check_skeleton(builder, SUBITEMS);
         assert!(problems.is_empty(), "{problems:#?}");
-    }
-
-    /// A kernel as the plan sees it: the tracepoints and features it lacks, whether it
-    /// runs fentry/fexit and kprobes.
-    struct Model {
-        no_tp: &'static [&'static str],
-        no_feature: &'static [&'static str],
-        fentry: bool,
-        kprobes: bool,
-    }
-
-    impl Model {
-        fn plan(&self) -> Plan {
-            Plan::choose_progs(
-                SUBITEMS,
-                |_| true,
-                |p| {
-                    let hook = match p.hook {
-                        Hook::TpBtf(tp) => !self.no_tp.contains(&tp),
-                        Hook::Fentry(_) | Hook::Fexit(_) => self.fentry,
-                        Hook::Kprobe(_) => self.kprobes,
-                        _ => true,
-                    };
-                    hook && p.requires.iter().all(|f| !self.no_feature.contains(f))
-                },
-            )
-        }
     }
 
     const DROP_REASONS: [&str; 3] = [
@@ -231,40 +204,43 @@ mod tests {
 
     /// This host (6.18): every tracepoint, no kprobes, fentry refused.
     const HOST: Model = Model {
-        no_tp: &[],
-        no_feature: &[],
+        missing_tracepoints: &[],
+        missing_features: &[],
+        functions: None,
         fentry: false,
         kprobes: false,
     };
     /// Debian 6.1 (6.1.0-50), as its BTF has it.
     const DEBIAN_6_1: Model = Model {
-        no_tp: &["sock_send_length", "sock_recv_length", "sk_data_ready"],
-        no_feature: &["bpf_rdonly_cast"],
+        missing_tracepoints: &["sock_send_length", "sock_recv_length", "sk_data_ready"],
+        missing_features: &["bpf_rdonly_cast"],
+        functions: None,
         fentry: true,
         kprobes: true,
     };
     /// Debian 5.10 (5.10.0-32), as its BTF has it.
     const DEBIAN_5_10: Model = Model {
-        no_tp: &[
+        missing_tracepoints: &[
             "sock_send_length",
             "sock_recv_length",
             "sk_data_ready",
             "inet_sk_error_report",
         ],
-        no_feature: &[
+        missing_features: &[
             "bpf_rdonly_cast",
             "BPF_FUNC_sock_from_file",
             DROP_REASONS[0],
             DROP_REASONS[1],
             DROP_REASONS[2],
         ],
+        functions: None,
         fentry: true,
         kprobes: true,
     };
 
     #[test]
     fn this_host_keeps_its_tracepoints_and_gets_no_toa() {
-        let plan = HOST.plan();
+        let plan = HOST.plan(SUBITEMS);
         for p in [
             "tcp_pass",
             "tcp_send_len",
@@ -293,7 +269,7 @@ mod tests {
 
     #[test]
     fn debian_6_1_takes_fentry_where_tracepoints_are_missing() {
-        let plan = DEBIAN_6_1.plan();
+        let plan = DEBIAN_6_1.plan(SUBITEMS);
         for p in [
             "tcp_pass_compat",
             "tcp_sendmsg_exit",
@@ -312,7 +288,7 @@ mod tests {
 
     #[test]
     fn debian_5_10_loads_without_5_11_features() {
-        let plan = DEBIAN_5_10.plan();
+        let plan = DEBIAN_5_10.plan(SUBITEMS);
         for p in [
             "tcp_pass_compat",
             "tcp_backlog_exit",
@@ -336,7 +312,7 @@ mod tests {
             fentry: false,
             ..DEBIAN_5_10
         }
-        .plan();
+        .plan(SUBITEMS);
         for p in [
             "tcp_sendmsg_kprobe",
             "tcp_sendmsg_kretprobe",

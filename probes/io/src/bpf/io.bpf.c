@@ -18,6 +18,7 @@
  * Disks are keyed by GALA_DEV(major, first_minor) of the gendisk, as the kernel's dev_t
  * encoding (major << 20 | minor). Times are CLOCK_MONOTONIC nanoseconds. */
 #include "gala.bpf.h"
+#include "gala_kernel.bpf.h"
 
 #define REQ_OP_BITS 8
 #define REQ_OP_MASK ((1U << REQ_OP_BITS) - 1)
@@ -330,25 +331,6 @@ int BPF_PROG(io_error_complete, struct request *rq, int error, unsigned int nr_b
 
 /* ---- io_count ---------------------------------------------------------------------- */
 
-/* The bio of block_bio_queue: its only argument since 5.11, the second one before (after
- * the request queue; that form had its own raw event struct, which is how CO-RE tells). */
-struct trace_event_raw_block_bio_queue___old {
-    int unused;
-};
-
-static __always_inline struct bio *bio_queue_arg(unsigned long long *ctx)
-{
-    struct bio *bio;
-    if (bpf_core_type_exists(struct trace_event_raw_block_bio_queue___old)) {
-        bio = (struct bio *)ctx[1];
-        barrier_var(bio);
-    } else {
-        bio = (struct bio *)ctx[0];
-        barrier_var(bio);
-    }
-    return bio;
-}
-
 /* A bio enters the block layer (submit_bio, once per bio: remapped bios are not counted
  * twice; a stacked device's clone counts on the lower disk too). */
 SEC("tp_btf/block_bio_queue")
@@ -434,29 +416,6 @@ static __always_inline __u32 mapping_dev(struct address_space *mapping)
     if ((mode & S_IFMT) == S_IFBLK)
         return BPF_CORE_READ(host, i_rdev);
     return BPF_CORE_READ(host, i_sb, s_dev);
-}
-
-struct folio___old {
-    unsigned int _folio_nr_pages;
-} __attribute__((preserve_access_index));
-
-/* folio_nr_pages(): 1 unless the folio is large (PG_head), then `_nr_pages` (6.9+) or
- * `_folio_nr_pages` (5.16+). A struct page pointer (the tracepoints of kernels before
- * folios) is read the same way: `flags` is the first word of both, and without struct
- * folio in the kernel every page counts 1. */
-static __always_inline __u64 folio_pages(struct folio *folio)
-{
-    unsigned long flags = 0;
-    bpf_probe_read_kernel(&flags, sizeof(flags), folio);
-    int head = bpf_core_enum_value(enum pageflags, PG_head);
-    if (!(flags & (1UL << (head & 63))))
-        return 1;
-    __u64 n = 0;
-    if (bpf_core_field_exists(folio->_nr_pages))
-        n = BPF_CORE_READ(folio, _nr_pages);
-    else if (bpf_core_field_exists(((struct folio___old *)folio)->_folio_nr_pages))
-        n = BPF_CORE_READ((struct folio___old *)folio, _folio_nr_pages);
-    return n ? n : 1;
 }
 
 /* A buffered read looks up a batch of page-cache folios (one per read call and batch). */
