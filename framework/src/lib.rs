@@ -10,6 +10,7 @@ pub mod egress;
 pub mod identity;
 pub mod imdb;
 pub mod ingress;
+pub mod labeltext;
 pub mod logfile;
 pub mod logging;
 pub mod manager;

@@ -50,11 +50,29 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("gala-gopher: {e:#}");
+            let text = report(&e);
+            tracing::error!("{text}");
+            eprintln!("gala-gopher: {text}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// `e` and its causes joined by `: `, leaving out a cause the text so far already says (the
+/// library errors that name their source in their own message).
+fn report(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 /// Checks (`--check`) or runs the daemon until SIGTERM/SIGINT, then shuts it down.

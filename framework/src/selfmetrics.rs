@@ -97,6 +97,12 @@ families! {
     /// [`RECORDS_DROPPED`] of `probe` for `reason` (an ingress `DropReason` label).
     fn records_dropped(probe: &str, reason: &'static str);
 
+    /// Label values repaired for the exposition.
+    const LABEL_VALUES_REPAIRED: Counter = "gala_gopher_daemon_label_values_repaired_total",
+        "Label values from a probe with bytes Prometheus refuses (invalid UTF-8, NUL, CR), exported with U+FFFD in their place, by reason";
+    /// [`LABEL_VALUES_REPAIRED`] of `probe` for `reason` (a `labeltext::Flaw` label).
+    fn label_values_repaired(probe: &str, reason: &'static str);
+
     /// Series in the imdb (set at each scrape).
     const IMDB_SERIES: Gauge = "gala_gopher_daemon_imdb_series",
         "Series held in the in-memory DB";

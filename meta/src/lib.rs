@@ -27,6 +27,7 @@ pub mod number;
 pub mod record;
 pub mod registry;
 pub mod scan;
+pub mod text;
 
 pub use error::MetaError;
 pub use histogram::{Histogram, HistogramError};
@@ -35,3 +36,4 @@ pub use model::{parse_meta_file, Field, FieldType, MetaLimits, TableMeta};
 pub use number::is_number;
 pub use record::{classify, is_null, parse_event, EventLine, Line, RecordError, RecordLine};
 pub use registry::{custom_meta_path, Registry, TableId};
+pub use text::{read_text, TextError};

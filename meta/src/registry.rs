@@ -58,9 +58,16 @@ impl Registry {
 
     /// Loads one meta file. Returns the number of tables added.
     pub fn load_file(&mut self, path: &Path, limits: &MetaLimits) -> Result<usize, MetaError> {
-        let src = std::fs::read_to_string(path).map_err(|source| MetaError::Io {
-            path: path.to_owned(),
-            source,
+        let src = crate::text::read_text(path).map_err(|e| match e {
+            crate::TextError::Io(source) => MetaError::Io {
+                path: path.to_owned(),
+                source,
+            },
+            crate::TextError::NotUtf8 { line, column } => MetaError::Syntax {
+                path: path.to_owned(),
+                line,
+                message: format!("not valid UTF-8 (byte {column} of the line)"),
+            },
         })?;
         let tables = parse_meta_file(path, &src, limits)?;
         let n = tables.len();

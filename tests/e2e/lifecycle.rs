@@ -154,6 +154,41 @@ fn a_bad_meta_file_stops_startup_with_file_and_line() {
     assert!(err.contains("key"), "names the missing key field: {err}");
 }
 
+/// Invalid UTF-8 in the configuration or a meta file stops startup with file and line, said
+/// once.
+#[test]
+fn invalid_utf8_stops_startup_with_file_and_line_said_once() {
+    let sandbox = Sandbox::new();
+    let conf = sandbox.write_config(IMDB_DEFAULT, "");
+    let mut text = std::fs::read(&conf).unwrap();
+    text.extend_from_slice(b"\n# caf\xe9\n");
+    let line = text.iter().filter(|&&b| b == b'\n').count();
+    std::fs::write(&conf, &text).unwrap();
+    let out = sandbox.command().output().expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let want = format!("{}:{line}: syntax error: not valid UTF-8", conf.display());
+    assert!(err.contains(&want), "{want}\n{err}");
+
+    let sandbox = Sandbox::new();
+    let meta = sandbox.path().join("meta/bad.meta");
+    sandbox.write_meta("bad.meta", "version = \"1.0.0\";\n");
+    let mut text = std::fs::read(&meta).unwrap();
+    text.extend_from_slice(b"# \xff\xfe\n");
+    std::fs::write(&meta, &text).unwrap();
+    sandbox.write_config(IMDB_DEFAULT, "");
+    let out = sandbox.command().output().expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let want = format!("{}:2: not valid UTF-8 (byte 3 of the line)", meta.display());
+    assert!(err.contains(&want), "{want}\n{err}");
+    assert!(
+        err.lines()
+            .all(|l| l.matches("not valid UTF-8").count() <= 1),
+        "said once a line: {err}"
+    );
+}
+
 #[test]
 fn a_probe_that_cannot_start_does_not_stop_the_others() {
     let mut sandbox = Sandbox::new();

@@ -1,6 +1,7 @@
 //! Probe control end to end: REST PUT/GET start and stop real probe processes, the
 //! supervisor restarts them with backoff or marks them failed, and a daemon stopped with
-//! SIGTERM saves what ran to `probes.init` and brings it back at the next start.
+//! SIGTERM (and every accepted PUT) saves what ran to `probes.init`, which the next start
+//! brings back, also after a SIGKILL.
 
 use std::time::{Duration, Instant};
 
@@ -222,4 +223,37 @@ fn sigterm_stops_every_probe_saves_probes_init_and_a_restart_restores_them() {
         let pid = running(&d, n);
         assert!(!pids.contains(&pid));
     }
+}
+
+/// Every accepted PUT is saved at once: a daemon killed with SIGKILL (no chance to save at
+/// stop) comes back with the probes that ran, the one stopped over REST stays stopped, and
+/// the operator's lines are kept.
+#[test]
+fn a_put_survives_a_kill_9() {
+    let sb = sandbox(&[("p1", TICKER), ("p2", TICKER)], "stop_grace = 1;");
+    sb.write_probes_init("# keep me\n");
+    let d = sb.start();
+    for n in ["p1", "p2"] {
+        assert_eq!(d.put(n, r#"{"state": "running"}"#).0, 200);
+        running(&d, n);
+    }
+    assert_eq!(d.put("p2", r#"{"state": "stopped"}"#).0, 200);
+    let saved = std::fs::read_to_string(sb.path().join("probes.init")).expect("probes.init");
+    assert!(saved.contains("\n# keep me\n"), "{saved}");
+    let state = |n: &str| {
+        let line = saved
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(n))
+            .unwrap_or_else(|| panic!("{n} missing from probes.init:\n{saved}"));
+        line.contains("\"state\":\"running\"")
+    };
+    assert!(state("p1") && !state("p2"), "{saved}");
+    let daemon_pid = d.pid();
+    drop(d); // SIGKILL
+    assert!(!process_exists(daemon_pid));
+
+    let d = sb.start();
+    running(&d, "p1");
+    let v = d.probe_json("p2");
+    assert_eq!(v["state"], "stopped", "{v}");
 }

@@ -151,15 +151,9 @@ fn every_self_metric_family_has_help_and_type() {
     }
 }
 
-#[test]
-fn promtool_finds_no_parse_error() {
-    let mut sandbox = Sandbox::new();
-    let daemon = demo_daemon(&mut sandbox);
-    daemon.wait_for(Duration::from_secs(10), "demo samples", |s| {
-        !s.find("gala_gopher_demo_http_latency_bucket", &[])
-            .is_empty()
-    });
-    let text = daemon.scrape();
+/// `promtool check metrics` over `exposition`: panics on a parse error (exit 1; 3 is lint
+/// advice only, e.g. counter naming).
+fn promtool_check(exposition: &[u8]) {
     let mut child = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -172,17 +166,77 @@ fn promtool_finds_no_parse_error() {
         .stdin
         .take()
         .expect("stdin")
-        .write_all(text.as_bytes())
+        .write_all(exposition)
         .expect("feed promtool");
     let out = child.wait_with_output().expect("promtool");
     let report =
         String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
-    // Exit 1 = the exposition does not parse; 3 = lint advice only (e.g. counter naming).
+    let text = String::from_utf8_lossy(exposition);
     assert_ne!(out.status.code(), Some(1), "promtool: {report}\n{text}");
     assert!(
         !report.contains("error while linting"),
         "promtool: {report}"
     );
+}
+
+#[test]
+fn promtool_finds_no_parse_error() {
+    let mut sandbox = Sandbox::new();
+    let daemon = demo_daemon(&mut sandbox);
+    daemon.wait_for(Duration::from_secs(10), "demo samples", |s| {
+        !s.find("gala_gopher_demo_http_latency_bucket", &[])
+            .is_empty()
+    });
+    promtool_check(&daemon.scrape_bytes());
+}
+
+/// Label values with bytes Prometheus refuses (`\xff`, NUL, CR), which a probe copying a
+/// process or path name passes on: the exposition stays valid for promtool, the bytes show as
+/// U+FFFD, and each case is counted by reason.
+#[test]
+fn bad_bytes_in_label_values_leave_the_exposition_valid() {
+    let mut sandbox = Sandbox::new();
+    let probe = r#"#!/bin/sh
+while :; do
+  printf '|demo_conn|p\377q|1|1|\n'
+  printf '|demo_conn|n\000m|2|1|\n'
+  printf '|demo_conn|c\rr|3|1|\n'
+  printf '|demo_conn|ok|4|1|\n'
+  sleep 0.2
+done
+"#;
+    sandbox.add_custom_probe("demo", probe, DEMO_META);
+    sandbox.write_probes_init("demo {\"state\": \"running\"}\n");
+    sandbox.write_config(IMDB_DEFAULT, "");
+    let daemon = sandbox.start();
+    let s = daemon.wait_for(Duration::from_secs(10), "the four series", |s| {
+        s.find("gala_gopher_demo_conn_tx_bytes", &[]).len() == 4
+    });
+    let body = daemon.scrape_bytes();
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        std::str::from_utf8(&body).is_ok(),
+        "the exposition is not UTF-8:\n{text}"
+    );
+    for conn in ["p\u{FFFD}q", "n\u{FFFD}m", "c\u{FFFD}r", "ok"] {
+        assert_eq!(
+            s.find("gala_gopher_demo_conn_tx_bytes", &[("conn", conn)])
+                .len(),
+            1,
+            "{conn}:\n{text}"
+        );
+    }
+    promtool_check(&body);
+    for reason in ["invalid_utf8", "nul", "cr"] {
+        let n: f64 = s
+            .value(
+                "gala_gopher_daemon_label_values_repaired_total",
+                &[("probe", "demo"), ("reason", reason)],
+            )
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        assert!(n >= 1.0, "{reason}: {n}\n{text}");
+    }
 }
 
 #[test]

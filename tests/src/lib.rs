@@ -421,6 +421,13 @@ impl Daemon {
         self.child.id()
     }
 
+    /// `GET /metrics` body as sent, bytes and all; panics on a non-200 answer.
+    pub fn scrape_bytes(&self) -> Vec<u8> {
+        let (status, body) = http_request_bytes(self.port, "GET", "/metrics", b"").expect("scrape");
+        assert_eq!(status, 200, "scrape status");
+        body
+    }
+
     /// `GET /metrics` body; panics on a non-200 answer.
     pub fn scrape(&self) -> String {
         let (status, body) = http_get(self.port, "/metrics").expect("scrape");
@@ -559,13 +566,25 @@ pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
     http_request(port, "GET", path, b"")
 }
 
-/// A minimal HTTP/1.1 request on 127.0.0.1; returns status and body.
+/// A minimal HTTP/1.1 request on 127.0.0.1; returns status and body (invalid UTF-8 as
+/// U+FFFD: [`http_request_bytes`] has the bytes).
 pub fn http_request(
     port: u16,
     method: &str,
     path: &str,
     body: &[u8],
 ) -> std::io::Result<(u16, String)> {
+    let (status, body) = http_request_bytes(port, method, path, body)?;
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// [`http_request`] with the body as the server sent it.
+pub fn http_request_bytes(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> std::io::Result<(u16, Vec<u8>)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     write!(
@@ -576,10 +595,10 @@ pub fn http_request(
     s.write_all(body)?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text
-        .split_once("\r\n\r\n")
+    let end = memchr::memmem::find(&raw, b"\r\n\r\n")
         .ok_or_else(|| std::io::Error::other("no header end"))?;
+    let head = String::from_utf8_lossy(&raw[..end]);
+    let body = &raw[end + 4..];
     let status = head
         .split_whitespace()
         .nth(1)
@@ -592,28 +611,30 @@ pub fn http_request(
     let body = if chunked {
         dechunk(body)?
     } else {
-        body.to_string()
+        body.to_vec()
     };
     Ok((status, body))
 }
 
 /// The payload of a `Transfer-Encoding: chunked` body (Go servers such as node_exporter
 /// send one when they do not know the length up front).
-fn dechunk(mut body: &str) -> std::io::Result<String> {
+fn dechunk(mut body: &[u8]) -> std::io::Result<Vec<u8>> {
     let bad = || std::io::Error::other("bad chunked body");
-    let mut out = String::with_capacity(body.len());
+    let mut out = Vec::with_capacity(body.len());
     loop {
-        let (size_line, rest) = body.split_once("\r\n").ok_or_else(bad)?;
+        let eol = memchr::memmem::find(body, b"\r\n").ok_or_else(bad)?;
+        let size_line = std::str::from_utf8(&body[..eol]).map_err(|_| bad())?;
+        let rest = &body[eol + 2..];
         let size_hex = size_line.split(';').next().unwrap_or_default().trim();
         let size = usize::from_str_radix(size_hex, 16).map_err(|_| bad())?;
         if size == 0 {
             return Ok(out);
         }
         let chunk = rest.get(..size).ok_or_else(bad)?;
-        out.push_str(chunk);
+        out.extend_from_slice(chunk);
         body = rest
             .get(size..)
-            .and_then(|r| r.strip_prefix("\r\n"))
+            .and_then(|r| r.strip_prefix(b"\r\n"))
             .ok_or_else(bad)?;
     }
 }

@@ -547,9 +547,16 @@ impl Config {
     /// Reads, validates and environment-overrides the configuration file at `path`, taking the
     /// `GOPHER_*` variables from the process environment.
     pub fn load(path: &Path) -> Result<Loaded> {
-        let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
+        let src = gala_meta::read_text(path).map_err(|e| match e {
+            gala_meta::TextError::Io(source) => ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            },
+            gala_meta::TextError::NotUtf8 { line, column } => ConfigError::Syntax {
+                path: path.to_owned(),
+                line,
+                message: format!("not valid UTF-8 (byte {column} of the line)"),
+            },
         })?;
         Config::parse(&src, path, &|var| std::env::var(var).ok())
     }

@@ -225,6 +225,7 @@ impl Daemon {
         }
 
         let kept_init_lines = probes_init::apply(&config, &manager).await;
+        manager.persist_to(config.paths.probes_init.clone(), kept_init_lines.clone());
         let sweep = housekeeping(imdb, self_metrics, tasks.stopped());
         tasks.serve("imdb sweep", sweep);
         let period = config.supervisor.snooper_period;

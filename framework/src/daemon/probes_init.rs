@@ -12,9 +12,17 @@ pub(super) async fn apply(config: &Config, manager: &ProbeManager) -> Vec<String
     let path = &config.paths.probes_init;
     let text = match probes_init_override(&|v| std::env::var(v).ok()) {
         Some(text) => text,
-        None => match std::fs::read_to_string(path) {
+        None => match gala_meta::read_text(path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(gala_meta::TextError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                String::new()
+            }
+            // Read on with U+FFFD in place of the bad bytes: that line fails to apply and is
+            // kept verbatim, the others apply, and the next save loses none of them.
+            Err(e @ gala_meta::TextError::NotUtf8 { .. }) => {
+                tracing::error!("{}: {e}", path.display());
+                String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned()
+            }
             Err(e) => {
                 tracing::error!("{}: {e}", path.display());
                 String::new()

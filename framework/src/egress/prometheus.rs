@@ -250,8 +250,17 @@ pub fn write_labels(meta: &TableMeta, values: &[&[u8]], machine_id: &[u8], out: 
     out.push(b'"');
 }
 
-/// Escapes a label value: `\` → `\\`, `"` → `\"`, newline → `\n`.
+/// Escapes a label value: `\` → `\\`, `"` → `\"`, newline → `\n`; invalid UTF-8, NUL and CR
+/// become U+FFFD ([`crate::labeltext`]), so one bad value cannot spoil the exposition.
 pub fn escape_label_value(v: &[u8], out: &mut Vec<u8>) {
+    if crate::labeltext::flaw(v).is_some() {
+        return crate::labeltext::write_repaired(v, out, escape_clean);
+    }
+    escape_clean(v, out);
+}
+
+/// [`escape_label_value`] of a value known to be clean UTF-8.
+fn escape_clean(v: &[u8], out: &mut Vec<u8>) {
     let mut start = 0;
     for i in memchr::memchr3_iter(b'\\', b'"', b'\n', v) {
         out.extend_from_slice(&v[start..i]);

@@ -11,6 +11,7 @@ use super::output::RecordOutput;
 use super::{Batch, DropLog, DropReason};
 use crate::clock;
 use crate::imdb::{push_key, Imdb, Pending, Stamp};
+use crate::labeltext;
 use crate::selfmetrics;
 
 /// Stores one probe's validated records; counts them and the ones a full table refuses.
@@ -26,6 +27,38 @@ pub struct BatchWriter {
     run: Vec<Pending<'static>>,
     /// Where each valid record also goes, as it arrives (`metric.out_channel = "kafka"`).
     output: Option<Box<dyn RecordOutput>>,
+    /// Label values the exposition repairs, by [`labeltext::Flaw`] (see [`LabelRepairs`]).
+    repairs: LabelRepairs,
+}
+
+/// Counts the label values with a [`labeltext::Flaw`], per probe and flaw; the first of each flaw is
+/// also logged, naming the table and field. The value is stored as the probe wrote it (JSON
+/// and Kafka write it as U+FFFD too); the renderers repair it.
+struct LabelRepairs {
+    probe: Box<str>,
+    counters: [Option<Counter>; 3],
+}
+
+impl LabelRepairs {
+    /// Counts the flawed label values of one record.
+    fn check(&mut self, meta: &gala_meta::TableMeta, values: &[&[u8]]) {
+        for (f, v) in meta.fields.iter().zip(values) {
+            let Some(flaw) = f.ty.is_label().then(|| labeltext::flaw(v)).flatten() else {
+                continue;
+            };
+            let counter = self.counters[flaw.index()].get_or_insert_with(|| {
+                tracing::warn!(
+                    probe = &*self.probe,
+                    "table {} field {}: a label value with {} bytes; exported with U+FFFD in their place (counted in gala_gopher_daemon_label_values_repaired_total)",
+                    meta.name,
+                    f.name,
+                    flaw.what()
+                );
+                selfmetrics::label_values_repaired(&self.probe, flaw.as_str())
+            });
+            counter.increment(1);
+        }
+    }
 }
 
 impl BatchWriter {
@@ -39,6 +72,10 @@ impl BatchWriter {
             keys: Vec::with_capacity(64 * 1024),
             run: Vec::new(),
             output: None,
+            repairs: LabelRepairs {
+                probe: probe.into(),
+                counters: [None, None, None],
+            },
         }
     }
 
@@ -57,6 +94,7 @@ impl BatchWriter {
             stored,
             keys,
             output,
+            repairs,
             ..
         } = self;
         let registry = imdb.registry().clone();
@@ -74,6 +112,7 @@ impl BatchWriter {
             if let Err(e) = check_values(meta, values) {
                 return drops.drop(DropReason::from_record_error(&e), line, &e);
             }
+            repairs.check(meta, values);
             if let Some(output) = output {
                 output.record(meta, values, wall_ms);
             }

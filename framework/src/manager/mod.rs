@@ -11,9 +11,9 @@ mod link;
 mod snoop;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 use tokio::sync::Mutex as AsyncMutex;
@@ -49,11 +49,23 @@ struct ProbeEntry {
     series_hold_ms: Arc<AtomicU64>,
 }
 
+/// Where [`ProbeManager::put`] writes the whole configuration after each accepted PUT.
+struct Persist {
+    /// `probes.init`.
+    path: PathBuf,
+    /// The lines kept verbatim at its top (see [`ProbeManager::save`]).
+    kept: Vec<String>,
+}
+
 /// Owns the probes; see the module comment.
 pub struct ProbeManager {
     catalogue: Catalogue,
     ctx: ManagerContext,
     probes: Mutex<BTreeMap<String, Arc<AsyncMutex<ProbeEntry>>>>,
+    /// Set once `probes.init` has been applied at start ([`ProbeManager::persist_to`]).
+    persist: OnceLock<Persist>,
+    /// One [`ProbeManager::save`] at a time: they share the temporary file.
+    saving: AsyncMutex<()>,
 }
 
 impl ProbeManager {
@@ -63,7 +75,16 @@ impl ProbeManager {
             catalogue,
             ctx,
             probes: Mutex::new(BTreeMap::new()),
+            persist: OnceLock::new(),
+            saving: AsyncMutex::new(()),
         })
+    }
+
+    /// From now on, writes the configuration of every probe to `path` (atomically, after
+    /// the `kept` lines) after each accepted PUT, so that a daemon killed without a clean
+    /// stop comes back with what was running. Has no effect when called again.
+    pub fn persist_to(&self, path: PathBuf, kept: Vec<String>) {
+        let _ = self.persist.set(Persist { path, kept });
     }
 
     /// The probe catalogue.
@@ -71,8 +92,24 @@ impl ProbeManager {
         &self.catalogue
     }
 
-    /// Applies a PUT body (raw JSON, without the `json=` prefix) to probe `name`.
+    /// Applies a PUT body (raw JSON, without the `json=` prefix) to probe `name`; once
+    /// accepted, saves the configuration where [`ProbeManager::persist_to`] said (a failed
+    /// save is logged: the PUT itself has taken effect).
     pub async fn put(&self, name: &str, json: &[u8]) -> Result<(), ApiError> {
+        self.apply(name, json).await?;
+        if let Some(p) = self.persist.get() {
+            if let Err(e) = self.save(&p.path, &p.kept).await {
+                tracing::error!(
+                    "saving the probe configuration to {}: {e}",
+                    p.path.display()
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// [`ProbeManager::put`] without the save.
+    async fn apply(&self, name: &str, json: &[u8]) -> Result<(), ApiError> {
         let kind = self
             .catalogue
             .lookup(name)
@@ -174,6 +211,7 @@ impl ProbeManager {
     /// `state` saying whether it was wanted running, after the `kept` lines (comments and
     /// lines that could not be applied at start, verbatim).
     pub async fn save(&self, path: &Path, kept: &[String]) -> std::io::Result<()> {
+        let _one = self.saving.lock().await;
         let entries: Vec<_> = self.probes.lock().values().cloned().collect();
         let mut bodies = Vec::new();
         for e in entries {

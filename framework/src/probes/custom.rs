@@ -99,8 +99,8 @@ pub enum CustomProbeError {
     Io {
         /// The file.
         path: PathBuf,
-        /// What the system said.
-        error: std::io::Error,
+        /// What the system said, or the line that is not UTF-8.
+        error: gala_meta::TextError,
     },
     /// The text is not a valid declaration.
     #[error("{}: {error}", path.display())]
@@ -234,9 +234,11 @@ pub enum FileError {
 
 /// Loads the custom probes of `path`; a missing or empty file declares none.
 pub fn load(path: &Path) -> Result<Vec<CustomProbe>, CustomProbeError> {
-    let text = match std::fs::read_to_string(path) {
+    let text = match gala_meta::read_text(path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(gala_meta::TextError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Vec::new())
+        }
         Err(error) => {
             return Err(CustomProbeError::Io {
                 path: path.into(),
