@@ -258,6 +258,7 @@ mod tests {
             describe();
             records_received("p").increment(1);
             records_dropped("p", "field_count").increment(1);
+            label_values_repaired("p", "nul").increment(1);
             imdb_series().set(1.0);
             imdb_series_expired().increment(1);
             scrape_duration().record(0.002);
