@@ -257,3 +257,47 @@ fn a_put_survives_a_kill_9() {
     let v = d.probe_json("p2");
     assert_eq!(v["state"], "stopped", "{v}");
 }
+
+/// A probe gets PATH, the locale, HOME, TMPDIR and the `GALA_*`/`GOPHER_*` variables of the
+/// daemon's environment and its own settings, nothing else (no credential the daemon was
+/// started with).
+#[test]
+fn probes_get_a_minimal_environment() {
+    let mut sb = sandbox(&[], "stop_grace = 1;");
+    let file = sb.path().join("probe.env");
+    let script = format!(
+        "#!/bin/sh\nenv > {f}.tmp && mv {f}.tmp {f}\nwhile true; do sleep 1; done\n",
+        f = file.display()
+    );
+    sb.add_custom_probe("envdump", &script, &own_meta("envdump"));
+    let d = sb.start_with_env(&[
+        ("SECRET_TOKEN", "hunter2"),
+        ("GALA_E2E_SETTING", "kept"),
+        ("LANG", "C.UTF-8"),
+    ]);
+    assert_eq!(d.put("envdump", r#"{"state": "running"}"#).0, 200);
+    running(&d, "envdump");
+    let env = gala_e2e::poll_until(Duration::from_secs(10), 100, || {
+        std::fs::read_to_string(&file).map_err(|e| e.to_string())
+    });
+    let names: Vec<&str> = env
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(n, _)| n)
+        .collect();
+    for want in ["PATH", "LANG", "GALA_E2E_SETTING", "GALA_GOPHER_PROBE_NAME"] {
+        assert!(names.contains(&want), "{want} missing:\n{env}");
+    }
+    assert!(env.contains("GALA_GOPHER_PROBE_NAME=envdump\n"), "{env}");
+    for name in &names {
+        assert!(
+            ["PATH", "LANG", "LANGUAGE", "TZ", "HOME", "TMPDIR", "PWD", "SHLVL", "_"]
+                .contains(name)
+                || ["LC_", "GALA_", "GOPHER_"]
+                    .iter()
+                    .any(|p| name.starts_with(p)),
+            "{name} inherited:\n{env}"
+        );
+    }
+    assert!(!env.contains("hunter2"), "{env}");
+}

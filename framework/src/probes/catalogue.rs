@@ -525,15 +525,12 @@ impl Catalogue {
         }
     }
 
-    /// The probe a URL path names: built-in names case-insensitively, custom names exactly.
+    /// The probe a URL path names, in any case (built-in and custom names alike; no two
+    /// probes have names that differ only in case).
     pub fn lookup(&self, url_name: &str) -> Option<&ProbeKind> {
-        self.probes.iter().find(|p| {
-            if p.is_custom() {
-                p.name == url_name
-            } else {
-                p.name.eq_ignore_ascii_case(url_name)
-            }
-        })
+        self.probes
+            .iter()
+            .find(|p| p.name.eq_ignore_ascii_case(url_name))
     }
 
     /// The probe with IPC type number `type_number`.

@@ -139,8 +139,9 @@ pub enum ContentError {
     /// More probes than allowed.
     #[error("{0} custom probes declared, at most {MAX_CUSTOM_PROBES} allowed")]
     TooMany(usize),
-    /// The same name twice (JSON readers disagree on which one counts).
-    #[error("probe {0:?} is declared twice")]
+    /// The same name twice, in any case (JSON readers disagree on which one counts, and
+    /// probe names match in any case).
+    #[error("probe {0:?} is declared twice (names match in any case)")]
     Duplicate(String),
     /// One probe's declaration is wrong.
     #[error("probe {name:?}: {error}")]
@@ -279,7 +280,7 @@ pub fn parse(text: &str) -> Result<Vec<CustomProbe>, ContentError> {
     entries
         .into_iter()
         .map(|(name, value)| {
-            if !names.insert(name.clone()) {
+            if !names.insert(name.to_ascii_lowercase()) {
                 return Err(ContentError::Duplicate(name));
             }
             parse_probe(&name, value).map_err(|error| ContentError::Probe { name, error })
@@ -515,7 +516,10 @@ mod tests {
                 "a": {"bin": "/x/b", "probe": [], "custom_param": ""}}"#,
         )
         .unwrap_err();
-        assert_eq!(err.to_string(), "probe \"a\" is declared twice");
+        assert_eq!(
+            err.to_string(),
+            "probe \"a\" is declared twice (names match in any case)"
+        );
     }
 
     #[test]
@@ -536,6 +540,10 @@ mod tests {
             (
                 r#"{"a": {"bin": "/x", "probe": ["s", "s"], "custom_param": ""}}"#,
                 "duplicate",
+            ),
+            (
+                r#"{"My": {"bin": "/x", "probe": [], "custom_param": ""}, "my": {"bin": "/y", "probe": [], "custom_param": ""}}"#,
+                "declared twice (names match in any case)",
             ),
             (
                 r#"{"a": {"bin": "/x", "probe": "s", "custom_param": ""}}"#,
@@ -634,7 +642,7 @@ mod tests {
         let cat = Catalogue::new(Path::new("/opt/gala-gopher/extend_probes"), &custom);
         assert_eq!(cat.len(), BUILTIN.len() + 2);
         let first = cat.lookup("First").unwrap();
-        assert!(cat.lookup("first").is_none(), "custom names are exact");
+        assert_eq!(cat.lookup("first"), Some(first), "names match in any case");
         assert_eq!(first.type_number, 101);
         assert_eq!(cat.by_type_number(102).unwrap().name, "second");
         assert_eq!(first.bin, Path::new("/opt/first"));

@@ -23,6 +23,25 @@ use crate::ratelimit::{RateLimiter, Verdict};
 /// Pipe capacity asked for a probe's stdout, so a burst does not block the probe.
 const PIPE_SIZE: i32 = 1 << 20;
 
+/// Variables of the daemon's environment a probe gets, besides every `GALA_*` and `GOPHER_*`
+/// one (the probe's own settings, `GALA_GOPHER_PROBE_NAME` and the like, are set on top):
+/// the search path, the locale and the time zone, the home and temporary directories.
+/// Anything else the daemon was started with (credentials, proxies, the service manager's
+/// variables) stays with the daemon.
+const INHERITED: &[&str] = &["PATH", "LANG", "LANGUAGE", "TZ", "HOME", "TMPDIR"];
+
+/// Whether a probe inherits the daemon's variable `name` ([`INHERITED`], `LC_*`, `GALA_*`,
+/// `GOPHER_*`).
+pub fn inherited(name: &std::ffi::OsStr) -> bool {
+    let Some(name) = name.to_str() else {
+        return false;
+    };
+    INHERITED.contains(&name)
+        || ["LC_", "GALA_", "GOPHER_"]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+}
+
 /// What to run for a probe.
 #[derive(Debug, Clone)]
 pub struct LaunchSpec {
@@ -72,6 +91,8 @@ impl ProbeChild {
         let theirs = OwnedFd::from(theirs);
         let theirs_raw = theirs.as_raw_fd();
         let mut cmd = Command::new(&spec.bin);
+        cmd.env_clear()
+            .envs(std::env::vars_os().filter(|(name, _)| inherited(name)));
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -221,6 +242,38 @@ async fn log_stderr(name: String, stderr: tokio::process::ChildStderr) {
                     tracing::warn!(probe = name, "stderr: {text}");
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::inherited;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn probes_inherit_the_documented_variables_only() {
+        for name in [
+            "PATH",
+            "LANG",
+            "LC_ALL",
+            "TZ",
+            "HOME",
+            "TMPDIR",
+            "GALA_EBPF_STATS",
+            "GOPHER_HOST_PATH",
+        ] {
+            assert!(inherited(OsStr::new(name)), "{name}");
+        }
+        for name in [
+            "AWS_SECRET_ACCESS_KEY",
+            "http_proxy",
+            "LD_PRELOAD",
+            "NOTIFY_SOCKET",
+            "PATHS",
+            "gala_x",
+        ] {
+            assert!(!inherited(OsStr::new(name)), "{name}");
         }
     }
 }
