@@ -1,20 +1,26 @@
 //! The REST transport over the [`ProbeManager`] (`rest_api_server`): `PUT /<probe>` with a
 //! `json=` body and `GET /<probe>`, with the original's status codes and texts, plus the fixes:
-//! other methods get 405, an oversized body 413, and nothing a client sends can take the daemon
-//! down. The HTTP(S) accept loop is [`crate::server`]; the answers come from [`crate::api`],
+//! other methods get 405, an oversized body 413, a body not complete within [`BODY_TIMEOUT`]
+//! 408 (both close the connection), and nothing a client sends can take the daemon down. The HTTP(S) accept loop is [`crate::server`]; the answers come from [`crate::api`],
 //! as those of `gopher-ctl` ([`crate::ctl`]).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 
 use crate::api::{self, ApiError};
 use crate::manager::ProbeManager;
 use crate::server::Handler;
+
+/// Time a client gets to send a PUT body once its head has arrived (the head has
+/// [`crate::server::HEADER_READ_TIMEOUT`]): a client that stalls mid-body is answered 408 and
+/// disconnected instead of holding its connection slot and buffer.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves the REST API over the probe manager.
 pub struct RestApi {
@@ -36,9 +42,16 @@ impl RestApi {
         match *req.method() {
             Method::GET => self.manager.get(&name).await,
             Method::PUT => {
-                let body = Limited::new(req.into_body(), api::MAX_PUT_BODY)
-                    .collect()
+                let collect = Limited::new(req.into_body(), api::MAX_PUT_BODY).collect();
+                let body = tokio::time::timeout(BODY_TIMEOUT, collect)
                     .await
+                    .map_err(|_| ApiError {
+                        status: 408,
+                        message: format!(
+                            "request body not received within {} s",
+                            BODY_TIMEOUT.as_secs()
+                        ),
+                    })?
                     .map_err(|e| {
                         if e.is::<http_body_util::LengthLimitError>() {
                             // The original's text, with the status that says what happened.
@@ -73,6 +86,14 @@ impl Handler for RestApi {
         *resp.status_mut() = status;
         resp.headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if matches!(
+            status,
+            StatusCode::REQUEST_TIMEOUT | StatusCode::PAYLOAD_TOO_LARGE
+        ) {
+            // The rest of the body is never read: the connection cannot serve another request.
+            resp.headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
         if status == StatusCode::METHOD_NOT_ALLOWED {
             resp.headers_mut()
                 .insert(ALLOW, HeaderValue::from_static("GET, PUT"));

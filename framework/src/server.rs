@@ -2,8 +2,11 @@
 //! `rest_api_server`): plain HTTP/1.1 or TLS 1.3 (see [`crate::tls`]) in front of a [`Handler`].
 //!
 //! One slow or failing peer never affects the others: each connection is its own task, the TLS
-//! handshake and the request head have deadlines, and failures are logged rate-limited (a port
-//! scanner must not flood the log) and counted in
+//! handshake and the request head have deadlines (the REST body has its own, see
+//! [`crate::rest`]), each listener serves at most [`MAX_CONNECTIONS`] connections at a time
+//! (the ones beyond are answered 503 and closed at once, so stalled clients can neither pile
+//! up memory nor take the descriptors the other listener needs), and failures are logged
+//! rate-limited (a port scanner must not flood the log) and counted in
 //! `gala_gopher_daemon_http_connection_failures_total{server, stage}`.
 
 use std::convert::Infallible;
@@ -34,6 +37,13 @@ pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time a client gets to send a complete request head (slow-loris guard).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Connections one listener serves at a time; `/metrics` and REST each have their own.
+pub const MAX_CONNECTIONS: usize = 128;
+
+/// What a plain-HTTP connection beyond [`MAX_CONNECTIONS`] gets before it is closed.
+const BUSY: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
 /// Connection failures logged at warn level per window; the rest go to debug and are counted.
 const LOGGED_FAILURES: u32 = 10;
 const FAILURE_WINDOW: Duration = Duration::from_secs(60);
@@ -60,15 +70,17 @@ pub async fn serve<H: Handler>(
     let timeouts = Timeouts {
         handshake: TLS_HANDSHAKE_TIMEOUT,
         header: HEADER_READ_TIMEOUT,
+        connections: MAX_CONNECTIONS,
     };
     serve_with(timeouts, name, listener, tls, handler, shutdown).await;
 }
 
-/// Deadlines of one connection (shorter in tests).
+/// Deadlines of one connection and the connection limit (smaller in tests).
 #[derive(Debug, Clone, Copy)]
 struct Timeouts {
     handshake: Duration,
     header: Duration,
+    connections: usize,
 }
 
 async fn serve_with<H: Handler>(
@@ -80,6 +92,7 @@ async fn serve_with<H: Handler>(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let failures = Arc::new(FailureLog::new(name));
+    let slots = Arc::new(tokio::sync::Semaphore::new(timeouts.connections));
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -93,10 +106,22 @@ async fn serve_with<H: Handler>(
             },
             () = stopped(&mut shutdown) => return,
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            failures.report(
+                "limit",
+                format_args!("{} connections open: {peer} refused", timeouts.connections),
+            );
+            if tls.is_none() {
+                // Best effort and never waiting: the socket buffer of a new connection is empty.
+                let _ = stream.try_write(BUSY);
+            }
+            continue;
+        };
         let handler = handler.clone();
         let tls = tls.clone();
         let failures = failures.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let Some(acceptor) = tls else {
                 return http(name, stream, peer, handler, timeouts.header).await;
             };

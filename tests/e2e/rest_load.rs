@@ -5,6 +5,8 @@
 //! The test runs alone (`gate::exclusive`): its clients load both cores, which would take the
 //! margins of the timing checks running beside it and skew its own figures.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -137,4 +139,97 @@ fn fifty_clients_for_thirty_seconds() {
     );
     // The daemon still answers, and the probe still runs.
     assert_eq!(d.probe_json("mine")["runtime"]["status"], "running");
+}
+
+/// Stalled uploads to the REST port: 1,000 clients each send the head of a 1 MiB PUT and most
+/// of its body, then stall. The listener serves 128 of them and refuses the rest at once, so
+/// the daemon's memory stays under 200 MB and `/metrics` (its own listener) keeps answering
+/// within a second; the ones served are answered 408 and closed within the body deadline
+/// (`BODY_TIMEOUT`, 10 s), and REST answers again afterwards. Runs alone: 1,000 connections and
+/// 600 MB through loopback load both cores.
+#[test]
+fn a_thousand_stalled_uploads_are_bounded_and_closed() {
+    let _alone = gala_e2e::gate::exclusive();
+    raise_fd_limit(4096);
+    let mut sb = Sandbox::new();
+    sb.add_custom_probe("mine", "#!/bin/sh\nexec sleep 3600\n", &own_meta("mine"));
+    sb.write_config(
+        "max_tables_num = 16; max_records_num = 100; max_metrics_num = 16; record_timeout = 60;",
+        "",
+    );
+    let d = sb.start();
+    let head = "PUT /mine HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\njson=";
+    let part = vec![b' '; 600 * 1024];
+    let started = Instant::now();
+    let mut conns = Vec::new();
+    for _ in 0..1000 {
+        let Ok(mut c) = TcpStream::connect(("127.0.0.1", sb.rest_port)) else {
+            continue;
+        };
+        c.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+        // A refused connection is reset under our feet: that is the point.
+        if c.write_all(head.as_bytes())
+            .and_then(|()| c.write_all(&part))
+            .is_ok()
+        {
+            conns.push(c);
+        }
+    }
+    let rss_mb = rss_kb(d.pid()) / 1024;
+    let t = Instant::now();
+    let metrics = d.scrape();
+    let scrape = t.elapsed();
+    println!(
+        "stalled uploads: {} of 1000 written in full, daemon RSS {rss_mb} MB, /metrics in {scrape:?}",
+        conns.len()
+    );
+    assert!(rss_mb < 200, "daemon RSS {rss_mb} MB");
+    assert!(scrape < Duration::from_secs(1), "/metrics took {scrape:?}");
+    assert!(metrics.contains("gala_gopher_daemon_"), "{metrics}");
+    // Every connection the daemon kept is closed once the body deadline has passed.
+    let deadline = started + Duration::from_secs(10 + 5);
+    let mut open = 0;
+    for c in &mut conns {
+        let wait = deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(50);
+        c.set_read_timeout(Some(wait)).unwrap();
+        let mut buf = Vec::new();
+        match c.read_to_end(&mut buf) {
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&buf);
+                assert!(
+                    text.is_empty()
+                        || text.starts_with("HTTP/1.1 408")
+                        || text.starts_with("HTTP/1.1 503"),
+                    "{text}"
+                );
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                open += 1
+            }
+            Err(_) => {}
+        }
+    }
+    assert_eq!(open, 0, "connections still open after the body deadline");
+    drop(conns);
+    let (status, body) = d.put("mine", r#"{"state": "running"}"#);
+    assert_eq!(status, 200, "{body}");
+}
+
+/// Raises this process's soft descriptor limit to `want` (or the hard limit).
+fn raise_fd_limit(want: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        lim.rlim_cur = want.min(lim.rlim_max);
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+    }
 }

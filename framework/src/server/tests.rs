@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use super::{serve, serve_with, Handler, Timeouts};
+use super::{serve, serve_with, Handler, Timeouts, MAX_CONNECTIONS};
 use crate::tls::test_pki::{Leaf, TestPki};
 
 /// Answers every request with its method and path.
@@ -240,6 +240,7 @@ async fn silent_peer_is_dropped_after_the_handshake_timeout_and_blocks_nobody() 
     let timeouts = Timeouts {
         handshake: Duration::from_millis(300),
         header: Duration::from_secs(30),
+        connections: MAX_CONNECTIONS,
     };
     let server = start_with(Some(timeouts), Some(acceptor(&pki, false)), Arc::new(Echo)).await;
     let mut silent = TcpStream::connect(server.addr).await.unwrap();
@@ -262,6 +263,7 @@ async fn slow_request_head_is_dropped_after_the_header_timeout() {
     let timeouts = Timeouts {
         handshake: Duration::from_secs(10),
         header: Duration::from_millis(300),
+        connections: MAX_CONNECTIONS,
     };
     let server = start_with(Some(timeouts), None, Arc::new(Echo)).await;
     let mut slow = TcpStream::connect(server.addr).await.unwrap();
@@ -275,5 +277,35 @@ async fn slow_request_head_is_dropped_after_the_header_timeout() {
     assert!(read.is_ok() || raw.is_empty(), "{read:?}");
     let text = String::from_utf8_lossy(&raw);
     assert!(!text.contains("200 OK"), "{text}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_get_503_and_a_freed_slot_serves_again() {
+    let timeouts = Timeouts {
+        handshake: Duration::from_secs(10),
+        header: Duration::from_secs(30),
+        connections: 2,
+    };
+    let server = start_with(Some(timeouts), None, Arc::new(Echo)).await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut c = TcpStream::connect(server.addr).await.unwrap();
+        c.write_all(b"GET /metrics HTTP/1.1\r\n").await.unwrap();
+        held.push(c);
+    }
+    // Both slots are taken once the server has accepted them.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut third = TcpStream::connect(server.addr).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut raw))
+        .await
+        .expect("refused at once")
+        .ok();
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_ok(&http_request(server.addr, "GET", "/a").await, "GET /a");
     server.shutdown().await;
 }
