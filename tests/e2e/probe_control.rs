@@ -171,7 +171,14 @@ fn a_probe_whose_binary_is_missing_gets_a_clear_error() {
         r#"{"cmd": {"probe": ["tcp_abnormal"]}, "blacklist": {}, "state": "running"}"#,
     );
     assert_eq!(status, 400, "{body}");
-    assert!(body.contains("failed to start probe"), "{body}");
+    let bin = sb.path().join("probes/tcpprobe");
+    assert!(
+        body.contains(&format!(
+            "failed to start probe: {} is not installed",
+            bin.display()
+        )),
+        "names the missing file: {body}"
+    );
     // The daemon is unharmed.
     d.scrape();
 }

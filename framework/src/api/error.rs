@@ -147,9 +147,13 @@ impl ApiError {
         Self::bad_request_with("invalid state: must be string")
     }
 
-    /// `failed to start probe`: the binary is missing or the spawn failed.
-    pub fn failed_to_start() -> Self {
-        Self::bad_request_with("failed to start probe")
+    /// `failed to start probe: <bin> is not installed`: the original's text (clients match
+    /// its start), then the file that is missing.
+    pub fn not_installed(bin: &std::path::Path) -> Self {
+        Self::bad_request_with(format!(
+            "failed to start probe: {} is not installed",
+            bin.display()
+        ))
     }
 
     /// `failed to set entry for probe, unknown func: probe_main_<bin>`: the original's

@@ -411,7 +411,10 @@ fn every_put_message_of_section_9() {
             ApiError::too_many_external_probes(),
             "The number of external probes has over the threshold.",
         ),
-        (ApiError::failed_to_start(), "failed to start probe"),
+        (
+            ApiError::not_installed(std::path::Path::new("/opt/x/tcpprobe")),
+            "failed to start probe: /opt/x/tcpprobe is not installed",
+        ),
         (
             ApiError::unknown_entry("system_infos"),
             "failed to set entry for probe, unknown func: probe_main_system_infos",

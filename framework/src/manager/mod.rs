@@ -131,7 +131,7 @@ impl ProbeManager {
                 "cannot start: {} is not installed",
                 kind.bin.display()
             );
-            return Err(ApiError::failed_to_start());
+            return Err(ApiError::not_installed(&kind.bin));
         }
         let snoopers_changed = outcome.snoopers_changed;
         let params_changed = outcome.params_changed;
