@@ -232,14 +232,23 @@ fn install_probe(sb: &mut Sandbox) -> PathBuf {
     let meta = bin.with_extension("meta");
     std::fs::copy(src.join("pg_stat_probe.meta"), &meta).expect("copy meta");
     std::fs::set_permissions(&meta, std::fs::Permissions::from_mode(0o640)).expect("chmod");
-    sb.declare_custom_probe("pg_stat", &bin, &[], &["host", "port", "user", "dbname"]);
+    sb.declare_custom_probe(
+        "pg_stat",
+        &bin,
+        &[],
+        &["host", "port", "user", "password", "dbname"],
+    );
     bin
 }
+
+/// The password the probe is given (the test server trusts local connections, so any works);
+/// never shown by GET.
+const PASSWORD: &str = "pw-0f3c9a";
 
 /// PUTs the probe running (period [`PERIOD`]) against 127.0.0.1:`port`.
 fn put_server(d: &Daemon, bin: &Path, port: u16) {
     let body = format!(
-        r#"{{"cmd": {{"bin": "{}", "probe": []}}, "params": {{"report_period": {PERIOD}, "custom_param": [{{"host": "127.0.0.1"}}, {{"port": "{port}"}}, {{"user": "postgres"}}, {{"dbname": "postgres"}}]}}, "state": "running"}}"#,
+        r#"{{"cmd": {{"bin": "{}", "probe": []}}, "params": {{"report_period": {PERIOD}, "custom_param": [{{"host": "127.0.0.1"}}, {{"port": "{port}"}}, {{"user": "postgres"}}, {{"password": "{PASSWORD}"}}, {{"dbname": "postgres"}}]}}, "state": "running"}}"#,
         bin.display()
     );
     let (status, answer) = d.put("pg_stat", &body);
@@ -339,6 +348,21 @@ fn pg_stat_exports_pg_stat_database_of_a_real_server() {
     });
     let mut polls = server_metric(&s, &server, "polls").unwrap();
     assert_eq!(server_metric(&s, &server, "up"), Some(1));
+    // The password is masked in GET, kept in probes.init (to restore it), which only its
+    // owner can read.
+    let (status, get) = d.get("pg_stat");
+    assert_eq!(status, 200, "{get}");
+    assert!(!get.contains(PASSWORD), "GET shows the password: {get}");
+    assert!(get.contains(r#"{"password":"******"}"#), "{get}");
+    let init = sb.path().join("probes.init");
+    let saved = std::fs::read_to_string(&init).expect("probes.init");
+    assert!(saved.contains(PASSWORD), "{saved}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&init)
+        .expect("probes.init")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "probes.init mode {mode:o}");
     assert_eq!(
         server_metric(&s, &server, "databases"),
         Some(2),

@@ -112,7 +112,8 @@ pub fn render<'a>(
 
 /// Replaces the file at `path` with `text` atomically: a temporary file in the same directory
 /// is written, synced and renamed over it, so a crash leaves the old or the new file, never a
-/// torn one. The file is readable by owner and group only (0640).
+/// torn one. The file is readable by its owner alone (0600): it holds the probes' credentials
+/// (a `password` custom param), which GET masks.
 pub fn save(path: &Path, text: &str) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().map_or_else(
@@ -125,7 +126,7 @@ pub fn save(path: &Path, text: &str) -> std::io::Result<()> {
             .write(true)
             .create(true)
             .truncate(true)
-            .mode(0o640)
+            .mode(0o600)
             .open(&tmp)?;
         f.write_all(text.as_bytes())?;
         f.sync_all()?;

@@ -5,6 +5,7 @@ pub mod catalogue;
 pub mod custom;
 pub mod init_file;
 pub mod params;
+pub mod secret;
 
 pub use catalogue::{
     BuiltinProbe, Catalogue, DeclaredProbe, ProbeKind, ProbeOrigin, SnoopKinds, SubItem, BUILTIN,

@@ -775,6 +775,8 @@ pub fn render_params(
             Never => false,
         };
         if let Some(value) = shown.then(|| param_value(spec, params, custom)).flatten() {
+            // GET never echoes a credential (probes.init, written apart, keeps it).
+            let value = crate::probes::secret::masked(spec.name, value);
             out.insert(spec.name.to_string(), value);
         }
     }
