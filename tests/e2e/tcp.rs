@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use gala_e2e::ebpf::NftTable;
 use gala_e2e::{free_port, poll_until, KillOnDrop, Samples, Sandbox};
 
-use crate::tcp_peer::{Offline, Peer, Row, ALL_SUBITEMS, META};
+use gala_e2e::tcp_peer::{Offline, Peer, Row, ALL_SUBITEMS, META};
 
 /// Number of values counted in a histogram field (`N ub1 c1 ... ubN cN sum max`).
 fn hist_count(text: &str) -> u64 {

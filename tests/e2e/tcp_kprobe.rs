@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use gala_e2e::ebpf::NftTable;
 use gala_e2e::{free_port, Python};
 
-use crate::tcp_peer::{Offline, Peer};
+use gala_e2e::tcp_peer::{Offline, Peer};
 
 /// The address the TOA option carries.
 const TOA_IP: &str = "203.0.113.7";

@@ -10,6 +10,7 @@ pub mod gate;
 pub mod require;
 pub mod sdk;
 pub mod tansu;
+pub mod tcp_peer;
 pub mod workload;
 
 use std::collections::BTreeMap;

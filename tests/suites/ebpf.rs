@@ -17,5 +17,3 @@ mod plan_report;
 mod proc;
 #[path = "../e2e/tcp.rs"]
 mod tcp;
-#[path = "../e2e/tcp_peer.rs"]
-mod tcp_peer;

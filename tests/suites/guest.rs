@@ -7,5 +7,3 @@
 
 #[path = "../e2e/tcp_kprobe.rs"]
 mod tcp_kprobe;
-#[path = "../e2e/tcp_peer.rs"]
-mod tcp_peer;

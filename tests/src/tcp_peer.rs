@@ -1,20 +1,21 @@
-//! The tcp probe's test peers, shared by the eBPF suite (`tcp`) and the guest suite
-//! (`tcp_kprobe`): a scriptable Python peer process (the snooped end of a connection) and
-//! `tcpprobe` run offline with its records parsed. Each suite uses part of it.
-#![allow(dead_code)]
+//! The tcp probe's test peers, for the eBPF suite (`tcp`) and the guest suite (`tcp_kprobe`):
+//! a scriptable Python peer process (the snooped end of a connection) and `tcpprobe` run
+//! offline with its records parsed.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use gala_e2e::ebpf::{OfflineProbe, LOADED};
-use gala_e2e::Python;
+use crate::ebpf::{OfflineProbe, LOADED};
+use crate::Python;
 
-pub(crate) const META: &str = include_str!("../../probes/tcp/tcp_link.meta");
+/// The tcp probe's meta file.
+pub const META: &str = include_str!("../../probes/tcp/tcp_link.meta");
 
-pub(crate) const ALL_SUBITEMS: &str = r#"["tcp_stats","tcp_abnormal","tcp_windows","tcp_rtt","tcp_srtt","tcp_rate","tcp_sockbuf","tcp_delay"]"#;
+/// Every sub-item of the tcp probe, as the JSON array of a configuration.
+pub const ALL_SUBITEMS: &str = r#"["tcp_stats","tcp_abnormal","tcp_windows","tcp_rtt","tcp_srtt","tcp_rate","tcp_sockbuf","tcp_delay"]"#;
 
 /// A scriptable TCP peer: one command per stdin line, one answer line per command.
-pub(crate) const PEER: &str = r#"
+pub const PEER: &str = r#"
 import socket, struct, sys, threading, time
 conns, listeners = [], {}
 def out(s):
@@ -91,21 +92,23 @@ for line in sys.stdin:
 "#;
 
 /// The Python peer process.
-pub(crate) struct Peer(Python);
+pub struct Peer(Python);
 
 impl Peer {
-    pub(crate) fn spawn() -> Peer {
+    /// Starts the peer and waits until it is ready.
+    pub fn spawn() -> Peer {
         let mut peer = Peer(Python::spawn(PEER));
         assert_eq!(peer.0.line(), "ready");
         peer
     }
 
-    pub(crate) fn pid(&self) -> u32 {
+    /// The peer's pid (the process the probe snoops).
+    pub fn pid(&self) -> u32 {
         self.0.pid()
     }
 
     /// Runs one command; panics on an `err` answer.
-    pub(crate) fn cmd(&mut self, line: &str) -> String {
+    pub fn cmd(&mut self, line: &str) -> String {
         self.0.send(line);
         let answer = self.0.line();
         assert!(!answer.starts_with("err"), "peer `{line}`: {answer}");
@@ -114,7 +117,7 @@ impl Peer {
 }
 
 /// Field names of a table of the probe's meta file.
-pub(crate) fn fields(table: &str) -> Vec<String> {
+pub fn fields(table: &str) -> Vec<String> {
     let tables = gala_meta::parse_meta_file(
         std::path::Path::new("tcp_link.meta"),
         META,
@@ -126,25 +129,25 @@ pub(crate) fn fields(table: &str) -> Vec<String> {
 }
 
 /// One record line as field name → value.
-pub(crate) type Row = HashMap<String, String>;
+pub type Row = HashMap<String, String>;
 
 /// `tcpprobe` run offline (no daemon): its configuration from `GALA_GOPHER_CONFIG`, its
 /// records read from stdout.
-pub(crate) struct Offline {
-    pub(crate) probe: OfflineProbe,
+pub struct Offline {
+    probe: OfflineProbe,
     /// How many of the probe's lines [`Offline::read_for`] has taken.
-    pub(crate) read: usize,
-    pub(crate) metric_fields: Vec<String>,
-    pub(crate) flow_fields: Vec<String>,
+    read: usize,
+    metric_fields: Vec<String>,
+    flow_fields: Vec<String>,
     /// Every `tcp_metric` record so far.
-    pub(crate) metrics: Vec<Row>,
+    pub metrics: Vec<Row>,
     /// Every `proc_flow_perf` record so far.
-    pub(crate) flows: Vec<Row>,
+    pub flows: Vec<Row>,
 }
 
 impl Offline {
     /// Starts the probe snooping `pid` and waits until its programs are attached.
-    pub(crate) fn start(pid: u32, params: &str) -> Offline {
+    pub fn start(pid: u32, params: &str) -> Offline {
         let config = format!(
             r#"{{"subitems":{ALL_SUBITEMS},"snoopers":[{{"process":{{"pid":{pid}}}}}],"params":{{"reportPeriod":5,{params}}}}}"#
         );
@@ -173,7 +176,7 @@ impl Offline {
     }
 
     /// Reads the records printed within `wait`.
-    pub(crate) fn read_for(&mut self, wait: Duration) {
+    pub fn read_for(&mut self, wait: Duration) {
         std::thread::sleep(wait);
         let lines = self.probe.lines();
         for line in &lines[self.read..] {
@@ -201,7 +204,7 @@ impl Offline {
     }
 
     /// The `tcp_metric` records of `tgid` in `role` towards server port `port`.
-    pub(crate) fn tracker(&self, tgid: u32, role: &str, port: u16) -> Vec<&Row> {
+    pub fn tracker(&self, tgid: u32, role: &str, port: u16) -> Vec<&Row> {
         let (tgid, port) = (tgid.to_string(), port.to_string());
         self.metrics
             .iter()
@@ -210,7 +213,7 @@ impl Offline {
     }
 
     /// Sum of a gauge over every period of a tracker.
-    pub(crate) fn sum(&self, tgid: u32, role: &str, port: u16, field: &str) -> u64 {
+    pub fn sum(&self, tgid: u32, role: &str, port: u16, field: &str) -> u64 {
         self.tracker(tgid, role, port)
             .iter()
             .map(|r| {
@@ -223,14 +226,7 @@ impl Offline {
 
     /// Reads records until `field` of the tracker sums to at least `want` (or 20 s pass),
     /// then one more period, and returns the sum.
-    pub(crate) fn wait_sum(
-        &mut self,
-        tgid: u32,
-        role: &str,
-        port: u16,
-        field: &str,
-        want: u64,
-    ) -> u64 {
+    pub fn wait_sum(&mut self, tgid: u32, role: &str, port: u16, field: &str, want: u64) -> u64 {
         let deadline = Instant::now() + Duration::from_secs(20);
         while self.sum(tgid, role, port, field) < want && Instant::now() < deadline {
             self.read_for(Duration::from_millis(500));
