@@ -1,7 +1,8 @@
 //! The aarch64 build, cross-compiled on this x86_64 host: `rpmbuild -bb --target aarch64` runs
 //! the spec's `./build.sh --release --frozen --target aarch64-unknown-linux-gnu` offline (as the
 //! x86_64 RPM of `packaging`), and the tests check that every program, probe and library of
-//! that build, and of the RPM's payload, is an ELF for EM_AARCH64; that the RPM is an aarch64
+//! that build, as the RPM's payload holds them, is an ELF for EM_AARCH64 (rpmbuild removes its
+//! build tree when done); that the RPM is an aarch64
 //! package holding the same paths as the x86_64 one; and that the BPF objects embedded in the
 //! eBPF probes were compiled for arm64 (`__TARGET_ARCH_arm64`, arm64 `vmlinux.h`).
 //!
@@ -10,13 +11,11 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
 use super::packaging::{
-    expected_paths, need, packaging_list, repo, rpm_generated, rpmbuild, run, stdout, tool,
-    version, Built,
+    expected_paths, need, packaging_list, repo, rpm_generated, rpmbuild, run, stdout, tool, Built,
 };
 
 /// The Rust target of the build.
@@ -40,12 +39,13 @@ fn built() -> &'static Built {
     }
 }
 
-/// The cross build's output directory inside rpmbuild's tree.
-fn build_output() -> PathBuf {
-    built().top.join(format!(
-        "BUILD/gala-gopher-{}/target/{TRIPLE}/release",
-        version()
-    ))
+/// The files of the aarch64 RPM's payload (path, content), read once.
+fn payload() -> &'static [(String, Vec<u8>)] {
+    static PAYLOAD: OnceLock<Vec<(String, Vec<u8>)>> = OnceLock::new();
+    PAYLOAD.get_or_init(|| {
+        let cpio = run(Command::new(need("rpm2cpio")).arg(&built().rpm), "rpm2cpio").stdout;
+        cpio_files(&cpio)
+    })
 }
 
 /// The fields of an ELF header this test looks at.
@@ -162,50 +162,6 @@ fn ebpf_probes() -> Vec<String> {
 }
 
 #[test]
-fn the_cross_build_gives_aarch64_programs_probes_and_libraries() {
-    let out = build_output();
-    let mut files: Vec<PathBuf> = [
-        "gala-gopher",
-        "gopher-ctl",
-        "gala-probe",
-        "libgala_probe.so",
-    ]
-    .iter()
-    .map(|f| out.join(f))
-    .collect();
-    for p in packaging_list() {
-        match p.kind.as_str() {
-            "cargo" => files.push(out.join(&p.program)),
-            "make" => files.push(out.join("extend_probes").join(&p.program)),
-            _ => {}
-        }
-    }
-    for f in &files {
-        let bytes = fs::read(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
-        assert_aarch64(&f.display().to_string(), &bytes);
-    }
-    // The static C SDK: every object in it.
-    let archive = fs::read(out.join("libgala_probe.a")).expect("libgala_probe.a");
-    let objects: Vec<_> = ar_members(&archive)
-        .into_iter()
-        .filter(|(_, data)| elf_header(data).is_some())
-        .collect();
-    assert!(
-        objects.len() > 10,
-        "libgala_probe.a holds {} objects",
-        objects.len()
-    );
-    for (name, data) in objects {
-        assert_aarch64(&format!("libgala_probe.a({name})"), data);
-    }
-    eprintln!(
-        "aarch64: {} programs and libraries checked in {}",
-        files.len() + 1,
-        out.display()
-    );
-}
-
-#[test]
 fn the_aarch64_rpm_holds_the_expected_files_all_built_for_aarch64() {
     let rpm = need("rpm");
     let package = &built().rpm;
@@ -244,10 +200,9 @@ fn the_aarch64_rpm_holds_the_expected_files_all_built_for_aarch64() {
     );
 
     // Every ELF file of the payload is aarch64, and the programs are there.
-    let cpio = run(Command::new(need("rpm2cpio")).arg(package), "rpm2cpio").stdout;
-    let files = cpio_files(&cpio);
+    let files = payload();
     let mut elf = BTreeSet::new();
-    for (path, data) in &files {
+    for (path, data) in files {
         if elf_header(data).is_some() {
             assert_aarch64(path, data);
             elf.insert(path.clone());
@@ -280,28 +235,31 @@ fn the_aarch64_rpm_holds_the_expected_files_all_built_for_aarch64() {
             assert_aarch64(&format!("libgala_probe.a({name})"), data);
         }
     }
-    // rpm's dependencies name the aarch64 loader's libc (the x86_64 one would be
-    // libc.so.6(GLIBC_2.2.5)(64bit); aarch64's first symbol version is GLIBC_2.17).
+    // rpm's dependencies name aarch64's libc: its first symbol version is GLIBC_2.17, where
+    // x86_64's is GLIBC_2.2.5.
     let requires = stdout(&run(
         Command::new(&rpm).args(["-qp", "--requires"]).arg(package),
         "rpm -qp --requires",
     ));
     assert!(
-        requires.contains("ld-linux-aarch64.so.1"),
+        requires.contains("libc.so.6(GLIBC_2.17)(64bit)") && !requires.contains("GLIBC_2.2.5"),
         "requires: {requires}"
     );
 }
 
 #[test]
 fn the_probes_embed_bpf_objects_built_for_arm64() {
-    let out = build_output();
     let probes = ebpf_probes();
     assert!(probes.len() >= 4, "eBPF probes: {probes:?}");
     // Each object's BTF carries the `struct pt_regs` of the vmlinux.h it was compiled with:
     // arm64's (a `struct user_pt_regs` inside, `syscallno`), not x86's (`orig_ax`).
     for program in &probes {
-        let binary = fs::read(out.join(program)).expect(program);
-        let objects = embedded_bpf_objects(&binary);
+        let path = format!("/opt/gala-gopher/extend_probes/{program}");
+        let (_, binary) = payload()
+            .iter()
+            .find(|(p, _)| p.ends_with(&path))
+            .unwrap_or_else(|| panic!("{path} is not in the payload"));
+        let objects = embedded_bpf_objects(binary);
         assert!(!objects.is_empty(), "{program}: no embedded BPF object");
         for object in objects {
             let has = |name: &[u8]| memchr::memmem::find(object, name).is_some();

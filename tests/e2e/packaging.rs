@@ -134,8 +134,6 @@ pub(crate) fn version() -> String {
 pub(crate) struct Built {
     /// The package.
     pub(crate) rpm: PathBuf,
-    /// rpmbuild's `_topdir`; `BUILD/` keeps the unpacked tree and its build output.
-    pub(crate) top: PathBuf,
 }
 
 static BUILT: OnceLock<Result<Built, String>> = OnceLock::new();
@@ -243,7 +241,7 @@ pub(crate) fn rpmbuild(dir: &str, extra: &[&str]) -> Result<Built, String> {
         package_time.as_secs_f64(),
         build_time.as_secs_f64()
     );
-    Ok(Built { rpm, top })
+    Ok(Built { rpm })
 }
 
 /// `rpm -qp --queryformat FORMAT` of the built RPM.
