@@ -82,6 +82,7 @@ static void announce(gala_probe *p)
     snprintf(id, sizeof id, LANG "-%" PRIu64, seq);
     snprintf(message, sizeof message, "applied config %" PRIu64 " with level %s | ok", seq, level);
     struct gala_event ev = {
+        .size = sizeof ev,
         .entity_name = "sdk_echo",
         .entity_id = id,
         .metric = "seq",

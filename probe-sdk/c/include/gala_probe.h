@@ -151,8 +151,15 @@ int gala_probe_emit(gala_probe *p, const char *table, size_t n, const char *cons
  * non-empty; NULL optional strings count as empty; pid 0 means none (for a pid, comm and
  * container_id are looked up in /proc unless given). The message is escaped ('|' becomes
  * '/', CR and LF a space); any other field holding '|', '\n' or '\r' is refused.
+ *
+ * size is the ABI version: set it to sizeof(struct gala_event) (GALA_EVENT_INIT does). Later
+ * versions of this header only append fields, so a library reads the fields a program was
+ * built with and takes the ones it does not know only when they are zero (an older library
+ * than the header refuses a set newer field rather than drop it); a size smaller than the
+ * first version's, such as the 0 of a forgotten initialiser, is refused.
  */
 struct gala_event {
+    uint32_t size; /* sizeof(struct gala_event) of the header the program was built with */
     const char *entity_name;
     const char *entity_id;
     const char *metric;
@@ -165,6 +172,9 @@ struct gala_event {
     const char *pod_id;
     const char *device;
 };
+
+/** Initialiser setting the size: `struct gala_event ev = GALA_EVENT_INIT; ev.metric = ...;` */
+#define GALA_EVENT_INIT { .size = (uint32_t)sizeof(struct gala_event) }
 
 /** Writes the event line of *ev. Returns 0, or -1 (nothing written). */
 int gala_probe_event(gala_probe *p, const struct gala_event *ev);

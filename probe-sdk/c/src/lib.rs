@@ -50,6 +50,8 @@ pub struct ProbeHandle {
 /// `struct gala_event` of the header.
 #[repr(C)]
 pub struct GalaEvent {
+    /// `sizeof(struct gala_event)` as the program was built: the ABI version.
+    pub size: u32,
     /// Required.
     pub entity_name: *const c_char,
     /// Required.
@@ -359,7 +361,7 @@ pub unsafe extern "C" fn gala_probe_emit(
 ///
 /// # Safety
 /// `p` is NULL or a live handle, used by no other thread; `ev` is NULL or points to a
-/// `struct gala_event` whose strings are each NULL or NUL-terminated.
+/// `struct gala_event` of `size` readable bytes whose strings are each NULL or NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn gala_probe_event(p: *mut ProbeHandle, ev: *const GalaEvent) -> c_int {
     entry(-1, || {
@@ -367,6 +369,8 @@ pub unsafe extern "C" fn gala_probe_event(p: *mut ProbeHandle, ev: *const GalaEv
         let h = unsafe { handle_mut(p) }?;
         // SAFETY: by the contract.
         let ev = unsafe { ev.as_ref() }.ok_or_else(|| Failure("event is NULL".to_owned()))?;
+        // SAFETY: the caller's struct is `ev.size` bytes long by the contract.
+        unsafe { check_event_size(ev) }?;
         let severity = match ev.severity {
             GALA_SEV_INFO => Severity::Info,
             GALA_SEV_WARN => Severity::Warn,
@@ -398,6 +402,31 @@ pub unsafe extern "C" fn gala_probe_event(p: *mut ProbeHandle, ev: *const GalaEv
         h.probe.event(&event)?;
         Ok(0)
     })
+}
+
+/// Checks `struct gala_event`'s `size`: at least this version's, and any bytes past it (fields
+/// of a newer header) zero.
+///
+/// # Safety
+/// `ev` points to `ev.size` readable bytes.
+unsafe fn check_event_size(ev: &GalaEvent) -> Outcome<()> {
+    let known = std::mem::size_of::<GalaEvent>();
+    let size = ev.size as usize;
+    if size < known {
+        return Err(Failure(format!(
+            "event: size {size} is smaller than struct gala_event ({known} bytes): set .size = sizeof(struct gala_event) or use GALA_EVENT_INIT"
+        )));
+    }
+    // SAFETY: the caller's struct is `size` bytes long.
+    let newer = unsafe {
+        std::slice::from_raw_parts(std::ptr::from_ref(ev).cast::<u8>().add(known), size - known)
+    };
+    if newer.iter().any(|&b| b != 0) {
+        return Err(Failure(format!(
+            "event: fields past byte {known} are set; this library knows struct gala_event of {known} bytes: link a newer libgala_probe"
+        )));
+    }
+    Ok(())
 }
 
 /// Sends a status report.
