@@ -109,6 +109,9 @@ fn event_struct_layout_matches_the_header() {
 #include "gala_probe.h"
 #define F(f) printf("%zu ", offsetof(struct gala_event, f))
 int main(void) {
+    struct gala_event init = GALA_EVENT_INIT;
+    if (init.size != sizeof init || init.entity_name != NULL)
+        return 1;
     F(size); F(entity_name); F(entity_id); F(metric); F(message); F(severity); F(pid);
     F(comm); F(ip); F(container_id); F(pod_id); F(device);
     printf("%zu\n", sizeof(struct gala_event));
