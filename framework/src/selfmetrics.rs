@@ -145,6 +145,18 @@ families! {
     /// [`PROBE_UP`] of `probe`.
     fn probe_up(probe: &str);
 
+    /// CPU time of a probe's process tree.
+    const PROBE_CPU_SECONDS: Gauge = "gala_gopher_daemon_probe_cpu_seconds",
+        "CPU time used by the processes of the probe's cgroup since the daemon created it (rises monotonically while the probe is configured; use rate())";
+    /// [`PROBE_CPU_SECONDS`] of `probe`.
+    fn probe_cpu_seconds(probe: &str);
+
+    /// Resident memory of a probe's process tree.
+    const PROBE_MEMORY_BYTES: Gauge = "gala_gopher_daemon_probe_memory_bytes",
+        "Resident memory of the processes in the probe's cgroup";
+    /// [`PROBE_MEMORY_BYTES`] of `probe`.
+    fn probe_memory_bytes(probe: &str);
+
     /// Failed connections of the HTTP(S) listeners.
     const HTTP_CONNECTION_FAILURES: Counter = "gala_gopher_daemon_http_connection_failures_total",
         "Connections of an HTTP(S) listener that failed, by server and stage (accept, tls)";
@@ -266,6 +278,8 @@ mod tests {
             metric_log_errors().increment(1);
             probe_restarts("p").increment(1);
             probe_up("p").set(1.0);
+            probe_cpu_seconds("p").set(1.0);
+            probe_memory_bytes("p").set(1.0);
             http_connection_failures("REST server", "tls").increment(1);
             metadata_messages("logs", "written").increment(1);
             events("p", "written").increment(1);

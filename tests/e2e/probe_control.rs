@@ -1,11 +1,12 @@
 //! Probe control end to end: REST PUT/GET start and stop real probe processes, the
 //! supervisor restarts them with backoff or marks them failed, and a daemon stopped with
 //! SIGTERM (and every accepted PUT) saves what ran to `probes.init`, which the next start
-//! brings back, also after a SIGKILL.
+//! brings back, also after a SIGKILL; each probe's process tree lives in its own cgroup, which
+//! a stop, or the next daemon after a SIGKILL, empties.
 
 use std::time::{Duration, Instant};
 
-use gala_e2e::{own_meta, process_exists, Daemon, Samples, Sandbox};
+use gala_e2e::{own_meta, process_alive, process_exists, Daemon, Samples, Sandbox};
 use serde_json::Value;
 
 const TICK_META: &str = r#"
@@ -307,4 +308,93 @@ fn probes_get_a_minimal_environment() {
         );
     }
     assert!(!env.contains("hunter2"), "{env}");
+}
+
+/// A probe that leaves a `setsid` grandchild (its own session and process group, so no
+/// signal to the probe's group reaches it), writes the grandchild's pid to `file`, and spins
+/// a little CPU.
+fn forking_probe(file: &std::path::Path) -> String {
+    format!(
+        "#!/bin/sh\nsetsid sh -c 'echo $$ > {f}.tmp && mv {f}.tmp {f} && exec sleep 300' &\n\
+         while true; do i=0; while [ $i -lt 2000 ]; do i=$((i+1)); done; sleep 0.1; done\n",
+        f = file.display()
+    )
+}
+
+fn grandchild(file: &std::path::Path) -> u32 {
+    gala_e2e::poll_until(Duration::from_secs(10), 50, || {
+        std::fs::read_to_string(file)
+            .map_err(|e| e.to_string())
+            .and_then(|t| t.trim().parse::<u32>().map_err(|e| e.to_string()))
+    })
+}
+
+fn wait_gone(pid: u32, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while process_alive(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: grandchild {pid} still alive"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Stopping a probe (PUT and daemon stop) kills its `setsid` grandchild too, in cgroup v2 and
+/// v1 (this host mounts both); the probe's CPU and memory are self-metrics.
+#[test]
+fn a_stop_kills_the_probes_setsid_grandchild() {
+    for mode in ["v2", "v1"] {
+        let mut sb = sandbox(&[], &format!("stop_grace = 1; cgroup = \"{mode}\";"));
+        let file = sb.path().join("grandchild.pid");
+        sb.add_custom_probe("forker", &forking_probe(&file), &own_meta("forker"));
+        let d = sb.start();
+        assert_eq!(d.put("forker", r#"{"state": "running"}"#).0, 200);
+        running(&d, "forker");
+        let pid = grandchild(&file);
+        assert!(process_alive(pid));
+        let s = d.wait_for(Duration::from_secs(10), "probe cpu and memory", |s| {
+            let v = |n: &str| {
+                s.value(n, &[("probe", "forker")])
+                    .and_then(|v| v.parse::<f64>().ok())
+            };
+            v("gala_gopher_daemon_probe_cpu_seconds").is_some_and(|c| c > 0.0)
+                && v("gala_gopher_daemon_probe_memory_bytes").is_some_and(|m| m > 100_000.0)
+        });
+        drop(s);
+        assert_eq!(d.put("forker", r#"{"state": "stopped"}"#).0, 200);
+        wait_gone(pid, &format!("{mode}: PUT stopped"));
+
+        // Running again, then the daemon's own stop.
+        std::fs::remove_file(&file).expect("pid file");
+        assert_eq!(d.put("forker", r#"{"state": "running"}"#).0, 200);
+        let pid = grandchild(&file);
+        assert!(d.terminate().success());
+        wait_gone(pid, &format!("{mode}: SIGTERM to the daemon"));
+    }
+}
+
+/// A SIGKILLed daemon's probe dies with it (PDEATHSIG), its `setsid` grandchild does not; the
+/// next daemon kills it before starting anything.
+#[test]
+fn no_grandchild_survives_a_kill_9_and_a_restart() {
+    let mut sb = sandbox(&[], "stop_grace = 1;");
+    let file = sb.path().join("grandchild.pid");
+    sb.add_custom_probe("forker", &forking_probe(&file), &own_meta("forker"));
+    let d = sb.start();
+    assert_eq!(d.put("forker", r#"{"state": "running"}"#).0, 200);
+    running(&d, "forker");
+    let pid = grandchild(&file);
+    drop(d); // SIGKILL
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(process_alive(pid), "the grandchild outlives the SIGKILL");
+    std::fs::remove_file(&file).expect("pid file");
+    // The restarted daemon brings the probe back from probes.init, in a fresh cgroup.
+    let d = sb.start();
+    wait_gone(pid, "restart after SIGKILL");
+    running(&d, "forker");
+    let again = grandchild(&file);
+    assert_ne!(again, pid);
+    assert!(d.terminate().success());
+    wait_gone(again, "SIGTERM to the daemon");
 }

@@ -387,6 +387,7 @@ paths = {{
             child,
             port: self.metrics_port,
             rest_port: self.rest_port,
+            run_dir: self.dir.path().join("run"),
             _gate: gate::shared(),
         }
     }
@@ -413,6 +414,8 @@ pub struct Daemon {
     child: Child,
     port: u16,
     rest_port: u16,
+    /// The sandbox's `paths.run_dir`, where the daemon lists its cgroup directories.
+    run_dir: PathBuf,
     _gate: gate::Guard,
 }
 
@@ -527,6 +530,34 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        remove_empty_cgroups(&self.run_dir);
+    }
+}
+
+/// After a SIGKILL the daemon could not remove its cgroup directories (`<run_dir>/cgroups`
+/// lists them): removes those its probes have left (they die with the daemon, within a
+/// moment), so test runs do not pile up empty cgroups. Kills nothing: a process still there
+/// is for the next daemon of the sandbox to sweep, as a test may check.
+fn remove_empty_cgroups(run_dir: &Path) {
+    let Ok(list) = std::fs::read_to_string(run_dir.join("cgroups")) else {
+        return;
+    };
+    for base in list.lines().map(Path::new) {
+        let probes: Vec<PathBuf> = std::fs::read_dir(base)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.is_dir())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for dir in probes {
+            let deadline = Instant::now() + Duration::from_secs(1);
+            while std::fs::remove_dir(&dir).is_err() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let _ = std::fs::remove_dir(base);
     }
 }
 

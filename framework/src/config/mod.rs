@@ -529,6 +529,40 @@ pub struct SupervisorConfig {
     /// Period of the /proc scan that re-resolves `proc_name`, `container_id` and `pod_id`
     /// snoopers (1–600 s). Default 2 s.
     pub snooper_period: Duration,
+    /// Which cgroup hierarchy holds each probe's process tree. Default `auto`.
+    pub cgroup: CgroupMode,
+}
+
+/// `supervisor.cgroup`: where each probe's process tree is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CgroupMode {
+    /// cgroup v2 if mounted, else v1; without either (or without the rights), probes run
+    /// in the daemon's cgroup, stopped by process group only (logged once).
+    #[default]
+    Auto,
+    /// cgroup v2 only; not usable stops the start.
+    V2,
+    /// cgroup v1 (`freezer`, and `cpuacct` for CPU) only; not usable stops the start.
+    V1,
+    /// No per-probe cgroups (process groups only, as the original).
+    Off,
+}
+
+impl FromStr for CgroupMode {
+    type Err = Problem;
+
+    fn from_str(value: &str) -> Result<Self, Problem> {
+        match value {
+            "auto" => Ok(CgroupMode::Auto),
+            "v2" => Ok(CgroupMode::V2),
+            "v1" => Ok(CgroupMode::V1),
+            "off" => Ok(CgroupMode::Off),
+            _ => Err(Problem::UnknownValue {
+                value: value.to_owned(),
+                allowed: "\"auto\", \"v2\", \"v1\", \"off\"",
+            }),
+        }
+    }
 }
 
 impl Default for SupervisorConfig {
@@ -539,6 +573,7 @@ impl Default for SupervisorConfig {
             failed_after: 5,
             stable_run: Duration::from_secs(60),
             snooper_period: Duration::from_secs(2),
+            cgroup: CgroupMode::Auto,
         }
     }
 }

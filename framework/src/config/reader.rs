@@ -179,7 +179,8 @@ fn read_supervisor(
         check::int_in(v, 1, Some(100)).map(|v| v as u32)
     })?;
     section.int("stable_run", &mut sup.stable_run, seconds_in(3600))?;
-    section.int("snooper_period", &mut sup.snooper_period, seconds_in(600))
+    section.int("snooper_period", &mut sup.snooper_period, seconds_in(600))?;
+    section.str("cgroup", &mut sup.cgroup, str::parse)
 }
 
 fn read_server(section: &mut Section<'_, '_, '_>, server: &mut super::ServerConfig) -> Result<()> {

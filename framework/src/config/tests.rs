@@ -842,7 +842,7 @@ proptest! {
 fn supervisor_section_sets_every_key() {
     let c = parse(
         "supervisor = { stop_grace = 2; restart_backoff_max = 8; failed_after = 3; \
-         stable_run = 10; snooper_period = 1; };",
+         stable_run = 10; snooper_period = 1; cgroup = \"v1\"; };",
     )
     .unwrap()
     .config;
@@ -854,6 +854,14 @@ fn supervisor_section_sets_every_key() {
             failed_after: 3,
             stable_run: Duration::from_secs(10),
             snooper_period: Duration::from_secs(1),
+            cgroup: CgroupMode::V1,
         }
+    );
+    let bad = parse("supervisor = { cgroup = \"v3\"; };")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        bad.contains("supervisor.cgroup") && bad.contains("\"auto\""),
+        "{bad}"
     );
 }

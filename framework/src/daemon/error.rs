@@ -18,6 +18,9 @@ use crate::tls::TlsError;
 /// error's source, so `{:#}` (as `anyhow` prints it) shows both.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
+    /// `supervisor.cgroup` asks for a hierarchy that cannot be used.
+    #[error("supervisor.cgroup")]
+    Cgroup(#[from] crate::supervisor::cgroup::CgroupError),
     /// The custom probe list could not be read.
     #[error(transparent)]
     CustomProbes(#[from] CustomProbeError),

@@ -23,7 +23,7 @@ mod probes_init;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,7 +35,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::{Config, ServerConfig};
+use crate::config::{CgroupMode, Config, ServerConfig};
 use crate::ctl::CtlApi;
 use crate::egress::event::EventLogWriter;
 use crate::egress::kafka::KafkaProducer;
@@ -47,7 +47,7 @@ use crate::manager::{ManagerContext, ProbeManager};
 use crate::probes::{self, Catalogue, CustomProbe};
 use crate::rest::RestApi;
 use crate::snooper::ScanRoots;
-use crate::supervisor::SupervisorContext;
+use crate::supervisor::{Cgroups, SupervisorContext};
 use crate::{clock, ctl, selfmetrics, server};
 
 pub use error::DaemonError;
@@ -148,6 +148,8 @@ pub struct Daemon {
     /// The producers of the metric and event channels.
     kafka: Vec<Arc<KafkaProducer>>,
     metadata: Option<MetadataPublisher>,
+    /// The per-probe cgroups, removed after the probes stopped.
+    cgroups: Option<Arc<Cgroups>>,
     pid_file: PidFile,
 }
 
@@ -175,6 +177,7 @@ impl Daemon {
             },
         ));
         let self_metrics = selfmetrics::install();
+        let cgroups = open_cgroups(&config)?;
         let mut tasks = Tasks::new();
         let metrics_endpoint =
             egress::start_metric_channel(&config, &imdb, &machine_id, &self_metrics, &mut tasks)
@@ -205,6 +208,7 @@ impl Daemon {
                 supervisor: Arc::new(SupervisorContext {
                     pipeline: pipeline.clone(),
                     config: config.supervisor.clone(),
+                    cgroups: cgroups.clone(),
                 }),
                 roots: ScanRoots::under_host_root(&host_root),
             },
@@ -226,7 +230,7 @@ impl Daemon {
 
         let kept_init_lines = probes_init::apply(&config, &manager).await;
         manager.persist_to(config.paths.probes_init.clone(), kept_init_lines.clone());
-        let sweep = housekeeping(imdb, self_metrics, tasks.stopped());
+        let sweep = housekeeping(imdb, self_metrics, cgroups.clone(), tasks.stopped());
         tasks.serve("imdb sweep", sweep);
         let period = config.supervisor.snooper_period;
         let refresh = refresh_snoopers(manager.clone(), period, tasks.stopped());
@@ -240,6 +244,7 @@ impl Daemon {
             event_log,
             kafka,
             metadata,
+            cgroups,
             pid_file,
         })
     }
@@ -277,6 +282,7 @@ impl Daemon {
             event_log,
             kafka,
             metadata,
+            cgroups,
             pid_file,
         } = self;
         let _ = tasks.stop.send(true);
@@ -292,6 +298,10 @@ impl Daemon {
             Err(e) => tracing::error!("saving the probe configuration to {}: {e}", init.display()),
         }
         manager.stop_all().await;
+        if let Some(c) = cgroups {
+            let _ = tokio::task::spawn_blocking(move || c.close()).await;
+            let _ = std::fs::remove_file(config.paths.run_dir.join("cgroups"));
+        }
         if !pipeline.drain(INGRESS_DRAIN_TIMEOUT).await {
             tracing::warn!(
                 "a probe's stdout is still open {INGRESS_DRAIN_TIMEOUT:?} after it was stopped; its last output may be lost"
@@ -369,9 +379,70 @@ async fn refresh_snoopers(
 }
 
 /// Once a second: ages out stale series and refreshes the self-metrics.
+/// The per-probe cgroups of `supervisor.cgroup`, after killing what a previous instance of
+/// this daemon (same `paths.run_dir`) left in them. `auto` without usable cgroups logs and
+/// goes on without; `v1`/`v2` fail.
+fn open_cgroups(config: &Config) -> Result<Option<Arc<Cgroups>>, DaemonError> {
+    let mode = config.supervisor.cgroup;
+    let run_dir = &config.paths.run_dir;
+    let opened = match Cgroups::open(mode, &cgroup_instance(run_dir)) {
+        Ok(c) => c,
+        Err(e) if mode == CgroupMode::Auto => {
+            tracing::warn!("no per-probe cgroups (supervisor.cgroup = \"auto\"): {e}; probes are stopped by process group only");
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let Some(cgroups) = opened else {
+        return Ok(None);
+    };
+    // Where they are, for operators and tools (one directory per line).
+    let list = config.paths.run_dir.join("cgroups");
+    let dirs: String = cgroups
+        .instance_dirs()
+        .iter()
+        .map(|d| format!("{}\n", d.display()))
+        .collect();
+    if let Err(e) = std::fs::write(&list, dirs) {
+        tracing::warn!("writing {}: {e}", list.display());
+    }
+    let killed = cgroups.sweep();
+    if killed > 0 {
+        tracing::warn!(
+            "killed {killed} processes a previous daemon's probes left in {}",
+            cgroups.base().display()
+        );
+    }
+    tracing::info!(
+        "probes run in cgroup {} under {}",
+        cgroups.version(),
+        cgroups.base().display()
+    );
+    Ok(Some(Arc::new(cgroups)))
+}
+
+/// The name of this daemon's cgroup directory: `gala-gopher` for the packaged `run_dir`,
+/// with a hash of any other one, so that daemons with their own `run_dir` (tests, a second
+/// instance) never sweep each other's probes while a restarted daemon finds its own.
+fn cgroup_instance(run_dir: &Path) -> String {
+    if run_dir == Path::new("/run/gala-gopher") {
+        return "gala-gopher".into();
+    }
+    // FNV-1a: stable across builds (std's hasher is not).
+    let hash = run_dir
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    format!("gala-gopher-{:08x}", hash as u32)
+}
+
 async fn housekeeping(
     imdb: Arc<Imdb>,
     self_metrics: Option<PrometheusHandle>,
+    cgroups: Option<Arc<Cgroups>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -383,6 +454,9 @@ async fn housekeeping(
         }
         let removed = imdb.sweep(clock::now_ms());
         expired.increment(removed as u64);
+        if let Some(c) = &cgroups {
+            c.record_usage();
+        }
         if let Some(h) = &self_metrics {
             h.run_upkeep();
         }

@@ -1,5 +1,6 @@
-//! One run of a probe: the child process in its own process group, its stdout piped into
-//! the ingress [`Pipeline`], its stderr into the daemon log, and the control socket at fd 3.
+//! One run of a probe: the child process in its own process group and (when the daemon has
+//! them) its own cgroup, its stdout piped into the ingress [`Pipeline`], its stderr into the
+//! daemon log, and the control socket at fd 3.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream as StdUnixStream;
@@ -17,6 +18,7 @@ use tokio::process::Command;
 
 use gala_ipc_proto::{Encoding, ENV_IPC_ENCODING, ENV_IPC_FD, ENV_META, ENV_PROBE_NAME, IPC_FD};
 
+use super::cgroup::{self, ProbeCgroup};
 use crate::ingress::Pipeline;
 use crate::ratelimit::{RateLimiter, Verdict};
 
@@ -77,16 +79,26 @@ pub struct ProbeChild {
     child: tokio::process::Child,
     pid: u32,
     started: Instant,
+    cgroup: Option<Arc<ProbeCgroup>>,
 }
 
 impl ProbeChild {
-    /// Starts `spec`, its stdout read by `pipeline`; returns the child and the daemon's end of
-    /// its control socket. Must run on a runtime worker thread: the child dies with the daemon
-    /// (`PR_SET_PDEATHSIG`), and that signal follows the thread that forked it.
+    /// Starts `spec` in `cgroup` (if any), its stdout read by `pipeline`; returns the child and
+    /// the daemon's end of its control socket. Must run on a runtime worker thread: the child
+    /// dies with the daemon (`PR_SET_PDEATHSIG`), and that signal follows the thread that
+    /// forked it.
     pub fn spawn(
         spec: &LaunchSpec,
         pipeline: &Arc<Pipeline>,
+        cgroup: Option<Arc<ProbeCgroup>>,
     ) -> std::io::Result<(Self, UnixStream)> {
+        // Opened here, written by the child before exec: the probe is in its cgroup before it
+        // runs a single instruction of its own.
+        let procs = match &cgroup {
+            Some(cg) => cg.procs_files()?,
+            None => Vec::new(),
+        };
+        let procs_raw = cgroup::raw(&procs);
         let (ours, theirs) = StdUnixStream::pair()?;
         let theirs = OwnedFd::from(theirs);
         let theirs_raw = theirs.as_raw_fd();
@@ -103,10 +115,11 @@ impl ProbeChild {
             .process_group(0)
             .kill_on_drop(true);
         // SAFETY: between fork and exec the closure only makes async-signal-safe calls
-        // (prctl, dup2, fcntl) and allocates nothing.
+        // (prctl, write, dup2, fcntl) and allocates nothing.
         unsafe {
             cmd.pre_exec(move || {
                 nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
+                cgroup::join(&procs_raw)?;
                 // dup2 leaves the copy without close-on-exec; the original closes at exec.
                 // (The daemon keeps fd 3 itself occupied, so it can never be `theirs_raw`.)
                 if nix::libc::dup2(theirs_raw, IPC_FD) < 0 {
@@ -120,6 +133,7 @@ impl ProbeChild {
         }
         let mut child = cmd.spawn()?;
         drop(theirs);
+        drop(procs);
         let pid = child.id().unwrap_or(0);
         if let Some(out) = child.stdout.take() {
             // Best effort: a smaller pipe only means more wake-ups.
@@ -139,6 +153,7 @@ impl ProbeChild {
                 child,
                 pid,
                 started: Instant::now(),
+                cgroup,
             },
             ours,
         ))
@@ -155,10 +170,10 @@ impl ProbeChild {
     }
 
     /// Waits for the process to exit by itself (cancel-safe), then kills whatever it left in
-    /// its process group.
+    /// its process group and its cgroup.
     pub async fn exited(&mut self) -> Option<ExitStatus> {
         let status = self.child.wait().await.ok();
-        self.kill_group();
+        self.kill_tree().await;
         status
     }
 
@@ -180,7 +195,7 @@ impl ProbeChild {
                 self.child.wait().await.ok()
             }
         };
-        self.kill_group();
+        self.kill_tree().await;
         status
     }
 
@@ -188,9 +203,22 @@ impl ProbeChild {
         (self.pid > 0).then(|| Pid::from_raw(self.pid as i32))
     }
 
-    fn kill_group(&self) {
+    /// Kills what the probe left: its process group, then everything in its cgroup (a
+    /// `setsid` grandchild left the group, never the cgroup).
+    async fn kill_tree(&self) {
         if let Some(pgid) = self.pgid() {
             let _ = killpg(pgid, Signal::SIGKILL);
+        }
+        if let Some(cg) = self.cgroup.clone() {
+            let killed = tokio::task::spawn_blocking(move || cg.kill_all())
+                .await
+                .unwrap_or(0);
+            if killed > 0 {
+                tracing::info!(
+                    pid = self.pid,
+                    "killed {killed} processes the probe left in its cgroup"
+                );
+            }
         }
     }
 }

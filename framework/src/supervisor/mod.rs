@@ -4,6 +4,7 @@
 //! [`Supervisor`] (commands in, [`RuntimeState`] out), so a slow or hung probe never blocks the
 //! caller beyond its own stop.
 
+pub mod cgroup;
 mod child;
 mod policy;
 
@@ -15,6 +16,7 @@ use tokio::net::UnixStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
+pub use cgroup::Cgroups;
 pub use child::{describe, reserve_ipc_fd, LaunchSpec, ProbeChild};
 pub use policy::{Decision, RestartPolicy};
 
@@ -77,6 +79,8 @@ pub struct SupervisorContext {
     pub pipeline: Arc<Pipeline>,
     /// Grace period, backoff and failure limits.
     pub config: SupervisorConfig,
+    /// The per-probe cgroups, when the daemon has them.
+    pub cgroups: Option<Arc<Cgroups>>,
 }
 
 /// Called with the daemon's end of each new process's control socket and the process's pid.
@@ -202,6 +206,9 @@ impl Task {
                     if let Some(c) = child.take() {
                         self.stop_child(c).await;
                     }
+                    if let Some(cgroups) = &self.ctx.cgroups {
+                        cgroups.release(&self.name);
+                    }
                     self.set_status(Status::Stopped, None);
                     return;
                 }
@@ -213,7 +220,17 @@ impl Task {
     /// holds when to try again, if at all.
     fn launch(&mut self, spec: &LaunchSpec) -> (Option<ProbeChild>, Option<Instant>) {
         self.set_status(Status::Starting, None);
-        match ProbeChild::spawn(spec, &self.ctx.pipeline) {
+        let cgroup = self.ctx.cgroups.as_ref().and_then(|c| {
+            c.probe(&self.name)
+                .inspect_err(|e| {
+                    tracing::warn!(
+                        probe = self.name,
+                        "no cgroup of its own, process group only: {e}"
+                    )
+                })
+                .ok()
+        });
+        match ProbeChild::spawn(spec, &self.ctx.pipeline, cgroup) {
             Ok((child, socket)) => {
                 let pid = child.pid();
                 tracing::info!(probe = self.name, pid, "started {}", spec.bin.display());

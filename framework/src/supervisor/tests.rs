@@ -5,6 +5,7 @@ use std::sync::Mutex;
 use tokio::io::AsyncReadExt;
 
 use super::*;
+use crate::config::CgroupMode;
 use crate::ingress::ImdbOnly;
 use crate::testutil::demo_imdb;
 
@@ -25,7 +26,9 @@ fn context(failed_after: u32, grace_ms: u64) -> Arc<SupervisorContext> {
             failed_after,
             stable_run: Duration::from_secs(30),
             snooper_period: Duration::from_secs(1),
+            cgroup: CgroupMode::Off,
         },
+        cgroups: None,
     })
 }
 
