@@ -96,10 +96,7 @@ pub fn validate(v: &[u8]) -> Result<(), HistogramError> {
 /// Walks a histogram value without allocating: calls `bucket(upper bound, cumulative count)`
 /// per bucket, in order, and returns SUM and MAX as written. On an error some buckets may
 /// already have been visited.
-pub fn visit<'a>(
-    v: &'a [u8],
-    mut bucket: impl FnMut(u64, u64),
-) -> Result<(&'a [u8], &'a [u8]), HistogramError> {
+pub fn visit(v: &[u8], mut bucket: impl FnMut(u64, u64)) -> Result<(&[u8], &[u8]), HistogramError> {
     walk(v, |_, ub, cum| bucket(ub, cum))
 }
 

@@ -178,9 +178,13 @@ impl RunningStore {
         !self.fields.is_empty()
     }
 
-    /// A slot for a new series, with empty histograms.
+    /// A slot for a new series, with empty histograms (0, holding nothing, when the table
+    /// has no histogram field).
     pub fn alloc(&mut self) -> u32 {
         let n = self.fields.len();
+        if n == 0 {
+            return 0;
+        }
         if let Some(slot) = self.free.pop() {
             let at = slot as usize * n;
             self.hists[at..at + n]
