@@ -74,7 +74,7 @@ impl<'a> Histogram<'a> {
     /// Parses and validates a histogram value.
     pub fn parse(v: &'a [u8]) -> Result<Self, HistogramError> {
         let mut buckets = Vec::new();
-        let (sum, max) = walk(v, |ub, cum| buckets.push((ascii_str(ub), cum)))?;
+        let (sum, max) = walk(v, |ub, _, cum| buckets.push((ascii_str(ub), cum)))?;
         Ok(Histogram {
             buckets,
             sum: ascii_str(sum),
@@ -90,7 +90,14 @@ impl<'a> Histogram<'a> {
 
 /// Validates a histogram value without allocating.
 pub fn validate(v: &[u8]) -> Result<(), HistogramError> {
-    walk(v, |_, _| {}).map(|_| ())
+    walk(v, |_, _, _| {}).map(|_| ())
+}
+
+/// Walks a histogram value without allocating: calls `bucket(upper bound, cumulative count)`
+/// per bucket, in order, and returns SUM and MAX as written. On an error some buckets may
+/// already have been visited.
+pub fn visit(v: &[u8], mut bucket: impl FnMut(u64, u64)) -> Result<(&[u8], &[u8]), HistogramError> {
+    walk(v, |_, ub, cum| bucket(ub, cum))
 }
 
 /// Validated tokens are ASCII; the fallback is never taken.
@@ -130,10 +137,11 @@ fn parse_u64(tok: &[u8]) -> Option<u64> {
     Some(v)
 }
 
-/// Walks and checks the encoding, calling `bucket` per bucket; returns SUM and MAX.
+/// Walks and checks the encoding, calling `bucket(bound as written, bound, count)` per bucket;
+/// returns SUM and MAX.
 fn walk<'a>(
     v: &'a [u8],
-    mut bucket: impl FnMut(&'a [u8], u64),
+    mut bucket: impl FnMut(&'a [u8], u64, u64),
 ) -> Result<(&'a [u8], &'a [u8]), HistogramError> {
     let mut toks = Tokens { rest: v };
     let n_tok = toks.next().ok_or(HistogramError::Empty)?;
@@ -156,7 +164,7 @@ fn walk<'a>(
             }
         }
         prev = Some((ub, cum));
-        bucket(ub_tok, cum);
+        bucket(ub_tok, ub, cum);
     }
     let sum = toks.next().ok_or(HistogramError::Truncated)?;
     if !is_number(sum) {
@@ -184,6 +192,13 @@ mod tests {
         assert_eq!((h.sum, h.max), ("4213", "950"));
         assert_eq!(h.count(), 6);
         assert_eq!(validate(b"3 10 2 100 5 1000 6 4213 950"), Ok(()));
+        let mut seen = Vec::new();
+        let tail = visit(b"3 10 2 0100 5 1000 6 4213 950", |ub, cum| {
+            seen.push((ub, cum))
+        });
+        assert_eq!(tail, Ok((&b"4213"[..], &b"950"[..])));
+        assert_eq!(seen, vec![(10, 2), (100, 5), (1000, 6)]);
+        assert_eq!(visit(b"1 10 1 x 5", |_, _| {}), Err(HistogramError::BadSum));
     }
 
     #[test]

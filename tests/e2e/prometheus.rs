@@ -3,7 +3,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gala_e2e::{free_port, http_get, Sandbox, DEMO_META, IMDB_DEFAULT};
+use gala_e2e::{free_port, http_get, KillOnDrop, Sandbox, DEMO_META, IMDB_DEFAULT};
 
 const DEMO_PROBE: &str = r#"#!/bin/sh
 while :; do
@@ -45,29 +45,25 @@ fn scrape_has_names_labels_values_help_and_type() {
         Some("7"),
         "quote and backslash in a label value are escaped and parse back"
     );
+    // The histogram adds up the reports so far (k of them, each `3 10 2 100 5 1000 6 4213
+    // 950`); `_max` is the latest report's.
     let h = [("port", "8080"), ("method", "GET")];
-    let bucket = |le| {
+    let num = |name: &str, le: Option<&str>| -> u64 {
         let mut l = h.to_vec();
-        l.push(("le", le));
-        s.value("gala_gopher_demo_http_latency_bucket", &l)
-            .map(str::to_string)
+        l.extend(le.map(|le| ("le", le)));
+        let v = s.value(name, &l).unwrap_or_else(|| panic!("{name} {le:?}"));
+        v.parse().unwrap_or_else(|_| panic!("{name} {le:?}: {v}"))
     };
-    assert_eq!(bucket("10").as_deref(), Some("2"));
-    assert_eq!(bucket("100").as_deref(), Some("5"));
-    assert_eq!(bucket("1000").as_deref(), Some("6"));
-    assert_eq!(bucket("+Inf").as_deref(), Some("6"));
-    assert_eq!(
-        s.value("gala_gopher_demo_http_latency_sum", &h),
-        Some("4213")
-    );
-    assert_eq!(
-        s.value("gala_gopher_demo_http_latency_count", &h),
-        Some("6")
-    );
-    assert_eq!(
-        s.value("gala_gopher_demo_http_latency_max", &h),
-        Some("950")
-    );
+    let k = num("gala_gopher_demo_http_latency_count", None) / 6;
+    assert!(k >= 1);
+    let bucket = "gala_gopher_demo_http_latency_bucket";
+    assert_eq!(num(bucket, Some("10")), 2 * k);
+    assert_eq!(num(bucket, Some("100")), 5 * k);
+    assert_eq!(num(bucket, Some("1000")), 6 * k);
+    assert_eq!(num(bucket, Some("+Inf")), 6 * k);
+    assert_eq!(num("gala_gopher_demo_http_latency_count", None), 6 * k);
+    assert_eq!(num("gala_gopher_demo_http_latency_sum", None), 4213 * k);
+    assert_eq!(num("gala_gopher_demo_http_latency_max", None), 950);
 
     let text = daemon.scrape();
     for line in [
@@ -239,6 +235,89 @@ done
     }
 }
 
+/// A real Prometheus server scraping the daemon every second; killed on drop.
+struct Prometheus {
+    port: u16,
+    _child: KillOnDrop,
+}
+
+impl Prometheus {
+    fn start(sandbox: &Sandbox) -> Self {
+        let port = free_port();
+        let dir = sandbox.path().join("prometheus");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let cfg = dir.join("prometheus.yml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: gala\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
+                sandbox.metrics_port
+            ),
+        )
+        .expect("write prometheus.yml");
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus (Debian package prometheus) must be installed");
+        Prometheus {
+            port,
+            _child: KillOnDrop(child),
+        }
+    }
+
+    /// The `data.result` of an instant query, once it is not empty (panics after 90 s).
+    fn wait_result(&self, query: &str) -> serde_json::Value {
+        self.wait_result_where(query, |_| true)
+    }
+
+    /// The `data.result` of an instant query, once it is not empty and `ready` accepts its
+    /// first element (panics after 90 s).
+    fn wait_result_where(
+        &self,
+        query: &str,
+        ready: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let path = format!("/api/v1/query?query={}", url_encode(query));
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let mut last = String::new();
+        loop {
+            if let Ok((status, body)) = http_get(self.port, &path) {
+                if status == 200 {
+                    let v: serde_json::Value =
+                        serde_json::from_str(&body).expect("prometheus json");
+                    let result = v["data"]["result"].clone();
+                    if result.as_array().is_some_and(|r| !r.is_empty()) && ready(&result[0]) {
+                        return result;
+                    }
+                }
+                last = body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "prometheus never answered {query}: {last}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+/// Percent-encodes a query parameter.
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 #[test]
 fn real_prometheus_scrapes_the_daemon() {
     let mut sandbox = Sandbox::new();
@@ -246,47 +325,8 @@ fn real_prometheus_scrapes_the_daemon() {
     daemon.wait_for(Duration::from_secs(10), "demo samples", |s| {
         !s.find("gala_gopher_demo_conn_tx_bytes", &[]).is_empty()
     });
-    let prom_port = free_port();
-    let dir = sandbox.path().join("prometheus");
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    let cfg = dir.join("prometheus.yml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: gala\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
-            sandbox.metrics_port
-        ),
-    )
-    .expect("write prometheus.yml");
-    let mut prom = Command::new("prometheus")
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("prometheus (Debian package prometheus) must be installed");
-    let query = "/api/v1/query?query=gala_gopher_demo_conn_tx_bytes%7Bconn%3D%22c1%22%7D";
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let result = loop {
-        if let Ok((200, body)) = http_get(prom_port, query) {
-            let v: serde_json::Value = serde_json::from_str(&body).expect("prometheus json");
-            let result = v["data"]["result"].clone();
-            if result.as_array().is_some_and(|r| !r.is_empty()) {
-                break result;
-            }
-        }
-        if Instant::now() > deadline {
-            let _ = prom.kill();
-            panic!("prometheus never returned the sample");
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    };
-    let _ = prom.kill();
-    let _ = prom.wait();
+    let prom = Prometheus::start(&sandbox);
+    let result = prom.wait_result("gala_gopher_demo_conn_tx_bytes{conn=\"c1\"}");
     let metric = &result[0]["metric"];
     assert_eq!(metric["__name__"], "gala_gopher_demo_conn_tx_bytes");
     assert_eq!(metric["conn"], "c1");
@@ -294,5 +334,77 @@ fn real_prometheus_scrapes_the_daemon() {
         .as_str()
         .is_some_and(|m| m.starts_with("e2e-uuid-")));
     assert_eq!(result[0]["value"][1], "1000");
+    drop(daemon);
+}
+
+/// A probe reporting, like the original's, each period's observations only: 10 per period,
+/// 2 of them ≤ 10, 3 in (10, 100], 5 in (100, 1000].
+const HIST_PROBE: &str = r#"#!/bin/sh
+while :; do
+  printf '%s\n' '|e2e_hist|a|3 10 2 100 5 1000 10 4321 900|'
+  sleep 0.2
+done
+"#;
+
+const HIST_META: &str = r#"
+version = "1.0.0";
+measurements: ({ table_name: "e2e_hist"; entity_name: "e2e_hist";
+  fields: (
+    { description: "k"; type: "key"; name: "k"; },
+    { description: "delay in us"; type: "histogram"; name: "delay"; }
+  ); });
+"#;
+
+/// Prometheus itself computes quantiles from the daemon's histogram: the counters grow
+/// with every report (the per-period counts of the probe would give a zero rate and no
+/// quantile), `_count` never decreases, and the exposition passes promtool.
+#[test]
+fn prometheus_computes_quantiles_from_per_period_histograms() {
+    let mut sandbox = Sandbox::new();
+    sandbox.add_custom_probe("hist", HIST_PROBE, HIST_META);
+    sandbox.write_probes_init("hist {\"state\": \"running\"}\n");
+    sandbox.write_config(IMDB_DEFAULT, "");
+    let daemon = sandbox.start();
+    daemon.wait_for(Duration::from_secs(10), "histogram samples", |s| {
+        !s.find("gala_gopher_e2e_hist_delay_bucket", &[]).is_empty()
+    });
+    promtool_check(&daemon.scrape_bytes());
+    let prom = Prometheus::start(&sandbox);
+    // Enough scrapes for a rate: `_count` over the last 10 s holds at least five samples.
+    let samples = prom.wait_result_where("gala_gopher_e2e_hist_delay_count[10s]", |s| {
+        s["values"].as_array().is_some_and(|v| v.len() >= 5)
+    });
+    let counts: Vec<f64> = samples[0]["values"]
+        .as_array()
+        .expect("a range vector")
+        .iter()
+        .map(|v| {
+            v[1].as_str()
+                .and_then(|x| x.parse().ok())
+                .expect("a number")
+        })
+        .collect();
+    assert!(counts.len() >= 5, "{counts:?}");
+    assert!(
+        counts.windows(2).all(|w| w[0] <= w[1]) && counts[0] < counts[counts.len() - 1],
+        "_count never decreases and grows: {counts:?}"
+    );
+    let quantile = |q: f64| -> f64 {
+        let r = prom.wait_result(&format!(
+            "histogram_quantile({q}, rate(gala_gopher_e2e_hist_delay_bucket[10s]))"
+        ));
+        r[0]["value"][1]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("quantile {q}: {r}"))
+    };
+    // The median is the 5th of 10 observations: the last of bucket le="100"; the 90th
+    // percentile interpolates 4/5 of the way into (100, 1000].
+    let median = quantile(0.5);
+    assert!((median - 100.0).abs() < 1e-6, "median {median}");
+    let p90 = quantile(0.9);
+    assert!((p90 - 820.0).abs() < 1e-6, "p90 {p90}");
+    let resets = prom.wait_result("resets(gala_gopher_e2e_hist_delay_count[1m])");
+    assert_eq!(resets[0]["value"][1], "0", "{resets}");
     drop(daemon);
 }

@@ -2,8 +2,10 @@
 //!
 //! Metric families are planned once from the meta registry (`gala_gopher_<entity>_<field>`,
 //! `# HELP` from the field description, `# TYPE` from the field type) and every scrape
-//! fills their bodies from the latest record of each live series. Rendering never consumes
-//! data: two scrapers see the same series.
+//! fills their bodies from the latest record of each live series — histograms from the
+//! series' running histogram ([`crate::imdb::running`]), whose counters never decrease,
+//! unless `legacy_histogram` asks for the original's per-record form. Rendering never
+//! consumes data: two scrapers see the same series.
 
 use std::collections::HashMap;
 
@@ -11,6 +13,7 @@ use gala_meta::histogram::Histogram;
 use gala_meta::record::is_null;
 use gala_meta::{FieldType, Registry, TableId, TableMeta};
 
+use crate::imdb::running::RunningHistogram;
 use crate::imdb::Imdb;
 
 /// What a family renders from one metric field of a record.
@@ -18,8 +21,9 @@ use crate::imdb::Imdb;
 enum Part {
     /// gauge, counter or summary: the value itself.
     Scalar,
-    /// histogram: `_bucket{le}` lines, `_sum` and `_count` (legacy: bare-name buckets only).
-    Buckets,
+    /// histogram: `_bucket{le}` lines, `_sum` and `_count` of the running histogram of the
+    /// table's n-th histogram field (legacy: the record's bare-name buckets only).
+    Buckets(usize),
     /// legacy histogram: the `_sum` family of its own.
     LegacySum,
     /// histogram: the largest observed value.
@@ -75,6 +79,7 @@ impl ScrapeRenderer {
         let mut by_name: HashMap<String, usize> = HashMap::new();
         for (id, meta) in registry.iter() {
             let mut outputs = Vec::new();
+            let mut nth_histogram = 0;
             for (i, f) in meta.fields.iter().enumerate() {
                 let base = metric_name(meta, &f.name);
                 let mut add = |name: String, kind: Option<&str>, help: &str, part: Part| {
@@ -92,7 +97,7 @@ impl ScrapeRenderer {
                     FieldType::Counter => add(base, Some("counter"), &f.description, Part::Scalar),
                     FieldType::Histogram if legacy_histogram => {
                         let d = &f.description;
-                        add(base.clone(), None, d, Part::Buckets);
+                        add(base.clone(), None, d, Part::Buckets(nth_histogram));
                         add(format!("{base}_sum"), None, d, Part::LegacySum);
                         add(format!("{base}_max"), None, d, Part::Max);
                     }
@@ -102,11 +107,12 @@ impl ScrapeRenderer {
                             base.clone(),
                             Some("histogram"),
                             &f.description,
-                            Part::Buckets,
+                            Part::Buckets(nth_histogram),
                         );
                         add(format!("{base}_max"), Some("gauge"), &max_help, Part::Max);
                     }
                 }
+                nth_histogram += usize::from(f.ty == FieldType::Histogram);
             }
             if !outputs.is_empty() {
                 r.plans.push(TablePlan { table: id, outputs });
@@ -121,6 +127,7 @@ impl ScrapeRenderer {
             f.body.clear();
         }
         let registry = imdb.registry().clone();
+        let mut number = Vec::with_capacity(32);
         for plan in &self.plans {
             let meta = registry.table(plan.table);
             let table = imdb.lock(plan.table);
@@ -135,10 +142,17 @@ impl ScrapeRenderer {
                 let labels = &self.labels;
                 for &(field, fam, part) in &plan.outputs {
                     let v = values[field];
+                    let Family { name, body, .. } = &mut self.families[fam];
+                    if let (Part::Buckets(nth), false) = (part, self.legacy_histogram) {
+                        // The running totals, even when the latest report's value is null.
+                        if let Some(h) = table.running(rec, nth).filter(|h| !h.is_empty()) {
+                            render_running(body, name, labels, h, &mut number);
+                        }
+                        continue;
+                    }
                     if is_null(v) {
                         continue;
                     }
-                    let Family { name, body, .. } = &mut self.families[fam];
                     if part == Part::Scalar {
                         sample(body, name, "", labels, None, v);
                         continue;
@@ -147,7 +161,7 @@ impl ScrapeRenderer {
                     match part {
                         Part::Max => sample(body, name, "", labels, None, h.max.as_bytes()),
                         Part::LegacySum => sample(body, name, "", labels, None, h.sum.as_bytes()),
-                        _ => render_buckets(body, name, labels, &h, self.legacy_histogram),
+                        _ => render_legacy_buckets(body, name, labels, &h),
                     }
                 }
             }
@@ -161,26 +175,37 @@ impl ScrapeRenderer {
     }
 }
 
-/// Writes the bucket lines of one histogram, then `_sum` and `_count` unless `legacy`.
-fn render_buckets(out: &mut Vec<u8>, name: &str, labels: &[u8], h: &Histogram<'_>, legacy: bool) {
-    let (mut num, mut total) = (itoa::Buffer::new(), itoa::Buffer::new());
-    let bucket = if legacy { "" } else { "_bucket" };
+/// Writes the `_bucket` lines, `_sum` and `_count` of a running histogram; `number` is
+/// scratch space.
+fn render_running(
+    out: &mut Vec<u8>,
+    name: &str,
+    labels: &[u8],
+    h: &RunningHistogram,
+    number: &mut Vec<u8>,
+) {
+    let (mut le, mut num) = (itoa::Buffer::new(), itoa::Buffer::new());
+    for &(ub, cum) in h.buckets() {
+        let v = num.format(cum).as_bytes();
+        sample(out, name, "_bucket", labels, Some(le.format(ub)), v);
+    }
+    let count = num.format(h.count()).as_bytes();
+    sample(out, name, "_bucket", labels, Some("+Inf"), count);
+    number.clear();
+    h.sum().write(number);
+    sample(out, name, "_sum", labels, None, number);
+    sample(out, name, "_count", labels, None, count);
+}
+
+/// Writes the bucket lines of one record's histogram in the original's form: under the bare
+/// name, the last one repeated as `le="+Inf"`, no `_sum` (a family of its own) or `_count`.
+fn render_legacy_buckets(out: &mut Vec<u8>, name: &str, labels: &[u8], h: &Histogram<'_>) {
+    let mut num = itoa::Buffer::new();
     for (ub, cum) in &h.buckets {
-        sample(
-            out,
-            name,
-            bucket,
-            labels,
-            Some(ub),
-            num.format(*cum).as_bytes(),
-        );
+        sample(out, name, "", labels, Some(ub), num.format(*cum).as_bytes());
     }
-    let count = total.format(h.count()).as_bytes();
-    sample(out, name, bucket, labels, Some("+Inf"), count);
-    if !legacy {
-        sample(out, name, "_sum", labels, None, h.sum.as_bytes());
-        sample(out, name, "_count", labels, None, count);
-    }
+    let count = num.format(h.count()).as_bytes();
+    sample(out, name, "", labels, Some("+Inf"), count);
 }
 
 impl Family {

@@ -5,7 +5,11 @@
 //! any number of scrapers read the same latest values. A series not refreshed within its
 //! lifetime — `record_timeout`, or twice the report period of the probe that wrote it if that
 //! is longer ([`Stamp::hold_ms`]) — is invisible to readers and removed by [`Imdb::sweep`].
+//!
+//! Histogram fields are also added up per series as records arrive ([`running`]), so that
+//! Prometheus gets counters that never decrease from probes reporting one period at a time.
 
+pub mod running;
 mod series;
 
 use std::hash::BuildHasher;
@@ -13,10 +17,12 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use gala_meta::{Registry, TableId, TableMeta};
+use gala_meta::{FieldType, Registry, TableId, TableMeta};
 use hashbrown::DefaultHashBuilder;
 use parking_lot::lock_api::ArcMutexGuard;
 use parking_lot::{Mutex, MutexGuard, RawMutex};
+
+use running::{RunningHistogram, RunningStore};
 
 /// A table lock that owns its reference to the table, so ingress can keep it across lines.
 pub type TableGuard = ArcMutexGuard<RawMutex, Table>;
@@ -61,8 +67,11 @@ pub enum UpsertError {
 pub struct Record {
     /// Hash of the key, kept for rehashing.
     hash: u64,
-    /// Length of the key at the start of `data`.
-    key_len: usize,
+    /// Length of the key at the start of `data` (lines are at most 16 MiB).
+    key_len: u32,
+    /// The series' slot in its table's [`RunningStore`] (unused when the table has no
+    /// histogram field). Two `u32`s keep the record at 64 bytes, one cache line.
+    running: u32,
     /// The key (key field values, each followed by `|`), then the record line after
     /// `|<table>|`: `v1|v2|...|vN|`, exactly the table's fields. One allocation, so a lookup
     /// and an update touch the same memory.
@@ -89,15 +98,15 @@ impl Record {
 
     /// The stored record line: `v1|v2|...|vN|`.
     pub fn line(&self) -> &[u8] {
-        &self.data[self.key_len..]
+        &self.data[self.key_len as usize..]
     }
 
     fn key(&self) -> &[u8] {
-        &self.data[..self.key_len]
+        &self.data[..self.key_len as usize]
     }
 
     fn set(&mut self, line: &[u8], now_ms: u64, expires_ms: u64, seq: u64) {
-        self.data.truncate(self.key_len);
+        self.data.truncate(self.key_len as usize);
         self.data.extend_from_slice(line);
         self.updated_ms = now_ms;
         self.expires_ms = expires_ms;
@@ -122,9 +131,29 @@ pub struct Table {
     records: series::SeriesMap,
     /// Sequence number given to the next update.
     next_seq: u64,
+    /// The running histograms of the series, when the table has histogram fields.
+    running: RunningStore,
 }
 
 impl Table {
+    fn new(meta: &TableMeta) -> Self {
+        let hist_fields = (meta.fields.iter().enumerate())
+            .filter(|(_, f)| f.ty == FieldType::Histogram)
+            .map(|(i, _)| i)
+            .collect();
+        Table {
+            running: RunningStore::new(hist_fields),
+            ..Default::default()
+        }
+    }
+
+    /// The running histogram of the `nth` histogram field (in meta order) of a series of
+    /// this table: every report's buckets and SUM added up since the series appeared or its
+    /// bucket bounds changed. Empty until a report had a non-null value for the field.
+    pub fn running(&self, rec: &Record, nth: usize) -> Option<&RunningHistogram> {
+        self.running.get(rec.running, nth)
+    }
+
     /// Iterates over the series still live at `now_ms`.
     pub fn live(&self, now_ms: u64) -> impl Iterator<Item = &Record> {
         self.records
@@ -185,8 +214,8 @@ pub struct Imdb {
 impl Imdb {
     /// An empty DB with one table per registry table.
     pub fn new(registry: Arc<Registry>, limits: ImdbLimits) -> Self {
-        let tables = (0..registry.len())
-            .map(|_| Arc::new(Mutex::new(Table::default())))
+        let tables = (registry.iter())
+            .map(|(_, meta)| Arc::new(Mutex::new(Table::new(meta))))
             .collect();
         Imdb {
             registry,
@@ -280,10 +309,11 @@ impl Imdb {
         let now_ms = at.now_ms;
         let expires_ms = now_ms + self.limits.record_timeout_ms.max(at.hold_ms);
         if let Some(idx) = table.records.find(hash, |r| r.key() == key) {
-            table
-                .records
-                .get_mut(idx)
-                .set(line, now_ms, expires_ms, seq);
+            let rec = table.records.get_mut(idx);
+            rec.set(line, now_ms, expires_ms, seq);
+            if table.running.is_active() {
+                table.running.add(rec.running, line);
+            }
             return Ok(());
         }
         if table.records.len() >= self.limits.max_records {
@@ -292,9 +322,15 @@ impl Imdb {
         let mut data = Vec::with_capacity(key.len() + line.len());
         data.extend_from_slice(key);
         data.extend_from_slice(line);
+        let mut running = 0;
+        if table.running.is_active() {
+            running = table.running.alloc();
+            table.running.add(running, line);
+        }
         table.records.insert(Record {
             hash,
-            key_len: key.len(),
+            key_len: key.len() as u32,
+            running,
             data,
             updated_ms: now_ms,
             expires_ms,
@@ -308,7 +344,15 @@ impl Imdb {
     pub fn sweep(&self, now_ms: u64) -> usize {
         let mut removed = 0;
         for table in &self.tables {
-            removed += table.lock().records.retain(|r| r.expires_ms >= now_ms);
+            let table = &mut *table.lock();
+            let store = &mut table.running;
+            removed += table.records.retain(|r| {
+                let keep = r.expires_ms >= now_ms;
+                if !keep && store.is_active() {
+                    store.release(r.running);
+                }
+                keep
+            });
         }
         self.series.fetch_sub(removed as u64, Ordering::Relaxed);
         removed

@@ -153,7 +153,8 @@ mod tests {
     fn rec(hash: u64, key: &str) -> Record {
         Record {
             hash,
-            key_len: key.len(),
+            key_len: key.len() as u32,
+            running: 0,
             data: key.as_bytes().to_vec(),
             updated_ms: 0,
             expires_ms: 0,

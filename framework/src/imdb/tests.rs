@@ -93,3 +93,55 @@ fn sequence_numbers_mark_fresh_updates() {
         .collect();
     assert_eq!(fresh, vec![mark]);
 }
+
+fn latency_count(imdb: &Imdb, port: &str) -> Option<(u64, running::RunningSum)> {
+    let id = imdb.registry().lookup(b"demo_latency").unwrap();
+    let t = imdb.lock(id);
+    let rec = t.live(0).find(|r| r.line().starts_with(port.as_bytes()))?;
+    let h = t.running(rec, 0).expect("one histogram field");
+    assert!(t.running(rec, 1).is_none());
+    Some((h.count(), h.sum()))
+}
+
+#[test]
+fn each_stored_report_adds_to_the_running_histogram_once() {
+    let imdb = demo_imdb(2, 1_000);
+    store(&imdb, "|demo_latency|80|GET|1 10 2 7 5|", 0).unwrap();
+    store(&imdb, "|demo_latency|80|GET|1 10 3 8 5|", 0).unwrap();
+    store(&imdb, "|demo_latency|81|GET|1 10 1 1 1|", 0).unwrap();
+    assert_eq!(
+        store(&imdb, "|demo_latency|82|GET|1 10 1 1 1|", 0),
+        Err(UpsertError::TableFull)
+    );
+    assert_eq!(
+        latency_count(&imdb, "80"),
+        Some((5, running::RunningSum::Int(15)))
+    );
+    assert_eq!(
+        latency_count(&imdb, "80"),
+        Some((5, running::RunningSum::Int(15))),
+        "reading adds nothing"
+    );
+    assert_eq!(
+        latency_count(&imdb, "81"),
+        Some((1, running::RunningSum::Int(1)))
+    );
+    // Series 80 ages out and goes with its totals; when it comes back it starts from zero,
+    // in the slot it left (81 keeps its own).
+    store(&imdb, "|demo_latency|81|GET|1 10 1 1 1|", 900).unwrap();
+    assert_eq!(imdb.sweep(1_500), 1);
+    store(&imdb, "|demo_latency|80|GET|1 10 4 4 4|", 1_500).unwrap();
+    assert_eq!(
+        latency_count(&imdb, "80"),
+        Some((4, running::RunningSum::Int(4)))
+    );
+    assert_eq!(
+        latency_count(&imdb, "81"),
+        Some((2, running::RunningSum::Int(2)))
+    );
+}
+
+#[test]
+fn records_of_tables_without_histograms_stay_one_cache_line() {
+    assert_eq!(std::mem::size_of::<Record>(), 64);
+}

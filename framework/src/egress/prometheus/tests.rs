@@ -86,3 +86,143 @@ fn rendering_twice_gives_the_same_text() {
     r.render(&imdb, 0, &mut b);
     assert_eq!(a, b);
 }
+
+/// The samples of one histogram series, in order, as `name value` pairs without labels.
+fn latency_samples(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter(|l| l.starts_with("gala_gopher_demo_http_latency"))
+        .map(|l| {
+            let (name, rest) = l.split_once('{').unwrap();
+            let le = rest
+                .split_once("le=\"")
+                .map(|(_, le)| format!("[{}]", &le[..le.find('"').unwrap()]))
+                .unwrap_or_default();
+            let value = l.rsplit_once(' ').unwrap().1;
+            (format!("{name}{le}"), value.to_string())
+        })
+        .collect()
+}
+
+fn pairs(want: &[(&str, &str)]) -> Vec<(String, String)> {
+    want.iter()
+        .map(|(n, v)| (format!("gala_gopher_demo_http_latency{n}"), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn histograms_add_up_every_report_and_never_decrease() {
+    let imdb = demo_imdb(10, 60_000);
+    let mut r = ScrapeRenderer::new(imdb.registry(), "m", false);
+    let mut scrape = || {
+        let mut out = Vec::new();
+        r.render(&imdb, 0, &mut out);
+        latency_samples(&String::from_utf8(out).unwrap())
+    };
+    store(
+        &imdb,
+        "|demo_latency|80|GET|3 10 2 100 5 1000 6 4213 950|",
+        0,
+    )
+    .unwrap();
+    let first = scrape();
+    assert_eq!(first, scrape(), "a scrape adds nothing");
+    // The next period observed fewer values: the per-record counts went down, the totals not.
+    store(&imdb, "|demo_latency|80|GET|3 10 1 100 1 1000 1 7 7|", 0).unwrap();
+    store(&imdb, "|demo_latency|80|GET|3 10 0 100 0 1000 0 0 0|", 0).unwrap();
+    let third = scrape();
+    assert_eq!(
+        third,
+        pairs(&[
+            ("_bucket[10]", "3"),
+            ("_bucket[100]", "6"),
+            ("_bucket[1000]", "7"),
+            ("_bucket[+Inf]", "7"),
+            ("_sum", "4220"),
+            ("_count", "7"),
+            ("_max", "0"),
+        ]),
+        "_max is the latest report's"
+    );
+    for (a, b) in first.iter().zip(&third) {
+        assert_eq!(a.0, b.0);
+        if a.0.ends_with("_max") {
+            continue;
+        }
+        let (a, b): (u64, u64) = (a.1.parse().unwrap(), b.1.parse().unwrap());
+        assert!(b >= a, "{first:?} -> {third:?}");
+    }
+    // A null value adds nothing and leaves the totals exported; only `_max` goes.
+    store(&imdb, "|demo_latency|80|GET|(null)|", 0).unwrap();
+    let mut want = third.clone();
+    want.pop();
+    assert_eq!(scrape(), want);
+    // Another series has its own totals.
+    store(&imdb, "|demo_latency|81|GET|3 10 1 100 1 1000 1 2.5 2|", 0).unwrap();
+    let text = render(&imdb, false);
+    assert!(text.contains("{port=\"81\",method=\"GET\",machine_id=\"uuid-1.2.3.4\"} 2.5\n"));
+    assert!(text.contains("{port=\"80\",method=\"GET\",machine_id=\"uuid-1.2.3.4\"} 4220\n"));
+}
+
+#[test]
+fn other_bucket_bounds_restart_the_histogram() {
+    let imdb = demo_imdb(10, 60_000);
+    store(&imdb, "|demo_latency|80|GET|2 10 2 100 5 40 30|", 0).unwrap();
+    store(&imdb, "|demo_latency|80|GET|2 10 2 100 5 40 30|", 0).unwrap();
+    store(&imdb, "|demo_latency|80|GET|2 20 1 200 3 90 60|", 0).unwrap();
+    assert_eq!(
+        latency_samples(&render(&imdb, false)),
+        pairs(&[
+            ("_bucket[20]", "1"),
+            ("_bucket[200]", "3"),
+            ("_bucket[+Inf]", "3"),
+            ("_sum", "90"),
+            ("_count", "3"),
+            ("_max", "60"),
+        ])
+    );
+}
+
+#[test]
+fn legacy_histograms_show_the_latest_report_only() {
+    let imdb = demo_imdb(10, 60_000);
+    store(&imdb, "|demo_latency|80|GET|2 10 2 100 5 40 30|", 0).unwrap();
+    store(&imdb, "|demo_latency|80|GET|2 10 1 100 1 3 3|", 0).unwrap();
+    let text = render(&imdb, true);
+    assert_eq!(
+        latency_samples(&text),
+        pairs(&[
+            ("[10]", "1"),
+            ("[100]", "1"),
+            ("[+Inf]", "1"),
+            ("_sum", "3"),
+            ("_max", "3")
+        ])
+    );
+    assert!(
+        !text.contains("# TYPE gala_gopher_demo_http_latency"),
+        "{text}"
+    );
+}
+
+#[test]
+fn max_is_a_gauge_family_of_its_own_with_help_and_type() {
+    let imdb = demo_imdb(10, 60_000);
+    store(&imdb, "|demo_latency|80|GET|1 10 1 5 5|", 0).unwrap();
+    store(&imdb, "|demo_latency|81|PUT|1 10 1 9 9|", 0).unwrap();
+    let text = render(&imdb, false);
+    let lines: Vec<&str> = text.lines().collect();
+    let help =
+        "# HELP gala_gopher_demo_http_latency_max request latency in ms (largest observed value)";
+    let at = lines.iter().position(|l| *l == help).expect("max HELP");
+    assert_eq!(
+        lines[at + 1],
+        "# TYPE gala_gopher_demo_http_latency_max gauge"
+    );
+    // Both series' `_max` follow their header, after every sample of the histogram family.
+    let max: Vec<&str> = lines[at + 2..].to_vec();
+    assert_eq!(max.len(), 2, "{text}");
+    assert!(max
+        .iter()
+        .all(|l| l.starts_with("gala_gopher_demo_http_latency_max{")));
+    assert!(lines[..at].iter().all(|l| !l.contains("_max")));
+}
