@@ -93,6 +93,16 @@ impl Tally {
             .sum()
     }
 
+    /// Total of the latest value of each matching series (for cumulative values: a
+    /// histogram's `_count` rises over the periods instead of starting again).
+    fn latest(&self, field: &str, labels: &[(&str, &str)]) -> f64 {
+        let name = format!("gala_gopher_{field}");
+        self.matching(&name, labels)
+            .filter_map(|(_, v)| v.last())
+            .filter(|v| v.is_finite())
+            .sum()
+    }
+
     fn seen(&self, field: &str, labels: &[(&str, &str)]) -> bool {
         let name = format!("gala_gopher_{field}");
         let found = self.matching(&name, labels).next().is_some();
@@ -323,7 +333,7 @@ fn connects_count_opens_failures_and_latency() {
     ));
     for labels in [&to_served[..], &server[..]] {
         assert_eq!(
-            t.sum("endpoint_tcp_estab_latency_count", labels),
+            t.latest("endpoint_tcp_estab_latency_count", labels),
             3.0,
             "{labels:?}"
         );
