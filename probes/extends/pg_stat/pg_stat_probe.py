@@ -259,7 +259,7 @@ def parse_conf(text, path="<string>"):
         body = raw.lstrip(" ")
         indent = len(raw) - len(body)
         body = body.rstrip()
-        if body == "" or body.startswith("#") or (lineno == 1 and body == "---"):
+        if body == "" or body.startswith("#") or (body == "---" and servers is None):
             continue
         if body.startswith("\t"):
             raise ConfError(path, lineno, "tab in the indentation (YAML indents with spaces)")
@@ -268,10 +268,10 @@ def parse_conf(text, path="<string>"):
                 raise ConfError(path, lineno, "a list item before 'servers:'")
             if closed:
                 raise ConfError(path, lineno, "'servers: []' is already an empty list")
-            if item is not None:
-                servers.append(_server(item, path))
             if dash_col is not None and indent != dash_col:
                 raise ConfError(path, lineno, "the list items are not aligned")
+            if item is not None:
+                servers.append(_server(item, path))
             dash_col, key_col = indent, None
             item = {"": lineno}
             rest = body[1:].lstrip(" ")
