@@ -579,7 +579,11 @@ fn opengauss_sli_reports_pg_tps_of_the_servers_in_the_conf_file() {
         assert!(
             s.value(
                 "gala_gopher_sli_tps",
-                &[("server_port", &port), ("datname", "gala_sli"), (label, want)]
+                &[
+                    ("server_port", &port),
+                    ("datname", "gala_sli"),
+                    (label, want)
+                ]
             )
             .is_some(),
             "label {label}={want}: {found:?}"
@@ -599,7 +603,10 @@ fn opengauss_sli_reports_pg_tps_of_the_servers_in_the_conf_file() {
         &format!("cannot connect to 127.0.0.1:{closed}"),
         Duration::from_secs(10),
     );
-    assert!(!log.contains("mode is"), "a 0600 file is not warned about: {log}");
+    assert!(
+        !log.contains("mode is"),
+        "a 0600 file is not warned about: {log}"
+    );
 
     // SLI_COMMITS transactions (the session's start, each INSERT) in one short session: they
     // fall into one poll, or two at most; the tps of those polls add up to
@@ -648,7 +655,8 @@ fn opengauss_sli_reports_pg_tps_of_the_servers_in_the_conf_file() {
 #[test]
 fn opengauss_sli_with_a_bad_conf_file_fails_naming_file_and_line() {
     // Line 4 holds a port that is no number; the file is readable by others (0644).
-    let conf = "servers:\n  - ip: \"127.0.0.1\"\n    dbname: \"postgres\"\n    port: \"eighty\"\n    \
+    let conf =
+        "servers:\n  - ip: \"127.0.0.1\"\n    dbname: \"postgres\"\n    port: \"eighty\"\n    \
                 user: \"gala\"\n    password: \"pw\"\n";
     let sb = Sandbox::new();
     let conf = install_sli(&sb, conf, 0o644);
@@ -675,7 +683,10 @@ fn opengauss_sli_with_a_bad_conf_file_fails_naming_file_and_line() {
         Duration::from_secs(5),
     );
     assert!(
-        log.contains(&format!("{} holds passwords but its mode is 0644", conf.display())),
+        log.contains(&format!(
+            "{} holds passwords but its mode is 0644",
+            conf.display()
+        )),
         "{log}"
     );
 }

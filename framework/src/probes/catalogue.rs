@@ -632,7 +632,10 @@ mod tests {
             .collect();
         assert_eq!(json, ["opengauss_sli"]);
         let cat = Catalogue::builtins(Path::new("/opt/gala-gopher/extend_probes"));
-        assert_eq!(cat.lookup("opengauss_sli").unwrap().encoding, Encoding::Json);
+        assert_eq!(
+            cat.lookup("opengauss_sli").unwrap().encoding,
+            Encoding::Json
+        );
         assert_eq!(cat.lookup("tcp").unwrap().encoding, Encoding::Proto);
     }
 
