@@ -2,6 +2,10 @@
 //! server started for the test: the daemon starts it by REST PUT with custom params, it
 //! reports an unreachable server as `up 0`, follows a new server given at run time, and
 //! exports pg_stat_database exactly: N rows inserted make `tup_inserted` grow by exactly N.
+//! The same program as the built-in `opengauss_sli` (JSON control channel): servers from the
+//! original's YAML credentials file, table `pg_tps` (`gala_gopher_sli_tps`) with the
+//! original's keys and labels, N commits seen as tps × period; a bad file fails the probe with
+//! its file and line in the daemon log.
 
 use std::io::Write;
 use std::net::TcpStream;
