@@ -642,9 +642,12 @@ fn opengauss_sli_reports_pg_tps_of_the_servers_in_the_conf_file() {
     }
     assert!(seen.len() <= 2, "{seen:?}");
     let commits: f64 = seen.iter().map(|v| v * PERIOD as f64).sum();
-    // tps divides by the measured time between polls, a little over the period.
+    // tps divides by the measured time between two polls, which a loaded machine may make
+    // a little longer or (after a late poll: the schedule keeps its pace) shorter than the
+    // period: allow 20 % for that (a raw total or an undivided delta is 5 times off).
+    let want = SLI_COMMITS as f64;
     assert!(
-        (SLI_COMMITS as f64 * 0.95..=SLI_COMMITS as f64 + 0.01).contains(&commits),
+        (want * 0.8..=want * 1.25).contains(&commits),
         "tps {seen:?} × {PERIOD} s = {commits}, not {SLI_COMMITS}"
     );
 
