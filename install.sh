@@ -151,4 +151,7 @@ while IFS= read -r -d '' meta; do
 done < <(find probes \( -path probes/example -o -path probes/extends -o -name tests -o -name testdata \) -prune \
     -o -name '*.meta' -type f -print0 | sort -z)
 
+# The table of the built-in opengauss_sli, which runs the pg_stat program (docs/reference/probes.md §12).
+without pg_stat || install_file 0644 probes/extends/pg_stat/opengauss_sli.meta "$GOPHER_DIR/meta/opengauss_sli.meta"
+
 log "installed into ${DESTDIR:-/}"

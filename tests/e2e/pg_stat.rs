@@ -2,6 +2,10 @@
 //! server started for the test: the daemon starts it by REST PUT with custom params, it
 //! reports an unreachable server as `up 0`, follows a new server given at run time, and
 //! exports pg_stat_database exactly: N rows inserted make `tup_inserted` grow by exactly N.
+//! The same program as the built-in `opengauss_sli` (JSON control channel): servers from the
+//! original's YAML credentials file, table `pg_tps` (`gala_gopher_sli_tps`) with the
+//! original's keys and labels, N commits seen as tps × period; a bad file fails the probe with
+//! its file and line in the daemon log.
 
 use std::io::Write;
 use std::net::TcpStream;
@@ -482,4 +486,214 @@ fn pg_stat_exports_pg_stat_database_of_a_real_server() {
     assert_eq!(server_metric(&s, &server, "up"), Some(1));
     let log = daemon_log(&sb);
     assert!(!log.contains("psycopg2 is missing"), "{log}");
+}
+
+/// Transactions committed in database `gala_sli` by the opengauss_sli test's session: its
+/// INSERTs plus the one a connection's start-up commits (reading the catalogs). Odd, so that
+/// when they straddle two polls the two polls' `tps` differ and both are seen.
+const SLI_COMMITS: u64 = 37;
+
+/// The built-in opengauss_sli as the product installs it: the program in the extend-probe
+/// directory, its table (`opengauss_sli.meta`) in the meta directory, and the credentials
+/// file `pg_stat_probe.conf` (mode `mode`) at `<sandbox>/etc/extend_probes/`, its path given
+/// to the daemon (and so to its probes) in `GALA_PG_STAT_CONF`.
+fn install_sli(sb: &Sandbox, conf: &str, mode: u32) -> PathBuf {
+    let src = repo_root().join("probes/extends/pg_stat");
+    let bin = sb.path().join("probes/pg_stat_probe.py");
+    std::fs::copy(src.join("pg_stat_probe.py"), &bin).expect("copy probe");
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o750)).expect("chmod");
+    let meta = std::fs::read_to_string(src.join("opengauss_sli.meta")).expect("opengauss_sli.meta");
+    sb.write_meta("opengauss_sli.meta", &meta);
+    let dir = sb.path().join("etc/extend_probes");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let path = dir.join("pg_stat_probe.conf");
+    std::fs::write(&path, conf).expect("write conf");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    path
+}
+
+fn start_sli(sb: &Sandbox, conf: &Path) -> Daemon {
+    let sdk = repo_root().join("probe-sdk/python");
+    sb.start_with_env(&[
+        ("GALA_PROBE_PYTHONPATH", sdk.to_str().expect("utf-8 path")),
+        ("GALA_PG_STAT_CONF", conf.to_str().expect("utf-8 path")),
+    ])
+}
+
+fn sli_tps(s: &Samples, port: u16, db: &str) -> Option<f64> {
+    s.value(
+        "gala_gopher_sli_tps",
+        &[("server_port", &port.to_string()), ("datname", db)],
+    )
+    .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn opengauss_sli_reports_pg_tps_of_the_servers_in_the_conf_file() {
+    require_psycopg2();
+    let pg = Postgres::start();
+    pg.psql("postgres", "CREATE DATABASE gala_sli;");
+    pg.psql("gala_sli", "CREATE TABLE t (id integer NOT NULL);");
+    let datid = pg
+        .psql(
+            "postgres",
+            "SELECT oid FROM pg_database WHERE datname = 'gala_sli';",
+        )
+        .trim()
+        .to_owned();
+    let closed = free_port();
+    // The original's layout: the top-level list `servers`, every value quoted; a second
+    // server that does not answer must not stop the first one's reports.
+    let conf = format!(
+        "servers:\n  -\n    ip: \"127.0.0.1\"\n    port: \"{}\"\n    dbname: \"postgres\"\n    \
+         user: \"postgres\"\n    password: \"{PASSWORD}\"\n  -\n    ip: \"127.0.0.1\"\n    \
+         port: \"{closed}\"\n    dbname: \"postgres\"\n    user: \"postgres\"\n    password: \"x\"\n",
+        pg.port
+    );
+    let sb = Sandbox::new();
+    let conf = install_sli(&sb, &conf, 0o600);
+    sb.write_config(IMDB_DEFAULT, "");
+    let d = start_sli(&sb, &conf);
+    let (status, answer) = d.put(
+        "opengauss_sli",
+        &format!(r#"{{"params": {{"report_period": {PERIOD}}}, "state": "running"}}"#),
+    );
+    assert_eq!(status, 200, "PUT /opengauss_sli: {answer}");
+
+    // From the second poll on, one record per database; keys and labels as the original's.
+    let s = d.wait_for(
+        Duration::from_secs(3 * PERIOD + 10),
+        "gala_gopher_sli_tps of gala_sli",
+        |s| sli_tps(s, pg.port, "gala_sli").is_some(),
+    );
+    let port = pg.port.to_string();
+    let found = s.find(
+        "gala_gopher_sli_tps",
+        &[("server_port", &port), ("datname", "gala_sli")],
+    );
+    assert_eq!(found.len(), 1, "{found:?}");
+    let tgid = pg.child.id().to_string();
+    for (label, want) in [
+        ("tgid", tgid.as_str()),
+        ("ins_id", datid.as_str()),
+        ("app", "POSTGRE"),
+        ("method", "0"),
+        ("server_ip", "127.0.0.1"),
+    ] {
+        assert!(
+            s.value(
+                "gala_gopher_sli_tps",
+                &[
+                    ("server_port", &port),
+                    ("datname", "gala_sli"),
+                    (label, want)
+                ]
+            )
+            .is_some(),
+            "label {label}={want}: {found:?}"
+        );
+    }
+    for template in ["template0", "template1"] {
+        assert!(sli_tps(&s, pg.port, template).is_none(), "{template}");
+    }
+    // The probe's own poll commits in `postgres`, not in gala_sli: idle is 0.
+    d.wait_for(
+        Duration::from_secs(3 * PERIOD + 10),
+        "tps 0 of the idle gala_sli",
+        |s| sli_tps(s, pg.port, "gala_sli") == Some(0.0),
+    );
+    let log = wait_log(
+        &sb,
+        &format!("cannot connect to 127.0.0.1:{closed}"),
+        Duration::from_secs(10),
+    );
+    assert!(
+        !log.contains("mode is"),
+        "a 0600 file is not warned about: {log}"
+    );
+
+    // SLI_COMMITS transactions (the session's start, each INSERT) in one short session: they
+    // fall into one poll, or two at most; the tps of those polls add up to
+    // SLI_COMMITS / period.
+    let inserts: String = (1..SLI_COMMITS)
+        .map(|i| format!("INSERT INTO t VALUES ({i});\n"))
+        .collect();
+    pg.psql("gala_sli", &inserts);
+    let mut seen: Vec<f64> = Vec::new();
+    let mut last = 0.0;
+    let deadline = Instant::now() + Duration::from_secs(4 * PERIOD + 10);
+    loop {
+        let s = Samples::parse(&d.scrape());
+        let v = sli_tps(&s, pg.port, "gala_sli").expect("tps of gala_sli");
+        if v != last {
+            if v > 0.0 {
+                seen.push(v);
+            }
+            last = v;
+        }
+        if !seen.is_empty() && v == 0.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tps never went up and back to 0: {seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(seen.len() <= 2, "{seen:?}");
+    let commits: f64 = seen.iter().map(|v| v * PERIOD as f64).sum();
+    // tps divides by the measured time between two polls, which a loaded machine may make
+    // a little longer or (after a late poll: the schedule keeps its pace) shorter than the
+    // period: allow 20 % for that (a raw total or an undivided delta is 5 times off).
+    let want = SLI_COMMITS as f64;
+    assert!(
+        (want * 0.8..=want * 1.25).contains(&commits),
+        "tps {seen:?} × {PERIOD} s = {commits}, not {SLI_COMMITS}"
+    );
+
+    // It ran all along: the built-in is running, never restarted.
+    let v = d.probe_json("opengauss_sli");
+    assert_eq!(v["runtime"]["status"], "running", "{v}");
+    assert_eq!(v["runtime"]["restarts"], 0, "{v}");
+    let log = daemon_log(&sb);
+    assert!(log.contains("connected to 127.0.0.1:"), "{log}");
+}
+
+#[test]
+fn opengauss_sli_with_a_bad_conf_file_fails_naming_file_and_line() {
+    // Line 4 holds a port that is no number; the file is readable by others (0644).
+    let conf =
+        "servers:\n  - ip: \"127.0.0.1\"\n    dbname: \"postgres\"\n    port: \"eighty\"\n    \
+                user: \"gala\"\n    password: \"pw\"\n";
+    let sb = Sandbox::new();
+    let conf = install_sli(&sb, conf, 0o644);
+    sb.write_config(
+        IMDB_DEFAULT,
+        "supervisor = { failed_after = 3; restart_backoff_max = 1; };",
+    );
+    let d = start_sli(&sb, &conf);
+    let (status, answer) = d.put("opengauss_sli", r#"{"state": "running"}"#);
+    assert_eq!(status, 200, "PUT /opengauss_sli: {answer}");
+    let v = d.wait_probe(
+        "opengauss_sli",
+        Duration::from_secs(30),
+        "opengauss_sli failed",
+        |v| v["runtime"]["status"] == "failed",
+    );
+    assert_eq!(v["runtime"]["last_exit"], "exit status: 1", "{v}");
+    let log = wait_log(
+        &sb,
+        &format!(
+            "{}:4: port 'eighty' is not a TCP port (1-65535)",
+            conf.display()
+        ),
+        Duration::from_secs(5),
+    );
+    assert!(
+        log.contains(&format!(
+            "{} holds passwords but its mode is 0644",
+            conf.display()
+        )),
+        "{log}"
+    );
 }

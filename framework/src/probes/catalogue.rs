@@ -70,6 +70,9 @@ pub struct BuiltinProbe {
     pub shown_params: &'static [ParamKey],
     /// The signal the original stopped it with (SIGTERM for a few script probes).
     pub stop_signal: Signal,
+    /// Encoding of its control channel: protobuf for the Rust and C probes, JSON lines for a
+    /// probe written with the Python SDK (which speaks only JSON).
+    pub encoding: Encoding,
 }
 
 use ParamKey as K;
@@ -102,6 +105,7 @@ pub const BUILTIN_PROBES: [BuiltinProbe; 21] = [
         requires_snoopers: false,
         shown_params: &[K::ElfPath, K::DevName],
         stop_signal: SIGINT,
+        encoding: Encoding::Proto,
     },
     BuiltinProbe {
         name: "virt",
@@ -112,6 +116,7 @@ pub const BUILTIN_PROBES: [BuiltinProbe; 21] = [
         requires_snoopers: false,
         shown_params: &[],
         stop_signal: SIGINT,
+        encoding: Encoding::Proto,
     },
     BuiltinProbe {
         name: "flamegraph",
@@ -136,6 +141,7 @@ pub const BUILTIN_PROBES: [BuiltinProbe; 21] = [
             K::FlameDir,
         ],
         stop_signal: SIGINT,
+        encoding: Encoding::Proto,
     },
     BuiltinProbe {
         name: "l7",
@@ -146,6 +152,7 @@ pub const BUILTIN_PROBES: [BuiltinProbe; 21] = [
         requires_snoopers: false,
         shown_params: &[K::L7Protocol, K::SupportSsl, K::ClusterIpBackend],
         stop_signal: SIGINT,
+        encoding: Encoding::Proto,
     },
     BuiltinProbe {
         name: "tcp",
@@ -171,6 +178,7 @@ pub const BUILTIN_PROBES: [BuiltinProbe; 21] = [
             K::DevName,
         ],
         stop_signal: SIGINT,
+        encoding: Encoding::Proto,
     },
     BuiltinProbe {
         name: "socket",
@@ -181,6 +189,7 @@ pub const BUILTIN_PROBES: [BuiltinProbe; 21] = [
         requires_snoopers: true,
         shown_params: &[K::RingbufMapSize],
         stop_signal: SIGINT,
+        encoding: Encoding::Proto,
     },
     BuiltinProbe {
         name: "io",
@@ -196,6 +205,7 @@ pub const BUILTIN_PROBES: [BuiltinProbe; 21] = [
         requires_snoopers: false,
         shown_params: &[K::SamplePeriod, K::DevName],
         stop_signal: SIGINT,
+        encoding: Encoding::Proto,
     },
     BuiltinProbe {
         name: "proc",
@@ -216,6 +226,7 @@ pub const BUILTIN_PROBES: [BuiltinProbe; 21] = [
         requires_snoopers: false,
         shown_params: &[],
         stop_signal: SIGINT,
+        encoding: Encoding::Proto,
     },
     BuiltinProbe {
         name: "jvm",
@@ -226,6 +237,7 @@ pub const BUILTIN_PROBES: [BuiltinProbe; 21] = [
         requires_snoopers: false,
         shown_params: &[],
         stop_signal: SIGINT,
+        encoding: Encoding::Proto,
     },
     BuiltinProbe {
         name: "postgre_sli",
@@ -236,6 +248,7 @@ pub const BUILTIN_PROBES: [BuiltinProbe; 21] = [
         requires_snoopers: false,
         shown_params: &[K::DevName],
         stop_signal: SIGTERM,
+        encoding: Encoding::Proto,
     },
     BuiltinProbe {
         name: "opengauss_sli",
@@ -246,6 +259,8 @@ pub const BUILTIN_PROBES: [BuiltinProbe; 21] = [
         requires_snoopers: false,
         shown_params: &[],
         stop_signal: SIGINT,
+        // A Python probe: the Python SDK speaks only JSON lines.
+        encoding: Encoding::Json,
     },
     BuiltinProbe {
         name: "nginx",
@@ -256,6 +271,7 @@ pub const BUILTIN_PROBES: [BuiltinProbe; 21] = [
         requires_snoopers: false,
         shown_params: &[K::ElfPath],
         stop_signal: SIGINT,
+        encoding: Encoding::Proto,
     },
     BuiltinProbe {
         name: "lvs",
@@ -266,6 +282,7 @@ pub const BUILTIN_PROBES: [BuiltinProbe; 21] = [
         requires_snoopers: false,
         shown_params: &[],
         stop_signal: SIGINT,
+        encoding: Encoding::Proto,
     },
     BuiltinProbe {
         name: "kafka",
@@ -276,6 +293,7 @@ pub const BUILTIN_PROBES: [BuiltinProbe; 21] = [
         requires_snoopers: false,
         shown_params: &[K::DevName, K::KafkaPort],
         stop_signal: SIGINT,
+        encoding: Encoding::Proto,
     },
     BuiltinProbe {
         name: "tprofiling",
@@ -298,6 +316,7 @@ pub const BUILTIN_PROBES: [BuiltinProbe; 21] = [
         requires_snoopers: false,
         shown_params: &[],
         stop_signal: SIGINT,
+        encoding: Encoding::Proto,
     },
     BuiltinProbe {
         name: "hw",
@@ -308,6 +327,7 @@ pub const BUILTIN_PROBES: [BuiltinProbe; 21] = [
         requires_snoopers: false,
         shown_params: &[],
         stop_signal: SIGINT,
+        encoding: Encoding::Proto,
     },
     BuiltinProbe {
         name: "ksli",
@@ -318,6 +338,7 @@ pub const BUILTIN_PROBES: [BuiltinProbe; 21] = [
         requires_snoopers: false,
         shown_params: &[K::DevName, K::ContinuousSampling],
         stop_signal: SIGINT,
+        encoding: Encoding::Proto,
     },
     BuiltinProbe {
         name: "container",
@@ -328,6 +349,7 @@ pub const BUILTIN_PROBES: [BuiltinProbe; 21] = [
         requires_snoopers: true,
         shown_params: &[K::CadvisorPort],
         stop_signal: SIGTERM,
+        encoding: Encoding::Proto,
     },
     BuiltinProbe {
         name: "sermant",
@@ -338,6 +360,7 @@ pub const BUILTIN_PROBES: [BuiltinProbe; 21] = [
         requires_snoopers: false,
         shown_params: &[],
         stop_signal: SIGTERM,
+        encoding: Encoding::Proto,
     },
     BuiltinProbe {
         name: "sli",
@@ -355,6 +378,7 @@ pub const BUILTIN_PROBES: [BuiltinProbe; 21] = [
         requires_snoopers: false,
         shown_params: &[],
         stop_signal: SIGINT,
+        encoding: Encoding::Proto,
     },
     BuiltinProbe {
         name: "flowtracer",
@@ -365,6 +389,7 @@ pub const BUILTIN_PROBES: [BuiltinProbe; 21] = [
         requires_snoopers: false,
         shown_params: &[],
         stop_signal: SIGINT,
+        encoding: Encoding::Proto,
     },
 ];
 
@@ -428,8 +453,9 @@ pub struct ProbeKind {
     pub stop_signal: Signal,
     /// Built-in or custom.
     pub origin: ProbeOrigin,
-    /// Encoding of its control channel: protobuf for built-ins (Rust, SDK), JSON lines for
-    /// custom probes unless their declaration says `"ipc_encoding": "proto"`.
+    /// Encoding of its control channel: the catalogue's for built-ins (protobuf but for the
+    /// Python `opengauss_sli`), JSON lines for custom probes unless their declaration says
+    /// `"ipc_encoding": "proto"`.
     pub encoding: Encoding,
 }
 
@@ -453,7 +479,7 @@ impl ProbeKind {
             shown_params: probe.shown_params.to_vec(),
             stop_signal: probe.stop_signal,
             origin: ProbeOrigin::Builtin,
-            encoding: Encoding::Proto,
+            encoding: probe.encoding,
         }
     }
 
@@ -595,6 +621,22 @@ mod tests {
         assert!(BUILTIN_PROBES
             .iter()
             .all(|p| !p.requires_snoopers || p.snoop.any()));
+    }
+
+    #[test]
+    fn only_the_python_builtin_speaks_json() {
+        let json: Vec<_> = BUILTIN_PROBES
+            .iter()
+            .filter(|p| p.encoding == Encoding::Json)
+            .map(|p| p.name)
+            .collect();
+        assert_eq!(json, ["opengauss_sli"]);
+        let cat = Catalogue::builtins(Path::new("/opt/gala-gopher/extend_probes"));
+        assert_eq!(
+            cat.lookup("opengauss_sli").unwrap().encoding,
+            Encoding::Json
+        );
+        assert_eq!(cat.lookup("tcp").unwrap().encoding, Encoding::Proto);
     }
 
     #[test]
