@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use gala_e2e::{Sandbox, DEMO_META};
+use gala_e2e::{Samples, Sandbox, DEMO_META};
 
 /// One line of every drop class, interleaved with good records; then the probe idles.
 const MIXED_PROBE: &str = r#"#!/bin/sh
@@ -90,4 +90,80 @@ fn every_bad_line_is_counted_under_its_reason_and_good_ones_arrive() {
     // Still up and serving.
     daemon.scrape();
     assert!(daemon.terminate().success());
+}
+
+/// Writes a million records of a million distinct series as fast as it can, then idles.
+const BOMB_PROBE: &str = r#"#!/bin/sh
+awk 'BEGIN { for (i = 0; i < 1000000; i++) printf "|bomb|s%d|1|\n", i }'
+exec sleep 600
+"#;
+
+const BOMB_META: &str = r#"version = "1.0.0";
+measurements: ({ table_name: "bomb"; entity_name: "bomb";
+  fields: ({ description: "k"; type: "key"; name: "k"; },
+           { description: "v"; type: "gauge"; name: "v"; }); });
+"#;
+
+/// RSS of process `pid`, bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .expect("VmRSS")
+        * 1024
+}
+
+/// A cardinality bomb at the default `imdb.max_records_num`: the table keeps the first
+/// 16384 series, every other record is counted as `table_full`, and the daemon's memory grows
+/// by at most the documented bound (1 KiB per series the table may hold, debug build
+/// included, plus the scrape's buffers).
+#[test]
+fn a_million_series_are_capped_counted_and_bounded_in_memory() {
+    let mut sandbox = Sandbox::new();
+    sandbox.add_custom_probe("bomb", BOMB_PROBE, BOMB_META);
+    sandbox.write_config(
+        "max_tables_num = 1024; max_metrics_num = 64; record_timeout = 600;",
+        "",
+    );
+    let daemon = sandbox.start();
+    daemon.scrape();
+    let idle = rss(daemon.pid());
+    assert_eq!(daemon.put("bomb", r#"{"state": "running"}"#).0, 200);
+    let counter = |s: &Samples, name: &str, reason: Option<&str>| -> u64 {
+        let mut labels = vec![("probe", "bomb")];
+        labels.extend(reason.map(|r| ("reason", r)));
+        s.value(name, &labels)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let s = daemon.wait_for(Duration::from_secs(120), "a million records", |s| {
+        counter(s, "gala_gopher_daemon_records_received_total", None)
+            + counter(
+                s,
+                "gala_gopher_daemon_records_dropped_total",
+                Some("table_full"),
+            )
+            >= 1_000_000
+    });
+    assert_eq!(
+        counter(&s, "gala_gopher_daemon_records_received_total", None),
+        16384
+    );
+    assert_eq!(
+        counter(
+            &s,
+            "gala_gopher_daemon_records_dropped_total",
+            Some("table_full")
+        ),
+        1_000_000 - 16384
+    );
+    assert_eq!(s.find("gala_gopher_bomb_v", &[]).len(), 16384);
+    let grown = rss(daemon.pid()).saturating_sub(idle);
+    eprintln!("RSS grew by {} KiB for 16384 series", grown / 1024);
+    assert!(
+        grown <= 16384 * 1024 + (8 << 20),
+        "RSS grew by {grown} bytes holding 16384 series"
+    );
 }

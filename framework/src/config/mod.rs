@@ -311,7 +311,8 @@ impl Default for MetaConfig {
 pub struct ImdbConfig {
     /// Maximum number of meta tables (1–4096). Default 1024.
     pub max_tables_num: usize,
-    /// Maximum records per table (≥ 1). Default 1024.
+    /// Maximum series per table (≥ 1). Default 16384: a host with 5,000 connections fills a
+    /// tcp table to 5,000, and a cardinality bomb stays bounded.
     pub max_records_num: usize,
     /// Maximum fields per table (1–128). Default 64.
     pub max_metrics_num: usize,
@@ -323,7 +324,7 @@ impl Default for ImdbConfig {
     fn default() -> Self {
         ImdbConfig {
             max_tables_num: 1024,
-            max_records_num: 1024,
+            max_records_num: 16384,
             max_metrics_num: 64,
             record_timeout: Duration::from_secs(60),
         }

@@ -116,7 +116,7 @@ fn empty_file_and_missing_keys_take_defaults() {
     assert_eq!(config(""), Config::default());
     let c = config("imdb = { max_tables_num = 8; }; web_server = { port = 8080; };");
     assert_eq!(c.imdb.max_tables_num, 8);
-    assert_eq!(c.imdb.max_records_num, 1024);
+    assert_eq!(c.imdb.max_records_num, 16384);
     assert_eq!(c.web_server.server.port, 8080);
     assert_eq!(c.web_server.server.bind_addr, "127.0.0.1");
     assert_eq!(c.rest_api_server, ServerConfig::rest_api_default());
