@@ -43,6 +43,7 @@ use crate::egress::metadata::MetadataPublisher;
 use crate::identity::HostIdentity;
 use crate::imdb::{Imdb, ImdbLimits};
 use crate::ingress::Pipeline;
+use crate::legacy_ipc::LegacyIpc;
 use crate::manager::{ManagerContext, ProbeManager};
 use crate::probes::{self, Catalogue, CustomProbe};
 use crate::rest::RestApi;
@@ -198,6 +199,7 @@ impl Daemon {
             Box::new(channels),
             max_line_len,
         ));
+        let legacy_ipc = LegacyIpc::open(&custom)?;
         let catalogue = Catalogue::new(&config.paths.extend_probe_dir, &custom);
         let manager = ProbeManager::new(
             catalogue,
@@ -207,6 +209,7 @@ impl Daemon {
                     config: config.supervisor.clone(),
                 }),
                 roots: ScanRoots::under_host_root(&host_root),
+                legacy_ipc,
             },
         );
         if config.global.rest_api_on {
@@ -292,6 +295,7 @@ impl Daemon {
             Err(e) => tracing::error!("saving the probe configuration to {}: {e}", init.display()),
         }
         manager.stop_all().await;
+        manager.remove_legacy_queue();
         if !pipeline.drain(INGRESS_DRAIN_TIMEOUT).await {
             tracing::warn!(
                 "a probe's stdout is still open {INGRESS_DRAIN_TIMEOUT:?} after it was stopped; its last output may be lost"

@@ -56,6 +56,32 @@ pub struct CustomProbe {
     /// Encoding of its control channel (`ipc_encoding`, new, optional): `json` by default,
     /// since custom probes are usually scripts.
     pub ipc_encoding: Encoding,
+    /// Whether it also gets the original's messages on the System V queue (`ipc`, new,
+    /// optional, `socket` by default).
+    pub ipc: IpcChannel,
+}
+
+/// The `ipc` option of a custom probe: which control channels it is served on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IpcChannel {
+    /// `"socket"`: the Unix socket at fd 3 only.
+    #[default]
+    Socket,
+    /// `"sysv"`: the socket, and the original's messages on its System V message queue
+    /// (crate::legacy_ipc).
+    Sysv,
+}
+
+impl std::str::FromStr for IpcChannel {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "socket" => Ok(IpcChannel::Socket),
+            "sysv" => Ok(IpcChannel::Sysv),
+            _ => Err(()),
+        }
+    }
 }
 
 impl DeclaredProbe for CustomProbe {
@@ -327,6 +353,8 @@ struct Declaration {
     custom_param: String,
     #[serde(default = "default_encoding", deserialize_with = "encoding")]
     ipc_encoding: Encoding,
+    #[serde(default, deserialize_with = "ipc_channel")]
+    ipc: IpcChannel,
 }
 
 // The type errors of serde do not name the key ("invalid type: integer `1`, expected a
@@ -349,6 +377,12 @@ fn encoding<'de, D: Deserializer<'de>>(d: D) -> Result<Encoding, D::Error> {
     let text = String::deserialize(d).ok();
     text.and_then(|t| t.parse().ok())
         .ok_or_else(|| de::Error::custom("\"ipc_encoding\" must be \"json\" or \"proto\""))
+}
+
+fn ipc_channel<'de, D: Deserializer<'de>>(d: D) -> Result<IpcChannel, D::Error> {
+    let text = String::deserialize(d).ok();
+    text.and_then(|t| t.parse().ok())
+        .ok_or_else(|| de::Error::custom("\"ipc\" must be \"socket\" or \"sysv\""))
 }
 
 fn default_encoding() -> Encoding {
@@ -398,6 +432,7 @@ fn parse_probe(name: &str, value: Value) -> Result<CustomProbe, DeclarationError
         subprobes: decl.probe,
         params,
         ipc_encoding: decl.ipc_encoding,
+        ipc: decl.ipc,
     })
 }
 
@@ -461,6 +496,7 @@ mod tests {
                 subprobes: vec!["a".into(), "b".into()],
                 params: vec!["p1".into(), "p2".into()],
                 ipc_encoding: gala_ipc_proto::Encoding::Json,
+                ipc: IpcChannel::Socket,
             }]
         );
     }
@@ -483,6 +519,50 @@ mod tests {
     }
 
     #[test]
+    fn the_legacy_channel_can_be_chosen() {
+        let probes = parse(
+            r#"{"a": {"bin": "/x/a", "probe": [], "custom_param": "", "ipc": "sysv"},
+                "b": {"bin": "/x/b", "probe": [], "custom_param": "", "ipc": "socket"},
+                "c": {"bin": "/x/c", "probe": [], "custom_param": ""}}"#,
+        )
+        .unwrap();
+        let channels: Vec<_> = probes.iter().map(|p| p.ipc).collect();
+        assert_eq!(
+            channels,
+            [IpcChannel::Sysv, IpcChannel::Socket, IpcChannel::Socket]
+        );
+        for bad in [r#""msgq""#, "1", "null"] {
+            let text =
+                format!(r#"{{"a": {{"bin": "/x/a", "probe": [], "custom_param": "", "ipc": {bad}}}}}"#);
+            assert_eq!(
+                parse(&text).unwrap_err().to_string(),
+                "probe \"a\": \"ipc\" must be \"socket\" or \"sysv\"",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bad_ipc_value_in_the_file_stops_with_the_file_and_the_probe() {
+        let dir = tempfile::tempdir().unwrap();
+        let json = dir.path().join("gala-gopher-custom.json");
+        std::fs::write(
+            &json,
+            "{\"a\": {\"bin\": \"/x/a\", \"probe\": [], \"custom_param\": \"\",\n \"ipc\": \"SysV\"}}\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&json, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let err = load(&json).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "{}: probe \"a\": \"ipc\" must be \"socket\" or \"sysv\"",
+                json.display()
+            )
+        );
+    }
+
+    #[test]
     fn unknown_keys_are_errors_naming_the_probe_and_the_key() {
         let err = parse(
             r#"{"a": {"bin": "/x/a", "probe": [], "custom_param": "", "ipc_encodng": "proto"}}"#,
@@ -495,7 +575,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "probe \"a\": unknown field `ipc_encodng`, expected one of `bin`, `probe`, \
-             `custom_param`, `ipc_encoding`"
+             `custom_param`, `ipc_encoding`, `ipc`"
         );
     }
 
@@ -637,6 +717,7 @@ mod tests {
             subprobes: vec!["a".into(), "b".into(), "c".into()],
             params: vec!["p1".into(), "p2".into()],
             ipc_encoding: Encoding::Json,
+            ipc: IpcChannel::Socket,
         };
         let custom = [probe("First", "/opt/first"), probe("second", "/opt/second")];
         let cat = Catalogue::new(Path::new("/opt/gala-gopher/extend_probes"), &custom);
