@@ -711,7 +711,7 @@ mod tests {
         let got = encode(&msg);
         let con_tlv = 4 + 4 + 4 + 13;
         let total = 8 + (8 + 4 + PARAMS_SIZE + 8 + 4 + CUSTOM_SIZE) + 8 + con_tlv;
-        assert_eq!(total, 2909);
+        assert_eq!(total, 2921);
         let mut want = vec![0u8; total];
         let u16b = |v: u16| v.to_ne_bytes();
         let u32b = |v: u32| v.to_ne_bytes();
