@@ -43,11 +43,12 @@ fn build_probe(sb: &Sandbox) -> PathBuf {
     bin
 }
 
-/// A sandbox with custom probe `plain` (socket only) first and `legacy` (`"ipc": "sysv"`,
+/// A sandbox with custom probe `first` (socket only) first and `legacy` (`"ipc": "sysv"`,
 /// sub-items alpha and beta, params threshold and mode) second; returns it with the key file.
 fn sandbox(ipc: &str) -> (Sandbox, PathBuf) {
     let mut sb = Sandbox::new();
-    sb.add_custom_probe("plain", "#!/bin/sh\nexec sleep 600\n", &own_meta("plain"));
+    // The test harness writes the json's keys sorted: "first" comes before "legacy".
+    sb.add_custom_probe("first", "#!/bin/sh\nexec sleep 600\n", &own_meta("first"));
     let bin = build_probe(&sb);
     sb.declare_custom_probe("legacy", &bin, &["alpha", "beta"], &["threshold", "mode"]);
     let json = sb.path().join("gala-gopher-custom.json");
@@ -98,6 +99,11 @@ fn gauge(s: &Samples, field: &str) -> Option<f64> {
     .and_then(|v| v.parse().ok())
 }
 
+/// `cmd` of a PUT to the legacy probe enabling `items` (custom probes repeat their `bin`).
+fn cmd(sb: &Sandbox, items: &[&str]) -> String {
+    serde_json::json!({"bin": sb.path().join("probes/legacy_ipc"), "probe": items}).to_string()
+}
+
 /// The probe's record once `pred` accepts its gauges (by field name; NaN when absent):
 /// its sub-items label and a lookup of its gauges.
 fn record(
@@ -140,7 +146,10 @@ fn a_legacy_probe_reads_its_config_and_changes_from_the_sysv_queue() {
 
     let (status, body) = d.put(
         "legacy",
-        r#"{"cmd": {"probe": ["alpha"]}, "params": {"report_period": 7, "custom_param": [{"threshold": "12"}]}, "blacklist": {}, "state": "running"}"#,
+        &format!(
+            r#"{{"cmd": {}, "params": {{"report_period": 7, "custom_param": [{{"threshold": "12"}}]}}, "blacklist": {{}}, "state": "running"}}"#,
+            cmd(&sb, &["alpha"])
+        ),
     );
     assert_eq!(status, 200, "{body}");
     let (subitems, v) = record(&d, "the first message", |v| v("report_period") == 7.0);
@@ -154,7 +163,10 @@ fn a_legacy_probe_reads_its_config_and_changes_from_the_sysv_queue() {
     // A parameter change: PARAMS_CHG only.
     let (status, body) = d.put(
         "legacy",
-        r#"{"cmd": {"probe": ["alpha", "beta"]}, "params": {"report_period": 9, "custom_param": [{"threshold": "40"}]}}"#,
+        &format!(
+            r#"{{"cmd": {}, "params": {{"report_period": 9, "custom_param": [{{"threshold": "40"}}]}}}}"#,
+            cmd(&sb, &["alpha", "beta"])
+        ),
     );
     assert_eq!(status, 200, "{body}");
     let (subitems, v) = record(&d, "the params change", |v| v("report_period") == 9.0);
@@ -196,10 +208,10 @@ fn a_legacy_probe_reads_its_config_and_changes_from_the_sysv_queue() {
     assert_eq!((v("flags"), v("threshold"), v("objects")), (3.0, 40.0, 1.0));
 
     // The probe declared first without the option gets nothing on the queue.
-    let (status, body) = d.put("plain", r#"{"state": "running"}"#);
+    let (status, body) = d.put("first", r#"{"state": "running"}"#);
     assert_eq!(status, 200, "{body}");
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(stat(id).1, 0, "nothing queued for plain (type 101)");
+    assert_eq!(stat(id).1, 0, "nothing queued for first (type 101)");
 
     let status = d.terminate();
     assert!(status.success(), "daemon exit: {status}");
@@ -212,7 +224,8 @@ fn without_the_option_there_is_no_queue() {
     let key = ftok(&key_file);
     let key_path = key_file.to_str().expect("utf-8 path");
     let d = sb.start_with_env(&[(ENV_KEY, key_path)]);
-    let (status, body) = d.put("legacy", r#"{"state": "running"}"#);
+    let body = format!(r#"{{"cmd": {}, "state": "running"}}"#, cmd(&sb, &["alpha"]));
+    let (status, body) = d.put("legacy", &body);
     assert_eq!(status, 200, "{body}");
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(queue(key), None);
