@@ -80,6 +80,19 @@ fn queue(key: libc::key_t) -> Option<libc::c_int> {
     (id >= 0).then_some(id)
 }
 
+/// Removes the queue of its key when dropped, so that a failed test (its daemon killed)
+/// leaves no queue behind.
+struct RemoveQueue(libc::key_t);
+
+impl Drop for RemoveQueue {
+    fn drop(&mut self) {
+        if let Some(id) = queue(self.0) {
+            // SAFETY: IPC_RMID takes no buffer.
+            unsafe { libc::msgctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
+        }
+    }
+}
+
 /// `IPC_STAT` of queue `id`: its mode bits and message count.
 fn stat(id: libc::c_int) -> (u32, u64) {
     // SAFETY: msqid_ds is plain data; msgctl fills it.
@@ -127,6 +140,7 @@ fn record(
 fn a_legacy_probe_reads_its_config_and_changes_from_the_sysv_queue() {
     let (sb, key_file) = sandbox("sysv");
     let key = ftok(&key_file);
+    let _cleanup = RemoveQueue(key);
     // A stale queue of a crashed daemon, with a message for the probe: replaced at start.
     // SAFETY: plain system call.
     let stale = unsafe { libc::msgget(key, libc::IPC_CREAT | 0o600) };
@@ -222,6 +236,7 @@ fn a_legacy_probe_reads_its_config_and_changes_from_the_sysv_queue() {
 fn without_the_option_there_is_no_queue() {
     let (sb, key_file) = sandbox("socket");
     let key = ftok(&key_file);
+    let _cleanup = RemoveQueue(key);
     let key_path = key_file.to_str().expect("utf-8 path");
     let d = sb.start_with_env(&[(ENV_KEY, key_path)]);
     let body = format!(r#"{{"cmd": {}, "state": "running"}}"#, cmd(&sb, &["alpha"]));
