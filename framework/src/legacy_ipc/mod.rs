@@ -237,3 +237,138 @@ impl Endpoint {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probes::catalogue::Catalogue;
+    use crate::probes::custom::IpcChannel;
+    use gala_ipc_proto::v1::Params;
+
+    /// A queue on a key file of its own, custom probes `plain` (1) and `old` (2, legacy).
+    fn setup() -> (tempfile::TempDir, Arc<LegacyIpc>, Catalogue) {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key");
+        std::fs::write(&key, "").unwrap();
+        let probe = |name: &str, ipc| CustomProbe {
+            name: name.into(),
+            bin: format!("/x/{name}").into(),
+            subprobes: vec!["a".into()],
+            params: vec!["threshold".into()],
+            ipc_encoding: gala_ipc_proto::Encoding::Json,
+            ipc,
+        };
+        let custom = [
+            probe("plain", IpcChannel::Socket),
+            probe("old", IpcChannel::Sysv),
+        ];
+        let names = custom
+            .iter()
+            .filter(|p| p.ipc == IpcChannel::Sysv)
+            .map(|p| p.name.clone())
+            .collect();
+        let ipc = LegacyIpc::with_key_path(&key, names).unwrap();
+        (dir, ipc, Catalogue::new(Path::new("/x"), &custom))
+    }
+
+    fn config(period: u32) -> Arc<ProbeConfig> {
+        Arc::new(ProbeConfig {
+            params: Some(Params {
+                report_period: period,
+                ..Params::default()
+            }),
+            ..ProbeConfig::default()
+        })
+    }
+
+    /// The messages waiting for `mtype`, decoded, oldest first (removing them).
+    fn drain(ipc: &LegacyIpc, mtype: nix::libc::c_long) -> Vec<LegacyMessage> {
+        let mut buf: Vec<nix::libc::c_long> = vec![0; 1 + ipc.queue.msgmax() / 8 + 1];
+        let mut out = Vec::new();
+        loop {
+            // SAFETY: `buf` has room for the type and msgmax bytes.
+            let n = unsafe {
+                nix::libc::msgrcv(
+                    ipc.queue.id(),
+                    buf.as_mut_ptr().cast(),
+                    ipc.queue.msgmax(),
+                    mtype,
+                    nix::libc::IPC_NOWAIT,
+                )
+            };
+            if n < 0 {
+                return out;
+            }
+            // SAFETY: the kernel wrote `n` bytes of text after the type.
+            let text = unsafe {
+                std::slice::from_raw_parts(buf.as_ptr().add(1).cast::<u8>(), n as usize)
+            };
+            out.push(wire::decode(text, true).unwrap());
+        }
+    }
+
+    #[tokio::test]
+    async fn only_legacy_probes_get_an_endpoint_addressed_by_position() {
+        let (_dir, ipc, cat) = setup();
+        assert!(ipc.endpoint(cat.lookup("plain").unwrap()).is_none());
+        assert!(ipc.endpoint(cat.lookup("tcp").unwrap()).is_none());
+        assert_eq!(ipc.endpoint(cat.lookup("old").unwrap()).unwrap().mtype(), 102);
+    }
+
+    #[tokio::test]
+    async fn messages_follow_the_process_lifetime() {
+        let (_dir, ipc, cat) = setup();
+        let ep = ipc.endpoint(cat.lookup("old").unwrap()).unwrap();
+        // Not running: kept, not sent.
+        ep.publish(config(10), u32::from(PARAMS_CHG));
+        assert!(drain(&ipc, 102).is_empty());
+        // A start sends the snapshot with both flags.
+        let first = ep.attach();
+        let got = drain(&ipc, 102);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].flags, SNOOPER_CHG | PARAMS_CHG);
+        assert_eq!(got[0].params.period, 10);
+        assert_eq!(got[0].custom.as_ref().unwrap().params, [("threshold".into(), String::new())]);
+        // Changes while running, left unread; a new process starts before the old one's end is
+        // seen: the unread messages go, the new process gets one message, the late end of the
+        // old one removes nothing.
+        ep.publish(config(11), u32::from(PARAMS_CHG));
+        ep.publish(config(12), u32::from(SNOOPER_CHG));
+        let second = ep.attach();
+        ep.detach(first);
+        let got = drain(&ipc, 102);
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].flags, got[0].params.period), (3, 12));
+        // The end of the current process removes what it did not read; then nothing is sent.
+        ep.publish(config(13), u32::from(PARAMS_CHG));
+        ep.detach(second);
+        ep.publish(config(14), u32::from(PARAMS_CHG));
+        assert!(drain(&ipc, 102).is_empty());
+        ipc.remove();
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_is_retried_with_the_missed_flags() {
+        let (_dir, ipc, cat) = setup();
+        let ep = ipc.endpoint(cat.lookup("old").unwrap()).unwrap();
+        ep.publish(config(10), 0);
+        ep.attach();
+        // Fill the queue with another type's messages up to kernel.msgmnb.
+        let filler = vec![0u8; ipc.queue.msgmax()];
+        while ipc.queue.send(500, &filler).is_ok() {}
+        while ipc.queue.send(500, &filler[..64]).is_ok() {}
+        ep.publish(config(20), u32::from(PARAMS_CHG));
+        ep.publish(config(30), u32::from(SNOOPER_CHG));
+        assert_eq!(ep.state.lock().unsent, SNOOPER_CHG | PARAMS_CHG);
+        assert_eq!(ep.state.lock().refused, 2);
+        // Room again: the retry sends the newest snapshot with every missed flag.
+        ipc.queue.clear(500);
+        let start = drain(&ipc, 102);
+        assert_eq!(start.len(), 1, "the start message went through");
+        tokio::time::sleep(RETRY_AFTER * 2).await;
+        let got = drain(&ipc, 102);
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].flags, got[0].params.period), (3, 30));
+        assert!(!ep.state.lock().retrying);
+    }
+}
