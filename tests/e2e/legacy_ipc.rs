@@ -147,16 +147,18 @@ fn a_legacy_probe_reads_its_config_and_changes_from_the_sysv_queue() {
     assert!(stale >= 0, "create the stale queue");
     let junk = [102i64.to_ne_bytes().as_slice(), b"junk"].concat();
     // SAFETY: `junk` is a long type followed by 4 bytes of text.
-    assert_eq!(
-        unsafe { libc::msgsnd(stale, junk.as_ptr().cast(), 4, libc::IPC_NOWAIT) },
-        0
-    );
+    let rc = unsafe { libc::msgsnd(stale, junk.as_ptr().cast(), 4, libc::IPC_NOWAIT) };
+    assert_eq!(rc, 0, "queue a message on the stale queue");
 
     let key_path = key_file.to_str().expect("utf-8 path");
     let d = sb.start_with_env(&[(ENV_KEY, key_path)]);
     let id = queue(key).expect("the daemon's queue");
     assert_ne!(id, stale, "the stale queue was replaced");
-    assert_eq!(stat(id), (0o600, 0), "mode 0600, empty until a probe starts");
+    assert_eq!(
+        stat(id),
+        (0o600, 0),
+        "mode 0600, empty until a probe starts"
+    );
 
     let (status, body) = d.put(
         "legacy",
@@ -196,7 +198,10 @@ fn a_legacy_probe_reads_its_config_and_changes_from_the_sysv_queue() {
     );
     assert_eq!(status, 200, "{body}");
     let (_, v) = record(&d, "the snooper change", |v| v("objects") == 1.0);
-    assert_eq!((v("first_pid"), v("flags"), v("mode")), (own as f64, 1.0, 0.0));
+    assert_eq!(
+        (v("first_pid"), v("flags"), v("mode")),
+        (own as f64, 1.0, 0.0)
+    );
     assert_eq!(v("malformed"), 0.0);
 
     // A PUT that changes nothing sends nothing.

@@ -188,7 +188,8 @@ impl Endpoint {
         };
         let flags = flags | st.unsent;
         let max_len = self.queue.msgmax();
-        let (msg, dropped) = LegacyMessage::from_config(&config, flags, Some(&self.labels), max_len);
+        let (msg, dropped) =
+            LegacyMessage::from_config(&config, flags, Some(&self.labels), max_len);
         if dropped > 0 {
             if let Verdict::Log { .. } = st.truncated_log.check(Instant::now()) {
                 tracing::warn!(
@@ -300,9 +301,8 @@ mod tests {
                 return out;
             }
             // SAFETY: the kernel wrote `n` bytes of text after the type.
-            let text = unsafe {
-                std::slice::from_raw_parts(buf.as_ptr().add(1).cast::<u8>(), n as usize)
-            };
+            let text =
+                unsafe { std::slice::from_raw_parts(buf.as_ptr().add(1).cast::<u8>(), n as usize) };
             out.push(wire::decode(text, true).unwrap());
         }
     }
@@ -312,7 +312,10 @@ mod tests {
         let (_dir, ipc, cat) = setup();
         assert!(ipc.endpoint(cat.lookup("plain").unwrap()).is_none());
         assert!(ipc.endpoint(cat.lookup("tcp").unwrap()).is_none());
-        assert_eq!(ipc.endpoint(cat.lookup("old").unwrap()).unwrap().mtype(), 102);
+        assert_eq!(
+            ipc.endpoint(cat.lookup("old").unwrap()).unwrap().mtype(),
+            102
+        );
     }
 
     #[tokio::test]
@@ -328,7 +331,10 @@ mod tests {
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].flags, SNOOPER_CHG | PARAMS_CHG);
         assert_eq!(got[0].params.period, 10);
-        assert_eq!(got[0].custom.as_ref().unwrap().params, [("threshold".into(), String::new())]);
+        assert_eq!(
+            got[0].custom.as_ref().unwrap().params,
+            [("threshold".into(), String::new())]
+        );
         // Changes while running, left unread; a new process starts before the old one's end is
         // seen: the unread messages go, the new process gets one message, the late end of the
         // old one removes nothing.

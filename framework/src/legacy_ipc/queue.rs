@@ -131,14 +131,8 @@ impl Queue {
         buf.extend_from_slice(&mtype.to_ne_bytes());
         buf.extend_from_slice(text);
         // SAFETY: `buf` holds the `long` type followed by `text.len()` bytes, as msgsnd reads.
-        let rc = unsafe {
-            libc::msgsnd(
-                self.id,
-                buf.as_ptr().cast(),
-                text.len(),
-                libc::IPC_NOWAIT,
-            )
-        };
+        let rc =
+            unsafe { libc::msgsnd(self.id, buf.as_ptr().cast(), text.len(), libc::IPC_NOWAIT) };
         if rc == 0 {
             return Ok(());
         }
@@ -226,7 +220,10 @@ mod tests {
         q.send(102, b"other").unwrap();
         assert_eq!(q.clear(101), 2);
         assert_eq!(q.clear(101), 0);
-        assert_eq!(q.send(101, &vec![0; q.msgmax() + 1]), Err(SendError::Os(Errno::EINVAL)));
+        assert_eq!(
+            q.send(101, &vec![0; q.msgmax() + 1]),
+            Err(SendError::Os(Errno::EINVAL))
+        );
         let first = q.id();
         // A crashed daemon's queue: the next one replaces it (its message goes with it).
         std::mem::forget(q);

@@ -269,11 +269,7 @@ impl LegacyObject {
         match self {
             LegacyObject::Process(_) => 8,
             LegacyObject::Container { id, .. } => {
-                8 + if id.is_empty() {
-                    0
-                } else {
-                    4 + id.len() + 1
-                }
+                8 + if id.is_empty() { 0 } else { 4 + id.len() + 1 }
             }
         }
     }
@@ -743,7 +739,7 @@ mod tests {
         put(&mut want, p + 1172, &u32b(1)); // profiling_chan: kafka
         put(&mut want, p + 1176, &u32b(1)); // min_exec_dur
         put(&mut want, p + 1180, &u32b(100)); // min_aggr_dur
-        // TLV 102: two objects.
+                                              // TLV 102: two objects.
         put(&mut want, 1204, &u16b(102));
         put(&mut want, 1206, &u16b(4));
         put(&mut want, 1208, &u32b(2));
@@ -758,7 +754,7 @@ mod tests {
         put(&mut want, c + 516 + 64, b"12");
         put(&mut want, c + 516 + 128, b"mode"); // value left empty
         put(&mut want, c + 1668, &u32b(2)); // params_num
-        // Objects: process 4242, container (inode cut to 32 bits, id sub-TLV).
+                                            // Objects: process 4242, container (inode cut to 32 bits, id sub-TLV).
         let o = 2888;
         put(&mut want, o, &u16b(0));
         put(&mut want, o + 2, &u16b(4));
@@ -835,7 +831,10 @@ mod tests {
         ));
         let mut bad = good.clone();
         bad[8] = 99;
-        assert!(matches!(decode(&bad, true), Err(DecodeError::Tlv { expected: 100, .. })));
+        assert!(matches!(
+            decode(&bad, true),
+            Err(DecodeError::Tlv { expected: 100, .. })
+        ));
         let mut bad = good.clone();
         bad[1208] = 3;
         assert_eq!(

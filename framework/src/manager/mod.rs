@@ -21,8 +21,8 @@ use tokio::sync::Mutex as AsyncMutex;
 use link::ConfigLink;
 use snoop::Scan;
 
-use crate::legacy_ipc::LegacyIpc;
 use crate::api::{self, ApiError, DesiredState, ProbeSettings, ProbeView, PutContext, RuntimeView};
+use crate::legacy_ipc::LegacyIpc;
 use crate::probes::catalogue::{Catalogue, ProbeKind};
 use crate::snooper::{Resolver, ScanRoots};
 use crate::supervisor::{LaunchSpec, Supervisor, SupervisorContext};

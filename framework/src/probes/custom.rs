@@ -532,8 +532,9 @@ mod tests {
             [IpcChannel::Sysv, IpcChannel::Socket, IpcChannel::Socket]
         );
         for bad in [r#""msgq""#, "1", "null"] {
-            let text =
-                format!(r#"{{"a": {{"bin": "/x/a", "probe": [], "custom_param": "", "ipc": {bad}}}}}"#);
+            let text = format!(
+                r#"{{"a": {{"bin": "/x/a", "probe": [], "custom_param": "", "ipc": {bad}}}}}"#
+            );
             assert_eq!(
                 parse(&text).unwrap_err().to_string(),
                 "probe \"a\": \"ipc\" must be \"socket\" or \"sysv\"",
