@@ -261,7 +261,8 @@ fn a_bad_ipc_value_stops_startup_naming_the_file() {
     let json = sb.path().join("gala-gopher-custom.json");
     assert!(
         err.contains(&format!(
-            "{}: probe \"legacy\": \"ipc\" must be \"socket\" or \"sysv\"",
+            // The harness writes the json on one line.
+            "{}:1: probe \"legacy\": \"ipc\" must be \"socket\" or \"sysv\"",
             json.display()
         )),
         "{err}"

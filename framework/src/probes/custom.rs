@@ -128,8 +128,9 @@ pub enum CustomProbeError {
         /// What the system said, or the line that is not UTF-8.
         error: gala_meta::TextError,
     },
-    /// The text is not a valid declaration.
-    #[error("{}: {error}", path.display())]
+    /// The text is not a valid declaration (`<file>:<line>: ...` when the line of the probe
+    /// is known).
+    #[error("{}{}: {error}", path.display(), error.line().map(|l| format!(":{l}")).unwrap_or_default())]
     Content {
         /// The file.
         path: PathBuf,
@@ -174,9 +175,22 @@ pub enum ContentError {
     Probe {
         /// The probe name as written.
         name: String,
+        /// The line of its name in the file (1-based).
+        line: usize,
         /// What is wrong.
         error: DeclarationError,
     },
+}
+
+impl ContentError {
+    /// The line of the declaration at fault, when one probe's declaration is (JSON syntax
+    /// errors name their line and column themselves).
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            ContentError::Probe { line, .. } => Some(*line),
+            _ => None,
+        }
+    }
 }
 
 /// What is wrong with one probe's declaration.
@@ -303,15 +317,62 @@ pub fn parse(text: &str) -> Result<Vec<CustomProbe>, ContentError> {
         return Err(ContentError::TooMany(entries.len()));
     }
     let mut names = BTreeSet::new();
+    let lines = top_level_key_lines(text);
     entries
         .into_iter()
-        .map(|(name, value)| {
+        .enumerate()
+        .map(|(i, (name, value))| {
             if !names.insert(name.to_ascii_lowercase()) {
                 return Err(ContentError::Duplicate(name));
             }
-            parse_probe(&name, value).map_err(|error| ContentError::Probe { name, error })
+            parse_probe(&name, value).map_err(|error| ContentError::Probe {
+                name,
+                line: lines.get(i).copied().unwrap_or(1),
+                error,
+            })
         })
         .collect()
+}
+
+/// The 1-based line of each key of the top-level object of `text` (valid JSON), in order.
+fn top_level_key_lines(text: &str) -> Vec<usize> {
+    let mut lines = Vec::new();
+    let (mut line, mut depth) = (1, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    // Whether the next string at depth 1 is a key (after `{` or `,`).
+    let mut expect_key = false;
+    for c in text.chars() {
+        if c == '\n' {
+            line += 1;
+        }
+        if in_string {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                if depth == 1 && expect_key {
+                    lines.push(line);
+                }
+                expect_key = false;
+                in_string = true;
+            }
+            '{' | '[' => {
+                depth += 1;
+                expect_key = depth == 1 && c == '{';
+            }
+            '}' | ']' => depth = depth.saturating_sub(1),
+            ',' => expect_key = depth == 1,
+            c if c.is_whitespace() => {}
+            _ => expect_key = false,
+        }
+    }
+    lines
 }
 
 /// The top-level object's entries in file order (a map type would sort them by name).
@@ -549,7 +610,7 @@ mod tests {
         let json = dir.path().join("gala-gopher-custom.json");
         std::fs::write(
             &json,
-            "{\"a\": {\"bin\": \"/x/a\", \"probe\": [], \"custom_param\": \"\",\n \"ipc\": \"SysV\"}}\n",
+            "{\"a\": {\"bin\": \"/x/a\", \"probe\": [], \"custom_param\": \"\"},\n \"b\": {\"bin\": \"/x/b\", \"probe\": [], \"custom_param\": \"\",\n \"ipc\": \"SysV\"}}\n",
         )
         .unwrap();
         std::fs::set_permissions(&json, std::fs::Permissions::from_mode(0o640)).unwrap();
@@ -557,10 +618,18 @@ mod tests {
         assert_eq!(
             err,
             format!(
-                "{}: probe \"a\": \"ipc\" must be \"socket\" or \"sysv\"",
+                "{}:2: probe \"b\": \"ipc\" must be \"socket\" or \"sysv\"",
                 json.display()
             )
         );
+    }
+
+    #[test]
+    fn top_level_keys_are_found_with_their_lines() {
+        let text =
+            "{\"a\": {\"b\": [\"x,\\\"y\", {\"c\": 1}], \"d\": \"}\"},\n\n  \"e\"\n: 2, \"f\": {}}";
+        assert_eq!(top_level_key_lines(text), [1, 3, 4]);
+        assert!(top_level_key_lines("[1, 2]").is_empty());
     }
 
     #[test]
@@ -570,7 +639,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            matches!(&err, ContentError::Probe { name, error: DeclarationError::Key(_) } if name == "a"),
+            matches!(&err, ContentError::Probe { name, line: 1, error: DeclarationError::Key(_) } if name == "a"),
             "{err:?}"
         );
         assert_eq!(
@@ -703,7 +772,7 @@ mod tests {
         let text = err.to_string();
         assert!(
             text.starts_with(&format!(
-                "{}: probe \"a\": unknown field `ipc_encodng`",
+                "{}:1: probe \"a\": unknown field `ipc_encodng`",
                 json.display()
             )),
             "{text}"
