@@ -7,7 +7,8 @@
 //! 1. the listeners (metrics, REST, gopher-ctl) and the periodic tasks (imdb sweep, snooper
 //!    refresh) stop, so nothing asks the probes for anything any more;
 //! 2. the running probe configuration is saved to `probes.init`;
-//! 3. every probe is stopped (SIGTERM, SIGKILL after the grace period) and reaped;
+//! 3. every probe is stopped (SIGTERM, SIGKILL after the grace period) and reaped, then the
+//!    legacy System V queue (if a custom probe uses it) is removed;
 //! 4. ingress drains: what the probes wrote before they ended is stored and handed on
 //!    (at most [`INGRESS_DRAIN_TIMEOUT`]);
 //! 5. the metric log writes its last round;
