@@ -11,6 +11,7 @@ pub mod identity;
 pub mod imdb;
 pub mod ingress;
 pub mod labeltext;
+pub mod legacy_ipc;
 pub mod logfile;
 pub mod logging;
 pub mod manager;

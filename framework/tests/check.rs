@@ -74,8 +74,8 @@ fn a_misspelt_custom_probe_key_fails_the_check_naming_file_and_key() {
     assert!(!out.status.success(), "{stderr}");
     let custom = dir.path().join("gala-gopher-custom.json");
     let want = format!(
-        "{}: probe \"demo\": unknown field `ipc_encodng`, expected one of `bin`, `probe`, \
-         `custom_param`, `ipc_encoding`",
+        "{}:2: probe \"demo\": unknown field `ipc_encodng`, expected one of `bin`, `probe`, \
+         `custom_param`, `ipc_encoding`, `ipc`",
         custom.display()
     );
     assert!(stderr.contains(&want), "{stderr}");

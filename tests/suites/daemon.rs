@@ -17,6 +17,8 @@ mod event_log;
 mod extends;
 #[path = "../e2e/ingress.rs"]
 mod ingress;
+#[path = "../e2e/legacy_ipc.rs"]
+mod legacy_ipc;
 #[path = "../e2e/lifecycle.rs"]
 mod lifecycle;
 #[path = "../e2e/log_egress.rs"]

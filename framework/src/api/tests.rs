@@ -23,6 +23,7 @@ fn catalogue() -> Catalogue {
             subprobes: vec!["sub_a".into(), "sub_b".into()],
             params: vec!["p1".into(), "p2".into()],
             ipc_encoding: gala_ipc_proto::Encoding::Json,
+            ipc: Default::default(),
         }],
     )
 }

@@ -11,6 +11,7 @@ use crate::egress::kafka::KafkaError;
 use crate::egress::metadata::MetadataError;
 use crate::egress::metric_log::MetricLogError;
 use crate::identity::IdentityError;
+use crate::legacy_ipc::QueueError;
 use crate::probes::custom::CustomProbeError;
 use crate::tls::TlsError;
 
@@ -24,6 +25,10 @@ pub enum DaemonError {
     /// The custom probe list could not be read.
     #[error(transparent)]
     CustomProbes(#[from] CustomProbeError),
+    /// The legacy System V queue of the custom probes declared `"ipc": "sysv"` could not be
+    /// created.
+    #[error("legacy IPC queue")]
+    LegacyIpc(#[from] QueueError),
     /// A meta file of the meta directory is invalid, or there are too many tables.
     #[error(transparent)]
     Meta(#[from] MetaError),

@@ -7,7 +7,8 @@
 //! 1. the listeners (metrics, REST, gopher-ctl) and the periodic tasks (imdb sweep, snooper
 //!    refresh) stop, so nothing asks the probes for anything any more;
 //! 2. the running probe configuration is saved to `probes.init`;
-//! 3. every probe is stopped (SIGTERM, SIGKILL after the grace period) and reaped;
+//! 3. every probe is stopped (SIGTERM, SIGKILL after the grace period) and reaped, then the
+//!    legacy System V queue (if a custom probe uses it) is removed;
 //! 4. ingress drains: what the probes wrote before they ended is stored and handed on
 //!    (at most [`INGRESS_DRAIN_TIMEOUT`]);
 //! 5. the metric log writes its last round;
@@ -43,6 +44,7 @@ use crate::egress::metadata::MetadataPublisher;
 use crate::identity::HostIdentity;
 use crate::imdb::{Imdb, ImdbLimits};
 use crate::ingress::Pipeline;
+use crate::legacy_ipc::LegacyIpc;
 use crate::manager::{ManagerContext, ProbeManager};
 use crate::probes::{self, Catalogue, CustomProbe};
 use crate::rest::RestApi;
@@ -201,6 +203,7 @@ impl Daemon {
             Box::new(channels),
             max_line_len,
         ));
+        let legacy_ipc = LegacyIpc::open(&custom)?;
         let catalogue = Catalogue::new(&config.paths.extend_probe_dir, &custom);
         let manager = ProbeManager::new(
             catalogue,
@@ -211,6 +214,7 @@ impl Daemon {
                     cgroups: cgroups.clone(),
                 }),
                 roots: ScanRoots::under_host_root(&host_root),
+                legacy_ipc,
             },
         );
         if config.global.rest_api_on {
@@ -302,6 +306,7 @@ impl Daemon {
             let _ = tokio::task::spawn_blocking(move || c.close()).await;
             let _ = std::fs::remove_file(config.paths.run_dir.join("cgroups"));
         }
+        manager.remove_legacy_queue();
         if !pipeline.drain(INGRESS_DRAIN_TIMEOUT).await {
             tracing::warn!(
                 "a probe's stdout is still open {INGRESS_DRAIN_TIMEOUT:?} after it was stopped; its last output may be lost"

@@ -5,6 +5,9 @@
 //! Only the latest snapshot is kept (every message is complete, so skipping an intermediate
 //! one loses nothing as long as the flags are OR-ed), and writing happens on a task of its
 //! own: a probe that never reads fd 3 only ever stalls that task, never the manager.
+//!
+//! A custom probe declared with `"ipc": "sysv"` also gets every snapshot on the legacy queue
+//! ([`crate::legacy_ipc::Endpoint`]); its socket still tells when its process ends.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,6 +21,7 @@ use tokio::io::BufReader;
 use tokio::net::UnixStream;
 use tokio::sync::watch;
 
+use crate::legacy_ipc::Endpoint as LegacyEndpoint;
 use crate::ratelimit::{RateLimiter, Verdict};
 
 /// What waits to be sent.
@@ -37,32 +41,43 @@ pub struct ConfigLink {
     pending: Mutex<Pending>,
     /// Bumped on every [`ConfigLink::publish`], to wake the writers.
     version: watch::Sender<u64>,
+    /// The probe's sender on the legacy queue, if it uses it.
+    legacy: Option<Arc<LegacyEndpoint>>,
 }
 
 impl ConfigLink {
-    /// The channel of `probe`, speaking `encoding`.
-    pub fn new(probe: &str, encoding: Encoding) -> Self {
+    /// The channel of `probe`, speaking `encoding`, mirrored on the legacy queue by
+    /// `legacy`.
+    pub fn new(probe: &str, encoding: Encoding, legacy: Option<Arc<LegacyEndpoint>>) -> Self {
         ConfigLink {
             probe: probe.to_string(),
             encoding,
             pending: Mutex::new(Pending::default()),
             version: watch::Sender::new(0),
+            legacy,
         }
     }
 
     /// Makes `config` the snapshot to send, adding `flags` to those not yet sent.
     pub fn publish(&self, config: ProbeConfig, flags: u32) {
+        let config = Arc::new(config);
         {
             let mut p = self.pending.lock();
-            p.config = Some(Arc::new(config));
+            p.config = Some(config.clone());
             p.flags |= flags;
+        }
+        if let Some(legacy) = &self.legacy {
+            legacy.publish(config, flags);
         }
         self.version.send_modify(|v| *v += 1);
     }
 
     /// Serves a new process of the probe on `socket`: the current snapshot first (with every
     /// change flag: the process knows nothing yet), then each new one.
+    /// On the legacy queue, the unread messages of an earlier process are dropped and the
+    /// snapshot is queued at once; they are dropped again when this process closes its socket.
     pub fn attach(self: Arc<Self>, socket: UnixStream, pid: u32) {
+        let legacy = self.legacy.as_ref().map(|l| (l.clone(), l.attach()));
         let (read, write) = socket.into_split();
         let link = self.clone();
         let writer = tokio::spawn(async move { link.write_loop(write, pid).await });
@@ -70,6 +85,9 @@ impl ConfigLink {
             self.read_loop(read, pid).await;
             // The process closed its end (or exited): nothing more can be delivered.
             writer.abort();
+            if let Some((legacy, generation)) = legacy {
+                legacy.detach(generation);
+            }
         });
     }
 

@@ -22,6 +22,7 @@ use link::ConfigLink;
 use snoop::Scan;
 
 use crate::api::{self, ApiError, DesiredState, ProbeSettings, ProbeView, PutContext, RuntimeView};
+use crate::legacy_ipc::LegacyIpc;
 use crate::probes::catalogue::{Catalogue, ProbeKind};
 use crate::snooper::{Resolver, ScanRoots};
 use crate::supervisor::{LaunchSpec, Supervisor, SupervisorContext};
@@ -32,6 +33,8 @@ pub struct ManagerContext {
     pub supervisor: Arc<SupervisorContext>,
     /// The `/proc` and `/sys` snoopers are resolved against (under `$GOPHER_HOST_PATH`).
     pub roots: ScanRoots,
+    /// The legacy System V queue, when a custom probe uses it.
+    pub legacy_ipc: Option<Arc<LegacyIpc>>,
 }
 
 /// One probe known to the manager (created by its first PUT).
@@ -194,6 +197,14 @@ impl ProbeManager {
         Ok(api::render_get(&entry.kind, entry.settings.as_ref(), &view))
     }
 
+    /// Removes the legacy System V queue, if there is one (at exit, after
+    /// [`ProbeManager::stop_all`]).
+    pub fn remove_legacy_queue(&self) {
+        if let Some(l) = &self.ctx.legacy_ipc {
+            l.remove();
+        }
+    }
+
     /// Stops every probe (in parallel) and waits for them.
     pub async fn stop_all(&self) {
         let entries: Vec<_> = self.probes.lock().values().cloned().collect();
@@ -259,7 +270,8 @@ impl ProbeManager {
         probes
             .entry(kind.name.clone())
             .or_insert_with(|| {
-                let link = Arc::new(ConfigLink::new(&kind.name, kind.encoding));
+                let legacy = self.ctx.legacy_ipc.as_ref().and_then(|l| l.endpoint(kind));
+                let link = Arc::new(ConfigLink::new(&kind.name, kind.encoding, legacy));
                 let on_spawn = {
                     let link = link.clone();
                     Arc::new(move |sock, pid| link.clone().attach(sock, pid))

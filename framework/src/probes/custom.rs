@@ -56,6 +56,32 @@ pub struct CustomProbe {
     /// Encoding of its control channel (`ipc_encoding`, new, optional): `json` by default,
     /// since custom probes are usually scripts.
     pub ipc_encoding: Encoding,
+    /// Whether it also gets the original's messages on the System V queue (`ipc`, new,
+    /// optional, `socket` by default).
+    pub ipc: IpcChannel,
+}
+
+/// The `ipc` option of a custom probe: which control channels it is served on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IpcChannel {
+    /// `"socket"`: the Unix socket at fd 3 only.
+    #[default]
+    Socket,
+    /// `"sysv"`: the socket, and the original's messages on its System V message queue
+    /// (crate::legacy_ipc).
+    Sysv,
+}
+
+impl std::str::FromStr for IpcChannel {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "socket" => Ok(IpcChannel::Socket),
+            "sysv" => Ok(IpcChannel::Sysv),
+            _ => Err(()),
+        }
+    }
 }
 
 impl DeclaredProbe for CustomProbe {
@@ -102,8 +128,9 @@ pub enum CustomProbeError {
         /// What the system said, or the line that is not UTF-8.
         error: gala_meta::TextError,
     },
-    /// The text is not a valid declaration.
-    #[error("{}: {error}", path.display())]
+    /// The text is not a valid declaration (`<file>:<line>: ...` when the line of the probe
+    /// is known).
+    #[error("{}{}: {error}", path.display(), error.line().map(|l| format!(":{l}")).unwrap_or_default())]
     Content {
         /// The file.
         path: PathBuf,
@@ -148,9 +175,22 @@ pub enum ContentError {
     Probe {
         /// The probe name as written.
         name: String,
+        /// The line of its name in the file (1-based).
+        line: usize,
         /// What is wrong.
         error: DeclarationError,
     },
+}
+
+impl ContentError {
+    /// The line of the declaration at fault, when one probe's declaration is (JSON syntax
+    /// errors name their line and column themselves).
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            ContentError::Probe { line, .. } => Some(*line),
+            _ => None,
+        }
+    }
 }
 
 /// What is wrong with one probe's declaration.
@@ -277,15 +317,62 @@ pub fn parse(text: &str) -> Result<Vec<CustomProbe>, ContentError> {
         return Err(ContentError::TooMany(entries.len()));
     }
     let mut names = BTreeSet::new();
+    let lines = top_level_key_lines(text);
     entries
         .into_iter()
-        .map(|(name, value)| {
+        .enumerate()
+        .map(|(i, (name, value))| {
             if !names.insert(name.to_ascii_lowercase()) {
                 return Err(ContentError::Duplicate(name));
             }
-            parse_probe(&name, value).map_err(|error| ContentError::Probe { name, error })
+            parse_probe(&name, value).map_err(|error| ContentError::Probe {
+                name,
+                line: lines.get(i).copied().unwrap_or(1),
+                error,
+            })
         })
         .collect()
+}
+
+/// The 1-based line of each key of the top-level object of `text` (valid JSON), in order.
+fn top_level_key_lines(text: &str) -> Vec<usize> {
+    let mut lines = Vec::new();
+    let (mut line, mut depth) = (1, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    // Whether the next string at depth 1 is a key (after `{` or `,`).
+    let mut expect_key = false;
+    for c in text.chars() {
+        if c == '\n' {
+            line += 1;
+        }
+        if in_string {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                if depth == 1 && expect_key {
+                    lines.push(line);
+                }
+                expect_key = false;
+                in_string = true;
+            }
+            '{' | '[' => {
+                depth += 1;
+                expect_key = depth == 1 && c == '{';
+            }
+            '}' | ']' => depth = depth.saturating_sub(1),
+            ',' => expect_key = depth == 1,
+            c if c.is_whitespace() => {}
+            _ => expect_key = false,
+        }
+    }
+    lines
 }
 
 /// The top-level object's entries in file order (a map type would sort them by name).
@@ -327,6 +414,8 @@ struct Declaration {
     custom_param: String,
     #[serde(default = "default_encoding", deserialize_with = "encoding")]
     ipc_encoding: Encoding,
+    #[serde(default, deserialize_with = "ipc_channel")]
+    ipc: IpcChannel,
 }
 
 // The type errors of serde do not name the key ("invalid type: integer `1`, expected a
@@ -349,6 +438,12 @@ fn encoding<'de, D: Deserializer<'de>>(d: D) -> Result<Encoding, D::Error> {
     let text = String::deserialize(d).ok();
     text.and_then(|t| t.parse().ok())
         .ok_or_else(|| de::Error::custom("\"ipc_encoding\" must be \"json\" or \"proto\""))
+}
+
+fn ipc_channel<'de, D: Deserializer<'de>>(d: D) -> Result<IpcChannel, D::Error> {
+    let text = String::deserialize(d).ok();
+    text.and_then(|t| t.parse().ok())
+        .ok_or_else(|| de::Error::custom("\"ipc\" must be \"socket\" or \"sysv\""))
 }
 
 fn default_encoding() -> Encoding {
@@ -398,6 +493,7 @@ fn parse_probe(name: &str, value: Value) -> Result<CustomProbe, DeclarationError
         subprobes: decl.probe,
         params,
         ipc_encoding: decl.ipc_encoding,
+        ipc: decl.ipc,
     })
 }
 
@@ -461,6 +557,7 @@ mod tests {
                 subprobes: vec!["a".into(), "b".into()],
                 params: vec!["p1".into(), "p2".into()],
                 ipc_encoding: gala_ipc_proto::Encoding::Json,
+                ipc: IpcChannel::Socket,
             }]
         );
     }
@@ -483,19 +580,72 @@ mod tests {
     }
 
     #[test]
+    fn the_legacy_channel_can_be_chosen() {
+        let probes = parse(
+            r#"{"a": {"bin": "/x/a", "probe": [], "custom_param": "", "ipc": "sysv"},
+                "b": {"bin": "/x/b", "probe": [], "custom_param": "", "ipc": "socket"},
+                "c": {"bin": "/x/c", "probe": [], "custom_param": ""}}"#,
+        )
+        .unwrap();
+        let channels: Vec<_> = probes.iter().map(|p| p.ipc).collect();
+        assert_eq!(
+            channels,
+            [IpcChannel::Sysv, IpcChannel::Socket, IpcChannel::Socket]
+        );
+        for bad in [r#""msgq""#, "1", "null"] {
+            let text = format!(
+                r#"{{"a": {{"bin": "/x/a", "probe": [], "custom_param": "", "ipc": {bad}}}}}"#
+            );
+            assert_eq!(
+                parse(&text).unwrap_err().to_string(),
+                "probe \"a\": \"ipc\" must be \"socket\" or \"sysv\"",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bad_ipc_value_in_the_file_stops_with_the_file_and_the_probe() {
+        let dir = tempfile::tempdir().unwrap();
+        let json = dir.path().join("gala-gopher-custom.json");
+        std::fs::write(
+            &json,
+            "{\"a\": {\"bin\": \"/x/a\", \"probe\": [], \"custom_param\": \"\"},\n \"b\": {\"bin\": \"/x/b\", \"probe\": [], \"custom_param\": \"\",\n \"ipc\": \"SysV\"}}\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&json, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let err = load(&json).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "{}:2: probe \"b\": \"ipc\" must be \"socket\" or \"sysv\"",
+                json.display()
+            )
+        );
+    }
+
+    #[test]
+    fn top_level_keys_are_found_with_their_lines() {
+        let text =
+            "{\"a\": {\"b\": [\"x,\\\"y\", {\"c\": 1}], \"d\": \"}\"},\n\n  \"e\"\n: 2, \"f\": {}}";
+        assert_eq!(top_level_key_lines(text), [1, 3, 4]);
+        assert!(top_level_key_lines("[1, 2]").is_empty());
+    }
+
+    #[test]
     fn unknown_keys_are_errors_naming_the_probe_and_the_key() {
         let err = parse(
             r#"{"a": {"bin": "/x/a", "probe": [], "custom_param": "", "ipc_encodng": "proto"}}"#,
         )
         .unwrap_err();
         assert!(
-            matches!(&err, ContentError::Probe { name, error: DeclarationError::Key(_) } if name == "a"),
+            matches!(&err, ContentError::Probe { name, line: 1, error: DeclarationError::Key(_) } if name == "a"),
             "{err:?}"
         );
         assert_eq!(
             err.to_string(),
             "probe \"a\": unknown field `ipc_encodng`, expected one of `bin`, `probe`, \
-             `custom_param`, `ipc_encoding`"
+             `custom_param`, `ipc_encoding`, `ipc`"
         );
     }
 
@@ -622,7 +772,7 @@ mod tests {
         let text = err.to_string();
         assert!(
             text.starts_with(&format!(
-                "{}: probe \"a\": unknown field `ipc_encodng`",
+                "{}:1: probe \"a\": unknown field `ipc_encodng`",
                 json.display()
             )),
             "{text}"
@@ -637,6 +787,7 @@ mod tests {
             subprobes: vec!["a".into(), "b".into(), "c".into()],
             params: vec!["p1".into(), "p2".into()],
             ipc_encoding: Encoding::Json,
+            ipc: IpcChannel::Socket,
         };
         let custom = [probe("First", "/opt/first"), probe("second", "/opt/second")];
         let cat = Catalogue::new(Path::new("/opt/gala-gopher/extend_probes"), &custom);
