@@ -25,7 +25,20 @@ struct Args {
     version: Option<bool>,
 }
 
+/// Buffers of 1 MiB and more (a scrape's exposition chunks, Kafka batches) come from mmap
+/// and go back to the system when freed. glibc's default raises its mmap threshold after the
+/// first such free and then keeps later ones in the heap, so the daemon's RSS would stay at
+/// the largest exposition it ever rendered (a fixed threshold turns that off).
+fn return_large_buffers_to_the_system() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only sets allocator parameters; called before any other thread exists.
+    unsafe {
+        nix::libc::mallopt(nix::libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
 fn main() -> ExitCode {
+    return_large_buffers_to_the_system();
     let args = Args::parse();
     // Before any thread or child exists: descriptor 3 must stay taken (see reserve_ipc_fd).
     if let Err(e) = reserve_ipc_fd() {

@@ -8,14 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 
 use crate::api::{self, ApiError};
 use crate::manager::ProbeManager;
-use crate::server::Handler;
+use crate::server::{Chunks, Handler};
 
 /// Time a client gets to send a PUT body once its head has arrived (the head has
 /// [`crate::server::HEADER_READ_TIMEOUT`]): a client that stalls mid-body is answered 408 and
@@ -74,7 +74,7 @@ impl RestApi {
 }
 
 impl Handler for RestApi {
-    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Chunks> {
         let (status, body) = match self.answer(req).await {
             Ok(body) => (StatusCode::OK, body),
             Err(e) => (
@@ -82,7 +82,7 @@ impl Handler for RestApi {
                 e.body(),
             ),
         };
-        let mut resp = Response::new(Full::new(Bytes::from(body)));
+        let mut resp = Response::new(Chunks::from(Bytes::from(body)));
         *resp.status_mut() = status;
         resp.headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

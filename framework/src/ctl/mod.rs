@@ -49,7 +49,7 @@ impl CtlHandler for CtlApi {
                 let Some(metrics) = self.metrics.clone() else {
                     return String::new();
                 };
-                let text = tokio::task::spawn_blocking(move || metrics.scrape()).await;
+                let text = tokio::task::spawn_blocking(move || metrics.scrape().concat()).await;
                 return text
                     .map(|b| String::from_utf8_lossy(&b).into_owned())
                     .unwrap_or_default();

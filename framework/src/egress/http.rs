@@ -4,8 +4,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
@@ -19,47 +17,16 @@ use crate::clock;
 use crate::egress::prometheus::ScrapeRenderer;
 use crate::imdb::Imdb;
 use crate::selfmetrics;
-use crate::server::{self, Handler};
+use crate::server::{self, Chunks, Handler};
 
 /// Content type of text exposition format 0.0.4.
 const EXPOSITION: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// Response buffers kept for reuse: a large exposition costs more in page faults than in
-/// rendering when its buffer is allocated afresh for every scrape.
-type BufferPool = Arc<Mutex<Vec<Vec<u8>>>>;
-
-/// Most buffers kept in the pool (one per concurrent scraper).
-const POOLED_BUFFERS: usize = 2;
-
-/// A response body that returns its buffer to the pool once hyper has sent it.
-struct PooledBuffer {
-    buf: Vec<u8>,
-    pool: BufferPool,
-}
-
-impl AsRef<[u8]> for PooledBuffer {
-    fn as_ref(&self) -> &[u8] {
-        &self.buf
-    }
-}
-
-impl Drop for PooledBuffer {
-    fn drop(&mut self) {
-        let mut buf = std::mem::take(&mut self.buf);
-        buf.clear();
-        let mut pool = self.pool.lock();
-        if pool.len() < POOLED_BUFFERS {
-            pool.push(buf);
-        }
-    }
-}
 
 /// Everything a scrape needs.
 pub struct MetricsEndpoint {
     imdb: Arc<Imdb>,
     renderer: Mutex<ScrapeRenderer>,
     self_metrics: Option<PrometheusHandle>,
-    pool: BufferPool,
 }
 
 impl MetricsEndpoint {
@@ -73,26 +40,23 @@ impl MetricsEndpoint {
             imdb,
             renderer: Mutex::new(renderer),
             self_metrics,
-            pool: BufferPool::default(),
         }
     }
 
-    /// Renders one complete response body.
-    pub fn scrape(&self) -> Bytes {
+    /// Renders one complete response body: the families' buffers as they were rendered,
+    /// then the daemon's own metrics.
+    pub fn scrape(&self) -> Chunks {
         let start = Instant::now();
-        let mut out = self.pool.lock().pop().unwrap_or_default();
+        let mut out = Chunks::new();
         self.renderer
             .lock()
-            .render(&self.imdb, clock::now_ms(), &mut out);
+            .render_chunks(&self.imdb, clock::now_ms(), &mut out);
         selfmetrics::imdb_series().set(self.imdb.series() as f64);
         if let Some(h) = &self.self_metrics {
-            out.extend_from_slice(h.render().as_bytes());
+            out.push_owned(h.render().into_bytes());
         }
         selfmetrics::scrape_duration().record(start.elapsed().as_secs_f64());
-        Bytes::from_owner(PooledBuffer {
-            buf: out,
-            pool: self.pool.clone(),
-        })
+        out
     }
 }
 
@@ -107,7 +71,7 @@ pub async fn serve(
 }
 
 impl Handler for MetricsEndpoint {
-    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Chunks> {
         if !matches!(req.uri().path(), "/" | "/metrics") {
             return plain(StatusCode::NOT_FOUND, "not found: try /metrics\n");
         }
@@ -124,15 +88,15 @@ impl Handler for MetricsEndpoint {
                 return plain(StatusCode::INTERNAL_SERVER_ERROR, "render failed\n");
             }
         };
-        let mut resp = Response::new(Full::new(body));
+        let mut resp = Response::new(body);
         resp.headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static(EXPOSITION));
         resp
     }
 }
 
-fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+fn plain(status: StatusCode, text: &'static str) -> Response<Chunks> {
+    let mut resp = Response::new(Chunks::from(text));
     *resp.status_mut() = status;
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));

@@ -15,6 +15,7 @@ use gala_meta::{FieldType, Registry, TableId, TableMeta};
 
 use crate::imdb::running::RunningHistogram;
 use crate::imdb::Imdb;
+use crate::server::Chunks;
 
 /// What a family renders from one metric field of a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,8 +36,10 @@ enum Part {
 struct Family {
     name: String,
     header: String,
-    /// Samples rendered by the current scrape; the buffer is reused between scrapes.
+    /// Samples rendered by the current scrape; a large one leaves with the response.
     body: Vec<u8>,
+    /// The body's length at the last scrape, reserved at the next one (one allocation).
+    last_len: usize,
 }
 
 /// The families one table feeds: (field index, family, what to render).
@@ -48,7 +51,9 @@ struct TablePlan {
 
 /// Renders the imdb into exposition text. Each table's records are visited once (they are
 /// the cache misses that dominate a large scrape), writing into per-family buffers that
-/// are then appended in family order, as the exposition format requires.
+/// then become the response's chunks in family order, as the exposition format requires:
+/// the text is never copied into one more buffer, and each chunk is freed once it is sent,
+/// so between scrapes the daemon holds no copy of the exposition.
 #[derive(Debug)]
 pub struct ScrapeRenderer {
     families: Vec<Family>,
@@ -121,10 +126,21 @@ impl ScrapeRenderer {
         r
     }
 
-    /// Appends the exposition of every live series of `imdb` at `now_ms` to `out`.
+    /// Appends the exposition of every live series of `imdb` at `now_ms` to `out`, in one
+    /// buffer (the metric log, tests); [`ScrapeRenderer::render_chunks`] for a response.
     pub fn render(&mut self, imdb: &Imdb, now_ms: u64, out: &mut Vec<u8>) {
+        let mut chunks = Chunks::new();
+        self.render_chunks(imdb, now_ms, &mut chunks);
+        out.extend_from_slice(&chunks.concat());
+    }
+
+    /// Appends the exposition of every live series of `imdb` at `now_ms` to `out`, each
+    /// family's samples as they were rendered.
+    pub fn render_chunks(&mut self, imdb: &Imdb, now_ms: u64, out: &mut Chunks) {
         for f in &mut self.families {
             f.body.clear();
+            // An eighth more than last time: a growing table rarely needs a second allocation.
+            f.body.reserve(f.last_len + f.last_len / 8);
         }
         let registry = imdb.registry().clone();
         let mut number = Vec::with_capacity(32);
@@ -166,10 +182,11 @@ impl ScrapeRenderer {
                 }
             }
         }
-        for f in &self.families {
+        for f in &mut self.families {
+            f.last_len = f.body.len();
             if !f.body.is_empty() {
-                out.extend_from_slice(f.header.as_bytes());
-                out.extend_from_slice(&f.body);
+                out.push_copy(f.header.as_bytes());
+                out.push_owned(std::mem::take(&mut f.body));
             }
         }
     }
@@ -220,6 +237,7 @@ impl Family {
             name,
             header,
             body: Vec::new(),
+            last_len: 0,
         }
     }
 }

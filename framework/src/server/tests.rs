@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use rustls::pki_types::ServerName;
@@ -17,16 +16,16 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use super::{serve, serve_with, Handler, Timeouts, MAX_CONNECTIONS};
+use super::{serve, serve_with, Chunks, Handler, Timeouts, MAX_CONNECTIONS};
 use crate::tls::test_pki::{Leaf, TestPki};
 
 /// Answers every request with its method and path.
 struct Echo;
 
 impl Handler for Echo {
-    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Chunks> {
         let text = format!("{} {}", req.method(), req.uri().path());
-        let mut resp = Response::new(Full::new(Bytes::from(text)));
+        let mut resp = Response::new(Chunks::from(Bytes::from(text)));
         if req.uri().path() == "/teapot" {
             *resp.status_mut() = StatusCode::IM_A_TEAPOT;
         }

@@ -91,16 +91,29 @@ fn main() {
     ));
     rows.push(row("ingest / ceiling, %", &ratio, 1));
     rows.push(row("daemon CPU during ingest, % of one core", &cpu, 0));
-    for series in [10_000u64, 100_000] {
-        let (lat, rss) = scrape_latency(series, if args.quick { 2 } else { 30 });
+    for (series, scrapes) in [(10_000u64, 30), (100_000, 30), (1_000_000, 3)] {
+        let scrapes = if args.quick { 1 } else { scrapes };
+        let s = scrape_latency(series, scrapes);
         rows.push(row(
             &format!("scrape latency at {series} series, ms"),
-            &lat,
+            &s.latency_ms,
+            1,
+        ));
+        if let Some(rate) = s.ingest {
+            rows.push(row(
+                &format!("ingest of {series} new series (2 records each), records/s"),
+                &[rate],
+                0,
+            ));
+        }
+        rows.push(row(
+            &format!("daemon RSS holding {series} series, before any scrape, MB"),
+            &[s.rss_loaded_mb],
             1,
         ));
         rows.push(row(
-            &format!("daemon RSS holding {series} series, MB"),
-            &[rss],
+            &format!("daemon RSS holding {series} series, after the scrapes, MB"),
+            &[s.rss_after_mb],
             1,
         ));
     }
@@ -261,25 +274,44 @@ fn daemon_ingest(series: u64, records: u64) -> (f64, f64) {
     (records as f64 / secs, 100.0 * cpu / secs)
 }
 
-/// Scrape latencies (ms) with `series` series loaded, and the daemon's RSS then.
-fn scrape_latency(series: u64, scrapes: usize) -> (Vec<f64>, f64) {
+/// What [`scrape_latency`] measured.
+struct ScrapeRun {
+    /// Each scrape's wall time, ms.
+    latency_ms: Vec<f64>,
+    /// Records/s from the generator's start until the daemon went idle (1M series only: the
+    /// smaller runs load too fast to time).
+    ingest: Option<f64>,
+    /// RSS with every series stored, before the first scrape.
+    rss_loaded_mb: f64,
+    /// RSS after the last scrape (its response sent).
+    rss_after_mb: f64,
+}
+
+/// Scrape latencies with `series` series loaded (two records each), and the daemon's RSS
+/// before and after them.
+fn scrape_latency(series: u64, scrapes: usize) -> ScrapeRun {
     let (sb, start_file) = bench_sandbox(series, series * 2);
     let daemon = sb.start();
-    wait_file(&start_file.with_extension("done"), Duration::from_secs(120));
-    while received(&daemon) < series * 2 {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let start_ns = wait_file(&start_file, Duration::from_secs(30));
+    wait_file(&start_file.with_extension("done"), Duration::from_secs(600));
+    // No scrape before the RSS is read: wait until the daemon's CPU time stands still.
+    let idle_ns = wait_idle(daemon.pid());
+    let rss_loaded_mb = rss_mb(daemon.pid());
+    assert_eq!(received(&daemon), series * 2, "every record stored");
+    let ingest = (series >= 1_000_000)
+        .then(|| (series * 2) as f64 / ((idle_ns - start_ns) as f64 / 1e9));
     if attach_profiler("GOPHER_BENCH_PROFILE", daemon.pid()) {
         std::thread::sleep(Duration::from_millis(500));
     }
-    let mut lat = Vec::new();
+    let mut latency_ms = Vec::new();
     let mut buf = Vec::new();
     for _ in 0..scrapes {
         let t = Instant::now();
         let len = scrape_len(sb.metrics_port, &mut buf);
-        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+        latency_ms.push(t.elapsed().as_secs_f64() * 1000.0);
         assert!(len as u64 > series * 50);
     }
+    drop(buf);
     let s = Samples::parse(&daemon.scrape());
     let sum: f64 = s
         .value("gala_gopher_daemon_scrape_duration_seconds_sum", &[])
@@ -293,7 +325,30 @@ fn scrape_latency(series: u64, scrapes: usize) -> (Vec<f64>, f64) {
         "{series} series: server-side render {:.1} ms on average",
         1000.0 * sum / count
     );
-    (lat, rss_mb(daemon.pid()))
+    ScrapeRun {
+        latency_ms,
+        ingest,
+        rss_loaded_mb,
+        rss_after_mb: rss_mb(daemon.pid()),
+    }
+}
+
+/// Waits until process `pid` has used no CPU for 100 ms; returns when its last CPU time was
+/// seen to grow (wall clock, ns).
+fn wait_idle(pid: u32) -> u128 {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let (mut last, mut last_change, mut still) = (cpu_seconds(pid), now_ns(), 0);
+    while still < 10 {
+        assert!(Instant::now() < deadline, "the daemon never went idle");
+        std::thread::sleep(Duration::from_millis(10));
+        let cpu = cpu_seconds(pid);
+        if cpu > last {
+            (last, last_change, still) = (cpu, now_ns(), 0);
+        } else {
+            still += 1;
+        }
+    }
+    last_change
 }
 
 /// Developer aid: runs the shell command in `var` (e.g. `perf record -p PID -- sleep 3`)
