@@ -8,6 +8,10 @@
 //! consumes data: two scrapers see the same series.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
 
 use gala_meta::histogram::Histogram;
 use gala_meta::record::is_null;
@@ -15,7 +19,7 @@ use gala_meta::{FieldType, Registry, TableId, TableMeta};
 
 use crate::imdb::running::RunningHistogram;
 use crate::imdb::Imdb;
-use crate::server::Chunks;
+use crate::server::{advise_huge_pages, Chunks};
 
 /// What a family renders from one metric field of a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +65,45 @@ pub struct ScrapeRenderer {
     machine_id: Vec<u8>,
     legacy_histogram: bool,
     labels: Vec<u8>,
+    /// Response buffers of small expositions, reused.
+    pool: BufferPool,
+}
+
+/// An exposition up to this size is copied into a reused response buffer and the families
+/// keep theirs (no page faults, at most two copies of a few MB); a larger one leaves as the
+/// families' buffers, so the daemon never holds a second copy of a large exposition.
+const SMALL_EXPOSITION: usize = 8 << 20;
+
+/// A family body from this size gets transparent huge pages.
+const HUGE_BODY: usize = 4 << 20;
+
+/// Reused response buffers (one per concurrent scraper, at most [`POOLED_BUFFERS`]).
+type BufferPool = Arc<Mutex<Vec<Vec<u8>>>>;
+
+/// Most buffers kept in the pool.
+const POOLED_BUFFERS: usize = 2;
+
+/// A response buffer that goes back to the pool once it is sent.
+struct PooledBuffer {
+    buf: Vec<u8>,
+    pool: BufferPool,
+}
+
+impl AsRef<[u8]> for PooledBuffer {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for PooledBuffer {
+    fn drop(&mut self) {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        let mut pool = self.pool.lock();
+        if pool.len() < POOLED_BUFFERS {
+            pool.push(buf);
+        }
+    }
 }
 
 /// The Prometheus metric name of a field: `gala_gopher_<entity>_<field>`.
@@ -79,6 +122,7 @@ impl ScrapeRenderer {
             machine_id: Vec::new(),
             legacy_histogram,
             labels: Vec::with_capacity(256),
+            pool: BufferPool::default(),
         };
         escape_label_value(machine_id.as_bytes(), &mut r.machine_id);
         let mut by_name: HashMap<String, usize> = HashMap::new();
@@ -139,8 +183,14 @@ impl ScrapeRenderer {
     pub fn render_chunks(&mut self, imdb: &Imdb, now_ms: u64, out: &mut Chunks) {
         for f in &mut self.families {
             f.body.clear();
-            // An eighth more than last time: a growing table rarely needs a second allocation.
-            f.body.reserve(f.last_len + f.last_len / 8);
+            if f.body.capacity() < f.last_len {
+                // It left with the last response: an eighth more than last time, so a
+                // growing table rarely needs a second allocation.
+                f.body.reserve(f.last_len + f.last_len / 8);
+                if f.body.capacity() >= HUGE_BODY {
+                    advise_huge_pages(&mut f.body);
+                }
+            }
         }
         let registry = imdb.registry().clone();
         let mut number = Vec::with_capacity(32);
@@ -184,6 +234,19 @@ impl ScrapeRenderer {
         }
         for f in &mut self.families {
             f.last_len = f.body.len();
+        }
+        let total: usize = self.families.iter().map(|f| f.body.len()).sum();
+        if total <= SMALL_EXPOSITION {
+            let mut buf = self.pool.lock().pop().unwrap_or_default();
+            for f in self.families.iter().filter(|f| !f.body.is_empty()) {
+                buf.extend_from_slice(f.header.as_bytes());
+                buf.extend_from_slice(&f.body);
+            }
+            let pool = self.pool.clone();
+            out.push_bytes(Bytes::from_owner(PooledBuffer { buf, pool }));
+            return;
+        }
+        for f in &mut self.families {
             if !f.body.is_empty() {
                 out.push_copy(f.header.as_bytes());
                 out.push_owned(std::mem::take(&mut f.body));

@@ -51,6 +51,13 @@ impl Chunks {
         self.parts.push_back(Bytes::from(buf));
     }
 
+    /// Appends `part` as it is.
+    pub fn push_bytes(&mut self, part: Bytes) {
+        self.seal();
+        self.len += part.len() as u64;
+        self.parts.push_back(part);
+    }
+
     /// The body's length in bytes.
     pub fn len(&self) -> u64 {
         self.len
@@ -75,6 +82,27 @@ impl Chunks {
         if !self.small.is_empty() {
             let small = std::mem::take(&mut self.small);
             self.parts.push_back(Bytes::from(small));
+        }
+    }
+}
+
+/// Asks the kernel to back `buf`'s spare capacity with transparent huge pages, where it
+/// allows them (`madvise` mode): a fresh buffer of tens of MB then costs tens of page faults
+/// instead of thousands. Only worth it for buffers of several MB.
+pub fn advise_huge_pages(buf: &mut Vec<u8>) {
+    const PAGE: usize = 4096;
+    let start = buf.as_mut_ptr() as usize;
+    let aligned = start.next_multiple_of(PAGE);
+    let end = (start + buf.capacity()) / PAGE * PAGE;
+    if end > aligned {
+        // SAFETY: the range lies inside the vector's allocation; MADV_HUGEPAGE changes no
+        // contents, only how the kernel backs the pages.
+        unsafe {
+            nix::libc::madvise(
+                aligned as *mut nix::libc::c_void,
+                end - aligned,
+                nix::libc::MADV_HUGEPAGE,
+            );
         }
     }
 }

@@ -298,8 +298,8 @@ fn scrape_latency(series: u64, scrapes: usize) -> ScrapeRun {
     let idle_ns = wait_idle(daemon.pid());
     let rss_loaded_mb = rss_mb(daemon.pid());
     assert_eq!(received(&daemon), series * 2, "every record stored");
-    let ingest = (series >= 1_000_000)
-        .then(|| (series * 2) as f64 / ((idle_ns - start_ns) as f64 / 1e9));
+    let ingest =
+        (series >= 1_000_000).then(|| (series * 2) as f64 / ((idle_ns - start_ns) as f64 / 1e9));
     if attach_profiler("GOPHER_BENCH_PROFILE", daemon.pid()) {
         std::thread::sleep(Duration::from_millis(500));
     }
