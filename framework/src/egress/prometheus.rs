@@ -67,6 +67,8 @@ pub struct ScrapeRenderer {
     labels: Vec<u8>,
     /// Response buffers of small expositions, reused.
     pool: BufferPool,
+    /// [`SMALL_EXPOSITION`] (tests lower it).
+    small_exposition: usize,
 }
 
 /// An exposition up to this size is copied into a reused response buffer and the families
@@ -123,6 +125,7 @@ impl ScrapeRenderer {
             legacy_histogram,
             labels: Vec::with_capacity(256),
             pool: BufferPool::default(),
+            small_exposition: SMALL_EXPOSITION,
         };
         escape_label_value(machine_id.as_bytes(), &mut r.machine_id);
         let mut by_name: HashMap<String, usize> = HashMap::new();
@@ -236,7 +239,7 @@ impl ScrapeRenderer {
             f.last_len = f.body.len();
         }
         let total: usize = self.families.iter().map(|f| f.body.len()).sum();
-        if total <= SMALL_EXPOSITION {
+        if total <= self.small_exposition {
             let mut buf = self.pool.lock().pop().unwrap_or_default();
             for f in self.families.iter().filter(|f| !f.body.is_empty()) {
                 buf.extend_from_slice(f.header.as_bytes());

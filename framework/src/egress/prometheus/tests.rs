@@ -226,3 +226,35 @@ fn max_is_a_gauge_family_of_its_own_with_help_and_type() {
         .all(|l| l.starts_with("gala_gopher_demo_http_latency_max{")));
     assert!(lines[..at].iter().all(|l| !l.contains("_max")));
 }
+
+/// A large exposition leaves as the families' own buffers, a small one as one pooled copy:
+/// the text is the same, scrape after scrape, and the pooled buffer comes back.
+#[test]
+fn large_and_small_expositions_render_the_same_text() {
+    let imdb = demo_imdb(5000, 60_000);
+    for i in 0..3000 {
+        store(&imdb, &format!("|demo_conn|c{i}|{i}|1.5|"), 0).unwrap();
+        store(
+            &imdb,
+            &format!("|demo_latency|{i}|GET|2 10 1 100 4 300 90|"),
+            0,
+        )
+        .unwrap();
+    }
+    let mut small = ScrapeRenderer::new(imdb.registry(), "m", false);
+    let mut large = ScrapeRenderer::new(imdb.registry(), "m", false);
+    large.small_exposition = 0;
+    let mut want = Vec::new();
+    small.render(&imdb, 0, &mut want);
+    assert!(want.len() > 500_000, "{}", want.len());
+    for _ in 0..3 {
+        let mut chunks = Chunks::new();
+        large.render_chunks(&imdb, 0, &mut chunks);
+        assert!(chunks.len() as usize == want.len());
+        assert_eq!(chunks.concat(), want);
+        let mut chunks = Chunks::new();
+        small.render_chunks(&imdb, 0, &mut chunks);
+        assert_eq!(chunks.concat(), want);
+        assert_eq!(small.pool.lock().len(), 1, "the response buffer is back");
+    }
+}
