@@ -697,7 +697,7 @@ fn the_rpm_builds_offline_and_holds_exactly_the_expected_files() {
         .map(|b| format!("/usr/bin/{b}"))
         .chain(
             packaging_list()
-                .iter()
+                .into_iter()
                 .map(|p| format!("/opt/gala-gopher/extend_probes/{}", p.program)),
         );
     for program in programs {
