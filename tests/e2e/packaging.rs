@@ -9,8 +9,8 @@
 //!
 //! The RPM is built once per run and shared by the tests: a full offline release build in its
 //! own build dir, about three minutes on two cores (the time is printed). The upgrade test's
-//! newer package is a second `rpmbuild` of the same tarballs in the same tree, which finds
-//! cargo's output of the first and only packages.
+//! newer package is a second `rpmbuild` of the same tarballs in the same tree, which reuses
+//! the first one's compiled dependencies (a few workspace crates are rebuilt).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -195,8 +195,9 @@ pub(crate) fn rpmbuild(dir: &str, extra: &[&str]) -> Result<Built, String> {
 }
 
 /// `rpmbuild -bb EXTRA...` (offline, as [`rpmbuild`]) once more in the tree `top` of an earlier
-/// [`rpmbuild`], from its tarballs and its cargo build dir: cargo finds everything built, so
-/// this costs the packaging steps only. `v` is the Version the package will have.
+/// [`rpmbuild`], from its tarballs and its cargo build dir: cargo reuses the compiled
+/// dependencies and rebuilds only the workspace crates whose build scripts watch a directory
+/// (the unpack makes the directories new). `v` is the Version the package will have.
 pub(crate) fn rpmbuild_again(top: &Path, v: &str, extra: &[&str]) -> Result<Built, String> {
     let log = top.join(format!("rpmbuild-{v}.log"));
     let log_file = fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
