@@ -12,7 +12,8 @@
 #   ./build.sh --clean            remove the build output (cargo clean, the C probes)
 #   ./build.sh --package [DIR]    the source tarball gala-gopher-<version>.tar.gz and the vendored
 #                                 crates gala-gopher-<version>-vendor.tar.gz (cargo vendor) for an
-#                                 offline RPM build, in DIR (default ${CARGO_TARGET_DIR:-target}/package)
+#                                 offline RPM build, in DIR (default ${CARGO_TARGET_DIR:-target}/package);
+#                                 <version> is the package's, source_version in gala-gopher.spec
 #
 # Options of --release and --debug:
 #   --frozen                      build offline from Cargo.lock and vendored crates (the RPM build)
@@ -32,9 +33,10 @@ die() { printf 'build.sh: %s\n' "$*" >&2; exit 1; }
 
 usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
 
-# The workspace version (Cargo.toml [workspace.package]), which is the RPM's Version too.
+# The package version (`%global source_version` of the spec), which names the tarballs. It
+# continues the C gala-gopher's versions; the crates keep their own (docs/packaging.md).
 version() {
-    sed -n '/^\[workspace.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n1
+    sed -n 's/^%global *source_version *\([^ ]*\) *$/\1/p' $NAME.spec | head -n1
 }
 
 # Rust version the workspace needs (rust-version in Cargo.toml).
@@ -240,10 +242,7 @@ source_files() {
 cmd_package() {
     local dest=${1:-$TARGET_DIR/package} v
     v=$(version)
-    [ -n "$v" ] || die "no version in Cargo.toml [workspace.package]"
-    local spec_version
-    spec_version=$(sed -n 's/^Version: *//p' $NAME.spec)
-    [ "$spec_version" = "$v" ] || die "$NAME.spec has Version $spec_version, Cargo.toml $v: make them equal"
+    [[ $v =~ ^[0-9]+(\.[0-9]+)*$ ]] || die "$NAME.spec: no '%global source_version <dotted numbers>' line (found '$v')"
     mkdir -p "$dest"
     dest=$(cd "$dest" && pwd)
     local src=$dest/$NAME-$v.tar.gz vendor=$dest/$NAME-$v-vendor.tar.gz

@@ -134,6 +134,9 @@ cmd_run() {
     cargo build --release --workspace --lib --bins
     local dest="$ROOT/target/dev-root"
     stage "$dest" target/release
+    # The development overlay: the example probe as well, which the shipped probes.init leaves
+    # out (a package starts no demo probe).
+    printf '%s\n' 'example {"state": "running"}' >> "$dest/etc/gala-gopher/probes.init"
     log "running gala-gopher in the foreground; metrics on http://127.0.0.1:8888/metrics, REST on http://127.0.0.1:9999/<probe>,"
     log "gopher-ctl: $dest/usr/bin/gopher-ctl --socket $dest/var/run/gala_gopher/gala_gopher_cmd.sock probe get example (Ctrl-C stops)"
     # gala-probe (the shell probe helper) on the daemon's PATH, as /usr/bin is in a package.

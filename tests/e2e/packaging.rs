@@ -3,11 +3,14 @@
 //! packager tag, `rpm -qlp` lists exactly the expected files, the RPM installs into a throwaway
 //! `rpm --root` whose daemon starts with the packaged config and serves `/metrics` and REST,
 //! `install.sh` lays out the same tree and keeps edited configs, the systemd unit passes
-//! `systemd-analyze verify`, and the container's environment (the Dockerfile's `ENV` and
+//! `systemd-analyze verify`, `rpm -U` to a newer build keeps edited configs and `rpm -e` leaves
+//! no unit, `libgala_probe.so` links by its SONAME, and the container's environment (the Dockerfile's `ENV` and
 //! `k8s/daemonset.yaml`'s `env`) turns into the expected configuration and initial probes.
 //!
 //! The RPM is built once per run and shared by the tests: a full offline release build in its
-//! own build dir, about three minutes on two cores (the time is printed).
+//! own build dir, about three minutes on two cores (the time is printed). The upgrade test's
+//! newer package is a second `rpmbuild` of the same tarballs in the same tree, which reuses
+//! the first one's compiled dependencies (a few workspace crates are rebuilt).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -46,6 +49,7 @@ const TOOLS: &[(&str, &str)] = &[
     ("ldd", "the package `libc-bin` (openEuler: `glibc-common`)"),
     ("make", "the package `make`"),
     ("cc", "the package `gcc`"),
+    ("readelf", "the package `binutils`"),
     ("tar", "the package `tar`"),
     (
         "shellcheck",
@@ -115,25 +119,23 @@ pub(crate) fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The workspace version, which names the tarballs and is the RPM's Version.
+/// The package version (`%global source_version` of the spec), which names the tarballs and
+/// is the RPM's Version.
 pub(crate) fn version() -> String {
-    let toml = fs::read_to_string(repo().join("Cargo.toml")).expect("Cargo.toml");
-    let section = toml
-        .split("[workspace.package]")
-        .nth(1)
-        .expect("[workspace.package]");
-    section
-        .lines()
-        .find_map(|l| l.strip_prefix("version = \""))
-        .and_then(|v| v.strip_suffix('"'))
-        .expect("workspace version")
-        .to_owned()
+    let spec = fs::read_to_string(repo().join("gala-gopher.spec")).expect("gala-gopher.spec");
+    spec.lines()
+        .find_map(|l| l.strip_prefix("%global source_version "))
+        .map(|v| v.trim().to_owned())
+        .expect("%global source_version in gala-gopher.spec")
 }
 
 /// An RPM built by [`rpmbuild`].
 pub(crate) struct Built {
     /// The package.
     pub(crate) rpm: PathBuf,
+    /// The rpmbuild tree (`_topdir`) it was built in, with the tarballs in SOURCES/ and
+    /// cargo's build dir in `cargo-target/`.
+    pub(crate) top: PathBuf,
 }
 
 static BUILT: OnceLock<Result<Built, String>> = OnceLock::new();
@@ -154,7 +156,8 @@ fn build_rpm() -> Result<Built, String> {
 /// `build.sh --package`, then `rpmbuild -bb EXTRA...` on the two tarballs in a network namespace
 /// of its own (`unshare -n`: no network at all, so only an offline build can succeed), in the
 /// rpmbuild tree `dir` under the test's temporary directory. `--nodeps`: Debian's rpm
-/// database knows none of the BuildRequires, which dpkg installed.
+/// database knows none of the BuildRequires, which dpkg installed. Cargo builds in
+/// `<tree>/cargo-target` (the spec's `cargo_target_dir`), which [`rpmbuild_again`] reuses.
 pub(crate) fn rpmbuild(dir: &str, extra: &[&str]) -> Result<Built, String> {
     for t in ["rpmbuild", "rpm", "unshare", "make", "cc", "tar"] {
         tool(t)?;
@@ -184,8 +187,19 @@ pub(crate) fn rpmbuild(dir: &str, extra: &[&str]) -> Result<Built, String> {
             "build.sh --package printed {listed:?}, expected {expected:?}"
         ));
     }
+    eprintln!(
+        "packaging: build.sh --package took {:.1} s",
+        package_time.as_secs_f64()
+    );
+    rpmbuild_again(&top, &v, extra)
+}
 
-    let log = top.join("rpmbuild.log");
+/// `rpmbuild -bb EXTRA...` (offline, as [`rpmbuild`]) once more in the tree `top` of an earlier
+/// [`rpmbuild`], from its tarballs and its cargo build dir: cargo reuses the compiled
+/// dependencies and rebuilds only the workspace crates whose build scripts watch a directory
+/// (the unpack makes the directories new). `v` is the Version the package will have.
+pub(crate) fn rpmbuild_again(top: &Path, v: &str, extra: &[&str]) -> Result<Built, String> {
+    let log = top.join(format!("rpmbuild-{v}.log"));
     let log_file = fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
     let started = Instant::now();
     let mut rpmbuild = Command::new("unshare");
@@ -194,8 +208,13 @@ pub(crate) fn rpmbuild(dir: &str, extra: &[&str]) -> Result<Built, String> {
         .args(extra)
         .arg("--define")
         .arg(format!("_topdir {}", top.display()))
+        .arg("--define")
+        .arg(format!(
+            "cargo_target_dir {}",
+            top.join("cargo-target").display()
+        ))
         .arg(repo().join("gala-gopher.spec"))
-        // The spec chooses its own target dir; nothing of this build's environment leaks in
+        // Cargo's build dir is the define above; nothing of this build's environment leaks in
         // (nor the profile settings `./dev.sh test` makes for CI's debug build).
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("CARGO_BUILD_TARGET_DIR")
@@ -237,11 +256,13 @@ pub(crate) fn rpmbuild(dir: &str, extra: &[&str]) -> Result<Built, String> {
         })
         .ok_or_else(|| format!("no gala-gopher-{v}-*.rpm under {}/RPMS", top.display()))?;
     eprintln!(
-        "packaging: build.sh --package took {:.1} s, rpmbuild -bb {extra:?} (offline release build) {:.1} s",
-        package_time.as_secs_f64(),
+        "packaging: rpmbuild -bb {extra:?} (offline release build) {:.1} s",
         build_time.as_secs_f64()
     );
-    Ok(Built { rpm })
+    Ok(Built {
+        rpm,
+        top: top.to_path_buf(),
+    })
 }
 
 /// `rpm -qp --queryformat FORMAT` of the built RPM.
@@ -376,6 +397,10 @@ pub(crate) fn expected_paths(libdir: &str) -> BTreeSet<String> {
     .map(String::from)
     .collect();
     paths.insert(format!("{libdir}/libgala_probe.a"));
+    paths.insert(format!("{libdir}/libgala_probe.so.1"));
+    paths.insert(format!("{libdir}/libgala_probe.so"));
+    paths.insert("/usr/share/licenses/gala-gopher".into());
+    paths.insert("/usr/share/licenses/gala-gopher/LICENSE".into());
     for doc in fs::read_dir(repo().join("docs")).expect("docs/").flatten() {
         let name = doc.file_name().to_string_lossy().into_owned();
         if name.ends_with(".md") {
@@ -465,6 +490,7 @@ const SYSTEM_DIRS: &[&str] = &[
     "/usr/lib64",
     "/usr/share",
     "/usr/share/doc",
+    "/usr/share/licenses",
     "/var",
     "/var/log",
 ];
@@ -655,6 +681,55 @@ fn the_rpm_builds_offline_and_holds_exactly_the_expected_files() {
         assert!(f.contains('c') && f.contains('n'), "{config}: flags {f:?}");
     }
     assert!(flags["/usr/share/doc/gala-gopher/README.md"].contains('d'));
+    assert!(flags["/usr/share/licenses/gala-gopher/LICENSE"].contains('l'));
+
+    // The C package's modes: configs 0640, programs 0550; the shared library under its SONAME
+    // with the development symlink.
+    let modes = rpm_modes();
+    for config in ["gala-gopher.conf", "probes.init", "gala-gopher-custom.json"] {
+        assert_eq!(
+            modes[&format!("/etc/gala-gopher/{config}")],
+            "100640",
+            "{config}"
+        );
+    }
+    let programs = ["gala-gopher", "gopher-ctl", "gala-probe"]
+        .iter()
+        .map(|b| format!("/usr/bin/{b}"))
+        .chain(
+            packaging_list()
+                .into_iter()
+                .map(|p| format!("/opt/gala-gopher/extend_probes/{}", p.program)),
+        );
+    for program in programs {
+        assert_eq!(modes[&program], "100550", "{program}");
+    }
+    assert_eq!(modes[&format!("{libdir}/libgala_probe.so.1")], "100755");
+    let links: BTreeMap<String, String> = query("[%{FILENAMES} %{FILELINKTOS}\\n]")
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(p, t)| (p.to_owned(), t.to_owned()))
+        .collect();
+    assert_eq!(
+        links[&format!("{libdir}/libgala_probe.so")],
+        "libgala_probe.so.1"
+    );
+    let provides = query("[%{PROVIDENAME}\\n]");
+    assert!(
+        provides
+            .lines()
+            .any(|l| l.starts_with("libgala_probe.so.1")),
+        "provides: {provides}"
+    );
+    // The LICENSE is the Mulan PSL v2, both languages.
+    let license = fs::read_to_string(repo().join("LICENSE")).expect("LICENSE");
+    assert!(
+        license.contains("木兰宽松许可证， 第2版")
+            && license.contains("Mulan Permissive Software License，Version 2 (Mulan PSL v2)")
+            && license.contains("END OF THE TERMS AND CONDITIONS"),
+        "LICENSE is not the Mulan PSL v2 text"
+    );
+    assert_eq!(query("%{LICENSE}"), "MulanPSL-2.0");
 
     // psycopg2 (pg_stat) is a weak dependency only.
     let requires = query("[%{REQUIRENAME}\\n]");
@@ -735,12 +810,22 @@ fn the_rpm_installs_into_a_throwaway_root_whose_daemon_serves_metrics_and_rest()
         .env("GOPHER_REST_PORT", rest_port.to_string())
         .stderr(Stdio::null());
     let daemon = RootDaemon::start(cmd, metrics_port, rest_port);
-    // The packaged probes.init starts the example probe.
-    daemon.wait_samples("example probe data", |s| {
-        !s.find("gala_gopher_example_host_load1", &[]).is_empty()
+    // The packaged probes.init starts baseinfo (its first round reports at once, the shipped
+    // 30 s period only spaces the later ones) and no demo probe.
+    daemon.wait_samples("baseinfo data", |s| {
+        s.0.iter().any(|s| s.name.starts_with("gala_gopher_mem_"))
     });
-    let example = daemon.wait_running("example");
-    assert!(example["runtime"]["pid"].as_u64().is_some(), "{example}");
+    let baseinfo = daemon.wait_running("baseinfo");
+    assert!(baseinfo["runtime"]["pid"].as_u64().is_some(), "{baseinfo}");
+    assert_eq!(daemon.probe("example"), serde_json::json!({}));
+    assert!(
+        daemon
+            .samples()
+            .0
+            .iter()
+            .all(|s| !s.name.starts_with("gala_gopher_example_")),
+        "example probe data from the packaged config"
+    );
     assert_eq!(daemon.probe("tcp"), serde_json::json!({}));
     assert!(daemon.terminate().success(), "clean stop");
     let log = fs::read_to_string(r.join("var/log/gala-gopher/debug/gopher.log")).expect("log");
@@ -787,6 +872,346 @@ fn the_rpm_installs_into_a_throwaway_root_whose_daemon_serves_metrics_and_rest()
             saved
         );
     }
+}
+
+/// The newer package of the upgrade test: the same tarballs and spec, built again in the
+/// tree of [`built`] as Version [`NEWER`] (`rpmbuild --define 'version_override ...'`), which
+/// reuses that build's cargo output.
+static NEWER_BUILT: OnceLock<Result<Built, String>> = OnceLock::new();
+
+/// The Version of the upgrade test's newer package.
+const NEWER: &str = "2.1.1";
+
+fn newer() -> &'static Built {
+    let older = built();
+    match NEWER_BUILT.get_or_init(|| {
+        rpmbuild_again(
+            &older.top,
+            NEWER,
+            &["--define", &format!("version_override {NEWER}")],
+        )
+    }) {
+        Ok(b) => b,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// `rpm --root ROOT --dbpath /var/lib/rpm ARGS...`: its output, after checking that no
+/// scriptlet failed and rpm printed no error (it exits 0 after a failed scriptlet).
+fn rpm_in(root: &Path, args: &[&str], what: &str) -> Output {
+    let out = run(
+        Command::new(need("rpm"))
+            .arg("--root")
+            .arg(root)
+            .args(["--dbpath", "/var/lib/rpm"])
+            .args(args),
+        what,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains("scriptlet failed") && !err.contains("error:"),
+        "{what}: {err}"
+    );
+    out
+}
+
+/// `systemd-analyze verify gala-gopher.service` in a scratch root holding the system's units
+/// (the targets the unit's dependencies name) plus whatever unit files and daemon binary
+/// `root` holds.
+fn verify_unit_in(root: &Path) -> Output {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let v = scratch.path();
+    fs::create_dir_all(v.join("usr/lib/systemd")).expect("dirs");
+    fs::create_dir_all(v.join("usr/bin")).expect("dirs");
+    run(
+        Command::new("cp")
+            .arg("-a")
+            .arg("/usr/lib/systemd/system")
+            .arg(v.join("usr/lib/systemd/")),
+        "copy the system's units",
+    );
+    // Nothing of gala-gopher from the host: only what `root` brings.
+    for entry in fs::read_dir(v.join("usr/lib/systemd/system"))
+        .expect("units")
+        .flatten()
+    {
+        if entry.file_name().to_string_lossy().contains("gala-gopher") {
+            fs::remove_file(entry.path()).expect("rm");
+        }
+    }
+    for dir in ["usr/lib/systemd/system", "etc/systemd/system"] {
+        let Ok(entries) = fs::read_dir(root.join(dir)) else {
+            continue;
+        };
+        fs::create_dir_all(v.join(dir)).expect("unit dir");
+        for entry in entries.flatten() {
+            run(
+                Command::new("cp")
+                    .arg("-a")
+                    .arg(entry.path())
+                    .arg(v.join(dir)),
+                "copy a unit",
+            );
+        }
+    }
+    let daemon = root.join("usr/bin/gala-gopher");
+    if daemon.exists() {
+        fs::copy(&daemon, v.join("usr/bin/gala-gopher")).expect("binary");
+    }
+    Command::new(need("systemd-analyze"))
+        .arg("verify")
+        .arg(format!("--root={}", v.display()))
+        .arg("gala-gopher.service")
+        .stdin(Stdio::null())
+        .output()
+        .expect("systemd-analyze")
+}
+
+/// Every path under `root` whose name mentions gala (`gala-gopher`, `gala_probe`, ...).
+fn gala_paths(root: &Path) -> BTreeSet<String> {
+    tree_modes(root, &[])
+        .into_keys()
+        .filter(|p| p.contains("gala"))
+        .collect()
+}
+
+#[test]
+fn rpm_upgrade_keeps_edited_configs_replaces_the_programs_and_erase_leaves_no_unit() {
+    // Version 2.1.0 (the spec's) installed, with the scriptlets run: rpm runs them chrooted
+    // into the root, which has a shell but no systemd, so they skip systemctl as in a chroot.
+    let root = rpm_root();
+    let r = root.path();
+    let q = |what: &str| {
+        stdout(&rpm_in(
+            r,
+            &[
+                "-q",
+                "--queryformat",
+                "%{VERSION}-%{RELEASE}\n",
+                "gala-gopher",
+            ],
+            what,
+        ))
+    };
+    assert_eq!(q("rpm -q"), format!("{}-1\n", version()));
+
+    // The operator edits the three config files.
+    let etc = r.join("etc/gala-gopher");
+    let mut edited = BTreeMap::new();
+    for (name, text) in [
+        ("gala-gopher.conf", "# edited by the operator\n"),
+        ("probes.init", "proc_fd {\"state\": \"running\"}\n"),
+        ("gala-gopher-custom.json", "\n"),
+    ] {
+        let path = etc.join(name);
+        let mut content = fs::read(&path).expect(name);
+        content.extend_from_slice(text.as_bytes());
+        fs::write(&path, &content).expect(name);
+        edited.insert(name, content);
+    }
+    let inode = |p: &str| fs::metadata(r.join(p)).expect(p).ino();
+    let programs = [
+        "usr/bin/gala-gopher",
+        "usr/bin/gopher-ctl",
+        "usr/bin/gala-probe",
+    ];
+    let before: Vec<u64> = programs.iter().map(|p| inode(p)).collect();
+
+    // The newer package, from the same spec and tarballs.
+    let newer = newer();
+    assert!(
+        newer
+            .rpm
+            .to_string_lossy()
+            .contains(&format!("gala-gopher-{NEWER}-1.")),
+        "{}",
+        newer.rpm.display()
+    );
+    let mut upgrade = vec!["-U", "--nodeps"];
+    let rpm_path = newer.rpm.to_string_lossy().into_owned();
+    upgrade.push(&rpm_path);
+    rpm_in(r, &upgrade, "rpm -U --root");
+    assert_eq!(
+        q("rpm -q after -U"),
+        format!("{NEWER}-1\n"),
+        "one package, the newer"
+    );
+
+    // The edited configs are kept as they were (the shipped ones did not change between the
+    // two versions, so rpm writes no .rpmnew either); mode and owner stay.
+    for (name, content) in &edited {
+        let path = etc.join(name);
+        assert_eq!(
+            &fs::read(&path).expect(name),
+            content,
+            "{name} lost its edit"
+        );
+        assert_eq!(
+            fs::metadata(&path).expect(name).mode() & 0o7777,
+            0o640,
+            "{name}"
+        );
+    }
+    // The programs are the newer package's files: new inodes, and `rpm -V` finds every file of
+    // the package as the newer one shipped it but the edited configs.
+    for (p, old) in programs.iter().zip(&before) {
+        assert_ne!(inode(p), *old, "{p} was not replaced");
+        assert_eq!(
+            fs::metadata(r.join(p)).expect(p).mode() & 0o7777,
+            0o550,
+            "{p}"
+        );
+    }
+    let verify = Command::new(need("rpm"))
+        .arg("--root")
+        .arg(r)
+        .args(["--dbpath", "/var/lib/rpm", "-V", "--nodeps", "gala-gopher"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("rpm -V");
+    let report = stdout(&verify);
+    let unexpected: Vec<&str> = report
+        .lines()
+        .filter(|l| {
+            !edited
+                .keys()
+                .any(|n| l.ends_with(&format!("/etc/gala-gopher/{n}")))
+        })
+        .collect();
+    assert!(unexpected.is_empty(), "rpm -V after the upgrade:\n{report}");
+    assert!(
+        edited
+            .keys()
+            .all(|n| report.contains(&format!(" c /etc/gala-gopher/{n}"))),
+        "rpm -V sees no edited config:\n{report}"
+    );
+
+    // The upgraded unit verifies; after the erase no unit of gala-gopher is left to start.
+    let out = verify_unit_in(r);
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "systemd-analyze verify before rpm -e:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    rpm_in(r, &["-e", "gala-gopher"], "rpm -e --root");
+    let out = verify_unit_in(r);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("gala-gopher.service"),
+        "systemd-analyze verify after rpm -e ({}): {err}",
+        out.status
+    );
+    // What is left: the edited configs as .rpmsave in their directory, nothing else.
+    let left = gala_paths(r);
+    let expected: BTreeSet<String> = std::iter::once("/etc/gala-gopher".to_owned())
+        .chain(
+            edited
+                .keys()
+                .map(|n| format!("/etc/gala-gopher/{n}.rpmsave")),
+        )
+        .collect();
+    assert_eq!(left, expected, "left behind by rpm -e");
+}
+
+/// `libgala_probe.so` carries the SONAME `libgala_probe.so.1`; install.sh lays it out as the
+/// RPM does (`libgala_probe.so.1` and the `libgala_probe.so` symlink), and a C program linked
+/// with `-lgala_probe` against that tree needs `libgala_probe.so.1` and runs with it.
+#[test]
+fn the_c_sdk_shared_library_has_a_soname_and_links_by_it() {
+    let bin_dir = workspace_bin("gala-gopher")
+        .parent()
+        .expect("bin dir")
+        .to_path_buf();
+    let dynamic = |path: &Path| {
+        stdout(&run(
+            Command::new(need("readelf")).arg("-d").arg(path),
+            "readelf -d",
+        ))
+    };
+    let built = bin_dir.join("libgala_probe.so");
+    assert!(
+        dynamic(&built).contains("Library soname: [libgala_probe.so.1]"),
+        "{}: {}",
+        built.display(),
+        dynamic(&built)
+    );
+
+    let dest = tempfile::tempdir().expect("tempdir");
+    let d = dest.path();
+    run(
+        Command::new(repo().join("install.sh"))
+            .arg("--bin-dir")
+            .arg(&bin_dir)
+            .args(["--libdir", "/usr/lib64"])
+            .arg(d)
+            .current_dir(repo()),
+        "install.sh",
+    );
+    let lib = d.join("usr/lib64");
+    assert_eq!(
+        fs::read_link(lib.join("libgala_probe.so")).expect("symlink"),
+        Path::new("libgala_probe.so.1")
+    );
+    assert!(fs::symlink_metadata(lib.join("libgala_probe.so.1"))
+        .expect("so.1")
+        .is_file());
+
+    // Without the library the program does not link; the archive moved away, so only the
+    // shared library can satisfy -lgala_probe.
+    fs::remove_file(lib.join("libgala_probe.a")).expect("rm archive");
+    let work = tempfile::tempdir().expect("tempdir");
+    let source = work.path().join("soname.c");
+    fs::write(
+        &source,
+        "#include <stdio.h>\n#include <gala_probe.h>\n\
+         int main(void) {\n\
+             gala_probe *p = gala_probe_connect(\"/nonexistent/soname.meta\");\n\
+             if (p != NULL) { gala_probe_close(p); return 1; }\n\
+             const char *e = gala_probe_last_error();\n\
+             printf(\"error: %s\\n\", e ? e : \"(none)\");\n\
+             return 0;\n\
+         }\n",
+    )
+    .expect("write soname.c");
+    let program = work.path().join("soname");
+    run(
+        Command::new(need("cc"))
+            .arg("-I")
+            .arg(d.join("usr/include"))
+            .arg("-o")
+            .arg(&program)
+            .arg(&source)
+            .arg("-L")
+            .arg(&lib)
+            .arg("-lgala_probe"),
+        "cc -lgala_probe against the installed shared library",
+    );
+    let needed = dynamic(&program);
+    assert!(
+        needed.contains("Shared library: [libgala_probe.so.1]"),
+        "{needed}"
+    );
+    let out = run(
+        Command::new(&program).env("LD_LIBRARY_PATH", &lib),
+        "the program linked with libgala_probe.so.1",
+    );
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("error: ") && text.trim() != "error: (none)",
+        "{text}"
+    );
+    // And the loader really resolves it by the SONAME: without libgala_probe.so.1 it fails.
+    fs::rename(lib.join("libgala_probe.so.1"), lib.join("moved.so")).expect("mv");
+    let out = Command::new(&program)
+        .env("LD_LIBRARY_PATH", &lib)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    assert!(
+        !out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("libgala_probe.so.1"),
+        "{out:?}"
+    );
 }
 
 #[test]
