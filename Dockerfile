@@ -1,11 +1,11 @@
 # gala-gopher container image on openEuler (docs/packaging.md#container-image).
 #
-#   docker build -t gala-gopher:0.1.0 .
+#   docker build -t gala-gopher:2.1.0 .
 #   docker run -d --name gala-gopher --privileged --pid=host --network=host \
 #       -v /:/host:ro -v /sys:/sys -v /etc/localtime:/etc/localtime:ro \
 #       -e GOPHER_HOST_PATH=/host \
 #       -e GOPHER_PROBES_INIT='baseinfo {"cmd":{"probe":["cpu","mem","host"]},"state":"running"}' \
-#       gala-gopher:0.1.0
+#       gala-gopher:2.1.0
 #
 # The image runs the daemon itself: it applies the GOPHER_* variables (docs/configuration.md)
 # and GOPHER_PROBES_INIT on its own, so there is no entrypoint script. The first stage builds

@@ -34,9 +34,14 @@ die() { printf 'build.sh: %s\n' "$*" >&2; exit 1; }
 usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
 
 # The package version (`%global source_version` of the spec), which names the tarballs. It
-# continues the C gala-gopher's versions; the crates keep their own (docs/packaging.md).
+# continues the C gala-gopher's versions (docs/packaging.md).
 version() {
     sed -n 's/^%global *source_version *\([^ ]*\) *$/\1/p' $NAME.spec | head -n1
+}
+
+# The crates' version (version in [workspace.package]), which `gala-gopher -v` prints.
+crate_version() {
+    sed -n '/^\[workspace.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n1
 }
 
 # Rust version the workspace needs (rust-version in Cargo.toml).
@@ -239,17 +244,31 @@ source_files() {
     fi
 }
 
+# The files of the source tree (source_files) preceded by every directory that holds one, so
+# that unpacking restores the directories' times as well: a directory unpacked as new would
+# make cargo rerun the build scripts that watch it, and a second build of the same tarball
+# (the packaging suite's upgrade test) rebuild half the workspace.
+source_entries() {
+    local files
+    files=$(mktemp)
+    source_files > "$files"
+    tr '\0' '\n' < "$files" | sed -n 's,/[^/]*$,,p' | awk -F/ '{ p = $1; print p; for (i = 2; i <= NF; i++) { p = p "/" $i; print p } }' | sort -u | tr '\n' '\0'
+    cat "$files"
+    rm -f "$files"
+}
+
 cmd_package() {
     local dest=${1:-$TARGET_DIR/package} v
     v=$(version)
     [[ $v =~ ^[0-9]+(\.[0-9]+)*$ ]] || die "$NAME.spec: no '%global source_version <dotted numbers>' line (found '$v')"
+    [[ $v == "$(crate_version)" ]] || die "$NAME.spec says version $v, Cargo.toml $(crate_version): set both"
     mkdir -p "$dest"
     dest=$(cd "$dest" && pwd)
     local src=$dest/$NAME-$v.tar.gz vendor=$dest/$NAME-$v-vendor.tar.gz
     local tar_opts=(--owner=0 --group=0 --numeric-owner --sort=name)
 
     log "source tarball $src"
-    source_files | tar "${tar_opts[@]}" --null -T - --transform "s,^,$NAME-$v/," -czf "$src.tmp"
+    source_entries | tar "${tar_opts[@]}" --no-recursion --null -T - --transform "s,^,$NAME-$v/," -czf "$src.tmp"
     mv "$src.tmp" "$src"
 
     local tmp

@@ -416,6 +416,10 @@ pub(crate) fn expected_paths(libdir: &str) -> BTreeSet<String> {
             let stem = p.program.rsplit_once('.').map_or(&*p.program, |(s, _)| s);
             paths.insert(format!("/opt/gala-gopher/extend_probes/{stem}.meta"));
         }
+        // The pg_stat program also runs as the built-in opengauss_sli, with its own table.
+        if p.name == "pg_stat" {
+            paths.insert("/opt/gala-gopher/meta/opengauss_sli.meta".into());
+        }
     }
     for meta in builtin_meta_files() {
         let name = meta.file_name().expect("name").to_string_lossy();

@@ -426,11 +426,11 @@ fn open_cgroups(config: &Config) -> Result<Option<Arc<Cgroups>>, DaemonError> {
     Ok(Some(Arc::new(cgroups)))
 }
 
-/// The name of this daemon's cgroup directory: `gala-gopher` for the packaged `run_dir`,
+/// The name of this daemon's cgroup directory: `gala-gopher` for the default `run_dir`,
 /// with a hash of any other one, so that daemons with their own `run_dir` (tests, a second
 /// instance) never sweep each other's probes while a restarted daemon finds its own.
 fn cgroup_instance(run_dir: &Path) -> String {
-    if run_dir == Path::new("/run/gala-gopher") {
+    if run_dir == crate::config::PathsConfig::default().run_dir {
         return "gala-gopher".into();
     }
     // FNV-1a: stable across builds (std's hasher is not).
@@ -465,5 +465,23 @@ async fn housekeeping(
         if let Some(h) = &self_metrics {
             h.run_upkeep();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_run_dir_owns_the_plain_cgroup_name_and_others_a_hashed_one() {
+        let default = crate::config::PathsConfig::default().run_dir;
+        assert_eq!(cgroup_instance(&default), "gala-gopher");
+        let a = cgroup_instance(Path::new("/tmp/a/run"));
+        assert!(
+            a.starts_with("gala-gopher-") && a.len() == "gala-gopher-".len() + 8,
+            "{a}"
+        );
+        assert_eq!(a, cgroup_instance(Path::new("/tmp/a/run")), "stable");
+        assert_ne!(a, cgroup_instance(Path::new("/tmp/b/run")));
     }
 }
