@@ -1329,7 +1329,6 @@ fn install_sh_lays_out_the_rpm_tree_and_keeps_edited_configs() {
 
 #[test]
 fn the_unit_passes_systemd_analyze_verify() {
-    let analyze = need("systemd-analyze");
     let root = rpm_root();
     let unit_rel = "usr/lib/systemd/system/gala-gopher.service";
     let unit = fs::read_to_string(root.path().join(unit_rel)).expect("unit");
@@ -1338,6 +1337,7 @@ fn the_unit_passes_systemd_analyze_verify() {
         "ExecStart=/usr/bin/gala-gopher -c /etc/gala-gopher/gala-gopher.conf",
         "Restart=on-abnormal",
         "KillMode=mixed",
+        "Delegate=yes",
         "WantedBy=multi-user.target",
     ] {
         assert!(unit.lines().any(|l| l == line), "unit lacks {line}");
@@ -1350,32 +1350,7 @@ fn the_unit_passes_systemd_analyze_verify() {
         "the daemon saves and restores probes.init itself: no scripts around it"
     );
 
-    // A root holding the system's units (targets the unit's default dependencies name), the
-    // packaged unit and the packaged binary.
-    let verify_root = tempfile::tempdir().expect("tempdir");
-    let v = verify_root.path();
-    fs::create_dir_all(v.join("usr/lib/systemd")).expect("dirs");
-    fs::create_dir_all(v.join("usr/bin")).expect("dirs");
-    run(
-        Command::new("cp")
-            .arg("-a")
-            .arg("/usr/lib/systemd/system")
-            .arg(v.join("usr/lib/systemd/")),
-        "copy the system's units",
-    );
-    fs::copy(root.path().join(unit_rel), v.join(unit_rel)).expect("unit");
-    let daemon = v.join("usr/bin/gala-gopher");
-    fs::copy(root.path().join("usr/bin/gala-gopher"), &daemon).expect("binary");
-    let verify = || {
-        Command::new(&analyze)
-            .arg("verify")
-            .arg(format!("--root={}", v.display()))
-            .arg("gala-gopher.service")
-            .stdin(Stdio::null())
-            .output()
-            .expect("systemd-analyze")
-    };
-    let out = verify();
+    let out = verify_unit_in(root.path());
     // verify exits 0 on mere warnings ("Unknown key ..., ignoring"): none may appear.
     assert!(
         out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
@@ -1385,9 +1360,9 @@ fn the_unit_passes_systemd_analyze_verify() {
         String::from_utf8_lossy(&out.stderr)
     );
     // And it does look: without the binary it fails.
-    fs::remove_file(&daemon).expect("rm");
+    fs::remove_file(root.path().join("usr/bin/gala-gopher")).expect("rm");
     assert!(
-        !verify().status.success(),
+        !verify_unit_in(root.path()).status.success(),
         "verify saw no missing ExecStart"
     );
 }
