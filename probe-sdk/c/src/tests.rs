@@ -151,6 +151,24 @@ int main(void) {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), expected);
 }
 
+/// An INFO event of this library's size with the required fields and nothing else.
+fn event(entity_name: &CString, entity_id: &CString, metric: &CString) -> GalaEvent {
+    GalaEvent {
+        size: std::mem::size_of::<GalaEvent>() as u32,
+        entity_name: entity_name.as_ptr(),
+        entity_id: entity_id.as_ptr(),
+        metric: metric.as_ptr(),
+        message: null(),
+        severity: GALA_SEV_INFO,
+        pid: 0,
+        comm: null(),
+        ip: null(),
+        container_id: null(),
+        pod_id: null(),
+        device: null(),
+    }
+}
+
 /// A program built with a newer header (a longer struct) is served while the fields this
 /// library does not know are zero, and refused when one is set.
 #[test]
@@ -164,17 +182,7 @@ fn a_newer_event_struct_is_taken_while_its_new_fields_are_zero() {
     let mut newer = Newer {
         ev: GalaEvent {
             size: std::mem::size_of::<Newer>() as u32,
-            entity_name: e.as_ptr(),
-            entity_id: id.as_ptr(),
-            metric: m.as_ptr(),
-            message: null(),
-            severity: GALA_SEV_INFO,
-            pid: 0,
-            comm: null(),
-            ip: null(),
-            container_id: null(),
-            pod_id: null(),
-            device: null(),
+            ..event(&e, &id, &m)
         },
         added: 0,
     };
@@ -342,17 +350,9 @@ fn offline_probe_through_the_c_abi() {
         let (e, id, m, msg) = (cs("e"), cs("id"), cs("m"), cs("a | b"));
         let mut ev = GalaEvent {
             size: 0,
-            entity_name: e.as_ptr(),
-            entity_id: id.as_ptr(),
-            metric: m.as_ptr(),
             message: msg.as_ptr(),
             severity: 12,
-            pid: 0,
-            comm: null(),
-            ip: null(),
-            container_id: null(),
-            pod_id: null(),
-            device: null(),
+            ..event(&e, &id, &m)
         };
         // size: 0 (a forgotten initialiser) is refused; then this version's size.
         assert_eq!(gala_probe_event(p, &ev), -1);
