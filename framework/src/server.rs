@@ -30,7 +30,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::ratelimit::{RateLimiter, Verdict};
 
 mod body;
-pub use body::{advise_huge_pages, Chunks};
+pub use body::{advise_huge_pages, Chunks, COALESCE_BELOW};
 
 /// Time a client gets to complete the TLS handshake.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

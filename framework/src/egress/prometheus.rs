@@ -8,6 +8,7 @@
 //! consumes data: two scrapers see the same series.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -19,7 +20,7 @@ use gala_meta::{FieldType, Registry, TableId, TableMeta};
 
 use crate::imdb::running::RunningHistogram;
 use crate::imdb::Imdb;
-use crate::server::{advise_huge_pages, Chunks};
+use crate::server::{advise_huge_pages, Chunks, COALESCE_BELOW};
 
 /// What a family renders from one metric field of a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,10 +41,12 @@ enum Part {
 struct Family {
     name: String,
     header: String,
-    /// Samples rendered by the current scrape; a large one leaves with the response.
+    /// Samples rendered by the current scrape; it leaves with the response.
     body: Vec<u8>,
     /// The body's length at the last scrape, reserved at the next one (one allocation).
     last_len: usize,
+    /// The last response's buffer, back once it was sent (see [`Returning`]).
+    spare: Arc<Mutex<Option<Vec<u8>>>>,
 }
 
 /// The families one table feeds: (field index, family, what to render).
@@ -56,8 +59,9 @@ struct TablePlan {
 /// Renders the imdb into exposition text. Each table's records are visited once (they are
 /// the cache misses that dominate a large scrape), writing into per-family buffers that
 /// then become the response's chunks in family order, as the exposition format requires:
-/// the text is never copied into one more buffer, and each chunk is freed once it is sent,
-/// so between scrapes the daemon holds no copy of the exposition.
+/// the text is never copied into one more buffer. Once sent, a chunk goes back to its family
+/// for the next scrape while the kept buffers stay within [`KEEP_BUFFERS`]; beyond that it is
+/// freed, so a large exposition is never held between scrapes.
 #[derive(Debug)]
 pub struct ScrapeRenderer {
     families: Vec<Family>,
@@ -65,45 +69,53 @@ pub struct ScrapeRenderer {
     machine_id: Vec<u8>,
     legacy_histogram: bool,
     labels: Vec<u8>,
-    /// Response buffers of small expositions, reused.
-    pool: BufferPool,
-    /// [`SMALL_EXPOSITION`] (tests lower it).
-    small_exposition: usize,
+    /// What the families' buffers that came back from sent responses may hold in all.
+    keep: Arc<KeepBudget>,
 }
 
-/// An exposition up to this size is copied into a reused response buffer and the families
-/// keep theirs (no page faults, at most two copies of a few MB); a larger one leaves as the
-/// families' buffers, so the daemon never holds a second copy of a large exposition.
-const SMALL_EXPOSITION: usize = 8 << 20;
+/// Family buffers kept for the next scrape, in bytes of capacity, at most: a scrape of up to
+/// this much text reuses its buffers (no page faults, one copy held between scrapes); a
+/// larger one allocates afresh, and its buffers are freed once sent.
+const KEEP_BUFFERS: usize = 16 << 20;
 
 /// A family body from this size gets transparent huge pages.
 const HUGE_BODY: usize = 4 << 20;
 
-/// Reused response buffers (one per concurrent scraper, at most [`POOLED_BUFFERS`]).
-type BufferPool = Arc<Mutex<Vec<Vec<u8>>>>;
-
-/// Most buffers kept in the pool.
-const POOLED_BUFFERS: usize = 2;
-
-/// A response buffer that goes back to the pool once it is sent.
-struct PooledBuffer {
-    buf: Vec<u8>,
-    pool: BufferPool,
+/// The bytes of capacity the families' spare buffers hold, against [`KEEP_BUFFERS`].
+#[derive(Debug)]
+struct KeepBudget {
+    limit: usize,
+    held: AtomicUsize,
 }
 
-impl AsRef<[u8]> for PooledBuffer {
+/// A family buffer sent as a response chunk; once hyper has written it, it goes back to its
+/// family if the budget allows, else it is freed.
+struct Returning {
+    buf: Vec<u8>,
+    spare: Arc<Mutex<Option<Vec<u8>>>>,
+    keep: Arc<KeepBudget>,
+}
+
+impl AsRef<[u8]> for Returning {
     fn as_ref(&self) -> &[u8] {
         &self.buf
     }
 }
 
-impl Drop for PooledBuffer {
+impl Drop for Returning {
     fn drop(&mut self) {
-        let mut buf = std::mem::take(&mut self.buf);
-        buf.clear();
-        let mut pool = self.pool.lock();
-        if pool.len() < POOLED_BUFFERS {
-            pool.push(buf);
+        let buf = std::mem::take(&mut self.buf);
+        let cap = buf.capacity();
+        let held = &self.keep.held;
+        let admitted = held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |h| {
+                (h + cap <= self.keep.limit).then_some(h + cap)
+            })
+            .is_ok();
+        if admitted {
+            if let Some(old) = self.spare.lock().replace(buf) {
+                held.fetch_sub(old.capacity(), Ordering::AcqRel);
+            }
         }
     }
 }
@@ -124,8 +136,10 @@ impl ScrapeRenderer {
             machine_id: Vec::new(),
             legacy_histogram,
             labels: Vec::with_capacity(256),
-            pool: BufferPool::default(),
-            small_exposition: SMALL_EXPOSITION,
+            keep: Arc::new(KeepBudget {
+                limit: KEEP_BUFFERS,
+                held: AtomicUsize::new(0),
+            }),
         };
         escape_label_value(machine_id.as_bytes(), &mut r.machine_id);
         let mut by_name: HashMap<String, usize> = HashMap::new();
@@ -185,10 +199,14 @@ impl ScrapeRenderer {
     /// family's samples as they were rendered.
     pub fn render_chunks(&mut self, imdb: &Imdb, now_ms: u64, out: &mut Chunks) {
         for f in &mut self.families {
+            if let Some(spare) = f.spare.lock().take() {
+                self.keep.held.fetch_sub(spare.capacity(), Ordering::AcqRel);
+                f.body = spare;
+            }
             f.body.clear();
             if f.body.capacity() < f.last_len {
-                // It left with the last response: an eighth more than last time, so a
-                // growing table rarely needs a second allocation.
+                // An eighth more than last time: a growing table rarely needs a second
+                // allocation.
                 f.body.reserve(f.last_len + f.last_len / 8);
                 if f.body.capacity() >= HUGE_BODY {
                     advise_huge_pages(&mut f.body);
@@ -237,23 +255,21 @@ impl ScrapeRenderer {
         }
         for f in &mut self.families {
             f.last_len = f.body.len();
-        }
-        let total: usize = self.families.iter().map(|f| f.body.len()).sum();
-        if total <= self.small_exposition {
-            let mut buf = self.pool.lock().pop().unwrap_or_default();
-            for f in self.families.iter().filter(|f| !f.body.is_empty()) {
-                buf.extend_from_slice(f.header.as_bytes());
-                buf.extend_from_slice(&f.body);
+            if f.body.is_empty() {
+                continue;
             }
-            let pool = self.pool.clone();
-            out.push_bytes(Bytes::from_owner(PooledBuffer { buf, pool }));
-            return;
-        }
-        for f in &mut self.families {
-            if !f.body.is_empty() {
-                out.push_copy(f.header.as_bytes());
-                out.push_owned(std::mem::take(&mut f.body));
+            out.push_copy(f.header.as_bytes());
+            let buf = std::mem::take(&mut f.body);
+            if buf.len() < COALESCE_BELOW {
+                out.push_copy(&buf);
+                f.body = buf;
+                continue;
             }
+            out.push_bytes(Bytes::from_owner(Returning {
+                buf,
+                spare: f.spare.clone(),
+                keep: self.keep.clone(),
+            }));
         }
     }
 }
@@ -304,6 +320,7 @@ impl Family {
             header,
             body: Vec::new(),
             last_len: 0,
+            spare: Arc::default(),
         }
     }
 }

@@ -12,7 +12,7 @@ use hyper::body::{Body, Frame, SizeHint};
 
 /// Pieces smaller than this are copied together into one chunk (fewer, larger writes);
 /// larger ones are sent as they are.
-const COALESCE_BELOW: usize = 64 << 10;
+pub const COALESCE_BELOW: usize = 64 << 10;
 
 /// A response body made of chunks, with an exact length (`Content-Length`).
 #[derive(Debug, Default)]

@@ -227,10 +227,11 @@ fn max_is_a_gauge_family_of_its_own_with_help_and_type() {
     assert!(lines[..at].iter().all(|l| !l.contains("_max")));
 }
 
-/// A large exposition leaves as the families' own buffers, a small one as one pooled copy:
-/// the text is the same, scrape after scrape, and the pooled buffer comes back.
+/// Each scrape hands the families' buffers over and gets them back once the response is
+/// dropped, within the budget: the text is the same scrape after scrape, and beyond the
+/// budget nothing is kept.
 #[test]
-fn large_and_small_expositions_render_the_same_text() {
+fn family_buffers_come_back_within_the_budget_and_the_text_stays_the_same() {
     let imdb = demo_imdb(5000, 60_000);
     for i in 0..3000 {
         store(&imdb, &format!("|demo_conn|c{i}|{i}|1.5|"), 0).unwrap();
@@ -241,20 +242,33 @@ fn large_and_small_expositions_render_the_same_text() {
         )
         .unwrap();
     }
-    let mut small = ScrapeRenderer::new(imdb.registry(), "m", false);
-    let mut large = ScrapeRenderer::new(imdb.registry(), "m", false);
-    large.small_exposition = 0;
-    let mut want = Vec::new();
-    small.render(&imdb, 0, &mut want);
+    let want = render(&imdb, false);
     assert!(want.len() > 500_000, "{}", want.len());
-    for _ in 0..3 {
-        let mut chunks = Chunks::new();
-        large.render_chunks(&imdb, 0, &mut chunks);
-        assert!(chunks.len() as usize == want.len());
-        assert_eq!(chunks.concat(), want);
-        let mut chunks = Chunks::new();
-        small.render_chunks(&imdb, 0, &mut chunks);
-        assert_eq!(chunks.concat(), want);
-        assert_eq!(small.pool.lock().len(), 1, "the response buffer is back");
+    for limit in [KEEP_BUFFERS, 0] {
+        let mut r = ScrapeRenderer::new(imdb.registry(), "uuid-1.2.3.4", false);
+        r.keep = Arc::new(KeepBudget {
+            limit,
+            held: AtomicUsize::new(0),
+        });
+        for _ in 0..3 {
+            let mut chunks = Chunks::new();
+            r.render_chunks(&imdb, 0, &mut chunks);
+            assert!(r.keep.held.load(Ordering::Acquire) == 0, "handed over");
+            assert_eq!(String::from_utf8(chunks.concat()).unwrap(), want);
+            let held = r.keep.held.load(Ordering::Acquire);
+            let spares = r
+                .families
+                .iter()
+                .filter(|f| f.spare.lock().is_some())
+                .count();
+            if limit == 0 {
+                assert_eq!((held, spares), (0, 0));
+            } else {
+                assert!(
+                    held > 400_000 && spares >= 2,
+                    "{held} bytes in {spares} spares"
+                );
+            }
+        }
     }
 }
