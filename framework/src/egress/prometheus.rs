@@ -76,7 +76,7 @@ pub struct ScrapeRenderer {
 /// Family buffers kept for the next scrape, in bytes of capacity, at most: a scrape of up to
 /// this much text reuses its buffers (no page faults, one copy held between scrapes); a
 /// larger one allocates afresh, and its buffers are freed once sent.
-const KEEP_BUFFERS: usize = 16 << 20;
+const KEEP_BUFFERS: usize = 8 << 20;
 
 /// A family body from this size gets transparent huge pages.
 const HUGE_BODY: usize = 4 << 20;
