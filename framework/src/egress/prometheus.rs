@@ -188,7 +188,8 @@ impl ScrapeRenderer {
     }
 
     /// Appends the exposition of every live series of `imdb` at `now_ms` to `out`, in one
-    /// buffer (the metric log, tests); [`ScrapeRenderer::render_chunks`] for a response.
+    /// buffer (for the tests; responses use [`ScrapeRenderer::render_chunks`]).
+    #[cfg(test)]
     pub fn render(&mut self, imdb: &Imdb, now_ms: u64, out: &mut Vec<u8>) {
         let mut chunks = Chunks::new();
         self.render_chunks(imdb, now_ms, &mut chunks);
