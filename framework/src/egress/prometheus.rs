@@ -8,6 +8,7 @@
 //! consumes data: two scrapers see the same series.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -19,12 +20,12 @@ use gala_meta::record::is_null;
 use gala_meta::{FieldType, Registry, TableId, TableMeta};
 
 use crate::imdb::running::RunningHistogram;
-use crate::imdb::Imdb;
+use crate::imdb::{Imdb, Table};
 use crate::server::{advise_huge_pages, Chunks, COALESCE_BELOW};
 
 /// What a family renders from one metric field of a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Part {
+enum Kind {
     /// gauge, counter or summary: the value itself.
     Scalar,
     /// histogram: `_bucket{le}` lines, `_sum` and `_count` of the running histogram of the
@@ -36,39 +37,56 @@ enum Part {
     Max,
 }
 
-/// One metric family: its header and the samples of the current scrape.
+/// One metric family: its name and header.
 #[derive(Debug)]
 struct Family {
     name: String,
     header: String,
+}
+
+/// The samples one part of a scrape rendered for one family.
+#[derive(Debug, Default)]
+struct Body {
     /// Samples rendered by the current scrape; it leaves with the response.
-    body: Vec<u8>,
-    /// The body's length at the last scrape, reserved at the next one (one allocation).
+    buf: Vec<u8>,
+    /// The buffer's length at the last scrape, reserved at the next one (one allocation).
     last_len: usize,
     /// The last response's buffer, back once it was sent (see [`Returning`]).
     spare: Arc<Mutex<Option<Vec<u8>>>>,
+}
+
+/// What one rendering thread writes into: a body per family, and scratch space.
+#[derive(Debug)]
+struct Part {
+    bodies: Vec<Body>,
+    labels: Vec<u8>,
+    number: Vec<u8>,
 }
 
 /// The families one table feeds: (field index, family, what to render).
 #[derive(Debug)]
 struct TablePlan {
     table: TableId,
-    outputs: Vec<(usize, usize, Part)>,
+    outputs: Vec<(usize, usize, Kind)>,
 }
 
 /// Renders the imdb into exposition text. Each table's records are visited once (they are
 /// the cache misses that dominate a large scrape), writing into per-family buffers that
 /// then become the response's chunks in family order, as the exposition format requires:
-/// the text is never copied into one more buffer. Once sent, a chunk goes back to its family
-/// for the next scrape while the kept buffers stay within [`KEEP_BUFFERS`]; beyond that it is
-/// freed, so a large exposition is never held between scrapes.
+/// the text is never copied into one more buffer. A table of [`PARALLEL_FROM`] series or
+/// more is split into consecutive ranges rendered by one thread each, every range into
+/// buffers of its own, sent one after the other within each family. Once sent, a chunk goes
+/// back to its place for the next scrape while the kept buffers stay within
+/// [`KEEP_BUFFERS`]; beyond that it is freed, so a large exposition is never held between
+/// scrapes.
 #[derive(Debug)]
 pub struct ScrapeRenderer {
     families: Vec<Family>,
     plans: Vec<TablePlan>,
     machine_id: Vec<u8>,
     legacy_histogram: bool,
-    labels: Vec<u8>,
+    /// One per rendering thread; the first is the calling thread's.
+    parts: Vec<Part>,
     /// What the families' buffers that came back from sent responses may hold in all.
     keep: Arc<KeepBudget>,
 }
@@ -80,6 +98,12 @@ const KEEP_BUFFERS: usize = 8 << 20;
 
 /// A family body from this size gets transparent huge pages.
 const HUGE_BODY: usize = 4 << 20;
+
+/// A table with this many series is rendered by several threads.
+const PARALLEL_FROM: usize = 16384;
+
+/// The most threads rendering one table.
+const MAX_PARTS: usize = 4;
 
 /// The bytes of capacity the families' spare buffers hold, against [`KEEP_BUFFERS`].
 #[derive(Debug)]
@@ -135,7 +159,7 @@ impl ScrapeRenderer {
             plans: Vec::new(),
             machine_id: Vec::new(),
             legacy_histogram,
-            labels: Vec::with_capacity(256),
+            parts: Vec::new(),
             keep: Arc::new(KeepBudget {
                 limit: KEEP_BUFFERS,
                 held: AtomicUsize::new(0),
@@ -148,24 +172,24 @@ impl ScrapeRenderer {
             let mut nth_histogram = 0;
             for (i, f) in meta.fields.iter().enumerate() {
                 let base = metric_name(meta, &f.name);
-                let mut add = |name: String, kind: Option<&str>, help: &str, part: Part| {
+                let mut add = |name: String, ty: Option<&str>, help: &str, kind: Kind| {
                     let fam = *by_name.entry(name.clone()).or_insert_with(|| {
-                        r.families.push(Family::new(name, kind, help));
+                        r.families.push(Family::new(name, ty, help));
                         r.families.len() - 1
                     });
-                    outputs.push((i, fam, part));
+                    outputs.push((i, fam, kind));
                 };
                 match f.ty {
                     FieldType::Key | FieldType::Label => {}
                     FieldType::Gauge | FieldType::Summary => {
-                        add(base, Some("gauge"), &f.description, Part::Scalar)
+                        add(base, Some("gauge"), &f.description, Kind::Scalar)
                     }
-                    FieldType::Counter => add(base, Some("counter"), &f.description, Part::Scalar),
+                    FieldType::Counter => add(base, Some("counter"), &f.description, Kind::Scalar),
                     FieldType::Histogram if legacy_histogram => {
                         let d = &f.description;
-                        add(base.clone(), None, d, Part::Buckets(nth_histogram));
-                        add(format!("{base}_sum"), None, d, Part::LegacySum);
-                        add(format!("{base}_max"), None, d, Part::Max);
+                        add(base.clone(), None, d, Kind::Buckets(nth_histogram));
+                        add(format!("{base}_sum"), None, d, Kind::LegacySum);
+                        add(format!("{base}_max"), None, d, Kind::Max);
                     }
                     FieldType::Histogram => {
                         let max_help = format!("{} (largest observed value)", f.description);
@@ -173,9 +197,9 @@ impl ScrapeRenderer {
                             base.clone(),
                             Some("histogram"),
                             &f.description,
-                            Part::Buckets(nth_histogram),
+                            Kind::Buckets(nth_histogram),
                         );
-                        add(format!("{base}_max"), Some("gauge"), &max_help, Part::Max);
+                        add(format!("{base}_max"), Some("gauge"), &max_help, Kind::Max);
                     }
                 }
                 nth_histogram += usize::from(f.ty == FieldType::Histogram);
@@ -184,6 +208,10 @@ impl ScrapeRenderer {
                 r.plans.push(TablePlan { table: id, outputs });
             }
         }
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        r.parts = (0..threads.clamp(1, MAX_PARTS))
+            .map(|_| Part::new(r.families.len()))
+            .collect();
         r
     }
 
@@ -199,78 +227,144 @@ impl ScrapeRenderer {
     /// Appends the exposition of every live series of `imdb` at `now_ms` to `out`, each
     /// family's samples as they were rendered.
     pub fn render_chunks(&mut self, imdb: &Imdb, now_ms: u64, out: &mut Chunks) {
-        for f in &mut self.families {
-            if let Some(spare) = f.spare.lock().take() {
-                self.keep.held.fetch_sub(spare.capacity(), Ordering::AcqRel);
-                f.body = spare;
-            }
-            f.body.clear();
-            if f.body.capacity() < f.last_len {
-                // An eighth more than last time: a growing table rarely needs a second
-                // allocation.
-                f.body.reserve(f.last_len + f.last_len / 8);
-                if f.body.capacity() >= HUGE_BODY {
-                    advise_huge_pages(&mut f.body);
-                }
-            }
+        for body in self.parts.iter_mut().flat_map(|p| &mut p.bodies) {
+            body.prepare(&self.keep);
         }
         let registry = imdb.registry().clone();
-        let mut number = Vec::with_capacity(32);
         for plan in &self.plans {
-            let meta = registry.table(plan.table);
             let table = imdb.lock(plan.table);
-            let mut values: Vec<&[u8]> = Vec::with_capacity(meta.fields.len());
-            for rec in table.live(now_ms) {
-                rec.values(&mut values);
-                if values.len() != meta.fields.len() {
+            let pass = TablePass {
+                plan,
+                meta: registry.table(plan.table),
+                table: &table,
+                families: &self.families,
+                machine_id: &self.machine_id,
+                legacy_histogram: self.legacy_histogram,
+                now_ms,
+            };
+            let n = table.len();
+            let threads = if n >= PARALLEL_FROM {
+                self.parts.len()
+            } else {
+                1
+            };
+            let step = n.div_ceil(threads).max(1);
+            let mut parts = self.parts[..threads].iter_mut();
+            let first = parts.next().expect("a renderer has a part");
+            std::thread::scope(|s| {
+                for (i, part) in parts.enumerate() {
+                    let (pass, from) = (&pass, (i + 1) * step);
+                    s.spawn(move || pass.render(part, from.min(n)..(from + step).min(n)));
+                }
+                pass.render(first, 0..step.min(n));
+            });
+        }
+        for (fam, f) in self.families.iter().enumerate() {
+            let mut header = Some(&f.header);
+            for part in &mut self.parts {
+                let body = &mut part.bodies[fam];
+                body.last_len = body.buf.len();
+                if body.buf.is_empty() {
                     continue;
                 }
-                self.labels.clear();
-                write_labels(meta, &values, &self.machine_id, &mut self.labels);
-                let labels = &self.labels;
-                for &(field, fam, part) in &plan.outputs {
-                    let v = values[field];
-                    let Family { name, body, .. } = &mut self.families[fam];
-                    if let (Part::Buckets(nth), false) = (part, self.legacy_histogram) {
-                        // The running totals, even when the latest report's value is null.
-                        if let Some(h) = table.running(rec, nth).filter(|h| !h.is_empty()) {
-                            render_running(body, name, labels, h, &mut number);
-                        }
-                        continue;
+                if let Some(h) = header.take() {
+                    out.push_copy(h.as_bytes());
+                }
+                let buf = std::mem::take(&mut body.buf);
+                if buf.len() < COALESCE_BELOW {
+                    out.push_copy(&buf);
+                    body.buf = buf;
+                    continue;
+                }
+                out.push_bytes(Bytes::from_owner(Returning {
+                    buf,
+                    spare: body.spare.clone(),
+                    keep: self.keep.clone(),
+                }));
+            }
+        }
+    }
+}
+
+/// Rendering one locked table into the families it feeds.
+struct TablePass<'a> {
+    plan: &'a TablePlan,
+    meta: &'a TableMeta,
+    table: &'a Table,
+    families: &'a [Family],
+    machine_id: &'a [u8],
+    legacy_histogram: bool,
+    now_ms: u64,
+}
+
+impl TablePass<'_> {
+    /// Renders the live series stored at `range` into `part`'s bodies.
+    fn render(&self, part: &mut Part, range: Range<usize>) {
+        let (meta, table) = (self.meta, self.table);
+        let mut values: Vec<&[u8]> = Vec::with_capacity(meta.fields.len());
+        for rec in table.live_in(range, self.now_ms) {
+            rec.values(&mut values);
+            if values.len() != meta.fields.len() {
+                continue;
+            }
+            let labels = &mut part.labels;
+            labels.clear();
+            write_labels(meta, &values, self.machine_id, labels);
+            for &(field, fam, kind) in &self.plan.outputs {
+                let v = values[field];
+                let (name, body) = (&self.families[fam].name, &mut part.bodies[fam].buf);
+                if let (Kind::Buckets(nth), false) = (kind, self.legacy_histogram) {
+                    // The running totals, even when the latest report's value is null.
+                    if let Some(h) = table.running(rec, nth).filter(|h| !h.is_empty()) {
+                        render_running(body, name, labels, h, &mut part.number);
                     }
-                    if is_null(v) {
-                        continue;
-                    }
-                    if part == Part::Scalar {
-                        sample(body, name, "", labels, None, v);
-                        continue;
-                    }
-                    let Ok(h) = Histogram::parse(v) else { continue };
-                    match part {
-                        Part::Max => sample(body, name, "", labels, None, h.max.as_bytes()),
-                        Part::LegacySum => sample(body, name, "", labels, None, h.sum.as_bytes()),
-                        _ => render_legacy_buckets(body, name, labels, &h),
-                    }
+                    continue;
+                }
+                if is_null(v) {
+                    continue;
+                }
+                if kind == Kind::Scalar {
+                    sample(body, name, "", labels, None, v);
+                    continue;
+                }
+                let Ok(h) = Histogram::parse(v) else { continue };
+                match kind {
+                    Kind::Max => sample(body, name, "", labels, None, h.max.as_bytes()),
+                    Kind::LegacySum => sample(body, name, "", labels, None, h.sum.as_bytes()),
+                    _ => render_legacy_buckets(body, name, labels, &h),
                 }
             }
         }
-        for f in &mut self.families {
-            f.last_len = f.body.len();
-            if f.body.is_empty() {
-                continue;
+    }
+}
+
+impl Part {
+    /// A part with an empty body for each of `families` families.
+    fn new(families: usize) -> Self {
+        Part {
+            bodies: (0..families).map(|_| Body::default()).collect(),
+            labels: Vec::with_capacity(256),
+            number: Vec::with_capacity(32),
+        }
+    }
+}
+
+impl Body {
+    /// Readies the buffer for a scrape: the spare that came back if any, emptied, with room
+    /// for as much as last time.
+    fn prepare(&mut self, keep: &KeepBudget) {
+        if let Some(spare) = self.spare.lock().take() {
+            keep.held.fetch_sub(spare.capacity(), Ordering::AcqRel);
+            self.buf = spare;
+        }
+        self.buf.clear();
+        if self.buf.capacity() < self.last_len {
+            // An eighth more than last time: a growing table rarely needs a second
+            // allocation.
+            self.buf.reserve(self.last_len + self.last_len / 8);
+            if self.buf.capacity() >= HUGE_BODY {
+                advise_huge_pages(&mut self.buf);
             }
-            out.push_copy(f.header.as_bytes());
-            let buf = std::mem::take(&mut f.body);
-            if buf.len() < COALESCE_BELOW {
-                out.push_copy(&buf);
-                f.body = buf;
-                continue;
-            }
-            out.push_bytes(Bytes::from_owner(Returning {
-                buf,
-                spare: f.spare.clone(),
-                keep: self.keep.clone(),
-            }));
         }
     }
 }
@@ -316,13 +410,7 @@ impl Family {
         if let Some(kind) = kind {
             header.push_str(&format!("# TYPE {name} {kind}\n"));
         }
-        Family {
-            name,
-            header,
-            body: Vec::new(),
-            last_len: 0,
-            spare: Arc::default(),
-        }
+        Family { name, header }
     }
 }
 

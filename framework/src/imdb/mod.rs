@@ -162,6 +162,14 @@ impl Table {
             .filter(move |r| r.expires_ms >= now_ms)
     }
 
+    /// Iterates over the series still live at `now_ms` among the stored ones at `range`
+    /// (indexes below [`Table::len`]): disjoint ranges let several threads share the work.
+    pub fn live_in(&self, range: Range<usize>, now_ms: u64) -> impl Iterator<Item = &Record> {
+        self.records.records()[range]
+            .iter()
+            .filter(move |r| r.expires_ms >= now_ms)
+    }
+
     /// Number of series stored (live or not yet swept).
     pub fn len(&self) -> usize {
         self.records.len()

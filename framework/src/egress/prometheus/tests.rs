@@ -257,9 +257,10 @@ fn family_buffers_come_back_within_the_budget_and_the_text_stays_the_same() {
             assert_eq!(String::from_utf8(chunks.concat()).unwrap(), want);
             let held = r.keep.held.load(Ordering::Acquire);
             let spares = r
-                .families
+                .parts
                 .iter()
-                .filter(|f| f.spare.lock().is_some())
+                .flat_map(|p| &p.bodies)
+                .filter(|b| b.spare.lock().is_some())
                 .count();
             if limit == 0 {
                 assert_eq!((held, spares), (0, 0));
@@ -271,4 +272,53 @@ fn family_buffers_come_back_within_the_budget_and_the_text_stays_the_same() {
             }
         }
     }
+}
+
+#[test]
+fn a_table_split_across_threads_renders_every_series_once_with_families_whole() {
+    let n = PARALLEL_FROM * 2 + 7;
+    let imdb = demo_imdb(n + 1, 60_000);
+    for i in 0..n {
+        store(&imdb, &format!("|demo_conn|c{i}|{i}|1.5|"), 0).unwrap();
+        store(&imdb, &format!("|demo_latency|{i}|GET|1 10 1 7 7|"), 0).unwrap();
+    }
+    let mut r = ScrapeRenderer::new(imdb.registry(), "m", false);
+    r.parts.truncate(1);
+    r.parts.extend((0..3).map(|_| Part::new(r.families.len())));
+    let mut out = Vec::new();
+    r.render(&imdb, 0, &mut out);
+    let text = String::from_utf8(out).unwrap();
+    // Each family's samples in one run right after its only header.
+    let mut families = Vec::new();
+    for line in text.lines() {
+        if let Some(help) = line.strip_prefix("# HELP ") {
+            let name = help.split(' ').next().unwrap();
+            assert!(!families.contains(&name), "{name} split in two runs");
+            families.push(name);
+        } else if !line.starts_with('#') {
+            assert!(line.starts_with(families.last().unwrap()), "{line}");
+        }
+    }
+    let tx: Vec<_> = text
+        .lines()
+        .filter(|l| l.starts_with("gala_gopher_demo_conn_tx_bytes{"))
+        .collect();
+    assert_eq!(tx.len(), n);
+    for (i, line) in tx.iter().enumerate() {
+        assert_eq!(
+            *line,
+            format!("gala_gopher_demo_conn_tx_bytes{{conn=\"c{i}\",machine_id=\"m\"}} {i}")
+        );
+    }
+    let counts = text
+        .lines()
+        .filter(|l| l.starts_with("gala_gopher_demo_http_latency_count{"));
+    assert_eq!(counts.count(), n);
+    let mut again = Vec::new();
+    r.render(&imdb, 0, &mut again);
+    assert_eq!(
+        text.as_bytes(),
+        again,
+        "the kept buffers render the same text"
+    );
 }
