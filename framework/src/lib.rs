@@ -4,6 +4,7 @@
 pub mod api;
 pub mod clock;
 pub mod config;
+pub mod containers;
 pub mod ctl;
 pub mod daemon;
 pub mod egress;
