@@ -84,6 +84,9 @@ install_test_deps() {
     pkg_install "nginx-light wrk nftables iproute2 util-linux fio" "nginx wrk nftables iproute util-linux fio"
     # conntrack: the tcp probe's cluster_ip_backend test reads the NAT entry it expects.
     pkg_install "conntrack" "conntrack-tools"
+    # Real containers for the containers suite: runc with a busybox root filesystem, and
+    # containerd (driven with ctr) for the runtime metadata.
+    pkg_install "runc busybox-static containerd" "runc busybox containerd"
     rustup component add clippy rustfmt >/dev/null 2>&1 || true
     # Every crate of Cargo.lock, for every platform: the SDK's dependency test reads the
     # whole graph with `cargo metadata --offline` (builds fetch only the host's crates).

@@ -5,6 +5,7 @@
 //! it needs ([`require`]). `docs/testing.md` describes how the suites are organised.
 
 pub mod bench;
+pub mod containers;
 pub mod ebpf;
 pub mod gate;
 pub mod require;

@@ -1,0 +1,7 @@
+//! The containers suite: real container runtimes (runc, containerd, Docker) on this machine,
+//! and what the daemon and its probes make of the processes inside them.
+//!
+//! One module per file of `tests/e2e/`; `docs/testing.md` says how the suites are organised.
+
+#[path = "../e2e/containers.rs"]
+mod containers;
