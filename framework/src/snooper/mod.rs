@@ -26,16 +26,20 @@
 //! - The cap (default 1000) cuts from the end of the sorted list: containers sort before
 //!   processes, so processes with the highest pids go first; the count cut is reported.
 
-mod cgroup;
 mod error;
-mod ids;
 mod proc;
 mod resolve;
 pub mod runtime;
 
-pub use cgroup::{parse_cgroup, CgroupIdentity, CpuCgroupDir};
+// The cgroup parser and the id forms live in the `gala-cgroup` crate (probes use them too); the
+// sibling modules keep importing them as `super::cgroup` and `super::ids`.
+use gala_cgroup::{cgroup, ids};
+
 pub use error::{ListingError, QueryError, Result, RuntimeError, SnooperError};
-pub use ids::{is_full_container_id, normalise_container_id_prefix, normalise_pod_id};
+pub use gala_cgroup::{
+    is_full_container_id, normalise_container_id_prefix, normalise_pod_id, parse_cgroup,
+    CgroupIdentity, CpuCgroupDir,
+};
 pub use proc::{
     normalise_cmdline, parse_comm, parse_stat_ppid, ContainerInfo, ProcSnapshot, ProcessInfo,
     ScanRoots, CMDLINE_MAX_BYTES,

@@ -12,7 +12,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use super::ids::{is_full_container_id, normalise_pod_id};
+use crate::ids::{is_full_container_id, normalise_pod_id};
 
 /// Prefixes of systemd scope names (and podman cgroupfs directories) that wrap a container id.
 const SCOPE_PREFIXES: [&str; 5] = ["docker-", "cri-containerd-", "crio-", "libpod-", "isulad-"];

@@ -3,6 +3,19 @@
 /// Length of a full container id (docker, containerd, CRI-O, podman and iSulad all use 64 hex).
 pub const FULL_CONTAINER_ID_LEN: usize = 64;
 
+/// Length of the abbreviated id runtimes print (`docker ps`) and the original's records carry.
+pub const SHORT_CONTAINER_ID_LEN: usize = 12;
+
+/// The abbreviated form of a container id: its first 12 characters, lowercase (the whole id if
+/// it is shorter).
+pub fn abbreviate_container_id(id: &str) -> String {
+    let end = id
+        .char_indices()
+        .nth(SHORT_CONTAINER_ID_LEN)
+        .map_or(id.len(), |(i, _)| i);
+    id[..end].to_ascii_lowercase()
+}
+
 /// Whether `s` is a full container id: exactly 64 hex digits (either case).
 pub fn is_full_container_id(s: &str) -> bool {
     s.len() == FULL_CONTAINER_ID_LEN && s.bytes().all(|b| b.is_ascii_hexdigit())
@@ -89,6 +102,18 @@ mod tests {
         ] {
             assert_eq!(normalise_pod_id(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn abbreviated_ids_are_the_first_12_lowercase_characters() {
+        assert_eq!(abbreviate_container_id(&"AB".repeat(32)), "abababababab");
+        assert_eq!(abbreviate_container_id("abc"), "abc");
+        assert_eq!(
+            abbreviate_container_id("é".repeat(20).as_str())
+                .chars()
+                .count(),
+            12
+        );
     }
 
     #[test]

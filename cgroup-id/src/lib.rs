@@ -1,0 +1,15 @@
+//! Container and pod identity from a process's cgroup membership: the parser of
+//! `/proc/<pid>/cgroup` (v1, v2 and hybrid) and the normal forms of container and pod ids.
+//! Shared by the daemon's snooper resolution and the probes that find containers themselves,
+//! which must not depend on the daemon crate.
+
+#![warn(missing_docs)]
+
+pub mod cgroup;
+pub mod ids;
+
+pub use cgroup::{parse_cgroup, CgroupIdentity, CpuCgroupDir};
+pub use ids::{
+    abbreviate_container_id, is_full_container_id, normalise_container_id_prefix, normalise_pod_id,
+    FULL_CONTAINER_ID_LEN, SHORT_CONTAINER_ID_LEN,
+};
