@@ -140,6 +140,14 @@ pub fn parse_cgroup(text: &str) -> CgroupIdentity {
     }
 }
 
+/// The container a cgroup path belongs to (its innermost container component): the full 64-hex id,
+/// lowercase, and the path up to and including that component, which is the container's own
+/// directory even when the process sits in a sub-cgroup of it. `None` outside a container.
+pub fn container_of_path(path: &str) -> Option<(String, &str)> {
+    let (id, end) = scan_path(path).container?;
+    Some((id, &path[..end]))
+}
+
 fn split_line(line: &str) -> Option<CgroupLine<'_>> {
     let mut parts = line.splitn(3, ':');
     let hierarchy = parts.next()?;
@@ -342,6 +350,16 @@ mod tests {
         );
         let dir = parse_cgroup(&text).cpu_dir.expect("cpu dir");
         assert_eq!(dir.hierarchy, "cpu,cpuacct");
+    }
+
+    #[test]
+    fn container_of_path_cuts_at_the_container_component() {
+        let path = format!("/kubepods.slice/crio-{ID}.scope/container");
+        assert_eq!(
+            container_of_path(&path),
+            Some((ID.to_string(), &*format!("/kubepods.slice/crio-{ID}.scope")))
+        );
+        assert_eq!(container_of_path("/system.slice/sshd.service"), None);
     }
 
     #[test]

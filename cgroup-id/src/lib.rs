@@ -8,7 +8,7 @@
 pub mod cgroup;
 pub mod ids;
 
-pub use cgroup::{parse_cgroup, CgroupIdentity, CpuCgroupDir};
+pub use cgroup::{container_of_path, parse_cgroup, CgroupIdentity, CpuCgroupDir};
 pub use ids::{
     abbreviate_container_id, is_full_container_id, normalise_container_id_prefix, normalise_pod_id,
     FULL_CONTAINER_ID_LEN, SHORT_CONTAINER_ID_LEN,

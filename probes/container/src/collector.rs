@@ -1,0 +1,183 @@
+//! One collection cycle: finds the containers the scope asks for (a process of each, from
+//! `/proc/<pid>/cgroup`), remembers them between cycles, samples each, and logs each problem
+//! once until it recovers. A container whose files cannot be read degrades alone.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use crate::error::{Error, Result};
+use crate::host::Host;
+use crate::membership::{parse_membership, Membership};
+use crate::sample::{sample, Record, Tracked, Warnings};
+use crate::scope::Scope;
+
+/// What one cycle produced.
+#[derive(Debug, Default)]
+pub struct Cycle {
+    /// Record lines of every reported container.
+    pub records: Vec<Record>,
+    /// Log lines to print (each problem once until it recovers).
+    pub log: Vec<String>,
+}
+
+/// The probe's state between cycles.
+#[derive(Debug)]
+pub struct Collector {
+    host: Host,
+    /// Reported containers by full id.
+    tracked: BTreeMap<String, Tracked>,
+    /// Warning keys logged and not yet recovered.
+    logged: HashSet<String>,
+}
+
+impl Collector {
+    /// A collector reading `host`'s trees.
+    pub fn new(host: Host) -> Self {
+        Collector {
+            host,
+            tracked: BTreeMap::new(),
+            logged: HashSet::new(),
+        }
+    }
+
+    /// The host it reads.
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+
+    /// Full ids of the containers the last cycle reported.
+    pub fn containers(&self) -> impl Iterator<Item = &str> {
+        self.tracked.keys().map(String::as_str)
+    }
+
+    /// The membership of `pid`, if it is in a container.
+    fn membership(&self, pid: u32) -> Option<Membership> {
+        let text = std::fs::read_to_string(self.host.proc_file(pid, "cgroup")).ok()?;
+        parse_membership(&text)
+    }
+
+    /// Finds the containers of `scope`: the remembered ones if their process is still in them,
+    /// the snooped processes' containers, and, for the rest (every container in blacklist
+    /// mode), one pass over `/proc` that skips the processes already known.
+    fn locate(&mut self, scope: &Scope) -> Result<()> {
+        let mut keep = BTreeMap::new();
+        for (id, mut t) in std::mem::take(&mut self.tracked) {
+            if !scope.wants(&id) {
+                continue;
+            }
+            // The first process stands for the container while it lives; else the found one.
+            let candidates = t.init.map(|(p, _)| p).into_iter().chain([t.pid]);
+            let found = candidates
+                .filter_map(|pid| Some((pid, self.membership(pid)?)))
+                .find(|(_, m)| m.container_id == id);
+            if let Some((pid, m)) = found {
+                t.pid = pid;
+                t.membership = m;
+                keep.insert(id, t);
+            }
+        }
+        self.tracked = keep;
+
+        for (id, pid) in &scope.hints {
+            if self.tracked.keys().any(|t| t.starts_with(id.as_str())) {
+                continue;
+            }
+            if let Some(m) = self.membership(*pid) {
+                if m.container_id.starts_with(id.as_str()) && scope.wants(&m.container_id) {
+                    self.track(*pid, m);
+                }
+            }
+        }
+
+        let missing = if scope.all_but {
+            true
+        } else {
+            scope
+                .ids
+                .iter()
+                .any(|l| !self.tracked.keys().any(|t| t.starts_with(l.as_str())))
+        };
+        if missing {
+            self.scan(scope)?;
+        }
+        Ok(())
+    }
+
+    /// One pass over `/proc` for containers of `scope` not yet found.
+    fn scan(&mut self, scope: &Scope) -> Result<()> {
+        let known: HashSet<u32> = self
+            .tracked
+            .values()
+            .flat_map(|t| t.pids.iter().copied().chain([t.pid]))
+            .collect();
+        let proc_root = self.host.proc_root();
+        let entries = std::fs::read_dir(&proc_root).map_err(|source| Error::ListProc {
+            path: proc_root.clone(),
+            source,
+        })?;
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if known.contains(&pid) {
+                continue;
+            }
+            let Some(m) = self.membership(pid) else {
+                continue;
+            };
+            if scope.wants(&m.container_id) && !self.tracked.contains_key(&m.container_id) {
+                self.track(pid, m);
+            }
+        }
+        Ok(())
+    }
+
+    fn track(&mut self, pid: u32, membership: Membership) {
+        self.tracked.insert(
+            membership.container_id.clone(),
+            Tracked {
+                pid,
+                membership,
+                init: None,
+                pids: BTreeSet::new(),
+            },
+        );
+    }
+
+    /// Runs one cycle for `scope`.
+    pub fn cycle(&mut self, scope: &Scope) -> Cycle {
+        let mut cycle = Cycle::default();
+        let mut warned = HashSet::new();
+        if let Err(e) = self.locate(scope) {
+            self.warn(&mut cycle, &mut warned, "locate".into(), format!("{e}; containers not started since are not found"));
+        }
+        let mut all: Vec<(String, String)> = Vec::new();
+        for (id, t) in &mut self.tracked {
+            let mut warnings: Warnings = Vec::new();
+            let s = sample(&self.host, t, &mut warnings);
+            cycle.records.extend(s.records());
+            let short = &id[..id.len().min(12)];
+            all.extend(
+                warnings
+                    .into_iter()
+                    .map(|(k, m)| (format!("{id}:{k}"), format!("container {short}: {m}"))),
+            );
+        }
+        for (key, message) in all {
+            self.warn(&mut cycle, &mut warned, key, message);
+        }
+        // Problems that did not recur are logged again when they come back.
+        self.logged.retain(|k| warned.contains(k));
+        cycle
+    }
+
+    fn warn(&mut self, cycle: &mut Cycle, warned: &mut HashSet<String>, key: String, message: String) {
+        if self.logged.insert(key.clone()) {
+            cycle.log.push(format!("[WARN] container: {message}"));
+        }
+        warned.insert(key);
+    }
+}
