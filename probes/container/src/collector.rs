@@ -19,6 +19,12 @@ pub struct Cycle {
     pub log: Vec<String>,
 }
 
+/// The membership of process `pid` of `host`, if it is in a container.
+pub fn membership_of(host: &Host, pid: u32) -> Option<Membership> {
+    let text = crate::file::read_text(&host.proc_file(pid, "cgroup")).ok()?;
+    parse_membership(&text)
+}
+
 /// The probe's state between cycles.
 #[derive(Debug)]
 pub struct Collector {
@@ -51,32 +57,15 @@ impl Collector {
 
     /// The membership of `pid`, if it is in a container.
     fn membership(&self, pid: u32) -> Option<Membership> {
-        let text = std::fs::read_to_string(self.host.proc_file(pid, "cgroup")).ok()?;
-        parse_membership(&text)
+        membership_of(&self.host, pid)
     }
 
-    /// Finds the containers of `scope`: the remembered ones if their process is still in them,
-    /// the snooped processes' containers, and, for the rest (every container in blacklist
-    /// mode), one pass over `/proc` that skips the processes already known.
+    /// Finds the containers of `scope`: the remembered ones (whether they still run is seen
+    /// when their processes are listed), the snooped processes' containers, and, for the rest
+    /// (every container in blacklist mode), one pass over `/proc` that skips the processes
+    /// already known.
     fn locate(&mut self, scope: &Scope) -> Result<()> {
-        let mut keep = BTreeMap::new();
-        for (id, mut t) in std::mem::take(&mut self.tracked) {
-            if !scope.wants(&id) {
-                continue;
-            }
-            // The first process stands for the container while it lives; else the found one.
-            let candidates = t.init.map(|(p, _)| p).into_iter().chain([t.pid]);
-            let found = candidates
-                .filter_map(|pid| Some((pid, self.membership(pid)?)))
-                .find(|(_, m)| m.container_id == id);
-            if let Some((pid, m)) = found {
-                t.pid = pid;
-                t.membership = m;
-                keep.insert(id, t);
-            }
-        }
-        self.tracked = keep;
-
+        self.tracked.retain(|id, _| scope.wants(id));
         for (id, pid) in &scope.hints {
             if self.tracked.keys().any(|t| t.starts_with(id.as_str())) {
                 continue;
@@ -155,9 +144,13 @@ impl Collector {
             self.warn(&mut cycle, &mut warned, "locate".into(), format!("{e}; containers not started since are not found"));
         }
         let mut all: Vec<(String, String)> = Vec::new();
+        let mut gone = Vec::new();
         for (id, t) in &mut self.tracked {
             let mut warnings: Warnings = Vec::new();
-            let s = sample(&self.host, t, &mut warnings);
+            let Some(s) = sample(&self.host, t, &mut warnings) else {
+                gone.push(id.clone());
+                continue;
+            };
             cycle.records.extend(s.records());
             let short = &id[..id.len().min(12)];
             all.extend(
@@ -165,6 +158,9 @@ impl Collector {
                     .into_iter()
                     .map(|(k, m)| (format!("{id}:{k}"), format!("container {short}: {m}"))),
             );
+        }
+        for id in gone {
+            self.tracked.remove(&id);
         }
         for (key, message) in all {
             self.warn(&mut cycle, &mut warned, key, message);

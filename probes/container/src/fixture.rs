@@ -19,9 +19,9 @@ pub enum Layout {
 /// Boot time written to `proc/stat`.
 pub const BTIME: u64 = 1_700_000_000;
 
-/// Full id of container `i`.
+/// Full id of container `i` (distinct in its first 12 hex digits too).
 pub fn container_id(i: usize) -> String {
-    format!("{:064x}", 0xc0ffee_0000_u64 + i as u64)
+    format!("{:012x}{:052x}", 0xc0ffee_000000_u64 + i as u64, i)
 }
 
 /// Pid of process `p` (0-based) of container `i`.

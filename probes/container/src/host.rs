@@ -37,10 +37,10 @@ impl Host {
     pub fn detect(root: &Path, mode: CgroupMode) -> Result<Self> {
         let init = root.join("proc/1/mountinfo");
         let own = root.join("proc/self/mountinfo");
-        let (path, text) = match std::fs::read_to_string(&init) {
+        let (path, text) = match crate::file::read_text(&init) {
             Ok(text) => (init, text),
             Err(_) => {
-                let text = std::fs::read_to_string(&own).map_err(|source| Error::Mountinfo {
+                let text = crate::file::read_text(&own).map_err(|source| Error::Mountinfo {
                     path: own.clone(),
                     source,
                 })?;
@@ -54,7 +54,7 @@ impl Host {
         if mounts.v1.is_empty() && mounts.unified.is_none() {
             return Err(Error::NoCgroups { path });
         }
-        let btime = std::fs::read_to_string(root.join("proc/stat"))
+        let btime = crate::file::read_text(&root.join("proc/stat"))
             .ok()
             .and_then(|t| parse::btime(&t));
         Ok(Host {

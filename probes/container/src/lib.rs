@@ -10,6 +10,7 @@
 
 pub mod collector;
 pub mod error;
+pub mod file;
 pub mod fixture;
 pub mod host;
 pub mod membership;

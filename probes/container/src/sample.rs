@@ -112,7 +112,7 @@ pub type Warnings = Vec<(String, String)>;
 
 /// Reads `path`, or records why not.
 fn read(path: &Path, warnings: &mut Warnings) -> Option<String> {
-    match std::fs::read_to_string(path) {
+    match crate::file::read_text(&path) {
         Ok(text) => Some(text),
         Err(source) => {
             let message = Error::Read {
@@ -263,7 +263,7 @@ pub fn read_io(host: &Host, m: &Membership, warnings: &mut Warnings) -> (Option<
     };
     if v1 {
         for name in BLKIO_FILES {
-            if let Ok(text) = std::fs::read_to_string(dir.join(name)) {
+            if let Ok(text) = crate::file::read_text(&dir.join(name)) {
                 let (r, w) = parse::blkio_bytes(&text);
                 return (Some(r), Some(w));
             }
@@ -285,28 +285,27 @@ pub fn read_io(host: &Host, m: &Membership, warnings: &mut Warnings) -> (Option<
 
 /// The container's processes: `cgroup.procs` of its directory and of every sub-cgroup, read in
 /// the unified hierarchy if it holds the container, else in the first v1 hierarchy that does.
-pub fn read_pids(host: &Host, m: &Membership, warnings: &mut Warnings) -> Option<BTreeSet<u32>> {
+/// `Err` with the error of the container's own `cgroup.procs` (`NotFound` once it is removed).
+pub fn read_pids(host: &Host, m: &Membership) -> std::io::Result<BTreeSet<u32>> {
     let dir = m.unified_dir(&host.mounts).or_else(|| {
         ["memory", "cpu", "cpuacct", "pids"]
             .iter()
             .find_map(|c| host.mounts.v1(c).and_then(|_| m.dir(&host.mounts, c)))
     });
     let Some(dir) = dir else {
-        warnings.push((
-            "dir:procs".into(),
-            "no cgroup directory of the container to list its processes".into(),
+        return Err(std::io::Error::other(
+            "no cgroup directory of the container to list its processes",
         ));
-        return None;
     };
     let mut pids = BTreeSet::new();
     let mut pending = vec![dir];
     let mut first = true;
     while let Some(d) = pending.pop() {
         let text = if first {
-            read(&d.join("cgroup.procs"), warnings)?
+            crate::file::read_text(&d.join("cgroup.procs"))?
         } else {
             // A sub-cgroup that vanished in between has no processes.
-            std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default()
+            crate::file::read_text(&d.join("cgroup.procs")).unwrap_or_default()
         };
         first = false;
         pids.extend(parse::procs(&text));
@@ -318,7 +317,7 @@ pub fn read_pids(host: &Host, m: &Membership, warnings: &mut Warnings) -> Option
             }
         }
     }
-    Some(pids)
+    Ok(pids)
 }
 
 /// Open descriptors of `pids` (a process that exits meanwhile counts nothing).
@@ -331,7 +330,7 @@ pub fn count_fds(host: &Host, pids: &BTreeSet<u32>) -> u64 {
 
 /// Start time of `pid`, clock ticks since boot.
 pub fn start_ticks(host: &Host, pid: u32) -> Option<u64> {
-    let text = std::fs::read_to_string(host.proc_file(pid, "stat")).ok()?;
+    let text = crate::file::read_text(&host.proc_file(pid, "stat")).ok()?;
     parse::stat_start_ticks(&text)
 }
 
@@ -374,19 +373,35 @@ pub fn read_net(host: &Host, pid: u32, warnings: &mut Warnings) -> Option<NetTot
     totals
 }
 
-/// Reads everything of one container and updates what is remembered of it.
-pub fn sample(host: &Host, t: &mut Tracked, warnings: &mut Warnings) -> Sample {
+/// Reads everything of one container and updates what is remembered of it; `None` when the
+/// container has ended (its cgroup is gone or empty, or its process has left it).
+pub fn sample(host: &Host, t: &mut Tracked, warnings: &mut Warnings) -> Option<Sample> {
+    let mut fds = None;
+    match read_pids(host, &t.membership) {
+        Ok(pids) => {
+            let first = *pids.first()?;
+            if !pids.contains(&t.pid) {
+                t.pid = first;
+            }
+            fds = Some(count_fds(host, &pids));
+            t.init = first_process(host, t.init, &pids);
+            t.pids = pids;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            // Its processes cannot be listed: it runs while the process it was found by does.
+            let still = crate::collector::membership_of(host, t.pid)
+                .is_some_and(|m| m.container_id == t.membership.container_id);
+            if !still {
+                return None;
+            }
+            warnings.push(("procs".into(), format!("its processes cannot be listed: {e}")));
+        }
+    }
     let m = &t.membership;
     let cpu = read_cpu(host, m, warnings);
     let memory = read_memory(host, m, warnings);
     let (read_bytes, write_bytes) = read_io(host, m, warnings);
-    let pids = read_pids(host, m, warnings);
-    let mut fds = None;
-    if let Some(pids) = pids {
-        fds = Some(count_fds(host, &pids));
-        t.init = first_process(host, t.init, &pids);
-        t.pids = pids;
-    }
     // The first process stands for the container (its root and network namespace); the one
     // the container was found by when its processes could not be listed.
     let pid = t.init.map_or(t.pid, |(pid, _)| pid);
@@ -396,7 +411,7 @@ pub fn sample(host: &Host, t: &mut Tracked, warnings: &mut Warnings) -> Sample {
         (Some((_, ticks)), Some(btime)) => Some(btime as f64 + ticks as f64 / host.clk_tck as f64),
         _ => None,
     };
-    Sample {
+    Some(Sample {
         id: abbreviate_container_id(&m.container_id),
         cpu,
         memory,
@@ -409,7 +424,7 @@ pub fn sample(host: &Host, t: &mut Tracked, warnings: &mut Warnings) -> Sample {
         net,
         start_time,
         fds,
-    }
+    })
 }
 
 fn text<T: ToString>(v: Option<T>) -> String {
