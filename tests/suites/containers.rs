@@ -5,3 +5,6 @@
 
 #[path = "../e2e/containers.rs"]
 mod containers;
+
+#[path = "../e2e/container_probe.rs"]
+mod container_probe;

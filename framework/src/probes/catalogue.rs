@@ -343,9 +343,10 @@ pub const BUILTIN_PROBES: [BuiltinProbe; 21] = [
     BuiltinProbe {
         name: "container",
         type_number: 18,
-        bin: "cadvisor_probe.py",
+        // Native (probes/container): cgroup files instead of the original's cAdvisor wrapper.
+        bin: "containerprobe",
         subitems: &[],
-        snoop: SnoopKinds::PROCESS,
+        snoop: SnoopKinds::BOTH,
         requires_snoopers: true,
         shown_params: &[K::CadvisorPort],
         stop_signal: SIGTERM,

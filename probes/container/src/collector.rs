@@ -141,7 +141,12 @@ impl Collector {
         let mut cycle = Cycle::default();
         let mut warned = HashSet::new();
         if let Err(e) = self.locate(scope) {
-            self.warn(&mut cycle, &mut warned, "locate".into(), format!("{e}; containers not started since are not found"));
+            self.warn(
+                &mut cycle,
+                &mut warned,
+                "locate".into(),
+                format!("{e}; containers not started since are not found"),
+            );
         }
         let mut all: Vec<(String, String)> = Vec::new();
         let mut gone = Vec::new();
@@ -170,7 +175,13 @@ impl Collector {
         cycle
     }
 
-    fn warn(&mut self, cycle: &mut Cycle, warned: &mut HashSet<String>, key: String, message: String) {
+    fn warn(
+        &mut self,
+        cycle: &mut Cycle,
+        warned: &mut HashSet<String>,
+        key: String,
+        message: String,
+    ) {
         if self.logged.insert(key.clone()) {
             cycle.log.push(format!("[WARN] container: {message}"));
         }

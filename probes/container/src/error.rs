@@ -15,7 +15,9 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The mount table names no cgroup hierarchy at all.
-    #[error("{path} names no cgroup or cgroup2 mount: cgroups are not mounted in this mount namespace")]
+    #[error(
+        "{path} names no cgroup or cgroup2 mount: cgroups are not mounted in this mount namespace"
+    )]
     NoCgroups {
         /// The mountinfo file.
         path: PathBuf,

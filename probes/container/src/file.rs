@@ -42,7 +42,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         for len in [0, 1, 4095, 4096, 4097, 20_000] {
             let path = dir.path().join(format!("f{len}"));
-            let text: String = (0..len).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+            let text: String = (0..len)
+                .map(|i| char::from(b'a' + (i % 26) as u8))
+                .collect();
             std::fs::write(&path, &text).unwrap();
             assert_eq!(read_text(&path).unwrap(), text);
         }

@@ -58,15 +58,19 @@ pub fn generate(
 ) -> io::Result<()> {
     let cg = root.join("sys/fs/cgroup");
     let mountinfo = match layout {
-        Layout::Hybrid => "\
+        Layout::Hybrid => {
+            "\
 31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
 32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
 33 31 0:30 / /sys/fs/cgroup/cpuacct rw,relatime - cgroup cgroup rw,cpuacct
 35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
 38 31 0:35 / /sys/fs/cgroup/blkio rw,relatime - cgroup cgroup rw,blkio
 41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
-",
-        Layout::Unified => "30 23 0:26 / /sys/fs/cgroup rw,nosuid,nodev - cgroup2 cgroup2 rw,nsdelegate\n",
+"
+        }
+        Layout::Unified => {
+            "30 23 0:26 / /sys/fs/cgroup rw,nosuid,nodev - cgroup2 cgroup2 rw,nsdelegate\n"
+        }
     };
     write(&root.join("proc/1/mountinfo"), mountinfo)?;
     write(
@@ -125,8 +129,14 @@ pub fn generate(
                         .join("blkio.throttle.io_service_bytes_recursive"),
                     "8:0 Read 4096\n8:0 Write 8192\n8:0 Sync 0\n8:0 Async 12288\n8:0 Discard 0\n8:0 Total 12288\nTotal 12288\n",
                 )?;
-                write(&cg.join("unified").join(rel).join("cgroup.procs"), &procs_text)?;
-                write(&cg.join("memory").join(rel).join("cgroup.procs"), &procs_text)?;
+                write(
+                    &cg.join("unified").join(rel).join("cgroup.procs"),
+                    &procs_text,
+                )?;
+                write(
+                    &cg.join("memory").join(rel).join("cgroup.procs"),
+                    &procs_text,
+                )?;
             }
             Layout::Unified => {
                 let d = cg.join(rel);

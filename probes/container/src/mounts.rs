@@ -185,10 +185,7 @@ mod tests {
         assert_eq!(m.v1("cpu"), m.v1("cpuacct"));
         let v2 = parse_mountinfo("30 23 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw\n");
         assert!(v2.v1.is_empty());
-        assert_eq!(
-            v2.unified.unwrap().point,
-            PathBuf::from("/sys/fs/cgroup")
-        );
+        assert_eq!(v2.unified.unwrap().point, PathBuf::from("/sys/fs/cgroup"));
     }
 
     #[test]
@@ -208,10 +205,7 @@ mod tests {
             point: "/sys/fs/cgroup".into(),
         };
         assert_eq!(root.dir("/../etc"), None);
-        assert_eq!(
-            root.dir("/a/b"),
-            Some(PathBuf::from("/sys/fs/cgroup/a/b"))
-        );
+        assert_eq!(root.dir("/a/b"), Some(PathBuf::from("/sys/fs/cgroup/a/b")));
     }
 
     #[test]

@@ -152,7 +152,10 @@ mod tests {
     fn flat_keyed_files_give_the_asked_keys_in_order() {
         let text = "cache 4096\nrss 8192\nmapped_file 12\ntotal_inactive_file 100\nbad x\n";
         assert_eq!(
-            flat_keyed(text, ["rss", "cache", "missing", "total_inactive_file", "bad"]),
+            flat_keyed(
+                text,
+                ["rss", "cache", "missing", "total_inactive_file", "bad"]
+            ),
             [Some(8192), Some(4096), None, Some(100), None]
         );
         // memory.oom_control: the first occurrence wins.
@@ -212,7 +215,10 @@ mod tests {
 
     #[test]
     fn btime_is_read_from_proc_stat() {
-        assert_eq!(btime("cpu 1 2 3\nbtime 1700000000\nprocesses 5\n"), Some(1_700_000_000));
+        assert_eq!(
+            btime("cpu 1 2 3\nbtime 1700000000\nprocesses 5\n"),
+            Some(1_700_000_000)
+        );
         assert_eq!(btime("cpu 1\n"), None);
     }
 }

@@ -167,12 +167,19 @@ fn us_to_s(v: Option<u64>) -> Option<f64> {
 }
 
 /// The directory of `controller`, or a warning that there is none.
-fn dir_of(host: &Host, m: &Membership, controller: &str, warnings: &mut Warnings) -> Option<PathBuf> {
+fn dir_of(
+    host: &Host,
+    m: &Membership,
+    controller: &str,
+    warnings: &mut Warnings,
+) -> Option<PathBuf> {
     let dir = m.dir(&host.mounts, controller);
     if dir.is_none() {
         warnings.push((
             format!("dir:{controller}"),
-            format!("no {controller} cgroup directory for the container (not in a mounted hierarchy)"),
+            format!(
+                "no {controller} cgroup directory for the container (not in a mounted hierarchy)"
+            ),
         ));
     }
     dir
@@ -270,7 +277,11 @@ pub fn read_io(host: &Host, m: &Membership, warnings: &mut Warnings) -> (Option<
         }
         warnings.push((
             format!("{}/blkio", dir.display()),
-            format!("{}: none of {} is readable", dir.display(), BLKIO_FILES.join(", ")),
+            format!(
+                "{}: none of {} is readable",
+                dir.display(),
+                BLKIO_FILES.join(", ")
+            ),
         ));
         return (None, None);
     }
@@ -336,7 +347,11 @@ pub fn start_ticks(host: &Host, pid: u32) -> Option<u64> {
 
 /// The container's first process: the earliest started of `pids`, or the remembered one if it
 /// is still among them.
-pub fn first_process(host: &Host, known: Option<(u32, u64)>, pids: &BTreeSet<u32>) -> Option<(u32, u64)> {
+pub fn first_process(
+    host: &Host,
+    known: Option<(u32, u64)>,
+    pids: &BTreeSet<u32>,
+) -> Option<(u32, u64)> {
     if let Some((pid, ticks)) = known {
         if pids.contains(&pid) {
             return Some((pid, ticks));
@@ -395,7 +410,10 @@ pub fn sample(host: &Host, t: &mut Tracked, warnings: &mut Warnings) -> Option<S
             if !still {
                 return None;
             }
-            warnings.push(("procs".into(), format!("its processes cannot be listed: {e}")));
+            warnings.push((
+                "procs".into(),
+                format!("its processes cannot be listed: {e}"),
+            ));
         }
     }
     let m = &t.membership;

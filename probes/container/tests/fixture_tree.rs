@@ -13,7 +13,12 @@ fn fields() -> HashMap<String, Vec<String>> {
     gala_meta::parse_meta_file(Path::new(META.0), META.1, &Default::default())
         .expect("meta parses")
         .into_iter()
-        .map(|t| (t.name.clone(), t.fields.iter().map(|f| f.name.clone()).collect()))
+        .map(|t| {
+            (
+                t.name.clone(),
+                t.fields.iter().map(|f| f.name.clone()).collect(),
+            )
+        })
         .collect()
 }
 
@@ -62,7 +67,10 @@ fn check_values(layout: Layout) {
     assert_eq!(cpu["cpu_load_average_10s"], "");
     let mem = &rows["container_memory"];
     assert_eq!(mem["memory_usage_bytes"], (3u64 << 20).to_string());
-    assert_eq!(mem["memory_working_set_bytes"], ((3u64 << 20) - 2048).to_string());
+    assert_eq!(
+        mem["memory_working_set_bytes"],
+        ((3u64 << 20) - 2048).to_string()
+    );
     assert_eq!(mem["memory_cache"], "4096");
     assert_eq!(mem["memory_mapped_file"], "1024");
     assert_eq!(mem["memory_rss"], ((3u64 << 20) - 4096).to_string());
@@ -81,8 +89,13 @@ fn check_values(layout: Layout) {
     let tck = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
         .unwrap()
         .unwrap() as f64;
-    let start: f64 = rows["container_start"]["start_time_seconds"].parse().unwrap();
-    assert!((start - (BTIME as f64 + 1000.0 / tck)).abs() < 1e-6, "{start}");
+    let start: f64 = rows["container_start"]["start_time_seconds"]
+        .parse()
+        .unwrap();
+    assert!(
+        (start - (BTIME as f64 + 1000.0 / tck)).abs() < 1e-6,
+        "{start}"
+    );
 }
 
 #[test]
@@ -138,9 +151,16 @@ fn a_missing_file_empties_its_fields_for_that_container_only_and_is_logged_once(
     assert_eq!(broken["container_memory"]["memory_working_set_bytes"], "");
     assert_eq!(broken["container_memory"]["memory_cache"], "4096");
     assert_eq!(broken["container_cpu"]["cpu_usage_seconds_total"], "1");
-    assert_eq!(fine["container_memory"]["memory_usage_bytes"], (2u64 << 20).to_string());
+    assert_eq!(
+        fine["container_memory"]["memory_usage_bytes"],
+        (2u64 << 20).to_string()
+    );
     assert_eq!(cycle.log.len(), 1, "{:?}", cycle.log);
-    assert!(cycle.log[0].contains("memory.usage_in_bytes"), "{:?}", cycle.log);
+    assert!(
+        cycle.log[0].contains("memory.usage_in_bytes"),
+        "{:?}",
+        cycle.log
+    );
     // Still missing: not logged again; back and gone again: logged again.
     assert!(c.cycle(&all()).log.is_empty());
     std::fs::write(&usage, "5\n").unwrap();
@@ -157,11 +177,18 @@ fn a_container_whose_processes_are_gone_is_dropped() {
     c.cycle(&all());
     assert_eq!(c.containers().count(), 2);
     // Container 0 stops: its cgroup is empty, then removed; container 1's goes at once.
-    std::fs::write(fixture::cgroup_dir(dir.path(), "", 0).join("cgroup.procs"), "").unwrap();
+    std::fs::write(
+        fixture::cgroup_dir(dir.path(), "", 0).join("cgroup.procs"),
+        "",
+    )
+    .unwrap();
     std::fs::remove_dir_all(dir.path().join(format!("proc/{}", fixture::pid(0, 0)))).unwrap();
     let cycle = c.cycle(&all());
     assert_eq!(c.containers().collect::<Vec<_>>(), [container_id(1)]);
-    assert!(cycle.records.iter().all(|r| r.values[0] == container_id(1)[..12]));
+    assert!(cycle
+        .records
+        .iter()
+        .all(|r| r.values[0] == container_id(1)[..12]));
     std::fs::remove_dir_all(fixture::cgroup_dir(dir.path(), "", 1)).unwrap();
     c.cycle(&all());
     assert_eq!(c.containers().count(), 0);
@@ -180,7 +207,11 @@ fn unified_mode_ignores_the_v1_hierarchies() {
     let rows = by_field(&cycle.records, &container_id(0)[..12]);
     assert!(!rows.contains_key("container_cpu"));
     assert_eq!(rows["container_file"]["file_descriptors"], "3");
-    assert!(cycle.log.iter().any(|l| l.contains("cpu.stat")), "{:?}", cycle.log);
+    assert!(
+        cycle.log.iter().any(|l| l.contains("cpu.stat")),
+        "{:?}",
+        cycle.log
+    );
 }
 
 #[test]
