@@ -112,7 +112,7 @@ pub type Warnings = Vec<(String, String)>;
 
 /// Reads `path`, or records why not.
 fn read(path: &Path, warnings: &mut Warnings) -> Option<String> {
-    match crate::file::read_text(&path) {
+    match crate::file::read_text(path) {
         Ok(text) => Some(text),
         Err(source) => {
             let message = Error::Read {

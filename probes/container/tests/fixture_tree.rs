@@ -48,9 +48,9 @@ fn all() -> Scope {
 }
 
 fn check_values(layout: Layout) {
-    let dir = tempfile::tempdir().unwrap();
-    fixture::generate(dir.path(), layout, 3, 2, 4).unwrap();
-    let host = Host::detect(dir.path(), CgroupMode::Auto).unwrap();
+    let dir = tempfile::tempdir().expect("tempdir");
+    fixture::generate(dir.path(), layout, 3, 2, 4).expect("fixture");
+    let host = Host::detect(dir.path(), CgroupMode::Auto).expect("host");
     let mut c = Collector::new(host);
     let cycle = c.cycle(&all());
     assert!(cycle.log.is_empty(), "{layout:?}: {:?}", cycle.log);
@@ -79,7 +79,7 @@ fn check_values(layout: Layout) {
     assert_eq!(fs["fs_reads_bytes_total"], "4096");
     assert_eq!(fs["fs_writes_bytes_total"], "8192");
     assert_eq!(fs["fs_read_seconds_total"], "");
-    assert!(fs["fs_inodes_total"].parse::<u64>().unwrap() > 0);
+    assert!(fs["fs_inodes_total"].parse::<u64>().expect("number") > 0);
     let net = &rows["container_network"];
     assert_eq!(net["network_receive_bytes_total"], "2000");
     assert_eq!(net["network_transmit_bytes_total"], "3000");
@@ -87,11 +87,11 @@ fn check_values(layout: Layout) {
     assert_eq!(net["network_transmit_packets_dropped_total"], "4");
     assert_eq!(rows["container_file"]["file_descriptors"], "6");
     let tck = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .unwrap()
-        .unwrap() as f64;
+        .expect("sysconf")
+        .expect("CLK_TCK") as f64;
     let start: f64 = rows["container_start"]["start_time_seconds"]
         .parse()
-        .unwrap();
+        .expect("number");
     assert!(
         (start - (BTIME as f64 + 1000.0 / tck)).abs() < 1e-6,
         "{start}"
