@@ -5,9 +5,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use crate::error::{Error, Result};
+use crate::file::Warnings;
 use crate::host::Host;
-use crate::membership::{parse_membership, Membership};
-use crate::sample::{sample, Record, Tracked, Warnings};
+use crate::membership::Membership;
+use crate::sample::{sample, Record, Tracked};
 use crate::scope::Scope;
 
 /// What one cycle produced.
@@ -17,12 +18,6 @@ pub struct Cycle {
     pub records: Vec<Record>,
     /// Log lines to print (each problem once until it recovers).
     pub log: Vec<String>,
-}
-
-/// The membership of process `pid` of `host`, if it is in a container.
-pub fn membership_of(host: &Host, pid: u32) -> Option<Membership> {
-    let text = crate::file::read_text(&host.proc_file(pid, "cgroup")).ok()?;
-    parse_membership(&text)
 }
 
 /// The probe's state between cycles.
@@ -57,7 +52,7 @@ impl Collector {
 
     /// The membership of `pid`, if it is in a container.
     fn membership(&self, pid: u32) -> Option<Membership> {
-        membership_of(&self.host, pid)
+        self.host.membership(pid)
     }
 
     /// Finds the containers of `scope`: the remembered ones (whether they still run is seen

@@ -1,10 +1,14 @@
 //! Reading small kernel files: one `open` and `read`s into a buffer sized for them, without
 //! the size query (`statx`) and seek `std::fs::read_to_string` makes first — a third of the
-//! system calls of a cycle otherwise, and sizes of procfs and cgroupfs files are always 0 or 4096.
+//! system calls of a cycle otherwise, and sizes of procfs and cgroupfs files are always 0 or
+//! 4096 — and noting, as a warning, a file that cannot be read or parsed.
 
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
+
+use crate::error::Error;
+use crate::parse;
 
 /// Most kernel files the probe reads fit in one page.
 const FIRST_READ: usize = 4096;
@@ -31,6 +35,58 @@ pub fn read_text(path: &Path) -> io::Result<String> {
         }
     }
     String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// Problems met while reading one container: `(key, message)`, the key naming the file.
+pub type Warnings = Vec<(String, String)>;
+
+/// Reads `path`, or records why not.
+pub fn read(path: &Path, warnings: &mut Warnings) -> Option<String> {
+    match read_text(path) {
+        Ok(text) => Some(text),
+        Err(source) => {
+            let message = Error::Read {
+                path: path.to_path_buf(),
+                source,
+            }
+            .to_string();
+            warnings.push((path.display().to_string(), message));
+            None
+        }
+    }
+}
+
+/// Records that `path` does not hold what the kernel writes there.
+pub fn unexpected(path: &Path, warnings: &mut Warnings) {
+    let message = Error::Parse {
+        path: path.to_path_buf(),
+    }
+    .to_string();
+    warnings.push((path.display().to_string(), message));
+}
+
+/// Reads one number from `dir/name`.
+pub fn number(dir: &Path, name: &str, warnings: &mut Warnings) -> Option<u64> {
+    let path = dir.join(name);
+    let v = parse::single_u64(&read(&path, warnings)?);
+    if v.is_none() {
+        unexpected(&path, warnings);
+    }
+    v
+}
+
+/// Reads `keys` from the flat-keyed file `dir/name`.
+pub fn keyed<const N: usize>(
+    dir: &Path,
+    name: &str,
+    keys: [&str; N],
+    warnings: &mut Warnings,
+) -> [Option<u64>; N] {
+    let path = dir.join(name);
+    match read(&path, warnings) {
+        Some(text) => parse::flat_keyed(&text, keys),
+        None => [None; N],
+    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::membership::{parse_membership, Membership};
 use crate::mounts::{parse_mountinfo, CgroupMounts};
 use crate::parse;
 
@@ -68,6 +69,12 @@ impl Host {
     /// `<root>/proc`.
     pub fn proc_root(&self) -> PathBuf {
         self.root.join("proc")
+    }
+
+    /// The container membership of process `pid`, if it is in a container.
+    pub fn membership(&self, pid: u32) -> Option<Membership> {
+        let text = crate::file::read_text(&self.proc_file(pid, "cgroup")).ok()?;
+        parse_membership(&text)
     }
 
     /// `<root>/proc/<pid>/<name>`.

@@ -3,11 +3,13 @@
 //! v2 files and from `/proc/<pid>` of the containers' processes, for the containers the
 //! snoopers select. One module per concept: where the hierarchies are ([`mounts`]), which
 //! container a process is in ([`membership`]), which containers to report ([`scope`]), the
-//! pure text parsers ([`parse`]), one container's values ([`sample`]) and the cycle
-//! ([`collector`]).
+//! pure text parsers ([`parse`]) and file reading ([`file`]), a container's cgroup files
+//! ([`cgroupfs`]) and processes ([`procfs`]), one container's values and records ([`sample`]),
+//! and the cycle ([`collector`]). [`fixture`] writes a host tree for the tests and the benchmark.
 
 #![warn(missing_docs)]
 
+pub mod cgroupfs;
 pub mod collector;
 pub mod error;
 pub mod file;
@@ -16,6 +18,7 @@ pub mod host;
 pub mod membership;
 pub mod mounts;
 pub mod parse;
+pub mod procfs;
 pub mod sample;
 pub mod scope;
 
