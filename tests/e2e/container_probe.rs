@@ -304,3 +304,52 @@ fn a_container_id_snooper_selects_exactly_that_container() {
     assert_eq!(ids.into_iter().collect::<Vec<_>>(), [&watched.id[..12]]);
     assert!(other.running());
 }
+
+/// The `container_id` labels of every `gala_gopher_container_*` sample.
+fn reported(s: &Samples) -> std::collections::BTreeSet<String> {
+    s.0.iter()
+        .filter(|x| x.name.starts_with("gala_gopher_container_"))
+        .filter_map(|x| x.labels.get("container_id").cloned())
+        .collect()
+}
+
+#[test]
+fn a_proc_id_snooper_reports_its_container_and_a_blacklist_all_but_the_listed() {
+    require!(runc_available());
+    let (_sb, d) = daemon(&[]);
+    let uid = pod_uid();
+    let [a, b, c] = [(); 3].map(|_| RuncContainer::start(&RuncSpec::new(&uid, &["sleep", "600"])));
+    // As in the original: the container of a snooped process, and no other.
+    let (status, text) = d.put(
+        "container",
+        &format!(
+            r#"{{"snoopers":{{"proc_id":[{}]}},"params":{{"report_period":{PERIOD_S}}},"state":"running"}}"#,
+            b.pid
+        ),
+    );
+    assert_eq!(status, 200, "{text}");
+    let s = d.wait_for(Duration::from_secs(30), "container b", |s| {
+        value(s, "memory_usage_bytes", &b.id).is_some()
+    });
+    let seen = reported(&s);
+    assert!(
+        !seen.contains(&a.id[..12]) && !seen.contains(&c.id[..12]),
+        "{seen:?}"
+    );
+    // Every container but c: a appears (other tests' containers may come and go meanwhile).
+    let (status, text) = d.put(
+        "container",
+        &format!(r#"{{"blacklist":{{"container_id":["{}"]}}}}"#, &c.id[..12]),
+    );
+    assert_eq!(status, 200, "{text}");
+    let t0 = Instant::now();
+    let s = d.wait_for(Duration::from_secs(30), "a, in blacklist mode", |s| {
+        value(s, "memory_usage_bytes", &a.id).is_some()
+    });
+    assert!(!reported(&s).contains(&c.id[..12]), "{:?}", reported(&s));
+    // A second report still leaves c out.
+    let s = d.wait_for(Duration::from_secs(30), "a later report", |_| {
+        t0.elapsed() > Duration::from_secs(PERIOD_S + 1)
+    });
+    assert!(!reported(&s).contains(&c.id[..12]), "{:?}", reported(&s));
+}
