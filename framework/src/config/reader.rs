@@ -196,7 +196,8 @@ fn read_container_runtimes(
     section.str("crio", &mut runtimes.crio, check::socket_path)?;
     section.str("isulad", &mut runtimes.isulad, check::socket_path)?;
     section.int("timeout_ms", &mut runtimes.timeout, |v| {
-        check::int_in(v, 100, Some(10_000)).map(|ms| std::time::Duration::from_millis(ms.unsigned_abs()))
+        check::int_in(v, 100, Some(10_000))
+            .map(|ms| std::time::Duration::from_millis(ms.unsigned_abs()))
     })?;
     section.bool("cli", &mut runtimes.cli)
 }

@@ -104,9 +104,15 @@ pub fn lookup(cli: &RuntimeCli, id: &str, timeout: Duration) -> Result<Option<Co
             Ok(Some(meta))
         }
         RuntimeKind::Crictl => {
-            let c = run(cli, &["inspect", "-o", "json", id], timeout, parse_crictl_inspect)?;
+            let c = run(
+                cli,
+                &["inspect", "-o", "json", id],
+                timeout,
+                parse_crictl_inspect,
+            )?;
             let s = &c.status;
-            let mut meta = ContainerMeta::from_labels(&s.metadata.name, &s.image.image, s.labels.clone());
+            let mut meta =
+                ContainerMeta::from_labels(&s.metadata.name, &s.image.image, s.labels.clone());
             let sandbox = c.info.sandbox_id.as_str();
             if is_id_like(sandbox) {
                 let args = ["inspectp", "-o", "json", sandbox];
@@ -138,7 +144,10 @@ mod tests {
         assert_eq!(c.status.image.image, "docker.io/library/busybox:1.36");
         assert_eq!(c.status.labels["io.kubernetes.pod.name"], "web-1");
         assert_eq!(c.info.sandbox_id, "5b1fe0");
-        let pod = parse_crictl_inspect(br#"{"status":{"metadata":{"name":"web-1","uid":"u"},"labels":{"app":"web"}}}"#).unwrap();
+        let pod = parse_crictl_inspect(
+            br#"{"status":{"metadata":{"name":"web-1","uid":"u"},"labels":{"app":"web"}}}"#,
+        )
+        .unwrap();
         assert_eq!(pod.status.labels["app"], "web");
         assert_eq!(pod.info, CrictlInfo::default());
         assert!(parse_crictl_inspect(b"FATA[0000] no such container").is_err());
@@ -152,6 +161,8 @@ mod tests {
         };
         let id = "ab".repeat(32);
         assert!(lookup(&cli, &id, Duration::from_secs(5)).is_err());
-        assert!(lookup(&cli, "x;y", Duration::from_secs(5)).unwrap().is_none());
+        assert!(lookup(&cli, "x;y", Duration::from_secs(5))
+            .unwrap()
+            .is_none());
     }
 }

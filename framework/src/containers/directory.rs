@@ -255,7 +255,11 @@ impl RuntimeDirectory {
     pub fn find_cached(&self, full_id: &str) -> Option<Found> {
         let now = Instant::now();
         if let Some((at, found)) = self.cache.lock().get(full_id) {
-            let ttl = if found.is_some() { FOUND_TTL } else { NOT_FOUND_TTL };
+            let ttl = if found.is_some() {
+                FOUND_TTL
+            } else {
+                NOT_FOUND_TTL
+            };
             if now.duration_since(*at) < ttl {
                 return found.clone();
             }
@@ -264,7 +268,11 @@ impl RuntimeDirectory {
         let mut cache = self.cache.lock();
         if cache.len() >= CACHE_MAX {
             cache.retain(|_, (at, f)| {
-                let ttl = if f.is_some() { FOUND_TTL } else { NOT_FOUND_TTL };
+                let ttl = if f.is_some() {
+                    FOUND_TTL
+                } else {
+                    NOT_FOUND_TTL
+                };
                 now.duration_since(*at) < ttl
             });
             if cache.len() >= CACHE_MAX {
@@ -343,11 +351,16 @@ mod tests {
             crio: Vec::new(),
             isulad: Vec::new(),
         };
-        let directory = RuntimeDirectory::new(sockets, DEFAULT_LOOKUP_TIMEOUT).with_clis(Vec::new());
+        let directory =
+            RuntimeDirectory::new(sockets, DEFAULT_LOOKUP_TIMEOUT).with_clis(Vec::new());
         let t = Instant::now();
         assert_eq!(directory.lookup(ID), None);
         assert_eq!(directory.lookup("not-an-id"), None);
-        assert!(t.elapsed() < Duration::from_millis(200), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_millis(200),
+            "{:?}",
+            t.elapsed()
+        );
     }
 
     #[test]
@@ -361,7 +374,8 @@ mod tests {
             docker: vec![path.clone()],
             ..RuntimeSockets::none()
         };
-        let directory = RuntimeDirectory::new(sockets, DEFAULT_LOOKUP_TIMEOUT).with_clis(Vec::new());
+        let directory =
+            RuntimeDirectory::new(sockets, DEFAULT_LOOKUP_TIMEOUT).with_clis(Vec::new());
         assert_eq!(directory.find(ID), None);
         assert!(directory.skipped(RuntimeName::Docker, &path));
     }
@@ -381,7 +395,10 @@ mod tests {
         let t = Instant::now();
         assert_eq!(directory.find(ID), None);
         let first = t.elapsed();
-        assert!(first >= timeout && first < Duration::from_secs(2), "{first:?}");
+        assert!(
+            first >= timeout && first < Duration::from_secs(2),
+            "{first:?}"
+        );
         let t = Instant::now();
         assert_eq!(directory.find(ID), None);
         assert!(t.elapsed() < Duration::from_millis(100));

@@ -71,7 +71,11 @@ impl DockerContainer {
 }
 
 /// Reads container `id` from the Docker Engine on `socket`; `None` if unknown.
-pub async fn inspect(socket: &Path, id: &str, timeout: Duration) -> Result<Option<DockerContainer>> {
+pub async fn inspect(
+    socket: &Path,
+    id: &str,
+    timeout: Duration,
+) -> Result<Option<DockerContainer>> {
     let path = format!("/containers/{id}/json");
     let Some(body) = http1_get(socket, &path, timeout).await? else {
         return Ok(None);
@@ -136,9 +140,10 @@ mod tests {
 
     #[test]
     fn cli_arrays_null_labels_and_plain_containers() {
-        let c = parse_docker_inspect(br#"[{"Name":"/web","Config":{"Image":"nginx","Labels":null}}]"#)
-            .unwrap()
-            .unwrap();
+        let c =
+            parse_docker_inspect(br#"[{"Name":"/web","Config":{"Image":"nginx","Labels":null}}]"#)
+                .unwrap()
+                .unwrap();
         let m = c.meta();
         assert_eq!(m.name.as_deref(), Some("web"));
         assert_eq!(m.image.as_deref(), Some("nginx"));

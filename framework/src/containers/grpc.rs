@@ -36,7 +36,9 @@ pub fn decode_frame(body: &[u8]) -> Result<&[u8], DecodeError> {
         return Err(DecodeError::Framing("body shorter than the 5-byte prefix"));
     };
     if prefix[0] != 0 {
-        return Err(DecodeError::Framing("compressed message (none was accepted)"));
+        return Err(DecodeError::Framing(
+            "compressed message (none was accepted)",
+        ));
     }
     let len = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize;
     match rest.len().cmp(&len) {
@@ -49,14 +51,17 @@ pub fn decode_frame(body: &[u8]) -> Result<&[u8], DecodeError> {
 /// The `grpc-status` and `grpc-message` of a response: from the trailers, or from the headers
 /// of a trailers-only response. `None` when neither has a (numeric) status.
 pub fn status_of(headers: &HeaderMap, trailers: Option<&HeaderMap>) -> Option<(u32, String)> {
-    [trailers, Some(headers)].into_iter().flatten().find_map(|h| {
-        let code = h.get("grpc-status")?.to_str().ok()?.trim().parse().ok()?;
-        let message = h
-            .get("grpc-message")
-            .map(|m| String::from_utf8_lossy(m.as_bytes()).into_owned())
-            .unwrap_or_default();
-        Some((code, message))
-    })
+    [trailers, Some(headers)]
+        .into_iter()
+        .flatten()
+        .find_map(|h| {
+            let code = h.get("grpc-status")?.to_str().ok()?.trim().parse().ok()?;
+            let message = h
+                .get("grpc-message")
+                .map(|m| String::from_utf8_lossy(m.as_bytes()).into_owned())
+                .unwrap_or_default();
+            Some((code, message))
+        })
 }
 
 /// Calls the unary method `path` (`/package.Service/Method`) on `socket` with the encoded
@@ -145,7 +150,10 @@ mod tests {
 
     #[test]
     fn a_frame_is_flag_length_message() {
-        assert_eq!(&encode_frame(b"\x0a\x02ab")[..], b"\x00\x00\x00\x00\x04\x0a\x02ab");
+        assert_eq!(
+            &encode_frame(b"\x0a\x02ab")[..],
+            b"\x00\x00\x00\x00\x04\x0a\x02ab"
+        );
         assert_eq!(&encode_frame(b"")[..], b"\x00\x00\x00\x00\x00");
     }
 
@@ -178,7 +186,10 @@ mod tests {
             Some((5, "container \"x\" not found".into()))
         );
         trailers.insert("grpc-status", "0".parse().unwrap());
-        assert_eq!(status_of(&headers, Some(&trailers)), Some((0, String::new())));
+        assert_eq!(
+            status_of(&headers, Some(&trailers)),
+            Some((0, String::new()))
+        );
         trailers.insert("grpc-status", "x".parse().unwrap());
         assert_eq!(status_of(&headers, Some(&trailers)).map(|s| s.0), Some(5));
     }

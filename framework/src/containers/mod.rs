@@ -21,9 +21,7 @@ use std::collections::BTreeMap;
 pub use cli::parse_crictl_inspect;
 pub use containerd::{parse_get_container_response, ContainerdContainer};
 pub use crio::parse_crio_inspect;
-pub use directory::{
-    RuntimeDirectory, RuntimeName, RuntimeSockets, DEFAULT_LOOKUP_TIMEOUT,
-};
+pub use directory::{RuntimeDirectory, RuntimeName, RuntimeSockets, DEFAULT_LOOKUP_TIMEOUT};
 pub use docker::{parse_docker_inspect, DockerContainer};
 pub use error::{DecodeError, LookupError, Result};
 pub use isulad::parse_inspect_container_response;
@@ -74,7 +72,8 @@ impl ContainerMeta {
         };
         let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
         ContainerMeta {
-            name: label(LABEL_CONTAINER_NAME).or_else(|| non_empty(runtime_name.trim_start_matches('/'))),
+            name: label(LABEL_CONTAINER_NAME)
+                .or_else(|| non_empty(runtime_name.trim_start_matches('/'))),
             image: non_empty(image),
             pod_name: label(LABEL_POD_NAME),
             pod_namespace: label(LABEL_POD_NAMESPACE),
@@ -132,7 +131,10 @@ mod tests {
         assert_eq!(m.image.as_deref(), Some("busybox:1"));
         assert_eq!(m.pod_name.as_deref(), Some("web-1"));
         assert_eq!(m.pod_namespace.as_deref(), Some("prod"));
-        assert_eq!(m.pod_uid.as_deref(), Some("3f1e6a4c-9b2d-4e8f-a1b2-0123456789ab"));
+        assert_eq!(
+            m.pod_uid.as_deref(),
+            Some("3f1e6a4c-9b2d-4e8f-a1b2-0123456789ab")
+        );
         assert_eq!(m.labels, l);
     }
 
@@ -142,7 +144,10 @@ mod tests {
         assert_eq!(m.name.as_deref(), Some("web"));
         assert_eq!(m.image, None);
         assert_eq!(m.pod_uid, None);
-        assert_eq!(ContainerMeta::from_labels("", "", BTreeMap::new()), ContainerMeta::default());
+        assert_eq!(
+            ContainerMeta::from_labels("", "", BTreeMap::new()),
+            ContainerMeta::default()
+        );
     }
 
     #[test]

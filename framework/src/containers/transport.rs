@@ -133,7 +133,9 @@ pub async fn http1_get(socket: &Path, path: &str, timeout: Duration) -> Result<O
         let response = sender.send_request(request).await.map_err(http_err)?;
         let status = response.status().as_u16();
         let result = match status {
-            200 => Ok(Some(read_body(socket, path, response.into_body()).await?.data)),
+            200 => Ok(Some(
+                read_body(socket, path, response.into_body()).await?.data,
+            )),
             404 => Ok(None),
             _ => Err(LookupError::Status {
                 socket: socket.to_path_buf(),

@@ -37,6 +37,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{CgroupMode, Config, ServerConfig};
+use crate::containers::RuntimeDirectory;
 use crate::ctl::CtlApi;
 use crate::egress::event::EventLogWriter;
 use crate::egress::kafka::KafkaProducer;
@@ -215,6 +216,9 @@ impl Daemon {
                 }),
                 roots: ScanRoots::under_host_root(&host_root),
                 legacy_ipc,
+                containers: Some(Arc::new(RuntimeDirectory::from_config(
+                    &config.container_runtimes,
+                ))),
             },
         );
         if config.global.rest_api_on {

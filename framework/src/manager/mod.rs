@@ -22,6 +22,7 @@ use link::ConfigLink;
 use snoop::Scan;
 
 use crate::api::{self, ApiError, DesiredState, ProbeSettings, ProbeView, PutContext, RuntimeView};
+use crate::containers::ContainerLookup;
 use crate::legacy_ipc::LegacyIpc;
 use crate::probes::catalogue::{Catalogue, ProbeKind};
 use crate::snooper::{Resolver, ScanRoots};
@@ -35,6 +36,9 @@ pub struct ManagerContext {
     pub roots: ScanRoots,
     /// The legacy System V queue, when a custom probe uses it.
     pub legacy_ipc: Option<Arc<LegacyIpc>>,
+    /// Names containers for `container_name` snoopers (the runtimes' API sockets); `None`:
+    /// a listing of the installed runtime CLIs.
+    pub containers: Option<Arc<dyn ContainerLookup>>,
 }
 
 /// One probe known to the manager (created by its first PUT).
@@ -303,8 +307,14 @@ impl ProbeManager {
             return;
         };
         let resolver = std::mem::take(&mut entry.resolver);
-        let (resolver, objects_changed) =
-            snoop::refresh(scan, &entry.kind, &settings, resolver).await;
+        let (resolver, objects_changed) = snoop::refresh(
+            scan,
+            &entry.kind,
+            &settings,
+            resolver,
+            self.ctx.containers.clone(),
+        )
+        .await;
         entry.resolver = resolver;
         if !(just_started || snoopers_changed || params_changed || objects_changed) {
             return;
