@@ -9,6 +9,7 @@ pub mod containers;
 pub mod ebpf;
 pub mod gate;
 pub mod require;
+pub mod runtimes;
 pub mod sdk;
 pub mod tansu;
 pub mod tcp_peer;

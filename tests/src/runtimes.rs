@@ -1,0 +1,326 @@
+//! Real container runtime daemons for the tests, each in a temporary directory of its own so it
+//! never clashes with a runtime of the host: containerd (driven with `ctr`) and Docker Engine
+//! (`dockerd`, driven with the `docker` CLI). Dropping one removes its containers and stops it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::containers::{busybox_rootfs, runc_available};
+use crate::KillOnDrop;
+
+/// `Ok` when `program` runs with `args` (a version query), else why not.
+fn tool(program: &str, args: &[&str], package: &str) -> Result<(), String> {
+    match Command::new(program).args(args).output() {
+        Ok(o) if o.status.success() => Ok(()),
+        _ => Err(format!(
+            "{program} not installed (Debian package {package})"
+        )),
+    }
+}
+
+/// `Ok` when containerd, ctr, runc and a static busybox are installed, else why not.
+pub fn containerd_available() -> Result<(), String> {
+    runc_available()?;
+    tool("containerd", &["--version"], "containerd")?;
+    tool("ctr", &["--version"], "containerd")
+}
+
+/// `Ok` when dockerd and the docker CLI are installed, else why not.
+pub fn dockerd_available() -> Result<(), String> {
+    runc_available()?;
+    tool("dockerd", &["--version"], "docker.io")?;
+    tool("docker", &["--version"], "docker.io")
+}
+
+/// The pids whose `/proc/<pid>/cgroup` names container `id` (its processes), ascending.
+pub fn pids_in_container(id: &str) -> Vec<u32> {
+    let mut pids: Vec<u32> = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|pid: &u32| {
+            std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|c| c.contains(id))
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ready() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} not ready within {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn check(what: &str, out: std::io::Result<Output>) -> String {
+    let out = out.unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// SIGTERM, then SIGKILL after `grace`.
+fn stop(child: &mut KillOnDrop, grace: Duration) {
+    if let Ok(pid) = i32::try_from(child.0.id()) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if matches!(child.0.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A containerd of its own: root, state and sockets in a temporary directory, the CRI plugin
+/// off (it would want a CNI setup), no debug or metrics listener.
+pub struct Containerd {
+    /// Its gRPC socket.
+    pub socket: PathBuf,
+    /// The busybox root filesystem containers run from.
+    pub rootfs: PathBuf,
+    started: Mutex<Vec<(String, String)>>,
+    child: KillOnDrop,
+    dir: tempfile::TempDir,
+}
+
+impl Containerd {
+    /// Starts it and waits until it serves its socket.
+    pub fn start() -> Self {
+        // No leading '.' in the path: the daemon's configuration refuses "/.".
+        let dir = tempfile::Builder::new()
+            .prefix("gala-ctd-")
+            .tempdir()
+            .expect("tempdir");
+        let d = dir.path();
+        let socket = d.join("c.sock");
+        let config = format!(
+            r#"version = 2
+root = "{root}"
+state = "{state}"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "{sock}"
+[ttrpc]
+  address = "{sock}.ttrpc"
+[debug]
+  address = ""
+[metrics]
+  address = ""
+"#,
+            root = d.join("root").display(),
+            state = d.join("state").display(),
+            sock = socket.display(),
+        );
+        std::fs::write(d.join("config.toml"), config).expect("containerd config");
+        let log = std::fs::File::create(d.join("containerd.log")).expect("log");
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(d.join("config.toml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn containerd");
+        let rootfs = busybox_rootfs(&d.join("rootfs"));
+        let c = Containerd {
+            socket,
+            rootfs,
+            started: Mutex::new(Vec::new()),
+            child: KillOnDrop(child),
+            dir,
+        };
+        wait_for("containerd", Duration::from_secs(20), || {
+            c.ctr("default", &["version"]).status.success()
+        });
+        c
+    }
+
+    /// The directory it lives in.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs `ctr` against it in `namespace`.
+    pub fn ctr(&self, namespace: &str, args: &[&str]) -> Output {
+        Command::new("ctr")
+            .arg("--address")
+            .arg(&self.socket)
+            .args(["-n", namespace])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("ctr")
+    }
+
+    /// Runs container `id` detached in `namespace` from the busybox rootfs, with `labels`, in
+    /// cgroup `cgroup`, running `args`; returns its first process's pid.
+    pub fn run(
+        &self,
+        namespace: &str,
+        id: &str,
+        labels: &[(&str, &str)],
+        cgroup: &str,
+        args: &[&str],
+    ) -> u32 {
+        let mut argv: Vec<String> = vec!["run".into(), "-d".into()];
+        for (k, v) in labels {
+            argv.push("--label".into());
+            argv.push(format!("{k}={v}"));
+        }
+        argv.extend(["--cgroup".into(), cgroup.into(), "--rootfs".into()]);
+        argv.push(self.rootfs.display().to_string());
+        argv.push(id.into());
+        argv.extend(args.iter().map(|s| s.to_string()));
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        check("ctr run", Ok(self.ctr(namespace, &argv)));
+        self.started
+            .lock()
+            .unwrap()
+            .push((namespace.into(), id.into()));
+        let tasks = check("ctr task ls", Ok(self.ctr(namespace, &["task", "ls"])));
+        tasks
+            .lines()
+            .find(|l| l.starts_with(id))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or_else(|| panic!("no task {id} in {tasks}"))
+    }
+
+    /// Starts `args` inside container `id` (`ctr task exec -d`) as exec `exec_id`.
+    pub fn exec(&self, namespace: &str, id: &str, exec_id: &str, args: &[&str]) {
+        let mut argv = vec!["task", "exec", "-d", "--exec-id", exec_id, id];
+        argv.extend_from_slice(args);
+        check("ctr task exec", Ok(self.ctr(namespace, &argv)));
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        for (ns, id) in self.started.lock().unwrap().drain(..) {
+            let _ = self.ctr(&ns, &["task", "kill", "-s", "KILL", &id]);
+            for _ in 0..50 {
+                if self.ctr(&ns, &["task", "delete", &id]).status.success() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = self.ctr(&ns, &["container", "delete", &id]);
+        }
+        stop(&mut self.child, Duration::from_secs(10));
+    }
+}
+
+/// A Docker Engine of its own: data, exec root and socket in a temporary directory; no
+/// iptables, no bridge (containers run with `--network none`).
+pub struct Dockerd {
+    /// Its API socket.
+    pub socket: PathBuf,
+    started: Mutex<Vec<String>>,
+    child: KillOnDrop,
+    dir: tempfile::TempDir,
+}
+
+impl Dockerd {
+    /// Starts it, waits until it answers, and imports the busybox rootfs as `busybox:local`.
+    pub fn start() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("gala-dockerd-")
+            .tempdir()
+            .expect("tempdir");
+        let d = dir.path();
+        let socket = d.join("d.sock");
+        let log = std::fs::File::create(d.join("dockerd.log")).expect("log");
+        let child = Command::new("dockerd")
+            .args(["--iptables=false", "--bridge=none"])
+            .arg("--host")
+            .arg(format!("unix://{}", socket.display()))
+            .arg("--data-root")
+            .arg(d.join("data"))
+            .arg("--exec-root")
+            .arg(d.join("exec"))
+            .arg("--pidfile")
+            .arg(d.join("d.pid"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn dockerd");
+        let docker = Dockerd {
+            socket,
+            started: Mutex::new(Vec::new()),
+            child: KillOnDrop(child),
+            dir,
+        };
+        wait_for("dockerd", Duration::from_secs(60), || {
+            docker.docker(&["version"]).status.success()
+        });
+        let rootfs = busybox_rootfs(&docker.dir.path().join("rootfs"));
+        let tar = Command::new("tar")
+            .arg("-C")
+            .arg(&rootfs)
+            .args(["-c", "."])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("tar");
+        let import = Command::new("docker")
+            .arg("-H")
+            .arg(format!("unix://{}", docker.socket.display()))
+            .args(["import", "-", "busybox:local"])
+            .stdin(tar.stdout.expect("tar stdout"))
+            .output();
+        check("docker import", import);
+        docker
+    }
+
+    /// Runs the docker CLI against it.
+    pub fn docker(&self, args: &[&str]) -> Output {
+        Command::new("docker")
+            .arg("-H")
+            .arg(format!("unix://{}", self.socket.display()))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("docker")
+    }
+
+    /// `docker run -d --network none` of `busybox:local` named `name` with `labels`, running
+    /// `args`; its full id.
+    pub fn run(&self, name: &str, labels: &[(&str, &str)], args: &[&str]) -> String {
+        let mut argv: Vec<String> = ["run", "-d", "--network", "none", "--name", name]
+            .map(String::from)
+            .to_vec();
+        for (k, v) in labels {
+            argv.push("--label".into());
+            argv.push(format!("{k}={v}"));
+        }
+        argv.push("busybox:local".into());
+        argv.extend(args.iter().map(|s| s.to_string()));
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let id = check("docker run", Ok(self.docker(&argv)));
+        self.started.lock().unwrap().push(id.clone());
+        id
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        for id in self.started.lock().unwrap().drain(..) {
+            let _ = self.docker(&["rm", "-f", &id]);
+        }
+        stop(&mut self.child, Duration::from_secs(20));
+    }
+}
