@@ -269,7 +269,7 @@ impl Dockerd {
             docker.docker(&["version"]).status.success()
         });
         let rootfs = busybox_rootfs(&docker.dir.path().join("rootfs"));
-        let tar = Command::new("tar")
+        let mut tar = Command::new("tar")
             .arg("-C")
             .arg(&rootfs)
             .args(["-c", "."])
@@ -280,9 +280,11 @@ impl Dockerd {
             .arg("-H")
             .arg(format!("unix://{}", docker.socket.display()))
             .args(["import", "-", "busybox:local"])
-            .stdin(tar.stdout.expect("tar stdout"))
+            .stdin(tar.stdout.take().expect("tar stdout"))
             .output();
+        let tarred = tar.wait().expect("tar");
         check("docker import", import);
+        assert!(tarred.success(), "tar of the busybox rootfs failed");
         docker
     }
 

@@ -7,7 +7,6 @@
 //! runtime costs a caller one timeout per 30 s, not one per lookup.
 
 use std::collections::HashMap;
-use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -65,25 +64,27 @@ impl fmt::Display for RuntimeName {
 pub struct RuntimeSockets {
     /// containerd. Default `/run/containerd/containerd.sock`, `/var/run/containerd/containerd.sock`.
     pub containerd: Vec<PathBuf>,
-    /// Docker Engine. Default `/var/run/docker.sock`.
+    /// Docker Engine. Default `/var/run/docker.sock`, `/run/docker.sock`.
     pub docker: Vec<PathBuf>,
-    /// CRI-O. Default `/var/run/crio/crio.sock`.
+    /// CRI-O. Default `/var/run/crio/crio.sock`, `/run/crio/crio.sock`.
     pub crio: Vec<PathBuf>,
-    /// iSulad. Default `/var/run/isulad.sock`.
+    /// iSulad. Default `/var/run/isulad.sock`, `/run/isulad.sock`.
     pub isulad: Vec<PathBuf>,
 }
 
 impl Default for RuntimeSockets {
     fn default() -> Self {
+        // Both spellings: `/var/run` is a symlink to `/run` on the host, but an absolute
+        // symlink does not lead back into a host tree mounted elsewhere (`/host/var/run`).
         let paths = |p: &[&str]| p.iter().map(PathBuf::from).collect();
         RuntimeSockets {
             containerd: paths(&[
                 "/run/containerd/containerd.sock",
                 "/var/run/containerd/containerd.sock",
             ]),
-            docker: paths(&["/var/run/docker.sock"]),
-            crio: paths(&["/var/run/crio/crio.sock"]),
-            isulad: paths(&["/var/run/isulad.sock"]),
+            docker: paths(&["/var/run/docker.sock", "/run/docker.sock"]),
+            crio: paths(&["/var/run/crio/crio.sock", "/run/crio/crio.sock"]),
+            isulad: paths(&["/var/run/isulad.sock", "/run/isulad.sock"]),
         }
     }
 }
@@ -150,7 +151,7 @@ impl RuntimeDirectory {
     /// A directory over `sockets`, each call limited to `timeout`, with the runtime CLIs found
     /// in `PATH` as the fallback.
     pub fn new(sockets: RuntimeSockets, timeout: Duration) -> Self {
-        let path = std::env::var_os("PATH").unwrap_or_else(OsString::new);
+        let path = std::env::var_os("PATH").unwrap_or_default();
         RuntimeDirectory {
             sockets,
             timeout,
@@ -166,9 +167,26 @@ impl RuntimeDirectory {
         self
     }
 
-    /// The directory the daemon configuration describes (`container_runtimes`).
-    pub fn from_config(config: &crate::config::ContainerRuntimesConfig) -> Self {
+    /// The directory the daemon configuration describes (`container_runtimes`). A runtime
+    /// without a configured socket is looked for at its default paths, then at the same paths
+    /// under `host_root` (the host's `/` seen from a container, `$GOPHER_HOST_PATH`) unless that
+    /// is `/`.
+    pub fn from_config(config: &crate::config::ContainerRuntimesConfig, host_root: &Path) -> Self {
         let mut sockets = RuntimeSockets::default();
+        if host_root != Path::new("/") {
+            for list in [
+                &mut sockets.containerd,
+                &mut sockets.docker,
+                &mut sockets.crio,
+                &mut sockets.isulad,
+            ] {
+                let under_host: Vec<PathBuf> = list
+                    .iter()
+                    .map(|p| host_root.join(p.strip_prefix("/").unwrap_or(p)))
+                    .collect();
+                list.extend(under_host);
+            }
+        }
         for (slot, configured) in [
             (&mut sockets.containerd, &config.containerd),
             (&mut sockets.docker, &config.docker),
@@ -402,6 +420,35 @@ mod tests {
         let t = Instant::now();
         assert_eq!(directory.find(ID), None);
         assert!(t.elapsed() < Duration::from_millis(100));
+    }
+
+    #[test]
+    fn configured_sockets_replace_the_defaults_and_the_host_root_adds_its_own() {
+        use crate::config::ContainerRuntimesConfig;
+        let config = ContainerRuntimesConfig {
+            containerd: Some(PathBuf::from("/tmp/c.sock")),
+            docker: Some(PathBuf::new()),
+            cli: false,
+            ..ContainerRuntimesConfig::default()
+        };
+        let d = RuntimeDirectory::from_config(&config, Path::new("/host"));
+        assert_eq!(d.sockets.containerd, [PathBuf::from("/tmp/c.sock")]);
+        assert!(d.sockets.docker.is_empty());
+        assert_eq!(
+            d.sockets.crio,
+            [
+                "/var/run/crio/crio.sock",
+                "/run/crio/crio.sock",
+                "/host/var/run/crio/crio.sock",
+                "/host/run/crio/crio.sock"
+            ]
+            .map(PathBuf::from)
+        );
+        assert!(d.clis.is_empty());
+        assert_eq!(d.timeout, DEFAULT_LOOKUP_TIMEOUT);
+        let plain =
+            RuntimeDirectory::from_config(&ContainerRuntimesConfig::default(), Path::new("/"));
+        assert_eq!(plain.sockets, RuntimeSockets::default());
     }
 
     #[test]

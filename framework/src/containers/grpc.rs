@@ -98,7 +98,7 @@ pub async fn unary(
                 path: path.to_owned(),
             })?;
         let response = sender.send_request(request).await.map_err(http_err)?;
-        let result = (|| async {
+        let result = async {
             let http_status = response.status().as_u16();
             if http_status != 200 {
                 return Err(LookupError::Status {
@@ -135,7 +135,7 @@ pub async fn unary(
                     path: path.to_owned(),
                     reason,
                 })
-        })()
+        }
         .await;
         conn.abort();
         result

@@ -218,6 +218,7 @@ impl Daemon {
                 legacy_ipc,
                 containers: Some(Arc::new(RuntimeDirectory::from_config(
                     &config.container_runtimes,
+                    &host_root,
                 ))),
             },
         );
