@@ -888,9 +888,21 @@ fn container_runtimes_section_sets_every_key() {
     );
     assert_eq!(Config::default().container_runtimes.containerd, None);
     for (src, key, why) in [
-        ("containerd = \"run/c.sock\";", "container_runtimes.containerd", "absolute"),
-        ("docker = \"/a/../b\";", "container_runtimes.docker", "unsafe"),
-        ("timeout_ms = 50;", "container_runtimes.timeout_ms", "out of range"),
+        (
+            "containerd = \"run/c.sock\";",
+            "container_runtimes.containerd",
+            "absolute",
+        ),
+        (
+            "docker = \"/a/../b\";",
+            "container_runtimes.docker",
+            "unsafe",
+        ),
+        (
+            "timeout_ms = 50;",
+            "container_runtimes.timeout_ms",
+            "out of range",
+        ),
         ("cli = \"yes\";", "container_runtimes.cli", "expected bool"),
     ] {
         let err = parse(&format!("container_runtimes = {{\n {src} }};"))

@@ -18,9 +18,9 @@ mod transport;
 
 use std::collections::BTreeMap;
 
-pub use cli::parse_crictl_inspect;
+pub use cli::{parse_crictl_inspect, CrictlInspect};
 pub use containerd::{parse_get_container_response, ContainerdContainer};
-pub use crio::parse_crio_inspect;
+pub use crio::{parse_crio_inspect, CrioContainer};
 pub use directory::{RuntimeDirectory, RuntimeName, RuntimeSockets, DEFAULT_LOOKUP_TIMEOUT};
 pub use docker::{parse_docker_inspect, DockerContainer};
 pub use error::{DecodeError, LookupError, Result};
