@@ -128,6 +128,21 @@ struct Health {
     log: RateLimiter,
 }
 
+impl Health {
+    /// The record of `runtime` at `socket` in `all`, created healthy.
+    fn of<'a>(
+        all: &'a mut HashMap<(RuntimeName, PathBuf), Health>,
+        runtime: RuntimeName,
+        socket: &Path,
+    ) -> &'a mut Health {
+        all.entry((runtime, socket.to_path_buf()))
+            .or_insert_with(|| Health {
+                skip_until: None,
+                log: RateLimiter::new(LOG_WINDOW, 1),
+            })
+    }
+}
+
 /// Container metadata from whichever runtime runs the container; see the module comment.
 pub struct RuntimeDirectory {
     sockets: RuntimeSockets,
@@ -226,15 +241,17 @@ impl RuntimeDirectory {
                     RuntimeName::Containerd => containerd::lookup(socket, &id, timeout).await,
                     RuntimeName::Docker => docker::lookup(socket, &id, timeout).await,
                     RuntimeName::Crio => crio::lookup(socket, &id, timeout).await,
-                    RuntimeName::Isulad | RuntimeName::Cli => {
-                        isulad::lookup(socket, &id, timeout).await
-                    }
+                    RuntimeName::Isulad => isulad::lookup(socket, &id, timeout).await,
+                    // Sockets are never listed under the CLIs.
+                    RuntimeName::Cli => Ok(None),
                 }
             });
             match asked {
                 Ok(Ok(Some(meta))) => return Some(Found { runtime, meta }),
                 Ok(Ok(None)) => {}
-                Ok(Err(e)) => self.failed(runtime, socket, &e),
+                Ok(Err(e)) => {
+                    self.failed(runtime, socket, &e);
+                }
                 Err(e) => tracing::error!("container lookup: cannot start an I/O runtime: {e}"),
             }
         }
@@ -311,16 +328,11 @@ impl RuntimeDirectory {
 
     fn back_off(&self, runtime: RuntimeName, socket: &Path) {
         let mut health = self.health.lock();
-        let h = health
-            .entry((runtime, socket.to_path_buf()))
-            .or_insert_with(|| Health {
-                skip_until: None,
-                log: RateLimiter::new(LOG_WINDOW, 1),
-            });
-        h.skip_until = Some(Instant::now() + BACKOFF);
+        Health::of(&mut health, runtime, socket).skip_until = Some(Instant::now() + BACKOFF);
     }
 
-    fn failed(&self, runtime: RuntimeName, socket: &Path, error: &LookupError) {
+    /// Records a failure of `runtime` at `socket`; whether it was logged.
+    fn failed(&self, runtime: RuntimeName, socket: &Path, error: &LookupError) -> bool {
         let unreachable = matches!(
             error,
             LookupError::Connect { .. } | LookupError::Timeout { .. }
@@ -330,21 +342,19 @@ impl RuntimeDirectory {
         }
         let verdict = {
             let mut health = self.health.lock();
-            let h = health
-                .entry((runtime, socket.to_path_buf()))
-                .or_insert_with(|| Health {
-                    skip_until: None,
-                    log: RateLimiter::new(LOG_WINDOW, 1),
-                });
-            h.log.check(Instant::now())
+            Health::of(&mut health, runtime, socket)
+                .log
+                .check(Instant::now())
         };
-        if let Verdict::Log { suppressed } = verdict {
-            tracing::warn!(
-                runtime = %runtime,
-                "container metadata from {runtime}: {error} ({suppressed} similar failures since the last report; {}at most one report per 10 minutes)",
-                if unreachable { "skipped for 30 s; " } else { "" }
-            );
-        }
+        let Verdict::Log { suppressed } = verdict else {
+            return false;
+        };
+        tracing::warn!(
+            runtime = %runtime,
+            "container metadata from {runtime}: {error} ({suppressed} similar failures since the last report; {}at most one report per 10 minutes)",
+            if unreachable { "skipped for 30 s; " } else { "" }
+        );
+        true
     }
 }
 
@@ -396,6 +406,14 @@ mod tests {
             RuntimeDirectory::new(sockets, DEFAULT_LOOKUP_TIMEOUT).with_clis(Vec::new());
         assert_eq!(directory.find(ID), None);
         assert!(directory.skipped(RuntimeName::Docker, &path));
+        // Logged the first time only (within the 10-minute window).
+        let again = LookupError::Timeout {
+            socket: path.clone(),
+            timeout: DEFAULT_LOOKUP_TIMEOUT,
+        };
+        assert!(!directory.failed(RuntimeName::Docker, &path, &again));
+        let other = dir.path().join("other.sock");
+        assert!(directory.failed(RuntimeName::Docker, &other, &again));
     }
 
     #[test]

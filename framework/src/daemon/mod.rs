@@ -206,6 +206,11 @@ impl Daemon {
         ));
         let legacy_ipc = LegacyIpc::open(&custom)?;
         let catalogue = Catalogue::new(&config.paths.extend_probe_dir, &custom);
+        // Container and pod names from the runtimes' sockets: `container_name` snoopers.
+        let container_directory = Arc::new(RuntimeDirectory::from_config(
+            &config.container_runtimes,
+            &host_root,
+        ));
         let manager = ProbeManager::new(
             catalogue,
             ManagerContext {
@@ -216,10 +221,7 @@ impl Daemon {
                 }),
                 roots: ScanRoots::under_host_root(&host_root),
                 legacy_ipc,
-                containers: Some(Arc::new(RuntimeDirectory::from_config(
-                    &config.container_runtimes,
-                    &host_root,
-                ))),
+                containers: Some(container_directory.clone()),
             },
         );
         if config.global.rest_api_on {
