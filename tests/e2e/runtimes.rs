@@ -17,6 +17,7 @@ use gala_e2e::{own_meta, workspace_bin, Daemon, Samples, Sandbox};
 use gala_gopher::containers::{
     ContainerLookup, ContainerMeta, RuntimeDirectory, RuntimeName, RuntimeSockets,
 };
+use gala_gopher::snooper::{RuntimeCli, RuntimeKind};
 
 const ECHO_META: &str = r#"
 version = "1.0.0";
@@ -45,6 +46,11 @@ fn directory_on(runtime: RuntimeName, socket: &Path) -> RuntimeDirectory {
         other => panic!("no test runtime {other}"),
     }
     RuntimeDirectory::new(sockets, Duration::from_secs(1)).with_clis(Vec::new())
+}
+
+/// What `directory` says of `id` (through its cache).
+fn m_again(directory: &RuntimeDirectory, id: &str) -> ContainerMeta {
+    directory.lookup(id).expect("known")
 }
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -304,7 +310,7 @@ fn container_snoopers_follow_a_containerd_container_and_its_pod() {
 }
 
 #[test]
-fn docker_api_gives_names_images_and_sandbox_labels_and_names_snoopers() {
+fn docker_api_and_cli_give_names_images_sandbox_labels_and_name_snoopers() {
     require!(dockerd_available());
     let docker = Dockerd::start();
     let uid = pod_uid();
@@ -356,6 +362,36 @@ fn docker_api_gives_names_images_and_sandbox_labels_and_names_snoopers() {
     assert_eq!(p.image.as_deref(), Some("busybox:local"));
     assert!(p.labels.is_empty() && p.pod_name.is_none());
     assert_eq!(directory.lookup(&container_id()), None);
+
+    // The CLI fallback: `docker inspect` (pointed at this engine by a wrapper, as DOCKER_HOST
+    // would) when no socket is configured.
+    let wrapper = docker.path().join("docker-cli");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec docker -H unix://{} \"$@\"\n",
+            docker.socket.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let cli =
+        RuntimeDirectory::new(RuntimeSockets::none(), Duration::from_secs(5)).with_clis(vec![
+            RuntimeCli {
+                kind: RuntimeKind::Docker,
+                program: wrapper,
+            },
+        ]);
+    let by_cli = cli
+        .find(&app)
+        .expect("docker inspect knows the app container");
+    assert_eq!(by_cli.runtime, RuntimeName::Cli);
+    assert_eq!(by_cli.meta, m_again(&directory, &app));
+    assert_eq!(cli.lookup(&container_id()), None);
 
     // The daemon names Docker's containers through its socket for container_name.
     let (_sb, d) = echo_daemon(&format!(

@@ -288,6 +288,11 @@ impl Dockerd {
         docker
     }
 
+    /// The directory it lives in.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// Runs the docker CLI against it.
     pub fn docker(&self, args: &[&str]) -> Output {
         Command::new("docker")
