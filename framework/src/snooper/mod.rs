@@ -25,8 +25,9 @@
 //!   the runtime's own name. Unlike the original it yields the containers' processes too, as
 //!   `container_id` and `pod_id` do.
 //! - Containers are those with a live process in the scan (their ids and pods come from
-//!   `/proc/<pid>/cgroup`), plus those a runtime lists; `cpucg_inode` is 0 when the cgroup
-//!   directory cannot be found (e.g. cgroup paths seen through another cgroup namespace).
+//!   `/proc/<pid>/cgroup`), plus, when names come from a CLI listing (no directory), those it
+//!   lists; `cpucg_inode` is 0 when the cgroup directory cannot be found (e.g. cgroup paths seen
+//!   through another cgroup namespace).
 //! - The cap (default 1000) cuts from the end of the sorted list: containers sort before
 //!   processes, so processes with the highest pids go first; the count cut is reported.
 
