@@ -181,7 +181,7 @@ fn containerd_api_gives_container_pod_and_sandbox_labels() {
 }
 
 #[test]
-fn without_runtimes_lookups_are_none_quickly_and_quiet() {
+fn without_runtimes_lookups_are_none_and_quick() {
     let dir = tempfile::tempdir().unwrap();
     // A socket file nobody listens on (a runtime that died) and paths with no socket at all.
     let stale = dir.path().join("stale.sock");
