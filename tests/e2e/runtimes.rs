@@ -161,7 +161,7 @@ fn containerd_api_gives_container_pod_and_sandbox_labels() {
         found.meta,
         ContainerMeta {
             name: Some("app".into()),
-            // `ctr run --rootfs` records no image.
+            // `ctr run --rootfs` records no image (one run from an image does: below).
             image: None,
             pod_name: Some("web-1".into()),
             pod_namespace: Some("prod".into()),
@@ -178,6 +178,25 @@ fn containerd_api_gives_container_pod_and_sandbox_labels() {
     assert_eq!(plain_meta.labels, labels(&[("tier", "batch")]));
     // An id containerd does not know.
     assert_eq!(directory.lookup(&container_id()), None);
+
+    // A container run from an image records it.
+    let image = "docker.io/library/busybox:e2e";
+    ctd.import_busybox_image("k8s.io", image);
+    let from_image = container_id();
+    ctd.run_from(
+        "k8s.io",
+        Some(image),
+        &from_image,
+        &pod,
+        &kubepods_cgroupfs(&uid, &from_image),
+        &["/bin/sleep", "60"],
+    );
+    let m = directory
+        .lookup(&from_image)
+        .expect("container from an image");
+    assert_eq!(m.image.as_deref(), Some(image));
+    assert_eq!(m.name.as_deref(), Some(from_image.as_str()));
+    assert_eq!(m.pod_uid.as_deref(), Some(uid.as_str()));
 }
 
 #[test]

@@ -167,6 +167,79 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             .expect("ctr")
     }
 
+    /// Imports the busybox root filesystem into `namespace` as image `name` (an OCI image
+    /// layout of one uncompressed layer, written here), so containers can record an image.
+    pub fn import_busybox_image(&self, namespace: &str, name: &str) {
+        let layout = self.path().join("oci");
+        let blobs = layout.join("blobs/sha256");
+        std::fs::create_dir_all(&blobs).expect("blobs dir");
+        // Adds `bytes` as a blob; its descriptor fields (digest, size).
+        let blob = |bytes: &[u8]| {
+            let tmp = layout.join("blob.tmp");
+            std::fs::write(&tmp, bytes).expect("blob");
+            let sum = crate::run_ok("sha256sum", &[tmp.to_str().expect("utf-8 path")]);
+            let hex = sum
+                .split_whitespace()
+                .next()
+                .expect("sha256sum output")
+                .to_owned();
+            std::fs::rename(&tmp, blobs.join(&hex)).expect("blob in place");
+            (format!("sha256:{hex}"), bytes.len())
+        };
+        let layer_tar = self.path().join("layer.tar");
+        crate::run_ok(
+            "tar",
+            &[
+                "-C",
+                self.rootfs.to_str().expect("utf-8 path"),
+                "-cf",
+                layer_tar.to_str().expect("utf-8 path"),
+                ".",
+            ],
+        );
+        let (layer, layer_size) = blob(&std::fs::read(&layer_tar).expect("layer"));
+        let config = serde_json::json!({
+            "architecture": "amd64", "os": "linux",
+            "config": {"Cmd": ["/bin/sleep", "60"]},
+            "rootfs": {"type": "layers", "diff_ids": [layer]},
+        });
+        let (config, config_size) = blob(config.to_string().as_bytes());
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": config, "size": config_size},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                        "digest": layer, "size": layer_size}],
+        });
+        let (manifest, manifest_size) = blob(manifest.to_string().as_bytes());
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "digest": manifest, "size": manifest_size,
+                           "annotations": {"io.containerd.image.name": name}}],
+        });
+        std::fs::write(layout.join("index.json"), index.to_string()).expect("index.json");
+        std::fs::write(
+            layout.join("oci-layout"),
+            r#"{"imageLayoutVersion":"1.0.0"}"#,
+        )
+        .expect("oci-layout");
+        let image_tar = self.path().join("image.tar");
+        crate::run_ok(
+            "tar",
+            &[
+                "-C",
+                layout.to_str().expect("utf-8 path"),
+                "-cf",
+                image_tar.to_str().expect("utf-8 path"),
+                ".",
+            ],
+        );
+        let import = ["images", "import", image_tar.to_str().expect("utf-8 path")];
+        check("ctr images import", Ok(self.ctr(namespace, &import)));
+    }
+
     /// Runs container `id` detached in `namespace` from the busybox rootfs, with `labels`, in
     /// cgroup `cgroup`, running `args`; returns its first process's pid.
     pub fn run(
@@ -177,13 +250,32 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         cgroup: &str,
         args: &[&str],
     ) -> u32 {
+        self.run_from(namespace, None, id, labels, cgroup, args)
+    }
+
+    /// [`Containerd::run`] from `image` (imported before) when given, else from the rootfs.
+    pub fn run_from(
+        &self,
+        namespace: &str,
+        image: Option<&str>,
+        id: &str,
+        labels: &[(&str, &str)],
+        cgroup: &str,
+        args: &[&str],
+    ) -> u32 {
         let mut argv: Vec<String> = vec!["run".into(), "-d".into()];
         for (k, v) in labels {
             argv.push("--label".into());
             argv.push(format!("{k}={v}"));
         }
-        argv.extend(["--cgroup".into(), cgroup.into(), "--rootfs".into()]);
-        argv.push(self.rootfs.display().to_string());
+        argv.extend(["--cgroup".into(), cgroup.into()]);
+        match image {
+            Some(image) => argv.push(image.into()),
+            None => {
+                argv.push("--rootfs".into());
+                argv.push(self.rootfs.display().to_string());
+            }
+        }
         argv.push(id.into());
         argv.extend(args.iter().map(|s| s.to_string()));
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
