@@ -146,7 +146,7 @@ fn containerd_api_gives_container_pod_and_sandbox_labels() {
         "default",
         &plain,
         &[("tier", "batch")],
-        &format!("/gala-e2e/{plain}"),
+        &format!("/gala-e2e-runtimes/{plain}"),
         &["/bin/sleep", "60"],
     );
 

@@ -93,9 +93,23 @@ pub struct Containerd {
     pub socket: PathBuf,
     /// The busybox root filesystem containers run from.
     pub rootfs: PathBuf,
-    started: Mutex<Vec<(String, String)>>,
+    /// (namespace, id, cgroup) of every container started.
+    started: Mutex<Vec<(String, String, String)>>,
     child: KillOnDrop,
     dir: tempfile::TempDir,
+}
+
+/// Removes the directory of cgroup `path` in every hierarchy mounted under `/sys/fs/cgroup`
+/// (v1 controllers, and the v2 root or its `unified` mount), if empty; errors are ignored.
+fn remove_cgroup(path: &str) {
+    let relative = path.trim_start_matches('/');
+    let mut roots = vec![PathBuf::from("/sys/fs/cgroup")];
+    if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
+        roots.extend(entries.flatten().map(|e| e.path()));
+    }
+    for root in roots {
+        let _ = std::fs::remove_dir(root.join(relative));
+    }
 }
 
 impl Containerd {
@@ -283,7 +297,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         self.started
             .lock()
             .unwrap()
-            .push((namespace.into(), id.into()));
+            .push((namespace.into(), id.into(), cgroup.into()));
         let tasks = check("ctr task ls", Ok(self.ctr(namespace, &["task", "ls"])));
         tasks
             .lines()
@@ -302,7 +316,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 
 impl Drop for Containerd {
     fn drop(&mut self) {
-        for (ns, id) in self.started.lock().unwrap().drain(..) {
+        for (ns, id, cgroup) in self.started.lock().unwrap().drain(..) {
             let _ = self.ctr(&ns, &["task", "kill", "-s", "KILL", &id]);
             for _ in 0..50 {
                 if self.ctr(&ns, &["task", "delete", &id]).status.success() {
@@ -311,6 +325,13 @@ impl Drop for Containerd {
                 std::thread::sleep(Duration::from_millis(100));
             }
             let _ = self.ctr(&ns, &["container", "delete", &id]);
+            // The container's cgroup, then its pod's (kubepods/<qos> stays: shared).
+            remove_cgroup(&cgroup);
+            if let Some((parent, _)) = cgroup.rsplit_once('/') {
+                if parent.contains("/pod") || parent.starts_with("/gala-e2e-runtimes") {
+                    remove_cgroup(parent);
+                }
+            }
         }
         stop(&mut self.child, Duration::from_secs(10));
     }
