@@ -5,3 +5,5 @@
 
 #[path = "../e2e/containers.rs"]
 mod containers;
+#[path = "../e2e/labels.rs"]
+mod labels;

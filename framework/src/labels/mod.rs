@@ -153,6 +153,12 @@ pub struct Labels {
     probes: RwLock<HashMap<String, Arc<ProbeLabels>>>,
 }
 
+impl std::fmt::Debug for Labels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Labels").finish_non_exhaustive()
+    }
+}
+
 impl Labels {
     /// The labels of the tables of `registry`, resolving processes and containers with `cache`.
     pub fn new(registry: &Registry, cache: ProcCache) -> Self {
@@ -186,9 +192,14 @@ impl Labels {
         self.probes.read().get(probe).cloned()
     }
 
-    /// Whether records of `table` written by a probe with `chosen` labels get any label here.
-    pub fn adds_to(&self, table: TableId, chosen: Option<&ProbeLabels>) -> bool {
-        self.tables[table.0 as usize].derives() || chosen.is_some()
+    /// What records of `table`, last written by `writer`, get; `None` when nothing.
+    pub fn for_table(&self, table: TableId, writer: Option<&str>) -> Option<TableLabels<'_>> {
+        let chosen = writer.and_then(|w| self.probe(w));
+        (self.tables[table.0 as usize].derives() || chosen.is_some()).then_some(TableLabels {
+            labels: self,
+            table,
+            chosen,
+        })
     }
 
     /// Writes the labels of one record of `table` (`values` in meta order), written by a
@@ -238,6 +249,20 @@ impl Labels {
         for (name, value) in &chosen.custom {
             put(name, value);
         }
+    }
+}
+
+/// The labels of one table's records ([`Labels::for_table`]).
+pub struct TableLabels<'a> {
+    labels: &'a Labels,
+    table: TableId,
+    chosen: Option<Arc<ProbeLabels>>,
+}
+
+impl TableLabels<'_> {
+    /// Writes the labels of one record (`values` in meta order) to `sink`.
+    pub fn write(&self, values: &[&[u8]], sink: &mut impl LabelSink) {
+        (self.labels).write(self.table, self.chosen.as_deref(), values, sink);
     }
 }
 

@@ -22,6 +22,7 @@ use link::ConfigLink;
 use snoop::Scan;
 
 use crate::api::{self, ApiError, DesiredState, ProbeSettings, ProbeView, PutContext, RuntimeView};
+use crate::labels::{Labels, ProbeLabels};
 use crate::legacy_ipc::LegacyIpc;
 use crate::probes::catalogue::{Catalogue, ProbeKind};
 use crate::snooper::{Resolver, ScanRoots};
@@ -35,6 +36,8 @@ pub struct ManagerContext {
     pub roots: ScanRoots,
     /// The legacy System V queue, when a custom probe uses it.
     pub legacy_ipc: Option<Arc<LegacyIpc>>,
+    /// The labels series get, told each probe's chosen labels.
+    pub labels: Option<Arc<Labels>>,
 }
 
 /// One probe known to the manager (created by its first PUT).
@@ -142,6 +145,9 @@ impl ProbeManager {
             series_hold_ms(outcome.settings.params.report_period),
             Ordering::Relaxed,
         );
+        if let Some(labels) = &self.ctx.labels {
+            labels.set_probe(&kind.name, ProbeLabels::of(&outcome.settings));
+        }
         entry.settings = Some(outcome.settings);
         if stop {
             entry.wanted = false;
