@@ -153,12 +153,15 @@ fn json_metric_lines_carry_the_same_labels() {
         }
     });
     let c = &w.containers[1];
+    let tgid = c.pid.to_string();
     let line = gala_e2e::poll_until(Duration::from_secs(40), 200, || {
         let content = std::fs::read_to_string(&file).unwrap_or_default();
         content
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|v| v["table_name"] == "system_proc" && v["labels"]["tgid"] == c.pid.to_string())
+            .find(|v| {
+                v["table_name"] == "system_proc" && v["labels"]["tgid"].as_str() == Some(&*tgid)
+            })
             .ok_or_else(|| format!("no system_proc line of {} in {content:?}", c.pid))
     });
     let labels = &line["labels"];
