@@ -217,3 +217,55 @@ fn label_names_are_made_valid() {
     assert_eq!(label_name(""), None);
     assert_eq!(label_name("__name__"), None);
 }
+
+#[test]
+fn every_output_writes_the_labels_in_its_own_syntax() {
+    let dir = tempfile::tempdir().unwrap();
+    proc_tree(dir.path());
+    let l = labels(dir.path(), None);
+    let custom = BTreeMap::from([("team".to_string(), "a \"b\"".to_string())]);
+    l.set_probe("demo", ProbeLabels::new(&custom, &[], &[]));
+    let reg = registry(META);
+    let meta = reg.table(TableId(0));
+    let derived = l.for_table(TableId(0), Some("demo")).expect("labels");
+    let values: Vec<&[u8]> = vec![b"100", b"7"];
+
+    let mut prom = Vec::new();
+    crate::egress::prometheus::write_labels(meta, &values, Some(&derived), b"m", &mut prom);
+    let prom = String::from_utf8(prom).unwrap();
+    assert!(
+        prom.starts_with("tgid=\"100\",comm=\"nginx\",cmdline=\"nginx -g daemon off;\","),
+        "{prom}"
+    );
+    assert!(
+        prom.ends_with(
+            "pod_id=\"4a2c4f6e-1b3d-4e5f-8a9b-0c1d2e3f4a5b\",team=\"a \\\"b\\\"\",machine_id=\"m\""
+        ),
+        "{prom}"
+    );
+
+    let mut json = Vec::new();
+    crate::egress::json::render_record(meta, &values, Some(&derived), "m", 1, &mut json);
+    let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(json["labels"]["comm"], "nginx");
+    assert_eq!(json["labels"]["container_id"], "0123456789ab");
+    assert_eq!(json["labels"]["team"], "a \"b\"");
+    assert_eq!(json["labels"]["machine_id"], "m");
+
+    let mut kafka = Vec::new();
+    crate::egress::kafka_records::render_metric(meta, &values, Some(&derived), "m", 1, &mut kafka);
+    let kafka: serde_json::Value = serde_json::from_slice(&kafka).unwrap();
+    assert_eq!(kafka["tgid"], "100");
+    assert_eq!(kafka["comm"], "nginx");
+    assert_eq!(kafka["pod_id"], POD);
+    assert_eq!(kafka["team"], "a \"b\"");
+
+    assert!(
+        l.for_table(TableId(3), None).is_none(),
+        "nothing to add: the fast path"
+    );
+    assert!(
+        l.for_table(TableId(3), Some("demo")).is_some(),
+        "custom labels"
+    );
+}
