@@ -5,5 +5,7 @@
 
 #[path = "../e2e/containers.rs"]
 mod containers;
+#[path = "../e2e/labels.rs"]
+mod labels;
 #[path = "../e2e/runtimes.rs"]
 mod runtimes;

@@ -23,6 +23,7 @@ use snoop::Scan;
 
 use crate::api::{self, ApiError, DesiredState, ProbeSettings, ProbeView, PutContext, RuntimeView};
 use crate::containers::ContainerLookup;
+use crate::labels::{Labels, ProbeLabels};
 use crate::legacy_ipc::LegacyIpc;
 use crate::probes::catalogue::{Catalogue, ProbeKind};
 use crate::snooper::{Resolver, ScanRoots};
@@ -39,6 +40,8 @@ pub struct ManagerContext {
     /// Names containers for `container_name` snoopers (the runtimes' API sockets); `None`:
     /// a listing of the installed runtime CLIs.
     pub containers: Option<Arc<dyn ContainerLookup>>,
+    /// The labels series get, told each probe's chosen labels.
+    pub labels: Option<Arc<Labels>>,
 }
 
 /// One probe known to the manager (created by its first PUT).
@@ -146,6 +149,9 @@ impl ProbeManager {
             series_hold_ms(outcome.settings.params.report_period),
             Ordering::Relaxed,
         );
+        if let Some(labels) = &self.ctx.labels {
+            labels.set_probe(&kind.name, ProbeLabels::of(&outcome.settings));
+        }
         entry.settings = Some(outcome.settings);
         if stop {
             entry.wanted = false;

@@ -42,8 +42,8 @@ pub use cgroup::{parse_cgroup, CgroupIdentity, CpuCgroupDir};
 pub use error::{ListingError, QueryError, Result, RuntimeError, SnooperError};
 pub use ids::{is_full_container_id, normalise_container_id_prefix, normalise_pod_id};
 pub use proc::{
-    normalise_cmdline, parse_comm, parse_stat_ppid, ContainerInfo, ProcSnapshot, ProcessInfo,
-    ScanRoots, CMDLINE_MAX_BYTES,
+    normalise_cmdline, parse_comm, parse_stat_ppid, parse_stat_start_ticks, read_process,
+    ContainerInfo, ProcSnapshot, ProcessInfo, ScanRoots, CMDLINE_MAX_BYTES,
 };
 pub use resolve::{
     resolve, Kinds, ProcNameEntry, ProcPattern, Resolution, ResolveOptions, ResolveReport,
