@@ -432,3 +432,76 @@ fn docker_api_and_cli_give_names_images_sandbox_labels_and_name_snoopers() {
         &pids_in_container(&app),
     );
 }
+
+#[test]
+fn series_of_a_containerd_containers_process_carry_its_runtime_labels() {
+    require!(containerd_available());
+    let ctd = Containerd::start();
+    let image = "docker.io/library/busybox:e2e";
+    ctd.import_busybox_image("k8s.io", image);
+    let uid = pod_uid();
+    let (sandbox, app) = (container_id(), container_id());
+    let pod = [
+        ("io.kubernetes.pod.name", "web-1"),
+        ("io.kubernetes.pod.namespace", "prod"),
+        ("io.kubernetes.pod.uid", uid.as_str()),
+    ];
+    let mut sandbox_labels = pod.to_vec();
+    sandbox_labels.push(("tier", "frontend"));
+    let mut app_labels = pod.to_vec();
+    app_labels.extend([
+        ("io.kubernetes.container.name", "app"),
+        ("io.kubernetes.cri.sandbox-id", sandbox.as_str()),
+    ]);
+    ctd.run_from(
+        "k8s.io",
+        Some(image),
+        &sandbox,
+        &sandbox_labels,
+        &kubepods_cgroupfs(&uid, &sandbox),
+        &["/bin/sleep", "300"],
+    );
+    let pid = ctd.run_from(
+        "k8s.io",
+        Some(image),
+        &app,
+        &app_labels,
+        &kubepods_cgroupfs(&uid, &app),
+        &["/bin/sleep", "300"],
+    );
+
+    let sb = Sandbox::with_baseinfo();
+    sb.write_config(
+        gala_e2e::IMDB_DEFAULT,
+        &format!(
+            "supervisor = {{ stop_grace = 2; snooper_period = 1; }};\ncontainer_runtimes = {{ containerd = \"{}\"; docker = \"\"; crio = \"\"; isulad = \"\"; cli = false; }};",
+            ctd.socket.display()
+        ),
+    );
+    let d = sb.start();
+    let body = format!(
+        r#"{{"cmd":{{"probe":["proc"]}},"snoopers":{{"proc_id":[{pid}],"pod_labels":["tier"]}},"params":{{"report_period":5}},"state":"running"}}"#
+    );
+    let (status, text) = d.put("baseinfo", &body);
+    assert_eq!(status, 200, "{text}");
+    let tgid = pid.to_string();
+    // The first series may go out before containerd has answered (a series never waits).
+    let s = d.wait_for(
+        Duration::from_secs(40),
+        "the container's process series with its runtime labels",
+        |s: &Samples| {
+            s.find("gala_gopher_proc_fd_count", &[("tgid", &tgid)])
+                .first()
+                .is_some_and(|x| x.labels.contains_key("container_name"))
+        },
+    );
+    let series = s.find("gala_gopher_proc_fd_count", &[("tgid", &tgid)]);
+    let l = &series[0].labels;
+    assert_eq!(l["container_id"], app[..12], "{l:?}");
+    assert_eq!(l["container_name"], "app", "{l:?}");
+    assert_eq!(l["container_image"], image, "{l:?}");
+    assert_eq!(l["pod_id"], uid, "{l:?}");
+    assert_eq!(l["pod"], "prod/web-1", "namespace/name, as the original: {l:?}");
+    assert_eq!(l["pod_namespace"], "prod", "{l:?}");
+    assert_eq!(l["tier"], "frontend", "a pod label from the sandbox: {l:?}");
+}
