@@ -501,7 +501,10 @@ fn series_of_a_containerd_containers_process_carry_its_runtime_labels() {
     assert_eq!(l["container_name"], "app", "{l:?}");
     assert_eq!(l["container_image"], image, "{l:?}");
     assert_eq!(l["pod_id"], uid, "{l:?}");
-    assert_eq!(l["pod"], "prod/web-1", "namespace/name, as the original: {l:?}");
+    assert_eq!(
+        l["pod"], "prod/web-1",
+        "namespace/name, as the original: {l:?}"
+    );
     assert_eq!(l["pod_namespace"], "prod", "{l:?}");
     assert_eq!(l["tier"], "frontend", "a pod label from the sandbox: {l:?}");
 }
