@@ -27,8 +27,9 @@ const BACKOFF: Duration = Duration::from_secs(30);
 const LOG_WINDOW: Duration = Duration::from_secs(600);
 /// How long an answer is reused.
 const FOUND_TTL: Duration = Duration::from_secs(60);
-/// How long "no runtime knows it" is reused (a container being created may appear soon).
-const NOT_FOUND_TTL: Duration = Duration::from_secs(10);
+/// How long "no runtime knows it" is reused (a container being created may appear soon; the
+/// label cache asks again after as long).
+const NOT_FOUND_TTL: Duration = Duration::from_secs(30);
 /// Most cached answers; beyond, the cache is emptied of expired ones, else entirely.
 const CACHE_MAX: usize = 8192;
 
@@ -268,16 +269,11 @@ impl RuntimeDirectory {
                 }
                 Ok(None) => {}
                 // A CLI also fails for a container its runtime does not know: not worth a
-                // warning; but one that cannot run or hangs is left alone for a while.
+                // warning; but one that cannot run, hangs or cannot reach its daemon is left
+                // alone for a while (else every unknown container costs a process).
                 Err(e) => {
                     tracing::debug!("container lookup through {}: {e}", c.program.display());
-                    if matches!(
-                        e,
-                        LookupError::Cli(
-                            crate::snooper::RuntimeError::Spawn { .. }
-                                | crate::snooper::RuntimeError::Timeout { .. }
-                        )
-                    ) {
+                    if cli_runtime_unavailable(&e) {
                         self.back_off(RuntimeName::Cli, &c.program);
                     }
                 }
@@ -355,6 +351,20 @@ impl RuntimeDirectory {
             if unreachable { "skipped for 30 s; " } else { "" }
         );
         true
+    }
+}
+
+/// Whether a CLI's failure says its runtime is unusable (rather than that it does not know the
+/// container): it could not be run, it hung, or it could not connect to its daemon (`docker`:
+/// "Cannot connect to the Docker daemon", `crictl`/`isula`: "... connect: ...").
+fn cli_runtime_unavailable(error: &LookupError) -> bool {
+    use crate::snooper::RuntimeError;
+    match error {
+        LookupError::Cli(RuntimeError::Spawn { .. } | RuntimeError::Timeout { .. }) => true,
+        LookupError::Cli(RuntimeError::Failed { stderr, .. }) => {
+            stderr.to_ascii_lowercase().contains("connect")
+        }
+        _ => false,
     }
 }
 
@@ -467,6 +477,31 @@ mod tests {
         let plain =
             RuntimeDirectory::from_config(&ContainerRuntimesConfig::default(), Path::new("/"));
         assert_eq!(plain.sockets, RuntimeSockets::default());
+    }
+
+    #[test]
+    fn a_cli_whose_daemon_is_down_is_skipped_but_not_one_that_does_not_know_the_id() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let script = |name: &str, stderr: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, format!("#!/bin/sh\necho '{stderr}' >&2\nexit 1\n")).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+            RuntimeCli {
+                kind: crate::snooper::RuntimeKind::Docker,
+                program: p,
+            }
+        };
+        let down = script(
+            "down",
+            "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?",
+        );
+        let unknown = script("unknown", "Error: No such object: 4f2d0c9e");
+        let directory = RuntimeDirectory::new(RuntimeSockets::none(), DEFAULT_LOOKUP_TIMEOUT)
+            .with_clis(vec![down.clone(), unknown.clone()]);
+        assert_eq!(directory.find(ID), None);
+        assert!(directory.skipped(RuntimeName::Cli, &down.program));
+        assert!(!directory.skipped(RuntimeName::Cli, &unknown.program));
     }
 
     #[test]
