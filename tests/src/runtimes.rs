@@ -7,7 +7,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::containers::{busybox_rootfs, runc_available};
+use crate::containers::{busybox_rootfs, remove_cgroup_dirs, runc_available};
 use crate::KillOnDrop;
 
 /// `Ok` when `program` runs with `args` (a version query), else why not.
@@ -97,19 +97,6 @@ pub struct Containerd {
     started: Mutex<Vec<(String, String, String)>>,
     child: KillOnDrop,
     dir: tempfile::TempDir,
-}
-
-/// Removes the directory of cgroup `path` in every hierarchy mounted under `/sys/fs/cgroup`
-/// (v1 controllers, and the v2 root or its `unified` mount), if empty; errors are ignored.
-fn remove_cgroup(path: &str) {
-    let relative = path.trim_start_matches('/');
-    let mut roots = vec![PathBuf::from("/sys/fs/cgroup")];
-    if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
-        roots.extend(entries.flatten().map(|e| e.path()));
-    }
-    for root in roots {
-        let _ = std::fs::remove_dir(root.join(relative));
-    }
 }
 
 impl Containerd {
@@ -325,13 +312,7 @@ impl Drop for Containerd {
                 std::thread::sleep(Duration::from_millis(100));
             }
             let _ = self.ctr(&ns, &["container", "delete", &id]);
-            // The container's cgroup, then its pod's (kubepods/<qos> stays: shared).
-            remove_cgroup(&cgroup);
-            if let Some((parent, _)) = cgroup.rsplit_once('/') {
-                if parent.contains("/pod") || parent.starts_with("/gala-e2e-runtimes") {
-                    remove_cgroup(parent);
-                }
-            }
+            remove_cgroup_dirs(&cgroup);
         }
         stop(&mut self.child, Duration::from_secs(10));
     }
