@@ -87,6 +87,9 @@ install_test_deps() {
     # Real containers for the containers suite: runc with a busybox root filesystem, and
     # containerd (driven with ctr) for the runtime metadata.
     pkg_install "runc busybox-static containerd" "runc busybox containerd"
+    # A Docker Engine of the runtimes tests' own (dockerd, docker): container metadata through
+    # Docker's API socket. Its package scripts do not start it (no systemd, policy-rc.d).
+    pkg_install "docker.io" "docker"
     rustup component add clippy rustfmt >/dev/null 2>&1 || true
     # Every crate of Cargo.lock, for every platform: the SDK's dependency test reads the
     # whole graph with `cargo metadata --offline` (builds fetch only the host's crates).

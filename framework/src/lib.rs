@@ -11,6 +11,7 @@ pub mod egress;
 pub mod identity;
 pub mod imdb;
 pub mod ingress;
+pub mod labels;
 pub mod labeltext;
 pub mod legacy_ipc;
 pub mod logfile;

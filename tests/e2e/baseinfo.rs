@@ -14,9 +14,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use gala_baseinfo::{Baseinfo, Context, HostRoot, Round, SystemInfo, SELF_META, SUBITEMS};
-use gala_e2e::{
-    http_get, start_node_exporter, workspace_bin, KillOnDrop, Python, Samples, Sandbox,
-};
+use gala_e2e::{http_get, start_node_exporter, KillOnDrop, Python, Samples, Sandbox};
 use gala_probe_sdk::Config;
 
 /// Field names of every baseinfo table, from the probe's own meta files.
@@ -322,19 +320,7 @@ while True:
 
 /// A sandbox with `system_infos` and its meta files installed, and a running daemon.
 fn daemon_with_baseinfo() -> (Sandbox, gala_e2e::Daemon) {
-    let sb = Sandbox::new();
-    std::fs::copy(
-        workspace_bin("system_infos"),
-        sb.path().join("probes/system_infos"),
-    )
-    .expect("install system_infos");
-    for (name, text) in SUBITEMS.iter().map(|s| s.meta).chain([SELF_META]) {
-        sb.write_meta(name, text);
-    }
-    sb.write_config(
-        gala_e2e::IMDB_DEFAULT,
-        "supervisor = { stop_grace = 2; snooper_period = 1; };",
-    );
+    let sb = Sandbox::with_baseinfo();
     let d = sb.start();
     (sb, d)
 }

@@ -13,10 +13,20 @@ pub const BENCH_META: &str = include_str!("../fixtures/bench.meta");
 /// twice `series` per table and `extra` appended; returns the sandbox, the generator's start
 /// file and the config file.
 pub fn generator_sandbox(series: u64, records: u64, extra: &str) -> (Sandbox, PathBuf, PathBuf) {
+    generator_sandbox_for("bench", series, records, extra)
+}
+
+/// [`generator_sandbox`] writing the records of `table` of [`BENCH_META`].
+pub fn generator_sandbox_for(
+    table: &str,
+    series: u64,
+    records: u64,
+    extra: &str,
+) -> (Sandbox, PathBuf, PathBuf) {
     let mut sb = Sandbox::new();
     let start_file = sb.path().join("gen.start");
     let script = format!(
-        "#!/bin/sh\n{} generate --series {series} --records {records} --start-file {}\nexec sleep 3600\n",
+        "#!/bin/sh\n{} generate --table {table} --series {series} --records {records} --start-file {}\nexec sleep 3600\n",
         workspace_bin("gopher-bench").display(),
         start_file.display()
     );

@@ -129,6 +129,8 @@ pub struct RuncContainer {
     pub pid: u32,
     /// The bundle directory (rootfs, config.json, runc's output).
     pub bundle: tempfile::TempDir,
+    /// Its `linux.cgroupsPath`.
+    pub cgroups_path: String,
 }
 
 impl RuncContainer {
@@ -176,6 +178,7 @@ impl RuncContainer {
             id: spec.id.clone(),
             pid,
             bundle,
+            cgroups_path: spec.cgroups_path.clone(),
         }
     }
 
@@ -212,6 +215,25 @@ impl Drop for RuncContainer {
             .args(["delete", "--force", &self.id])
             .stderr(Stdio::null())
             .status();
+        remove_cgroup_dirs(&self.cgroups_path);
+    }
+}
+
+/// Removes the empty directories of cgroup `path` and of its parents but the top one
+/// (`/kubepods`, shared) in every hierarchy mounted under `/sys/fs/cgroup` (v1 controllers,
+/// and the v2 root or its `unified` mount); the runtimes remove the container's own directory
+/// only. Errors (a directory in use or absent) are ignored.
+pub fn remove_cgroup_dirs(path: &str) {
+    let mut roots = vec![PathBuf::from("/sys/fs/cgroup")];
+    if let Ok(entries) = fs::read_dir("/sys/fs/cgroup") {
+        roots.extend(entries.flatten().map(|e| e.path()));
+    }
+    let mut dir = Path::new(path.trim_start_matches('/'));
+    while dir.components().count() > 1 {
+        for root in &roots {
+            let _ = fs::remove_dir(root.join(dir));
+        }
+        dir = dir.parent().unwrap_or(Path::new(""));
     }
 }
 

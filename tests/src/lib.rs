@@ -9,6 +9,7 @@ pub mod containers;
 pub mod ebpf;
 pub mod gate;
 pub mod require;
+pub mod runtimes;
 pub mod sdk;
 pub mod tansu;
 pub mod tcp_peer;
@@ -342,6 +343,26 @@ paths = {{
         let path = self.path().join("gala-gopher.conf");
         std::fs::write(&path, conf).expect("write config");
         path
+    }
+
+    /// A sandbox with the baseinfo probe (`system_infos`) and its meta files installed, and a
+    /// config that resolves snoopers every second and stops probes within 2 s.
+    pub fn with_baseinfo() -> Sandbox {
+        let sb = Sandbox::new();
+        std::fs::copy(
+            workspace_bin("system_infos"),
+            sb.path().join("probes/system_infos"),
+        )
+        .expect("install system_infos");
+        let metas = gala_baseinfo::SUBITEMS.iter().map(|s| s.meta);
+        for (name, text) in metas.chain([gala_baseinfo::SELF_META]) {
+            sb.write_meta(name, text);
+        }
+        sb.write_config(
+            IMDB_DEFAULT,
+            "supervisor = { stop_grace = 2; snooper_period = 1; };",
+        );
+        sb
     }
 
     /// Starts the daemon on the sandbox config and waits until `/metrics` answers.

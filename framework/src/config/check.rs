@@ -103,6 +103,15 @@ pub(super) fn safe_path(value: &str) -> Result<PathBuf, Problem> {
     Ok(PathBuf::from(value))
 }
 
+/// A container runtime's socket (`container_runtimes.*`): an absolute safe path, or empty to
+/// leave the runtime out.
+pub(super) fn socket_path(value: &str) -> Result<Option<PathBuf>, Problem> {
+    if value.is_empty() {
+        return Ok(Some(PathBuf::new()));
+    }
+    safe_path(value).map(Some)
+}
+
 /// `global.log_file_name`: a plain file name inside `logs.debug_dir`; empty means the fallback
 /// name `gopher_debug.log`.
 pub(super) fn log_file_name(value: &str) -> Result<String, Problem> {

@@ -5,7 +5,7 @@
 //! `docs/configuration.md`): a missing key or section takes its shipped default, unknown keyword
 //! values are errors instead of silent fallbacks, nothing is truncated, ranges are checked at
 //! load, and there are new optional keys (`paths.*`, `ingress.max_line_len`,
-//! `web_server.legacy_histogram`).
+//! `web_server.legacy_histogram`) and sections (`supervisor`, `container_runtimes`).
 
 mod check;
 mod env;
@@ -67,6 +67,8 @@ pub struct Config {
     pub ingress: IngressConfig,
     /// `supervisor` (new): how probe processes are stopped, restarted and told about snoopers.
     pub supervisor: SupervisorConfig,
+    /// `container_runtimes` (new): where the container runtimes' API sockets are.
+    pub container_runtimes: ContainerRuntimesConfig,
 }
 
 /// Level of the debug log (`global.log_level`).
@@ -575,6 +577,39 @@ impl Default for SupervisorConfig {
             stable_run: Duration::from_secs(60),
             snooper_period: Duration::from_secs(2),
             cgroup: CgroupMode::Auto,
+        }
+    }
+}
+
+/// Section `container_runtimes` (new): the API sockets container and pod names are read from
+/// (see `crate::containers`). A key left out keeps the runtime's default sockets; an empty
+/// string leaves that runtime out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerRuntimesConfig {
+    /// `containerd`: containerd's gRPC socket. Default `/run/containerd/containerd.sock`, then
+    /// `/var/run/containerd/containerd.sock`.
+    pub containerd: Option<PathBuf>,
+    /// `docker`: Docker Engine's socket. Default `/var/run/docker.sock`.
+    pub docker: Option<PathBuf>,
+    /// `crio`: CRI-O's socket. Default `/var/run/crio/crio.sock`.
+    pub crio: Option<PathBuf>,
+    /// `isulad`: iSulad's socket. Default `/var/run/isulad.sock`.
+    pub isulad: Option<PathBuf>,
+    /// `timeout_ms`: how long one runtime call may take (100–10000 ms). Default 1000 ms.
+    pub timeout: Duration,
+    /// `cli`: fall back to `docker`/`isula`/`crictl inspect` found in `PATH`. Default `true`.
+    pub cli: bool,
+}
+
+impl Default for ContainerRuntimesConfig {
+    fn default() -> Self {
+        ContainerRuntimesConfig {
+            containerd: None,
+            docker: None,
+            crio: None,
+            isulad: None,
+            timeout: Duration::from_secs(1),
+            cli: true,
         }
     }
 }

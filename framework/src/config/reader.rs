@@ -22,6 +22,7 @@ const SECTIONS: &[&str] = &[
     "paths",
     "ingress",
     "supervisor",
+    "container_runtimes",
 ];
 
 /// Sections of older gala-gopher releases that no longer mean anything.
@@ -124,6 +125,9 @@ pub(super) fn read(root: &Group, path: &Path) -> Result<FileRead> {
                 })?;
             }
             "supervisor" => read_supervisor(&mut section, &mut config.supervisor)?,
+            "container_runtimes" => {
+                read_container_runtimes(&mut section, &mut config.container_runtimes)?
+            }
             _ => {}
         }
         section.finish();
@@ -181,6 +185,21 @@ fn read_supervisor(
     section.int("stable_run", &mut sup.stable_run, seconds_in(3600))?;
     section.int("snooper_period", &mut sup.snooper_period, seconds_in(600))?;
     section.str("cgroup", &mut sup.cgroup, str::parse)
+}
+
+fn read_container_runtimes(
+    section: &mut Section<'_, '_, '_>,
+    runtimes: &mut super::ContainerRuntimesConfig,
+) -> Result<()> {
+    section.str("containerd", &mut runtimes.containerd, check::socket_path)?;
+    section.str("docker", &mut runtimes.docker, check::socket_path)?;
+    section.str("crio", &mut runtimes.crio, check::socket_path)?;
+    section.str("isulad", &mut runtimes.isulad, check::socket_path)?;
+    section.int("timeout_ms", &mut runtimes.timeout, |v| {
+        check::int_in(v, 100, Some(10_000))
+            .map(|ms| std::time::Duration::from_millis(ms.unsigned_abs()))
+    })?;
+    section.bool("cli", &mut runtimes.cli)
 }
 
 fn read_server(section: &mut Section<'_, '_, '_>, server: &mut super::ServerConfig) -> Result<()> {

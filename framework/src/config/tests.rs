@@ -865,3 +865,52 @@ fn supervisor_section_sets_every_key() {
         "{bad}"
     );
 }
+
+#[test]
+fn container_runtimes_section_sets_every_key() {
+    let c = parse(
+        "container_runtimes = { containerd = \"/tmp/c.sock\"; docker = \"\"; \
+         crio = \"/run/crio/crio.sock\"; isulad = \"/run/isulad.sock\"; timeout_ms = 250; \
+         cli = false; };",
+    )
+    .unwrap()
+    .config;
+    assert_eq!(
+        c.container_runtimes,
+        ContainerRuntimesConfig {
+            containerd: Some(PathBuf::from("/tmp/c.sock")),
+            docker: Some(PathBuf::new()),
+            crio: Some(PathBuf::from("/run/crio/crio.sock")),
+            isulad: Some(PathBuf::from("/run/isulad.sock")),
+            timeout: Duration::from_millis(250),
+            cli: false,
+        }
+    );
+    assert_eq!(Config::default().container_runtimes.containerd, None);
+    for (src, key, why) in [
+        (
+            "containerd = \"run/c.sock\";",
+            "container_runtimes.containerd",
+            "absolute",
+        ),
+        (
+            "docker = \"/a/../b\";",
+            "container_runtimes.docker",
+            "unsafe",
+        ),
+        (
+            "timeout_ms = 50;",
+            "container_runtimes.timeout_ms",
+            "out of range",
+        ),
+        ("cli = \"yes\";", "container_runtimes.cli", "expected bool"),
+    ] {
+        let err = parse(&format!("container_runtimes = {{\n {src} }};"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(":2: ") && err.contains(key) && err.contains(why),
+            "{src}: {err}"
+        );
+    }
+}

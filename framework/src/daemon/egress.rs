@@ -18,6 +18,7 @@ use crate::egress::outputs::Channels;
 use crate::egress::prometheus::ScrapeRenderer;
 use crate::identity::HostIdentity;
 use crate::imdb::Imdb;
+use crate::labels::Labels;
 
 /// Starts `metric.out_channel`: the metrics endpoint (`web_server`, also with `kafka`, where it
 /// serves the self-metrics, Kafka delivery counters among them, and the latest series; the
@@ -27,6 +28,7 @@ pub(super) async fn start_metric_channel(
     imdb: &Arc<Imdb>,
     machine_id: &str,
     self_metrics: &Option<PrometheusHandle>,
+    labels: &Arc<Labels>,
     tasks: &mut Tasks,
 ) -> Result<Option<Arc<MetricsEndpoint>>, DaemonError> {
     let legacy = config.web_server.legacy_histogram;
@@ -34,7 +36,8 @@ pub(super) async fn start_metric_channel(
         MetricChannel::WebServer | MetricChannel::Kafka => {
             let server = &config.web_server.server;
             let (listener, tls, url) = listen(server, "web_server", "metrics server").await?;
-            let renderer = ScrapeRenderer::new(imdb.registry(), machine_id, legacy);
+            let renderer = ScrapeRenderer::new(imdb.registry(), machine_id, legacy)
+                .with_labels(labels.clone());
             let endpoint = MetricsEndpoint::new(imdb.clone(), renderer, self_metrics.clone());
             let endpoint = Arc::new(endpoint);
             tracing::info!("metrics on {url}/metrics");
@@ -56,7 +59,8 @@ pub(super) async fn start_metric_channel(
         config.logs.metric_total_size,
         machine_id.to_owned(),
         legacy,
-    )?;
+    )?
+    .with_labels(labels.clone());
     let stop = tasks.stop_metric_log.subscribe();
     tasks.metric_log = Some(tokio::spawn(writer.run(Duration::from_secs(1), stop)));
     Ok(None)

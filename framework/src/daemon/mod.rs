@@ -37,6 +37,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{CgroupMode, Config, ServerConfig};
+use crate::containers::{ContainerLookup, RuntimeDirectory};
 use crate::ctl::CtlApi;
 use crate::egress::event::EventLogWriter;
 use crate::egress::kafka::KafkaProducer;
@@ -44,6 +45,7 @@ use crate::egress::metadata::MetadataPublisher;
 use crate::identity::HostIdentity;
 use crate::imdb::{Imdb, ImdbLimits};
 use crate::ingress::Pipeline;
+use crate::labels::{cache::ProcCache, Labels};
 use crate::legacy_ipc::LegacyIpc;
 use crate::manager::{ManagerContext, ProbeManager};
 use crate::probes::{self, Catalogue, CustomProbe};
@@ -180,11 +182,30 @@ impl Daemon {
         ));
         let self_metrics = selfmetrics::install();
         let cgroups = open_cgroups(&config)?;
+        let roots = ScanRoots::under_host_root(&host_root);
+        // Container and pod names from the runtimes' sockets: the series' container labels and
+        // `container_name` snoopers.
+        let container_directory = Arc::new(RuntimeDirectory::from_config(
+            &config.container_runtimes,
+            &host_root,
+        ));
+        let lookup: Arc<dyn ContainerLookup> = container_directory.clone();
+        let labels = Arc::new(Labels::new(
+            &registry,
+            ProcCache::new(roots.clone(), Some(lookup)),
+        ));
         let mut tasks = Tasks::new();
-        let metrics_endpoint =
-            egress::start_metric_channel(&config, &imdb, &machine_id, &self_metrics, &mut tasks)
-                .await?;
+        let metrics_endpoint = egress::start_metric_channel(
+            &config,
+            &imdb,
+            &machine_id,
+            &self_metrics,
+            &labels,
+            &mut tasks,
+        )
+        .await?;
         let mut channels = egress::kafka_channels(&config, &identity)?;
+        channels.labels = Some(labels.clone());
         let event_log = egress::start_event_log(&config, &machine_id)?;
         let (event_sink, event_log) = event_log.unzip();
         channels.event_log = event_sink;
@@ -213,8 +234,10 @@ impl Daemon {
                     config: config.supervisor.clone(),
                     cgroups: cgroups.clone(),
                 }),
-                roots: ScanRoots::under_host_root(&host_root),
+                roots,
                 legacy_ipc,
+                containers: Some(container_directory.clone()),
+                labels: Some(labels.clone()),
             },
         );
         if config.global.rest_api_on {
@@ -234,7 +257,7 @@ impl Daemon {
 
         let kept_init_lines = probes_init::apply(&config, &manager).await;
         manager.persist_to(config.paths.probes_init.clone(), kept_init_lines.clone());
-        let sweep = housekeeping(imdb, self_metrics, cgroups.clone(), tasks.stopped());
+        let sweep = housekeeping(imdb, labels, self_metrics, cgroups.clone(), tasks.stopped());
         tasks.serve("imdb sweep", sweep);
         let period = config.supervisor.snooper_period;
         let refresh = refresh_snoopers(manager.clone(), period, tasks.stopped());
@@ -446,6 +469,7 @@ fn cgroup_instance(run_dir: &Path) -> String {
 
 async fn housekeeping(
     imdb: Arc<Imdb>,
+    labels: Arc<Labels>,
     self_metrics: Option<PrometheusHandle>,
     cgroups: Option<Arc<Cgroups>>,
     mut shutdown: watch::Receiver<bool>,
@@ -459,6 +483,9 @@ async fn housekeeping(
         }
         let removed = imdb.sweep(clock::now_ms());
         expired.increment(removed as u64);
+        let labels = labels.clone();
+        // Lists /proc: off the executor.
+        let _ = tokio::task::spawn_blocking(move || labels.cache().refresh()).await;
         if let Some(c) = &cgroups {
             c.record_usage();
         }

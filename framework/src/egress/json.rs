@@ -14,11 +14,25 @@ use gala_meta::histogram::Histogram;
 use gala_meta::record::is_null;
 use gala_meta::{FieldType, TableMeta};
 
+use crate::labels::{LabelSink, TableLabels};
+
+/// Writes labels as members `"name":"value",` of a JSON object.
+pub struct JsonLabels<'a>(pub &'a mut Vec<u8>);
+
+impl LabelSink for JsonLabels<'_> {
+    fn label(&mut self, name: &str, value: &[u8]) {
+        push_member(self.0, name.as_bytes());
+        push_str(self.0, value);
+        self.0.push(b',');
+    }
+}
+
 /// Appends the JSON line (ending in `\n`) of one record to `out`. `values` are the record's
 /// fields in meta order; null values are omitted; `timestamp_ms` is wall-clock milliseconds.
 pub fn render_record(
     meta: &TableMeta,
     values: &[&[u8]],
+    derived: Option<&TableLabels>,
     machine_id: &str,
     timestamp_ms: u64,
     out: &mut Vec<u8>,
@@ -31,12 +45,14 @@ pub fn render_record(
     push_str(out, meta.name.as_bytes());
 
     out.extend_from_slice(b",\"labels\":{");
+    let mut sink = JsonLabels(out);
     for (f, v) in meta.fields.iter().zip(values) {
         if f.ty.is_label() && !is_null(v) {
-            push_member(out, f.name.as_bytes());
-            push_str(out, v);
-            out.push(b',');
+            sink.label(&f.name, v);
         }
+    }
+    if let Some(derived) = derived {
+        derived.write(values, &mut sink);
     }
     push_member(out, b"machine_id");
     push_str(out, machine_id.as_bytes());
@@ -155,7 +171,7 @@ mod tests {
 
     fn render(meta: &TableMeta, values: &[&[u8]], machine_id: &str) -> (String, Value) {
         let mut out = Vec::new();
-        render_record(meta, values, machine_id, 1_700_000_000_123, &mut out);
+        render_record(meta, values, None, machine_id, 1_700_000_000_123, &mut out);
         let text = String::from_utf8(out).unwrap();
         assert!(text.ends_with("}\n"), "{text}");
         assert_eq!(text.matches('\n').count(), 1, "one line: {text}");
@@ -292,7 +308,7 @@ mod tests {
             use FieldType::*;
             let m = meta(&[("k", Key), ("g", Gauge)]);
             let mut out = Vec::new();
-            render_record(&m, &[&label, &gauge], "m", 1, &mut out);
+            render_record(&m, &[&label, &gauge], None, "m", 1, &mut out);
             let text = String::from_utf8(out).unwrap();
             proptest::prop_assert_eq!(text.matches('\n').count(), 1);
             let v: Value = serde_json::from_str(&text).unwrap();

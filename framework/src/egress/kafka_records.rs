@@ -26,6 +26,7 @@ use crate::egress::event::{self, Dedup, EventError, DEDUP_CAPACITY};
 use crate::egress::json::push_str;
 use crate::egress::kafka::KafkaProducer;
 use crate::identity::HostIdentity;
+use crate::labels::{LabelSink, TableLabels};
 use crate::selfmetrics;
 
 /// Why a `|log|` line cannot be forwarded (counted by ingress as `bad_event`).
@@ -46,6 +47,7 @@ pub enum LogLineError {
 pub fn render_metric(
     meta: &TableMeta,
     values: &[&[u8]],
+    derived: Option<&TableLabels>,
     system_uuid: &str,
     timestamp_ms: u64,
     out: &mut Vec<u8>,
@@ -66,7 +68,22 @@ pub fn render_metric(
             push_str(out, v);
         }
     }
+    if let Some(derived) = derived {
+        derived.write(values, &mut KafkaLabels(out));
+    }
     out.push(b'}');
+}
+
+/// Writes labels as further members `, "name": "value"` of a metric message.
+struct KafkaLabels<'a>(&'a mut Vec<u8>);
+
+impl LabelSink for KafkaLabels<'_> {
+    fn label(&mut self, name: &str, value: &[u8]) {
+        self.0.extend_from_slice(b", ");
+        push_str(self.0, name.as_bytes());
+        self.0.extend_from_slice(b": ");
+        push_str(self.0, value);
+    }
 }
 
 /// The metric channel's producer and what its messages need.
@@ -90,11 +107,12 @@ impl MetricKafka {
         &self,
         meta: &TableMeta,
         values: &[&[u8]],
+        derived: Option<&TableLabels>,
         timestamp_ms: u64,
         buf: &mut Vec<u8>,
     ) {
         buf.clear();
-        render_metric(meta, values, &self.system_uuid, timestamp_ms, buf);
+        render_metric(meta, values, derived, &self.system_uuid, timestamp_ms, buf);
         self.producer.send(buf);
     }
 
@@ -302,7 +320,14 @@ measurements:
 
     fn metric(values: &[&[u8]]) -> String {
         let mut out = Vec::new();
-        render_metric(&table(), values, "uuid-1", 1_700_000_000_123, &mut out);
+        render_metric(
+            &table(),
+            values,
+            None,
+            "uuid-1",
+            1_700_000_000_123,
+            &mut out,
+        );
         String::from_utf8(out).expect("UTF-8")
     }
 

@@ -25,6 +25,7 @@ use crate::clock;
 use crate::egress::json;
 use crate::egress::prometheus::{escape_label_value, write_labels, write_sample};
 use crate::imdb::{Imdb, Record};
+use crate::labels::Labels;
 use crate::logfile::{self, LogFileError};
 use crate::ratelimit::{RateLimiter, Verdict};
 use crate::selfmetrics;
@@ -80,6 +81,8 @@ pub struct MetricLogWriter {
     buf: Vec<u8>,
     ends: Vec<usize>,
     labels: Vec<u8>,
+    /// The labels derived from processes and containers and chosen for probes.
+    derived: Option<Arc<Labels>>,
     oversized: u64,
 }
 
@@ -114,8 +117,15 @@ impl MetricLogWriter {
             buf: Vec::with_capacity(64 * 1024),
             ends: Vec::new(),
             labels: Vec::with_capacity(256),
+            derived: None,
             oversized: 0,
         })
+    }
+
+    /// Adds the labels of `labels` to every record (see [`crate::labels`]).
+    pub fn with_labels(mut self, labels: Arc<Labels>) -> Self {
+        self.derived = Some(labels);
+        self
     }
 
     /// The file currently written.
@@ -156,6 +166,9 @@ impl MetricLogWriter {
                     table.live(now_ms).filter(|r| r.seq() >= last).collect();
                 // Report order, as the original wrote them.
                 fresh.sort_unstable_by_key(|r| r.seq());
+                let derived =
+                    (self.derived.as_deref()).and_then(|l| l.for_table(id, table.writer()));
+                let derived = derived.as_ref();
                 let mut values: Vec<&[u8]> = Vec::with_capacity(meta.fields.len());
                 for rec in fresh {
                     rec.values(&mut values);
@@ -164,12 +177,18 @@ impl MetricLogWriter {
                     }
                     let ts = wall_ms.saturating_sub(now_ms.saturating_sub(rec.updated_ms()));
                     match self.format {
-                        MetricLogFormat::Json => {
-                            json::render_record(meta, &values, &self.machine_id, ts, &mut self.buf)
-                        }
+                        MetricLogFormat::Json => json::render_record(
+                            meta,
+                            &values,
+                            derived,
+                            &self.machine_id,
+                            ts,
+                            &mut self.buf,
+                        ),
                         MetricLogFormat::Text => {
                             self.labels.clear();
-                            write_labels(meta, &values, &self.machine_label, &mut self.labels);
+                            let (id, out) = (&self.machine_label, &mut self.labels);
+                            write_labels(meta, &values, derived, id, out);
                             let text = TextSample {
                                 labels: &self.labels,
                                 timestamp: ts,

@@ -5,11 +5,12 @@
 use std::sync::Arc;
 
 use gala_meta::record::EventLine;
-use gala_meta::TableMeta;
+use gala_meta::{TableId, TableMeta};
 
 use crate::egress::event::{EventSink, ProbeEvents};
 use crate::egress::kafka_records::{EventKafka, MetricKafka, ProbeKafkaEvents};
 use crate::ingress::{EventOutput, Outputs, RecordOutput, Refused, NO_LOG_OUTPUT};
+use crate::labels::Labels;
 
 /// The egress channels a probe's output goes to besides the imdb; the default is none.
 #[derive(Debug, Clone, Default)]
@@ -20,14 +21,18 @@ pub struct Channels {
     pub event_log: Option<EventSink>,
     /// Events and log lines to Kafka (`event.out_channel = "kafka"`).
     pub event_kafka: Option<Arc<EventKafka>>,
+    /// The labels metric records get (see [`crate::labels`]).
+    pub labels: Option<Arc<Labels>>,
 }
 
 impl Outputs for Channels {
-    fn records(&self, _probe: &str) -> Option<Box<dyn RecordOutput>> {
+    fn records(&self, probe: &str) -> Option<Box<dyn RecordOutput>> {
         let kafka = self.metric_kafka.as_ref()?;
         Some(Box::new(KafkaRecords {
             kafka: kafka.clone(),
             message: Vec::new(),
+            probe: probe.into(),
+            labels: self.labels.clone(),
         }))
     }
 
@@ -46,12 +51,15 @@ struct KafkaRecords {
     kafka: Arc<MetricKafka>,
     /// The message being rendered (reused).
     message: Vec<u8>,
+    probe: Box<str>,
+    labels: Option<Arc<Labels>>,
 }
 
 impl RecordOutput for KafkaRecords {
-    fn record(&mut self, meta: &TableMeta, values: &[&[u8]], wall_ms: u64) {
-        self.kafka
-            .send_record(meta, values, wall_ms, &mut self.message);
+    fn record(&mut self, id: TableId, meta: &TableMeta, values: &[&[u8]], wall_ms: u64) {
+        let derived = (self.labels.as_deref()).and_then(|l| l.for_table(id, Some(&self.probe)));
+        let message = &mut self.message;
+        (self.kafka).send_record(meta, values, derived.as_ref(), wall_ms, message);
     }
 }
 

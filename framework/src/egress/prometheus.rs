@@ -21,6 +21,7 @@ use gala_meta::{FieldType, Registry, TableId, TableMeta};
 
 use crate::imdb::running::RunningHistogram;
 use crate::imdb::{Imdb, Table};
+use crate::labels::{LabelSink, Labels, TableLabels};
 use crate::server::{advise_huge_pages, Chunks, COALESCE_BELOW};
 
 /// What a family renders from one metric field of a record.
@@ -87,6 +88,8 @@ pub struct ScrapeRenderer {
     legacy_histogram: bool,
     /// One per rendering thread; the first is the calling thread's.
     parts: Vec<Part>,
+    /// The labels derived from processes and containers and chosen for probes.
+    labels: Option<Arc<Labels>>,
     /// What the families' buffers that came back from sent responses may hold in all.
     keep: Arc<KeepBudget>,
 }
@@ -160,6 +163,7 @@ impl ScrapeRenderer {
             machine_id: Vec::new(),
             legacy_histogram,
             parts: Vec::new(),
+            labels: None,
             keep: Arc::new(KeepBudget {
                 limit: KEEP_BUFFERS,
                 held: AtomicUsize::new(0),
@@ -215,6 +219,12 @@ impl ScrapeRenderer {
         r
     }
 
+    /// Adds the labels of `labels` to every series (see [`crate::labels`]).
+    pub fn with_labels(mut self, labels: Arc<Labels>) -> Self {
+        self.labels = Some(labels);
+        self
+    }
+
     /// Appends the exposition of every live series of `imdb` at `now_ms` to `out`, in one
     /// buffer (for the tests; responses use [`ScrapeRenderer::render_chunks`]).
     #[cfg(test)]
@@ -233,10 +243,12 @@ impl ScrapeRenderer {
         let registry = imdb.registry().clone();
         for plan in &self.plans {
             let table = imdb.lock(plan.table);
+            let labels = self.labels.as_deref();
             let pass = TablePass {
                 plan,
                 meta: registry.table(plan.table),
                 table: &table,
+                derived: labels.and_then(|l| l.for_table(plan.table, table.writer())),
                 families: &self.families,
                 machine_id: &self.machine_id,
                 legacy_histogram: self.legacy_histogram,
@@ -291,6 +303,7 @@ struct TablePass<'a> {
     plan: &'a TablePlan,
     meta: &'a TableMeta,
     table: &'a Table,
+    derived: Option<TableLabels<'a>>,
     families: &'a [Family],
     machine_id: &'a [u8],
     legacy_histogram: bool,
@@ -309,7 +322,8 @@ impl TablePass<'_> {
             }
             let labels = &mut part.labels;
             labels.clear();
-            write_labels(meta, &values, self.machine_id, labels);
+            let derived = self.derived.as_ref();
+            write_labels(meta, &values, derived, self.machine_id, labels);
             for &(field, fam, kind) in &self.plan.outputs {
                 let v = values[field];
                 let (name, body) = (&self.families[fam].name, &mut part.bodies[fam].buf);
@@ -449,20 +463,38 @@ pub fn write_sample(
 }
 
 /// Writes the label pairs of a record (key and label fields in meta order, null ones
-/// skipped, then `machine_id`), without braces.
-pub fn write_labels(meta: &TableMeta, values: &[&[u8]], machine_id: &[u8], out: &mut Vec<u8>) {
+/// skipped, then the `derived` ones, then `machine_id`), without braces.
+pub fn write_labels(
+    meta: &TableMeta,
+    values: &[&[u8]],
+    derived: Option<&TableLabels>,
+    machine_id: &[u8],
+    out: &mut Vec<u8>,
+) {
+    let mut sink = ExpositionLabels(out);
     for (f, v) in meta.fields.iter().zip(values) {
-        if !f.ty.is_label() || is_null(v) {
-            continue;
+        if f.ty.is_label() && !is_null(v) {
+            sink.label(&f.name, v);
         }
-        out.extend_from_slice(f.name.as_bytes());
-        out.extend_from_slice(b"=\"");
-        escape_label_value(v, out);
-        out.extend_from_slice(b"\",");
+    }
+    if let Some(derived) = derived {
+        derived.write(values, &mut sink);
     }
     out.extend_from_slice(b"machine_id=\"");
     out.extend_from_slice(machine_id);
     out.push(b'"');
+}
+
+/// Writes labels as `name="value",`.
+struct ExpositionLabels<'a>(&'a mut Vec<u8>);
+
+impl LabelSink for ExpositionLabels<'_> {
+    fn label(&mut self, name: &str, value: &[u8]) {
+        self.0.extend_from_slice(name.as_bytes());
+        self.0.extend_from_slice(b"=\"");
+        escape_label_value(value, self.0);
+        self.0.extend_from_slice(b"\",");
+    }
 }
 
 /// Escapes a label value: `\` → `\\`, `"` → `\"`, newline → `\n`; invalid UTF-8, NUL and CR

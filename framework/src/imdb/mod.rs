@@ -133,6 +133,8 @@ pub struct Table {
     next_seq: u64,
     /// The running histograms of the series, when the table has histogram fields.
     running: RunningStore,
+    /// The probe that wrote the table last (whose chosen labels its series get).
+    writer: Option<Arc<str>>,
 }
 
 impl Table {
@@ -178,6 +180,18 @@ impl Table {
     /// Whether the table holds no series.
     pub fn is_empty(&self) -> bool {
         self.records.len() == 0
+    }
+
+    /// The probe that wrote the table last.
+    pub fn writer(&self) -> Option<&str> {
+        self.writer.as_deref()
+    }
+
+    /// Notes that `probe` writes the table.
+    pub fn set_writer(&mut self, probe: &Arc<str>) {
+        if !self.writer.as_ref().is_some_and(|w| Arc::ptr_eq(w, probe)) {
+            self.writer = Some(probe.clone());
+        }
     }
 
     /// Sequence number the next update will get; records with a lower one are older.

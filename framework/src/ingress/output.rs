@@ -3,7 +3,7 @@
 //! no egress type, and the supervisor passes the whole as one [`super::Pipeline`].
 
 use gala_meta::record::EventLine;
-use gala_meta::TableMeta;
+use gala_meta::{TableId, TableMeta};
 
 /// The daemon-wide routing of probe output besides the imdb, asked once per probe run.
 pub trait Outputs: Send + Sync {
@@ -15,10 +15,10 @@ pub trait Outputs: Send + Sync {
 
 /// One probe's records, on its writer thread (the hot path: called once per record).
 pub trait RecordOutput: Send {
-    /// Takes one record of table `meta` whose value types are checked: `values` are its fields
-    /// in meta order, `wall_ms` the wall-clock time of its batch. Called before the record is
-    /// stored, so a full imdb table never holds it back.
-    fn record(&mut self, meta: &TableMeta, values: &[&[u8]], wall_ms: u64);
+    /// Takes one record of table `id` (`meta`) whose value types are checked: `values` are its
+    /// fields in meta order, `wall_ms` the wall-clock time of its batch. Called before the
+    /// record is stored, so a full imdb table never holds it back.
+    fn record(&mut self, id: TableId, meta: &TableMeta, values: &[&[u8]], wall_ms: u64);
 }
 
 /// One probe's events and `|log|` lines, on its reader task.

@@ -17,6 +17,8 @@ use crate::selfmetrics;
 /// Stores one probe's validated records; counts them and the ones a full table refuses.
 pub struct BatchWriter {
     imdb: Arc<Imdb>,
+    /// The probe, noted as the writer of the tables it writes.
+    probe: Arc<str>,
     drops: DropLog,
     received: Counter,
     /// Records stored by the last [`BatchWriter::write`].
@@ -66,6 +68,7 @@ impl BatchWriter {
     pub fn new(probe: &str, imdb: Arc<Imdb>) -> Self {
         BatchWriter {
             imdb,
+            probe: probe.into(),
             drops: DropLog::new(&probe.into()),
             received: selfmetrics::records_received(probe),
             stored: 0,
@@ -90,6 +93,7 @@ impl BatchWriter {
     pub fn write(&mut self, batch: &mut Batch) {
         let BatchWriter {
             imdb,
+            probe,
             drops,
             stored,
             keys,
@@ -114,10 +118,18 @@ impl BatchWriter {
             }
             repairs.check(meta, values);
             if let Some(output) = output {
-                output.record(meta, values, wall_ms);
+                output.record(id, meta, values, wall_ms);
             }
             if run_table.is_some_and(|t| t != id) {
-                *stored += store_run(imdb, drops, run_table.unwrap_or(id), &mut run, keys, at);
+                *stored += store_run(
+                    imdb,
+                    probe,
+                    drops,
+                    run_table.unwrap_or(id),
+                    &mut run,
+                    keys,
+                    at,
+                );
             }
             run_table = Some(id);
             let start = keys.len();
@@ -129,7 +141,7 @@ impl BatchWriter {
             });
         });
         if let Some(id) = run_table {
-            *stored += store_run(imdb, drops, id, &mut run, keys, at);
+            *stored += store_run(imdb, probe, drops, id, &mut run, keys, at);
         }
         self.run = recycle_run(run);
     }
@@ -156,6 +168,7 @@ impl BatchWriter {
 /// stored.
 fn store_run(
     imdb: &Imdb,
+    probe: &Arc<str>,
     drops: &mut DropLog,
     id: TableId,
     run: &mut Vec<Pending>,
@@ -163,6 +176,7 @@ fn store_run(
     at: Stamp,
 ) -> u64 {
     let mut table = imdb.lock(id);
+    table.set_writer(probe);
     let stored = imdb.upsert_run(&mut table, keys, run, at, |line| {
         let why = &"table full (imdb.max_records_num)";
         drops.drop(DropReason::TableFull, line, why)

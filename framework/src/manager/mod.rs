@@ -22,6 +22,8 @@ use link::ConfigLink;
 use snoop::Scan;
 
 use crate::api::{self, ApiError, DesiredState, ProbeSettings, ProbeView, PutContext, RuntimeView};
+use crate::containers::ContainerLookup;
+use crate::labels::{Labels, ProbeLabels};
 use crate::legacy_ipc::LegacyIpc;
 use crate::probes::catalogue::{Catalogue, ProbeKind};
 use crate::snooper::{Resolver, ScanRoots};
@@ -35,6 +37,11 @@ pub struct ManagerContext {
     pub roots: ScanRoots,
     /// The legacy System V queue, when a custom probe uses it.
     pub legacy_ipc: Option<Arc<LegacyIpc>>,
+    /// Names containers for `container_name` snoopers (the runtimes' API sockets); `None`:
+    /// a listing of the installed runtime CLIs.
+    pub containers: Option<Arc<dyn ContainerLookup>>,
+    /// The labels series get, told each probe's chosen labels.
+    pub labels: Option<Arc<Labels>>,
 }
 
 /// One probe known to the manager (created by its first PUT).
@@ -142,6 +149,9 @@ impl ProbeManager {
             series_hold_ms(outcome.settings.params.report_period),
             Ordering::Relaxed,
         );
+        if let Some(labels) = &self.ctx.labels {
+            labels.set_probe(&kind.name, ProbeLabels::of(&outcome.settings));
+        }
         entry.settings = Some(outcome.settings);
         if stop {
             entry.wanted = false;
@@ -303,8 +313,14 @@ impl ProbeManager {
             return;
         };
         let resolver = std::mem::take(&mut entry.resolver);
-        let (resolver, objects_changed) =
-            snoop::refresh(scan, &entry.kind, &settings, resolver).await;
+        let (resolver, objects_changed) = snoop::refresh(
+            scan,
+            &entry.kind,
+            &settings,
+            resolver,
+            self.ctx.containers.clone(),
+        )
+        .await;
         entry.resolver = resolver;
         if !(just_started || snoopers_changed || params_changed || objects_changed) {
             return;

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::api::ProbeSettings;
+use crate::containers::ContainerLookup;
 use crate::probes::catalogue::ProbeKind;
 use crate::snooper::{
     ProcNameEntry, ProcSnapshot, ResolveOptions, Resolver, ScanRoots, SnooperEntries, SnooperError,
@@ -66,6 +67,7 @@ pub async fn refresh(
     kind: &ProbeKind,
     settings: &ProbeSettings,
     mut resolver: Resolver,
+    names: Option<Arc<dyn ContainerLookup>>,
 ) -> (Resolver, bool) {
     let name = kind.name.clone();
     let kinds = kind.snoop;
@@ -89,9 +91,13 @@ pub async fn refresh(
                 Scan::Shared(snapshot) => snapshot,
                 Scan::Fresh(roots) => Arc::new(ProcSnapshot::scan(&roots)?),
             };
-            Ok::<_, SnooperError>(
-                resolver.update_listing_runtimes(&snapshot, &query, kinds, &options),
-            )
+            Ok::<_, SnooperError>(resolver.update_naming_containers(
+                &snapshot,
+                &query,
+                kinds,
+                &options,
+                names.as_deref(),
+            ))
         })();
         (resolver, outcome)
     })

@@ -17,12 +17,17 @@
 //! - `container_id` is a case-insensitive prefix of the full 64-hex id, any length 1–64 (the
 //!   original kept only the first 12 characters).
 //! - `container_name` is a substring of the container name (empty matches every container, as the
-//!   original), matched in-process against a listing from the installed runtime CLIs; request
-//!   data never reaches a program or a shell (see [`runtime`]). Unlike the original it yields the
-//!   containers' processes too, as `container_id` and `pod_id` do.
+//!   original), matched in-process. The daemon names the containers of the scan through
+//!   [`crate::containers::RuntimeDirectory`] (the runtimes' API sockets, then their CLIs'
+//!   `inspect`); without one, names come from a listing of the installed runtime CLIs. Either
+//!   way request data never reaches a program or a shell (see [`runtime`]). The name is the
+//!   Kubernetes container name (`io.kubernetes.container.name`) when the runtime has it, else
+//!   the runtime's own name. Unlike the original it yields the containers' processes too, as
+//!   `container_id` and `pod_id` do.
 //! - Containers are those with a live process in the scan (their ids and pods come from
-//!   `/proc/<pid>/cgroup`), plus those a runtime lists; `cpucg_inode` is 0 when the cgroup
-//!   directory cannot be found (e.g. cgroup paths seen through another cgroup namespace).
+//!   `/proc/<pid>/cgroup`), plus, when names come from a CLI listing (no directory), those it
+//!   lists; `cpucg_inode` is 0 when the cgroup directory cannot be found (e.g. cgroup paths seen
+//!   through another cgroup namespace).
 //! - The cap (default 1000) cuts from the end of the sorted list: containers sort before
 //!   processes, so processes with the highest pids go first; the count cut is reported.
 
@@ -41,8 +46,8 @@ pub use gala_cgroup::{
     CgroupIdentity, CpuCgroupDir,
 };
 pub use proc::{
-    normalise_cmdline, parse_comm, parse_stat_ppid, ContainerInfo, ProcSnapshot, ProcessInfo,
-    ScanRoots, CMDLINE_MAX_BYTES,
+    normalise_cmdline, parse_comm, parse_stat_ppid, parse_stat_start_ticks, read_process,
+    ContainerInfo, ProcSnapshot, ProcessInfo, ScanRoots, CMDLINE_MAX_BYTES,
 };
 pub use resolve::{
     resolve, Kinds, ProcNameEntry, ProcPattern, Resolution, ResolveOptions, ResolveReport,

@@ -159,7 +159,7 @@ fn parse_pid(name: &str) -> Option<u32> {
 
 /// Reads one process from its `/proc/<pid>` directory. `None` when it has vanished: `stat`, which
 /// every process has and anyone may read, is unreadable.
-fn read_process(dir: &Path, pid: u32) -> Option<(ProcessInfo, Option<CpuCgroupDir>)> {
+pub fn read_process(dir: &Path, pid: u32) -> Option<(ProcessInfo, Option<CpuCgroupDir>)> {
     let stat = std::fs::read(dir.join("stat")).ok()?;
     let ppid = parse_stat_ppid(&stat).unwrap_or(0);
     let comm = std::fs::read(dir.join("comm"))
@@ -212,6 +212,15 @@ pub fn parse_stat_ppid(stat: &[u8]) -> Option<u32> {
     fields.next()?.parse().ok()
 }
 
+/// The start time of a process from the text of `/proc/<pid>/stat`, in clock ticks since boot
+/// (field 22, counted after the last `)` as [`parse_stat_ppid`] does).
+pub fn parse_stat_start_ticks(stat: &[u8]) -> Option<u64> {
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(&stat[close + 1..]).ok()?;
+    // Fields 3.. follow the comm: the start time is the 20th of them.
+    rest.split_ascii_whitespace().nth(19)?.parse().ok()
+}
+
 /// The text of `/proc/<pid>/comm`: without its newline, invalid UTF-8 replaced.
 pub fn parse_comm(raw: &[u8]) -> String {
     let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
@@ -244,6 +253,14 @@ mod tests {
         assert_eq!(parse_stat_ppid(b"45 (x) S -3"), None);
         assert_eq!(parse_stat_ppid(b"no parenthesis 1 2"), None);
         assert_eq!(parse_stat_ppid(b""), None);
+    }
+
+    #[test]
+    fn start_time_is_the_22nd_field() {
+        let stat = b"13478 (a (b) c) R 13433 13433 3468 0 -1 4194304 99 0 0 0 0 0 0 0 20 0 1 0 2439257 3133440 383";
+        assert_eq!(parse_stat_start_ticks(stat), Some(2439257));
+        assert_eq!(parse_stat_start_ticks(b"1 (x) S 0 1 1 0"), None);
+        assert_eq!(parse_stat_start_ticks(b""), None);
     }
 
     #[test]
@@ -311,6 +328,7 @@ mod tests {
         #[test]
         fn stat_parsing_never_panics(raw in proptest::collection::vec(any::<u8>(), 0..200)) {
             let _ = parse_stat_ppid(&raw);
+            let _ = parse_stat_start_ticks(&raw);
         }
 
         #[test]

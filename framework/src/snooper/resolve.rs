@@ -9,7 +9,8 @@ use regex::{Regex, RegexBuilder};
 use super::error::{QueryError, Result};
 use super::ids::{normalise_container_id_prefix, normalise_pod_id};
 use super::proc::{ContainerInfo, ProcSnapshot, ProcessInfo, ScanRoots};
-use super::runtime::{RuntimeCli, RuntimeInventory};
+use super::runtime::{Listing, RuntimeCli, RuntimeContainer, RuntimeInventory};
+use crate::containers::ContainerLookup;
 
 /// The original's cap on resolved objects per probe.
 pub const DEFAULT_MAX_OBJECTS: usize = 1000;
@@ -249,6 +250,25 @@ fn known_containers(
     containers
 }
 
+/// The containers of `snapshot` that `names` knows, as if a runtime had listed them.
+fn inventory_from_lookups(
+    snapshot: &ProcSnapshot,
+    names: &dyn ContainerLookup,
+) -> RuntimeInventory {
+    let listed = snapshot.containers().values().filter_map(|c| {
+        let meta = names.lookup(&c.id)?;
+        Some(RuntimeContainer {
+            id: c.id.clone(),
+            name: meta.name?,
+            pod_id: meta.pod_uid,
+        })
+    });
+    RuntimeInventory::from_listings([Ok(Listing {
+        containers: listed.collect(),
+        skipped: 0,
+    })])
+}
+
 /// What an update found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ResolveReport {
@@ -303,6 +323,34 @@ impl Resolver {
     ) -> Result<(ResolveReport, Vec<super::error::RuntimeError>)> {
         let snapshot = ProcSnapshot::scan(roots)?;
         Ok(self.update_listing_runtimes(&snapshot, query, kinds, options))
+    }
+
+    /// Updates against `snapshot`; when the query has `container_name` entries, the containers
+    /// of the scan are named through `names` (the runtimes' API sockets, then their CLIs: see
+    /// [`crate::containers::RuntimeDirectory`]), or, without it, through a listing of the
+    /// installed runtime CLIs. Blocking when it asks runtimes.
+    pub fn update_naming_containers(
+        &mut self,
+        snapshot: &ProcSnapshot,
+        query: &SnooperQuery,
+        kinds: Kinds,
+        options: &ResolveOptions,
+        names: Option<&dyn ContainerLookup>,
+    ) -> (ResolveReport, Vec<super::error::RuntimeError>) {
+        match names {
+            Some(names) if query.needs_runtime() => {
+                let named = inventory_from_lookups(snapshot, names);
+                (
+                    self.update(snapshot, Some(&named), query, kinds, options),
+                    Vec::new(),
+                )
+            }
+            Some(_) => (
+                self.update(snapshot, None, query, kinds, options),
+                Vec::new(),
+            ),
+            None => self.update_listing_runtimes(snapshot, query, kinds, options),
+        }
     }
 
     /// Updates against `snapshot`, listing the installed runtimes' containers when the query

@@ -472,6 +472,79 @@ fn container_name_matches_runtime_names_by_substring() {
     assert!(resolve_fixture(entries, Kinds::BOTH).objects.is_empty());
 }
 
+/// A lookup answering from a table, counting its calls.
+struct TableLookup {
+    names: Vec<(&'static str, &'static str)>,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl crate::containers::ContainerLookup for TableLookup {
+    fn lookup(&self, full_id: &str) -> Option<crate::containers::ContainerMeta> {
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (_, name) = self.names.iter().find(|(id, _)| *id == full_id)?;
+        Some(crate::containers::ContainerMeta {
+            name: Some(name.to_string()),
+            ..Default::default()
+        })
+    }
+}
+
+#[test]
+fn container_name_matches_names_from_a_container_lookup() {
+    let names = TableLookup {
+        names: vec![(DOCKER_ID, "redis-cache"), (APP_ID, "app")],
+        calls: Default::default(),
+    };
+    let entries = SnooperEntries {
+        container_names: vec!["cache".into()],
+        ..SnooperEntries::default()
+    };
+    let mut resolver = Resolver::new();
+    let (report, failures) = resolver.update_naming_containers(
+        &fixture(),
+        &query(entries),
+        Kinds::BOTH,
+        &options(Some(DAEMON)),
+        Some(&names),
+    );
+    assert!(report.changed && failures.is_empty());
+    let named = ContainerInfo {
+        name: Some("redis-cache".into()),
+        ..docker_container()
+    };
+    assert_eq!(
+        resolver.objects(),
+        [
+            Snooped::Container(named),
+            Snooped::Process(expected_processes()[7].clone()),
+            Snooped::Process(expected_processes()[8].clone()),
+        ]
+    );
+    // Every container of the scan was asked about, once.
+    assert_eq!(names.calls.load(std::sync::atomic::Ordering::Relaxed), 3);
+    // Queries without container_name ask nothing.
+    let entries = SnooperEntries {
+        container_ids: vec![APP_ID[..6].into()],
+        ..SnooperEntries::default()
+    };
+    resolver.update_naming_containers(
+        &fixture(),
+        &query(entries),
+        Kinds::CONTAINER,
+        &options(Some(DAEMON)),
+        Some(&names),
+    );
+    assert_eq!(names.calls.load(std::sync::atomic::Ordering::Relaxed), 3);
+    assert_eq!(
+        objects(&Resolution {
+            objects: resolver.objects().to_vec(),
+            cut: 0
+        }),
+        ["container a1b2c3d4"]
+    );
+}
+
 #[test]
 fn bad_entries_give_typed_errors_and_empty_ones_are_skipped() {
     let bad_regex = SnooperEntries {

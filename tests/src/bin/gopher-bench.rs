@@ -14,7 +14,7 @@ use gala_e2e::{Daemon, Samples, Sandbox};
 /// Every generated record is this long, newline included.
 const RECORD_LEN: usize = 100;
 
-use gala_e2e::bench::{cpu_seconds, generator_sandbox, row};
+use gala_e2e::bench::{cpu_seconds, generator_sandbox_for, row};
 
 #[derive(Parser)]
 #[command(about = "gala-gopher benchmarks")]
@@ -43,6 +43,9 @@ enum Cmd {
         /// Written with the start time just before the first record, and `<file>.done` at the end.
         #[arg(long)]
         start_file: Option<std::path::PathBuf>,
+        /// The table: `bench`, or `bench_tgid` / `bench_pid` (keyed by the generator's pid).
+        #[arg(long, default_value = "bench")]
+        table: String,
     },
 }
 
@@ -52,9 +55,10 @@ fn main() {
         series,
         records,
         start_file,
+        table,
     }) = args.cmd
     {
-        generate(series, records, start_file.as_deref());
+        generate(&table, series, records, start_file.as_deref());
         return;
     }
     let (runs, records) = if args.quick {
@@ -68,7 +72,7 @@ fn main() {
     let mut cpu = Vec::new();
     for run in 0..runs {
         let c = bare_pipe(10_000, records);
-        let (r, load) = daemon_ingest(10_000, records);
+        let (r, load) = daemon_ingest("bench", 10_000, records);
         eprintln!("run {run}: ceiling {c:.0}/s, daemon {r:.0}/s, daemon CPU {load:.0} %");
         ceiling.push(c);
         ingest.push(r);
@@ -93,7 +97,7 @@ fn main() {
     rows.push(row("daemon CPU during ingest, % of one core", &cpu, 0));
     for (series, scrapes) in [(10_000u64, 30), (100_000, 30), (1_000_000, 3)] {
         let scrapes = if args.quick { 1 } else { scrapes };
-        let s = scrape_latency(series, scrapes);
+        let s = scrape_latency("bench", series, scrapes);
         rows.push(row(
             &format!("scrape latency at {series} series, ms"),
             &s.latency_ms,
@@ -117,6 +121,7 @@ fn main() {
             1,
         ));
     }
+    rows.extend(labels_cost(runs, records, args.quick));
     rows.push(row("idle daemon RSS, MB", &[idle_rss()], 1));
     println!("| figure | min | median | max |\n| --- | --- | --- | --- |");
     for r in rows {
@@ -124,11 +129,56 @@ fn main() {
     }
 }
 
-/// The records of `series` series, 100 bytes each.
-fn record_block(series: u64) -> Vec<u8> {
+/// The cost of the process labels: the same 10k series keyed by the generator's pid, as
+/// `pid` (nothing derived) and as `tgid` (comm and container labels derived), through ingest
+/// and scrapes; alternating, `runs` times.
+fn labels_cost(runs: usize, records: u64, quick: bool) -> Vec<String> {
+    let (mut ingest, mut scrape) = ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()]);
+    for _ in 0..runs {
+        for (i, table) in ["bench_pid", "bench_tgid"].into_iter().enumerate() {
+            ingest[i].push(daemon_ingest(table, 10_000, records).0);
+            let s = scrape_latency(table, 10_000, if quick { 1 } else { 30 });
+            scrape[i].extend(s.latency_ms);
+        }
+    }
+    let ratio: Vec<f64> = (ingest[1].iter().zip(&ingest[0]))
+        .map(|(on, off)| 100.0 * on / off)
+        .collect();
+    vec![
+        row(
+            "ingest, 10k series keyed by `pid` (labels off), records/s",
+            &ingest[0],
+            0,
+        ),
+        row(
+            "ingest, 10k series keyed by `tgid` (labels on), records/s",
+            &ingest[1],
+            0,
+        ),
+        row("ingest with labels on / off, %", &ratio, 1),
+        row(
+            "scrape latency, 10k series keyed by `pid` (labels off), ms",
+            &scrape[0],
+            1,
+        ),
+        row(
+            "scrape latency, 10k series keyed by `tgid` (labels on), ms",
+            &scrape[1],
+            1,
+        ),
+    ]
+}
+
+/// The records of `series` series of `table`, 100 bytes each.
+fn record_block(table: &str, series: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(series as usize * RECORD_LEN);
+    let pid = std::process::id();
     for i in 0..series {
-        let head = format!("|bench|s{i:07}|");
+        let head = if table == "bench" {
+            format!("|bench|s{i:07}|")
+        } else {
+            format!("|{table}|{pid}|s{i:07}|")
+        };
         let tail = format!("|{}.25|{}|{}|\n", i % 977, i % 13, i * 7);
         let pad = RECORD_LEN - head.len() - tail.len();
         out.extend_from_slice(head.as_bytes());
@@ -138,8 +188,8 @@ fn record_block(series: u64) -> Vec<u8> {
     out
 }
 
-fn generate(series: u64, records: u64, start_file: Option<&Path>) {
-    let block = record_block(series);
+fn generate(table: &str, series: u64, records: u64, start_file: Option<&Path>) {
+    let block = record_block(table, series);
     let mut out = std::fs::File::from(
         std::io::stdout()
             .as_fd()
@@ -211,8 +261,8 @@ fn bare_pipe(series: u64, records: u64) -> f64 {
     records as f64 / start.elapsed().as_secs_f64()
 }
 
-fn bench_sandbox(series: u64, records: u64) -> (Sandbox, std::path::PathBuf) {
-    let (sb, start_file, _) = generator_sandbox(series, records, "");
+fn bench_sandbox(table: &str, series: u64, records: u64) -> (Sandbox, std::path::PathBuf) {
+    let (sb, start_file, _) = generator_sandbox_for(table, series, records, "");
     (sb, start_file)
 }
 
@@ -254,8 +304,8 @@ fn wait_file(path: &Path, timeout: Duration) -> u128 {
 }
 
 /// Records/s through the daemon and its CPU use (% of one core) over the run.
-fn daemon_ingest(series: u64, records: u64) -> (f64, f64) {
-    let (sb, start_file) = bench_sandbox(series, records);
+fn daemon_ingest(table: &str, series: u64, records: u64) -> (f64, f64) {
+    let (sb, start_file) = bench_sandbox(table, series, records);
     let daemon = sb.start();
     let start_ns = wait_file(&start_file, Duration::from_secs(30));
     let cpu0 = cpu_seconds(daemon.pid());
@@ -289,8 +339,8 @@ struct ScrapeRun {
 
 /// Scrape latencies with `series` series loaded (two records each), and the daemon's RSS
 /// before and after them.
-fn scrape_latency(series: u64, scrapes: usize) -> ScrapeRun {
-    let (sb, start_file) = bench_sandbox(series, series * 2);
+fn scrape_latency(table: &str, series: u64, scrapes: usize) -> ScrapeRun {
+    let (sb, start_file) = bench_sandbox(table, series, series * 2);
     let daemon = sb.start();
     let start_ns = wait_file(&start_file, Duration::from_secs(30));
     wait_file(&start_file.with_extension("done"), Duration::from_secs(600));
