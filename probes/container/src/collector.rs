@@ -62,7 +62,10 @@ impl Collector {
     fn locate(&mut self, scope: &Scope) -> Result<()> {
         self.tracked.retain(|id, _| scope.wants(id));
         for (id, pid) in &scope.hints {
-            if self.tracked.keys().any(|t| t.starts_with(id.as_str())) {
+            // Snooped processes carry full ids: a map lookup, a prefix search only for others.
+            if self.tracked.contains_key(id)
+                || self.tracked.keys().any(|t| t.starts_with(id.as_str()))
+            {
                 continue;
             }
             if let Some(m) = self.membership(*pid) {
