@@ -12,7 +12,7 @@ use std::time::Duration;
 use prost::Message;
 
 use super::error::{DecodeError, LookupError, Result};
-use super::{grpc, ContainerMeta};
+use super::{grpc, with_sandbox, ContainerMeta, Inspected};
 
 /// The gRPC method that reads one container's record.
 pub const GET_PATH: &str = "/containerd.services.containers.v1.Containers/Get";
@@ -74,6 +74,16 @@ pub fn parse_get_container_response(
     Ok(GetContainerResponse::decode(message)?.container)
 }
 
+impl Inspected for ContainerdContainer {
+    fn meta(&self) -> ContainerMeta {
+        ContainerdContainer::meta(self)
+    }
+
+    fn sandbox(&self) -> Option<String> {
+        self.sandbox_id()
+    }
+}
+
 impl ContainerdContainer {
     /// The metadata it gives: name from `io.kubernetes.container.name`, else the id.
     pub fn meta(&self) -> ContainerMeta {
@@ -126,16 +136,10 @@ pub async fn get(
 /// its sandbox's labels merged in when it has one (a sandbox that cannot be read is left out).
 pub async fn lookup(socket: &Path, id: &str, timeout: Duration) -> Result<Option<ContainerMeta>> {
     for namespace in NAMESPACES {
-        let Some(container) = get(socket, namespace, id, timeout).await? else {
-            continue;
-        };
-        let mut meta = container.meta();
-        if let Some(sandbox) = container.sandbox_id().filter(|s| s != id) {
-            if let Ok(Some(sandbox)) = get(socket, namespace, &sandbox, timeout).await {
-                meta.merge_pod(sandbox.meta());
-            }
+        let get = |id: String| async move { get(socket, namespace, &id, timeout).await };
+        if let Some(meta) = with_sandbox(id, get).await? {
+            return Ok(Some(meta));
         }
-        return Ok(Some(meta));
     }
     Ok(None)
 }

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::docker::{is_id_like, null_as_empty};
+use super::docker::null_as_empty;
 use super::error::{DecodeError, LookupError, Result};
 use super::transport::http1_get;
-use super::ContainerMeta;
+use super::{with_sandbox, ContainerMeta, Inspected};
 
 /// The fields of CRI-O's `ContainerInfo` read here.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -44,6 +44,16 @@ impl CrioContainer {
     }
 }
 
+impl Inspected for CrioContainer {
+    fn meta(&self) -> ContainerMeta {
+        CrioContainer::meta(self)
+    }
+
+    fn sandbox(&self) -> Option<String> {
+        Some(self.sandbox.clone())
+    }
+}
+
 async fn inspect(socket: &Path, id: &str, timeout: Duration) -> Result<Option<CrioContainer>> {
     let path = format!("/containers/{id}");
     let Some(body) = http1_get(socket, &path, timeout).await? else {
@@ -60,17 +70,7 @@ async fn inspect(socket: &Path, id: &str, timeout: Duration) -> Result<Option<Cr
 
 /// The metadata of container `id` from CRI-O, its sandbox's labels merged in.
 pub async fn lookup(socket: &Path, id: &str, timeout: Duration) -> Result<Option<ContainerMeta>> {
-    let Some(container) = inspect(socket, id, timeout).await? else {
-        return Ok(None);
-    };
-    let mut meta = container.meta();
-    let sandbox = container.sandbox.as_str();
-    if sandbox != id && is_id_like(sandbox) {
-        if let Ok(Some(sandbox)) = inspect(socket, sandbox, timeout).await {
-            meta.merge_pod(sandbox.meta());
-        }
-    }
-    Ok(Some(meta))
+    with_sandbox(id, |id| async move { inspect(socket, &id, timeout).await }).await
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::error::{DecodeError, LookupError, Result};
 use super::transport::http1_get;
-use super::ContainerMeta;
+use super::{with_sandbox, ContainerMeta, Inspected};
 
 /// Where cri-dockerd records the sandbox a container belongs to.
 pub const SANDBOX_ID_LABEL: &str = "io.kubernetes.sandbox.id";
@@ -58,6 +58,16 @@ pub fn parse_docker_inspect(body: &[u8]) -> Result<Option<DockerContainer>, Deco
     Ok(Some(serde_json::from_slice(body)?))
 }
 
+impl Inspected for DockerContainer {
+    fn meta(&self) -> ContainerMeta {
+        DockerContainer::meta(self)
+    }
+
+    fn sandbox(&self) -> Option<String> {
+        self.sandbox_id().map(str::to_owned)
+    }
+}
+
 impl DockerContainer {
     /// The metadata it gives.
     pub fn meta(&self) -> ContainerMeta {
@@ -89,16 +99,7 @@ pub async fn inspect(
 
 /// The metadata of container `id` from Docker, its sandbox's labels merged in.
 pub async fn lookup(socket: &Path, id: &str, timeout: Duration) -> Result<Option<ContainerMeta>> {
-    let Some(container) = inspect(socket, id, timeout).await? else {
-        return Ok(None);
-    };
-    let mut meta = container.meta();
-    if let Some(sandbox) = container.sandbox_id().filter(|s| *s != id && is_id_like(s)) {
-        if let Ok(Some(sandbox)) = inspect(socket, sandbox, timeout).await {
-            meta.merge_pod(sandbox.meta());
-        }
-    }
-    Ok(Some(meta))
+    with_sandbox(id, |id| async move { inspect(socket, &id, timeout).await }).await
 }
 
 /// Whether `s` may go into a request path: hex digits only (ids, never names).

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use prost::Message;
 
-use super::docker::{is_id_like, parse_docker_inspect, DockerContainer};
+use super::docker::{parse_docker_inspect, DockerContainer};
 use super::error::{DecodeError, LookupError, Result};
-use super::{grpc, ContainerMeta};
+use super::{grpc, with_sandbox, ContainerMeta};
 
 /// The gRPC method.
 pub const INSPECT_PATH: &str = "/containers.ContainerService/Inspect";
@@ -75,16 +75,7 @@ async fn inspect(socket: &Path, id: &str, timeout: Duration) -> Result<Option<Do
 
 /// The metadata of container `id` from iSulad, its CRI sandbox's labels merged in.
 pub async fn lookup(socket: &Path, id: &str, timeout: Duration) -> Result<Option<ContainerMeta>> {
-    let Some(container) = inspect(socket, id, timeout).await? else {
-        return Ok(None);
-    };
-    let mut meta = container.meta();
-    if let Some(sandbox) = container.sandbox_id().filter(|s| *s != id && is_id_like(s)) {
-        if let Ok(Some(sandbox)) = inspect(socket, sandbox, timeout).await {
-            meta.merge_pod(sandbox.meta());
-        }
-    }
-    Ok(Some(meta))
+    with_sandbox(id, |id| async move { inspect(socket, &id, timeout).await }).await
 }
 
 #[cfg(test)]

@@ -100,6 +100,39 @@ impl ContainerMeta {
     }
 }
 
+/// A runtime's answer about one container.
+trait Inspected {
+    /// The metadata it gives.
+    fn meta(&self) -> ContainerMeta;
+    /// The id of its pod's sandbox container, when it runs in a pod.
+    fn sandbox(&self) -> Option<String>;
+}
+
+/// The metadata of container `id` as `inspect` finds it, with the labels of its pod's sandbox
+/// (found with `inspect` too) merged in; a sandbox that cannot be read is left out.
+async fn with_sandbox<C, F>(
+    id: &str,
+    inspect: impl Fn(String) -> F,
+) -> Result<Option<ContainerMeta>>
+where
+    C: Inspected,
+    F: std::future::Future<Output = Result<Option<C>>>,
+{
+    let Some(container) = inspect(id.to_owned()).await? else {
+        return Ok(None);
+    };
+    let mut meta = container.meta();
+    if let Some(sandbox) = container
+        .sandbox()
+        .filter(|s| s != id && docker::is_id_like(s))
+    {
+        if let Ok(Some(sandbox)) = inspect(sandbox).await {
+            meta.merge_pod(sandbox.meta());
+        }
+    }
+    Ok(Some(meta))
+}
+
 /// Looks containers up by id.
 pub trait ContainerLookup: Send + Sync {
     /// The metadata of the container with this full 64-hex lowercase id, or `None` when no

@@ -27,6 +27,7 @@ use gala_meta::{FieldType, Registry, TableMeta};
 use crate::clock;
 use crate::egress::json::push_str;
 use crate::egress::kafka::KafkaProducer;
+use crate::labels::{CONTAINER_LABELS, PROCESS_LABELS, PROC_LABELS};
 use crate::logfile::{LogFileError, RotatingFile};
 use crate::ratelimit::{RateLimiter, Verdict};
 use crate::selfmetrics;
@@ -40,27 +41,6 @@ pub const MAX_FILE_BYTES: u64 = 100 * 1024 * 1024;
 
 /// How long the publisher waits at shutdown for queued Kafka messages to be delivered.
 pub const KAFKA_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Labels added to every process-level table (a key or label field named `tgid`).
-const TGID_LABELS: [&str; 7] = [
-    "comm",
-    "container_id",
-    "container_name",
-    "container_image",
-    "pod_id",
-    "pod",
-    "pod_namespace",
-];
-/// Labels added to the tables of entity `proc`.
-const PROC_LABELS: [&str; 2] = ["cmdline", "start_time"];
-/// Labels added to the tables of entity `container`.
-const CONTAINER_LABELS: [&str; 5] = [
-    "container_name",
-    "container_image",
-    "pod_id",
-    "pod",
-    "pod_namespace",
-];
 
 /// Why metadata could not be published.
 #[derive(Debug, thiserror::Error)]
@@ -107,7 +87,7 @@ pub fn render(table: &TableMeta, timestamp_ms: u64) -> Vec<u8> {
 
     let mut extras: Vec<&str> = Vec::new();
     if table.is_process_level() {
-        extras.extend(TGID_LABELS);
+        extras.extend(PROCESS_LABELS);
     }
     match table.entity.as_str() {
         "proc" => extras.extend(PROC_LABELS),

@@ -239,12 +239,10 @@ impl ProcCache {
     /// Called every second.
     pub fn refresh(&self) {
         let now = self.refreshes.fetch_add(1, Ordering::Relaxed) + 1;
-        let Ok(dir) = std::fs::read_dir(&self.roots.proc_root) else {
+        let Ok(pids) = gala_cgroup::pids(&self.roots.proc_root) else {
             return;
         };
-        let live: HashSet<u32> = dir
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-            .collect();
+        let live: HashSet<u32> = pids.collect();
         self.procs.write().retain(|pid, entry| match entry {
             // A process that exited goes; a pid found missing is looked for again once a
             // process holds it.

@@ -28,11 +28,9 @@ use regex::Regex;
 use crate::api::{ProbeSettings, ProcNameEntry};
 use cache::{ContainerEntry, ProcCache, ProcEntry};
 
-/// The names of the labels derived from processes and containers.
-pub const DERIVED: [&str; 9] = [
+/// The labels a process-level table gets (one with a `tgid` key or label).
+pub const PROCESS_LABELS: [&str; 7] = [
     "comm",
-    "cmdline",
-    "start_time",
     "container_id",
     "container_name",
     "container_image",
@@ -40,6 +38,24 @@ pub const DERIVED: [&str; 9] = [
     "pod",
     "pod_namespace",
 ];
+
+/// The labels the tables of entity `proc` also get.
+pub const PROC_LABELS: [&str; 2] = ["cmdline", "start_time"];
+
+/// The labels a table keyed by `container_id` gets (metadata lists them for entity
+/// `container`, as the original).
+pub const CONTAINER_LABELS: [&str; 5] = [
+    "container_name",
+    "container_image",
+    "pod_id",
+    "pod",
+    "pod_namespace",
+];
+
+/// Whether `name` is one of the derived labels.
+fn is_derived(name: &str) -> bool {
+    PROCESS_LABELS.contains(&name) || PROC_LABELS.contains(&name)
+}
 
 /// The value of a `pod_labels` label the pod does not have (the original's).
 pub const POD_LABEL_NOT_FOUND: &str = "not found";
@@ -228,7 +244,7 @@ impl Labels {
         }
         let Some(chosen) = chosen else { return };
         let mut put = |name: &str, value: &str| {
-            if !plan.fields.contains(name) && !DERIVED.contains(&name) && name != "machine_id" {
+            if !plan.fields.contains(name) && !is_derived(name) && name != "machine_id" {
                 put(sink, name, value.as_bytes());
             }
         };

@@ -92,12 +92,9 @@ impl ProcSnapshot {
         };
         let mut processes = Vec::new();
         let mut cpu_dirs: BTreeMap<String, CpuCgroupDir> = BTreeMap::new();
-        for entry in std::fs::read_dir(&roots.proc_root).map_err(list_error)? {
-            let entry = entry.map_err(list_error)?;
-            let Some(pid) = entry.file_name().to_str().and_then(parse_pid) else {
-                continue;
-            };
-            let Some((info, cpu_dir)) = read_process(&entry.path(), pid) else {
+        for pid in gala_cgroup::pids(&roots.proc_root).map_err(list_error)? {
+            let Some((info, cpu_dir)) = read_process(&roots.proc_root.join(pid.to_string()), pid)
+            else {
                 continue;
             };
             if let (Some(id), Some(dir)) = (&info.container_id, cpu_dir) {
@@ -147,14 +144,6 @@ impl ProcSnapshot {
     pub fn containers(&self) -> &BTreeMap<String, ContainerInfo> {
         &self.containers
     }
-}
-
-/// A `/proc` directory name as a pid; `None` for `self`, `sys`, ... and for pid 0.
-fn parse_pid(name: &str) -> Option<u32> {
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    name.parse().ok().filter(|&pid| pid != 0)
 }
 
 /// Reads one process from its `/proc/<pid>` directory. `None` when it has vanished: `stat`, which
@@ -282,24 +271,6 @@ mod tests {
         assert_eq!(parse_comm(b"nginx\n"), "nginx");
         assert_eq!(parse_comm(b"kworker/0:1H"), "kworker/0:1H");
         assert_eq!(parse_comm(b"a b\n\n"), "a b\n");
-    }
-
-    #[test]
-    fn only_positive_decimal_names_are_pids() {
-        assert_eq!(parse_pid("1"), Some(1));
-        assert_eq!(parse_pid("4194304"), Some(4_194_304));
-        for name in [
-            "0",
-            "",
-            "self",
-            "thread-self",
-            "+1",
-            "-1",
-            "99999999999",
-            "1a",
-        ] {
-            assert_eq!(parse_pid(name), None, "{name:?}");
-        }
     }
 
     #[test]

@@ -301,17 +301,10 @@ impl ConCollector {
         if missing.is_empty() {
             return;
         }
-        let Ok(entries) = fs::read_dir(ctx.root.path("/proc")) else {
+        let Ok(pids) = gala_cgroup::pids(&ctx.root.path("/proc")) else {
             return;
         };
-        for entry in entries.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u32>().ok())
-            else {
-                continue;
-            };
+        for pid in pids {
             let Ok(text) = ctx.root.read(format!("/proc/{pid}/cgroup")) else {
                 continue;
             };

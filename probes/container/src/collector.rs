@@ -97,18 +97,11 @@ impl Collector {
             .flat_map(|t| t.pids.iter().copied().chain([t.pid]))
             .collect();
         let proc_root = self.host.proc_root();
-        let entries = std::fs::read_dir(&proc_root).map_err(|source| Error::ListProc {
+        let pids = gala_cgroup::pids(&proc_root).map_err(|source| Error::ListProc {
             path: proc_root.clone(),
             source,
         })?;
-        for entry in entries.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u32>().ok())
-            else {
-                continue;
-            };
+        for pid in pids {
             if known.contains(&pid) {
                 continue;
             }

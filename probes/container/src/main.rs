@@ -41,12 +41,7 @@ fn main() -> anyhow::Result<()> {
             println!("{line}");
         }
         for record in &cycle.records {
-            let values: Vec<&dyn std::fmt::Display> = record
-                .values
-                .iter()
-                .map(|v| v as &dyn std::fmt::Display)
-                .collect();
-            if let Err(e) = probe.emit(record.table, &values) {
+            if let Err(e) = probe.emit_iter(record.table, &record.values) {
                 // A record its own meta file refuses is a bug of this probe: say so, go on.
                 println!("[ERROR] container: {e}");
             }
