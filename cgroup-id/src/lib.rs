@@ -15,4 +15,4 @@ pub use ids::{
     abbreviate_container_id, is_full_container_id, normalise_container_id_prefix, normalise_pod_id,
     FULL_CONTAINER_ID_LEN, SHORT_CONTAINER_ID_LEN,
 };
-pub use procfs::{parse_pid, pids};
+pub use procfs::{parse_pid, pids, read_into};

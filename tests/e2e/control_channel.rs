@@ -6,29 +6,12 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gala_e2e::{own_meta, workspace_bin, Daemon, Sample, Samples, Sandbox};
-
-const ECHO_META: &str = r#"
-version = "1.0.0";
-measurements: (
-  { table_name: "ipc_echo"; entity_name: "ipc_echo";
-    fields: (
-      { description: "probe"; type: "key"; name: "probe"; },
-      { description: "encoding of the channel"; type: "label"; name: "encoding"; },
-      { description: "snooper mode"; type: "label"; name: "mode"; },
-      { description: "enabled sub-items"; type: "label"; name: "subitems"; },
-      { description: "process snoopers"; type: "label"; name: "pids"; },
-      { description: "change flags"; type: "gauge"; name: "flags"; },
-      { description: "message sequence number"; type: "gauge"; name: "seq"; },
-      { description: "report period"; type: "gauge"; name: "report_period"; },
-    ); },
-);
-"#;
+use gala_e2e::{own_meta, workspace_bin, Daemon, Sample, Samples, Sandbox, IPC_ECHO_META};
 
 /// A sandbox where built-in `tcp` and custom `echo_json` are both the echo probe.
 fn sandbox() -> Sandbox {
     let mut sb = Sandbox::new();
-    sb.write_meta("ipc_echo.meta", ECHO_META);
+    sb.write_meta("ipc_echo.meta", IPC_ECHO_META);
     let echo = workspace_bin("ipc-echo-probe");
     std::fs::copy(&echo, sb.path().join("probes/tcpprobe")).expect("install tcpprobe");
     sb.add_custom_probe(

@@ -13,28 +13,11 @@ use gala_e2e::require;
 use gala_e2e::runtimes::{
     containerd_available, dockerd_available, pids_in_container, Containerd, Dockerd,
 };
-use gala_e2e::{own_meta, workspace_bin, Daemon, Samples, Sandbox};
+use gala_e2e::{own_meta, workspace_bin, Daemon, Samples, Sandbox, IPC_ECHO_META};
 use gala_gopher::containers::{
     ContainerLookup, ContainerMeta, RuntimeDirectory, RuntimeName, RuntimeSockets,
 };
 use gala_gopher::snooper::{RuntimeCli, RuntimeKind};
-
-const ECHO_META: &str = r#"
-version = "1.0.0";
-measurements: (
-  { table_name: "ipc_echo"; entity_name: "ipc_echo";
-    fields: (
-      { description: "probe"; type: "key"; name: "probe"; },
-      { description: "encoding of the channel"; type: "label"; name: "encoding"; },
-      { description: "snooper mode"; type: "label"; name: "mode"; },
-      { description: "enabled sub-items"; type: "label"; name: "subitems"; },
-      { description: "process snoopers"; type: "label"; name: "pids"; },
-      { description: "change flags"; type: "gauge"; name: "flags"; },
-      { description: "message sequence number"; type: "gauge"; name: "seq"; },
-      { description: "report period"; type: "gauge"; name: "report_period"; },
-    ); },
-);
-"#;
 
 /// A directory asking only `socket` as `runtime`, without CLI fallback: whatever it finds
 /// came through that API socket.
@@ -64,7 +47,7 @@ fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 /// `runtimes` as its `container_runtimes` section.
 fn echo_daemon(runtimes: &str) -> (Sandbox, Daemon) {
     let mut sb = Sandbox::new();
-    sb.write_meta("ipc_echo.meta", ECHO_META);
+    sb.write_meta("ipc_echo.meta", IPC_ECHO_META);
     let echo = workspace_bin("ipc-echo-probe");
     std::fs::copy(&echo, sb.path().join("probes/tcpprobe")).expect("install tcpprobe");
     // Unused, but the custom-probe file must exist.

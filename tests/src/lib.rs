@@ -810,6 +810,25 @@ pub fn own_meta(name: &str) -> String {
     )
 }
 
+/// The table of `ipc-echo-probe` (`tests/src/bin/`), which reports the configuration it was
+/// sent: encoding, snooper mode, sub-items, pids, change flags, sequence number, period.
+pub const IPC_ECHO_META: &str = r#"
+version = "1.0.0";
+measurements: (
+  { table_name: "ipc_echo"; entity_name: "ipc_echo";
+    fields: (
+      { description: "probe"; type: "key"; name: "probe"; },
+      { description: "encoding of the channel"; type: "label"; name: "encoding"; },
+      { description: "snooper mode"; type: "label"; name: "mode"; },
+      { description: "enabled sub-items"; type: "label"; name: "subitems"; },
+      { description: "process snoopers"; type: "label"; name: "pids"; },
+      { description: "change flags"; type: "gauge"; name: "flags"; },
+      { description: "message sequence number"; type: "gauge"; name: "seq"; },
+      { description: "report period"; type: "gauge"; name: "report_period"; },
+    ); },
+);
+"#;
+
 /// A meta file with two tables for the demo probe: `demo_latency` (entity `demo_http`,
 /// a histogram) and `demo_conn` (entity `demo_conn`, a counter and a gauge).
 pub const DEMO_META: &str = r#"

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::fmt::{self, Display};
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use gala_probe_sdk::SnooperMode;
@@ -333,35 +333,9 @@ fn is_gone(e: &io::Error) -> bool {
 /// report no size, and a short read means the end of a seq_file.
 fn read_into(dir: &mut PathBuf, name: &str, buf: &mut Vec<u8>) -> io::Result<()> {
     dir.push(name);
-    let file = std::fs::File::open(&*dir);
+    let read = gala_cgroup::read_into(dir, buf);
     dir.pop();
-    let mut file = file?;
-    buf.clear();
-    loop {
-        if buf.capacity() - buf.len() < 1024 {
-            buf.reserve(4096);
-        }
-        let len = buf.len();
-        let spare = buf.capacity() - len;
-        buf.resize(len + spare, 0);
-        match file.read(&mut buf[len..]) {
-            Ok(0) => {
-                buf.truncate(len);
-                return Ok(());
-            }
-            Ok(n) => {
-                buf.truncate(len + n);
-                if n < spare {
-                    return Ok(());
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => buf.truncate(len),
-            Err(e) => {
-                buf.truncate(len);
-                return Err(e);
-            }
-        }
-    }
+    read
 }
 
 /// The text of a procfs file; a command name that is not UTF-8 is replaced, not refused.

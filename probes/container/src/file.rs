@@ -3,37 +3,16 @@
 //! system calls of a cycle otherwise, and sizes of procfs and cgroupfs files are always 0 or
 //! 4096 — and noting, as a warning, a file that cannot be read or parsed.
 
-use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::path::Path;
 
 use crate::error::Error;
 use crate::parse;
 
-/// Most kernel files the probe reads fit in one page.
-const FIRST_READ: usize = 4096;
-
 /// The text of `path`.
 pub fn read_text(path: &Path) -> io::Result<String> {
-    let mut file = File::open(path)?;
-    let mut buf = Vec::with_capacity(FIRST_READ);
-    loop {
-        if buf.len() == buf.capacity() {
-            buf.reserve(FIRST_READ);
-        }
-        let len = buf.len();
-        let spare = buf.capacity() - len;
-        buf.resize(len + spare, 0);
-        match file.read(&mut buf[len..]) {
-            Ok(0) => {
-                buf.truncate(len);
-                break;
-            }
-            Ok(n) => buf.truncate(len + n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => buf.truncate(len),
-            Err(e) => return Err(e),
-        }
-    }
+    let mut buf = Vec::new();
+    gala_cgroup::read_into(path, &mut buf)?;
     String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
