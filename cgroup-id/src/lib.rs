@@ -1,6 +1,6 @@
 //! Container and pod identity from a process's cgroup membership: the parser of
 //! `/proc/<pid>/cgroup` (v1, v2 and hybrid), the normal forms of container and pod ids, and
-//! the listing of a proc tree's processes.
+//! the listing of a proc tree's processes, and the mount table where the hierarchies are.
 //! Shared by the daemon's snooper resolution and the probes that find containers themselves,
 //! which must not depend on the daemon crate.
 
@@ -8,6 +8,7 @@
 
 pub mod cgroup;
 pub mod ids;
+pub mod mountinfo;
 pub mod procfs;
 
 pub use cgroup::{container_of_path, parse_cgroup, CgroupIdentity, CpuCgroupDir};

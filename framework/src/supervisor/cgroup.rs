@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use gala_cgroup::mountinfo;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -66,50 +67,25 @@ pub struct Mount {
 
 /// The cgroup hierarchies of a `/proc/<pid>/mountinfo` text.
 pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
-    text.lines()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split(' ').collect();
-            let sep = fields.iter().position(|f| *f == "-")?;
-            let fs_type = *fields.get(sep + 1)?;
-            let mount_point = PathBuf::from(unescape_octal(fields.get(4)?));
-            match fs_type {
-                "cgroup2" => Some(Mount {
-                    mount_point,
-                    v2: true,
-                    controllers: Vec::new(),
-                }),
-                "cgroup" => Some(Mount {
-                    mount_point,
-                    v2: false,
-                    controllers: fields.get(sep + 3)?.split(',').map(str::to_owned).collect(),
-                }),
-                _ => None,
-            }
+    mountinfo::parse(text)
+        .filter_map(|m| {
+            let v2 = match m.fstype.as_str() {
+                "cgroup2" => true,
+                "cgroup" => false,
+                _ => return None,
+            };
+            let controllers = if v2 {
+                Vec::new()
+            } else {
+                m.super_options.split(',').map(str::to_owned).collect()
+            };
+            Some(Mount {
+                mount_point: PathBuf::from(m.mount_point),
+                v2,
+                controllers,
+            })
         })
         .collect()
-}
-
-/// mountinfo writes space, tab, newline and backslash in paths as `\ooo`.
-fn unescape_octal(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let octal = b
-            .get(i + 1..i + 4)
-            .filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
-        match octal {
-            Some(d) => {
-                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
-                i += 4;
-            }
-            None => {
-                out.push(b[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The path of the process's cgroup in the v2 hierarchy (`controller` `None`) or in the v1
@@ -526,8 +502,7 @@ mod tests {
     }
 
     #[test]
-    fn octal_escapes_and_odd_names() {
-        assert_eq!(unescape_octal(r"a\040b\134c\0"), r"a b\c\0");
+    fn odd_names() {
         assert_eq!(dir_name("my probe/../x"), "my_probe____x");
     }
 

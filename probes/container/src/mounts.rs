@@ -3,6 +3,8 @@
 
 use std::path::{Component, Path, PathBuf};
 
+use gala_cgroup::mountinfo;
+
 /// One mounted cgroup hierarchy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CgroupMount {
@@ -80,27 +82,15 @@ impl CgroupMounts {
 /// super options, the first mount of each hierarchy kept; malformed lines are skipped.
 pub fn parse_mountinfo(text: &str) -> CgroupMounts {
     let mut mounts = CgroupMounts::default();
-    for line in text.lines() {
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        let mut l = left.split(' ');
-        let (Some(root), Some(point)) = (l.nth(3), l.next()) else {
-            continue;
-        };
-        let mut r = right.split(' ');
-        let (Some(fstype), Some(_source), Some(options)) = (r.next(), r.next(), r.next()) else {
-            continue;
-        };
+    for m in mountinfo::parse(text) {
         let mount = CgroupMount {
-            root: unescape(root),
-            point: PathBuf::from(unescape(point)),
+            root: m.root,
+            point: PathBuf::from(m.mount_point),
         };
-        match fstype {
+        match m.fstype.as_str() {
             "cgroup2" if mounts.unified.is_none() => mounts.unified = Some(mount),
             "cgroup" => {
-                let controllers: Vec<String> = options
-                    .split(',')
+                let controllers: Vec<String> = (m.super_options.split(','))
                     .filter(|o| !matches!(*o, "rw" | "ro") && !o.contains("relatime"))
                     .map(str::to_owned)
                     .collect();
@@ -113,33 +103,6 @@ pub fn parse_mountinfo(text: &str) -> CgroupMounts {
         }
     }
     mounts
-}
-
-/// Undoes mountinfo's octal escapes (`\040` for a space, `\011`, `\012`, `\134`).
-fn unescape(field: &str) -> String {
-    if !field.contains('\\') {
-        return field.to_owned();
-    }
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes
-            .get(i + 1..i + 4)
-            .filter(|d| bytes[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)))
-            .map(|d| d.iter().fold(0u32, |acc, b| acc * 8 + u32::from(b - b'0')));
-        match octal.and_then(|v| u8::try_from(v).ok()) {
-            Some(b) => {
-                out.push(b);
-                i += 4;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

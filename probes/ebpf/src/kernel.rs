@@ -431,14 +431,9 @@ pub fn cgroup2_root() -> Option<PathBuf> {
 /// The mount point of the cgroup v2 hierarchy in `/proc/self/mountinfo` text: the first
 /// line whose file system type (after the ` - ` separator) is `cgroup2`.
 pub fn cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
-    mountinfo.lines().find_map(|line| {
-        let (mount, fs) = line.split_once(" - ")?;
-        if fs.split_whitespace().next()? != "cgroup2" {
-            return None;
-        }
-        // Fields: id, parent, major:minor, root, mount point, ...
-        mount.split_whitespace().nth(4).map(PathBuf::from)
-    })
+    gala_cgroup::mountinfo::parse(mountinfo)
+        .find(|m| m.fstype == "cgroup2")
+        .map(|m| PathBuf::from(m.mount_point))
 }
 
 #[cfg(test)]
