@@ -4,7 +4,8 @@
 //!
 //! [`ProcCache::refresh`], run every second, forgets the processes that exited (and the pids
 //! once found missing that a new process now holds), and the containers no process or
-//! series used for a minute. A process that exits and whose pid is reused by another within
+//! series used for a minute; when a series named a container none of the cached processes
+//! runs in, it reads every process to find it (at most every 10 s). A process that exits and whose pid is reused by another within
 //! one refresh keeps the first one's labels until the next: pids wrap only after `pid_max`
 //! (4,194,304 on 64-bit kernels), so this needs millions of processes started in a second.
 
@@ -26,6 +27,10 @@ const CONTAINER_IDLE_REFRESHES: u64 = 60;
 
 /// How long after a runtime knew nothing of a container it is asked again, in refreshes.
 const RETRY_REFRESHES: u64 = 30;
+
+/// The least time between two scans of every process for a container a series named, in
+/// refreshes: a series naming a container with no process here costs a scan this often.
+const SCAN_REFRESHES: u64 = 10;
 
 /// What the labels say of one process.
 #[derive(Debug)]
@@ -91,6 +96,8 @@ pub struct ProcCache {
     /// Whether a series named a container no process of the cache runs in: the next refresh
     /// scans `/proc` for containers.
     want_scan: std::sync::atomic::AtomicBool,
+    /// The refresh of the last such scan.
+    last_scan: AtomicU64,
     refreshes: AtomicU64,
     boot_time: u64,
     ticks_per_second: u64,
@@ -139,6 +146,7 @@ impl ProcCache {
             containers: RwLock::default(),
             ask,
             want_scan: Default::default(),
+            last_scan: AtomicU64::new(0),
             refreshes: AtomicU64::new(1),
             boot_time,
             ticks_per_second: u64::try_from(ticks).ok().filter(|&t| t > 0).unwrap_or(100),
@@ -249,7 +257,10 @@ impl ProcCache {
             Some(_) => live.contains(pid),
             None => !live.contains(pid),
         });
-        if self.want_scan.swap(false, Ordering::Relaxed) {
+        let last = self.last_scan.load(Ordering::Relaxed);
+        let scan_due = last == 0 || now.saturating_sub(last) >= SCAN_REFRESHES;
+        if scan_due && self.want_scan.swap(false, Ordering::Relaxed) {
+            self.last_scan.store(now, Ordering::Relaxed);
             for &pid in &live {
                 if !self.procs.read().contains_key(&pid) {
                     self.process(pid);

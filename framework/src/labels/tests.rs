@@ -269,3 +269,21 @@ fn every_output_writes_the_labels_in_its_own_syntax() {
         "custom labels"
     );
 }
+
+#[test]
+fn a_container_named_first_by_a_container_table_is_found_by_the_next_refresh() {
+    let dir = tempfile::tempdir().unwrap();
+    proc_tree(dir.path());
+    let l = labels(dir.path(), None);
+    assert_eq!(
+        write(&l, 2, None, &["0123456789ab", "1"]),
+        [],
+        "not known yet"
+    );
+    l.cache().refresh();
+    assert_eq!(
+        write(&l, 2, None, &["0123456789ab", "1"]),
+        pairs(&[("pod_id", POD)]),
+        "found by reading every process; no runtime: no names"
+    );
+}
