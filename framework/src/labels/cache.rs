@@ -37,12 +37,24 @@ const SCAN_REFRESHES: u64 = 10;
 pub struct ProcEntry {
     /// `/proc/<pid>/comm`.
     pub comm: String,
-    /// `/proc/<pid>/cmdline`, NULs as spaces, at most [`CMDLINE_LABEL_MAX`] bytes.
+    /// `/proc/<pid>/cmdline`, NULs as spaces, at most 4095 bytes (what `proc_name` entries
+    /// match).
     pub cmdline: String,
     /// When the process started, seconds since the epoch (0 when unknown).
     pub start_time: u64,
     /// The container it runs in.
     pub container: Option<Arc<ContainerEntry>>,
+}
+
+impl ProcEntry {
+    /// The `cmdline` label: the command line's first [`CMDLINE_LABEL_MAX`] bytes.
+    pub fn cmdline_label(&self) -> &str {
+        let mut end = self.cmdline.len().min(CMDLINE_LABEL_MAX);
+        while !self.cmdline.is_char_boundary(end) {
+            end -= 1;
+        }
+        &self.cmdline[..end]
+    }
 }
 
 /// What the labels say of one container.
@@ -217,7 +229,7 @@ impl ProcCache {
             .map(|id| self.container_entry(id, info.pod_id.clone()));
         Some(ProcEntry {
             comm: info.comm,
-            cmdline: truncate(info.cmdline, CMDLINE_LABEL_MAX),
+            cmdline: info.cmdline,
             start_time,
             container,
         })
@@ -308,31 +320,33 @@ pub fn parse_btime(stat: &str) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// `s` cut to at most `max` bytes, on a character boundary.
-fn truncate(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn btime_and_truncation() {
+    fn the_cmdline_label_is_cut_on_a_character() {
+        let entry = |cmdline: String| ProcEntry {
+            comm: String::new(),
+            cmdline,
+            start_time: 0,
+            container: None,
+        };
+        let long = format!("{}é tail", "a".repeat(CMDLINE_LABEL_MAX - 1));
+        assert_eq!(
+            entry(long).cmdline_label(),
+            "a".repeat(CMDLINE_LABEL_MAX - 1)
+        );
+        assert_eq!(entry("java -jar x".into()).cmdline_label(), "java -jar x");
+    }
+
+    #[test]
+    fn btime_is_read() {
         assert_eq!(
             parse_btime("cpu 1 2\nbtime 1765000000\nprocesses 9\n"),
             Some(1765000000)
         );
         assert_eq!(parse_btime("cpu 1 2\n"), None);
-        assert_eq!(truncate("aé".into(), 2), "a");
-        assert_eq!(truncate("abc".into(), 5), "abc");
     }
 
     #[test]
@@ -343,7 +357,7 @@ mod tests {
             me.comm,
             crate::snooper::parse_comm(&std::fs::read("/proc/self/comm").unwrap())
         );
-        assert!(me.cmdline.len() <= CMDLINE_LABEL_MAX);
+        assert!(me.cmdline_label().len() <= CMDLINE_LABEL_MAX);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()

@@ -125,29 +125,36 @@ impl ProbeLabels {
         )
     }
 
-    /// `custom` labels, the `pod_labels` to copy, and the labels of `proc_names` entries.
+    /// `custom` labels, the `pod_labels` to copy, and the labels of `proc_names` entries. A
+    /// name is used once: by the first `pod_labels` entry that has it, else by the
+    /// `proc_name` labels, else by `custom`.
     pub fn new(
         custom: &BTreeMap<String, String>,
         pod_labels: &[String],
         proc_names: &[ProcNameEntry],
     ) -> Self {
-        let custom = (custom.iter())
-            .filter_map(|(k, v)| Some((label_name(k)?, v.clone())))
-            .collect();
-        let pod_labels = (pod_labels.iter())
+        let mut taken = HashSet::new();
+        let pod_labels: Vec<_> = (pod_labels.iter())
             .filter_map(|k| Some((label_name(k)?, k.clone())))
+            .filter(|(name, _)| taken.insert(name.clone()))
             .collect();
-        let proc_names = (proc_names.iter())
+        let proc_names: Vec<_> = (proc_names.iter())
             .filter_map(|p| {
                 let (name, value) = p.label.as_ref()?;
+                let name = label_name(name).filter(|n| !taken.contains(n))?;
                 Some(ProcNameLabel {
                     // Accepted by the REST layer, which compiled it.
                     comm: Regex::new(&p.comm).ok()?,
                     cmdline: p.cmdline.clone(),
-                    name: label_name(name)?,
+                    name,
                     value: value.clone(),
                 })
             })
+            .collect();
+        taken.extend(proc_names.iter().map(|l| l.name.clone()));
+        let custom = (custom.iter())
+            .filter_map(|(k, v)| Some((label_name(k)?, v.clone())))
+            .filter(|(name, _)| !taken.contains(name))
             .collect();
         ProbeLabels {
             custom,
@@ -287,7 +294,7 @@ fn write_process(plan: &TablePlan, p: &ProcEntry, sink: &mut impl LabelSink) {
         put(sink, "comm", p.comm.as_bytes());
     }
     if plan.proc_entity {
-        put(sink, "cmdline", p.cmdline.as_bytes());
+        put(sink, "cmdline", p.cmdline_label().as_bytes());
         if p.start_time > 0 {
             put(
                 sink,

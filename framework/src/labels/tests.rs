@@ -287,3 +287,34 @@ fn a_container_named_first_by_a_container_table_is_found_by_the_next_refresh() {
         "found by reading every process; no runtime: no names"
     );
 }
+
+#[test]
+fn a_chosen_name_is_used_once() {
+    let custom = BTreeMap::from([
+        ("app".to_string(), "custom".to_string()),
+        ("team".into(), "sre".into()),
+    ]);
+    let pods = ["app".to_string(), "app".into(), "tier".into()];
+    let procs = [
+        ProcNameEntry {
+            comm: "x".into(),
+            cmdline: String::new(),
+            label: Some(("tier".into(), "p".into())),
+        },
+        ProcNameEntry {
+            comm: "y".into(),
+            cmdline: String::new(),
+            label: Some(("team".into(), "p".into())),
+        },
+    ];
+    let l = ProbeLabels::new(&custom, &pods, &procs);
+    let pod_names: Vec<&str> = l.pod_labels.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(pod_names, ["app", "tier"]);
+    let proc_names: Vec<&str> = l.proc_names.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(proc_names, ["team"], "tier is a pod label's");
+    assert!(
+        l.custom.is_empty(),
+        "app and team are taken: {:?}",
+        l.custom
+    );
+}
