@@ -176,10 +176,8 @@ fn ext4_dir() -> (PathBuf, Option<LoopExt4>) {
     (fs.path(), Some(fs))
 }
 
-/// What one `io` command measured: open, and (min, max) of read, write, fsync; `wall` is
-/// the whole command as the test saw it.
+/// What one `io` command measured: open, and (min, max) of read, write, fsync.
 struct IoTimes {
-    wall: u64,
     open: u64,
     read: (u64, u64),
     write: (u64, u64),
@@ -187,10 +185,8 @@ struct IoTimes {
 }
 
 fn io(w: &mut Workload, dir: &str) -> IoTimes {
-    let t0 = std::time::Instant::now();
     let v = w.cmd(&format!("io {dir} 8 1048576"));
     IoTimes {
-        wall: t0.elapsed().as_nanos() as u64,
         open: v[0],
         read: (v[1], v[2]),
         write: (v[3], v[4]),
@@ -232,9 +228,11 @@ fn io_latency_maxima_lie_within_the_measured_durations() {
         "",
     );
     let before = wait_report_boundary(&d, &mut w);
+    let started = std::time::Instant::now();
     let ext4 = io(&mut w, disk);
     let tmpfs = io(&mut w, shm);
     let s = wait_next_report(&d, pid, &before);
+    let window = started.elapsed().as_nanos() as u64;
     let m = |name: &str| metric(&s, name, pid);
 
     let max = |a: (u64, u64), b: (u64, u64)| a.1.max(b.1);
@@ -261,8 +259,10 @@ fn io_latency_maxima_lie_within_the_measured_durations() {
 
     // 8 MiB written and fsynced on ext4: bios larger than 4 KiB from this process; waiting
     // for them is iowait. Most are queued by the fsyncs, but open, write and close queue
-    // metadata bios of their own (an inode-table read took 1.2 ms once, longer than any
-    // fsync), so the bound is the whole command.
+    // bios of their own that the command does not wait for (one took 2 s on the loop
+    // device under a loaded CI machine, long after its 13 ms command): the bound is the
+    // window from the first command to the report, inside which every bio of this process
+    // was issued and completed.
     assert!(
         m("proc_greater_4k_io_write").unwrap_or(0) > 0,
         "{}",
@@ -270,9 +270,8 @@ fn io_latency_maxima_lie_within_the_measured_durations() {
     );
     let bio = m("proc_bio_latency").expect("bio_latency");
     assert!(
-        bio > 0 && bio <= ext4.wall,
-        "bio_latency {bio}, the command took {} ns",
-        ext4.wall
+        bio > 0 && bio <= window,
+        "bio_latency {bio}, the commands and the report took {window} ns"
     );
     assert_eq!(m("proc_bio_err_count"), Some(0));
     let iowait = m("proc_iowait_ns").expect("iowait_ns");
