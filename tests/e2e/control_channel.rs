@@ -6,24 +6,11 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gala_e2e::{own_meta, workspace_bin, Daemon, Sample, Samples, Sandbox, IPC_ECHO_META};
+use gala_e2e::{Daemon, Sample, Samples, Sandbox};
 
 /// A sandbox where built-in `tcp` and custom `echo_json` are both the echo probe.
 fn sandbox() -> Sandbox {
-    let mut sb = Sandbox::new();
-    sb.write_meta("ipc_echo.meta", IPC_ECHO_META);
-    let echo = workspace_bin("ipc-echo-probe");
-    std::fs::copy(&echo, sb.path().join("probes/tcpprobe")).expect("install tcpprobe");
-    sb.add_custom_probe(
-        "echo_json",
-        &format!("#!/bin/sh\nexec {}\n", echo.display()),
-        &own_meta("echo_json"),
-    );
-    sb.write_config(
-        "max_tables_num = 16; max_records_num = 100; max_metrics_num = 16; record_timeout = 60;",
-        "supervisor = { stop_grace = 2; snooper_period = 1; };",
-    );
-    sb
+    Sandbox::with_echo_probe("")
 }
 
 /// The echo record of `probe`, once `pred` accepts it.

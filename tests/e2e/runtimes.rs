@@ -13,7 +13,7 @@ use gala_e2e::require;
 use gala_e2e::runtimes::{
     containerd_available, dockerd_available, pids_in_container, Containerd, Dockerd,
 };
-use gala_e2e::{own_meta, workspace_bin, Daemon, Samples, Sandbox, IPC_ECHO_META};
+use gala_e2e::{Daemon, Samples, Sandbox};
 use gala_gopher::containers::{
     ContainerLookup, ContainerMeta, RuntimeDirectory, RuntimeName, RuntimeSockets,
 };
@@ -46,22 +46,7 @@ fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 /// A daemon whose built-in `tcp` is the echo probe, re-resolving snoopers every second, with
 /// `runtimes` as its `container_runtimes` section.
 fn echo_daemon(runtimes: &str) -> (Sandbox, Daemon) {
-    let mut sb = Sandbox::new();
-    sb.write_meta("ipc_echo.meta", IPC_ECHO_META);
-    let echo = workspace_bin("ipc-echo-probe");
-    std::fs::copy(&echo, sb.path().join("probes/tcpprobe")).expect("install tcpprobe");
-    // Unused, but the custom-probe file must exist.
-    sb.add_custom_probe(
-        "echo_json",
-        &format!("#!/bin/sh\nexec {}\n", echo.display()),
-        &own_meta("echo_json"),
-    );
-    sb.write_config(
-        "max_tables_num = 16; max_records_num = 100; max_metrics_num = 16; record_timeout = 60;",
-        &format!(
-            "supervisor = {{ stop_grace = 2; snooper_period = 1; }};\ncontainer_runtimes = {{ {runtimes} }};"
-        ),
-    );
+    let sb = Sandbox::with_echo_probe(&format!("container_runtimes = {{ {runtimes} }};"));
     let d = sb.start();
     (sb, d)
 }

@@ -345,6 +345,26 @@ paths = {{
         path
     }
 
+    /// A sandbox where built-in `tcp` and custom `echo_json` are both `ipc-echo-probe`, which
+    /// reports the configuration it was sent ([`IPC_ECHO_META`]); snoopers are resolved every
+    /// second, probes stop within 2 s, and `extra` is appended to the config.
+    pub fn with_echo_probe(extra: &str) -> Sandbox {
+        let mut sb = Sandbox::new();
+        sb.write_meta("ipc_echo.meta", IPC_ECHO_META);
+        let echo = workspace_bin("ipc-echo-probe");
+        std::fs::copy(&echo, sb.path().join("probes/tcpprobe")).expect("install tcpprobe");
+        sb.add_custom_probe(
+            "echo_json",
+            &format!("#!/bin/sh\nexec {}\n", echo.display()),
+            &own_meta("echo_json"),
+        );
+        sb.write_config(
+            "max_tables_num = 16; max_records_num = 100; max_metrics_num = 16; record_timeout = 60;",
+            &format!("supervisor = {{ stop_grace = 2; snooper_period = 1; }};\n{extra}"),
+        );
+        sb
+    }
+
     /// A sandbox with the baseinfo probe (`system_infos`) and its meta files installed, and a
     /// config that resolves snoopers every second and stops probes within 2 s.
     pub fn with_baseinfo() -> Sandbox {
