@@ -66,8 +66,8 @@ pub struct ContainerEntry {
     pub short_id: String,
     /// The pod's uid from the cgroup path, dashed.
     pub pod_uid: Option<String>,
-    /// What the runtime said, once it answered.
-    meta: OnceLock<ContainerMeta>,
+    /// What the runtime said, once it answered, and the `pod` label made of it.
+    meta: OnceLock<(ContainerMeta, Option<String>)>,
     /// The refresh at which it was last used, or when to ask the runtime again.
     last_used: AtomicU64,
     retry_at: AtomicU64,
@@ -87,7 +87,21 @@ impl ContainerEntry {
 
     /// What the runtime said of the container, once it answered.
     pub fn meta(&self) -> Option<&ContainerMeta> {
-        self.meta.get()
+        self.meta.get().map(|(meta, _)| meta)
+    }
+
+    /// The `pod` label, `<namespace>/<name>`, once the runtime gave both.
+    pub fn pod(&self) -> Option<&str> {
+        self.meta.get().and_then(|(_, pod)| pod.as_deref())
+    }
+
+    /// Keeps what the runtime said (the first answer).
+    fn set_meta(&self, meta: ContainerMeta) {
+        let pod = match (&meta.pod_namespace, &meta.pod_name) {
+            (Some(namespace), Some(name)) => Some(format!("{namespace}/{name}")),
+            _ => None,
+        };
+        let _ = self.meta.set((meta, pod));
     }
 
     /// The pod's uid: the runtime's, else the cgroup path's.
@@ -131,7 +145,7 @@ impl ProcCache {
                 .spawn(move || {
                     for entry in rx {
                         match lookup.lookup(&entry.full_id) {
-                            Some(meta) => drop(entry.meta.set(meta)),
+                            Some(meta) => entry.set_meta(meta),
                             None => {
                                 let now = entry.last_used.load(Ordering::Relaxed);
                                 entry

@@ -315,18 +315,11 @@ fn write_container(plan: &TablePlan, c: &ContainerEntry, sink: &mut impl LabelSi
     let image = meta.and_then(|m| m.image.as_deref()).unwrap_or_default();
     put(sink, "container_image", image.as_bytes());
     put(sink, "pod_id", c.pod_uid().unwrap_or_default().as_bytes());
-    let (pod, namespace) = (
-        meta.and_then(|m| m.pod_name.as_deref()),
-        meta.and_then(|m| m.pod_namespace.as_deref()),
-    );
-    if let (Some(name), Some(namespace)) = (pod, namespace) {
-        put(sink, "pod", format!("{namespace}/{name}").as_bytes());
-    }
-    put(
-        sink,
-        "pod_namespace",
-        namespace.unwrap_or_default().as_bytes(),
-    );
+    put(sink, "pod", c.pod().unwrap_or_default().as_bytes());
+    let namespace = meta
+        .and_then(|m| m.pod_namespace.as_deref())
+        .unwrap_or_default();
+    put(sink, "pod_namespace", namespace.as_bytes());
 }
 
 /// Writes a label unless its value is empty.
